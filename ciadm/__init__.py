@@ -1,0 +1,1 @@
+"""ciadm: the operator's command-line client of the orchestrator's AdminService."""

@@ -1,0 +1,1 @@
+"""cidev: the developer's command-line tool: validate, inspect and run workflows."""

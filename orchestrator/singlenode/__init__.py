@@ -1,0 +1,1 @@
+"""Single-node mode: integration + orchestrator in one process on embedded defaults."""

@@ -1,0 +1,41 @@
+"""Shared fixtures: real services, isolated per test run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests import services
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED = REPO_ROOT.parent / "shared"
+
+
+@pytest.fixture
+def pg_database() -> Iterator[str]:
+    """DSN of a fresh, empty PostgreSQL database, dropped after the test."""
+    name = services.create_database()
+    try:
+        yield services.pg_dsn(name)
+    finally:
+        services.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def amqp_vhost_url() -> Iterator[str]:
+    """amqp:// URL of a RabbitMQ vhost of this test run, deleted at the end."""
+    vhost = services.create_vhost()
+    try:
+        yield services.amqp_url(vhost)
+    finally:
+        services.delete_vhost(vhost)
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    """../shared/fixtures: real forge payloads and API schemas."""
+    path = SHARED / "fixtures"
+    assert path.is_dir(), f"{path} is missing: the tests need ../shared beside the checkout"
+    return path
