@@ -28,13 +28,15 @@ def _encodings(value: str) -> set[str]:
         text = enc(raw).decode()
         forms.add(text)
         forms.add(text.rstrip("="))
-    # A value embedded in base64 at offset 1 or 2 encodes differently; the
-    # stable middle part of each shift still identifies it.
-    for shift in (1, 2):
-        text = base64.b64encode(b"\0" * shift + raw).decode().rstrip("=")
-        skip = (shift * 4 + 2) // 3 + 1
-        if len(text) - skip - 2 >= MIN_SECRET_LENGTH:
-            forms.add(text[skip:-2])
+    # Inside a longer base64 blob the value's encoding depends on its offset
+    # modulo 3 and on its neighbours; only the characters whose six bits all
+    # come from the value are stable, so mask those for each of the 3 offsets.
+    for shift in range(3):
+        text = base64.b64encode(b"\0" * shift + raw + b"\0\0").decode()
+        first = -(-8 * shift // 6)
+        last = 8 * (shift + len(raw)) // 6
+        if last - first >= MIN_SECRET_LENGTH:
+            forms.add(text[first:last])
     forms.add(urllib.parse.quote(value, safe=""))
     forms.add(raw.hex())
     return {f for f in forms if len(f) >= MIN_SECRET_LENGTH}
