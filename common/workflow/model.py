@@ -1,0 +1,74 @@
+"""The typed workflow model: what a ``.solstice/workflow.kdl`` means once validated.
+
+Every instance built by the parser has passed validation, so consumers (the
+scheduler, the runner, ``cidev``) never re-check ids, names or durations.
+Positions in the source are deliberately not part of the model: two files that
+say the same thing produce equal models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# An ordered list of NAME=value pairs; a tuple keeps the model hashable and frozen.
+Env = tuple[tuple[str, str], ...]
+
+
+def merge_env(*levels: Env) -> Env:
+    """The env a step sees: later levels override earlier ones.
+
+    Call it as ``merge_env(workflow.env, job.env, step.env)``. A name keeps the
+    position where it was first set; its value is the last one given.
+    Secrets are not part of any level: they never share a name with an env
+    variable of their job (validation rejects that), so they are added after.
+    """
+    merged: dict[str, str] = {}
+    for level in levels:
+        merged.update(level)
+    return tuple(merged.items())
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One command of a job, run by the runner inside the job's VM."""
+
+    run: str
+    name: str | None = None
+    env: Env = ()
+    timeout: float | None = None  # seconds
+    workdir: str | None = None  # relative to the checkout
+    continue_on_error: bool = False
+
+    @property
+    def title(self) -> str:
+        """The step's name, or the first line of its script when it has none."""
+        return self.name or self.run.strip().splitlines()[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A group of steps that run in order in one throw-away VM."""
+
+    id: str
+    runs_on: str
+    steps: tuple[Step, ...]
+    env: Env = ()
+    timeout: float | None = None  # seconds
+    needs: tuple[str, ...] = ()
+    secrets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Workflow:
+    """The whole file: jobs in the order written, plus workflow-wide env."""
+
+    jobs: tuple[Job, ...]
+    name: str | None = None
+    env: Env = ()
+
+    def job(self, job_id: str) -> Job:
+        """The job with id ``job_id``; KeyError if there is none."""
+        for job in self.jobs:
+            if job.id == job_id:
+                return job
+        raise KeyError(job_id)

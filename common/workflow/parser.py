@@ -1,0 +1,333 @@
+"""Workflow files to the typed model, with every problem reported in one pass.
+
+The checker walks the raw KDL tree once. Each node kind has one method that
+checks its shape (properties, arguments, children) and returns the model
+object, or None when it is too broken to build; problems are collected, never
+raised mid-walk, so the user sees all of them at once.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from common.workflow.checks import NodeChecker
+from common.workflow.errors import WorkflowError, WorkflowInvalid, WorkflowNotFound
+from common.workflow.graph import find_cycles
+from common.workflow.model import Env, Job, Step, Workflow
+from common.workflow.names import ENV_NAME_RULE, ID_RULE, is_env_name, is_id, workdir_problem
+from common.workflow.syntax import KdlSyntaxError, RawNode, parse_kdl
+from common.workflow.values import BOOLEAN, STRING, typed
+
+DEFAULT_PATH = Path(".solstice/workflow.kdl")
+
+_WORKFLOW_PROPS = {"name": STRING}
+_JOB_PROPS = {"id": STRING, "runs_on": STRING, "timeout": STRING}
+_STEP_PROPS = {
+    "name": STRING,
+    "run": STRING,
+    "timeout": STRING,
+    "workdir": STRING,
+    "continue_on_error": BOOLEAN,
+}
+_WORKFLOW_CHILDREN = ("env", "job")
+_JOB_CHILDREN = ("env", "needs", "secret", "step")
+_STEP_CHILDREN = ("env", "run")
+
+
+@dataclass(frozen=True, slots=True)
+class _Need:
+    job_id: str
+    start: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Secret:
+    name: str
+    start: int
+
+
+@dataclass(frozen=True, slots=True)
+class _JobDraft:
+    """A checked job plus what the cross-job checks need to point at."""
+
+    job: Job | None
+    id: str | None
+    path: str
+    start: int
+    id_start: int
+    needs: tuple[_Need, ...]
+    secrets: tuple[_Secret, ...]
+
+
+class _Checker(NodeChecker):
+    # -- steps ----------------------------------------------------------------
+
+    def run_node(self, node: RawNode, path: str) -> tuple[str, int] | None:
+        run_path = f"{path} > run"
+        self.untagged(node, run_path)
+        self.no_children(node, run_path)
+        for prop in node.props:
+            self.error(prop.start, run_path, f'unknown property "{prop.key}" (run takes one string argument)')
+        if len(node.args) != 1:
+            if node.args:
+                self.error(node.args[1].start, run_path, "run takes exactly one string argument")
+            else:
+                self.error(node.start, run_path, "run takes exactly one string argument")
+            return None
+        value, problem = typed(node.args[0], STRING)
+        if problem:
+            self.error(node.args[0].start, run_path, f"run script {problem}")
+            return None
+        return str(value), node.args[0].start
+
+    def step(self, node: RawNode, path: str) -> Step | None:
+        self.untagged(node, path)
+        self.no_args(node, path)
+        found = self.props(node, path, _STEP_PROPS)
+        env_nodes: list[RawNode] = []
+        run = found.get("run")
+        # A run property of the wrong type is already reported; saying the
+        # step has no run as well would send the user looking for the wrong fix.
+        ok = run is not None or not any(prop.key == "run" for prop in node.props)
+        for child in node.children:
+            if child.name == "env":
+                env_nodes.append(child)
+            elif child.name == "run":
+                script = self.run_node(child, path)
+                if run is not None:
+                    self.error(child.start, path, f"run is given twice (first at {self.at(run[1])})")
+                    ok = False
+                elif script is None:
+                    ok = False
+                run = run or script
+            else:
+                self.unknown_child(child, path, _STEP_CHILDREN)
+        env = self.env(env_nodes, path)
+        if run is None:
+            if ok:
+                self.error(node.start, path, 'step has no "run": add run="..." or a run child node')
+            return None
+        script, run_at = str(run[0]), run[1]
+        if not script.strip():
+            self.error(run_at, path, "run script is empty")
+        name = self.single_line(found, "name", path)
+        workdir = None
+        if "workdir" in found:
+            workdir, offset = str(found["workdir"][0]), found["workdir"][1]
+            problem = workdir_problem(workdir)
+            if problem:
+                self.error(offset, path, f"workdir {json.dumps(workdir)} {problem}")
+        timeout = self.timeout(found, path)
+        return Step(
+            run=script,
+            name=name,
+            env=env,
+            timeout=timeout,
+            workdir=workdir,
+            continue_on_error=bool(found.get("continue_on_error", (False, 0))[0]),
+        )
+
+    # -- jobs -----------------------------------------------------------------
+
+    def job(self, node: RawNode, number: int) -> _JobDraft:
+        found_id = next((p for p in node.props if p.key == "id"), None)
+        raw_id = found_id.value.value.value if found_id else None
+        label = raw_id if isinstance(raw_id, str) and raw_id else f"#{number}"
+        path = f'job "{label}"' if label != f"#{number}" else f"job #{number}"
+        self.untagged(node, path)
+        self.no_args(node, path)
+        found = self.props(node, path, _JOB_PROPS)
+        job_id: str | None = None
+        id_start = node.start
+        if "id" not in found:
+            if found_id is None:
+                self.error(node.start, path, 'job is missing required property "id"')
+        else:
+            text, id_start = str(found["id"][0]), found["id"][1]
+            if is_id(text):
+                job_id = text
+            else:
+                self.error(id_start, path, f"invalid job id {json.dumps(text)}: use {ID_RULE}")
+        runs_on = None
+        if "runs_on" not in found:
+            if not any(p.key == "runs_on" for p in node.props):
+                self.error(node.start, path, 'job is missing required property "runs_on"')
+        else:
+            text, offset = str(found["runs_on"][0]), found["runs_on"][1]
+            if is_id(text):
+                runs_on = text
+            else:
+                self.error(offset, path, f"invalid runs_on label {json.dumps(text)}: use {ID_RULE}")
+        timeout = self.timeout(found, path)
+
+        env_nodes: list[RawNode] = []
+        steps: list[Step | None] = []
+        needs: dict[str, int] = {}
+        secrets: dict[str, int] = {}
+        for child in node.children:
+            if child.name == "env":
+                env_nodes.append(child)
+            elif child.name == "step":
+                steps.append(self.step(child, f"{path} > step #{len(steps) + 1}"))
+            elif child.name in ("needs", "secret"):
+                self.list_node(child, path, needs if child.name == "needs" else secrets)
+            else:
+                self.unknown_child(child, path, _JOB_CHILDREN)
+        env = self.env(env_nodes, path)
+        if not steps:
+            self.error(node.start, path, "job has no steps: add at least one step")
+        draft_needs = tuple(_Need(job_id, offset) for job_id, offset in needs.items())
+        job = None
+        if job_id and runs_on and steps and all(steps):
+            job = Job(
+                id=job_id,
+                runs_on=runs_on,
+                steps=tuple(s for s in steps if s is not None),
+                env=env,
+                timeout=timeout,
+                needs=tuple(needs),
+                secrets=tuple(secrets),
+            )
+        draft_secrets = tuple(_Secret(name, offset) for name, offset in secrets.items())
+        return _JobDraft(job, job_id, path, node.start, id_start, draft_needs, draft_secrets)
+
+    def list_node(self, node: RawNode, path: str, into: dict[str, int]) -> None:
+        """Check a ``needs`` or ``secret`` node and add its names to ``into``."""
+        list_path = f"{path} > {node.name}"
+        self.untagged(node, list_path)
+        self.no_children(node, list_path)
+        for prop in node.props:
+            self.error(prop.start, list_path, f'unknown property "{prop.key}" ({node.name} takes names as arguments)')
+        for name, offset in self.string_args(node, list_path):
+            if node.name == "secret" and not is_env_name(name):
+                self.error(offset, list_path, f"invalid secret name {json.dumps(name)}: use {ENV_NAME_RULE}")
+            elif name in into:
+                self.error(offset, list_path, f"{json.dumps(name)} is listed twice (first at {self.at(into[name])})")
+            else:
+                into[name] = offset
+
+    # -- the whole file -------------------------------------------------------
+
+    def document(self, nodes: list[RawNode]) -> Workflow | None:
+        roots = [n for n in nodes if n.name == "workflow"]
+        for node in nodes:
+            if node.name != "workflow":
+                self.error(node.start, "", f'unknown top-level node "{node.name}" (expected "workflow")')
+        if not roots:
+            if not nodes:
+                self.error(0, "", 'no "workflow" node: the file must contain one workflow { ... } node')
+            return None
+        for extra in roots[1:]:
+            self.error(extra.start, "workflow", f'only one "workflow" node is allowed (first at {self.at(roots[0].start)})')
+        return self.workflow(roots[0])
+
+    def workflow(self, node: RawNode) -> Workflow | None:
+        path = "workflow"
+        self.untagged(node, path)
+        self.no_args(node, path)
+        found = self.props(node, path, _WORKFLOW_PROPS)
+        name = self.single_line(found, "name", path)
+        env_nodes: list[RawNode] = []
+        drafts: list[_JobDraft] = []
+        for child in node.children:
+            if child.name == "env":
+                env_nodes.append(child)
+            elif child.name == "job":
+                drafts.append(self.job(child, len(drafts) + 1))
+            else:
+                self.unknown_child(child, path, _WORKFLOW_CHILDREN)
+        env = self.env(env_nodes, path)
+        if not drafts:
+            self.error(node.start, path, "workflow has no jobs: add at least one job")
+        self.check_graph(drafts)
+        self.check_secrets(drafts, env)
+        if self._found or not all(d.job for d in drafts):
+            return None
+        return Workflow(jobs=tuple(d.job for d in drafts if d.job), name=name, env=env)
+
+    def check_graph(self, drafts: list[_JobDraft]) -> None:
+        first: dict[str, _JobDraft] = {}
+        for draft in drafts:
+            if draft.id is None:
+                continue
+            if draft.id in first:
+                self.error(
+                    draft.id_start, draft.path,
+                    f'duplicate job id "{draft.id}" (first defined at {self.at(first[draft.id].start)})',
+                )
+            else:
+                first[draft.id] = draft
+        graph: dict[str, list[str]] = {draft_id: [] for draft_id in first}
+        for draft in drafts:
+            for need in draft.needs:
+                if need.job_id == draft.id:
+                    self.error(need.start, f"{draft.path} > needs", "a job cannot need itself")
+                elif need.job_id not in first:
+                    self.error(need.start, f"{draft.path} > needs", f'needs unknown job "{need.job_id}"')
+                elif draft.id is not None and first[draft.id] is draft:
+                    graph[draft.id].append(need.job_id)
+        for cycle in find_cycles(graph):
+            draft = first[cycle[0]]
+            need = next(n for n in draft.needs if n.job_id == cycle[1])
+            self.error(need.start, f"{draft.path} > needs", "needs cycle: " + " -> ".join(cycle))
+
+
+    def check_secrets(self, drafts: list[_JobDraft], workflow_env: Env) -> None:
+        """A secret reaches the steps as an env variable of the same name, so
+        an env variable of that name anywhere in the job would be ambiguous."""
+        for draft in drafts:
+            job = draft.job
+            if job is None or not draft.secrets:
+                continue
+            levels = [("workflow env", workflow_env), ("job env", job.env)]
+            levels += [(f"step #{n} env", step.env) for n, step in enumerate(job.steps, start=1) if step.env]
+            for secret in draft.secrets:
+                where = [level for level, env in levels if any(name == secret.name for name, _ in env)]
+                if where:
+                    self.error(
+                        secret.start, f"{draft.path} > secret",
+                        f'secret "{secret.name}" is also set as a variable by {", ".join(where)}: '
+                        "a secret and an env variable cannot share a name",
+                    )
+
+
+def parse_workflow(text: str, filename: str = str(DEFAULT_PATH)) -> Workflow:
+    """Parse and validate workflow ``text``; raise WorkflowInvalid listing every problem."""
+    checker = _Checker(text, filename)
+    try:
+        nodes = parse_kdl(text)
+    except KdlSyntaxError as err:
+        raise WorkflowInvalid(
+            [WorkflowError(filename, err.line, err.col, "", f"KDL syntax error: {err.message}")]
+        ) from err
+    workflow = checker.document(nodes)
+    errors = checker.errors
+    if errors or workflow is None:
+        raise WorkflowInvalid(errors)
+    return workflow
+
+
+def load_workflow(path: str | Path = DEFAULT_PATH) -> Workflow:
+    """Read and validate the workflow file at ``path``.
+
+    Raises WorkflowNotFound if the file cannot be read and WorkflowInvalid
+    if it is not a valid workflow.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as err:
+        raise WorkflowNotFound(f"workflow file {str(path)!r} does not exist") from err
+    except IsADirectoryError as err:
+        raise WorkflowNotFound(f"{str(path)!r} is a directory, not a workflow file") from err
+    except OSError as err:
+        raise WorkflowNotFound(f"cannot read workflow file {str(path)!r}: {err.strerror}") from err
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise WorkflowInvalid(
+            [WorkflowError(str(path), 1, 1, "", f"file is not UTF-8 text (bad byte at offset {err.start})")]
+        ) from err
+    return parse_workflow(text, str(path))
