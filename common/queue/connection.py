@@ -1,0 +1,220 @@
+"""The broker link: one robust connection, fail fast at start, reconnect forever after.
+
+``BrokerLink`` owns an aio-pika robust connection and a publisher-confirms
+channel. ``publish`` returns only once the broker confirmed the message; while
+the connection is down it keeps retrying (the robust connection reconnects in
+the background) until ``publish_timeout`` runs out, then raises
+``PublishFailed``. A retry after a lost confirm can store a message twice:
+delivery is at-least-once, and consumers deduplicate (claims are idempotent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import enum
+import logging
+import time
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Self
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
+from aio_pika.exceptions import CONNECTION_EXCEPTIONS, ChannelClosed, PublishError
+
+from common.queue.errors import PublishFailed, QueueError, QueueUnavailable
+
+log = logging.getLogger(__name__)
+
+# How long to wait between publish attempts while the connection is down.
+_RETRY_PAUSE = 0.2
+# Between reconnection attempts (aio-pika's default is 5 s): a broker restart
+# should cost jobs about a second, and a refused TCP connect is cheap.
+RECONNECT_INTERVAL = 1.0
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    user = f"{parts.username}:***@" if parts.username else ""
+    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
+
+
+async def connect(url: str, timeout: float = 15.0) -> AbstractRobustConnection:
+    """Open a robust connection or raise ``QueueUnavailable`` at once (fail fast).
+
+    Reconnects every ``RECONNECT_INTERVAL`` s unless the URL says otherwise
+    (``?reconnect_interval=5``).
+    """
+    options: dict[str, float] = {}
+    if "reconnect_interval" not in parse_qs(urlsplit(url).query):
+        options["reconnect_interval"] = RECONNECT_INTERVAL
+    try:
+        return await aio_pika.connect_robust(url, timeout=timeout, **options)
+    except (asyncio.TimeoutError, *CONNECTION_EXCEPTIONS) as err:
+        raise QueueUnavailable(f"cannot connect to RabbitMQ at {redact_url(url)}: {err or type(err).__name__}") from err
+
+
+def start_error(url: str, err: BaseException) -> QueueError:
+    """A ``QueueError`` for a failure while declaring or consuming at start-up."""
+    if isinstance(err, ChannelClosed):
+        # The broker answered and said no: a configuration problem, not an outage.
+        return QueueError(
+            f"RabbitMQ at {redact_url(url)} refused the queue topology: {err} (a queue or exchange declared "
+            "with other arguments, e.g. by another version, must be deleted first; or the user lacks permissions)"
+        )
+    return QueueUnavailable(f"RabbitMQ at {redact_url(url)} failed during start-up: {err or type(err).__name__}")
+
+
+class LinkState(enum.Enum):
+    UNOPENED = "unopened"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True)
+class PublishStats:
+    """Counters of one publisher since it started (for the admin API, logs and tests)."""
+
+    confirmed: int = 0  # messages the broker confirmed as stored
+    returned: int = 0  # messages the broker returned as unroutable
+    retried: int = 0  # attempts that failed on a lost connection or timeout and were tried again
+
+
+class BrokerLink:
+    """A robust connection plus a confirm channel. Open with ``open()``, end with ``close()``."""
+
+    def __init__(self, url: str, publish_timeout: float = 60.0) -> None:
+        self.url = url
+        self.publish_timeout = publish_timeout
+        self.state = LinkState.UNOPENED
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._counts: collections.Counter[str] = collections.Counter()
+
+    @property
+    def stats(self) -> PublishStats:
+        """A snapshot of the publish counters."""
+        return PublishStats(**self._counts)
+
+    async def open(self) -> None:
+        """Connect and open the confirm channel; ``QueueUnavailable`` when the broker does not answer."""
+        if self.state is not LinkState.UNOPENED:
+            raise QueueError(f"the broker link is {self.state.value}; create a new one instead of reopening")
+        self._connection = await connect(self.url)
+        try:
+            self._channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
+        except CONNECTION_EXCEPTIONS as err:
+            await self._connection.close()
+            raise QueueUnavailable(f"cannot open a channel on {redact_url(self.url)}: {err}") from err
+        self.state = LinkState.OPEN
+
+    @property
+    def connected(self) -> bool:
+        """Open and currently connected (False while the robust connection is reconnecting)."""
+        return self.state is LinkState.OPEN and self._connection is not None and self._connection.connected.is_set()
+
+    @property
+    def connection(self) -> AbstractRobustConnection:
+        if self._connection is None or self.state is not LinkState.OPEN:
+            raise QueueError(f"the broker link is {self.state.value}, not open")
+        return self._connection
+
+    @property
+    def channel(self) -> AbstractChannel:
+        if self._channel is None or self.state is not LinkState.OPEN:
+            raise QueueError(f"the broker link is {self.state.value}, not open")
+        return self._channel
+
+    async def close(self) -> None:
+        """Close channel and connection; safe to call twice."""
+        if self.state is LinkState.CLOSED:
+            return
+        self.state = LinkState.CLOSED
+        if self._connection is not None:
+            try:
+                await self._connection.close()
+            except CONNECTION_EXCEPTIONS as err:
+                log.debug("closing the broker connection failed: %s", err)
+
+    async def publish(self, exchange: AbstractExchange, message: aio_pika.Message, routing_key: str) -> bool:
+        """Publish until confirmed. Returns False if the broker returned it as unroutable."""
+        deadline = time.monotonic() + self.publish_timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                await exchange.publish(message, routing_key, mandatory=True, timeout=max(remaining, 0.1))
+                self._counts["confirmed"] += 1
+                return True
+            except PublishError:
+                self._counts["returned"] += 1
+                return False
+            except (asyncio.TimeoutError, *CONNECTION_EXCEPTIONS) as err:
+                if self.state is not LinkState.OPEN:
+                    raise PublishFailed("the broker link was closed before the message was confirmed") from err
+                if time.monotonic() >= deadline:
+                    raise PublishFailed(
+                        f"RabbitMQ at {redact_url(self.url)} did not confirm message "
+                        f"{message.message_id or '?'} within {self.publish_timeout:g}s: {err or type(err).__name__}"
+                    ) from err
+                self._counts["retried"] += 1
+                log.warning(
+                    "publish not confirmed, retrying",
+                    extra={"fields": {"message_id": message.message_id, "error": str(err) or type(err).__name__}},
+                )
+                await asyncio.sleep(_RETRY_PAUSE)
+
+
+class LinkedPublisher:
+    """Base of the publishers: a ``BrokerLink`` opened by ``start`` and closed by ``close``.
+
+    Subclasses declare what they publish to in ``_declare``. Lifetime:
+    ``start()`` connects (failing fast if the broker is down) and declares;
+    afterwards the connection recovers by itself; ``close()`` ends it. Also an
+    async context manager.
+    """
+
+    def __init__(self, url: str, publish_timeout: float = 60.0) -> None:
+        self._link = BrokerLink(url, publish_timeout)
+
+    @property
+    def stats(self) -> PublishStats:
+        """Counters of this publisher: confirmed, returned (unroutable) and retried publishes."""
+        return self._link.stats
+
+    async def _declare(self, channel: AbstractChannel) -> None:
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        """Connect and declare what is published to; ``QueueError`` if either fails."""
+        await self._link.open()
+        try:
+            await self._declare(self._link.channel)
+        except CONNECTION_EXCEPTIONS as err:
+            await self._link.close()
+            raise start_error(self._link.url, err) from err
+        except BaseException:
+            await self._link.close()
+            raise
+
+    async def close(self) -> None:
+        await self._link.close()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+
+__all__ = ["BrokerLink", "LinkState", "LinkedPublisher", "PublishStats", "connect", "redact_url", "start_error"]

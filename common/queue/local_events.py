@@ -1,0 +1,302 @@
+"""The single-node event bus: the ``solstice.events`` semantics, kept in a SQLite file.
+
+``LocalEventBus`` is the single-node ``EventPublisher`` and the delivery side
+of ``EventConsumer`` in one object. Each subscriber has a name and topic
+bindings (``#``, ``job.#``, ``step.*.<job_id>``: AMQP topic rules on the
+routing keys of ``common.queue.codec.event_routing_key``), like the durable
+queue ``solstice.events.<name>`` it stands for. Subscriptions are stored, so
+events published while a subscriber's process is down wait for it, as they
+would in its RabbitMQ queue.
+
+``publish`` writes one row per matching subscriber in one transaction and
+returns once it is committed. A row is deleted only when the handler returns
+``ACK``; ``REQUEUE`` hands it out again; a raising handler is retried and,
+after ``max_attempts``, the row moves to the dead-letter table with the
+reason (as do rows that cannot be decoded). Rows handed out when the process
+died are handed out again on the next start, counting a failed attempt:
+delivery is at-least-once and handlers deduplicate on ``event_id``. An event no subscriber binds is not
+stored, exactly as RabbitMQ drops it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import aiosqlite
+
+from common.queue.codec import decode_job_event, encode_job_event, event_routing_key
+from common.queue.disposition import Action, Disposition, unsettled_reason
+from common.queue.errors import InvalidMessage, PoisonMessage, QueueError, QueueUnavailable
+from common.queue.events import EventHandler
+from common.queue.sqlite import Transaction, open_queue_db
+from common.queue.tasks import finish_or_cancel
+from common.queue.topology import Topology
+from common.rpc import jobs_pb2
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS event_subscriptions (
+    subscriber TEXT NOT NULL,
+    binding TEXT NOT NULL,
+    PRIMARY KEY (subscriber, binding)
+);
+CREATE TABLE IF NOT EXISTS event_queue (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    subscriber TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    body BLOB NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,   -- failed handler calls so far
+    in_flight INTEGER NOT NULL DEFAULT 0,
+    enqueued_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS event_queue_ready ON event_queue (subscriber, in_flight, seq);
+CREATE TABLE IF NOT EXISTS event_dead_letters (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    subscriber TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    body BLOB NOT NULL,
+    reason TEXT NOT NULL,
+    dead_at REAL NOT NULL
+);
+"""
+
+DEFAULT_MAX_ATTEMPTS = 5
+
+
+def topic_matches(binding: str, routing_key: str) -> bool:
+    """AMQP topic matching: words split on ``.``; ``*`` is one word, ``#`` zero or more."""
+    pattern, words = binding.split("."), routing_key.split(".")
+
+    def match(p: int, w: int) -> bool:
+        if p == len(pattern):
+            return w == len(words)
+        if pattern[p] == "#":
+            return any(match(p + 1, skip) for skip in range(w, len(words) + 1))
+        return w < len(words) and pattern[p] in ("*", words[w]) and match(p + 1, w + 1)
+
+    return match(0, 0)
+
+
+def validate_binding(binding: str) -> str:
+    """Return ``binding`` if it is a topic pattern (non-empty words, wildcards alone in their word)."""
+    words = binding.split(".")
+    if not binding or any(not w or (("*" in w or "#" in w) and w not in ("*", "#")) for w in words):
+        raise InvalidMessage(f"event binding {binding!r} is not a topic pattern like 'job.#' or 'step.*.<job_id>'")
+    return binding
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """One subscriber of this process: the handler and what it binds."""
+
+    name: str
+    handler: EventHandler
+    bindings: tuple[str, ...]
+    prefetch: int
+
+
+class LocalEventBus:
+    """Single-node ``EventPublisher`` with durable per-subscriber delivery, in SQLite at ``path``.
+
+    Lifetime: ``subscribe`` (any number, before ``start``), ``start()``,
+    ``publish`` any time while started, ``stop()``. Also an async context manager.
+    """
+
+    def __init__(self, path: str | Path, max_attempts: int = DEFAULT_MAX_ATTEMPTS) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self.path = Path(path)
+        self.max_attempts = max_attempts
+        self._subscriptions: dict[str, Subscription] = {}
+        self._routes: dict[str, tuple[str, ...]] = {}  # every stored subscriber -> its bindings
+        self._db: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._inflight: dict[str, set[asyncio.Task[None]]] = {}
+        self._stopping = False
+
+    def subscribe(
+        self, name: str, handler: EventHandler, bindings: tuple[str, ...] = ("#",), prefetch: int = 16
+    ) -> None:
+        """Deliver events matching ``bindings`` to ``handler`` (at most ``prefetch`` at a time)."""
+        if self._db is not None:
+            raise QueueError("subscribe before start(): the bus routes with the subscriptions it started with")
+        Topology().event_queue(name)  # same name rules as the RabbitMQ queue
+        if prefetch < 1:
+            raise ValueError("prefetch must be at least 1")
+        if not bindings:
+            raise InvalidMessage(f"subscriber {name!r} needs at least one binding")
+        self._subscriptions[name] = Subscription(name, handler, tuple(map(validate_binding, bindings)), prefetch)
+
+    @property
+    def in_flight(self) -> int:
+        """Events handed to handlers and not yet settled."""
+        return sum(len(tasks) for tasks in self._inflight.values())
+
+    async def __aenter__(self) -> LocalEventBus:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Open the file, store this process's subscriptions, start delivering."""
+        if self._db is not None:
+            raise QueueError("the event bus was already started; create a new one")
+        self._db = await open_queue_db(self.path, SCHEMA)
+        async with self._transaction() as db:
+            # Whatever was handed out before a crash was never settled: deliver it
+            # again, counting a failed attempt (so one that kills the node cannot loop forever).
+            await db.execute("UPDATE event_queue SET in_flight = 0, attempts = attempts + 1 WHERE in_flight = 1")
+            for sub in self._subscriptions.values():
+                await db.execute("DELETE FROM event_subscriptions WHERE subscriber = ?", (sub.name,))
+                await db.executemany(
+                    "INSERT INTO event_subscriptions (subscriber, binding) VALUES (?, ?)",
+                    [(sub.name, binding) for binding in sub.bindings],
+                )
+            cursor = await db.execute("SELECT subscriber, binding FROM event_subscriptions ORDER BY subscriber")
+            routes: dict[str, list[str]] = {}
+            for subscriber, binding in await cursor.fetchall():
+                routes.setdefault(subscriber, []).append(binding)
+        self._routes = {name: tuple(bindings) for name, bindings in routes.items()}
+        self._inflight = {name: set() for name in self._subscriptions}
+        self._dispatcher = asyncio.create_task(self._dispatch(), name="local event bus dispatcher")
+
+    async def stop(self, grace: float = 30.0) -> None:
+        """Stop handing out events, give running handlers ``grace`` s, then close.
+
+        Handlers still running after that are cancelled; their events are
+        delivered again on the next start.
+        """
+        self._stopping = True
+        self._wake.set()
+        if self._dispatcher is not None:
+            await self._dispatcher
+            self._dispatcher = None
+        await finish_or_cancel({t for tasks in self._inflight.values() for t in tasks}, grace)
+        if self._db is not None:
+            await self._db.close()
+
+    async def publish(self, events: Sequence[jobs_pb2.JobEvent]) -> None:
+        """Store ``events`` for every subscriber that binds them (one transaction)."""
+        self._require_db()  # the routes are known only once started
+        rows = []
+        now = time.time()
+        for event in events:
+            body = encode_job_event(event)  # validates before anything is written
+            key = event_routing_key(event)
+            for subscriber, bindings in self._routes.items():
+                if any(topic_matches(binding, key) for binding in bindings):
+                    rows.append((subscriber, event.event_id, body, now))
+        if not rows:
+            return
+        async with self._transaction() as db:
+            await db.executemany(
+                "INSERT INTO event_queue (subscriber, event_id, body, enqueued_at) VALUES (?, ?, ?, ?)", rows
+            )
+        self._wake.set()
+
+    async def dead_letters(self) -> list[tuple[str, str, str]]:
+        """``(subscriber, event_id, reason)`` of every dead letter, oldest first."""
+        async with self._lock:
+            cursor = await self._require_db().execute(
+                "SELECT subscriber, event_id, reason FROM event_dead_letters ORDER BY seq"
+            )
+            return [(row[0], row[1], row[2]) for row in await cursor.fetchall()]
+
+    def _require_db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise QueueError("the event bus is not started")
+        return self._db
+
+    def _transaction(self) -> Transaction:
+        return Transaction(self._lock, self._require_db(), self.path)
+
+    async def _dispatch(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            for sub in self._subscriptions.values():
+                try:
+                    await self._hand_out(sub)
+                except QueueUnavailable as err:
+                    log.error("local event bus: %s", err)
+            await self._wake.wait()
+
+    async def _hand_out(self, sub: Subscription) -> None:
+        running = self._inflight[sub.name]
+        room = sub.prefetch - len(running)
+        if room <= 0:
+            return
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "SELECT seq, event_id, body, attempts FROM event_queue WHERE subscriber = ? AND in_flight = 0 "
+                "ORDER BY seq LIMIT ?",
+                (sub.name, room),
+            )
+            rows = list(await cursor.fetchall())
+            await db.executemany("UPDATE event_queue SET in_flight = 1 WHERE seq = ?", [(row[0],) for row in rows])
+        for seq, event_id, body, attempts in rows:
+            task = asyncio.create_task(self._deliver(sub, seq, event_id, body, attempts), name=f"event {event_id}")
+            running.add(task)
+            task.add_done_callback(self._delivered)
+
+    def _delivered(self, task: asyncio.Task[None]) -> None:
+        for running in self._inflight.values():
+            running.discard(task)
+        self._wake.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("local event bus: delivery failed", exc_info=task.exception())
+
+    async def _deliver(self, sub: Subscription, seq: int, event_id: str, body: bytes, attempts: int) -> None:
+        try:
+            if attempts >= self.max_attempts:
+                # Every attempt so far died with its node (counted at start-up).
+                raise PoisonMessage(unsettled_reason(attempts))
+            disposition = await sub.handler(decode_job_event(body))
+        except PoisonMessage as err:
+            disposition = Disposition.dead_letter(err.reason)
+        except Exception as err:  # noqa: BLE001 - a failing handler is retried, then dead-lettered
+            attempts += 1
+            if attempts >= self.max_attempts:
+                disposition = Disposition.dead_letter(
+                    f"the handler failed {attempts} times; last error: {type(err).__name__}: {err}"
+                )
+            else:
+                log.warning("local event bus: %s failed on %s (attempt %d): %s", sub.name, event_id, attempts, err)
+                async with self._transaction() as db:
+                    await self._put_back(db, seq, attempts)
+                return
+        async with self._transaction() as db:
+            if disposition.action is Action.ACK:
+                await db.execute("DELETE FROM event_queue WHERE seq = ?", (seq,))
+            elif disposition.action is Action.REQUEUE:
+                await self._put_back(db, seq, attempts)
+            else:
+                log.warning("event dead-lettered", extra={"fields": {"event_id": event_id, "reason": disposition.reason}})
+                await db.execute(
+                    "INSERT INTO event_dead_letters (subscriber, event_id, body, reason, dead_at) "
+                    "SELECT subscriber, event_id, body, ?, ? FROM event_queue WHERE seq = ?",
+                    (disposition.reason, time.time(), seq),
+                )
+                await db.execute("DELETE FROM event_queue WHERE seq = ?", (seq,))
+
+    @staticmethod
+    async def _put_back(db: aiosqlite.Connection, seq: int, attempts: int) -> None:
+        # To the end of the subscriber's queue, as on RabbitMQ.
+        await db.execute(
+            "INSERT INTO event_queue (subscriber, event_id, body, attempts, enqueued_at) "
+            "SELECT subscriber, event_id, body, ?, enqueued_at FROM event_queue WHERE seq = ?",
+            (attempts, seq),
+        )
+        await db.execute("DELETE FROM event_queue WHERE seq = ?", (seq,))

@@ -1,0 +1,268 @@
+"""The single-node job queue: the RabbitMQ semantics, kept in a SQLite file.
+
+``LocalQueue`` is both the node's ``JobPublisher`` and its ``JobConsumer``.
+A published request is a row; it is deleted only when ``on_job`` returns
+``ACK``. Rows handed out and not yet settled are marked in flight; on start
+every in-flight mark is cleared, so after a crash (or a kill) those requests
+are delivered again - a restart loses nothing; each such interrupted delivery
+counts as a failed attempt, like a raising ``on_job``. Requests for a label
+the node does not serve, poison rows and requests that used up
+``max_attempts`` move to the dead-letter table with a reason, and ``on_dead_letter`` is called for
+each (the call is recorded, so it happens again after a crash until it
+succeeds). The tables live in the file given by path; the single-node state
+store may share the file (WAL mode, short transactions).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+import aiosqlite
+
+from common.queue.codec import decode_job_request, encode_job_request, job_id_in
+from common.queue.disposition import Action, Disposition, unsettled_reason
+from common.queue.errors import PoisonMessage, QueueError, QueueUnavailable
+from common.queue.sqlite import Transaction, open_queue_db
+from common.queue.tasks import finish_or_cancel
+from common.queue.topology import validate_label
+from common.rpc import jobs_pb2
+from orchestrator.queue.contract import DEFAULT_MAX_ATTEMPTS, OnDeadLetter, OnJob
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS queue_jobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id TEXT NOT NULL,
+    label TEXT NOT NULL,
+    body BLOB NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,   -- failed on_job calls so far
+    deliveries INTEGER NOT NULL DEFAULT 0,
+    in_flight INTEGER NOT NULL DEFAULT 0,
+    enqueued_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS queue_jobs_ready ON queue_jobs (in_flight, label, seq);
+CREATE TABLE IF NOT EXISTS queue_dead_letters (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id TEXT,
+    label TEXT NOT NULL,
+    body BLOB NOT NULL,
+    reason TEXT NOT NULL,
+    notified INTEGER NOT NULL DEFAULT 0,   -- on_dead_letter returned
+    dead_at REAL NOT NULL
+);
+"""
+
+
+class LocalQueue:
+    """Single-node ``JobPublisher`` + ``JobConsumer`` backed by SQLite at ``path``.
+
+    Lifetime: ``start()`` opens the file (creating the tables) and starts the
+    dispatcher; ``publish`` works once started; ``stop()`` ends it. Also an
+    async context manager.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        labels: Sequence[str],
+        on_job: OnJob,
+        on_dead_letter: OnDeadLetter,
+        free_slots: int,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    ) -> None:
+        if free_slots < 0:
+            raise ValueError("free_slots cannot be negative")
+        self.path = Path(path)
+        self.labels = frozenset(validate_label(label) for label in labels)
+        self.max_attempts = max_attempts
+        self._on_job = on_job
+        self._on_dead_letter = on_dead_letter
+        self._free_slots = free_slots
+        self._db: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()  # one transaction at a time on the shared connection
+        self._wake = asyncio.Event()
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._stopping = False
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._inflight)
+
+    async def __aenter__(self) -> LocalQueue:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        if self._db is not None:
+            raise QueueError("the local queue was already started; create a new one")
+        self._db = await open_queue_db(self.path, SCHEMA)
+        # Whatever was handed out before a crash was never settled: deliver it
+        # again, counting a failed attempt (so one that kills the node cannot loop forever).
+        async with self._transaction() as db:
+            await db.execute("UPDATE queue_jobs SET in_flight = 0, attempts = attempts + 1 WHERE in_flight = 1")
+        self._dispatcher = asyncio.create_task(self._dispatch(), name="local queue dispatcher")
+
+    async def stop(self, grace: float = 30.0) -> None:
+        """Stop handing out jobs, give running ``on_job`` calls ``grace`` s, then close.
+
+        Calls still running after that are cancelled; their rows stay and are
+        delivered again on the next start.
+        """
+        self._stopping = True
+        self._wake.set()
+        if self._dispatcher is not None:
+            await self._dispatcher
+            self._dispatcher = None
+        await finish_or_cancel(self._inflight, grace)
+        if self._db is not None:
+            await self._db.close()
+
+    async def set_free_slots(self, free_slots: int) -> None:
+        if free_slots < 0:
+            raise ValueError("free_slots cannot be negative")
+        self._free_slots = free_slots
+        self._wake.set()
+
+    async def publish(self, requests: Sequence[jobs_pb2.JobRequest]) -> None:
+        """Store ``requests`` durably (one transaction); unserved labels are dead-lettered."""
+        rows = [(request.job_id, request.runs_on, encode_job_request(request)) for request in requests]
+        now = time.time()
+        async with self._transaction() as db:
+            for job_id, label, body in rows:
+                if label in self.labels:
+                    await db.execute(
+                        "INSERT INTO queue_jobs (job_id, label, body, enqueued_at) VALUES (?, ?, ?, ?)",
+                        (job_id, label, body, now),
+                    )
+                else:
+                    reason = f"unroutable: this node serves no runs_on label {label!r}"
+                    log.warning("job dead-lettered", extra={"fields": {"job_id": job_id, "reason": reason}})
+                    await db.execute(
+                        "INSERT INTO queue_dead_letters (job_id, label, body, reason, dead_at) VALUES (?, ?, ?, ?, ?)",
+                        (job_id, label, body, reason, now),
+                    )
+        self._wake.set()
+
+    async def dead_letters(self) -> list[tuple[str | None, str]]:
+        """``(job_id, reason)`` of every dead letter, oldest first (for operators and tests)."""
+        async with self._lock:
+            cursor = await self._require_db().execute("SELECT job_id, reason FROM queue_dead_letters ORDER BY seq")
+            return [(row[0], row[1]) for row in await cursor.fetchall()]
+
+    def _require_db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise QueueError("the local queue is not started")
+        return self._db
+
+    def _transaction(self) -> Transaction:
+        return Transaction(self._lock, self._require_db(), self.path)
+
+    async def _dispatch(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                await self._notify_dead_letters()
+                await self._hand_out()
+            except QueueUnavailable as err:
+                log.error("local queue: %s", err)
+            await self._wake.wait()
+
+    async def _hand_out(self) -> None:
+        room = self._free_slots - len(self._inflight)
+        if room <= 0 or not self.labels:
+            return
+        marks = ",".join("?" * len(self.labels))
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                f"SELECT seq, job_id, body, attempts FROM queue_jobs WHERE in_flight = 0 AND label IN ({marks}) "
+                "ORDER BY seq LIMIT ?",
+                (*sorted(self.labels), room),
+            )
+            rows = list(await cursor.fetchall())
+            await db.executemany(
+                "UPDATE queue_jobs SET in_flight = 1, deliveries = deliveries + 1 WHERE seq = ?",
+                [(row[0],) for row in rows],
+            )
+        for seq, job_id, body, attempts in rows:
+            task = asyncio.create_task(self._deliver(seq, job_id, body, attempts), name=f"deliver {job_id}")
+            self._inflight.add(task)
+            task.add_done_callback(self._delivered)
+
+    def _delivered(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self._wake.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("local queue: delivery failed", exc_info=task.exception())
+
+    async def _deliver(self, seq: int, job_id: str, body: bytes, attempts: int) -> None:
+        try:
+            if attempts >= self.max_attempts:
+                # Every attempt so far died with its node (counted at start-up).
+                raise PoisonMessage(unsettled_reason(attempts))
+            disposition = await self._on_job(decode_job_request(body))
+        except PoisonMessage as err:
+            disposition = Disposition.dead_letter(err.reason)
+        except Exception as err:  # noqa: BLE001 - a failing handler is retried, then dead-lettered
+            attempts += 1
+            if attempts >= self.max_attempts:
+                disposition = Disposition.dead_letter(
+                    f"the handler failed {attempts} times; last error: {type(err).__name__}: {err}"
+                )
+            else:
+                log.warning("local queue: on_job failed (attempt %d of %d): %s", attempts, self.max_attempts, err)
+                async with self._transaction() as db:
+                    await self._put_back(db, seq, attempts)
+                return
+        async with self._transaction() as db:
+            if disposition.action is Action.ACK:
+                await db.execute("DELETE FROM queue_jobs WHERE seq = ?", (seq,))
+            elif disposition.action is Action.REQUEUE:
+                await self._put_back(db, seq, attempts)
+            else:
+                log.warning("job dead-lettered", extra={"fields": {"job_id": job_id, "reason": disposition.reason}})
+                await db.execute(
+                    "INSERT INTO queue_dead_letters (job_id, label, body, reason, dead_at) "
+                    "SELECT job_id, label, body, ?, ? FROM queue_jobs WHERE seq = ?",
+                    (disposition.reason, time.time(), seq),
+                )
+                await db.execute("DELETE FROM queue_jobs WHERE seq = ?", (seq,))
+
+    @staticmethod
+    async def _put_back(db: aiosqlite.Connection, seq: int, attempts: int) -> None:
+        # To the end of the queue, as on RabbitMQ: a request that is requeued
+        # or keeps failing must not hold up the ones behind it.
+        await db.execute(
+            "INSERT INTO queue_jobs (job_id, label, body, attempts, deliveries, enqueued_at) "
+            "SELECT job_id, label, body, ?, deliveries, enqueued_at FROM queue_jobs WHERE seq = ?",
+            (attempts, seq),
+        )
+        await db.execute("DELETE FROM queue_jobs WHERE seq = ?", (seq,))
+
+    async def _notify_dead_letters(self) -> None:
+        async with self._lock:
+            cursor = await self._require_db().execute(
+                "SELECT seq, job_id, body, reason FROM queue_dead_letters WHERE notified = 0 ORDER BY seq"
+            )
+            rows = list(await cursor.fetchall())
+        for seq, job_id, body, reason in rows:
+            if job_id is None:
+                job_id = job_id_in(body)
+            try:
+                await self._on_dead_letter(job_id, reason)
+            except Exception as err:  # noqa: BLE001 - retried on the next pass; the row stays
+                log.error("local queue: on_dead_letter failed for %s: %s", job_id, err)
+                continue
+            async with self._transaction() as db:
+                await db.execute("UPDATE queue_dead_letters SET notified = 1 WHERE seq = ?", (seq,))
