@@ -1,0 +1,173 @@
+"""``Store``: the one interface to the orchestrator's durable state.
+
+Jobs, their attempts and steps, and the hosts that run them. Two back-ends
+implement it (``SqliteStore``, ``PostgresStore``) and one contract test-suite
+(tests/store/) holds both to the same behaviour.
+
+Lifetime: a store is unopened until ``open()`` (which connects and applies
+the schema migrations), then usable until ``close()``; it cannot be reopened.
+``async with store:`` does both; ``open_store(url)`` builds one from a URL.
+Every operation is one short transaction and is safe to call concurrently,
+from any number of coroutines, stores, processes or hosts: decisions are
+made by conditional writes in the database, never by reading and then writing.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+
+from common.rpc import jobs_pb2
+from orchestrator.store.records import AttemptRecord, HostRecord, JobFilter, JobRecord, StepRecord
+from orchestrator.store.states import IgnoreReason, JobState
+
+
+class Store(abc.ABC):
+    """The orchestrator's state: see the module docstring for lifetime and concurrency."""
+
+    # -- lifetime ---------------------------------------------------------
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect and apply pending migrations. ``StoreUnavailable``/``MigrationError`` when it cannot."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release the connections; idempotent."""
+
+    async def __aenter__(self) -> Store:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # -- jobs -------------------------------------------------------------
+    @abc.abstractmethod
+    async def submit(self, request: jobs_pb2.JobRequest) -> JobRecord:
+        """Record a new job as attempt 1 in ``queued``.
+
+        Idempotent on ``request.job_id``: submitting an id again changes
+        nothing and returns the job as it is now. ``ValueError`` when the
+        request has no job_id.
+        """
+
+    @abc.abstractmethod
+    async def claim(self, job_id: str, attempt: int, host: str, vm_name: str) -> bool:
+        """Take attempt ``attempt`` of a queued job for ``host``: ``queued -> provisioning``.
+
+        Exactly one claimer wins. Claiming again by the SAME host of an
+        attempt it holds and that has not finished returns True (a queue
+        redelivery) and records ``vm_name`` as the attempt's VM. Any other
+        case returns False: another host holds it, it finished, the job has
+        a later attempt, or no such job.
+        """
+
+    @abc.abstractmethod
+    async def transition(self, job_id: str, attempt: int, to_state: JobState, reason: str = "") -> bool:
+        """Move attempt ``attempt`` to ``to_state`` if that is a forward move (see ``states``).
+
+        Returns True when applied. A stale attempt, a duplicate, a backwards
+        or a late transition is not applied: it is counted under its
+        ``IgnoreReason`` and False is returned.
+        """
+
+    @abc.abstractmethod
+    async def cancel(self, job_id: str, reason: str = "cancelled") -> JobRecord:
+        """Cancel the job's current attempt unless it already finished; returns the job. ``JobNotFound``."""
+
+    @abc.abstractmethod
+    async def retry(self, job_id: str) -> JobRecord:
+        """Start attempt N+1 in ``queued`` for a finished job; the caller publishes it.
+
+        ``JobNotFound``, or ``RetryNotAllowed`` when the job has not finished.
+        """
+
+    @abc.abstractmethod
+    async def get_job(self, job_id: str) -> JobRecord | None:
+        """The job, or None."""
+
+    @abc.abstractmethod
+    async def list_jobs(self, job_filter: JobFilter = JobFilter()) -> list[JobRecord]:
+        """Jobs matching every set field of ``job_filter``, newest first."""
+
+    @abc.abstractmethod
+    async def jobs_of_run(self, run_id: str) -> list[JobRecord]:
+        """Every job of a workflow run, in submission order (to resolve ``needs``)."""
+
+    @abc.abstractmethod
+    async def attempts(self, job_id: str) -> list[AttemptRecord]:
+        """Every attempt of the job, first first; empty for an unknown job."""
+
+    # -- steps ------------------------------------------------------------
+    @abc.abstractmethod
+    async def record_step(self, job_id: str, attempt: int, step: jobs_pb2.StepResult) -> bool:
+        """Store the result of one step of one attempt (keyed by ``step.index``).
+
+        A step may be reported running and later finished; once it has a
+        final state a later report of it is ignored (returns False).
+        ``AttemptNotFound`` for an unknown job or attempt.
+        """
+
+    @abc.abstractmethod
+    async def steps(self, job_id: str, attempt: int) -> list[StepRecord]:
+        """The steps recorded for one attempt, by index."""
+
+    # -- hosts ------------------------------------------------------------
+    @abc.abstractmethod
+    async def register_host(self, name: str, labels: Sequence[str], capacity: int) -> HostRecord:
+        """Add or update a host (and count as its heartbeat). ``draining`` is kept across re-registration."""
+
+    @abc.abstractmethod
+    async def heartbeat(self, name: str, running: int) -> HostRecord:
+        """Record that the host is alive and runs ``running`` jobs; returns the host.
+
+        The returned ``draining`` tells the node whether to stop taking work.
+
+        ``HostNotFound`` when the host never registered.
+        """
+
+    @abc.abstractmethod
+    async def set_draining(self, name: str, draining: bool) -> HostRecord:
+        """Set or clear the host's drain flag. ``HostNotFound``."""
+
+    @abc.abstractmethod
+    async def list_hosts(self, stale_after: float | None = None) -> list[HostRecord]:
+        """Every host by name; ``alive`` = last heartbeat at most ``stale_after`` s ago (default: the store's)."""
+
+    @abc.abstractmethod
+    async def requeue_lapsed(self, stale_after_seconds: float, max_attempts: int) -> list[JobRecord]:
+        """Take jobs away from hosts whose heartbeat is older than ``stale_after_seconds``.
+
+        Each provisioning/running job of such a host has its attempt ended
+        as ``errored`` and gets a NEW attempt in ``queued`` - or, when it has
+        already had ``max_attempts`` attempts, the job ends ``errored`` with
+        the reason. Returns every job changed, as it is now: republish those
+        in ``queued``, report the ``errored`` ones. Concurrent sweeps by
+        several hosts change each job once. Jobs of hosts that never
+        registered are left alone.
+        """
+
+    @abc.abstractmethod
+    async def requeue_host(self, host: str, max_attempts: int, why: str = "restarted") -> list[JobRecord]:
+        """Take back every provisioning/running job of ``host``, as ``requeue_lapsed`` does.
+
+        For a node starting up: attempts its previous process held died with
+        it, and its fresh heartbeat would hide them from ``requeue_lapsed``.
+        Call it before registering/consuming; republish the ``queued`` jobs returned.
+        """
+
+    @abc.abstractmethod
+    async def live_vm_names(self, host: str) -> set[str]:
+        """VM names of the host's attempts that are provisioning or running (reconciliation keeps these)."""
+
+    # -- counters ---------------------------------------------------------
+    @abc.abstractmethod
+    async def ignored_transitions(self) -> int:
+        """How many transitions were ignored, ever (persisted)."""
+
+    @abc.abstractmethod
+    async def ignored_transitions_by_reason(self) -> Mapping[IgnoreReason, int]:
+        """The ignored-transition count per reason (reasons never seen are absent)."""

@@ -1,0 +1,191 @@
+"""Typed, frozen rows of the state store, each built by ``from_row``.
+
+A row is anything indexable by column name: an ``asyncpg.Record`` or a
+``sqlite3.Row``. Both back-ends store times as epoch seconds (a float, taken
+from the database's clock) so one constructor serves both; records carry
+timezone-aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+from common.rpc import jobs_pb2
+from orchestrator.store.states import JobState, StepState
+
+
+class Row(Protocol):
+    def __getitem__(self, key: str) -> Any: ...
+
+
+def _time(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(float(value), tz=timezone.utc)
+
+
+def _required_time(value: float) -> datetime:
+    return datetime.fromtimestamp(float(value), tz=timezone.utc)
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """A job as the store knows it; ``attempt``/``state``/``host`` describe its current attempt."""
+
+    job_id: str
+    run_id: str
+    key: str
+    name: str
+    runs_on: str
+    repo: str
+    ref: str
+    sha: str
+    state: JobState
+    attempt: int
+    host: str          # "" while queued
+    reason: str        # why it failed/errored/was requeued, "" otherwise
+    created_at: datetime
+    updated_at: datetime
+    request: jobs_pb2.JobRequest
+
+    @property
+    def terminal(self) -> bool:
+        return self.state.terminal
+
+    @classmethod
+    def from_row(cls, row: Row) -> JobRecord:
+        request = jobs_pb2.JobRequest()
+        request.ParseFromString(bytes(row["request"]))
+        return cls(
+            job_id=row["job_id"],
+            run_id=row["run_id"],
+            key=row["key"],
+            name=row["name"],
+            runs_on=row["runs_on"],
+            repo=row["repo"],
+            ref=row["ref"],
+            sha=row["sha"],
+            state=JobState(row["state"]),
+            attempt=int(row["attempt"]),
+            host=row["host"],
+            reason=row["reason"],
+            created_at=_required_time(row["created_at"]),
+            updated_at=_required_time(row["updated_at"]),
+            request=request,
+        )
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """One attempt (run) of a job: attempt 1 is the first, each retry/requeue adds one."""
+
+    job_id: str
+    attempt: int
+    host: str
+    state: JobState
+    reason: str
+    vm_name: str
+    queued_at: datetime
+    started_at: datetime | None   # when a host claimed it
+    finished_at: datetime | None  # when it reached a terminal state
+
+    @classmethod
+    def from_row(cls, row: Row) -> AttemptRecord:
+        return cls(
+            job_id=row["job_id"],
+            attempt=int(row["attempt"]),
+            host=row["host"],
+            state=JobState(row["state"]),
+            reason=row["reason"],
+            vm_name=row["vm_name"],
+            queued_at=_required_time(row["queued_at"]),
+            started_at=_time(row["started_at"]),
+            finished_at=_time(row["finished_at"]),
+        )
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """The latest known result of one step of one attempt."""
+
+    job_id: str
+    attempt: int
+    index: int
+    name: str
+    state: StepState
+    exit_code: int
+    duration: float  # seconds
+
+    def to_proto(self) -> jobs_pb2.StepResult:
+        return jobs_pb2.StepResult(
+            index=self.index, name=self.name, state=int(self.state),
+            exit_code=self.exit_code, duration_seconds=self.duration,
+        )
+
+    @classmethod
+    def from_row(cls, row: Row) -> StepRecord:
+        return cls(
+            job_id=row["job_id"],
+            attempt=int(row["attempt"]),
+            index=int(row["idx"]),
+            name=row["name"],
+            state=StepState(row["state"]),
+            exit_code=int(row["exit_code"]),
+            duration=float(row["duration"]),
+        )
+
+
+@dataclass(frozen=True)
+class HostRecord:
+    """An orchestrator node; ``alive`` means its last heartbeat is at most ``stale_after`` s old."""
+
+    name: str
+    labels: tuple[str, ...]
+    capacity: int
+    running: int
+    last_heartbeat: datetime
+    draining: bool
+    alive: bool
+    heartbeat_age: float  # seconds since the last heartbeat, by the database's clock
+
+    @classmethod
+    def from_row(cls, row: Row, stale_after: float) -> HostRecord:
+        age = max(0.0, float(row["age"]))
+        return cls(
+            name=row["name"],
+            labels=tuple(json.loads(row["labels"])),
+            capacity=int(row["capacity"]),
+            running=int(row["running"]),
+            last_heartbeat=_required_time(row["last_heartbeat"]),
+            draining=bool(row["draining"]),
+            alive=age <= stale_after,
+            heartbeat_age=age,
+        )
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """Which jobs ``Store.list_jobs`` returns (``None`` = any); newest first, at most ``limit``."""
+
+    repo: str | None = None
+    ref: str | None = None
+    state: JobState | None = None
+    host: str | None = None
+    run_id: str | None = None
+    runs_on: str | None = None
+    limit: int = 100
+
+    def __post_init__(self) -> None:
+        if self.limit < 1:
+            raise ValueError("JobFilter.limit must be at least 1")
+
+    def conditions(self) -> Mapping[str, object]:
+        """Column -> wanted value, for the filters that are set."""
+        wanted = {
+            "repo": self.repo, "ref": self.ref, "host": self.host,
+            "run_id": self.run_id, "runs_on": self.runs_on,
+            "state": None if self.state is None else int(self.state),
+        }
+        return {column: value for column, value in wanted.items() if value is not None}

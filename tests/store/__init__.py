@@ -1,0 +1,1 @@
+"""Contract tests of the state store, run against SQLite and PostgreSQL."""
