@@ -1,0 +1,82 @@
+"""The directory of job logs: ``<root>/<job id>/<attempt>.log`` (+ ``.idx``)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+from common.logbatch import job_masker
+from orchestrator.logstore.errors import LogNotFound, LogStoreError
+from orchestrator.logstore.joblog import JobLog
+
+# Job ids become directory names: no separators, no leading dot.
+_JOB_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")
+
+
+class LogStore:
+    """Durable per-attempt logs under one directory, shared by writers and followers.
+
+    One process owns a directory. ``open`` returns the same ``JobLog`` for
+    the same attempt until ``aclose``; after a restart it recovers what was
+    durable (a torn final frame is cut off).
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self._logs: dict[tuple[str, int], JobLog] = {}
+        self._lock = asyncio.Lock()
+        self._closed = False
+
+    def path(self, job_id: str, attempt: int) -> Path:
+        if not _JOB_ID.match(job_id):
+            raise LogStoreError(f"job id {job_id!r} cannot name a log file")
+        if attempt < 0:
+            raise LogStoreError(f"attempt {attempt} is negative")
+        return self.root / job_id / f"{attempt}.log"
+
+    async def open(
+        self, job_id: str, attempt: int, secrets: Iterable[str] = (), create: bool = True
+    ) -> JobLog:
+        """The log of ``job_id``/``attempt``; ``secrets`` are masked in every line stored
+        through this handle. With ``create=False`` a missing log raises LogNotFound."""
+        if self._closed:
+            raise LogStoreError("the log store is shut down")
+        key = (job_id, attempt)
+        async with self._lock:
+            log = self._logs.get(key)
+            if log is not None:
+                if secrets:
+                    log.add_secrets(secrets)
+                return log
+            path = self.path(job_id, attempt)
+            if not create and not path.exists():
+                raise LogNotFound(f"no log for job {job_id} attempt {attempt}")
+            log = JobLog(path, path.with_suffix(".idx"), job_masker(secrets))
+
+            def _open() -> None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                log._open_sync()
+
+            try:
+                await asyncio.to_thread(_open)
+            except OSError as err:
+                log.release()
+                raise LogStoreError(f"cannot open the log {path}: {err.strerror}") from err
+            self._logs[key] = log
+            return log
+
+    async def aclose(self) -> None:
+        """Release every file (logs are not closed: their jobs may go on elsewhere)."""
+        async with self._lock:
+            self._closed = True
+            for log in self._logs.values():
+                log.release()
+            self._logs.clear()
+
+    async def __aenter__(self) -> LogStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

@@ -1,0 +1,181 @@
+"""The state shared by the RunnerService servicer and the scheduler.
+
+The scheduler ``assign``s a job attempt (getting the session and its token
+to hand to the VM), waits on ``session.wait_finished()``, may ``cancel`` it,
+and always ``release``s it when the VM is gone. The servicer looks sessions
+up by the claims of the token a runner presents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+from common.errors import SolsticeError
+from common.rpc import jobs_pb2
+from common.tokens import TokenIssuer
+from orchestrator.logstore import JobLog, LogStore
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SHELL = ("bash", "-eo", "pipefail", "-c")
+TERMINAL = frozenset(
+    {
+        jobs_pb2.JOB_STATE_SUCCEEDED,
+        jobs_pb2.JOB_STATE_FAILED,
+        jobs_pb2.JOB_STATE_CANCELLED,
+        jobs_pb2.JOB_STATE_ERRORED,
+    }
+)
+
+StepCallback = Callable[[jobs_pb2.StepResult], Awaitable[None]]
+
+
+class GatewayError(SolsticeError):
+    """The scheduler asked something the gateway cannot do."""
+
+
+@dataclass(frozen=True)
+class AssignedJob:
+    """One job attempt handed to a VM, with everything its runner will be told."""
+
+    job_id: str
+    attempt: int
+    request: jobs_pb2.JobRequest
+    secrets: Mapping[str, str] = field(default_factory=dict)  # values by name; sent only if trusted
+    timeout_seconds: float = 3600.0
+    shell: tuple[str, ...] = DEFAULT_SHELL
+    kill_grace_seconds: float = 10.0
+
+    def __repr__(self) -> str:  # secrets stay out of logs and tracebacks
+        return f"AssignedJob(job_id={self.job_id!r}, attempt={self.attempt}, secrets=***)"
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """How a job attempt ended, as its runner (or the gateway) reported it."""
+
+    state: jobs_pb2.JobState.ValueType
+    steps: list[jobs_pb2.StepResult]
+    reason: str
+    log_tail: list[str]
+
+
+class RunnerSession:
+    """One assigned job attempt, from ``assign`` to ``release``."""
+
+    def __init__(self, job: AssignedJob, token: str, on_step: StepCallback | None) -> None:
+        self.job = job
+        self.token = token
+        self.on_step = on_step
+        self.connected = asyncio.Event()  # set by the first authenticated call
+        self.last_heartbeat = 0.0  # time.monotonic() of the last call of any kind
+        self.cancel_reason: str | None = None
+        self.steps: dict[int, jobs_pb2.StepResult] = {}
+        self._outcome: asyncio.Future[JobOutcome] = asyncio.get_running_loop().create_future()
+        self._log: JobLog | None = None
+        self._log_lock = asyncio.Lock()
+        self._logstore: LogStore | None = None
+
+    def __repr__(self) -> str:
+        return f"RunnerSession(job:{self.job.job_id}#{self.job.attempt}, token=***)"
+
+    @property
+    def finished(self) -> bool:
+        return self._outcome.done()
+
+    async def wait_finished(self) -> JobOutcome:
+        """The outcome, once the runner completed (or the session was released)."""
+        return await asyncio.shield(self._outcome)
+
+    def touch(self) -> None:
+        self.last_heartbeat = time.monotonic()
+        self.connected.set()
+
+    async def log(self) -> JobLog:
+        """The job attempt's log (opened on first use, with the job's secrets)."""
+        async with self._log_lock:
+            if self._log is None:
+                assert self._logstore is not None
+                self._log = await self._logstore.open(
+                    self.job.job_id, self.job.attempt, self.job.secrets.values()
+                )
+            return self._log
+
+    async def record_step(self, result: jobs_pb2.StepResult) -> None:
+        self.steps[result.index] = result
+        if self.on_step is not None:
+            try:
+                await self.on_step(result)
+            except Exception:  # the scheduler's bug must not fail the runner's call
+                log.exception("step callback failed", extra={"fields": {"job": self.job.job_id}})
+
+    async def finish(self, state: jobs_pb2.JobState.ValueType, reason: str,
+                     steps: list[jobs_pb2.StepResult] | None = None) -> JobOutcome:
+        """Close the log and settle the outcome; later calls return the first outcome."""
+        if self._outcome.done():
+            return self._outcome.result()
+        joblog = await self.log()
+        await joblog.close()
+        if self._outcome.done():  # settled while the log was closing
+            return self._outcome.result()
+        if steps:
+            for step in steps:
+                self.steps[step.index] = step
+        outcome = JobOutcome(
+            state=state,
+            steps=[self.steps[i] for i in sorted(self.steps)],
+            reason=reason,
+            log_tail=joblog.tail(),
+        )
+        self._outcome.set_result(outcome)
+        return outcome
+
+
+class RunnerGateway:
+    """Sessions of the job attempts assigned on this node, keyed by (job id, attempt)."""
+
+    def __init__(
+        self,
+        logstore: LogStore,
+        issuer: TokenIssuer,
+        *,
+        heartbeat_interval: float = 2.0,
+    ) -> None:
+        self.logstore = logstore
+        self.issuer = issuer
+        self.heartbeat_interval = heartbeat_interval
+        self._sessions: dict[tuple[str, int], RunnerSession] = {}
+
+    def assign(self, job: AssignedJob, on_step: StepCallback | None = None) -> RunnerSession:
+        """Start a session for ``job``; its ``token`` goes to the VM. Must run on the loop."""
+        key = (job.job_id, job.attempt)
+        if key in self._sessions:
+            raise GatewayError(f"job {job.job_id} attempt {job.attempt} is already assigned")
+        self.logstore.path(job.job_id, job.attempt)  # refuse ids that cannot name a log
+        session = RunnerSession(job, self.issuer.issue(job.job_id, job.attempt), on_step)
+        session._logstore = self.logstore
+        self._sessions[key] = session
+        return session
+
+    def session(self, job_id: str, attempt: int) -> RunnerSession | None:
+        return self._sessions.get((job_id, attempt))
+
+    def cancel(self, job_id: str, attempt: int, reason: str) -> None:
+        """Ask the runner to stop: its next heartbeat reply carries ``reason``."""
+        session = self._sessions.get((job_id, attempt))
+        if session is None:
+            raise GatewayError(f"job {job_id} attempt {attempt} is not assigned here")
+        if session.cancel_reason is None:
+            session.cancel_reason = reason or "cancelled"
+
+    async def release(self, job_id: str, attempt: int, reason: str = "the VM went away") -> JobOutcome | None:
+        """Forget the attempt; its token stops working. An unfinished attempt
+        ends ``errored`` with ``reason`` and its log is closed. Idempotent."""
+        session = self._sessions.pop((job_id, attempt), None)
+        if session is None:
+            return None
+        return await session.finish(jobs_pb2.JOB_STATE_ERRORED, reason)

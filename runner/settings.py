@@ -1,0 +1,34 @@
+"""Runner settings: how it buffers, retries and where it keeps files."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _default_root() -> Path:
+    return Path(os.environ.get("SOLSTICE_RUNNER_DIR") or Path(tempfile.gettempdir()) / "solstice-runner")
+
+
+@dataclass(frozen=True)
+class RunnerSettings:
+    """Tunables; the defaults suit a VM. Every field has a ``solstice-runner run`` flag."""
+
+    root: Path = field(default_factory=_default_root)  # workspace + spool live here
+    offline_limit: float = 300.0  # orchestrator unreachable longer than this: give up
+    batch_bytes: int = 256 * 1024  # seal a log batch at this size...
+    batch_delay: float = 0.05  # ...or this long after its first line
+    chunk_bytes: int = 64 * 1024  # longer lines are split into continuation chunks
+    backoff_initial: float = 0.1
+    backoff_max: float = 5.0
+    rpc_timeout: float = 15.0
+
+    @property
+    def workspace(self) -> Path:
+        return self.root / "work"
+
+    @property
+    def spool(self) -> Path:
+        return self.root / "spool"

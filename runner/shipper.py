@@ -1,0 +1,88 @@
+"""Sends spooled log batches home over StreamLogs, resuming after every break.
+
+Each connection starts with the orchestrator's ack of what it already holds;
+the shipper then sends every spooled batch past that point, in order, and
+drops batches from the spool index as acks arrive. A reconnect therefore
+resends exactly the unacknowledged lines, and the orchestrator drops any
+overlap, so none is lost or doubled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+
+from runner.connection import Connection, OrchestratorGone
+from runner.spool import Spool
+
+log = logging.getLogger(__name__)
+
+
+class StreamBroken(Exception):
+    """The log stream ended without an error status (server shut down)."""
+
+
+class LogShipper:
+    """Owns the StreamLogs call; run ``run()`` as a task for the job's lifetime."""
+
+    def __init__(self, conn: Connection, spool: Spool) -> None:
+        self.conn = conn
+        self.spool = spool
+
+    async def run(self) -> None:
+        backoff = self.conn.backoff()
+        while True:
+            try:
+                await self._stream(backoff)
+            except* grpc.aio.AioRpcError as group:
+                for err in group.exceptions:
+                    self.conn.check_final(err)  # type: ignore[arg-type]
+                    self.conn.missed(err)
+            except* StreamBroken as group:
+                self.conn.missed(group.exceptions[0])
+            await asyncio.sleep(backoff.next_delay())
+
+    async def _stream(self, backoff) -> None:  # type: ignore[no-untyped-def]
+        call = self.conn.stream_logs(metadata=self.conn.metadata)
+        try:
+            first = await call.read()
+            if first is grpc.aio.EOF:
+                raise StreamBroken("log stream closed before its first ack")
+            self.conn.reached()
+            backoff.reset()
+            self.spool.ack(first.durable_sequence)
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._acks(call), name="log-acks")
+                tasks.create_task(self._send(call, first.durable_sequence), name="log-send")
+        finally:
+            call.cancel()
+
+    async def _acks(self, call) -> None:  # type: ignore[no-untyped-def]
+        while True:
+            ack = await call.read()
+            if ack is grpc.aio.EOF:
+                raise StreamBroken("the orchestrator closed the log stream")
+            self.spool.ack(ack.durable_sequence)
+
+    async def _send(self, call, sent: int) -> None:  # type: ignore[no-untyped-def]
+        while True:
+            waiting = self.spool.change_event()
+            progressed = False
+            for last, raw in self.spool.unsent(sent):
+                await call.write(raw)
+                sent, progressed = last, True
+            if not progressed:
+                await waiting.wait()
+
+    async def flush(self) -> None:
+        """Return once every spooled line is durable at the orchestrator;
+        raise OrchestratorGone when it stays unreachable past the limit."""
+        while not self.spool.all_acked:
+            if self.conn.gone:
+                raise OrchestratorGone(
+                    f"{self.spool.last_sequence - self.spool.acked} log lines could not be "
+                    f"delivered; they are kept in {self.spool.path}"
+                )
+            await self.spool.changed(timeout=0.5)

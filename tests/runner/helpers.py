@@ -1,0 +1,63 @@
+"""A real local git repository and a real runner subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+RUNNER = [sys.executable, "-m", "runner.cli"]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Repo:
+    url: str
+    sha: str
+
+
+def make_repo(path: Path, files: dict[str, str]) -> Repo:
+    path.mkdir(parents=True)
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+    for name, text in files.items():
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_text(text)
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=path, env=env, check=True, capture_output=True, text=True).stdout
+
+    git("init", "-q", "-b", "main")
+    git("add", "-A")
+    git("commit", "-q", "-m", "first")
+    (path / "LATER").write_text("a later commit the job must not see\n")
+    first = git("rev-parse", "HEAD").strip()
+    git("add", "-A")
+    git("commit", "-q", "-m", "second")
+    return Repo(f"file://{path}", first)
+
+
+async def start_runner(address: str, token: str, root: Path, *extra: str,
+                       env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("SOLSTICE_")}
+    base["PYTHONPATH"] = str(ROOT)
+    return await asyncio.create_subprocess_exec(
+        *RUNNER, "run", "--orchestrator", address, "--token", token, "--dir", str(root),
+        "--log-format", "json", *extra,
+        env={**base, **(env or {})}, cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def runner_exit(proc: asyncio.subprocess.Process, timeout: float = 60) -> tuple[int, str]:
+    try:
+        _, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        _, err = await proc.communicate()
+        raise AssertionError(f"runner did not exit within {timeout}s:\n{err.decode()[-3000:]}") from None
+    assert proc.returncode is not None
+    return proc.returncode, err.decode()

@@ -1,0 +1,117 @@
+"""Faults: the orchestrator restarts mid-stream; the runner is refused or stranded."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from common.logbatch import STDOUT, iter_lines
+from common.rpc import jobs_pb2, runner_pb2
+from common.tokens import TokenIssuer
+from orchestrator.logstore import LogStore
+from orchestrator.runnerapi import RunnerGateway, RunnerServer
+from tests.protocol.harness import KEY, assigned
+from tests.runner.helpers import make_repo, runner_exit, start_runner
+from runner.spool import LENGTH
+from tests.waiting import async_wait_until
+
+N = 100_000
+
+
+async def _serve(logdir, port=0):
+    store = LogStore(logdir)
+    gateway = RunnerGateway(store, TokenIssuer(KEY, ttl_seconds=600), heartbeat_interval=0.2)
+    server = RunnerServer(gateway, port=port, grace_seconds=0)
+    await server.start()
+    return store, gateway, server
+
+
+async def test_server_restart_mid_stream_loses_and_doubles_nothing(tmp_path):
+    repo = make_repo(tmp_path / "repo", {"x": "y"})
+    go = tmp_path / "go"
+    half = N // 2
+    script = (f"seq -f 'line %.0f' 1 {half}; while [ ! -e {go} ]; do sleep 0.05; done; "
+              f"seq -f 'line %.0f' {half + 1} {N}")
+    job = assigned("job-1", [jobs_pb2.Step(name="Numbers", run=script)], clone_url=repo.url, sha=repo.sha)
+    spool = tmp_path / "vm" / "spool" / "job-1-1.spool"
+
+    store, gateway, server = await _serve(tmp_path / "logs")
+    session = gateway.assign(job)
+    port = server.port
+    proc = await start_runner(server.address, session.token, tmp_path / "vm")
+    try:
+        joblog = await session.log()
+        await async_wait_until(lambda: joblog.highest_sequence >= half // 2, timeout=60,
+                               what="the first lines to be stored")
+        # Kill the orchestrator's server while lines are flowing, and let the
+        # step print the second half while it is down.
+        await server.stop(grace=0)
+        await store.aclose()
+        spooled = spool.stat().st_size
+        go.touch()
+        await async_wait_until(lambda: spool.stat().st_size > spooled + 200_000, timeout=60,
+                               what="the runner to spool lines while the orchestrator is down")
+        # Same port, same log directory, same signing key: a restarted orchestrator.
+        store, gateway, server = await _serve(tmp_path / "logs", port=port)
+        session = gateway.assign(job)
+        outcome = await asyncio.wait_for(session.wait_finished(), 90)
+        lines = await (await session.log()).read_all()
+    finally:
+        await server.stop(grace=0)
+        await store.aclose()
+        code, stderr = await runner_exit(proc)
+    assert code == 0, stderr
+    assert outcome.state == jobs_pb2.JOB_STATE_SUCCEEDED
+    numbered = [ln.content for ln in lines if ln.step == 0 and ln.stream == STDOUT]
+    assert numbered == [b"line %d" % i for i in range(1, N + 1)]
+    assert [ln.sequence for ln in lines] == list(range(1, len(lines) + 1))
+
+
+async def test_orchestrator_gone_past_limit_keeps_logs_and_exits_distinctly(tmp_path):
+    repo = make_repo(tmp_path / "repo", {"x": "y"})
+    go = tmp_path / "go"
+    # The step outlives the offline limit (1 s) by running 3 s after the outage begins.
+    steps = [jobs_pb2.Step(name="Wait", run=f"echo before; while [ ! -e {go} ]; do sleep 0.05; done; "
+                                            "sleep 3; echo after-outage"),
+             jobs_pb2.Step(name="Never", run="echo never")]
+    store, gateway, server = await _serve(tmp_path / "logs")
+    session = gateway.assign(assigned("job-1", steps, clone_url=repo.url, sha=repo.sha))
+    proc = await start_runner(server.address, session.token, tmp_path / "vm", "--offline-limit", "1")
+    try:
+        joblog = await session.log()
+        await async_wait_until(lambda: joblog.highest_sequence >= 1 and session.steps, timeout=60,
+                               what="the step to start")
+    finally:
+        await server.stop(grace=0)
+        await store.aclose()
+    go.touch()
+    code, stderr = await runner_exit(proc)
+    assert code == 5, stderr
+    spooled = read_spool(tmp_path / "vm" / "spool" / "job-1-1.spool")
+    out = [ln.content for ln in spooled if ln.stream == STDOUT]
+    assert out == [b"before", b"after-outage"], "the current step finished, its lines stayed on disk"
+    assert not [ln for ln in spooled if ln.step == 1], "later steps were not started"
+
+
+def read_spool(path):
+    raw = path.read_bytes()
+    pos, lines = 0, []
+    while pos < len(raw):
+        (length,) = LENGTH.unpack_from(raw, pos)
+        lines.extend(iter_lines(runner_pb2.LogBatch.FromString(raw[pos + 4 : pos + 4 + length])))
+        pos += 4 + length
+    return lines
+
+
+async def test_refused_token_exits_4(tmp_path):
+    store, gateway, server = await _serve(tmp_path / "logs")
+    try:
+        gateway.assign(assigned("job-1", [jobs_pb2.Step(run="true")]))
+        other = TokenIssuer(os.urandom(32), ttl_seconds=60).issue("job-1", 1)
+        proc = await start_runner(server.address, other, tmp_path / "vm")
+        code, stderr = await runner_exit(proc)
+    finally:
+        await server.stop(grace=0)
+        await store.aclose()
+    assert code == 4
+    assert "refused" in stderr and other not in stderr
