@@ -1,0 +1,181 @@
+"""The local driver: the job's "VM" is a runner process on this machine.
+
+Per VM ``<state_dir>/<vm>/`` holds ``work/`` (the runner's own directory,
+``SOLSTICE_RUNNER_DIR``), ``console.log`` (its stdout and stderr) and
+``pid`` (pid + kernel start time). The runner runs as
+``<runner_argv...> --orchestrator HOST:PORT`` in its own session / process
+group; the job token travels only in its environment
+(``SOLSTICE_RUNNER_TOKEN``), so ``ps`` never shows it.
+
+A restarted orchestrator finds its VMs again from the directories, and kills
+a leftover runner only if the pid's start time still matches the pid file -
+a recycled pid is never signalled. Where ``/proc`` does not exist (macOS)
+the check falls back to "the process group exists" (documented weaker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+from pathlib import Path
+
+from common.bootstrap import ENV_ORCHESTRATOR, ENV_TOKEN
+from orchestrator.catalog import LocalConfig
+from orchestrator.drivers.base import VmSpec
+from orchestrator.drivers.bhyve_console import tail_file
+from orchestrator.drivers.errors import BootTimeout, ProvisionError, VmDied
+from orchestrator.names import is_vm_name, validate_vm_name
+
+log = logging.getLogger(__name__)
+
+
+def process_start_time(pid: int) -> str | None:
+    """The kernel's start time of ``pid`` (None if it is gone or a zombie)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        if not Path("/proc/self/stat").exists():  # no procfs: best effort
+            try:
+                os.killpg(pid, 0)
+                return "unknown"
+            except (ProcessLookupError, PermissionError):
+                return None
+        return None
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return None if fields[0] in ("Z", "X") else fields[19]
+
+
+class LocalDriver:
+    """Driver that runs each job's runner as a local subprocess (single-node, tests, laptops)."""
+
+    name = "local"
+
+    def __init__(self, config: LocalConfig) -> None:
+        self.config = config
+        self._procs: dict[str, asyncio.subprocess.Process] = {}
+
+    def serves(self, label: str) -> bool:
+        return not self.config.labels or label in self.config.labels
+
+    def _dir(self, vm: str) -> Path:
+        return self.config.state_dir / vm
+
+    async def prepare(self, spec: VmSpec) -> None:
+        vm = validate_vm_name(spec.name)
+        try:
+            (self._dir(vm) / "work").mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as err:
+            raise ProvisionError(f"cannot create the work directory of {vm}: {err.strerror}") from err
+
+    async def boot(self, spec: VmSpec) -> None:
+        vm = validate_vm_name(spec.name)
+        d = self._dir(vm)
+        argv = [*self.config.runner_argv, "--orchestrator", spec.bootstrap.orchestrator]
+        env = dict(os.environ)
+        env.update({
+            ENV_ORCHESTRATOR: spec.bootstrap.orchestrator,
+            ENV_TOKEN: spec.bootstrap.token,
+            "SOLSTICE_RUNNER_DIR": str(d / "work"),
+        })
+        try:
+            with open(d / "console.log", "ab") as out:
+                proc = await asyncio.create_subprocess_exec(
+                    *argv, cwd=str(d / "work"), env=env, stdin=asyncio.subprocess.DEVNULL,
+                    stdout=out, stderr=out, start_new_session=True,
+                )
+        except OSError as err:
+            await self.destroy(vm)
+            raise ProvisionError(f"cannot start the runner for {vm} ({argv[0]}): {err.strerror}") from err
+        self._procs[vm] = proc
+        started = process_start_time(proc.pid)
+        tmp = d / "pid.tmp"
+        tmp.write_text(json.dumps({"pid": proc.pid, "start": started}))
+        os.replace(tmp, d / "pid")
+        log.info("runner started", extra={"fields": {"vm": vm, "pid": proc.pid}})
+
+    def _alive_pid(self, vm: str) -> int | None:
+        """The runner's pid if it is (still) the process we started."""
+        proc = self._procs.get(vm)
+        if proc is not None:
+            return proc.pid if proc.returncode is None else None
+        try:
+            info = json.loads((self._dir(vm) / "pid").read_text())
+        except (OSError, ValueError):
+            return None
+        pid, started = info.get("pid"), info.get("start")
+        if not isinstance(pid, int) or pid <= 1:
+            return None
+        now = process_start_time(pid)
+        return pid if now is not None and now == started else None
+
+    async def wait_ready(self, spec: VmSpec, ready: asyncio.Event, timeout: float) -> None:
+        vm = validate_vm_name(spec.name)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not ready.is_set():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise BootTimeout(vm, timeout, await self.console_tail(vm))
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(ready.wait(), min(remaining, 0.1))
+            if not ready.is_set() and self._alive_pid(vm) is None:
+                proc = self._procs.get(vm)
+                code = proc.returncode if proc is not None else None
+                detail = f"the runner exited with status {code}" if code is not None else "the runner is not running"
+                raise VmDied(vm, detail, await self.console_tail(vm))
+
+    async def stop(self, name: str) -> None:
+        vm = validate_vm_name(name)
+        pid = self._alive_pid(vm)
+        if pid is not None:
+            await self._kill_group(vm, pid)
+        proc = self._procs.pop(vm, None)
+        if proc is not None:
+            await proc.wait()
+
+    async def _kill_group(self, vm: str, pid: int) -> None:
+        for sig, grace in ((signal.SIGTERM, self.config.stop_grace), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(pid, sig)
+            except ProcessLookupError:
+                return
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + grace
+            while loop.time() < deadline:
+                proc = self._procs.get(vm)
+                if proc is not None:
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(proc.wait(), max(0.0, deadline - loop.time()))
+                    if proc.returncode is not None:
+                        return
+                elif self._alive_pid(vm) is None:
+                    return
+                else:
+                    await asyncio.sleep(0.02)
+        log.warning("runner did not die after SIGKILL", extra={"fields": {"vm": vm, "pid": pid}})
+
+    async def destroy(self, name: str) -> None:
+        vm = validate_vm_name(name)
+        await self.stop(vm)
+        await asyncio.to_thread(shutil.rmtree, self._dir(vm), True)
+
+    async def list_owned(self) -> set[str]:
+        try:
+            return {p.name for p in self.config.state_dir.iterdir() if is_vm_name(p.name)}
+        except FileNotFoundError:
+            return set()
+
+    async def console_tail(self, name: str, lines: int = 50) -> str:
+        vm = validate_vm_name(name)
+        return await asyncio.to_thread(tail_file, self._dir(vm) / "console.log", lines)
+
+    async def aclose(self) -> None:
+        # Runners keep running (the orchestrator may be restarting); just reap ours.
+        self._procs.clear()

@@ -1,0 +1,42 @@
+"""A stand-in runner that "calls in" to the test gateway over TCP.
+
+Reads the bootstrap from the environment (as solstice-runner does), prints a
+few console lines, connects to the orchestrator address, sends its token and
+waits until the gateway closes the connection (the job is over), then exits.
+``--silent`` never calls in; ``--crash`` exits with status 3 at once.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+
+
+def main(argv: list[str]) -> int:
+    print("runner: booted", flush=True)
+    if "--crash" in argv:
+        print("runner: crashing on purpose", flush=True)
+        return 3
+    orch = os.environ["SOLSTICE_RUNNER_ORCHESTRATOR"]
+    if "--orchestrator" in argv and argv[argv.index("--orchestrator") + 1] != orch:
+        print("runner: --orchestrator and the environment disagree", flush=True)
+        return 4
+    token = os.environ["SOLSTICE_RUNNER_TOKEN"]
+    if "--silent" in argv:
+        print("runner: not calling in", flush=True)
+        while True:
+            time.sleep(3600)
+    host, port = orch.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=30) as conn:
+        conn.sendall(token.encode() + b"\n")
+        print("runner: called in", flush=True)
+        conn.settimeout(None)
+        reply = conn.makefile().readline().strip()
+    print(f"runner: job over ({reply or 'closed'})", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,113 @@
+"""Names are generated and validated before any command sees them."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as s
+
+from common.bootstrap import RunnerBootstrap
+from common.errors import ConfigError
+from orchestrator.catalog import BhyveConfig, ImageEntry
+from orchestrator.drivers.base import VmSpec
+from orchestrator.drivers.bhyve import BhyveDriver
+from orchestrator.drivers.errors import NameInvalid
+from orchestrator.names import (
+    is_vm_name,
+    validate_dataset_name,
+    validate_link_name,
+    validate_zone_name,
+    vm_name,
+    vm_of_vnic,
+    vnic_name,
+)
+from tests.fakes.illumos.dladm import valid_linkname
+from tests.fakes.illumos.host import FakeHost
+
+BOOT = RunnerBootstrap("127.0.0.1:1", "tok")
+INJECTIONS = [
+    "solstice-abcdef12-1; rm -rf /",
+    "solstice-abcdef12-1 && reboot",
+    "$(reboot)",
+    "`reboot`",
+    "../../etc/passwd",
+    "solstice-abcdef12-1/../x",
+    "-rf",
+    "solstice-abcdef12-1\n",
+    "solstice-ABCDEF12-1",
+    "solstice-abcdef12-01",
+    "solstice-abcdef1-1",
+    "global",
+    "",
+]
+
+
+@pytest.mark.parametrize("bad", INJECTIONS)
+def test_vm_spec_refuses_bad_names(bad):
+    with pytest.raises(NameInvalid):
+        VmSpec(bad, "job", 1, "illumos-stable", BOOT)
+    with pytest.raises(ValueError):  # NameInvalid is also a ValueError
+        VmSpec(bad, "job", 1, "illumos-stable", BOOT)
+
+
+@pytest.mark.parametrize("bad", INJECTIONS)
+async def test_driver_refuses_bad_names_before_any_command(fake_host: FakeHost, bhyve_cfg: BhyveConfig, bad):
+    driver = BhyveDriver(bhyve_cfg)
+    for call in (driver.destroy, driver.stop, driver.console_tail):
+        with pytest.raises(NameInvalid):
+            await call(bad)
+    assert fake_host.calls() == []
+
+
+def test_job_ids_from_webhooks_never_reach_names():
+    name = vm_name("$(reboot); rm -rf / #", 3)
+    assert is_vm_name(name) and name.endswith("-3")
+    assert vm_name("job-1", 1) == vm_name("job-1", 1) != vm_name("job-2", 1)
+
+
+@given(s.text(min_size=1, max_size=200), s.integers(min_value=0, max_value=99999))
+def test_every_generated_name_is_valid_everywhere(job_id, attempt):
+    vm = vm_name(job_id, attempt)
+    assert validate_zone_name(vm) == vm
+    vnic = vnic_name(vm)
+    assert valid_linkname(vnic) and validate_link_name(vnic) == vnic  # our rules == the fake dladm's
+    assert vm_of_vnic(vnic) == vm
+    assert validate_dataset_name(f"rpool/solstice/vms/{vm}")
+
+
+@pytest.mark.parametrize("attempt", [-1, 100000, True, "1"])
+def test_bad_attempts(attempt):
+    with pytest.raises(NameInvalid):
+        vm_name("job", attempt)
+
+
+@pytest.mark.parametrize(
+    ("name", "ok"),
+    [("vnic0", True), ("vnic10", True), ("e1000g0", True), ("vnic01", False), ("0vnic1", False),
+     ("vnic", False), ("vn-ic1", False), ("a" * 31 + "1", False), ("a" * 30 + "1", True)],
+)
+def test_link_rules_match_illumos(name, ok):
+    assert valid_linkname(name) is ok
+    if ok:
+        assert validate_link_name(name) == name
+    else:
+        with pytest.raises(NameInvalid):
+            validate_link_name(name)
+
+
+@pytest.mark.parametrize("bad", ["rpool/a b", "1pool/x", "rpool//x", "rpool/x@s", "rpool/../x", "rpool/x;y", ""])
+def test_dataset_rules(bad):
+    with pytest.raises(NameInvalid):
+        validate_dataset_name(bad)
+    assert validate_dataset_name("rpool/images/x@2026-11-01", snapshot=True)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"link": "igb0; reboot"}, {"dataset": "rpool/x y"}, {"snapshot": "a@b"}, {"ram": "4G; reboot"},
+     {"vcpus": 33}, {"disk_size": "-1"}],
+)
+def test_catalog_refuses_bad_values(fields):
+    base = {"dataset": "rpool/images/x", "snapshot": "v1", "link": "igb0"}
+    with pytest.raises(ConfigError):
+        ImageEntry(**{**base, **fields})

@@ -1,0 +1,56 @@
+"""Driver registry: choose by name, refuse duplicates; reconcile reaps only orphans."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.catalog import DriverConfig, LocalConfig
+from orchestrator.drivers import registry
+from orchestrator.drivers.base import Driver
+from orchestrator.drivers.bhyve import BhyveDriver
+from orchestrator.drivers.errors import DriverError, UnknownDriver
+from orchestrator.drivers.local import LocalDriver
+
+
+def test_make_driver_by_name(tmp_path):
+    local = registry.make_driver(DriverConfig(driver="local", local=LocalConfig(state_dir=tmp_path)))
+    assert isinstance(local, LocalDriver) and local.name == "local"
+    assert isinstance(local, Driver)
+    bhyve = registry.make_driver(DriverConfig(driver="bhyve"))
+    assert isinstance(bhyve, BhyveDriver) and isinstance(bhyve, Driver)
+
+
+def test_unknown_driver():
+    with pytest.raises(UnknownDriver, match="choose one of: bhyve, local"):
+        registry.make_driver(DriverConfig(driver="kvm"))
+
+
+def test_duplicate_registration_is_refused():
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register("local", lambda cfg: LocalDriver(cfg.local))
+    assert set(registry.DRIVERS) == {"bhyve", "local"}
+
+
+class ListingDriver:
+    """A driver double for reconcile's own logic (no VM behind it)."""
+
+    name = "listing"
+
+    def __init__(self, owned: set[str], failing: set[str]) -> None:
+        self.owned, self.failing, self.destroyed = set(owned), failing, []
+
+    async def list_owned(self) -> set[str]:
+        return set(self.owned)
+
+    async def destroy(self, name: str) -> None:
+        if name in self.failing:
+            raise DriverError(f"{name} is stuck")
+        self.destroyed.append(name)
+        self.owned.discard(name)
+
+
+async def test_reconcile_keeps_live_and_survives_a_stuck_vm():
+    d = ListingDriver({"solstice-00000001-1", "solstice-00000002-1", "solstice-00000003-1"}, {"solstice-00000002-1"})
+    reaped = await registry.reconcile(d, {"solstice-00000001-1", "solstice-99999999-1"})  # type: ignore[arg-type]
+    assert reaped == ["solstice-00000003-1"]
+    assert d.owned == {"solstice-00000001-1", "solstice-00000002-1"}

@@ -1,0 +1,189 @@
+"""A fake GitHub API for a GitHub App: installation tokens, contents, check runs, statuses.
+
+Authentication is checked as GitHub does: ``/app/installations/<id>/access_tokens``
+takes only an RS256 App JWT signed by the App's key (``iss`` = App id, at most
+10 minutes of life); every other call takes only a live installation token.
+Calls without a ``User-Agent`` are refused (403), as on github.com.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import itertools
+import json
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import jwt
+from aiohttp import web
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.fakes.forges.base import FakeForge, json_error, load_schema, validation_error
+
+DOCS = "https://docs.github.com/rest"
+
+
+def rsa_key_pair() -> tuple[bytes, bytes]:
+    """(private PEM, public PEM) of a fresh 2048-bit RSA key, as a GitHub App's."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+    )
+    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return private, public
+
+
+@dataclass
+class FakeGitHub(FakeForge):
+    """``fixtures`` is ``.../fixtures/forge/github``; ``public_key`` the App key's public PEM."""
+
+    fixtures: Path = Path()
+    app_id: str = "1"
+    public_key: bytes = b""
+    token_lifetime: float = 3600.0
+    files: dict[tuple[str, str, str], str] = field(default_factory=dict)  # (repo, sha, path) -> text
+    any_sha_files: dict[tuple[str, str], str] = field(default_factory=dict)  # (repo, path) -> text at every sha
+    tokens: dict[str, tuple[int, float]] = field(default_factory=dict)  # token -> (installation, expires_at)
+    check_runs: dict[int, dict[str, Any]] = field(default_factory=dict)  # id -> current state
+    check_run_updates: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # (id, body) in order
+    statuses: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)  # (repo, sha, body)
+
+    def __post_init__(self) -> None:
+        self._ids = itertools.count(1000)
+        self._create = load_schema(self.fixtures / "schemas" / "check-run-create.json")
+        self._update = load_schema(self.fixtures / "schemas" / "check-run-update.json")
+        self._status = load_schema(self.fixtures / "schemas" / "status-create.json")
+        self._token_example = json.loads((self.fixtures / "installation-token-response.json").read_text())
+        self._contents_example = json.loads((self.fixtures / "contents-file-response.json").read_text())
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/app/installations/{installation}/access_tokens", self._access_token)
+        app.router.add_get("/repos/{owner}/{repo}/contents/{path:.+}", self._contents)
+        app.router.add_post("/repos/{owner}/{repo}/check-runs", self._create_check_run)
+        app.router.add_patch("/repos/{owner}/{repo}/check-runs/{id}", self._update_check_run)
+        app.router.add_post("/repos/{owner}/{repo}/statuses/{sha}", self._create_status)
+
+    def put_file(self, repo: str, sha: str, text: str, path: str = ".solstice/workflow.kdl") -> None:
+        self.files[(repo, sha, path)] = text
+
+    def check_run_statuses(self, name: str | None = None) -> list[tuple[int, str, str | None]]:
+        """(check run id, status, conclusion) of every create and update, in order."""
+        return [
+            (run_id, body.get("status", ""), body.get("conclusion"))
+            for run_id, body in self.check_run_updates
+            if name is None or self.check_runs[run_id].get("name") == name
+        ]
+
+    # -- auth -------------------------------------------------------------
+
+    def _user_agent(self, request: web.Request) -> web.Response | None:
+        if not request.headers.get("User-Agent"):
+            return json_error(403, "Request forbidden by administrative rules. Please make sure your request has a User-Agent header")
+        return None
+
+    def _installation_auth(self, request: web.Request) -> web.Response | None:
+        refused = self._user_agent(request)
+        if refused:
+            return refused
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        held = self.tokens.get(token) if scheme.lower() in ("token", "bearer") else None
+        if held is None or held[1] <= time.time():
+            return json_error(401, "Bad credentials", documentation_url=DOCS)
+        return None
+
+    async def _access_token(self, request: web.Request) -> web.Response:
+        refused = self._user_agent(request)
+        if refused:
+            return refused
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme != "Bearer":
+            return json_error(401, "A JSON web token could not be decoded", documentation_url=DOCS)
+        try:
+            claims = jwt.decode(
+                token, self.public_key, algorithms=["RS256"], options={"require": ["iat", "exp", "iss"]},
+                leeway=0,
+            )
+        except jwt.PyJWTError as err:
+            return json_error(401, f"A JSON web token could not be decoded ({err})", documentation_url=DOCS)
+        if str(claims["iss"]) != self.app_id:
+            return json_error(401, "'Issuer' claim ('iss') must be an Integer", documentation_url=DOCS)
+        if claims["exp"] - time.time() > 600:
+            return json_error(401, "'Expiration time' claim ('exp') is too far in the future", documentation_url=DOCS)
+        installation = int(request.match_info["installation"])
+        issued = f"ghs_{secrets.token_hex(18)}"
+        expires = time.time() + self.token_lifetime
+        self.tokens[issued] = (installation, expires)
+        answer = copy.deepcopy(self._token_example)
+        answer["token"] = issued
+        answer["expires_at"] = datetime.fromtimestamp(expires, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return web.json_response(answer, status=201)
+
+    # -- contents -----------------------------------------------------------
+
+    async def _contents(self, request: web.Request) -> web.Response:
+        refused = self._installation_auth(request)
+        if refused:
+            return refused
+        repo = f"{request.match_info['owner']}/{request.match_info['repo']}"
+        path = request.match_info["path"]
+        ref = request.query.get("ref", "")
+        text = self.files.get((repo, ref, path)) or self.any_sha_files.get((repo, path))
+        if text is None:
+            return json_error(404, "Not Found", documentation_url=f"{DOCS}/repos/contents#get-repository-content")
+        data = text.encode()
+        encoded = base64.encodebytes(data).decode()  # GitHub wraps base64 at 60/76 columns
+        answer = copy.deepcopy(self._contents_example)
+        answer.update(
+            content=encoded, size=len(data), path=path, name=path.rsplit("/", 1)[-1],
+            url=f"{self.url}/repos/{repo}/contents/{path}?ref={ref}",
+        )
+        return web.json_response(answer)
+
+    # -- checks and statuses -------------------------------------------------
+
+    async def _create_check_run(self, request: web.Request) -> web.Response:
+        refused = self._installation_auth(request)
+        if refused:
+            return refused
+        body = await request.json()
+        problem = validation_error(self._create, body)
+        if problem:
+            return json_error(422, f"Invalid request.\n\n{problem}", documentation_url=DOCS)
+        run_id = next(self._ids)
+        state = {"id": run_id, "status": "queued", **body}
+        self.check_runs[run_id] = state
+        self.check_run_updates.append((run_id, body))
+        return web.json_response(state, status=201)
+
+    async def _update_check_run(self, request: web.Request) -> web.Response:
+        refused = self._installation_auth(request)
+        if refused:
+            return refused
+        body = await request.json()
+        problem = validation_error(self._update, body)
+        if problem:
+            return json_error(422, f"Invalid request.\n\n{problem}", documentation_url=DOCS)
+        run_id = int(request.match_info["id"])
+        if run_id not in self.check_runs:
+            return json_error(404, "Not Found", documentation_url=DOCS)
+        self.check_runs[run_id].update(body)
+        self.check_run_updates.append((run_id, body))
+        return web.json_response(self.check_runs[run_id])
+
+    async def _create_status(self, request: web.Request) -> web.Response:
+        refused = self._installation_auth(request)
+        if refused:
+            return refused
+        body = await request.json()
+        problem = validation_error(self._status, body)
+        if problem:
+            return json_error(422, f"Validation Failed: {problem}", documentation_url=DOCS)
+        repo = f"{request.match_info['owner']}/{request.match_info['repo']}"
+        self.statuses.append((repo, request.match_info["sha"], body))
+        return web.json_response({"id": len(self.statuses), **body}, status=201)

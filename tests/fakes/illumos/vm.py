@@ -1,0 +1,123 @@
+"""The fake bhyve process of one running zone: the "guest" runs the runner.
+
+Started by the fake ``zoneadm boot`` in its own session (so ``halt`` kills the
+whole group). It reads the NoCloud seed the boot materialised
+(``<zoneroot>/cloud-init/user-data``), starts the configured runner command
+(``config.json`` ``runner_argv``) with the bootstrap in its environment, and
+writes the guest's console to the ``console=socket,PATH`` socket if the zone
+has one. Output is buffered until the first console client connects (real
+bhyve behaviour without a client is UNCONFIRMED). When the runner exits the
+guest "powers off": bhyve exits and the zone drops back to ``installed`` by
+itself (illumos.md §1.3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+from common.bootstrap import ENV_ORCHESTRATOR, ENV_TOKEN, BootstrapError, read_nocloud_dir
+from tests.fakes.illumos import state as st
+from tests.fakes.illumos.zoneadm import attr, to_installed
+
+
+class Console:
+    def __init__(self) -> None:
+        self.buffer: list[bytes] = []
+        self.clients: list[asyncio.StreamWriter] = []
+
+    def write(self, data: bytes) -> None:
+        if not self.clients:
+            self.buffer.append(data)
+            return
+        for w in list(self.clients):
+            try:
+                w.write(data)
+            except (ConnectionError, RuntimeError):
+                self.clients.remove(w)
+
+    async def client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for chunk in self.buffer:
+            writer.write(chunk)
+        self.buffer.clear()
+        self.clients.append(writer)
+        try:
+            await reader.read()  # until the client goes away
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        if writer in self.clients:
+            self.clients.remove(writer)
+
+    def line(self, text: str) -> None:
+        self.write(text.encode() + b"\r\n")
+
+
+async def run(zone_name: str) -> int:
+    base = st.root()
+    state = st.read(base)
+    zone = state["zones"][zone_name]
+    zonepath = zone["config"]["zonepath"]
+    root = st.host_path(zonepath, base) / "root"
+    console = Console()
+    server = None
+    spec = attr(zone, "console") or "/dev/zconsole"
+    if spec.startswith("socket,"):
+        sock = root / spec.split(",")[1].lstrip("/")
+        sock.parent.mkdir(parents=True, exist_ok=True)
+        sock.unlink(missing_ok=True)
+        server = await asyncio.start_unix_server(console.client, path=str(sock))
+    console.line(f"bhyve: {zone_name}: starting UEFI firmware")
+    forever = asyncio.get_running_loop().create_future()
+    try:
+        if attr(zone, "bootdisk") is None:
+            console.line("BdsDxe: No bootable option or device was found.")
+            await forever
+        try:
+            boot = read_nocloud_dir(root / "cloud-init")
+        except BootstrapError as err:
+            console.line(f"cloud-init: no runner bootstrap: {err}")
+            await forever
+        config_path = base / "config.json"
+        argv = json.loads(config_path.read_text()).get("runner_argv") if config_path.exists() else None
+        if not argv:
+            console.line("cloud-init: runcmd: no runner installed in this image")
+            await forever
+        console.line(f"cloud-init: starting runner for {boot.orchestrator}")
+        guest = root / "guest"
+        guest.mkdir(exist_ok=True)
+        env = dict(os.environ, **{ENV_ORCHESTRATOR: boot.orchestrator, ENV_TOKEN: boot.token,
+                                  "SOLSTICE_FAKE_ZONE": zone_name})
+        proc = await asyncio.create_subprocess_exec(
+            *argv, cwd=str(guest), env=env, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )
+        assert proc.stdout is not None
+        while chunk := await proc.stdout.read(65536):
+            console.write(chunk)
+        code = await proc.wait()
+        console.line(f"reboot: Power down (runner exit {code})")
+        # Give a connected console reader the last lines before we vanish.
+        for w in console.clients:
+            try:
+                await asyncio.wait_for(w.drain(), 1)
+            except (ConnectionError, asyncio.TimeoutError):
+                pass
+        with st.locked(base) as s:
+            z = s["zones"].get(zone_name)
+            if z and z["state"] == "running" and z.get("vm_pid") == os.getpid():
+                to_installed(s, zone_name)
+        return 1  # bhyve exit 1 = guest poweroff
+    finally:
+        if server is not None:
+            server.close()
+
+
+def main() -> int:
+    return asyncio.run(run(sys.argv[1]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
