@@ -1,16 +1,32 @@
-"""``solstice-integration``: the webhook receiver and forge reporter."""
+"""``solstice-integration``: the webhook receiver and forge reporter (multi-host)."""
 
 from __future__ import annotations
 
-import click
+import asyncio
+import logging
+import signal
+from pathlib import Path
 
-from common.cli import run_cli
+import click
+from aiohttp import web
+
+from common.cli import logging_options, run_cli
+from common.config import load_config
+from common.errors import ConfigError
+from common.queue import EventConsumer, RabbitJobPublisher, Topology
+from integration.app import make_app
+from integration.errors import IntegrationError
+from integration.runtime import Integration
+from integration.settings import IntegrationSettings
+
+log = logging.getLogger("integration")
 
 
 @click.group(
     epilog="""\b
 Examples:
-  solstice-integration --help
+  solstice-integration serve --config /etc/solstice/integration.yaml
+  SOLSTICE_GITHUB_WEBHOOK_SECRET=... solstice-integration serve --listen 0.0.0.0:8081
 """
 )
 def cli() -> None:
@@ -18,6 +34,79 @@ def cli() -> None:
 
     Runs next to the forge; publishes one job request per workflow job.
     """
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"listen address {text!r} must be HOST:PORT")
+    return host or "127.0.0.1", int(port)
+
+
+@cli.command(
+    epilog="""\b
+Examples:
+  solstice-integration serve
+  solstice-integration serve --config integration.yaml --listen 0.0.0.0:8081
+  SOLSTICE_FORGEJO_URL=https://codeberg.example SOLSTICE_FORGEJO_TOKEN=... \\
+  SOLSTICE_FORGEJO_WEBHOOK_SECRET=... solstice-integration serve
+"""
+)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="YAML settings file (see docs/forges.md); SOLSTICE_* variables override it.")
+@click.option("--listen", default=None, help="HOST:PORT for webhooks (default: settings 'listen', 127.0.0.1:8081).")
+@logging_options
+def serve(config_path: Path | None, listen: str | None) -> None:
+    """Serve the webhook endpoints, publish job requests to RabbitMQ and report job events to the forges.
+
+    POST /webhooks/github and /webhooks/forgejo take the forges' deliveries;
+    job events from the solstice.events exchange become GitHub check runs and
+    Forgejo commit statuses.
+    """
+    settings = load_config(IntegrationSettings, config_path)
+    host, port = parse_listen(listen or settings.listen)
+    asyncio.run(_serve(settings, host, port))
+
+
+async def _serve(settings: IntegrationSettings, host: str, port: int) -> None:
+    topology = Topology(settings.queue_prefix)
+    publisher = RabbitJobPublisher(settings.amqp_url, topology)
+    await publisher.start()
+    try:
+        async with Integration(settings, publisher) as integration:
+            consumer = EventConsumer(
+                settings.amqp_url, "integration", integration.reporter.handle, topology, bindings=("job.#",)
+            )
+            await consumer.start()
+            runner = web.AppRunner(make_app(integration.service))
+            try:
+                await runner.setup()
+                await web.TCPSite(runner, host, port).start()
+                log.info("listening for webhooks", extra={"fields": {"address": f"http://{host}:{port}/webhooks/"}})
+                await _run_until_signal(integration)
+            finally:
+                await runner.cleanup()
+                await consumer.stop()
+    finally:
+        await publisher.close()
+
+
+async def _run_until_signal(integration: Integration) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    stopper = asyncio.create_task(stop.wait(), name="wait for a signal")
+    maintainer = asyncio.create_task(integration.maintain(), name="purge expired dedupe keys")
+    try:
+        done, _ = await asyncio.wait({stopper, maintainer}, return_when=asyncio.FIRST_COMPLETED)
+        if maintainer in done:
+            raise IntegrationError(f"the dedupe purge task stopped early: {maintainer.exception()!r}")
+        log.info("stopping")
+    finally:
+        for task in (stopper, maintainer):
+            task.cancel()
+        await asyncio.gather(stopper, maintainer, return_exceptions=True)
 
 
 main = run_cli(cli)

@@ -1,0 +1,25 @@
+"""The integration's own aiohttp application (multi-host): webhooks and ``/healthz``.
+
+The single-node server mounts the same routes into its app with
+``Integration.add_routes`` (or ``integration.webhooks.add_webhook_routes``).
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from integration.service import WebhookService
+from integration.webhooks import add_webhook_routes
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+def make_app(service: WebhookService) -> web.Application:
+    """An application serving ``POST /webhooks/github``, ``POST /webhooks/forgejo`` and ``GET /healthz``."""
+    # Bodies are streamed with our own cap; aiohttp's limit only guards read().
+    app = web.Application(client_max_size=service.settings.max_body_bytes + 1)
+    add_webhook_routes(app, service)
+    app.router.add_get("/healthz", _healthz)
+    return app

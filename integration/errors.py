@@ -1,0 +1,45 @@
+"""Errors of the forge integration.
+
+    SolsticeError
+    └── IntegrationError          the integration could not do what was asked
+        ├── ForgeError            a forge API call failed
+        │   ├── ForgeUnavailable  5xx, timeouts, network errors: worth retrying later
+        │   └── ForgeRejected     4xx: the forge refused the request (``status``,
+        │                         ``forge_message``); retrying the same call will not help
+        ├── ForgeAuthError        credentials are missing or unusable (no App key, ...)
+        ├── PayloadError          a webhook body lacks a field its event needs (-> 400)
+        └── StoreError            the dedupe/report store failed
+"""
+
+from __future__ import annotations
+
+from common.errors import SolsticeError
+
+
+class IntegrationError(SolsticeError):
+    """The forge integration failed."""
+
+
+class ForgeError(IntegrationError):
+    """A call to a forge API failed."""
+
+
+class ForgeUnavailable(ForgeError):
+    """The forge did not answer usefully (5xx, timeout, connection error); try again later."""
+
+
+class ForgeRejected(ForgeError):
+    """The forge answered 4xx; ``forge_message`` is what it said."""
+
+    def __init__(self, what: str, status: int, forge_message: str) -> None:
+        super().__init__(f"{what}: the forge answered {status}: {forge_message}")
+        self.status = status
+        self.forge_message = forge_message
+
+
+class ForgeAuthError(IntegrationError):
+    """Forge credentials are missing or cannot be used."""
+
+
+class StoreError(IntegrationError):
+    """The integration's store (dedupe keys, check-run ids) failed."""

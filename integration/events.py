@@ -1,0 +1,99 @@
+"""Forge webhooks, normalized: what happened, independent of which forge said it.
+
+Every webhook body is turned into exactly one of these frozen dataclasses by
+``integration.forges.github_events`` or ``integration.forges.forgejo_events``;
+everything after that (dedupe, trust, workflow fetch, publishing) only sees
+these types.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+ZERO_SHA = "0" * 40
+
+
+class Forge(enum.Enum):
+    GITHUB = "github"
+    FORGEJO = "forgejo"
+
+
+@dataclass(frozen=True, slots=True)
+class Repo:
+    """The repository a build belongs to (for PRs: the base repository)."""
+
+    forge: Forge
+    full_name: str  # "owner/name"
+    clone_url: str
+    installation_id: int = 0  # GitHub App installation, 0 elsewhere
+
+    @property
+    def owner(self) -> str:
+        return self.full_name.split("/", 1)[0]
+
+    @property
+    def name(self) -> str:
+        return self.full_name.split("/", 1)[1]
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """Who sent a webhook and which delivery it was."""
+
+    forge: Forge
+    event: str  # the forge's event name ("push", "pull_request", ...)
+    delivery_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class BuildRequested:
+    """Something to build: a branch or tag push, or a pull request's head."""
+
+    repo: Repo
+    ref: str  # refs/heads/x, refs/tags/v1, refs/pull/7/head
+    sha: str
+    origin: str  # "github push", "forgejo pull_request", ...
+    trusted: bool = True
+    pull_request: int = 0
+    is_tag: bool = False
+    sender: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PullRequestClosed:
+    """A pull request was closed (merged or not): cancel its jobs."""
+
+    repo: Repo
+    pull_request: int
+    sha: str
+    merged: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """The forge checks the hook is alive."""
+
+    zen: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    """A delivery that needs no action; ``reason`` is logged and answered."""
+
+    reason: str
+
+
+WebhookEvent = BuildRequested | PullRequestClosed | Ping | Ignored
+
+
+@dataclass(frozen=True, slots=True)
+class PullRequestInfo:
+    """The facts a trust policy decides on, taken from a pull request payload."""
+
+    number: int
+    from_fork: bool
+    labels: tuple[str, ...]
+    action: str
+    approved_by_maintainer: bool = False  # a review event with state approved by a maintainer
+    added_label: str = ""

@@ -1,0 +1,1 @@
+"""One module per forge and concern: webhook normalization, API clients, App auth."""

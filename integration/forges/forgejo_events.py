@@ -1,0 +1,92 @@
+"""Forgejo / Gitea webhook payloads -> ``integration.events`` (Forgejo's ``PushPayload``,
+``PullRequestPayload`` API structs)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from integration.events import (
+    ZERO_SHA,
+    BuildRequested,
+    Forge,
+    Ignored,
+    Ping,
+    PullRequestClosed,
+    PullRequestInfo,
+    Repo,
+    WebhookEvent,
+)
+from integration.payload import get, opt
+from integration.policy import decide
+from integration.settings import WebhookSettings
+
+# Forgejo's action names -> the GitHub-style ones the policy speaks.
+_ACTIONS = {"synchronized": "synchronize", "label_updated": "labeled"}
+
+
+def repo_of(payload: dict[str, Any]) -> Repo:
+    return Repo(
+        forge=Forge.FORGEJO,
+        full_name=get(payload, "repository.full_name", str),
+        clone_url=get(payload, "repository.clone_url", str),
+    )
+
+
+def normalize(event: str, payload: dict[str, Any], settings: WebhookSettings) -> WebhookEvent:
+    """The normalized event of one Forgejo delivery whose ``X-Forgejo-Event`` is ``event``."""
+    if event == "ping":
+        return Ping()
+    if event == "push":
+        return _push(payload, settings)
+    if event == "pull_request":
+        return _pull_request(payload, settings)
+    return Ignored(f"Forgejo event {event!r} is not one Solstice acts on")
+
+
+def _push(payload: dict[str, Any], settings: WebhookSettings) -> WebhookEvent:
+    ref = get(payload, "ref", str)
+    after = get(payload, "after", str)
+    repo = repo_of(payload)
+    if after == ZERO_SHA:
+        return Ignored(f"{ref} was deleted: nothing to build")
+    is_tag = ref.startswith("refs/tags/")
+    if is_tag and not settings.build_tags:
+        return Ignored(f"tag push {ref} ignored (webhooks.build_tags is off)")
+    if not is_tag and not ref.startswith("refs/heads/"):
+        return Ignored(f"push to {ref} is neither a branch nor a tag")
+    return BuildRequested(
+        repo=repo, ref=ref, sha=after, origin="forgejo push", trusted=True, is_tag=is_tag,
+        sender=opt(payload, "sender.login", str) or "",
+    )
+
+
+def _pull_request(payload: dict[str, Any], settings: WebhookSettings) -> WebhookEvent:
+    raw_action = get(payload, "action", str)
+    action = _ACTIONS.get(raw_action, raw_action)
+    number = get(payload, "pull_request.number", int)
+    repo = repo_of(payload)
+    sha = get(payload, "pull_request.head.sha", str)
+    if action == "closed":
+        return PullRequestClosed(repo, number, sha, merged=opt(payload, "pull_request.merged", bool) or False)
+    head_id = opt(payload, "pull_request.head.repo_id", int) or opt(payload, "pull_request.head.repo.id", int)
+    base_id = opt(payload, "pull_request.base.repo_id", int) or get(payload, "repository.id", int)
+    labels = tuple(
+        label["name"] for label in (opt(payload, "pull_request.labels", list) or [])
+        if isinstance(label, dict) and isinstance(label.get("name"), str)
+    )
+    info = PullRequestInfo(
+        number=number,
+        from_fork=head_id != base_id,
+        labels=labels,
+        action=action,
+        # Forgejo's label_updated does not say which label changed: the policy
+        # sees the current labels instead.
+        added_label=settings.fork_label if action == "labeled" and settings.fork_label in labels else "",
+    )
+    decision = decide(info, settings)
+    if not decision.build:
+        return Ignored(f"pull request #{number}: {decision.reason}")
+    return BuildRequested(
+        repo=repo, ref=f"refs/pull/{number}/head", sha=sha, origin="forgejo pull_request",
+        trusted=decision.trusted, pull_request=number, sender=opt(payload, "sender.login", str) or "",
+    )

@@ -1,0 +1,102 @@
+"""GitHub webhook payloads -> ``integration.events`` (fields as in octokit/webhooks)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from integration.events import (
+    ZERO_SHA,
+    BuildRequested,
+    Forge,
+    Ignored,
+    Ping,
+    PullRequestClosed,
+    PullRequestInfo,
+    Repo,
+    WebhookEvent,
+)
+from integration.payload import get, opt
+from integration.policy import decide
+from integration.settings import WebhookSettings
+
+MAINTAINERS = frozenset({"OWNER", "MEMBER", "COLLABORATOR"})
+
+
+def repo_of(payload: dict[str, Any]) -> Repo:
+    return Repo(
+        forge=Forge.GITHUB,
+        full_name=get(payload, "repository.full_name", str),
+        clone_url=get(payload, "repository.clone_url", str),
+        installation_id=opt(payload, "installation.id", int) or 0,
+    )
+
+
+def normalize(event: str, payload: dict[str, Any], settings: WebhookSettings) -> WebhookEvent:
+    """The normalized event of one GitHub delivery of type ``event``."""
+    if event == "ping":
+        return Ping(opt(payload, "zen", str) or "")
+    if event == "push":
+        return _push(payload, settings)
+    if event in ("pull_request", "pull_request_review"):
+        return _pull_request(event, payload, settings)
+    return Ignored(f"GitHub event {event!r} is not one Solstice acts on")
+
+
+def _needs_installation(repo: Repo) -> Ignored | None:
+    if repo.installation_id:
+        return None
+    return Ignored("the delivery names no GitHub App installation; install the Solstice App on the repository")
+
+
+def _push(payload: dict[str, Any], settings: WebhookSettings) -> WebhookEvent:
+    ref = get(payload, "ref", str)
+    after = get(payload, "after", str)
+    repo = repo_of(payload)
+    if payload.get("deleted") is True or after == ZERO_SHA:
+        return Ignored(f"{ref} was deleted: nothing to build")
+    is_tag = ref.startswith("refs/tags/")
+    if is_tag and not settings.build_tags:
+        return Ignored(f"tag push {ref} ignored (webhooks.build_tags is off)")
+    if not is_tag and not ref.startswith("refs/heads/"):
+        return Ignored(f"push to {ref} is neither a branch nor a tag")
+    return _needs_installation(repo) or BuildRequested(
+        repo=repo, ref=ref, sha=after, origin="github push", trusted=True, is_tag=is_tag,
+        sender=opt(payload, "sender.login", str) or "",
+    )
+
+
+def _pull_request(event: str, payload: dict[str, Any], settings: WebhookSettings) -> WebhookEvent:
+    action = get(payload, "action", str)
+    number = get(payload, "pull_request.number", int)
+    repo = repo_of(payload)
+    sha = get(payload, "pull_request.head.sha", str)
+    if event == "pull_request" and action == "closed":
+        return PullRequestClosed(repo, number, sha, merged=opt(payload, "pull_request.merged", bool) or False)
+    head_repo = opt(payload, "pull_request.head.repo.full_name", str)
+    base_repo = get(payload, "pull_request.base.repo.full_name", str)
+    labels = tuple(
+        label["name"] for label in (opt(payload, "pull_request.labels", list) or [])
+        if isinstance(label, dict) and isinstance(label.get("name"), str)
+    )
+    approved = False
+    if event == "pull_request_review":
+        if action != "submitted" or (opt(payload, "review.state", str) or "").lower() != "approved":
+            return Ignored(f"pull_request_review {action!r} is not an approval")
+        action = "approved"
+        approved = (opt(payload, "review.author_association", str) or "") in MAINTAINERS
+    info = PullRequestInfo(
+        number=number,
+        # A deleted fork leaves head.repo null: certainly not the base repo.
+        from_fork=head_repo != base_repo,
+        labels=labels,
+        action=action,
+        approved_by_maintainer=approved,
+        added_label=opt(payload, "label.name", str) or "",
+    )
+    decision = decide(info, settings)
+    if not decision.build:
+        return Ignored(f"pull request #{number}: {decision.reason}")
+    return _needs_installation(repo) or BuildRequested(
+        repo=repo, ref=f"refs/pull/{number}/head", sha=sha, origin=f"github {event}",
+        trusted=decision.trusted, pull_request=number, sender=opt(payload, "sender.login", str) or "",
+    )

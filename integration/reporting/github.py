@@ -1,0 +1,89 @@
+"""Job states as GitHub check runs: one per job attempt, created on the first event, then updated."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from common.rpc import jobs_pb2
+from common.workflow import WorkflowError
+from integration.events import BuildRequested, Forge, Repo
+from integration.forges.github_api import CheckRun, CheckRunOutput, GitHubClient
+from integration.reporting.states import StateSpec, github_status_of_rank
+from integration.reporting.summary import MAX_ANNOTATIONS, summary, title, workflow_errors_summary
+from integration.store import ReportRecord
+
+WORKFLOW_CHECK_NAME = "Solstice workflow"
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def check_name(event: jobs_pb2.JobEvent) -> str:
+    return f"solstice/{event.key or event.name or event.job_id}"
+
+
+class GitHubReporter:
+    """``ForgeReporter`` for GitHub (Checks API)."""
+
+    def __init__(self, client: GitHubClient, public_url: str) -> None:
+        self.client = client
+        self.public_url = public_url.rstrip("/")
+
+    def details_url(self, job_id: str) -> str:
+        return f"{self.public_url}/jobs/{job_id}"
+
+    async def report(self, event: jobs_pb2.JobEvent, previous: ReportRecord | None, spec: StateSpec) -> str:
+        checkout = event.checkout
+        repo = Repo(Forge.GITHUB, checkout.repo, checkout.clone_url, checkout.installation_id)
+        url = self.details_url(event.job_id)
+        fields = CheckRun(
+            status=spec.github_status,
+            conclusion=spec.github_conclusion,
+            details_url=url,
+            started_at=_now() if spec.github_status == "in_progress" else None,
+            completed_at=_now() if spec.terminal else None,
+            output=CheckRunOutput(title=title(event, spec), summary=summary(event, spec, url)),
+        )
+        if previous is None or not previous.external_id:
+            created = CheckRun(
+                name=check_name(event), head_sha=checkout.sha, external_id=event.job_id,
+                status=fields.status, conclusion=fields.conclusion, details_url=fields.details_url,
+                started_at=fields.started_at, completed_at=fields.completed_at, output=fields.output,
+            )
+            return str(await self.client.create_check_run(repo, created))
+        if github_status_of_rank(previous.rank) == spec.github_status and not spec.terminal:
+            return previous.external_id  # e.g. provisioning: still "queued" on GitHub
+        await self.client.update_check_run(repo, int(previous.external_id), fields)
+        return previous.external_id
+
+    async def report_invalid_workflow(
+        self, build: BuildRequested, errors: tuple[WorkflowError, ...], deadline: float | None = None,
+    ) -> None:
+        annotations = tuple(
+            {
+                "path": error.file,
+                "start_line": max(error.line, 1),
+                "end_line": max(error.line, 1),
+                "start_column": max(error.col, 1),
+                "end_column": max(error.col, 1),
+                "annotation_level": "failure",
+                "message": f"{error.path}: {error.message}" if error.path else error.message,
+                "title": "Invalid workflow",
+            }
+            for error in errors[:MAX_ANNOTATIONS]
+        )
+        count = len(errors)
+        check = CheckRun(
+            name=WORKFLOW_CHECK_NAME,
+            head_sha=build.sha,
+            status="completed",
+            conclusion="failure",
+            completed_at=_now(),
+            output=CheckRunOutput(
+                title=f"Invalid workflow: {count} error{'s' if count != 1 else ''}",
+                summary=workflow_errors_summary(errors),
+                annotations=annotations,
+            ),
+        )
+        await self.client.create_check_run(build.repo, check, deadline)

@@ -1,0 +1,143 @@
+"""``Integration``: the parts of the integration wired together from settings.
+
+Used by ``solstice-integration serve`` (multi-host: RabbitMQ publisher) and by
+the single-node server (its in-process queue as the publisher, its own
+canceller). Lifetime: ``start()`` opens the store and the HTTP session and
+builds the forge clients; ``service`` (webhooks) and ``reporter`` (job events)
+are then ready; ``maintain()`` is a long-running task the owner supervises;
+``close()`` releases everything. Also an async context manager.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import TracebackType
+from typing import Self
+
+import aiohttp
+from aiohttp import web
+
+from common.log import masker
+from common.queue.publisher import JobPublisher
+from integration.cancel import JobCanceller, LoggingCanceller
+from integration.errors import IntegrationError
+from integration.events import Forge
+from integration.forges.forgejo_api import ForgejoClient
+from integration.forges.github_api import GitHubClient
+from integration.forges.github_app import GitHubAppAuth, read_private_key
+from integration.forges.http import ForgeHttp, RetryPolicy
+from integration.reporting.consumer import EventReporter
+from integration.reporting.contract import ForgeReporter
+from integration.reporting.forgejo import ForgejoReporter
+from integration.reporting.github import GitHubReporter
+from integration.service import ForgeLink, WebhookService
+from integration.settings import IntegrationSettings
+from integration.store import SeenStore, open_store
+from integration.webhooks import add_webhook_routes
+
+log = logging.getLogger(__name__)
+
+PURGE_INTERVAL = 3600.0
+
+
+class Integration:
+    """Webhook service + event reporter + store + forge clients for ``settings``."""
+
+    def __init__(
+        self,
+        settings: IntegrationSettings,
+        publisher: JobPublisher,
+        canceller: JobCanceller | None = None,
+        store: SeenStore | None = None,
+    ) -> None:
+        self.settings = settings
+        self.publisher = publisher
+        self.canceller = canceller or LoggingCanceller()
+        self.store = store or open_store(settings.store)
+        self._session: aiohttp.ClientSession | None = None
+        self._service: WebhookService | None = None
+        self._reporter: EventReporter | None = None
+        self.github: GitHubClient | None = None
+        self.forgejo: ForgejoClient | None = None
+
+    @property
+    def service(self) -> WebhookService:
+        if self._service is None:
+            raise IntegrationError("the integration is not started")
+        return self._service
+
+    @property
+    def reporter(self) -> EventReporter:
+        if self._reporter is None:
+            raise IntegrationError("the integration is not started")
+        return self._reporter
+
+    async def start(self) -> None:
+        await self.store.open()
+        try:
+            self._session = aiohttp.ClientSession()
+            self._wire(self._session)
+        except BaseException:
+            await self.close()
+            raise
+
+    def _wire(self, session: aiohttp.ClientSession) -> None:
+        s = self.settings
+        # Secrets must never reach a log line, whatever logs them.
+        masker.add(*(v for v in (s.github.webhook_secret, s.forgejo.webhook_secret, s.forgejo.token) if v))
+        policy = RetryPolicy(s.report.attempts, s.report.backoff_initial, s.report.backoff_max, s.report.request_timeout)
+        links: dict[Forge, ForgeLink] = {}
+        reporters: dict[str, ForgeReporter] = {}
+        if s.github.app_id and s.github.private_key_file:
+            http = ForgeHttp(session, "GitHub", policy)
+            auth = GitHubAppAuth(http, s.github.api_url, s.github.app_id, read_private_key(s.github.private_key_file))
+            self.github = GitHubClient(http, auth)
+            github_reporter = GitHubReporter(self.github, s.public_url)
+            links[Forge.GITHUB] = ForgeLink(self.github, github_reporter)
+            reporters[Forge.GITHUB.value] = github_reporter
+        elif s.github.enabled:
+            log.warning(
+                "GitHub webhooks are accepted but SOLSTICE_GITHUB_APP_ID / SOLSTICE_GITHUB_PRIVATE_KEY_FILE are "
+                "not set: workflows cannot be read and no checks reported"
+            )
+        if s.forgejo.url:
+            self.forgejo = ForgejoClient(ForgeHttp(session, "Forgejo", policy), s.forgejo.url, s.forgejo.token)
+            forgejo_reporter = ForgejoReporter(self.forgejo, s.public_url)
+            links[Forge.FORGEJO] = ForgeLink(self.forgejo, forgejo_reporter)
+            reporters[Forge.FORGEJO.value] = forgejo_reporter
+        elif s.forgejo.enabled:
+            log.warning("Forgejo webhooks are accepted but SOLSTICE_FORGEJO_URL is not set: workflows cannot be read")
+        secrets = {Forge.GITHUB: s.github.webhook_secret, Forge.FORGEJO: s.forgejo.webhook_secret}
+        self._service = WebhookService(s.webhooks, secrets, self.store, self.publisher, links, self.canceller)
+        self._reporter = EventReporter(self.store, reporters, s.report.give_up_after)
+
+    def add_routes(self, app: web.Application, prefix: str = "/webhooks") -> None:
+        """Mount the webhook endpoints on ``app`` (the single-node server's, or ``make_app``'s)."""
+        add_webhook_routes(app, self.service, prefix)
+
+    async def maintain(self, interval: float = PURGE_INTERVAL) -> None:
+        """Purge expired dedupe claims every ``interval`` s, forever (run it as a supervised task)."""
+        while True:
+            try:
+                purged = await self.store.purge_expired()
+                if purged:
+                    log.info("expired dedupe keys purged", extra={"fields": {"count": purged}})
+            except IntegrationError as err:
+                log.error("purging expired dedupe keys failed: %s", err)
+            await asyncio.sleep(interval)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+        await self.store.close()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()

@@ -1,0 +1,177 @@
+"""``WebhookService``: one verified delivery in, job requests (or a reason) out.
+
+The HTTP layer (``integration.webhooks``) has already checked the size and
+the signature and decoded the JSON. Here a delivery is normalized, deduped
+by delivery id and by build (forge, repo, ref, head sha), the workflow is
+read at the exact commit, and one ``JobRequest`` per job is published. If
+anything fails half-way, the claims are released so the forge's redelivery
+is processed; an invalid workflow becomes a failed check/status instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from common.queue.errors import QueueError
+from common.queue.publisher import JobPublisher
+from common.workflow import WorkflowInvalid, parse_workflow
+from integration.cancel import CancelRequest, JobCanceller
+from integration.errors import ForgeAuthError, ForgeRejected, ForgeUnavailable, StoreError
+from integration.events import BuildRequested, Delivery, Forge, Ignored, Ping, PullRequestClosed, Repo, WebhookEvent
+from integration.forges import forgejo_events, github_events
+from integration.jobs import job_requests, new_id
+from integration.payload import PayloadError
+from integration.reporting.contract import ForgeReporter
+from integration.settings import WebhookSettings
+from integration.store import SeenStore
+
+log = logging.getLogger(__name__)
+
+# Forges send GUIDs; anything printable and short is accepted as a dedupe key.
+DELIVERY_ID = re.compile(r"[\x21-\x7e]{1,128}")
+
+NORMALIZERS = {Forge.GITHUB: github_events.normalize, Forge.FORGEJO: forgejo_events.normalize}
+
+
+class FileSource(Protocol):
+    async def fetch_file(self, repo: Repo, path: str, sha: str, deadline: float | None = None) -> str | None:
+        """The file's text at ``sha``, or None when there is no such file."""
+
+
+@dataclass(frozen=True, slots=True)
+class ForgeLink:
+    """What the service needs of one forge's API: reading files, showing invalid workflows."""
+
+    files: FileSource
+    reporter: ForgeReporter
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The answer to one delivery (``status`` is the HTTP status)."""
+
+    status: int
+    result: str  # queued, ignored, pong, duplicate delivery, duplicate build, no workflow, invalid workflow, ...
+    detail: str = ""
+    run_id: str = ""
+    job_ids: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"result": self.result}
+        if self.detail:
+            doc["detail"] = self.detail
+        if self.run_id:
+            doc["run_id"] = self.run_id
+            doc["jobs"] = list(self.job_ids)
+        return doc
+
+
+class WebhookService:
+    """Turns verified deliveries into published job requests.
+
+    Lifetime: built once the store is open and the publisher started; used
+    concurrently by every request; owns nothing it has to close.
+    """
+
+    def __init__(
+        self,
+        settings: WebhookSettings,
+        secrets: Mapping[Forge, str],
+        store: SeenStore,
+        publisher: JobPublisher,
+        forges: Mapping[Forge, ForgeLink],
+        canceller: JobCanceller,
+    ) -> None:
+        self.settings = settings
+        self._secrets = dict(secrets)
+        self.store = store
+        self.publisher = publisher
+        self.forges = dict(forges)
+        self.canceller = canceller
+        self.published = 0  # job requests published since start
+
+    def secret(self, forge: Forge) -> str:
+        """The webhook secret of ``forge``; "" when that forge is not configured (every delivery gets 401)."""
+        return self._secrets.get(forge, "")
+
+    async def handle(self, delivery: Delivery, payload: Any) -> Outcome:
+        fields = {"forge": delivery.forge.value, "event": delivery.event, "delivery": delivery.delivery_id}
+        try:
+            event = NORMALIZERS[delivery.forge](delivery.event, payload, self.settings)
+        except PayloadError as err:
+            log.warning("malformed webhook: %s", err, extra={"fields": fields})
+            return Outcome(400, "malformed payload", str(err))
+        if isinstance(event, Ping):
+            log.info("ping answered", extra={"fields": fields})
+            return Outcome(200, "pong", event.zen)
+        if isinstance(event, Ignored):
+            log.info("webhook ignored: %s", event.reason, extra={"fields": fields})
+            return Outcome(202, "ignored", event.reason)
+        if not DELIVERY_ID.fullmatch(delivery.delivery_id):
+            return Outcome(400, "bad delivery id", "the delivery id header is missing or not 1-128 printable characters")
+        key = f"{delivery.forge.value}:{delivery.delivery_id}"
+        try:
+            if not await self.store.claim("delivery", key, self.settings.dedupe_ttl):
+                log.info("replayed delivery ignored", extra={"fields": fields})
+                return Outcome(200, "duplicate delivery", "this delivery was already processed")
+            try:
+                outcome = await self._act(event)
+            except BaseException:
+                await self.store.release("delivery", key)
+                raise
+        except (ForgeUnavailable, QueueError, StoreError) as err:
+            log.error("webhook not processed, the forge may redeliver it: %s", err, extra={"fields": fields})
+            return Outcome(503, "try again", str(err))
+        except (ForgeRejected, ForgeAuthError) as err:
+            log.error("webhook not processed: %s", err, extra={"fields": fields})
+            return Outcome(502, "forge refused", str(err))
+        if outcome.status >= 500:
+            await self.store.release("delivery", key)
+        log.info(
+            "webhook processed: %s", outcome.result,
+            extra={"fields": {**fields, "run_id": outcome.run_id, "jobs": len(outcome.job_ids)}},
+        )
+        return outcome
+
+    async def _act(self, event: WebhookEvent) -> Outcome:
+        if isinstance(event, PullRequestClosed):
+            request = CancelRequest(
+                forge=event.repo.forge.value, repo=event.repo.full_name, pull_request=event.pull_request,
+                reason=f"pull request #{event.pull_request} was {'merged' if event.merged else 'closed'}",
+            )
+            reached = await self.canceller.cancel(request)
+            return Outcome(202, "cancel requested", f"{request.reason}; {reached} job(s) reached")
+        assert isinstance(event, BuildRequested)
+        build_key = f"{event.repo.forge.value}:{event.repo.full_name}:{event.ref}:{event.sha}"
+        if not await self.store.claim("build", build_key, self.settings.dedupe_ttl):
+            return Outcome(200, "duplicate build", f"{event.ref} at {event.sha[:12]} was already built")
+        try:
+            return await self._build(event)
+        except BaseException:
+            await self.store.release("build", build_key)
+            raise
+
+    async def _build(self, build: BuildRequested) -> Outcome:
+        link = self.forges.get(build.repo.forge)
+        if link is None:
+            raise ForgeAuthError(f"no API access to {build.repo.forge.value} is configured, cannot read workflows")
+        deadline = time.monotonic() + self.settings.handling_deadline
+        path = self.settings.workflow_path
+        text = await link.files.fetch_file(build.repo, path, build.sha, deadline)
+        if text is None:
+            return Outcome(200, "no workflow", f"{build.repo.full_name} has no {path} at {build.sha[:12]}")
+        try:
+            workflow = parse_workflow(text, path)
+        except WorkflowInvalid as err:
+            await link.reporter.report_invalid_workflow(build, err.errors, deadline)
+            return Outcome(200, "invalid workflow", str(err))
+        run_id = new_id("run")
+        requests = job_requests(workflow, build, run_id)
+        await self.publisher.publish(requests)
+        self.published += len(requests)
+        return Outcome(202, "queued", f"{len(requests)} job(s) of {build.ref}", run_id, tuple(r.job_id for r in requests))

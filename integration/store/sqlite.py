@@ -1,0 +1,116 @@
+"""``SeenStore`` in a SQLite file (aiosqlite); the single-node default."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import aiosqlite
+
+from integration.errors import StoreError
+from integration.store.contract import ReportRecord
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS integration_claims (
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (kind, key)
+);
+CREATE INDEX IF NOT EXISTS integration_claims_expiry ON integration_claims (expires_at);
+CREATE TABLE IF NOT EXISTS integration_reports (
+    job_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    forge TEXT NOT NULL,
+    external_id TEXT NOT NULL,
+    rank INTEGER NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (job_id, attempt)
+);
+"""
+
+
+class SqliteSeenStore:
+    """``SeenStore`` in the file at ``path`` (WAL mode; may share a file with other tables)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._db: aiosqlite.Connection | None = None
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise StoreError("the integration store is not open")
+        return self._db
+
+    async def open(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = await aiosqlite.connect(self.path)
+            await self._db.execute("PRAGMA journal_mode=WAL")
+            await self._db.execute("PRAGMA busy_timeout=5000")
+            await self._db.executescript(SCHEMA)
+            await self._db.commit()
+        except (OSError, sqlite3.Error) as err:
+            raise StoreError(f"cannot open the integration store {self.path}: {err}") from err
+
+    async def close(self) -> None:
+        if self._db is not None:
+            db, self._db = self._db, None
+            await db.close()
+
+    async def claim(self, kind: str, key: str, ttl: float) -> bool:
+        now = time.time()
+        try:
+            # One statement: an expired claim is taken over, a live one is kept.
+            cursor = await self.db.execute(
+                "INSERT INTO integration_claims (kind, key, expires_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (kind, key) DO UPDATE SET expires_at = excluded.expires_at "
+                "WHERE integration_claims.expires_at <= ?",
+                (kind, key, now + ttl, now),
+            )
+            await self.db.commit()
+        except sqlite3.Error as err:
+            raise StoreError(f"cannot record {kind} {key}: {err}") from err
+        return cursor.rowcount == 1
+
+    async def release(self, kind: str, key: str) -> None:
+        try:
+            await self.db.execute("DELETE FROM integration_claims WHERE kind = ? AND key = ?", (kind, key))
+            await self.db.commit()
+        except sqlite3.Error as err:
+            raise StoreError(f"cannot release {kind} {key}: {err}") from err
+
+    async def purge_expired(self) -> int:
+        try:
+            cursor = await self.db.execute("DELETE FROM integration_claims WHERE expires_at <= ?", (time.time(),))
+            await self.db.commit()
+        except sqlite3.Error as err:
+            raise StoreError(f"cannot purge expired claims: {err}") from err
+        return cursor.rowcount
+
+    async def get_report(self, job_id: str, attempt: int) -> ReportRecord | None:
+        try:
+            cursor = await self.db.execute(
+                "SELECT job_id, attempt, forge, external_id, rank, updated_at FROM integration_reports "
+                "WHERE job_id = ? AND attempt = ?",
+                (job_id, attempt),
+            )
+            row = await cursor.fetchone()
+        except sqlite3.Error as err:
+            raise StoreError(f"cannot read the report of job {job_id}: {err}") from err
+        return ReportRecord.from_record(tuple(row)) if row else None
+
+    async def save_report(self, record: ReportRecord) -> None:
+        try:
+            await self.db.execute(
+                "INSERT INTO integration_reports (job_id, attempt, forge, external_id, rank, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, attempt) DO UPDATE SET "
+                "forge = excluded.forge, external_id = excluded.external_id, rank = excluded.rank, "
+                "updated_at = excluded.updated_at",
+                (record.job_id, record.attempt, record.forge, record.external_id, record.rank, record.updated_at),
+            )
+            await self.db.commit()
+        except sqlite3.Error as err:
+            raise StoreError(f"cannot save the report of job {record.job_id}: {err}") from err

@@ -1,0 +1,109 @@
+"""The webhook endpoints: ``POST /webhooks/github`` and ``POST /webhooks/forgejo``.
+
+Order of checks: size (413, from Content-Length and again while streaming,
+so an oversize body is never read whole), signature (401, nothing queued),
+JSON (400); then ``WebhookService`` decides. Forgejo deliveries are accepted
+with Forgejo, Gitea or Gogs headers, and with the GitHub-style ones Forgejo
+sends too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from aiohttp import web
+
+from integration.events import Delivery, Forge
+from integration.service import WebhookService
+from integration.signature import forgejo_signature, github_signature, verify
+
+log = logging.getLogger(__name__)
+
+SERVICE_KEY: web.AppKey[WebhookService] = web.AppKey("solstice_webhook_service", WebhookService)
+
+_EVENT_HEADERS = {
+    Forge.GITHUB: ("X-GitHub-Event",),
+    Forge.FORGEJO: ("X-Forgejo-Event", "X-Gitea-Event", "X-Gogs-Event", "X-GitHub-Event"),
+}
+_DELIVERY_HEADERS = {
+    Forge.GITHUB: ("X-GitHub-Delivery",),
+    Forge.FORGEJO: ("X-Forgejo-Delivery", "X-Gitea-Delivery", "X-Gogs-Delivery", "X-GitHub-Delivery"),
+}
+_SIGNATURES = {Forge.GITHUB: github_signature, Forge.FORGEJO: forgejo_signature}
+
+
+def _first(request: web.Request, names: tuple[str, ...]) -> str:
+    for name in names:
+        value = request.headers.get(name)
+        if value:
+            return value.strip()
+    return ""
+
+
+def _error(status: int, result: str, detail: str) -> web.Response:
+    return web.json_response({"result": result, "detail": detail}, status=status)
+
+
+def _too_large(cap: int) -> web.Response:
+    response = _error(413, "payload too large", f"webhook bodies are limited to {cap} bytes")
+    # Close instead of draining the rest of an oversize body.
+    response.force_close()
+    return response
+
+
+async def read_capped(request: web.Request, cap: int) -> bytes | None:
+    """The body, or None as soon as more than ``cap`` bytes arrived."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > cap:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def receive(request: web.Request, forge: Forge) -> web.Response:
+    """Handle one delivery for ``forge``."""
+    service = request.app[SERVICE_KEY]
+    cap = service.settings.max_body_bytes
+    if request.content_length is not None and request.content_length > cap:
+        log.warning("oversize webhook refused", extra={"fields": {"forge": forge.value, "length": request.content_length}})
+        return _too_large(cap)
+    body = await read_capped(request, cap)
+    if body is None:
+        log.warning("oversize webhook refused while reading", extra={"fields": {"forge": forge.value}})
+        return _too_large(cap)
+    if not verify(service.secret(forge), body, _SIGNATURES[forge](request.headers)):
+        log.warning(
+            "webhook with a missing or wrong signature refused",
+            extra={"fields": {"forge": forge.value, "remote": request.remote or ""}},
+        )
+        return _error(401, "bad signature", "the signature is missing or does not match the webhook secret")
+    event = _first(request, _EVENT_HEADERS[forge])
+    if not event:
+        return _error(400, "missing event", "the delivery names no event type")
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as err:
+        return _error(400, "malformed JSON", f"the body is not JSON: {err}")
+    if not isinstance(payload, dict):
+        return _error(400, "malformed JSON", "the body must be a JSON object")
+    outcome = await service.handle(Delivery(forge, event, _first(request, _DELIVERY_HEADERS[forge])), payload)
+    return web.json_response(outcome.to_json(), status=outcome.status)
+
+
+async def _github(request: web.Request) -> web.Response:
+    return await receive(request, Forge.GITHUB)
+
+
+async def _forgejo(request: web.Request) -> web.Response:
+    return await receive(request, Forge.FORGEJO)
+
+
+def add_webhook_routes(app: web.Application, service: WebhookService, prefix: str = "/webhooks") -> None:
+    """Mount ``POST {prefix}/github`` and ``POST {prefix}/forgejo`` on ``app``, served by ``service``."""
+    app[SERVICE_KEY] = service
+    app.router.add_post(f"{prefix}/github", _github)
+    app.router.add_post(f"{prefix}/forgejo", _forgejo)

@@ -1,0 +1,52 @@
+"""Fixtures of the integration tests: an App key, payload loading, the whole stack on loopback."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fakes.forges import rsa_key_pair
+from tests.integration.stack import IntegrationStack, RabbitQueue
+
+
+@pytest.fixture(scope="session")
+def app_key() -> tuple[bytes, bytes]:
+    return rsa_key_pair()
+
+
+@pytest.fixture
+def payload(fixtures_dir: Path) -> Callable[[str], dict[str, Any]]:
+    """A fresh copy of a fixture payload: ``payload("github/push.new-branch")``."""
+    cache: dict[str, dict[str, Any]] = {}
+
+    def load(name: str) -> dict[str, Any]:
+        if name not in cache:
+            cache[name] = json.loads((fixtures_dir / "forge" / f"{name}.json").read_text())
+        return copy.deepcopy(cache[name])
+
+    return load
+
+
+@pytest.fixture
+async def queue(amqp_vhost_url: str) -> AsyncIterator[RabbitQueue]:
+    made = RabbitQueue(amqp_vhost_url)
+    await made.start()
+    try:
+        yield made
+    finally:
+        await made.close()
+
+
+@pytest.fixture
+async def stack(tmp_path: Path, fixtures_dir: Path, app_key: tuple[bytes, bytes], queue: RabbitQueue) -> AsyncIterator[IntegrationStack]:
+    made = IntegrationStack(tmp_path, fixtures_dir, app_key, queue.publisher)
+    await made.start()
+    try:
+        yield made
+    finally:
+        await made.close()

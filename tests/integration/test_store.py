@@ -1,0 +1,133 @@
+"""The SeenStore contract, run against both back-ends (SQLite file, PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from integration.errors import StoreError
+from integration.store import PostgresSeenStore, ReportRecord, SeenStore, SqliteSeenStore, open_store
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_spec(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return str(tmp_path / "seen.sqlite")
+    return request.getfixturevalue("pg_database")
+
+
+@pytest.fixture
+async def store(store_spec: str) -> AsyncIterator[SeenStore]:
+    made = open_store(store_spec)
+    await made.open()
+    try:
+        yield made
+    finally:
+        await made.close()
+
+
+def test_open_store_picks_the_back_end(tmp_path: Path):
+    assert isinstance(open_store(str(tmp_path / "x.sqlite")), SqliteSeenStore)
+    assert isinstance(open_store("postgresql://u@h/db"), PostgresSeenStore)
+    assert isinstance(open_store("postgres://u@h/db"), PostgresSeenStore)
+
+
+async def test_claim_is_granted_once(store: SeenStore):
+    assert await store.claim("delivery", "github:1", ttl=60) is True
+    assert await store.claim("delivery", "github:1", ttl=60) is False
+    assert await store.claim("build", "github:1", ttl=60) is True  # kinds are separate
+    assert await store.claim("delivery", "github:2", ttl=60) is True
+
+
+async def test_concurrent_claims_have_one_winner(store: SeenStore):
+    results = await asyncio.gather(*[store.claim("delivery", "race", ttl=60) for _ in range(20)])
+    assert results.count(True) == 1
+
+
+async def test_released_claim_can_be_taken_again(store: SeenStore):
+    assert await store.claim("delivery", "d", ttl=60)
+    await store.release("delivery", "d")
+    assert await store.claim("delivery", "d", ttl=60)
+
+
+async def test_expired_claims_are_taken_over_and_purged(store: SeenStore):
+    assert await store.claim("delivery", "short", ttl=0.05)
+    assert await store.claim("delivery", "long", ttl=3600)
+    deadline = time.time() + 0.05
+    while time.time() <= deadline:  # let the short claim expire (a deadline on the store's own clock)
+        await asyncio.sleep(0.01)
+    assert await store.purge_expired() == 1
+    assert await store.claim("delivery", "long", ttl=3600) is False
+    assert await store.claim("delivery", "short", ttl=3600) is True
+
+
+async def test_report_records_round_trip(store: SeenStore):
+    assert await store.get_report("job-1", 1) is None
+    first = ReportRecord("job-1", 1, "github", "1001", 1, 100.0)
+    await store.save_report(first)
+    assert await store.get_report("job-1", 1) == first
+    later = ReportRecord("job-1", 1, "github", "1001", 4, 200.0)
+    await store.save_report(later)
+    assert await store.get_report("job-1", 1) == later
+    assert await store.get_report("job-1", 2) is None
+
+
+async def test_claims_and_reports_survive_a_restart(store_spec: str):
+    first = open_store(store_spec)
+    await first.open()
+    await first.claim("delivery", "kept", ttl=3600)
+    await first.save_report(ReportRecord("job-9", 1, "forgejo", "", 3, 1.0))
+    await first.close()
+    second = open_store(store_spec)
+    await second.open()  # applying the schema again is harmless
+    try:
+        assert await second.claim("delivery", "kept", ttl=3600) is False
+        assert (await second.get_report("job-9", 1)).rank == 3  # type: ignore[union-attr]
+    finally:
+        await second.close()
+
+
+async def test_unusable_store_is_a_clear_error(tmp_path: Path):
+    (tmp_path / "dir.sqlite").mkdir()
+    with pytest.raises(StoreError, match="cannot open the integration store"):
+        await SqliteSeenStore(tmp_path / "dir.sqlite").open()
+    with pytest.raises(StoreError, match="PostgreSQL"):
+        await PostgresSeenStore("postgresql://postgres@127.0.0.1:1/nowhere").open()
+    with pytest.raises(StoreError, match="not open"):
+        await SqliteSeenStore(tmp_path / "never.sqlite").claim("delivery", "x", 1)
+
+
+async def test_maintain_purges_expired_claims(tmp_path: Path, app_key, fixtures_dir):
+    from common.queue import RabbitJobPublisher
+    from integration.runtime import Integration
+    from integration.settings import IntegrationSettings
+    from tests.waiting import async_wait_until
+
+    path = tmp_path / "purge.sqlite"
+    settings = IntegrationSettings(store=str(path))
+    integration = Integration(settings, RabbitJobPublisher("amqp://unused/"))  # never started: no publish here
+    await integration.start()
+    try:
+        await integration.store.claim("delivery", "old", ttl=0.01)
+        await integration.store.claim("delivery", "new", ttl=3600)
+        task = asyncio.create_task(integration.maintain(interval=0.02), name="maintain")
+        try:
+            async def remaining() -> int:
+                cursor = await integration.store.db.execute("SELECT count(*) FROM integration_claims")  # type: ignore[attr-defined]
+                return (await cursor.fetchone())[0]
+
+            await async_wait_until(lambda: _is(remaining(), 1), what="the expired claim to be purged")
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+    finally:
+        await integration.close()
+
+
+async def _is(value, expected) -> bool:
+    return (await value) == expected
