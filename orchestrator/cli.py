@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
+from pathlib import Path
+
 import click
 
-from common.cli import run_cli
+from common.cli import logging_options, run_cli
 
 
 @click.group(
     epilog="""\b
 Examples:
+  solstice-orchestrator serve --config /etc/solstice/orchestrator.yaml
   solstice-orchestrator --help
 """
 )
@@ -18,6 +23,58 @@ def cli() -> None:
 
     Nodes share one RabbitMQ and one PostgreSQL; adding a host adds capacity.
     """
+
+
+@cli.command(
+    epilog="""\b
+Examples:
+  solstice-orchestrator check --config /etc/solstice/orchestrator.yaml
+  SOLSTICE_DRIVERS_DRIVER=local solstice-orchestrator check
+"""
+)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              envvar="SOLSTICE_CONFIG", help="The node's YAML file (its drivers section is checked).")
+@logging_options
+def check(config_path: Path | None) -> None:
+    """Dry-run a host: read-only checks that the VM driver can work here.
+
+    bhyve: zonecfg/zoneadm/zfs/dladm present, brand installed, pools and
+    golden snapshots exist, links exist. Prints what is missing; exits 1 if
+    anything is.
+    """
+    from orchestrator.drivers.check import check_host, load_driver_config, render
+
+    results = asyncio.run(check_host(load_driver_config(config_path)))
+    click.echo(render(results))
+    if not all(r.ok for r in results):
+        sys.exit(1)
+
+
+@cli.command(
+    epilog="""\b
+Examples:
+  solstice-orchestrator serve --config /etc/solstice/orchestrator.yaml
+  SOLSTICE_NODE_HOST=illumos-b SOLSTICE_NODE_CAPACITY=8 solstice-orchestrator serve --config node.yaml
+  SOLSTICE_STORE_URL=postgresql://solstice@db/solstice SOLSTICE_AMQP_URL=amqp://u:p@mq/ \\
+    SOLSTICE_NODE_LABELS=illumos-stable solstice-orchestrator serve
+
+\b
+Every setting can be overridden by SOLSTICE_<SECTION>_<NAME> (see docs/orchestrator.md).
+SIGTERM stops taking work, lets running jobs finish, requeues the rest and exits 0.
+AdminService takes no token: keep grpc.listen on localhost or a management network.
+"""
+)
+@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              default=None, help="YAML settings file (see docs/orchestrator.md).")
+@logging_options
+def serve(config_path: Path | None) -> None:
+    """Run this host's node: consume its labels' jobs, boot a VM per job, serve gRPC."""
+    from common.config import load_config
+    from orchestrator.node.serve import serve as serve_node
+    from orchestrator.node.settings import NodeSettings
+
+    settings = load_config(NodeSettings, config_path)
+    raise SystemExit(asyncio.run(serve_node(settings)))
 
 
 main = run_cli(cli)

@@ -1,0 +1,242 @@
+"""One attempt of one job on this node, from claim to the last event.
+
+    claimed (provisioning) -> prepare -> boot -> runner calls in -> running
+        -> outcome -> teardown (ALWAYS) -> finalize (store) -> event
+
+Every phase has a deadline; one that trips, or a driver error, ends the
+attempt ``errored`` with a one-line reason (plus the VM's console tail when
+the driver has one). A cancel (``AttemptControl.cancel``) stops provisioning
+at once, or reaches a running runner through ``gateway.cancel`` and gives it
+``cancel_grace`` to report. An abort (the node shutting down, or the store
+saying the attempt is no longer ours) tears the VM down but leaves the
+store untouched, so the attempt is requeued (``Store.requeue_host`` /
+``requeue_lapsed``) and runs again elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from common.bootstrap import RunnerBootstrap
+from common.queue.events import EventPublisher
+from common.rpc import jobs_pb2
+from orchestrator.drivers.base import Driver, VmSpec
+from orchestrator.drivers.errors import DriverError
+from orchestrator.node.events import announce, job_event, step_event
+from orchestrator.node.settings import TimeoutConfig
+from orchestrator.runnerapi import AssignedJob, JobOutcome, RunnerGateway
+from orchestrator.store import JobRecord, JobState, Store, StoreError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+CONSOLE_LINES = 20
+
+
+@dataclass(frozen=True)
+class NodeServices:
+    """What every attempt on this node uses; built once by the node."""
+
+    host: str
+    store: Store
+    driver: Driver
+    gateway: RunnerGateway
+    events: EventPublisher
+    timeouts: TimeoutConfig
+    runner_address: str  # HOST:PORT the runner in the VM dials
+
+
+class AttemptControl:
+    """Signals from the node into one running attempt (cancel, abort)."""
+
+    def __init__(self) -> None:
+        self.interrupted = asyncio.Event()
+        self.cancel_reason: str | None = None
+        self.cancel_recorded = False  # the store already holds the cancellation
+        self.aborted = False
+
+    def cancel(self, reason: str, recorded: bool) -> None:
+        """End the attempt ``cancelled``; ``recorded`` when ``Store.cancel`` already did."""
+        if self.cancel_reason is None:
+            self.cancel_reason = reason or "cancelled"
+            self.cancel_recorded = recorded
+        self.interrupted.set()
+
+    def abort(self) -> None:
+        """Tear down without finalizing: the attempt will be requeued."""
+        self.aborted = True
+        self.interrupted.set()
+
+
+class Interrupted(Exception):
+    """A phase was cut short by a cancel or an abort."""
+
+
+class PhaseFailed(Exception):
+    """A phase failed or timed out; ``reason`` is what the job's ``errored`` says."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+async def _phase(name: str, awaitable: Awaitable[T], timeout: float, control: AttemptControl) -> T:
+    """Run one phase against its deadline and the attempt's interruption."""
+    work = asyncio.ensure_future(awaitable)
+    stop = asyncio.ensure_future(control.interrupted.wait())
+    try:
+        done, _ = await asyncio.wait({work, stop}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+        if not work.done():
+            work.cancel()
+        await asyncio.gather(work, stop, return_exceptions=True)
+    if work in done and not work.cancelled():
+        return work.result()
+    if stop in done:
+        raise Interrupted(name)
+    raise PhaseFailed(f"{name} did not finish within {timeout:g}s")
+
+
+def _with_console(message: str, console: str) -> str:
+    lines = [line for line in console.splitlines() if line.strip()][-CONSOLE_LINES:]
+    return message if not lines else message + "\nconsole (last lines):\n" + "\n".join(lines)
+
+
+class AttemptRun:
+    """Drives one claimed attempt; ``run()`` returns its final state (None when aborted)."""
+
+    def __init__(self, services: NodeServices, job: JobRecord, vm: str, control: AttemptControl) -> None:
+        self.s = services
+        self.job = job
+        self.attempt = job.attempt
+        self.vm = vm
+        self.control = control
+        self.outcome: JobOutcome | None = None
+
+    async def _on_step(self, step: jobs_pb2.StepResult) -> None:
+        try:
+            recorded = await self.s.store.record_step(self.job.job_id, self.attempt, step)
+        except StoreError as err:
+            log.error("cannot record a step: %s", err, extra={"fields": {"job": self.job.job_id}})
+            return
+        if recorded:
+            await announce(self.s.events, step_event(self.job, self.attempt, self.s.host, step))
+
+    async def run(self) -> JobState | None:
+        job, s = self.job, self.s
+        await announce(s.events, job_event(job, JobState.PROVISIONING, attempt=self.attempt, host=s.host))
+        timeout = job.request.timeout_seconds or float(s.timeouts.job)
+        session = s.gateway.assign(
+            AssignedJob(job.job_id, self.attempt, job.request, timeout_seconds=timeout), on_step=self._on_step
+        )
+        spec = VmSpec(self.vm, job.job_id, self.attempt, job.runs_on, RunnerBootstrap(s.runner_address, session.token))
+        state: JobState
+        reason = ""
+        try:
+            try:
+                state, reason = await self._provision_and_run(spec, session, timeout)
+            except Interrupted:
+                if self.control.aborted:
+                    state, reason = JobState.QUEUED, "aborted"
+                else:
+                    state, reason = JobState.CANCELLED, self.control.cancel_reason or "cancelled"
+            except PhaseFailed as err:
+                state, reason = JobState.ERRORED, err.reason
+        finally:
+            await self._teardown()
+        if self.control.aborted:
+            log.info("attempt aborted; it will be requeued", extra={"fields": {"job": job.job_id, "attempt": self.attempt}})
+            return None
+        if self.control.cancel_reason is not None and (self.control.cancel_recorded or state is not JobState.SUCCEEDED):
+            state, reason = JobState.CANCELLED, self.control.cancel_reason
+        await self._finalize(state, reason)
+        return state
+
+    async def _provision_and_run(self, spec: VmSpec, session, timeout: float) -> tuple[JobState, str]:  # type: ignore[no-untyped-def]
+        s, t, control = self.s, self.s.timeouts, self.control
+        try:
+            await _phase("preparing the VM", s.driver.prepare(spec), t.prepare, control)
+            await _phase("booting the VM", s.driver.boot(spec), t.boot, control)
+            await _phase("waiting for the runner", s.driver.wait_ready(spec, session.connected, t.runner),
+                         t.runner + 5.0, control)
+        except DriverError as err:
+            console = getattr(err, "console_tail", "") or await self._console()
+            raise PhaseFailed(_with_console(str(err), console)) from err
+        except PhaseFailed as err:
+            raise PhaseFailed(_with_console(err.reason, await self._console())) from err
+        if not await s.store.transition(self.job.job_id, self.attempt, JobState.RUNNING):
+            await self._lost_claim()
+        else:
+            await announce(s.events, job_event(self.job, JobState.RUNNING, attempt=self.attempt, host=s.host))
+        try:
+            self.outcome = await _phase("the job", session.wait_finished(), timeout + t.job_margin, control)
+        except Interrupted:
+            if control.aborted:
+                raise
+            # Cancelled while running: the runner hears it on its next heartbeat.
+            s.gateway.cancel(self.job.job_id, self.attempt, control.cancel_reason or "cancelled")
+            try:
+                self.outcome = await asyncio.wait_for(session.wait_finished(), t.cancel_grace)
+            except asyncio.TimeoutError:
+                pass
+            raise
+        except PhaseFailed:
+            raise PhaseFailed(f"the runner did not finish within the job timeout of {timeout:g}s") from None
+        return JobState.from_proto(self.outcome.state), self.outcome.reason
+
+    async def _lost_claim(self) -> None:
+        """The RUNNING transition was refused: cancelled meanwhile, or taken from us."""
+        now = await self.s.store.get_job(self.job.job_id)
+        if now is not None and now.attempt == self.attempt and now.state is JobState.CANCELLED:
+            self.control.cancel(now.reason, recorded=True)
+        else:
+            self.control.abort()
+        raise Interrupted("starting the job")
+
+    async def _console(self) -> str:
+        try:
+            return await asyncio.wait_for(self.s.driver.console_tail(self.vm, CONSOLE_LINES), 10.0)
+        except (DriverError, asyncio.TimeoutError):
+            return ""
+
+    async def _teardown(self) -> None:
+        """Stop and destroy the VM, release the session - whatever happened before."""
+        s = self.s
+        try:
+            await asyncio.wait_for(self._destroy(), s.timeouts.teardown)
+        except (DriverError, asyncio.TimeoutError) as err:
+            # Reconciliation retries it: the VM is no longer claimed once finalized.
+            log.error("teardown failed: %s", err or "timed out", extra={"fields": {"vm": self.vm}})
+        outcome = await s.gateway.release(self.job.job_id, self.attempt, "the VM was torn down")
+        if self.outcome is None and outcome is not None and outcome.state != jobs_pb2.JOB_STATE_ERRORED:
+            self.outcome = outcome
+
+    async def _destroy(self) -> None:
+        try:
+            await self.s.driver.stop(self.vm)
+        finally:
+            await self.s.driver.destroy(self.vm)
+
+    async def _finalize(self, state: JobState, reason: str) -> None:
+        s, job, outcome = self.s, self.job, self.outcome
+        steps = list(outcome.steps) if outcome is not None else []
+        for step in steps:
+            try:
+                await s.store.record_step(job.job_id, self.attempt, step)
+            except StoreError as err:
+                log.error("cannot record a step: %s", err, extra={"fields": {"job": job.job_id}})
+        applied = self.control.cancel_recorded and state is JobState.CANCELLED
+        if not applied:
+            applied = await s.store.transition(job.job_id, self.attempt, state, reason)
+        if not applied:
+            log.info("final state not applied (the attempt moved on)",
+                     extra={"fields": {"job": job.job_id, "attempt": self.attempt, "state": state.name}})
+            return
+        log.info("job finished", extra={"fields": {"job": job.job_id, "attempt": self.attempt, "state": state.name}})
+        tail = outcome.log_tail if outcome is not None else []
+        await announce(s.events, job_event(job, state, attempt=self.attempt, host=s.host, reason=reason,
+                                           steps=steps, log_tail=tail))

@@ -1,0 +1,250 @@
+"""The node supervisor: start the parts, run the named loops, stop in order.
+
+    async with Node(parts, settings) as node:      # serving
+        await node.wait()                          # until stop(), drained exit, or a loop dies
+
+Start-up: gRPC server (RunnerService + AdminService) -> take back the
+attempts this host's previous process held -> register -> reconcile orphan
+VMs -> start consuming. Then named long-lived tasks run: ``heartbeat``,
+``sweeper``, ``reconciler``, ``store watcher``, ``free slots``. If one of
+them ends, the node fails loudly ("X stopped early").
+
+Shutdown (``stop()``, SIGTERM, or drained with ``exit_when_drained``): stop
+consuming (held deliveries are requeued), abort attempts that are not
+running yet, let running jobs finish (``timers.shutdown_grace``), requeue
+whatever is left with ``Store.requeue_host`` and republish it, then stop the
+loops and the server. Heartbeats continue until the last job is done, so no
+other node takes running jobs away meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from common.errors import SolsticeError
+from common.queue.events import EventPublisher
+from common.queue.publisher import JobPublisher
+from orchestrator.drivers.base import Driver
+from orchestrator.node.capacity import Capacity
+from orchestrator.node.heartbeat import heartbeat_loop, sweep_loop, take_back_own
+from orchestrator.node.lifecycle import NodeServices
+from orchestrator.node.reconcile import reconcile_loop, reconcile_once
+from orchestrator.node.scheduler import Scheduler
+from orchestrator.node.settings import NodeSettings
+from orchestrator.queue.contract import JobConsumer, OnDeadLetter, OnJob
+from orchestrator.runnerapi import RunnerGateway, RunnerServer
+from orchestrator.runnerapi.server import AddServicer
+from orchestrator.store import Store, StoreError
+
+log = logging.getLogger(__name__)
+
+ConsumerFactory = Callable[[Sequence[str], OnJob, OnDeadLetter, int], JobConsumer]
+AdminFactory = Callable[["Node"], AddServicer]
+
+
+class NodeError(SolsticeError):
+    """The node cannot start, or one of its long-lived tasks stopped."""
+
+
+@dataclass(frozen=True)
+class NodeParts:
+    """The node's collaborators, opened by the caller (``serve.open_parts`` or a test)."""
+
+    store: Store
+    driver: Driver
+    gateway: RunnerGateway
+    publisher: JobPublisher
+    events: EventPublisher
+    consumer_factory: ConsumerFactory  # (labels, on_job, on_dead_letter, free_slots) -> consumer
+    admin: AdminFactory | None = None
+
+
+class Node:
+    """One orchestrator node. Lifetime: ``async with`` (or ``start``/``close``) once."""
+
+    def __init__(self, parts: NodeParts, settings: NodeSettings) -> None:
+        self.parts = parts
+        self.settings = settings
+        self.host = settings.node.host
+        self.labels = self._labels()
+        self.capacity = Capacity(settings.node.capacity, settings.node.label_limits, self._slots_changed)
+        self.scheduler: Scheduler | None = None
+        self.server: RunnerServer | None = None
+        self.consumer: JobConsumer | None = None
+        self.draining = False
+        self._stop = asyncio.Event()
+        self._slots_dirty = asyncio.Event()
+        self._loops: dict[str, asyncio.Task[None]] = {}
+        self._state = "new"
+
+    def _labels(self) -> tuple[str, ...]:
+        labels = self.settings.node.labels
+        if not labels:
+            raise NodeError("node.labels is empty: name the runs_on labels this node serves")
+        unserved = [label for label in labels if not self.parts.driver.serves(label)]
+        if unserved:
+            raise NodeError(f"the {self.parts.driver.name} driver cannot run label(s) {', '.join(unserved)}")
+        return tuple(labels)
+
+    @property
+    def address(self) -> str:
+        """The gRPC address actually bound."""
+        if self.server is None:
+            raise NodeError("the node is not started")
+        return self.server.address
+
+    # -- start --------------------------------------------------------------------
+    async def __aenter__(self) -> Node:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        if self._state != "new":
+            raise NodeError(f"the node was already {self._state}")
+        self._state = "starting"
+        s, p = self.settings, self.parts
+        host, port = s.grpc.split()
+        extra = [p.admin(self)] if p.admin is not None else []
+        self.server = RunnerServer(p.gateway, host, port, extra=extra)
+        await self.server.start()
+        try:
+            await self._start_rest()
+        except BaseException:
+            await self._stop_loops()
+            await self.server.stop(0)
+            raise
+
+    async def _start_rest(self) -> None:
+        s, p = self.settings, self.parts
+        assert self.server is not None
+        services = NodeServices(
+            host=self.host, store=p.store, driver=p.driver, gateway=p.gateway, events=p.events,
+            timeouts=s.timeouts, runner_address=s.grpc.advertise or self.server.address,
+        )
+        self.scheduler = Scheduler(services, self.capacity, p.publisher, max_waiting=s.node.max_waiting,
+                                   needs_poll=s.timers.needs_poll, on_change=self._slots_changed)
+        await take_back_own(p.store, self.host, s.timers.max_attempts, p.publisher, p.events, "its node restarted")
+        host = await p.store.register_host(self.host, self.labels, s.node.capacity)
+        self.draining = host.draining
+        self.scheduler.set_accepting(not host.draining)
+        await reconcile_once(p.store, p.driver, self.host, self.scheduler.local_vms)
+        self.consumer = p.consumer_factory(self.labels, self.scheduler.on_job, self.scheduler.on_dead_letter,
+                                           self.scheduler.wanted_free_slots())
+        await self.consumer.start()
+        t = s.timers
+        self._spawn("heartbeat", heartbeat_loop(p.store, self.host, t.heartbeat, lambda: len(self.scheduler.active),
+                                                self.set_draining))
+        self._spawn("sweeper", sweep_loop(p.store, p.publisher, p.events, t.stale_after, t.max_attempts, t.sweep))
+        self._spawn("reconciler", reconcile_loop(p.store, p.driver, self.host, self.scheduler.local_vms, t.reconcile))
+        self._spawn("store watcher", self._watch_store(t.cancel_poll))
+        self._spawn("free slots", self._sync_slots())
+        self._state = "started"
+        log.info("node started", extra={"fields": {"host": self.host, "labels": ",".join(self.labels),
+                                                   "capacity": s.node.capacity, "grpc": self.server.address}})
+
+    def _spawn(self, name: str, coro: Awaitable[None]) -> None:
+        self._loops[name] = asyncio.create_task(coro, name=name)  # type: ignore[arg-type]
+
+    # -- loops owned by the node ------------------------------------------------------
+    def _slots_changed(self) -> None:
+        self._slots_dirty.set()
+
+    async def _sync_slots(self) -> None:
+        """Keep the consumer's free slots equal to what the scheduler wants (coalesced)."""
+        applied: int | None = None
+        while True:
+            await self._slots_dirty.wait()
+            self._slots_dirty.clear()
+            assert self.scheduler is not None and self.consumer is not None
+            wanted = self.scheduler.wanted_free_slots()
+            if wanted != applied:
+                await self.consumer.set_free_slots(wanted)
+                applied = wanted
+            self._check_drained()
+
+    async def _watch_store(self, interval: float) -> None:
+        assert self.scheduler is not None
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.scheduler.watch_store_once()
+            except StoreError as err:
+                log.error("store watch failed: %s", err)
+
+    @property
+    def driver_name(self) -> str:
+        return self.parts.driver.name
+
+    def cancel_local(self, job_id: str, reason: str) -> bool:
+        """Cancel ``job_id`` if it runs here (the store already records the cancel)."""
+        return self.scheduler is not None and self.scheduler.cancel_local(job_id, reason, recorded=True)
+
+    def set_draining(self, draining: bool) -> None:
+        """Apply the host's drain flag (from a heartbeat reply or AdminService.Drain)."""
+        if self.scheduler is None:
+            return
+        if draining != self.draining:
+            log.info("node %s", "draining" if draining else "undrained", extra={"fields": {"host": self.host}})
+        self.draining = draining
+        if not self.scheduler.stopping.is_set():
+            self.scheduler.set_accepting(not draining)
+        self._check_drained()
+
+    def _check_drained(self) -> None:
+        if (self.draining and self.settings.node.exit_when_drained and self.scheduler is not None
+                and self.scheduler.idle):
+            log.info("drained: exiting", extra={"fields": {"host": self.host}})
+            self._stop.set()
+
+    # -- control ------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask for a graceful shutdown (safe from a signal handler)."""
+        self._stop.set()
+
+    async def wait(self) -> None:
+        """Until ``stop()``/drained exit; raises ``NodeError`` when a long-lived task ends first."""
+        stop = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({stop, *self._loops.values()}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            await asyncio.gather(stop, return_exceptions=True)
+        for name, task in self._loops.items():
+            if task.done():
+                err = None if task.cancelled() else task.exception()
+                raise NodeError(f"{name} stopped early" + (f": {type(err).__name__}: {err}" if err else ""))
+
+    async def close(self) -> None:
+        """Graceful shutdown (see the module docstring); idempotent."""
+        if self._state in ("closed", "new"):
+            self._state = "closed"
+            return
+        self._state = "closed"
+        s, p = self.settings, self.parts
+        try:
+            if self.scheduler is not None:
+                self.scheduler.stop_intake()
+                if self.consumer is not None:
+                    await self.consumer.stop(grace=5.0)
+                await self.scheduler.shutdown(s.timers.shutdown_grace)
+                try:
+                    await take_back_own(p.store, self.host, s.timers.max_attempts, p.publisher, p.events,
+                                        "its node shut down")
+                except SolsticeError as err:
+                    log.error("could not requeue this node's unfinished jobs: %s", err)
+        finally:
+            await self._stop_loops()
+            if self.server is not None:
+                await self.server.stop()
+        log.info("node stopped", extra={"fields": {"host": self.host}})
+
+    async def _stop_loops(self) -> None:
+        for task in self._loops.values():
+            task.cancel()
+        await asyncio.gather(*self._loops.values(), return_exceptions=True)

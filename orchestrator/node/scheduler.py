@@ -1,0 +1,265 @@
+"""The node's intake: a delivery becomes a claimed attempt with a lifecycle task.
+
+``on_job`` (called by the queue consumer for each delivery):
+
+1. ``Store.submit`` (idempotent): the job as it is now. Finished, or held by
+   another host / already running here: acknowledge, nothing to do.
+2. ``needs``: while a job of the same run it needs has not succeeded, the
+   delivery is held unacknowledged (it does not count against capacity:
+   the prefetch is raised by one for each held job). A need that ended
+   otherwise cancels the job ("dependency X failed").
+3. A capacity slot (total and the label's limit).
+4. ``Store.claim`` (durable) - only then is the delivery acknowledged, and
+   the attempt's ``AttemptRun`` starts as a task the scheduler owns.
+
+Every hold ends with ``REQUEUE`` when the node stops taking work (drain or
+shutdown), so the job goes to another node. Lifecycle tasks are tracked and
+awaited by ``shutdown``; none is fire-and-forget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from common.queue.disposition import Disposition
+from common.queue.publisher import JobPublisher
+from common.rpc import jobs_pb2
+from orchestrator.names import vm_name
+from orchestrator.node.capacity import Capacity, Slot
+from orchestrator.node.events import announce, job_event
+from orchestrator.node.lifecycle import AttemptControl, AttemptRun, NodeServices
+from orchestrator.store import JobRecord, JobState, StoreError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ActiveAttempt:
+    """An attempt this node claimed and whose lifecycle task is running."""
+
+    job: JobRecord
+    attempt: int
+    vm: str
+    slot: Slot
+    control: AttemptControl
+    running: bool = False  # the VM's runner called in
+
+
+class Scheduler:
+    """Turns deliveries into attempts; owns their tasks. See the module docstring."""
+
+    def __init__(self, services: NodeServices, capacity: Capacity, publisher: JobPublisher,
+                 *, max_waiting: int, needs_poll: float, on_change: Callable[[], None]) -> None:
+        self.s = services
+        self.capacity = capacity
+        self.publisher = publisher
+        self.max_waiting = max_waiting
+        self.needs_poll = needs_poll
+        self.active: dict[str, ActiveAttempt] = {}
+        self.waiting = 0
+        self.accepting = True
+        self.stopping = asyncio.Event()  # set with accepting=False: holds end with REQUEUE
+        self._intake_closed = asyncio.Event()
+        self._vms: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._tick = asyncio.Event()  # replaced each time an attempt ends (wakes `needs` holds)
+        self._on_change = on_change
+        self.finished = 0
+
+    # -- what the node reads ----------------------------------------------
+    def local_vms(self) -> set[str]:
+        return set(self._vms)
+
+    def wanted_free_slots(self) -> int:
+        """The consumer's free slots: free capacity plus the held jobs (0 when not accepting)."""
+        if not self.accepting:
+            return 0
+        return self.capacity.free() + self.waiting
+
+    @property
+    def idle(self) -> bool:
+        return not self.active and not self._tasks
+
+    def set_accepting(self, accepting: bool) -> None:
+        if accepting != self.accepting:
+            log.info("%s taking work", "resumed" if accepting else "stopped", extra={"fields": {"host": self.s.host}})
+            self.accepting = accepting
+            if accepting:
+                self._intake_closed.clear()
+            else:
+                self._intake_closed.set()
+            self._on_change()
+
+    def stop_intake(self) -> None:
+        """For good (shutdown): every hold returns REQUEUE."""
+        self.stopping.set()
+        self.set_accepting(False)
+
+    # -- the consumer's callbacks -------------------------------------------
+    async def on_job(self, request: jobs_pb2.JobRequest) -> Disposition:
+        if not self.accepting:
+            return Disposition.REQUEUE
+        if request.job_id in self.active:
+            return Disposition.ACK  # a redelivery of what runs here
+        job = await self.s.store.submit(request)
+        if job.state is not JobState.QUEUED:
+            return Disposition.ACK  # finished, or another host (or attempt) holds it
+        if request.needs:
+            verdict = await self._hold_for_needs(job)
+            if verdict is not None:
+                return verdict
+            job = await self.s.store.get_job(job.job_id) or job
+            if job.state is not JobState.QUEUED:
+                return Disposition.ACK
+        slot = await self.capacity.acquire(job.runs_on, job.job_id, self._intake_closed)
+        if slot is None:
+            return Disposition.REQUEUE
+        return await self._claim(job, slot)
+
+    async def on_dead_letter(self, job_id: str | None, reason: str) -> None:
+        """A request the queue gave up on: its job ends ``failed`` with the reason."""
+        job = await self.s.store.get_job(job_id) if job_id else None
+        if job is None:
+            log.error("dead letter of an unknown job: %s", reason, extra={"fields": {"job": job_id or "?"}})
+            return
+        if not job.terminal and await self.s.store.transition(job.job_id, job.attempt, JobState.FAILED, reason):
+            await announce(self.s.events, job_event(job, JobState.FAILED, reason=reason))
+
+    # -- steps of on_job ------------------------------------------------------
+    async def _hold_for_needs(self, job: JobRecord) -> Disposition | None:
+        """None once every need succeeded; otherwise how to settle the delivery."""
+        held = False
+        try:
+            while True:
+                blocker = await self._needs_blocker(job)
+                if blocker is None:
+                    return None
+                if blocker:
+                    reason = f"dependency {blocker} failed"
+                    cancelled = await self.s.store.cancel(job.job_id, reason)
+                    if cancelled.state is JobState.CANCELLED and cancelled.attempt == job.attempt:
+                        await announce(self.s.events, job_event(cancelled, JobState.CANCELLED, reason=reason))
+                    return Disposition.ACK
+                if not self.accepting:
+                    return Disposition.REQUEUE
+                if not held:
+                    if self.waiting >= self.max_waiting:
+                        # Too many held: send it round the queue again after a pause.
+                        await self._wait_tick(self.needs_poll)
+                        await self.publisher.publish([job.request])
+                        return Disposition.ACK
+                    held = True
+                    self.waiting += 1
+                    self._on_change()
+                await self._wait_tick(self.needs_poll)
+        finally:
+            if held:
+                self.waiting -= 1
+                self._on_change()
+
+    async def _needs_blocker(self, job: JobRecord) -> str | None:
+        """None: all needs succeeded; "": some still pending; else the key of a failed need."""
+        by_key = {j.key: j for j in await self.s.store.jobs_of_run(job.run_id)}
+        pending = False
+        for need in job.request.needs:
+            other = by_key.get(need)
+            if other is None or not other.terminal:
+                pending = True
+            elif other.state is not JobState.SUCCEEDED:
+                return need
+        return "" if pending else None
+
+    async def _wait_tick(self, timeout: float) -> None:
+        tick = self._tick
+        waiters = {asyncio.ensure_future(tick.wait()), asyncio.ensure_future(self._intake_closed.wait())}
+        try:
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
+
+    async def _claim(self, job: JobRecord, slot: Slot) -> Disposition:
+        vm = vm_name(job.job_id, job.attempt)
+        self._vms.add(vm)  # before the claim: reconciliation must never see it as an orphan
+        try:
+            claimed = await self.s.store.claim(job.job_id, job.attempt, self.s.host, vm)
+        except BaseException:
+            self._vms.discard(vm)
+            self.capacity.release(slot)
+            raise
+        if not claimed or job.job_id in self.active:
+            self._vms.discard(vm)
+            self.capacity.release(slot)
+            return Disposition.ACK
+        active = ActiveAttempt(job, job.attempt, vm, slot, AttemptControl())
+        self.active[job.job_id] = active
+        task = asyncio.create_task(self._run(active), name=f"job {job.job_id}#{job.attempt}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return Disposition.ACK
+
+    async def _run(self, active: ActiveAttempt) -> None:
+        job = active.job
+        try:
+            await AttemptRun(self.s, job, active.vm, active.control).run()
+        except Exception as err:  # noqa: BLE001 - a bug must still end the job, not leave it held
+            log.exception("attempt failed unexpectedly", extra={"fields": {"job": job.job_id}})
+            reason = f"internal error on {self.s.host}: {type(err).__name__}: {err}"
+            try:
+                if await self.s.store.transition(job.job_id, active.attempt, JobState.ERRORED, reason):
+                    await announce(self.s.events, job_event(job, JobState.ERRORED, attempt=active.attempt,
+                                                            host=self.s.host, reason=reason))
+            except StoreError as store_err:
+                log.error("cannot record the failure: %s", store_err)
+        finally:
+            self.active.pop(job.job_id, None)
+            self._vms.discard(active.vm)
+            self.capacity.release(active.slot)
+            self.finished += 1
+            self._tick.set()
+            self._tick = asyncio.Event()
+
+    # -- control from the node and the admin API ---------------------------------
+    def cancel_local(self, job_id: str, reason: str, recorded: bool) -> bool:
+        """Cancel the attempt of ``job_id`` running here; False when none is."""
+        active = self.active.get(job_id)
+        if active is None:
+            return False
+        active.control.cancel(reason, recorded)
+        return True
+
+    async def watch_store_once(self) -> None:
+        """Cancel attempts cancelled through another node; abort ones taken from us."""
+        for job_id, active in list(self.active.items()):
+            if active.control.interrupted.is_set():
+                continue
+            now = await self.s.store.get_job(job_id)
+            if now is None:
+                continue
+            if now.attempt != active.attempt or now.host != self.s.host:
+                log.warning("attempt was taken from this host (heartbeat lapsed?)",
+                            extra={"fields": {"job": job_id, "attempt": active.attempt}})
+                active.control.abort()
+            elif now.state is JobState.CANCELLED:
+                active.control.cancel(now.reason, recorded=True)
+
+    async def shutdown(self, grace: float) -> None:
+        """Abort what has not started running, give running jobs ``grace`` s, abort the rest, await all."""
+        self.stop_intake()
+        for active in self.active.values():
+            if not self._is_running(active):
+                active.control.abort()
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+            for active in self.active.values():
+                active.control.abort()
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
+
+    def _is_running(self, active: ActiveAttempt) -> bool:
+        session = self.s.gateway.session(active.job.job_id, active.attempt)
+        return session is not None and session.connected.is_set()

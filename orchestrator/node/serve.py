@@ -1,0 +1,74 @@
+"""Wiring for ``solstice-orchestrator serve``: open every part from settings, run the node.
+
+``open_parts`` is an async context manager that opens (in order) the state
+store, the job and event publishers, the log store and the VM driver, and
+closes them in reverse order. ``serve`` runs a node until SIGTERM/SIGINT or
+a drained exit, and returns the process exit status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator, Sequence
+
+from common.queue.events import RabbitEventPublisher
+from common.queue.publisher import RabbitJobPublisher
+from common.queue.topology import Topology
+from common.tokens import TokenIssuer
+from orchestrator.admin import admin_servicer_factory
+from orchestrator.drivers.registry import make_driver
+from orchestrator.logstore import LogStore
+from orchestrator.node.node import Node, NodeError, NodeParts
+from orchestrator.node.settings import NodeSettings
+from orchestrator.queue import RabbitJobConsumer
+from orchestrator.queue.contract import OnDeadLetter, OnJob
+from orchestrator.runnerapi import RunnerGateway
+from orchestrator.store import open_store
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.asynccontextmanager
+async def open_parts(settings: NodeSettings) -> AsyncIterator[NodeParts]:
+    """Every collaborator of a multi-host node, opened; closed in reverse order on exit."""
+    if settings.drivers.driver == "instant":
+        import orchestrator.node.testing  # noqa: F401 - registers the instant driver
+
+    topology = Topology(settings.queue_prefix)
+    driver = make_driver(settings.drivers)
+    async with contextlib.AsyncExitStack() as stack:
+        store = await stack.enter_async_context(open_store(settings.store_url, host_stale_after=settings.timers.stale_after))
+        publisher = await stack.enter_async_context(RabbitJobPublisher(settings.amqp_url, topology))
+        events = await stack.enter_async_context(RabbitEventPublisher(settings.amqp_url, topology))
+        logstore = await stack.enter_async_context(LogStore(settings.data_dir / "logs"))
+        stack.push_async_callback(driver.aclose)
+        gateway = RunnerGateway(logstore, TokenIssuer(settings.token_key(), settings.grpc.token_ttl))
+
+        def consumer(labels: Sequence[str], on_job: OnJob, on_dead: OnDeadLetter, free: int) -> RabbitJobConsumer:
+            return RabbitJobConsumer(settings.amqp_url, labels, on_job, on_dead, free, topology)
+
+        yield NodeParts(store=store, driver=driver, gateway=gateway, publisher=publisher, events=events,
+                        consumer_factory=consumer, admin=admin_servicer_factory)
+
+
+async def serve(settings: NodeSettings) -> int:
+    """Run one node until SIGTERM/SIGINT (graceful: exit 0) or a drained exit."""
+    loop = asyncio.get_running_loop()
+    async with open_parts(settings) as parts:
+        node = Node(parts, settings)
+        async with node:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, node.stop)
+            try:
+                print(f"solstice-orchestrator: node {node.host} serving on {node.address}", flush=True)
+                await node.wait()
+            except NodeError as err:
+                log.error("%s", err)
+                raise
+            finally:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+    return 0

@@ -1,0 +1,130 @@
+"""Settings of one orchestrator node (``solstice-orchestrator serve``).
+
+Loaded with ``common.config.load_config``: dataclass defaults, then the YAML
+file, then ``SOLSTICE_*`` variables (``node.host`` -> ``SOLSTICE_NODE_HOST``).
+Example (docs/orchestrator.md has the full list)::
+
+    store_url: postgresql://solstice@db/solstice
+    amqp_url: amqp://solstice:secret@mq/solstice
+    node:
+      host: illumos-a
+      labels: [illumos-stable, illumos-lts]
+      capacity: 8
+      label_limits: {illumos-lts: 2}
+    grpc:
+      listen: 0.0.0.0:50051
+      advertise: 10.0.0.5:50051
+    drivers:
+      driver: bhyve
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from common.config import Seconds
+from common.errors import ConfigError
+from orchestrator.catalog import DriverConfig
+
+
+def _default_host() -> str:
+    return socket.gethostname().split(".")[0] or "localhost"
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Who this node is, what it serves and how much it runs at once."""
+
+    host: str = field(default_factory=_default_host)
+    labels: tuple[str, ...] = ()  # labels consumed; empty = the driver's catalog (bhyve images / local labels)
+    capacity: int = 4  # concurrent VMs on this host
+    label_limits: dict[str, int] = field(default_factory=dict)  # label -> at most this many at once
+    max_waiting: int = 64  # jobs held while their `needs` run elsewhere (not counted against capacity)
+    exit_when_drained: bool = False  # a drained node exits instead of idling
+
+    def __post_init__(self) -> None:
+        if not self.host or any(c.isspace() for c in self.host):
+            raise ConfigError(f"node.host {self.host!r} must be a non-empty name without spaces")
+        if self.capacity < 1:
+            raise ConfigError(f"node.capacity must be at least 1, not {self.capacity}")
+        for label, limit in self.label_limits.items():
+            if not isinstance(limit, int) or limit < 0:
+                raise ConfigError(f"node.label_limits.{label} must be a number >= 0, not {limit!r}")
+
+
+@dataclass(frozen=True)
+class TimeoutConfig:
+    """Deadlines of each phase of a job; every one that trips ends the job ``errored``."""
+
+    prepare: Seconds = Seconds(600)  # driver.prepare (clone, zonecfg, install)
+    boot: Seconds = Seconds(120)  # driver.boot returning
+    runner: Seconds = Seconds(300)  # the runner calling in after boot (drivers.boot_timeout if larger)
+    job: Seconds = Seconds(3600)  # a job without its own timeout_seconds
+    job_margin: Seconds = Seconds(60)  # beyond the job timeout before the node gives up on the runner
+    cancel_grace: Seconds = Seconds(30)  # a cancelled runner's time to report before teardown
+    teardown: Seconds = Seconds(600)  # stop + destroy
+
+
+@dataclass(frozen=True)
+class TimerConfig:
+    """How often the node's periodic tasks run."""
+
+    heartbeat: Seconds = Seconds(5)
+    stale_after: Seconds = Seconds(30)  # a host silent this long has its jobs requeued
+    sweep: Seconds = Seconds(10)  # requeue_lapsed pass
+    reconcile: Seconds = Seconds(60)  # orphan VM pass
+    cancel_poll: Seconds = Seconds(1)  # look for jobs cancelled through another node
+    needs_poll: Seconds = Seconds(1)  # re-check `needs` of held jobs
+    max_attempts: int = 3  # attempts of a job before a lapsed host makes it errored
+    shutdown_grace: Seconds = Seconds(600)  # SIGTERM: running jobs get this long to finish
+
+
+@dataclass(frozen=True)
+class GrpcConfig:
+    """The node's gRPC server (RunnerService + AdminService).
+
+    AdminService takes no token: keep ``listen`` on localhost (the default) or
+    behind a firewall; runners in VMs reach the node at ``advertise``.
+    """
+
+    listen: str = "127.0.0.1:50051"
+    advertise: str = ""  # what VMs dial; "" = the listen address
+    token_key_file: Path | None = None  # HMAC key of runner tokens; None = a random key per process
+    token_ttl: Seconds = Seconds(6 * 3600)
+
+    def split(self) -> tuple[str, int]:
+        host, sep, port = self.listen.rpartition(":")
+        if not sep or not port.isdigit():
+            raise ConfigError(f"grpc.listen {self.listen!r} is not HOST:PORT")
+        return host.strip("[]"), int(port)
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """Everything ``solstice-orchestrator serve`` needs."""
+
+    store_url: str = "postgresql://postgres@127.0.0.1:5432/solstice"
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    queue_prefix: str = ""  # share a broker between deployments (and tests)
+    data_dir: Path = Path("~/.local/state/solstice/node").expanduser()  # job logs live here
+    node: NodeConfig = field(default_factory=NodeConfig)
+    timeouts: TimeoutConfig = field(default_factory=TimeoutConfig)
+    timers: TimerConfig = field(default_factory=TimerConfig)
+    grpc: GrpcConfig = field(default_factory=GrpcConfig)
+    drivers: DriverConfig = field(default_factory=DriverConfig)
+
+    def token_key(self) -> bytes:
+        """The runner-token key: from ``grpc.token_key_file`` or fresh random bytes."""
+        path = self.grpc.token_key_file
+        if path is None:
+            return os.urandom(32)
+        try:
+            key = path.read_bytes().strip()
+        except OSError as err:
+            raise ConfigError(f"cannot read grpc.token_key_file {path}: {err.strerror}") from err
+        if len(key) < 32:
+            raise ConfigError(f"grpc.token_key_file {path} must hold at least 32 bytes")
+        return key

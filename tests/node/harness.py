@@ -1,0 +1,119 @@
+"""An in-process node against the real PostgreSQL and RabbitMQ, with the instant driver.
+
+``node_settings`` builds settings with short timers; ``running_node`` opens
+the real parts (``serve.open_parts``) and starts a ``Node``; ``EventLog``
+subscribes to ``solstice.events`` before the node starts so no event is
+missed; ``admin_stub`` talks to a node's AdminService over real gRPC.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+
+from common.config import Seconds
+from common.queue import Disposition, EventConsumer, Topology
+from common.rpc import admin_pb2_grpc, jobs_pb2
+from orchestrator.catalog import DriverConfig, LocalConfig
+from orchestrator.node import Node, NodeSettings
+from orchestrator.node.serve import open_parts
+from orchestrator.node.settings import GrpcConfig, NodeConfig, TimeoutConfig, TimerConfig
+from orchestrator.node.testing import InstantDriver
+from orchestrator.store import JobState, Store
+
+
+def node_settings(pg: str, amqp: str, root: Path, prefix: str, host: str = "node-a",
+                  labels: tuple[str, ...] = ("lab-a",), capacity: int = 4, **overrides: object) -> NodeSettings:
+    """Settings for a test node: short timers, instant driver, VMs under ``root/<host>/vms``."""
+    timers = TimerConfig(heartbeat=Seconds(0.2), stale_after=Seconds(2), sweep=Seconds(0.5),
+                         reconcile=Seconds(1), cancel_poll=Seconds(0.1), needs_poll=Seconds(0.1),
+                         max_attempts=3, shutdown_grace=Seconds(20))
+    timeouts = TimeoutConfig(prepare=Seconds(5), boot=Seconds(2), runner=Seconds(2), job=Seconds(20),
+                             job_margin=Seconds(1), cancel_grace=Seconds(5), teardown=Seconds(10))
+    node = NodeConfig(host=host, labels=labels, capacity=capacity)
+    settings = NodeSettings(
+        store_url=pg, amqp_url=amqp, queue_prefix=prefix, data_dir=root / host,
+        node=node, timeouts=timeouts, timers=timers, grpc=GrpcConfig(listen="127.0.0.1:0"),
+        drivers=DriverConfig(driver="instant", local=LocalConfig(state_dir=root / host / "vms")),
+    )
+    sections = {"node": node, "timeouts": timeouts, "timers": timers}
+    replaced: dict[str, object] = {}
+    for key, value in overrides.items():
+        section, _, name = key.partition("__")
+        if name:
+            sections[section] = dataclasses.replace(sections[section], **{name: value})  # type: ignore[arg-type]
+            replaced[section] = sections[section]
+        else:
+            replaced[key] = value
+    return dataclasses.replace(settings, **replaced)  # type: ignore[arg-type]
+
+
+def prefix() -> str:
+    return f"t{uuid.uuid4().hex[:8]}."
+
+
+def job(job_id: str, label: str = "lab-a", steps: tuple[str, ...] = ("true",), run_id: str = "run-1",
+        key: str | None = None, needs: tuple[str, ...] = (), timeout: float = 0.0) -> jobs_pb2.JobRequest:
+    return jobs_pb2.JobRequest(
+        schema_version=jobs_pb2.SCHEMA_VERSION_1, job_id=job_id, run_id=run_id, key=key or job_id,
+        name=key or job_id, runs_on=label, needs=list(needs), timeout_seconds=timeout,
+        checkout=jobs_pb2.Checkout(forge="local", repo="o/r", ref="refs/heads/main", sha="a" * 40),
+        steps=[jobs_pb2.Step(name=f"s{i}", run=run) for i, run in enumerate(steps)],
+    )
+
+
+class EventLog:
+    """Every JobEvent published under a prefix, in arrival order."""
+
+    def __init__(self, amqp: str, topology: Topology) -> None:
+        self.events: list[jobs_pb2.JobEvent] = []
+        self.consumer = EventConsumer(amqp, "tests", self._on_event, topology, prefetch=256)
+
+    async def _on_event(self, event: jobs_pb2.JobEvent) -> Disposition:
+        self.events.append(event)
+        return Disposition.ACK
+
+    def job_states(self, job_id: str) -> list[JobState]:
+        return [JobState(e.state) for e in self.events if e.job_id == job_id and not e.HasField("step")]
+
+    def terminal(self, job_id: str) -> list[jobs_pb2.JobEvent]:
+        return [e for e in self.events if e.job_id == job_id and not e.HasField("step")
+                and JobState(e.state).terminal]
+
+
+@contextlib.asynccontextmanager
+async def event_log(amqp: str, pfx: str) -> AsyncIterator[EventLog]:
+    log = EventLog(amqp, Topology(pfx))
+    await log.consumer.start()
+    try:
+        yield log
+    finally:
+        await log.consumer.stop(grace=1.0)
+
+
+@contextlib.asynccontextmanager
+async def running_node(settings: NodeSettings) -> AsyncIterator[Node]:
+    async with open_parts(settings) as parts:
+        async with Node(parts, settings) as node:
+            yield node
+
+
+def driver_of(node: Node) -> InstantDriver:
+    driver = node.parts.driver
+    assert isinstance(driver, InstantDriver)
+    return driver
+
+
+def store_of(node: Node) -> Store:
+    return node.parts.store
+
+
+@contextlib.asynccontextmanager
+async def admin_stub(node: Node) -> AsyncIterator[admin_pb2_grpc.AdminServiceStub]:
+    async with grpc.aio.insecure_channel(node.address) as channel:
+        yield admin_pb2_grpc.AdminServiceStub(channel)
