@@ -1,23 +1,346 @@
-"""``ciadm``: operate a Solstice CI cluster."""
+"""``ciadm``: operate a Solstice CI cluster (a thin AdminService client).
+
+Every command talks to one orchestrator (``--orchestrator`` or
+``$SOLSTICE_ORCHESTRATOR``, default 127.0.0.1:50051), prints an aligned table
+by default and JSON with ``--json``, and turns every failure - nothing
+listening, an unknown job, a refused request - into one ``ERROR:`` line.
+Exit status: 0 success, 1 error, 2 usage error, 3 orchestrator unreachable;
+``logs --follow`` exits 0 only when the job succeeded.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
 import click
 
-from common.cli import run_cli
+from ciadm import format as fmt
+from ciadm.client import DEFAULT_ORCHESTRATOR, ENV_ORCHESTRATOR, AdminClient, OrchestratorUnreachable
+from common.cli import fail, run_cli
+from common.rpc import admin_pb2, jobs_pb2
+
+EXIT_UNREACHABLE = 3
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _run(ctx: click.Context, work: Callable[[AdminClient], Awaitable[T]]) -> T:
+    """Open a client on the group's address, run ``work`` with it, map unreachable to exit 3."""
+    address, timeout = ctx.obj
+
+    async def go() -> T:
+        async with AdminClient(address, timeout) as client:
+            return await work(client)
+
+    try:
+        return asyncio.run(go())
+    except OrchestratorUnreachable as err:
+        fail(str(err), EXIT_UNREACHABLE)
+        raise  # unreachable: fail exits
+
+
+def _json_option(func: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(func)
+
+
+def _echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2))
 
 
 @click.group(
-    epilog="""\b
+    epilog=f"""\b
 Examples:
-  ciadm --help
+  ciadm submit .solstice/workflow.kdl
+  ciadm list --state running
+  ciadm logs --follow job-0f3c...
+  ciadm --orchestrator 10.0.0.5:50051 hosts --json
+
+\b
+Exit status: 0 success, 1 error (unknown job, refused request), 2 usage
+error, 3 orchestrator unreachable. The address defaults to
+${ENV_ORCHESTRATOR} or {DEFAULT_ORCHESTRATOR}.
 """
 )
-def cli() -> None:
+@click.option("--orchestrator", envvar=ENV_ORCHESTRATOR, default=DEFAULT_ORCHESTRATOR, show_default=True,
+              metavar="HOST:PORT", help=f"AdminService address (also ${ENV_ORCHESTRATOR}).")
+@click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds to wait for each answer.")
+@click.pass_context
+def cli(ctx: click.Context, orchestrator: str, timeout: float) -> None:
     """Operate Solstice CI: submit, list, follow, cancel and retry jobs; drain hosts.
 
     Talks to an orchestrator's AdminService ($SOLSTICE_ORCHESTRATOR).
     """
+    ctx.obj = (orchestrator, timeout)
+
+
+@cli.command(
+    epilog="""\b
+Examples:
+  ciadm submit                                  # .solstice/workflow.kdl at HEAD of this checkout
+  ciadm submit ci/nightly.kdl --job build
+  ciadm submit --repo ~/src/app --ref main      # the workflow committed there
+  ciadm submit --repo https://git.example.org/me/app.git --ref refs/heads/main
+  ciadm submit --repo https://git.example.org/me/app.git --sha 3f2a...  --json
+"""
+)
+@click.argument("workflow", required=False, type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--repo", metavar="PATH|URL", help="Git checkout or clone URL to build [default: the checkout here].")
+@click.option("--ref", metavar="REF", help="Branch or refs/... to build [default: HEAD].")
+@click.option("--sha", metavar="SHA", help="Exact commit to build (beats --ref for the commit).")
+@click.option("--job", "jobs", multiple=True, metavar="ID", help="Only this job (and what it needs); repeatable.")
+@click.option("--env", "env", multiple=True, metavar="NAME=VALUE", help="Set a variable in every job; repeatable.")
+@_json_option
+@click.pass_context
+def submit(ctx: click.Context, workflow: Path | None, repo: str | None, ref: str | None, sha: str | None,
+           jobs: tuple[str, ...], env: tuple[str, ...], as_json: bool) -> None:
+    """Queue one run of a workflow at an exact commit; prints the queued jobs.
+
+    WORKFLOW is a workflow file; without it the workflow is read from
+    .solstice/workflow.kdl at the commit being built. The commit comes from
+    a local checkout (its HEAD, --ref or --sha) or a remote --repo URL.
+    """
+    from cidev.run_requests import SelectionError, parse_assignments
+    from ciadm.submit import resolve_target, submission
+
+    try:
+        variables = parse_assignments(env, "--env")
+    except SelectionError as err:
+        fail(str(err), 2)
+    target = asyncio.run(resolve_target(workflow, repo, ref, sha))
+    try:
+        requests = submission(target, jobs, variables)
+    except SelectionError as err:
+        fail(str(err), 2)
+    queued = _run(ctx, lambda client: client.submit(requests))
+    if as_json:
+        _echo_json([fmt.job_json(job) for job in queued])
+        return
+    run_id = queued[0].run_id if queued else ""
+    click.echo(f"submitted {len(queued)} job{'s' * (len(queued) != 1)} of run {run_id} "
+               f"at {target.checkout.sha[:12]} of {target.checkout.repo}")
+    for line in fmt.jobs_table(queued):
+        click.echo(line)
+    if queued:
+        click.echo(f"follow with: ciadm logs --follow {queued[0].job_id}")
+
+
+@cli.command(
+    epilog="""\b
+Examples:
+  ciadm status job-0f3c...
+  ciadm status --json job-0f3c... | jq .state
+"""
+)
+@click.argument("job_id", metavar="JOB")
+@_json_option
+@click.pass_context
+def status(ctx: click.Context, job_id: str, as_json: bool) -> None:
+    """Show one job: state, reason, attempt, host, commit, timings and steps."""
+    job = _run(ctx, lambda client: client.get(job_id))
+    if as_json:
+        _echo_json(fmt.job_json(job))
+    else:
+        for line in fmt.job_details(job):
+            click.echo(line)
+
+
+@cli.command(
+    name="list",
+    epilog="""\b
+Examples:
+  ciadm list
+  ciadm list --state failed --limit 20
+  ciadm list --repo me/app --ref refs/heads/main
+  ciadm list --host illumos-a --json
+"""
+)
+@click.option("--repo", help="Only jobs of this repository.")
+@click.option("--ref", help="Only jobs of this ref (refs/heads/main).")
+@click.option("--state", type=click.Choice(fmt.STATES), help="Only jobs in this state.")
+@click.option("--host", help="Only jobs on this host.")
+@click.option("--run", "run_id", metavar="RUN", help="Only the jobs of this workflow run.")
+@click.option("--limit", type=click.IntRange(1, 10000), default=50, show_default=True, help="At most this many.")
+@_json_option
+@click.pass_context
+def list_jobs(ctx: click.Context, repo: str | None, ref: str | None, state: str | None, host: str | None,
+              run_id: str | None, limit: int, as_json: bool) -> None:
+    """List jobs, newest first, optionally filtered."""
+    request = admin_pb2.ListJobsRequest(
+        repo=repo or "", ref=ref or "", host=host or "", run_id=run_id or "", limit=limit,
+        state=fmt.state_value(state) if state else jobs_pb2.JOB_STATE_UNSPECIFIED,
+    )
+    jobs = _run(ctx, lambda client: client.list(request))
+    if as_json:
+        _echo_json([fmt.job_json(job) for job in jobs])
+    elif not jobs:
+        click.echo("no jobs")
+    else:
+        for line in fmt.jobs_table(jobs):
+            click.echo(line)
+
+
+@cli.command(
+    epilog="""\b
+Examples:
+  ciadm logs job-0f3c...
+  ciadm logs --follow job-0f3c...      # until the job ends; exit 0 if it succeeded
+  ciadm logs --json job-0f3c... | jq -r .text
+
+\b
+Lines Solstice adds (checkout, step banners) start with "## ".
+"""
+)
+@click.argument("job_id", metavar="JOB")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the job ends.")
+@click.option("--from", "from_sequence", type=click.IntRange(1), default=1, help="First line number to print.")
+@_json_option
+@click.pass_context
+def logs(ctx: click.Context, job_id: str, follow: bool, from_sequence: int, as_json: bool) -> None:
+    """Print a job's log (its current attempt); --follow streams it live."""
+
+    async def work(client: AdminClient) -> admin_pb2.JobInfo | None:
+        pending = b""
+        async for chunk in client.tail_logs(job_id, follow=follow, from_sequence=from_sequence):
+            if chunk.end:
+                break
+            if as_json:
+                click.echo(json.dumps(fmt.chunk_json(chunk)))
+                continue
+            content = chunk.content
+            if chunk.stream == admin_pb2.LOG_STREAM_SYSTEM and not chunk.continuation:
+                content = b"## " + content
+            if chunk.continuation:
+                pending += content
+                continue
+            if pending:
+                _write_line(pending)
+            pending = content
+        if pending:
+            _write_line(pending)
+        return await client.get(job_id) if follow else None
+
+    job = _run(ctx, work)
+    if job is not None:
+        reason = f": {job.reason}" if job.reason else ""
+        click.echo(f"job {job.job_id} {fmt.state_name(job.state)}{reason}", err=True)
+        if job.state != jobs_pb2.JOB_STATE_SUCCEEDED:
+            sys.exit(1)
+
+
+def _write_line(content: bytes) -> None:
+    # Steps may print any bytes; pass them through rather than guess an encoding.
+    sys.stdout.buffer.write(content + b"\n")
+    sys.stdout.buffer.flush()
+
+
+def _one_job(verb: str, call: Callable[[AdminClient, str], Awaitable[admin_pb2.JobInfo]]):  # type: ignore[no-untyped-def]
+    def command(ctx: click.Context, job_id: str, as_json: bool, **extra: Any) -> None:
+        job = _run(ctx, lambda client: call(client, job_id, **extra))
+        if as_json:
+            _echo_json(fmt.job_json(job))
+        else:
+            reason = f" ({job.reason})" if job.reason else ""
+            click.echo(f"job {job.job_id} {verb}: attempt {job.attempt} is {fmt.state_name(job.state)}{reason}")
+
+    return command
+
+
+@cli.command(
+    epilog="""\b
+Examples:
+  ciadm cancel job-0f3c...
+  ciadm cancel job-0f3c... --reason "superseded by #42"
+"""
+)
+@click.argument("job_id", metavar="JOB")
+@click.option("--reason", default="cancelled with ciadm", show_default=True, help="Recorded as the job's reason.")
+@_json_option
+@click.pass_context
+def cancel(ctx: click.Context, job_id: str, reason: str, as_json: bool) -> None:
+    """Cancel a job: a queued job never starts, a running one is stopped in its VM."""
+    _one_job("cancelled", lambda client, jid, reason: client.cancel(jid, reason))(ctx, job_id, as_json, reason=reason)
+
+
+@cli.command(
+    epilog="""\b
+Examples:
+  ciadm retry job-0f3c...
+  ciadm retry --json job-0f3c... | jq .attempt
+"""
+)
+@click.argument("job_id", metavar="JOB")
+@_json_option
+@click.pass_context
+def retry(ctx: click.Context, job_id: str, as_json: bool) -> None:
+    """Run a finished job again as a new attempt (same commit, same steps)."""
+    _one_job("retried", lambda client, jid: client.retry(jid))(ctx, job_id, as_json)
+
+
+@cli.command(
+    epilog="""\b
+Examples:
+  ciadm hosts
+  ciadm hosts --json | jq '.[] | select(.alive | not)'
+"""
+)
+@_json_option
+@click.pass_context
+def hosts(ctx: click.Context, as_json: bool) -> None:
+    """List orchestrator hosts: labels, capacity, running jobs, heartbeat age, draining."""
+    found = _run(ctx, lambda client: client.hosts())
+    if as_json:
+        _echo_json([fmt.host_json(h) for h in found])
+    elif not found:
+        click.echo("no hosts")
+    else:
+        for line in fmt.hosts_table(found):
+            click.echo(line)
+
+
+def _drain_command(undrain: bool):  # type: ignore[no-untyped-def]
+    def command(ctx: click.Context, host: str, as_json: bool) -> None:
+        info = _run(ctx, lambda client: client.drain(host, undrain=undrain))
+        if as_json:
+            _echo_json(fmt.host_json(info))
+        else:
+            click.echo(f"host {info.name}: {'draining' if info.draining else 'taking work'}, "
+                       f"{info.running} running")
+
+    return command
+
+
+@cli.command(
+    epilog="""\b
+Examples:
+  ciadm drain illumos-a          # finishes its running jobs, takes no new ones
+  ciadm hosts                    # watch RUNNING drop to 0
+"""
+)
+@click.argument("host")
+@_json_option
+@click.pass_context
+def drain(ctx: click.Context, host: str, as_json: bool) -> None:
+    """Stop a host taking new jobs; its running jobs finish."""
+    _drain_command(False)(ctx, host, as_json)
+
+
+@cli.command(
+    epilog="""\b
+Examples:
+  ciadm undrain illumos-a
+"""
+)
+@click.argument("host")
+@_json_option
+@click.pass_context
+def undrain(ctx: click.Context, host: str, as_json: bool) -> None:
+    """Let a drained host take jobs again."""
+    _drain_command(True)(ctx, host, as_json)
 
 
 main = run_cli(cli)

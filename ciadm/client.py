@@ -1,0 +1,130 @@
+"""``AdminClient``: AdminService over gRPC, with gRPC failures turned into one-line errors.
+
+    async with AdminClient("127.0.0.1:50051") as admin:
+        job = await admin.get("job-...")
+        async for chunk in admin.tail_logs("job-...", follow=True): ...
+
+Errors (a ``SolsticeError`` each, so ``ciadm`` prints ``ERROR: ...``):
+
+    AdminError
+    ├── OrchestratorUnreachable   nothing answers at the address (or it timed out)
+    ├── JobNotFound               NOT_FOUND: no such job or host
+    └── AdminRefused              any other status: the server's one-line message
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from types import TracebackType
+
+import grpc
+
+from common.errors import SolsticeError
+from common.grpc_options import client_options
+from common.rpc import admin_pb2, admin_pb2_grpc, jobs_pb2
+
+DEFAULT_ORCHESTRATOR = "127.0.0.1:50051"
+ENV_ORCHESTRATOR = "SOLSTICE_ORCHESTRATOR"
+
+
+class AdminError(SolsticeError):
+    """An AdminService call failed; the message says why in one line."""
+
+
+class OrchestratorUnreachable(AdminError):
+    """Nothing answered at the orchestrator's address in time."""
+
+
+class JobNotFound(AdminError):
+    """The orchestrator knows no such job (or host)."""
+
+
+class AdminRefused(AdminError):
+    """The orchestrator refused the request (bad argument, wrong state, ...)."""
+
+
+def _translate(err: grpc.aio.AioRpcError, address: str) -> AdminError:
+    code = err.code()
+    detail = (err.details() or code.name.lower()).strip().splitlines()[0] if err.details() else code.name.lower()
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        why = "no answer in time" if code == grpc.StatusCode.DEADLINE_EXCEEDED else detail
+        if "connection refused" in why.lower():
+            why = "connection refused"
+        return OrchestratorUnreachable(
+            f"cannot reach the orchestrator at {address} ({why}); is it running? "
+            f"(set --orchestrator or ${ENV_ORCHESTRATOR})"
+        )
+    if code == grpc.StatusCode.NOT_FOUND:
+        return JobNotFound(detail)
+    if code == grpc.StatusCode.UNIMPLEMENTED:
+        return AdminRefused(f"the server at {address} does not serve AdminService ({detail})")
+    return AdminRefused(detail)
+
+
+class AdminClient:
+    """An AdminService connection; ``timeout`` bounds every unary call (not a followed log)."""
+
+    def __init__(self, address: str = DEFAULT_ORCHESTRATOR, timeout: float = 10.0) -> None:
+        self.address = address
+        self.timeout = timeout
+        self._channel: grpc.aio.Channel | None = None
+        self._stub: admin_pb2_grpc.AdminServiceStub | None = None
+
+    async def __aenter__(self) -> AdminClient:
+        self._channel = grpc.aio.insecure_channel(self.address, options=client_options())
+        self._stub = admin_pb2_grpc.AdminServiceStub(self._channel)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None
+
+    @property
+    def stub(self) -> admin_pb2_grpc.AdminServiceStub:
+        if self._stub is None:
+            raise AdminError("the admin client is not open")
+        return self._stub
+
+    async def _call(self, method, request):  # type: ignore[no-untyped-def]
+        try:
+            return await method(request, timeout=self.timeout)
+        except grpc.aio.AioRpcError as err:
+            raise _translate(err, self.address) from None
+
+    async def submit(self, jobs: Sequence[jobs_pb2.JobRequest]) -> list[admin_pb2.JobInfo]:
+        reply = await self._call(self.stub.Submit, admin_pb2.SubmitRequest(jobs=list(jobs)))
+        return list(reply.jobs)
+
+    async def get(self, job_id: str) -> admin_pb2.JobInfo:
+        return await self._call(self.stub.Get, admin_pb2.GetJobRequest(job_id=job_id))
+
+    async def list(self, request: admin_pb2.ListJobsRequest) -> list[admin_pb2.JobInfo]:
+        return list((await self._call(self.stub.List, request)).jobs)
+
+    async def cancel(self, job_id: str, reason: str = "") -> admin_pb2.JobInfo:
+        return await self._call(self.stub.Cancel, admin_pb2.CancelRequest(job_id=job_id, reason=reason))
+
+    async def retry(self, job_id: str) -> admin_pb2.JobInfo:
+        return await self._call(self.stub.Retry, admin_pb2.RetryRequest(job_id=job_id))
+
+    async def hosts(self) -> list[admin_pb2.HostInfo]:
+        return list((await self._call(self.stub.Hosts, admin_pb2.HostsRequest())).hosts)
+
+    async def drain(self, host: str, undrain: bool = False) -> admin_pb2.HostInfo:
+        return await self._call(self.stub.Drain, admin_pb2.DrainRequest(host=host, undrain=undrain))
+
+    async def tail_logs(self, job_id: str, follow: bool = False, from_sequence: int = 1) -> AsyncIterator[admin_pb2.LogChunk]:
+        """Stored chunks from ``from_sequence``; with ``follow``, live ones until the job's log ends."""
+        request = admin_pb2.TailLogsRequest(job_id=job_id, follow=follow, from_sequence=from_sequence)
+        # A followed log has no deadline: a job may run for hours.
+        call = self.stub.TailLogs(request, timeout=None if follow else self.timeout)
+        try:
+            async for chunk in call:
+                yield chunk
+        except grpc.aio.AioRpcError as err:
+            raise _translate(err, self.address) from None
+        finally:
+            call.cancel()

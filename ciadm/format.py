@@ -1,0 +1,146 @@
+"""How ``ciadm`` shows AdminService answers: aligned tables for people, JSON for scripts.
+
+JSON uses plain names (``"state": "running"``, times as ISO 8601 UTC, step
+durations in seconds) so scripts need not know the protobuf enums.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from common.rpc import admin_pb2, jobs_pb2
+
+STATES = ("queued", "provisioning", "running", "succeeded", "failed", "cancelled", "errored")
+
+
+def state_name(value: int) -> str:
+    return jobs_pb2.JobState.Name(value).removeprefix("JOB_STATE_").lower()  # type: ignore[arg-type]
+
+
+def state_value(name: str) -> jobs_pb2.JobState.ValueType:
+    return jobs_pb2.JobState.Value(f"JOB_STATE_{name.upper()}")
+
+
+def step_state_name(value: int) -> str:
+    return jobs_pb2.StepState.Name(value).removeprefix("STEP_STATE_").lower()  # type: ignore[arg-type]
+
+
+def stream_name(value: int) -> str:
+    return admin_pb2.LogStream.Name(value).removeprefix("LOG_STREAM_").lower()  # type: ignore[arg-type]
+
+
+def _time(ts: Timestamp) -> str | None:
+    if not ts.seconds and not ts.nanos:
+        return None
+    return ts.ToDatetime(tzinfo=timezone.utc).isoformat(timespec="seconds")
+
+
+def _age(ts: Timestamp, now: datetime | None = None) -> str:
+    if not ts.seconds and not ts.nanos:
+        return "-"
+    delta = ((now or datetime.now(timezone.utc)) - ts.ToDatetime(tzinfo=timezone.utc)).total_seconds()
+    return duration(max(0.0, delta)) + " ago"
+
+
+def duration(value: float) -> str:
+    """``0.4s``, ``12s``, ``3m05s``, ``2h10m``."""
+    if value < 10:
+        return f"{value:.1f}s"
+    if value < 60:
+        return f"{int(value)}s"
+    if value < 3600:
+        minutes, rest = divmod(int(value), 60)
+        return f"{minutes}m{rest:02d}s"
+    hours, rest = divmod(int(value), 3600)
+    return f"{hours}h{rest // 60:02d}m"
+
+
+def job_json(job: admin_pb2.JobInfo) -> dict[str, Any]:
+    return {
+        "job_id": job.job_id, "run_id": job.run_id, "key": job.key, "name": job.name, "runs_on": job.runs_on,
+        "state": state_name(job.state), "attempt": job.attempt, "host": job.host, "driver": job.driver,
+        "reason": job.reason, "needs": list(job.needs),
+        "checkout": {"forge": job.checkout.forge, "repo": job.checkout.repo, "ref": job.checkout.ref,
+                     "sha": job.checkout.sha},
+        "created_at": _time(job.created_at), "updated_at": _time(job.updated_at),
+        "started_at": _time(job.started_at), "finished_at": _time(job.finished_at),
+        "steps": [
+            {"index": s.index, "name": s.name, "state": step_state_name(s.state), "exit_code": s.exit_code,
+             "duration_seconds": s.duration_seconds}
+            for s in job.steps
+        ],
+    }
+
+
+def host_json(host: admin_pb2.HostInfo) -> dict[str, Any]:
+    return {
+        "name": host.name, "labels": list(host.labels), "capacity": host.capacity, "running": host.running,
+        "heartbeat_age_seconds": round(host.heartbeat_age_seconds, 3), "draining": host.draining,
+        "alive": host.alive,
+    }
+
+
+def chunk_json(chunk: admin_pb2.LogChunk) -> dict[str, Any]:
+    return {
+        "sequence": chunk.sequence, "step": chunk.step, "stream": stream_name(chunk.stream),
+        "text": chunk.content.decode("utf-8", "replace"), "continuation": chunk.continuation,
+        "at": _time(chunk.at),
+    }
+
+
+def table(rows: Sequence[Sequence[str]]) -> list[str]:
+    """Left-aligned columns separated by two spaces; the first row is the header."""
+    if not rows:
+        return []
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+
+
+def jobs_table(jobs: Sequence[admin_pb2.JobInfo]) -> list[str]:
+    rows = [("JOB", "KEY", "STATE", "ATTEMPT", "RUNS ON", "HOST", "COMMIT", "UPDATED")]
+    for job in jobs:
+        rows.append((
+            job.job_id, job.key, state_name(job.state), str(job.attempt), job.runs_on, job.host or "-",
+            job.checkout.sha[:10] or "-", _age(job.updated_at),
+        ))
+    return table(rows)
+
+
+def job_details(job: admin_pb2.JobInfo) -> list[str]:
+    """``ciadm status``: the job's fields, then its steps."""
+    start, end = job.started_at, job.finished_at
+    took = ""
+    if (start.seconds or start.nanos) and (end.seconds or end.nanos):
+        took = duration((end.ToDatetime() - start.ToDatetime()).total_seconds())
+    fields = [
+        ("job", job.job_id), ("key", job.key), ("run", job.run_id), ("state", state_name(job.state)),
+        ("reason", job.reason or "-"), ("attempt", str(job.attempt)), ("runs on", job.runs_on),
+        ("host", job.host or "-"), ("driver", job.driver or "-"),
+        ("repo", job.checkout.repo or "-"), ("ref", job.checkout.ref or "-"), ("commit", job.checkout.sha or "-"),
+        ("needs", ", ".join(job.needs) or "-"), ("created", _time(job.created_at) or "-"),
+        ("started", _time(start) or "-"), ("finished", _time(end) or "-"), ("took", took or "-"),
+    ]
+    width = max(len(name) for name, _ in fields)
+    lines = [f"{name.ljust(width)}  {value}" for name, value in fields]
+    if job.steps:
+        lines.append("")
+        rows = [("STEP", "NAME", "STATE", "EXIT", "DURATION")]
+        for s in job.steps:
+            rows.append((str(s.index + 1), s.name, step_state_name(s.state),
+                         str(s.exit_code) if s.state in (jobs_pb2.STEP_STATE_SUCCEEDED, jobs_pb2.STEP_STATE_FAILED)
+                         else "-", duration(s.duration_seconds) if s.duration_seconds else "-"))
+        lines.extend(table(rows))
+    return lines
+
+
+def hosts_table(hosts: Sequence[admin_pb2.HostInfo]) -> list[str]:
+    rows = [("HOST", "LABELS", "CAPACITY", "RUNNING", "HEARTBEAT", "DRAINING", "ALIVE")]
+    for h in hosts:
+        rows.append((h.name, ",".join(h.labels) or "*", str(h.capacity), str(h.running),
+                     duration(h.heartbeat_age_seconds) + " ago", "yes" if h.draining else "no",
+                     "yes" if h.alive else "no"))
+    return table(rows)

@@ -1,0 +1,65 @@
+"""``cidev run``: a workflow end to end on this machine, from the checkout to a summary.
+
+Kept apart from the click command so tests and other tools can call
+``run_workflow`` directly; it returns the exit status (0 = every job
+succeeded, 1 = at least one did not).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cidev.run_engine import LocalRun
+from cidev.run_output import Echo, LinePrinter, summary_lines
+from cidev.run_requests import workflow_requests
+from cidev.run_source import resolve_source
+from common.masking import Masker
+from common.workflow import Workflow
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Everything ``cidev run`` was asked to do."""
+
+    workflow_path: Path
+    workflow: Workflow
+    jobs: tuple[str, ...] = ()
+    dirty: bool = False
+    env: Mapping[str, str] | None = None
+    secrets: Mapping[str, str] | None = None
+    boot_timeout: float = 60.0
+
+    def __repr__(self) -> str:  # secret values stay out of tracebacks
+        return f"RunOptions(workflow_path={self.workflow_path!r}, jobs={self.jobs!r}, dirty={self.dirty})"
+
+
+async def run_workflow(options: RunOptions, echo: Echo, argv: Sequence[str] | None = None) -> int:
+    """Run ``options`` and print progress with ``echo``; the exit status."""
+    secrets = dict(options.secrets or {})
+    masker = Masker(secrets.values())
+    source = await resolve_source(options.workflow_path.resolve(), options.dirty)
+    requests = workflow_requests(options.workflow, source.checkout(), origin="cidev run",
+                                 jobs=options.jobs, env=options.env)
+    what = "working tree snapshot" if source.dirty else "commit"
+    branch = f" ({source.ref.removeprefix('refs/heads/')})" if source.ref else ""
+    name = options.workflow.name or options.workflow_path.name
+    echo(f"cidev: running {len(requests)} job{'s' * (len(requests) != 1)} of {name!r} "
+         f"on {what} {source.sha[:12]}{branch} of {source.root}")
+    labels = sorted({r.runs_on for r in requests})
+    echo(f"cidev: every job runs locally on this machine with the local driver, whatever its runs_on "
+         f"({', '.join(labels)})")
+    for request in requests:
+        missing = [n for n in request.secrets if n not in secrets]
+        if missing:
+            echo(f"cidev: [{request.key}] secret{'s' * (len(missing) > 1)} {', '.join(missing)} not given "
+                 f"(--secret NAME=VALUE); the job runs without")
+    with tempfile.TemporaryDirectory(prefix="cidev-run-") as tmp:
+        async with LocalRun(Path(tmp), secrets=secrets, boot_timeout=options.boot_timeout, argv=argv) as run:
+            results = await run.run(requests, LinePrinter(echo, masker))
+    echo("")
+    for line in summary_lines(results, masker):
+        echo(line)
+    return 0 if all(r.succeeded for r in results) else 1

@@ -1,0 +1,193 @@
+"""The orchestrator ``cidev run`` embeds: the real runner path, on this machine, for one run.
+
+The same parts a node uses, in-process: a ``RunnerServer`` on a loopback
+port, its ``RunnerGateway`` and ``LogStore``, and the ``local`` driver, which
+starts a real ``solstice-runner`` subprocess per job that calls back over
+gRPC, checks the commit out with git, runs the steps and streams its log.
+There is no queue and no state store: a developer's run lives and dies with
+the command, so the scheduling is a task per job that waits for the jobs it
+``needs`` (jobs with nothing between them run at the same time).
+
+Lifetime: ``async with LocalRun(work_dir, ...) as run: results = await run.run(requests, reporter)``;
+every task is owned by a ``TaskGroup`` and every VM is destroyed in a
+``finally`` (Ctrl-C included).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets as secrets_module
+import shutil
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from common.bootstrap import RunnerBootstrap
+from common.logbatch import LogLine
+from common.rpc import jobs_pb2
+from common.tokens import TokenIssuer
+from orchestrator.catalog import LocalConfig
+from orchestrator.drivers.base import VmSpec
+from orchestrator.drivers.errors import DriverError
+from orchestrator.drivers.local import LocalDriver
+from orchestrator.logstore import LogStore
+from orchestrator.runnerapi import AssignedJob, RunnerGateway, RunnerServer
+
+ATTEMPT = 1
+DEFAULT_JOB_TIMEOUT = 3600.0
+WAIT_MARGIN = 30.0  # the runner enforces the job timeout; this only catches a runner that never reports
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """How one job of a local run ended."""
+
+    key: str
+    state: jobs_pb2.JobState.ValueType
+    reason: str
+    steps: tuple[jobs_pb2.StepResult, ...]
+    duration: float  # seconds from start to teardown; 0 for a job that never started
+
+    @property
+    def succeeded(self) -> bool:
+        return self.state == jobs_pb2.JOB_STATE_SUCCEEDED
+
+
+class Reporter(Protocol):
+    """Receives a run's progress as it happens (``run_output.LinePrinter`` prints it)."""
+
+    def job_started(self, request: jobs_pb2.JobRequest) -> None: ...
+
+    def step(self, request: jobs_pb2.JobRequest, result: jobs_pb2.StepResult) -> None: ...
+
+    def line(self, request: jobs_pb2.JobRequest, line: LogLine) -> None: ...
+
+    def job_finished(self, request: jobs_pb2.JobRequest, result: JobResult) -> None: ...
+
+
+def runner_argv() -> tuple[str, ...]:
+    """How to start ``solstice-runner run``: the installed script beside this interpreter, if any."""
+    beside = Path(sys.executable).parent / "solstice-runner"
+    if beside.exists():
+        return (str(beside), "run")
+    found = shutil.which("solstice-runner")
+    if found:
+        return (found, "run")
+    return (sys.executable, "-c", "from runner.cli import main; main()", "run")
+
+
+class LocalRun:
+    """An embedded single-run orchestrator under ``work_dir`` (logs and runner directories)."""
+
+    def __init__(
+        self,
+        work_dir: Path,
+        *,
+        secrets: Mapping[str, str] | None = None,
+        boot_timeout: float = 60.0,
+        argv: Sequence[str] | None = None,
+    ) -> None:
+        self.work_dir = work_dir
+        self.secrets = dict(secrets or {})
+        self.boot_timeout = boot_timeout
+        self._argv = tuple(argv) if argv else runner_argv()
+        self._logstore: LogStore | None = None
+        self._gateway: RunnerGateway | None = None
+        self._server: RunnerServer | None = None
+        self._driver: LocalDriver | None = None
+
+    async def __aenter__(self) -> LocalRun:
+        self._logstore = LogStore(self.work_dir / "logs")
+        # A fresh key per run: the tokens mean nothing outside this process.
+        issuer = TokenIssuer(secrets_module.token_bytes(32), ttl_seconds=48 * 3600)
+        self._gateway = RunnerGateway(self._logstore, issuer, heartbeat_interval=1.0)
+        self._server = RunnerServer(self._gateway, "127.0.0.1", 0, grace_seconds=1.0)
+        self._driver = LocalDriver(LocalConfig(state_dir=self.work_dir / "vms", runner_argv=self._argv,
+                                               stop_grace=5.0))
+        await self._server.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._driver is not None:
+            for name in await self._driver.list_owned():  # a VM whose job task was cut off
+                await self._driver.destroy(name)
+            await self._driver.aclose()
+        if self._server is not None:
+            await self._server.stop()
+        if self._logstore is not None:
+            await self._logstore.aclose()
+
+    async def run(self, requests: Sequence[jobs_pb2.JobRequest], reporter: Reporter) -> list[JobResult]:
+        """Run every request, each once its ``needs`` succeeded; results in request order."""
+        done: dict[str, asyncio.Future[JobResult]] = {
+            r.key: asyncio.get_running_loop().create_future() for r in requests
+        }
+        async with asyncio.TaskGroup() as group:
+            for request in requests:
+                group.create_task(self._job_when_ready(request, done, reporter), name=f"job {request.key}")
+        return [done[r.key].result() for r in requests]
+
+    async def _job_when_ready(self, request: jobs_pb2.JobRequest,
+                              done: Mapping[str, asyncio.Future[JobResult]], reporter: Reporter) -> None:
+        failed = []
+        for need in request.needs:
+            if need in done and not (await asyncio.shield(done[need])).succeeded:
+                failed.append(need)
+        if failed:
+            result = JobResult(request.key, jobs_pb2.JOB_STATE_CANCELLED,
+                               f"not run: needed job {', '.join(failed)} did not succeed", (), 0.0)
+        else:
+            result = await self._run_one(request, reporter)
+        reporter.job_finished(request, result)
+        done[request.key].set_result(result)
+
+    async def _run_one(self, request: jobs_pb2.JobRequest, reporter: Reporter) -> JobResult:
+        assert self._gateway is not None and self._server is not None and self._driver is not None
+        assert self._logstore is not None
+        gateway, driver = self._gateway, self._driver
+        job_secrets = {name: self.secrets[name] for name in request.secrets if name in self.secrets}
+        timeout = request.timeout_seconds or DEFAULT_JOB_TIMEOUT
+
+        async def on_step(result: jobs_pb2.StepResult) -> None:
+            reporter.step(request, result)
+
+        session = gateway.assign(
+            AssignedJob(request.job_id, ATTEMPT, request, job_secrets, timeout_seconds=timeout), on_step=on_step
+        )
+        spec = VmSpec.for_job(request.job_id, ATTEMPT, request.runs_on,
+                              RunnerBootstrap(self._server.address, session.token))
+        joblog = await self._logstore.open(request.job_id, ATTEMPT, job_secrets.values())
+        started = time.monotonic()
+        reporter.job_started(request)
+        outcome = None
+        reason = "the runner went away"
+        async with asyncio.TaskGroup() as group:
+            follower = group.create_task(self._follow(request, joblog, reporter), name=f"log of {request.key}")
+            try:
+                await driver.prepare(spec)
+                await driver.boot(spec)
+                await driver.wait_ready(spec, session.connected, self.boot_timeout)
+                outcome = await asyncio.wait_for(session.wait_finished(), timeout + WAIT_MARGIN)
+            except DriverError as err:
+                reason = str(err)
+            except TimeoutError:
+                reason = f"the runner did not report within {timeout + WAIT_MARGIN:g}s"
+            finally:
+                try:
+                    await driver.destroy(spec.name)
+                finally:
+                    released = await gateway.release(request.job_id, ATTEMPT, reason)
+                    outcome = outcome or released
+                    if outcome is None:  # released before: the session's own outcome
+                        outcome = await session.wait_finished()
+            await follower
+        return JobResult(request.key, outcome.state, outcome.reason, tuple(outcome.steps),
+                         time.monotonic() - started)
+
+    @staticmethod
+    async def _follow(request: jobs_pb2.JobRequest, joblog, reporter: Reporter) -> None:  # type: ignore[no-untyped-def]
+        async for line in joblog.follow():
+            reporter.line(request, line)
