@@ -9,11 +9,13 @@ the shell are skipped. Each step's ``run`` says what the fake runner does:
 
     ``exit N``      the step ends with exit code N (non-zero: the job fails)
     ``sleep S``     the step takes S seconds (cancellable through heartbeats)
+    ``echo TEXT``   the step logs the line TEXT (over StreamLogs) and succeeds
     anything else   succeeds at once
 
 Faults for lifecycle tests are per job id: ``fail_prepare``, ``hang_boot``
 (boot never returns) and ``silent`` (the runner never calls in).
-``live``/``max_live`` count VMs between prepare and destroy.
+``live``/``max_live`` count VMs between prepare and destroy (``max_by_label``
+per label); ``events`` records every driver call as ``(call, vm)``.
 
 Registered as driver ``instant`` (using the ``drivers.local`` section:
 ``state_dir`` and ``labels``) so ``solstice-orchestrator serve`` can run it.
@@ -25,9 +27,10 @@ import asyncio
 import contextlib
 import logging
 import shutil
+import time
 from pathlib import Path
 
-from common.rpc import jobs_pb2, runner_pb2
+from common.rpc import admin_pb2, jobs_pb2, runner_pb2
 from orchestrator.catalog import DriverConfig, LocalConfig
 from orchestrator.drivers import registry
 from orchestrator.drivers.base import VmSpec
@@ -51,8 +54,10 @@ class InstantDriver:
         self.silent: set[str] = set()
         self.live = 0
         self.max_live = 0
+        self.max_by_label: dict[str, int] = {}
         self.destroyed: list[str] = []
-        self._vms: set[str] = set()
+        self.events: list[tuple[str, str]] = []
+        self._vms: dict[str, str] = {}  # live VM -> its label
         self._runners: dict[str, asyncio.Task[None]] = {}
 
     def serves(self, label: str) -> bool:
@@ -60,15 +65,19 @@ class InstantDriver:
 
     async def prepare(self, spec: VmSpec) -> None:
         vm = validate_vm_name(spec.name)
-        if spec.job_id in self.fail_prepare:
-            raise ProvisionError(f"cannot prepare {vm}: injected failure")
-        (self.state_dir / vm).mkdir(parents=True, exist_ok=True)
+        self.events.append(("prepare", vm))
         if vm not in self._vms:
-            self._vms.add(vm)
+            self._vms[vm] = spec.label
             self.live += 1
             self.max_live = max(self.max_live, self.live)
+            same = sum(1 for label in self._vms.values() if label == spec.label)
+            self.max_by_label[spec.label] = max(self.max_by_label.get(spec.label, 0), same)
+        (self.state_dir / vm).mkdir(parents=True, exist_ok=True)
+        if spec.job_id in self.fail_prepare:
+            raise ProvisionError(f"cannot prepare {vm}: injected failure")
 
     async def boot(self, spec: VmSpec) -> None:
+        self.events.append(("boot", spec.name))
         if spec.job_id in self.hang_boot:
             await asyncio.Event().wait()
         (self.state_dir / spec.name / "console.log").write_text(f"{spec.name}: booted\n")
@@ -82,6 +91,7 @@ class InstantDriver:
             raise BootTimeout(spec.name, timeout, await self.console_tail(spec.name)) from None
 
     async def stop(self, name: str) -> None:
+        self.events.append(("stop", name))
         task = self._runners.pop(validate_vm_name(name), None)
         if task is not None:
             task.cancel()
@@ -90,10 +100,10 @@ class InstantDriver:
     async def destroy(self, name: str) -> None:
         await self.stop(name)
         await asyncio.to_thread(shutil.rmtree, self.state_dir / name, True)
-        if name in self._vms:
-            self._vms.discard(name)
+        if self._vms.pop(name, None) is not None:
             self.live -= 1
         self.destroyed.append(name)
+        self.events.append(("destroy", name))
 
     async def list_owned(self) -> set[str]:
         try:
@@ -118,6 +128,7 @@ async def _fake_runner(spec: VmSpec) -> None:
     try:
         job = await conn.get_job("instant", "instant")
         results, state, reason = [], jobs_pb2.JOB_STATE_SUCCEEDED, ""
+        logged = 0
         for index, step in enumerate(job.steps):
             result = jobs_pb2.StepResult(index=index, name=step.name, state=jobs_pb2.STEP_STATE_RUNNING)
             await _report(conn, job, result)
@@ -129,6 +140,9 @@ async def _fake_runner(spec: VmSpec) -> None:
                     code = 143
             elif len(words) == 2 and words[0] == "exit":
                 code = int(words[1])
+            elif words and words[0] == "echo":
+                logged += 1
+                await _log_line(conn, job, logged, index, step.run[len("echo"):].strip().encode())
             done = jobs_pb2.StepResult(index=index, name=step.name, exit_code=code,
                                        state=jobs_pb2.STEP_STATE_SUCCEEDED if code == 0 else jobs_pb2.STEP_STATE_FAILED)
             results.append(done)
@@ -138,7 +152,8 @@ async def _fake_runner(spec: VmSpec) -> None:
                     state, reason = jobs_pb2.JOB_STATE_FAILED, f"step {step.name or index} exited with {code}"
                 break
         await conn.call("Complete", lambda: conn.stub.Complete(
-            runner_pb2.CompleteRequest(job=job.job, state=state, reason=reason, steps=results),
+            runner_pb2.CompleteRequest(job=job.job, state=state, reason=reason, steps=results,
+                                       last_sequence=logged),
             metadata=conn.metadata, timeout=conn.rpc_timeout))
     except ConnectionError_ as err:
         log.info("fake runner gave up: %s", err)
@@ -149,6 +164,18 @@ async def _fake_runner(spec: VmSpec) -> None:
 async def _report(conn: Connection, job: runner_pb2.RunnerJob, step: jobs_pb2.StepResult) -> None:
     await conn.call("ReportStep", lambda: conn.stub.ReportStep(
         runner_pb2.StepReport(job=job.job, step=step), metadata=conn.metadata, timeout=conn.rpc_timeout))
+
+
+async def _log_line(conn: Connection, job: runner_pb2.RunnerJob, sequence: int, step: int, line: bytes) -> None:
+    """Send one log line and wait until the node says it is durable."""
+    batch = runner_pb2.LogBatch(job=job.job, first_sequence=sequence, runs=[runner_pb2.LogRun(
+        step=step, stream=admin_pb2.LOG_STREAM_STDOUT, at=time.time(), lines=1, data=line)])
+    call = conn.stub.StreamLogs(metadata=conn.metadata, timeout=conn.rpc_timeout)
+    await call.read()  # where the node stands
+    await call.write(batch)
+    while (await call.read()).durable_sequence < sequence:
+        pass
+    await call.done_writing()
 
 
 async def _sleep_or_cancel(conn: Connection, job: runner_pb2.RunnerJob, seconds: float) -> bool:

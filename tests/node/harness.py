@@ -1,30 +1,44 @@
-"""An in-process node against the real PostgreSQL and RabbitMQ, with the instant driver.
+"""An in-process node with the instant driver, in either mode.
 
-``node_settings`` builds settings with short timers; ``running_node`` opens
-the real parts (``serve.open_parts``) and starts a ``Node``; ``EventLog``
-subscribes to ``solstice.events`` before the node starts so no event is
-missed; ``admin_stub`` talks to a node's AdminService over real gRPC.
+Multi-host: ``node_settings`` builds settings with short timers;
+``running_node`` opens the real parts (``serve.open_parts``: PostgreSQL,
+RabbitMQ) and starts a ``Node``; ``EventLog`` subscribes to
+``solstice.events`` before the node starts so no event is missed.
+
+Single-node: ``local_node`` wires SQLite, ``LocalQueue`` and
+``LocalEventBus`` (all in one file) into a ``Node``; ``LocalNode.events``
+records every event.
+
+``admin_stub`` talks to a node's AdminService over real gRPC.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import grpc
 
 from common.config import Seconds
 from common.queue import Disposition, EventConsumer, Topology
+from common.queue.local_events import LocalEventBus
 from common.rpc import admin_pb2_grpc, jobs_pb2
+from common.tokens import TokenIssuer
+from orchestrator.admin import admin_servicer_factory
 from orchestrator.catalog import DriverConfig, LocalConfig
-from orchestrator.node import Node, NodeSettings
+from orchestrator.logstore import LogStore
+from orchestrator.node import Node, NodeParts, NodeSettings
 from orchestrator.node.serve import open_parts
 from orchestrator.node.settings import GrpcConfig, NodeConfig, TimeoutConfig, TimerConfig
 from orchestrator.node.testing import InstantDriver
-from orchestrator.store import JobState, Store
+from orchestrator.queue import LocalQueue
+from orchestrator.queue.contract import OnDeadLetter, OnJob
+from orchestrator.runnerapi import RunnerGateway
+from orchestrator.store import JobState, Store, open_store
 
 
 def node_settings(pg: str, amqp: str, root: Path, prefix: str, host: str = "node-a",
@@ -70,9 +84,11 @@ def job(job_id: str, label: str = "lab-a", steps: tuple[str, ...] = ("true",), r
 class EventLog:
     """Every JobEvent published under a prefix, in arrival order."""
 
-    def __init__(self, amqp: str, topology: Topology) -> None:
+    def __init__(self, amqp: str | None = None, topology: Topology | None = None) -> None:
+        """Consumes from RabbitMQ when ``amqp`` is given; else something else feeds ``_on_event``."""
         self.events: list[jobs_pb2.JobEvent] = []
-        self.consumer = EventConsumer(amqp, "tests", self._on_event, topology, prefetch=256)
+        if amqp is not None:
+            self.consumer = EventConsumer(amqp, "tests", self._on_event, topology or Topology(), prefetch=256)
 
     async def _on_event(self, event: jobs_pb2.JobEvent) -> Disposition:
         self.events.append(event)
@@ -117,3 +133,90 @@ def store_of(node: Node) -> Store:
 async def admin_stub(node: Node) -> AsyncIterator[admin_pb2_grpc.AdminServiceStub]:
     async with grpc.aio.insecure_channel(node.address) as channel:
         yield admin_pb2_grpc.AdminServiceStub(channel)
+
+
+# -- single-node ------------------------------------------------------------------
+
+
+class LocalIntake:
+    """The node's ``JobPublisher`` and consumer factory over one ``LocalQueue``.
+
+    The queue needs the scheduler's callbacks, which exist only once the node
+    starts; requests published before that (the node taking back its own
+    attempts at start-up) are kept and published when the queue starts.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.queue: LocalQueue | None = None
+        self._early: list[jobs_pb2.JobRequest] = []
+
+    async def publish(self, requests: Sequence[jobs_pb2.JobRequest]) -> None:
+        if self.queue is None:
+            self._early.extend(requests)
+        else:
+            await self.queue.publish(requests)
+
+    def consumer(self, labels: Sequence[str], on_job: OnJob, on_dead: OnDeadLetter, free: int) -> LocalQueue:
+        intake = self
+        early = self._early
+
+        class _Queue(LocalQueue):
+            async def start(self) -> None:
+                await super().start()
+                if early:
+                    await self.publish(list(early))
+                    early.clear()
+
+        self.queue = _Queue(intake.path, labels, on_job, on_dead, free)
+        return self.queue
+
+
+class LocalNode:
+    """A started single-node ``Node`` and what the test inspects."""
+
+    def __init__(self, node: Node, intake: LocalIntake, events: EventLog) -> None:
+        self.node = node
+        self.intake = intake
+        self.events = events
+
+    @property
+    def store(self) -> Store:
+        return self.node.parts.store
+
+    @property
+    def driver(self) -> InstantDriver:
+        return driver_of(self.node)
+
+    async def publish(self, *requests: jobs_pb2.JobRequest) -> None:
+        await self.intake.publish(list(requests))
+
+
+def local_settings(root: Path, host: str = "node-a", labels: tuple[str, ...] = ("lab-a",), capacity: int = 4,
+                   **overrides: object) -> NodeSettings:
+    """``node_settings`` for a single node whose state lives under ``root``."""
+    return node_settings(f"sqlite://{root}/state.db", "amqp://unused/", root, "", host=host, labels=labels,
+                         capacity=capacity, **overrides)
+
+
+@contextlib.asynccontextmanager
+async def local_node(settings: NodeSettings, driver: InstantDriver | None = None) -> AsyncIterator[LocalNode]:
+    """A single node on SQLite + ``LocalQueue`` + ``LocalEventBus`` (one file), instant driver."""
+    root = settings.data_dir
+    root.mkdir(parents=True, exist_ok=True)
+    driver = driver or InstantDriver(settings.drivers.local.state_dir, settings.drivers.local.labels)
+    events = EventLog()
+    bus = LocalEventBus(root / "queue.db")
+    bus.subscribe("tests", events._on_event, prefetch=256)
+    intake = LocalIntake(root / "queue.db")
+    async with contextlib.AsyncExitStack() as stack:
+        store = await stack.enter_async_context(open_store(settings.store_url,
+                                                           host_stale_after=settings.timers.stale_after))
+        await stack.enter_async_context(bus)
+        logstore = await stack.enter_async_context(LogStore(root / "logs"))
+        stack.push_async_callback(driver.aclose)
+        gateway = RunnerGateway(logstore, TokenIssuer(os.urandom(32), 3600.0), heartbeat_interval=0.2)
+        parts = NodeParts(store=store, driver=driver, gateway=gateway, publisher=intake, events=bus,
+                          consumer_factory=intake.consumer, admin=admin_servicer_factory)
+        node = await stack.enter_async_context(Node(parts, settings))
+        yield LocalNode(node, intake, events)

@@ -1,0 +1,127 @@
+"""One job's life on a single node (SQLite + LocalQueue + instant driver).
+
+claim -> provision -> wait for the runner -> run -> teardown ALWAYS ->
+finalize -> event; each phase timeout ends the job ``errored`` with a reason
+that says which phase (plus the console tail), and the VM is destroyed on
+every path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from common.config import Seconds
+from common.rpc import jobs_pb2
+from orchestrator.names import vm_name
+from orchestrator.store import JobState, StepState
+from tests.node.harness import LocalNode, job, local_node, local_settings
+from tests.waiting import async_wait_until
+
+P, R, S, F, E = (JobState.PROVISIONING, JobState.RUNNING, JobState.SUCCEEDED, JobState.FAILED,
+                 JobState.ERRORED)
+
+
+async def finished(node: LocalNode, job_id: str, timeout: float = 30.0):  # type: ignore[no-untyped-def]
+    """The job once it is terminal AND its final event arrived."""
+    async def done():  # type: ignore[no-untyped-def]
+        record = await node.store.get_job(job_id)
+        if record is not None and record.terminal and node.events.terminal(job_id):
+            return record
+        return None
+    return await async_wait_until(done, timeout=timeout, what=f"job {job_id} to finish")
+
+
+def destroyed(node: LocalNode, job_id: str, attempt: int = 1) -> bool:
+    vm = vm_name(job_id, attempt)
+    return vm in node.driver.destroyed and not (node.driver.state_dir / vm).exists()
+
+
+async def test_success_runs_every_phase_in_order_and_tears_down(tmp_path: Path) -> None:
+    async with local_node(local_settings(tmp_path)) as node:
+        await node.publish(job("ok", steps=("echo hello", "true")))
+        record = await finished(node, "ok")
+        assert record.state is S and record.attempt == 1 and record.host == "node-a"
+        steps = await node.store.steps("ok", 1)
+        assert [(s.index, s.state) for s in steps] == [(0, StepState.SUCCEEDED), (1, StepState.SUCCEEDED)]
+        vm = vm_name("ok", 1)
+        assert [call for call, name in node.driver.events if name == vm] == [
+            "prepare", "boot", "stop", "stop", "destroy"]  # destroy stops again: idempotent teardown
+        assert destroyed(node, "ok")
+        assert node.events.job_states("ok") == [P, R, S]
+        step_events = [(e.step.index, e.step.state) for e in node.events.events if e.job_id == "ok" and e.HasField("step")]
+        assert step_events == [(0, jobs_pb2.STEP_STATE_RUNNING), (0, jobs_pb2.STEP_STATE_SUCCEEDED),
+                               (1, jobs_pb2.STEP_STATE_RUNNING), (1, jobs_pb2.STEP_STATE_SUCCEEDED)]
+        # the job-level and step-level events come in causal order
+        kinds = [("step" if e.HasField("step") else JobState(e.state).name) for e in node.events.events
+                 if e.job_id == "ok"]
+        assert kinds[0] == "PROVISIONING" and kinds[1] == "RUNNING" and kinds[-1] == "SUCCEEDED"
+        log = await (await node.node.parts.gateway.logstore.open("ok", 1, create=False)).read_all()
+        assert [line.content for line in log] == [b"hello"]
+        assert node.node.scheduler is not None and node.node.scheduler.idle
+        assert node.node.capacity.in_use == 0
+
+
+async def test_failing_step_fails_the_job_and_still_tears_down(tmp_path: Path) -> None:
+    async with local_node(local_settings(tmp_path)) as node:
+        await node.publish(job("bad", steps=("true", "exit 3", "true")))
+        record = await finished(node, "bad")
+        assert record.state is F
+        assert "exited with 3" in record.reason
+        steps = await node.store.steps("bad", 1)
+        assert [(s.index, s.state, s.exit_code) for s in steps] == [
+            (0, StepState.SUCCEEDED, 0), (1, StepState.FAILED, 3)]
+        assert destroyed(node, "bad")
+        assert node.events.job_states("bad") == [P, R, F]
+        assert node.events.terminal("bad")[0].reason == record.reason
+
+
+async def test_prepare_failure_is_errored_with_the_driver_reason(tmp_path: Path) -> None:
+    async with local_node(local_settings(tmp_path)) as node:
+        node.driver.fail_prepare.add("np")
+        await node.publish(job("np"))
+        record = await finished(node, "np")
+        assert record.state is E
+        assert "cannot prepare" in record.reason and "injected failure" in record.reason
+        assert destroyed(node, "np")
+        assert ("boot", vm_name("np", 1)) not in node.driver.events
+        assert node.events.job_states("np") == [P, E]
+
+
+async def test_boot_timeout_is_errored_and_names_the_phase(tmp_path: Path) -> None:
+    settings = local_settings(tmp_path, timeouts__boot=Seconds(0.5))
+    async with local_node(settings) as node:
+        node.driver.hang_boot.add("hang")
+        await node.publish(job("hang"))
+        record = await finished(node, "hang")
+        assert record.state is E
+        assert record.reason.startswith("booting the VM did not finish within 0.5s")
+        assert destroyed(node, "hang")
+        assert node.events.job_states("hang") == [P, E]
+
+
+async def test_runner_never_calling_in_is_errored_with_the_console_tail(tmp_path: Path) -> None:
+    settings = local_settings(tmp_path, timeouts__runner=Seconds(0.5))
+    async with local_node(settings) as node:
+        node.driver.silent.add("mute")
+        await node.publish(job("mute"))
+        record = await finished(node, "mute")
+        assert record.state is E
+        vm = vm_name("mute", 1)
+        assert "0.5" in record.reason and "runner" in record.reason.lower()
+        assert f"{vm}: booted" in record.reason  # the console tail the driver kept
+        assert destroyed(node, "mute")
+        assert node.events.job_states("mute") == [P, E]
+        assert node.events.terminal("mute")[0].reason == record.reason
+
+
+async def test_job_timeout_is_errored_and_the_vm_destroyed(tmp_path: Path) -> None:
+    settings = local_settings(tmp_path, timeouts__job_margin=Seconds(0.2))
+    async with local_node(settings) as node:
+        await node.publish(job("slow", steps=("sleep 60",), timeout=0.5))
+        record = await finished(node, "slow")
+        assert record.state is E
+        assert record.reason == "the runner did not finish within the job timeout of 0.5s"
+        assert destroyed(node, "slow")
+        assert node.events.job_states("slow") == [P, R, E]
+        # the runner's started step was recorded before the VM went away
+        assert [s.state for s in await node.store.steps("slow", 1)] == [StepState.RUNNING]
