@@ -5,7 +5,8 @@ node keeps ``free_slots`` of its consumer equal to ``free()`` plus the jobs
 held waiting for their ``needs`` (those are deliveries that must not block
 capacity). A label limit cannot be expressed as a prefetch on one channel,
 so a delivery of a label at its limit waits in ``acquire`` (still
-unacknowledged: if the node dies, the broker gives it to another node).
+unacknowledged: if the node dies, the broker gives it to another node); the
+scheduler does not count such waits against the prefetch either.
 """
 
 from __future__ import annotations

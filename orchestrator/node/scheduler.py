@@ -8,7 +8,9 @@
    delivery is held unacknowledged (it does not count against capacity:
    the prefetch is raised by one for each held job). A need that ended
    otherwise cancels the job ("dependency X failed").
-3. A capacity slot (total and the label's limit).
+3. A capacity slot (total and the label's limit). A delivery whose label
+   is at its limit while other slots are free is held like a ``needs``
+   hold, so one busy label cannot use up the prefetch of the others.
 4. ``Store.claim`` (durable) - only then is the delivery acknowledged, and
    the attempt's ``AttemptRun`` starts as a task the scheduler owns.
 
@@ -59,7 +61,8 @@ class Scheduler:
         self.max_waiting = max_waiting
         self.needs_poll = needs_poll
         self.active: dict[str, ActiveAttempt] = {}
-        self.waiting = 0
+        self.waiting = 0  # deliveries held unacknowledged that the prefetch must not count
+        self._label_holds = 0
         self.accepting = True
         self.stopping = asyncio.Event()  # set with accepting=False: holds end with REQUEUE
         self._intake_closed = asyncio.Event()
@@ -114,7 +117,7 @@ class Scheduler:
             job = await self.s.store.get_job(job.job_id) or job
             if job.state is not JobState.QUEUED:
                 return Disposition.ACK
-        slot = await self.capacity.acquire(job.runs_on, job.job_id, self._intake_closed)
+        slot = await self._acquire(job)
         if slot is None:
             return Disposition.REQUEUE
         return await self._claim(job, slot)
@@ -157,6 +160,30 @@ class Scheduler:
                 await self._wait_tick(self.needs_poll)
         finally:
             if held:
+                self.waiting -= 1
+                self._on_change()
+
+    async def _acquire(self, job: JobRecord) -> Slot | None:
+        """A capacity slot; None when intake closes first.
+
+        A job whose label is at its limit while the node has free slots is
+        held like a ``needs`` hold (not counted against the prefetch, at most
+        ``capacity.total`` such holds): otherwise a few deliveries of one busy
+        label would use up the prefetch and starve every other label.
+        """
+        slot = self.capacity.try_acquire(job.runs_on, job.job_id)
+        if slot is not None:
+            return slot
+        held = self.capacity.free() > 0 and self._label_holds < self.capacity.total
+        if held:
+            self._label_holds += 1
+            self.waiting += 1
+            self._on_change()
+        try:
+            return await self.capacity.acquire(job.runs_on, job.job_id, self._intake_closed)
+        finally:
+            if held:
+                self._label_holds -= 1
                 self.waiting -= 1
                 self._on_change()
 
