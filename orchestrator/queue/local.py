@@ -64,7 +64,8 @@ class LocalQueue:
 
     Lifetime: ``start()`` opens the file (creating the tables) and starts the
     dispatcher; ``publish`` works once started; ``stop()`` ends it. Also an
-    async context manager.
+    async context manager. With ``every_label`` it takes and hands out
+    requests of any ``runs_on`` label (``labels`` is then ignored).
     """
 
     def __init__(
@@ -75,11 +76,14 @@ class LocalQueue:
         on_dead_letter: OnDeadLetter,
         free_slots: int,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        every_label: bool = False,
     ) -> None:
         if free_slots < 0:
             raise ValueError("free_slots cannot be negative")
         self.path = Path(path)
         self.labels = frozenset(validate_label(label) for label in labels)
+        # Single node with the local driver: one process runs whatever runs_on says.
+        self.every_label = every_label
         self.max_attempts = max_attempts
         self._on_job = on_job
         self._on_dead_letter = on_dead_letter
@@ -129,6 +133,16 @@ class LocalQueue:
         if self._db is not None:
             await self._db.close()
 
+    async def pause(self, grace: float = 30.0) -> None:
+        """Hand out nothing more and give unsettled ``on_job`` calls ``grace`` s; publishing goes on.
+
+        For an owner that stops consuming before it stops publishing (a node
+        shutting down requeues its unfinished jobs). Calls still running after
+        ``grace`` are cancelled; their rows are delivered again at the next start.
+        """
+        await self.set_free_slots(0)
+        await finish_or_cancel(self._inflight, grace)
+
     async def set_free_slots(self, free_slots: int) -> None:
         if free_slots < 0:
             raise ValueError("free_slots cannot be negative")
@@ -141,7 +155,7 @@ class LocalQueue:
         now = time.time()
         async with self._transaction() as db:
             for job_id, label, body in rows:
-                if label in self.labels:
+                if self.every_label or label in self.labels:
                     await db.execute(
                         "INSERT INTO queue_jobs (job_id, label, body, enqueued_at) VALUES (?, ?, ?, ?)",
                         (job_id, label, body, now),
@@ -181,14 +195,14 @@ class LocalQueue:
 
     async def _hand_out(self) -> None:
         room = self._free_slots - len(self._inflight)
-        if room <= 0 or not self.labels:
+        if room <= 0 or not (self.labels or self.every_label):
             return
-        marks = ",".join("?" * len(self.labels))
+        labels = () if self.every_label else tuple(sorted(self.labels))
+        which = "" if self.every_label else f"AND label IN ({','.join('?' * len(labels))}) "
         async with self._transaction() as db:
             cursor = await db.execute(
-                f"SELECT seq, job_id, body, attempts FROM queue_jobs WHERE in_flight = 0 AND label IN ({marks}) "
-                "ORDER BY seq LIMIT ?",
-                (*sorted(self.labels), room),
+                f"SELECT seq, job_id, body, attempts FROM queue_jobs WHERE in_flight = 0 {which}ORDER BY seq LIMIT ?",
+                (*labels, room),
             )
             rows = list(await cursor.fetchall())
             await db.executemany(

@@ -1,0 +1,176 @@
+"""``solstice serve``: the integration and an orchestrator node in one process.
+
+Start-up, in order (each part is closed in reverse order on the way out):
+
+1. the job queue (``LocalQueue`` in ``<data_dir>/queue.sqlite``): webhooks and
+   ``ciadm submit`` publish into it from the first moment;
+2. the integration (webhook service, forge clients, dedupe store);
+3. the HTTP server (``--listen``): ``/healthz`` answers 503 until step 6;
+4. the event bus (``LocalEventBus`` in ``events.sqlite``) with the integration's
+   reporter subscribed to ``job.#``;
+5. the state store (SQLite ``state.sqlite``), the log store, the VM driver;
+6. the node: gRPC (runners + AdminService on ``--grpc``), consuming the queue.
+
+Then three owned tasks are watched: a signal (SIGINT/SIGTERM: graceful stop),
+the node's own loops (``Node.wait`` raises when one dies) and the
+integration's dedupe purge. Whichever ends first ends the process; the node
+then stops taking jobs, gives running ones ``shutdown_grace`` and requeues
+the rest into the queue file, so a restart picks them up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import signal
+import socket
+from collections.abc import Callable
+
+from aiohttp import web
+
+from common.errors import SolsticeError
+from common.queue.local_events import LocalEventBus
+from common.tokens import TokenIssuer
+from integration.runtime import Integration
+from orchestrator.admin import admin_servicer_factory
+from orchestrator.drivers.registry import make_driver
+from orchestrator.logstore import LogStore
+from orchestrator.node.node import Node, NodeParts
+from orchestrator.runnerapi import RunnerGateway
+from orchestrator.singlenode.cancel import NodeCanceller
+from orchestrator.singlenode.queue import SingleNodeQueue
+from orchestrator.singlenode.settings import ServeSettings, split_address
+from orchestrator.singlenode.web import Backing, JobPages, make_app
+from orchestrator.store import open_store
+
+log = logging.getLogger(__name__)
+
+
+class ServeError(SolsticeError):
+    """The single node could not start, or one of its parts stopped early."""
+
+
+class _LateCanceller:
+    """The integration's canceller, which can only act once the node exists."""
+
+    def __init__(self) -> None:
+        self.target: NodeCanceller | None = None
+
+    async def cancel(self, request):  # type: ignore[no-untyped-def]
+        if self.target is None:
+            raise ServeError("the orchestrator is starting; cannot cancel jobs yet")
+        return await self.target.cancel(request)
+
+
+async def serve(settings: ServeSettings, say: Callable[[str], None] = print,
+                stop: asyncio.Event | None = None) -> int:
+    """Run the single node until SIGINT/SIGTERM (or ``stop`` is set); returns the exit status."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await _run(settings, say, stop)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    say("solstice: stopped")
+    return 0
+
+
+async def _run(settings: ServeSettings, say: Callable[[str], None], stop: asyncio.Event) -> None:
+    data = settings.data_dir
+    try:
+        data.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ServeError(f"cannot create the data directory {data}: {err.strerror}") from err
+    pages = JobPages()
+    canceller = _LateCanceller()
+    async with contextlib.AsyncExitStack() as stack:
+        # Bound first: a busy port fails before anything else opens, and port 0
+        # (tests) becomes a real one that the forge links can name.
+        sock = _bind(settings.listen)
+        stack.callback(sock.close)
+        port = sock.getsockname()[1]
+        settings = dataclasses.replace(settings, listen=f"{split_address(settings.listen, 'listen')[0]}:{port}")
+        node_settings = settings.node_settings()
+        queue = await stack.enter_async_context(
+            SingleNodeQueue(data / "queue.sqlite", node_settings.node.labels, settings.every_label))
+        integration = await stack.enter_async_context(
+            Integration(settings.integration_settings(), queue, canceller))
+        runner = web.AppRunner(make_app(integration, pages), access_log=None)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        await web.SockSite(runner, sock).start()
+        events = LocalEventBus(data / "events.sqlite")
+        events.subscribe("integration", integration.reporter.handle, bindings=("job.#",))
+        await stack.enter_async_context(events)
+        store = await stack.enter_async_context(
+            open_store(node_settings.store_url, host_stale_after=node_settings.timers.stale_after))
+        logstore = await stack.enter_async_context(LogStore(data / "logs"))
+        driver = make_driver(node_settings.drivers)
+        stack.push_async_callback(driver.aclose)
+        gateway = RunnerGateway(logstore, TokenIssuer(node_settings.token_key(), node_settings.grpc.token_ttl))
+        parts = NodeParts(store=store, driver=driver, gateway=gateway, publisher=queue, events=events,
+                          consumer_factory=queue.intake, admin=admin_servicer_factory)
+        node = Node(parts, node_settings)
+        await stack.enter_async_context(node)
+        canceller.target = NodeCanceller(store, events, node)
+        labels_note = "every runs_on label" if settings.every_label else ", ".join(node.labels)
+        pages.attach(Backing(store, logstore, node.host, driver.name, labels_note))
+        pages.ready = True
+        stack.callback(setattr, pages, "ready", False)  # unwinds first: /healthz says 503 while stopping
+        _announce(settings, node, driver.name, labels_note, say)
+        await _supervise(node, integration, stop)
+        say("solstice: stopping (running jobs get %gs, then are requeued)" % settings.shutdown_grace)
+
+
+def _bind(listen: str) -> socket.socket:
+    host, port = split_address(listen, "listen")
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as err:
+        raise ServeError(f"cannot listen on {listen} (HTTP): {err}") from err
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+        sock.setblocking(False)
+    except OSError as err:
+        sock.close()
+        raise ServeError(f"cannot listen on {listen} (HTTP): {err.strerror}") from err
+    return sock
+
+
+def _announce(settings: ServeSettings, node: Node, driver: str, labels: str, say: Callable[[str], None]) -> None:
+    url = settings.http_url()
+    say(f"solstice: single node {node.host} ready; data in {settings.data_dir}")
+    say(f"  driver:    {driver}, serving {labels}")
+    say(f"  webhooks:  {url}/webhooks/github  {url}/webhooks/forgejo  (HTTP on {settings.listen})")
+    say(f"  job pages: {url}/jobs/<id>  (health: {url}/healthz)")
+    say(f"  gRPC:      {node.address} (runners and ciadm: SOLSTICE_ORCHESTRATOR={node.address})")
+
+
+async def _supervise(node: Node, integration: Integration, stop: asyncio.Event) -> None:
+    tasks = {
+        asyncio.create_task(stop.wait(), name="signal"),
+        asyncio.create_task(node.wait(), name="node"),
+        asyncio.create_task(integration.maintain(), name="integration dedupe purge"),
+    }
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in done:
+        if task.get_name() == "signal":
+            continue
+        err = None if task.cancelled() else task.exception()
+        if isinstance(err, SolsticeError):
+            raise err
+        if task.get_name() != "node":  # node.wait() returning = a drained exit
+            raise ServeError(f"{task.get_name()} stopped early" + (f": {err!r}" if err else ""))

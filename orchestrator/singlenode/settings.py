@@ -1,0 +1,149 @@
+"""Settings of ``solstice serve``: one YAML file (optional), ``SOLSTICE_*`` overrides.
+
+With no file at all the single node keeps everything under ``data_dir``
+(SQLite state, queue and events, job logs, the local driver's runner
+directories) and the local driver serves every ``runs_on`` label. A file may
+restrict the labels or choose another driver (``drivers`` section, as in the
+orchestrator's YAML)::
+
+    data_dir: /var/lib/solstice
+    listen: 0.0.0.0:8080
+    public_url: https://ci.example.org
+    labels: [illumos-stable, ubuntu-22.04]
+    capacity: 2
+    drivers:
+      driver: local
+    forgejo:
+      url: https://codeberg.example
+    webhooks:
+      fork_policy: label
+
+The variables operators script against keep fixed names: ``SOLSTICE_DATA_DIR``,
+``SOLSTICE_LISTEN``, ``SOLSTICE_GRPC``, ``SOLSTICE_PUBLIC_URL`` and the
+forge ones (``SOLSTICE_GITHUB_*``, ``SOLSTICE_FORGEJO_*``, see
+``integration.settings``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from common.config import Seconds
+from common.errors import ConfigError
+from integration.settings import ForgejoSettings, GitHubSettings, IntegrationSettings, ReportSettings, WebhookSettings
+from orchestrator.catalog import DriverConfig, LocalConfig
+from orchestrator.node.settings import GrpcConfig, NodeConfig, NodeSettings, TimeoutConfig, TimerConfig, _default_host
+
+EVERY_LABEL = "*"  # what the node registers (and `ciadm hosts` shows) when it serves every label
+
+
+def _env(name: str) -> dict[str, str]:
+    return {"env": name}
+
+
+def installed_runner_argv() -> tuple[str, ...]:
+    """How to start ``solstice-runner run``: the script beside this interpreter, else on PATH, else ``-c``."""
+    beside = Path(sys.executable).parent / "solstice-runner"
+    if beside.exists():
+        return (str(beside), "run")
+    found = shutil.which("solstice-runner")
+    if found:
+        return (found, "run")
+    return (sys.executable, "-c", "from runner.cli import main; main()", "run")
+
+
+def split_address(text: str, what: str) -> tuple[str, int]:
+    """``HOST:PORT`` -> (host, port); ``ConfigError`` naming ``what`` otherwise."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{what} {text!r} is not HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """Everything ``solstice serve`` needs; defaults run a working node with no file."""
+
+    data_dir: Path = field(default=Path("~/.local/state/solstice").expanduser(), metadata=_env("SOLSTICE_DATA_DIR"))
+    listen: str = field(default="127.0.0.1:8080", metadata=_env("SOLSTICE_LISTEN"))  # HTTP: webhooks, job pages
+    grpc: str = field(default="127.0.0.1:50051", metadata=_env("SOLSTICE_GRPC"))  # runners + AdminService
+    grpc_advertise: str = ""  # what runners dial; "" = the grpc address
+    public_url: str = field(default="", metadata=_env("SOLSTICE_PUBLIC_URL"))  # "" = http://<listen>
+    host: str = field(default_factory=_default_host)  # the node's name in `ciadm hosts`
+    labels: tuple[str, ...] = ()  # runs_on labels served; empty = every label (local driver)
+    capacity: int = 4  # jobs at once
+    shutdown_grace: Seconds = Seconds(30)  # Ctrl-C: running jobs get this long, then are requeued
+    github: GitHubSettings = GitHubSettings()
+    forgejo: ForgejoSettings = ForgejoSettings()
+    webhooks: WebhookSettings = WebhookSettings()
+    report: ReportSettings = ReportSettings()
+    timeouts: TimeoutConfig = field(default_factory=TimeoutConfig)
+    timers: TimerConfig = field(default_factory=TimerConfig)
+    drivers: DriverConfig = field(default_factory=DriverConfig)
+
+    def __post_init__(self) -> None:
+        split_address(self.listen, "listen (SOLSTICE_LISTEN)")
+        split_address(self.grpc, "grpc (SOLSTICE_GRPC)")
+        if self.capacity < 1:
+            raise ConfigError(f"capacity must be at least 1, not {self.capacity}")
+        if EVERY_LABEL in self.labels:
+            raise ConfigError("labels: leave the list empty to serve every label")
+
+    @property
+    def every_label(self) -> bool:
+        """True when any ``runs_on`` label is run (no label list, the local driver)."""
+        return not self.labels and self.drivers.driver == "local"
+
+    def served_labels(self) -> tuple[str, ...]:
+        """The labels the node registers: the list, the bhyve catalog, or ``*`` for every label."""
+        if self.labels:
+            return self.labels
+        if self.drivers.driver == "local":
+            return (EVERY_LABEL,)
+        if self.drivers.driver == "bhyve" and self.drivers.bhyve.images:
+            return tuple(sorted(self.drivers.bhyve.images))
+        raise ConfigError(f"the {self.drivers.driver} driver does not serve every label: list them in 'labels'")
+
+    def http_url(self) -> str:
+        """Where job pages are linked from forge statuses."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host, port = split_address(self.listen, "listen")
+        if host in ("0.0.0.0", "::"):
+            host = "127.0.0.1"
+        return f"http://{host}:{port}"
+
+    def driver_config(self) -> DriverConfig:
+        """The drivers section with the local driver's defaults moved under ``data_dir``."""
+        local = self.drivers.local
+        default = LocalConfig()
+        changes: dict[str, object] = {}
+        if local.state_dir == default.state_dir:
+            changes["state_dir"] = self.data_dir / "vms"
+        if local.runner_argv == default.runner_argv:
+            changes["runner_argv"] = installed_runner_argv()
+        return dataclasses.replace(self.drivers, local=dataclasses.replace(local, **changes))  # type: ignore[arg-type]
+
+    def node_settings(self) -> NodeSettings:
+        """The embedded orchestrator node's settings."""
+        return NodeSettings(
+            store_url=f"sqlite:///{self.data_dir.resolve() / 'state.sqlite'}",
+            amqp_url="",
+            data_dir=self.data_dir,
+            node=NodeConfig(host=self.host, labels=self.served_labels(), capacity=self.capacity),
+            timeouts=self.timeouts,
+            timers=dataclasses.replace(self.timers, shutdown_grace=self.shutdown_grace),
+            grpc=GrpcConfig(listen=self.grpc, advertise=self.grpc_advertise),
+            drivers=self.driver_config(),
+        )
+
+    def integration_settings(self) -> IntegrationSettings:
+        """The embedded integration's settings (its dedupe store lives in ``data_dir``)."""
+        return IntegrationSettings(
+            github=self.github, forgejo=self.forgejo, webhooks=self.webhooks, report=self.report,
+            public_url=self.http_url(), listen=self.listen, store=str(self.data_dir / "integration.sqlite"),
+        )
