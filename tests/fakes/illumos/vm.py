@@ -88,8 +88,10 @@ async def run(zone_name: str) -> int:
         console.line(f"cloud-init: starting runner for {boot.orchestrator}")
         guest = root / "guest"
         guest.mkdir(exist_ok=True)
+        # The guest's own disk: the runner's workspace lives in the zone and
+        # goes away with it on uninstall.
         env = dict(os.environ, **{ENV_ORCHESTRATOR: boot.orchestrator, ENV_TOKEN: boot.token,
-                                  "SOLSTICE_FAKE_ZONE": zone_name})
+                                  "SOLSTICE_RUNNER_DIR": str(guest)})
         proc = await asyncio.create_subprocess_exec(
             *argv, cwd=str(guest), env=env, stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
