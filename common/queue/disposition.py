@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import ClassVar
+
+from common.queue.errors import PoisonMessage
 
 
 class Action(enum.Enum):
@@ -40,3 +43,35 @@ def unsettled_reason(attempts: int) -> str:
         f"gave up after {attempts} attempts; the last delivery was never settled "
         "(the node stopped, crashed or lost its connection while handling it)"
     )
+
+
+@dataclass(frozen=True)
+class HandlerOutcome:
+    """What became of one handler call: a disposition, or (``retry``) put the message back with ``attempts``."""
+
+    disposition: Disposition | None
+    attempts: int
+    error: Exception | None = None
+
+    @property
+    def retry(self) -> bool:
+        return self.disposition is None
+
+
+async def call_handler(call: Callable[[], Awaitable[Disposition]], attempts: int, max_attempts: int) -> HandlerOutcome:
+    """Run one handler call with the retry policy every queue back-end shares.
+
+    ``attempts`` counts the failed handler calls so far. A handler that raises is retried
+    (one more attempt) until ``max_attempts``, then its message is dead-lettered with the last
+    error; ``PoisonMessage`` dead-letters at once.
+    """
+    try:
+        return HandlerOutcome(await call(), attempts)
+    except PoisonMessage as err:
+        return HandlerOutcome(Disposition.dead_letter(err.reason), attempts)
+    except Exception as err:  # noqa: BLE001 - a failing handler is retried, then dead-lettered
+        attempts += 1
+        if attempts >= max_attempts:
+            reason = f"the handler failed {attempts} times; last error: {type(err).__name__}: {err}"
+            return HandlerOutcome(Disposition.dead_letter(reason), attempts, err)
+        return HandlerOutcome(None, attempts, err)

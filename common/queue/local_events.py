@@ -31,8 +31,8 @@ from types import TracebackType
 import aiosqlite
 
 from common.queue.codec import decode_job_event, encode_job_event, event_routing_key
-from common.queue.disposition import Action, Disposition, unsettled_reason
-from common.queue.errors import InvalidMessage, PoisonMessage, QueueError, QueueUnavailable
+from common.queue.disposition import Action, Disposition, call_handler, unsettled_reason
+from common.queue.errors import InvalidMessage, QueueError, QueueUnavailable
 from common.queue.events import EventHandler
 from common.queue.sqlite import Transaction, open_queue_db
 from common.queue.tasks import finish_or_cancel
@@ -259,21 +259,14 @@ class LocalEventBus:
             log.error("local event bus: delivery failed", exc_info=task.exception())
 
     async def _deliver(self, sub: Subscription, seq: int, event_id: str, body: bytes, attempts: int) -> None:
-        try:
-            if attempts >= self.max_attempts:
-                # Every attempt so far died with its node (counted at start-up).
-                raise PoisonMessage(unsettled_reason(attempts))
-            disposition = await sub.handler(decode_job_event(body))
-        except PoisonMessage as err:
-            disposition = Disposition.dead_letter(err.reason)
-        except Exception as err:  # noqa: BLE001 - a failing handler is retried, then dead-lettered
-            attempts += 1
-            if attempts >= self.max_attempts:
-                disposition = Disposition.dead_letter(
-                    f"the handler failed {attempts} times; last error: {type(err).__name__}: {err}"
-                )
-            else:
-                log.warning("local event bus: %s failed on %s (attempt %d): %s", sub.name, event_id, attempts, err)
+        if attempts >= self.max_attempts:
+            # Every attempt so far died with its node (counted at start-up).
+            disposition: Disposition | None = Disposition.dead_letter(unsettled_reason(attempts))
+        else:
+            outcome = await call_handler(lambda: sub.handler(decode_job_event(body)), attempts, self.max_attempts)
+            disposition, attempts = outcome.disposition, outcome.attempts
+            if disposition is None:
+                log.warning("local event bus: %s failed on %s (attempt %d): %s", sub.name, event_id, outcome.attempts, outcome.error)
                 async with self._transaction() as db:
                     await self._put_back(db, seq, attempts)
                 return

@@ -39,8 +39,8 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 from aio_pika.robust_channel import RobustChannel
 
-from common.queue.disposition import Action, Disposition, unsettled_reason
-from common.queue.errors import PoisonMessage, QueueError, QueueUnavailable
+from common.queue.disposition import Action, Disposition, call_handler, unsettled_reason
+from common.queue.errors import QueueError, QueueUnavailable
 from common.queue.tasks import finish_or_cancel
 from common.queue.topology import ATTEMPTS_HEADER, REASON_HEADER, ROUTING_KEY_HEADER
 
@@ -255,25 +255,17 @@ class QueueWorker:
             await self._count_unsettled_delivery(queue_name, message)
             return
         self._counts["handled"] += 1
-        try:
-            disposition = await self._handler(message)
-        except PoisonMessage as err:
-            disposition = Disposition.dead_letter(err.reason)
-        except Exception as err:  # noqa: BLE001 - any handler failure is retried, then dead-lettered
-            attempts = attempts_of(message) + 1
-            if attempts >= self.max_attempts:
-                disposition = Disposition.dead_letter(
-                    f"the handler failed {attempts} times; last error: {type(err).__name__}: {err}"
-                )
-            else:
-                log.warning(
-                    "%s: handler failed (attempt %d of %d), retrying later: %s",
-                    self.name, attempts, self.max_attempts, err,
-                    extra={"fields": {"message_id": message.message_id}},
-                )
-                await self._put_back(queue_name, message, attempts)
-                self._counts["retried"] += 1
-                return
+        outcome = await call_handler(lambda: self._handler(message), attempts_of(message), self.max_attempts)
+        if outcome.disposition is None:
+            log.warning(
+                "%s: handler failed (attempt %d of %d), retrying later: %s",
+                self.name, outcome.attempts, self.max_attempts, outcome.error,
+                extra={"fields": {"message_id": message.message_id}},
+            )
+            await self._put_back(queue_name, message, outcome.attempts)
+            self._counts["retried"] += 1
+            return
+        disposition = outcome.disposition
         if disposition.action is Action.ACK:
             await message.ack()
             self._counts["acked"] += 1

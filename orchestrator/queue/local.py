@@ -25,8 +25,8 @@ from types import TracebackType
 import aiosqlite
 
 from common.queue.codec import decode_job_request, encode_job_request, job_id_in
-from common.queue.disposition import Action, Disposition, unsettled_reason
-from common.queue.errors import PoisonMessage, QueueError, QueueUnavailable
+from common.queue.disposition import Action, Disposition, call_handler, unsettled_reason
+from common.queue.errors import QueueError, QueueUnavailable
 from common.queue.sqlite import Transaction, open_queue_db
 from common.queue.tasks import finish_or_cancel
 from common.queue.topology import validate_label
@@ -221,21 +221,14 @@ class LocalQueue:
             log.error("local queue: delivery failed", exc_info=task.exception())
 
     async def _deliver(self, seq: int, job_id: str, body: bytes, attempts: int) -> None:
-        try:
-            if attempts >= self.max_attempts:
-                # Every attempt so far died with its node (counted at start-up).
-                raise PoisonMessage(unsettled_reason(attempts))
-            disposition = await self._on_job(decode_job_request(body))
-        except PoisonMessage as err:
-            disposition = Disposition.dead_letter(err.reason)
-        except Exception as err:  # noqa: BLE001 - a failing handler is retried, then dead-lettered
-            attempts += 1
-            if attempts >= self.max_attempts:
-                disposition = Disposition.dead_letter(
-                    f"the handler failed {attempts} times; last error: {type(err).__name__}: {err}"
-                )
-            else:
-                log.warning("local queue: on_job failed (attempt %d of %d): %s", attempts, self.max_attempts, err)
+        if attempts >= self.max_attempts:
+            # Every attempt so far died with its node (counted at start-up).
+            disposition: Disposition | None = Disposition.dead_letter(unsettled_reason(attempts))
+        else:
+            outcome = await call_handler(lambda: self._on_job(decode_job_request(body)), attempts, self.max_attempts)
+            disposition, attempts = outcome.disposition, outcome.attempts
+            if disposition is None:
+                log.warning("local queue: on_job failed (attempt %d of %d): %s", outcome.attempts, self.max_attempts, outcome.error)
                 async with self._transaction() as db:
                     await self._put_back(db, seq, attempts)
                 return
