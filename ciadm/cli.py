@@ -222,7 +222,7 @@ def logs(ctx: click.Context, job_id: str, follow: bool, from_sequence: int, as_j
             pending = content
         if pending:
             _write_line(pending)
-        return await client.get(job_id) if follow else None
+        return await _settled(client, job_id) if follow else None
 
     job = _run(ctx, work)
     if job is not None:
@@ -230,6 +230,21 @@ def logs(ctx: click.Context, job_id: str, follow: bool, from_sequence: int, as_j
         click.echo(f"job {job.job_id} {fmt.state_name(job.state)}{reason}", err=True)
         if job.state != jobs_pb2.JOB_STATE_SUCCEEDED:
             sys.exit(1)
+
+
+TERMINAL = {jobs_pb2.JOB_STATE_SUCCEEDED, jobs_pb2.JOB_STATE_FAILED, jobs_pb2.JOB_STATE_CANCELLED,
+            jobs_pb2.JOB_STATE_ERRORED}
+SETTLE_SECONDS = 30.0
+
+
+async def _settled(client: AdminClient, job_id: str) -> admin_pb2.JobInfo:
+    """The job once its state is final: the log ends when the runner is done, the record a moment later."""
+    deadline = asyncio.get_running_loop().time() + SETTLE_SECONDS
+    job = await client.get(job_id)
+    while job.state not in TERMINAL and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.2)
+        job = await client.get(job_id)
+    return job
 
 
 def _write_line(content: bytes) -> None:

@@ -47,6 +47,14 @@ def git_repo(path: Path, workflow: str) -> Path:
     return path
 
 
+def ciadm(address: str, *args: str, cwd: Path | None = None,
+          timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """Run the real ``ciadm`` with ``SOLSTICE_ORCHESTRATOR=address``."""
+    env = {**os.environ, "SOLSTICE_ORCHESTRATOR": address}
+    return subprocess.run([str(BIN / "ciadm"), *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
 class ServeProcess:
     """``solstice serve`` on loopback with its state in ``data_dir``."""
 
@@ -124,12 +132,9 @@ class ServeProcess:
         except (urllib.error.URLError, ConnectionError):
             return 0, ""
 
-    def ciadm(self, *args: str, cwd: Path | None = None, timeout: float = 60.0,
-              orchestrator: str | None = None) -> subprocess.CompletedProcess[str]:
-        """Run the real ``ciadm`` against this node (``SOLSTICE_ORCHESTRATOR``)."""
-        env = {**os.environ, "SOLSTICE_ORCHESTRATOR": orchestrator or self.grpc}
-        return subprocess.run([str(BIN / "ciadm"), *args], cwd=cwd, env=env, capture_output=True, text=True,
-                              timeout=timeout)
+    def ciadm(self, *args: str, cwd: Path | None = None, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        """Run the real ``ciadm`` against this node."""
+        return ciadm(self.grpc, *args, cwd=cwd, timeout=timeout)
 
     def ciadm_json(self, *args: str, cwd: Path | None = None) -> Any:
         done = self.ciadm(*args, "--json", cwd=cwd)
