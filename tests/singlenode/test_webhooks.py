@@ -1,0 +1,98 @@
+"""A forge webhook into a real ``solstice serve``, the job run by the local driver, the result back on the forge."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from integration.signature import sign
+from tests.fakes.forges import FakeGitHub, rsa_key_pair
+from tests.singlenode.harness import ServeProcess, git, git_repo
+from tests.waiting import async_wait_until
+
+SECRET = "single-node-webhook-secret"
+APP_ID = "4711"
+REPO = "Codertocat/Hello-World"
+WORKFLOW = """\
+workflow name="webhook" {
+  job id="check" runs_on="illumos-stable" {
+    step name="Say" run="echo built by a webhook"
+  }
+}
+"""
+
+
+@pytest.fixture
+async def github(fixtures_dir: Path) -> AsyncIterator[tuple[FakeGitHub, bytes]]:
+    private, public = rsa_key_pair()
+    fake = FakeGitHub(fixtures=fixtures_dir / "forge" / "github", app_id=APP_ID, public_key=public)
+    await fake.start()
+    try:
+        yield fake, private
+    finally:
+        await fake.close()
+
+
+def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+
+
+async def test_push_webhook_runs_the_job_and_reports_a_check_run(tmp_path: Path, fixtures_dir: Path,
+                                                                  github: tuple[FakeGitHub, bytes]) -> None:
+    fake, private = github
+    key = tmp_path / "app.pem"
+    key.write_bytes(private)
+    repo = git_repo(tmp_path / "repo", WORKFLOW)
+    sha = git(repo, "rev-parse", "HEAD")
+    fake.put_file(REPO, sha, WORKFLOW)
+    payload = json.loads((fixtures_dir / "forge" / "github" / "push.new-branch.json").read_text())
+    payload = copy.deepcopy(payload)
+    payload["after"] = sha
+    if payload.get("head_commit"):
+        payload["head_commit"]["id"] = sha
+    payload["repository"]["clone_url"] = str(repo)  # the runner fetches from here
+    body = json.dumps(payload).encode()
+    env = {
+        "SOLSTICE_GITHUB_WEBHOOK_SECRET": SECRET, "SOLSTICE_GITHUB_APP_ID": APP_ID,
+        "SOLSTICE_GITHUB_PRIVATE_KEY_FILE": str(key), "SOLSTICE_GITHUB_API_URL": fake.url,
+    }
+    node = ServeProcess(tmp_path / "data", env=env)
+    await asyncio.to_thread(node.start)
+    try:
+        headers = {"X-GitHub-Event": "push", "X-GitHub-Delivery": str(uuid.uuid4()),
+                   "Content-Type": "application/json", "User-Agent": "GitHub-Hookshot/044aadd"}
+        status, answer = await asyncio.to_thread(
+            post, f"{node.url}/webhooks/github", body, {**headers, "X-Hub-Signature-256": "sha256=" + sign("bad", body)})
+        assert status == 401
+        status, answer = await asyncio.to_thread(
+            post, f"{node.url}/webhooks/github", body, {**headers, "X-Hub-Signature-256": "sha256=" + sign(SECRET, body)})
+        assert status == 202 and answer["result"] == "queued", answer
+        [job_id] = answer["jobs"]
+
+        def concluded() -> dict | None:
+            runs = [run for run in fake.check_runs.values() if run.get("conclusion")]
+            return runs[0] if runs else None
+
+        check = await async_wait_until(concluded, timeout=90, what="a concluded check run")
+        assert check["conclusion"] == "success" and check["head_sha"] == sha
+        assert check["details_url"] == f"{node.url}/jobs/{job_id}"
+        job = await asyncio.to_thread(node.status, job_id)
+        assert job["state"] == "succeeded" and job["driver"] == "local"
+        status_code, log = await asyncio.to_thread(node.get, f"/jobs/{job_id}/log")
+        assert status_code == 200 and "built by a webhook\n" in log
+    finally:
+        code = await asyncio.to_thread(node.stop)
+    assert code == 0, node.output()
+    assert SECRET not in node.output()
