@@ -1,0 +1,269 @@
+"""Dispatch through whole nodes: jobs/s from submit to terminal, and submit->running latency.
+
+Run: .venv/bin/python bench/bench_dispatch.py [--nodes 1 3] [--jobs 600] [--capacity 16]
+     [--paced 200 --rate 20] [--profile DIR]
+
+For each node count, that many ``solstice-orchestrator serve`` processes run
+the ``instant`` driver (no VM; a fake runner speaks the real RunnerService
+gRPC protocol) against a scratch PostgreSQL database and a scratch RabbitMQ
+vhost, both removed at the end. The benchmark publishes job requests the way
+the integration does and follows the ``solstice.events`` exchange:
+
+* flood: ``--jobs`` x nodes requests published at once; throughput is jobs
+  divided by the time from the first publish to the last terminal event;
+* paced: ``--paced`` requests published one at a time at ``--rate``/s, so
+  jobs do not queue behind each other; the submit->running latency (publish
+  call to the ``at`` stamp of the job's RUNNING event) is the dispatch cost.
+
+Targets (issue 5): >= 200 jobs/s per node and p50 submit->running < 50 ms.
+``--profile DIR`` runs each node under cProfile (DIR/<nodes>-<host>.prof;
+the figures then include profiling overhead). Figures only: not part of the
+test suite, nothing asserts on time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# The checkout's tests package (for its service helpers), not the stray
+# top-level ``tests`` package kdl-py installs into site-packages.
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from common.queue import Disposition, EventConsumer, RabbitJobPublisher, Topology  # noqa: E402
+from common.rpc import jobs_pb2  # noqa: E402
+from orchestrator.store import JobState  # noqa: E402
+from tests import services  # noqa: E402
+
+EXE = Path(sys.executable).parent / "solstice-orchestrator"
+TARGET_PER_NODE = 200.0  # jobs/s
+TARGET_P50_MS = 50.0
+LABEL = "bench"
+
+
+def request(job_id: str) -> jobs_pb2.JobRequest:
+    return jobs_pb2.JobRequest(
+        schema_version=jobs_pb2.SCHEMA_VERSION_1, job_id=job_id, run_id="bench", key=job_id, name=job_id,
+        runs_on=LABEL, checkout=jobs_pb2.Checkout(forge="local", repo="o/r", ref="refs/heads/main", sha="a" * 40),
+        steps=[jobs_pb2.Step(name="build", run="true")],
+    )
+
+
+def node_yaml(pg: str, amqp: str, pfx: str, root: Path, host: str, capacity: int) -> str:
+    return f"""\
+store_url: "{pg}"
+amqp_url: "{amqp}"
+queue_prefix: "{pfx}"
+data_dir: "{root / host}"
+node:
+  host: {host}
+  labels: [{LABEL}]
+  capacity: {capacity}
+grpc:
+  listen: 127.0.0.1:0
+drivers:
+  driver: instant
+  local:
+    state_dir: "{root / host / 'vms'}"
+"""
+
+
+@dataclass
+class Watch:
+    """Follows job events: when each job started running and when it ended."""
+
+    submitted: dict[str, float] = field(default_factory=dict)  # job -> wall clock at publish
+    running: dict[str, float] = field(default_factory=dict)  # job -> the RUNNING event's stamp
+    ended: dict[str, float] = field(default_factory=dict)  # job -> arrival of its terminal event
+    not_succeeded: int = 0
+    want: int = 0
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def on_event(self, event: jobs_pb2.JobEvent) -> Disposition:
+        if event.HasField("step"):
+            return Disposition.ACK
+        state = JobState(event.state)
+        if state is JobState.RUNNING:
+            self.running.setdefault(event.job_id, event.at.ToNanoseconds() / 1e9)
+        elif state.terminal and event.job_id not in self.ended:
+            self.ended[event.job_id] = time.time()
+            self.not_succeeded += state is not JobState.SUCCEEDED
+            if len(self.ended) >= self.want:
+                self.done.set()
+        return Disposition.ACK
+
+    def expect(self, n: int) -> None:
+        self.want = len(self.ended) + n
+        self.done = asyncio.Event()
+
+    def latencies_ms(self, jobs: list[str]) -> list[float]:
+        return sorted((self.running[j] - self.submitted[j]) * 1000 for j in jobs if j in self.running)
+
+
+class Cluster:
+    """``count`` node processes on a fresh database and queue prefix."""
+
+    def __init__(self, count: int, amqp: str, root: Path, capacity: int, profile: Path | None,
+                 log_level: str) -> None:
+        self.count, self.amqp, self.root = count, amqp, root
+        self.capacity, self.profile, self.log_level = capacity, profile, log_level
+        self.prefix = f"bench{os.getpid()}n{count}."
+        self.database = ""
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    async def start(self) -> None:
+        self.database = await asyncio.to_thread(services.create_database)
+        pg = services.pg_dsn(self.database)
+        for n in range(self.count):
+            host = f"bench-{self.count}-{n}"
+            config = self.root / f"{host}.yaml"
+            config.write_text(node_yaml(pg, self.amqp, self.prefix, self.root, host, self.capacity))
+            argv = [str(EXE), "serve", "--config", str(config), "--log-format", "json", "--log-level", self.log_level]
+            if self.profile is not None:
+                argv = [sys.executable, "-m", "cProfile", "-o", str(self.profile / f"{self.count}-{host}.prof"), *argv]
+            out = (self.root / f"{host}.out").open("wb")
+            err = (self.root / f"{host}.err").open("wb")
+            self.processes.append(subprocess.Popen(argv, stdout=out, stderr=err))
+            out.close()
+            err.close()
+        deadline = time.monotonic() + 60
+        for n, process in enumerate(self.processes):
+            path = self.root / f"bench-{self.count}-{n}.out"
+            while b"serving on" not in path.read_bytes():
+                if process.poll() is not None or time.monotonic() > deadline:
+                    tail = (self.root / f"bench-{self.count}-{n}.err").read_text()[-2000:]
+                    raise SystemExit(f"node {n} did not start:\n{tail}")
+                await asyncio.sleep(0.1)  # poll interval of a deadline loop
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU the node processes used so far (from /proc)."""
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0.0
+        for process in self.processes:
+            fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        return total
+
+    async def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                await asyncio.to_thread(process.wait, 60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self.database:
+            await asyncio.to_thread(services.drop_database, self.database)
+
+
+async def flood(publisher: RabbitJobPublisher, watch: Watch, tag: str, n: int) -> float:
+    """Seconds from the first publish to the last terminal event of ``n`` jobs published at once."""
+    jobs = [request(f"{tag}-{i}") for i in range(n)]
+    watch.expect(n)
+    started = time.time()
+    for job in jobs:
+        watch.submitted[job.job_id] = started
+    for i in range(0, n, 100):
+        await publisher.publish(jobs[i:i + 100])
+    await asyncio.wait_for(watch.done.wait(), timeout=600)
+    return max(watch.ended[j.job_id] for j in jobs) - started
+
+
+async def paced(publisher: RabbitJobPublisher, watch: Watch, tag: str, n: int, rate: float) -> list[str]:
+    """Publish ``n`` jobs one by one, ``rate`` per second; returns their ids once all ended."""
+    ids = [f"{tag}-{i}" for i in range(n)]
+    watch.expect(n)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for i, job_id in enumerate(ids):
+        await asyncio.sleep(max(0.0, start + i / rate - loop.time()))  # the pacing itself, not a wait for a result
+        watch.submitted[job_id] = time.time()
+        await publisher.publish([request(job_id)])
+    await asyncio.wait_for(watch.done.wait(), timeout=600)
+    return ids
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
+
+
+async def scenario(count: int, args: argparse.Namespace, amqp: str, root: Path) -> dict[str, float]:
+    cluster = Cluster(count, amqp, root, args.capacity, args.profile, args.log_level)
+    watch = Watch()
+    topology = Topology(cluster.prefix)
+    events = EventConsumer(amqp, "bench", watch.on_event, topology, prefetch=512)
+    await events.start()
+    try:
+        await cluster.start()
+        async with RabbitJobPublisher(amqp, topology) as publisher:
+            await flood(publisher, watch, "warm", 20 * count)  # connections, pools, caches
+            jobs = args.jobs * count
+            cpu = cluster.cpu_seconds()
+            seconds = await flood(publisher, watch, "flood", jobs)
+            cpu_ms = (cluster.cpu_seconds() - cpu) / jobs * 1000
+            flood_lat = watch.latencies_ms([f"flood-{i}" for i in range(jobs)])
+            ids = await paced(publisher, watch, "paced", args.paced, args.rate)
+            lat = watch.latencies_ms(ids)
+    finally:
+        await events.stop(grace=1)
+        await cluster.stop()
+    rate = jobs / seconds
+    print(f"{count} node(s): flood {jobs} jobs in {seconds:6.2f}s = {rate:7.1f} jobs/s "
+          f"({rate / count:6.1f}/node, {rate / count / TARGET_PER_NODE:4.2f}x the {TARGET_PER_NODE:g}/node target); "
+          f"flood submit->running p50 {percentile(flood_lat, 50):7.1f} ms")
+    print(f"{count} node(s): node CPU {cpu_ms:5.2f} ms per job = at most {1000 / cpu_ms:6.1f} jobs/s per busy core "
+          f"(machine load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+    p50, p99 = percentile(lat, 50), percentile(lat, 99)
+    print(f"{count} node(s): paced {len(ids)} jobs at {args.rate:g}/s: submit->running p50 {p50:6.1f} ms, "
+          f"p99 {p99:6.1f} ms ({p50 / TARGET_P50_MS:4.2f}x the {TARGET_P50_MS:g} ms p50 target, lower is better)")
+    if watch.not_succeeded:
+        print(f"  WARNING: {watch.not_succeeded} job(s) did not succeed")
+    return {"rate": rate, "p50": p50, "p99": p99, "cpu_ms": cpu_ms}
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, nargs="+", default=[1, 3])
+    parser.add_argument("--jobs", type=int, default=600, help="flood jobs per node")
+    parser.add_argument("--capacity", type=int, default=16, help="concurrent VMs per node")
+    parser.add_argument("--paced", type=int, default=200, help="jobs of the latency run")
+    parser.add_argument("--rate", type=float, default=20.0, help="jobs/s of the latency run")
+    parser.add_argument("--log-level", default="warning")
+    parser.add_argument("--profile", type=Path, default=None, help="write a cProfile file per node here")
+    args = parser.parse_args()
+    if not EXE.exists():
+        raise SystemExit(f"{EXE} is missing: run scripts/bootstrap.sh test")
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
+
+    vhost = services.create_vhost()
+    root = Path(tempfile.mkdtemp(prefix="bench-dispatch-"))
+    try:
+        results = {n: await scenario(n, args, services.amqp_url(vhost), root) for n in args.nodes}
+    finally:
+        services.delete_vhost(vhost)
+        shutil.rmtree(root, ignore_errors=True)
+    if 1 in results and len(results) > 1:
+        for n, figures in results.items():
+            if n != 1:
+                print(f"scaling: {n} nodes give {figures['rate'] / results[1]['rate']:4.2f}x the jobs/s of 1 node "
+                      f"(ideal {n}x; all nodes share this machine's {os.cpu_count()} cores)")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
