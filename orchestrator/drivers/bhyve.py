@@ -6,7 +6,7 @@ Per VM ``solstice-<hex>-<attempt>`` (names.py), following illumos.md:
               dladm create-vnic -t -l <link> <vnic>
               zonecfg -z <vm> -f <state_dir>/<vm>/zonecfg    (bhyve_zonecfg.py)
               zoneadm -z <vm> install                        (the brand requires it, §1.2)
-    boot      zoneadm -z <vm> boot; capture the console socket
+    boot      zoneadm -z <vm> boot; capture the console socket (the guest waits for it)
     stop      bhyvectl --vm=<vm> --destroy; zoneadm -z <vm> halt
     destroy   the §7 loop on the zone's state (halt / uninstall -F / delete -F),
               dladm delete-vnic, zfs destroy -r <zones_dataset>/<vm>, zfs destroy <disk>
@@ -47,6 +47,7 @@ GONE_ZONE = "No such zone configured"
 GONE_DATASET = "dataset does not exist"
 GONE_LINK = "invalid link name"
 MAX_TEARDOWN_ROUNDS = 12
+CONSOLE_SETTLE_SECONDS = 2.0
 
 
 class BhyveDriver:
@@ -143,6 +144,9 @@ class BhyveDriver:
             # to installed means bhyve or the guest stopped.
             state = await self._zone_state(vm)
             if state != "running" and not ready.is_set():
+                # bhyve is gone, so the console socket closes: let the capture
+                # write the guest's last words before the tail is read.
+                await self._settle_console(vm, CONSOLE_SETTLE_SECONDS)
                 raise VmDied(vm, f"zone is {state or 'gone'}", await self.console_tail(vm))
 
     async def stop(self, name: str) -> None:
@@ -272,6 +276,11 @@ class BhyveDriver:
         self._consoles[vm] = asyncio.create_task(
             capture_console(sock, out, connect_within=60.0), name=f"console {vm}"
         )
+
+    async def _settle_console(self, vm: str, timeout: float) -> None:
+        task = self._consoles.get(vm)
+        if task is not None:
+            await asyncio.wait({task}, timeout=timeout)
 
     async def _stop_console(self, vm: str) -> None:
         task = self._consoles.pop(vm, None)

@@ -8,8 +8,11 @@ Conservative choices (see docs/illumos.md):
   on-demand VNIC), so teardown does not depend on a clean halt.
 * The boot volume lives outside the zonepath (``<vm_dataset>/<vm>``): cloning
   into the zonepath before install was reported to break install (pkg5#330).
-* ``console=socket,/tmp/vm.com1`` so the driver can capture the guest console
-  without a tty (``zlogin -C`` needs one).
+* ``console=socket,/tmp/vm.com1,wait`` so the driver can capture the guest
+  console without a tty (``zlogin -C`` needs one), and so bhyve holds the
+  guest until the driver's capture is connected: whether output written with
+  no client connected is kept is UNCONFIRMED, and the first lines of a guest
+  that dies at once are the ones an error report needs.
 * Every value is double-quoted (``,`` and ``=`` would otherwise end a token);
   values never contain ``"`` because every name is validated first.
 """
@@ -47,7 +50,7 @@ def render_zonecfg(cfg: ZoneConfig) -> str:
         ("ram", cfg.ram),
         ("vcpus", str(cfg.vcpus)),
         ("cloud-init", cfg.user_data),
-        ("console", f"socket,{CONSOLE_SOCKET}"),
+        ("console", f"socket,{CONSOLE_SOCKET},wait"),
     ]
     lines = [
         f"# Solstice CI job VM {cfg.zone}",

@@ -4,9 +4,11 @@ Started by the fake ``zoneadm boot`` in its own session (so ``halt`` kills the
 whole group). It reads the NoCloud seed the boot materialised
 (``<zoneroot>/cloud-init/user-data``), starts the configured runner command
 (``config.json`` ``runner_argv``) with the bootstrap in its environment, and
-writes the guest's console to the ``console=socket,PATH`` socket if the zone
-has one. Output is buffered until the first console client connects (real
-bhyve behaviour without a client is UNCONFIRMED). When the runner exits the
+writes the guest's console to the ``console=socket,PATH[,wait]`` socket if the
+zone has one; with ``wait`` the guest starts only once a client is connected.
+Without ``wait``, output is buffered until the first client connects and lost
+if the guest stops before one does (real bhyve behaviour without a client is
+UNCONFIRMED). When the runner exits the
 guest "powers off": bhyve exits and the zone drops back to ``installed`` by
 itself (illumos.md §1.3).
 """
@@ -28,6 +30,7 @@ class Console:
     def __init__(self) -> None:
         self.buffer: list[bytes] = []
         self.clients: list[asyncio.StreamWriter] = []
+        self.connected = asyncio.Event()
 
     def write(self, data: bytes) -> None:
         if not self.clients:
@@ -44,6 +47,7 @@ class Console:
             writer.write(chunk)
         self.buffer.clear()
         self.clients.append(writer)
+        self.connected.set()
         try:
             await reader.read()  # until the client goes away
         except (ConnectionError, asyncio.CancelledError):
@@ -65,10 +69,14 @@ async def run(zone_name: str) -> int:
     server = None
     spec = attr(zone, "console") or "/dev/zconsole"
     if spec.startswith("socket,"):
-        sock = root / spec.split(",")[1].lstrip("/")
+        _, path, *opts = spec.split(",")
+        sock = root / path.lstrip("/")
         sock.parent.mkdir(parents=True, exist_ok=True)
         sock.unlink(missing_ok=True)
         server = await asyncio.start_unix_server(console.client, path=str(sock))
+        if "wait" in opts:
+            # ``,wait``: bhyve does not start the guest until a client connects (§6.3).
+            await console.connected.wait()
     console.line(f"bhyve: {zone_name}: starting UEFI firmware")
     forever = asyncio.get_running_loop().create_future()
     try:
