@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from pathlib import Path
@@ -31,6 +32,24 @@ CREATE TABLE IF NOT EXISTS integration_reports (
 """
 
 
+async def _connect(path: Path) -> aiosqlite.Connection:
+    """``aiosqlite.connect`` that, when the connect fails, returns only once its worker thread has ended.
+
+    On a failed connect aiosqlite stops its worker thread with a callback on
+    the current loop and does not wait for it; if the loop closes first, the
+    thread dies with "Event loop is closed". Joining it here keeps the
+    failure inside this call.
+    """
+    connection = aiosqlite.connect(path)
+    try:
+        return await connection
+    except BaseException:
+        await asyncio.to_thread(connection._thread.join, 5.0)  # noqa: SLF001 - see the docstring
+        # let the thread's last callback run on this (still open) loop
+        await asyncio.sleep(0)
+        raise
+
+
 class SqliteSeenStore:
     """``SeenStore`` in the file at ``path`` (WAL mode; may share a file with other tables)."""
 
@@ -47,13 +66,22 @@ class SqliteSeenStore:
     async def open(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = await aiosqlite.connect(self.path)
-            await self._db.execute("PRAGMA journal_mode=WAL")
-            await self._db.execute("PRAGMA busy_timeout=5000")
-            await self._db.executescript(SCHEMA)
-            await self._db.commit()
+            db = await _connect(self.path)
         except (OSError, sqlite3.Error) as err:
             raise StoreError(f"cannot open the integration store {self.path}: {err}") from err
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA busy_timeout=5000")
+            await db.executescript(SCHEMA)
+            await db.commit()
+        except BaseException as err:
+            # An unclosed connection is stopped from its __del__, possibly once
+            # the loop is closed: its worker thread then dies with "Event loop is closed".
+            await db.close()
+            if isinstance(err, sqlite3.Error):
+                raise StoreError(f"cannot open the integration store {self.path}: {err}") from err
+            raise
+        self._db = db
 
     async def close(self) -> None:
         if self._db is not None:

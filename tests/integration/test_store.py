@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -93,8 +94,14 @@ async def test_claims_and_reports_survive_a_restart(store_spec: str):
 
 async def test_unusable_store_is_a_clear_error(tmp_path: Path):
     (tmp_path / "dir.sqlite").mkdir()
+    def workers() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if "_connection_worker_thread" in t.name and t.is_alive()}
+
+    before = workers()
     with pytest.raises(StoreError, match="cannot open the integration store"):
         await SqliteSeenStore(tmp_path / "dir.sqlite").open()
+    # The failed connect's worker thread has ended (else it dies later with "Event loop is closed").
+    assert workers() - before == set()
     with pytest.raises(StoreError, match="PostgreSQL"):
         await PostgresSeenStore("postgresql://postgres@127.0.0.1:1/nowhere").open()
     with pytest.raises(StoreError, match="not open"):
@@ -117,8 +124,8 @@ async def test_maintain_purges_expired_claims(tmp_path: Path, app_key, fixtures_
         task = asyncio.create_task(integration.maintain(interval=0.02), name="maintain")
         try:
             async def remaining() -> int:
-                cursor = await integration.store.db.execute("SELECT count(*) FROM integration_claims")  # type: ignore[attr-defined]
-                return (await cursor.fetchone())[0]
+                async with integration.store.db.execute("SELECT count(*) FROM integration_claims") as cursor:  # type: ignore[attr-defined]
+                    return (await cursor.fetchone())[0]
 
             await async_wait_until(lambda: _is(remaining(), 1), what="the expired claim to be purged")
         finally:
