@@ -141,8 +141,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
                 if not job.job_id or not job.runs_on:
                     raise AdminError(grpc.StatusCode.INVALID_ARGUMENT, "every job needs a job_id and a runs_on label")
             stored = [await self.store.submit(job) for job in request.jobs]
-            await self.publisher.publish(list(request.jobs))
+            # `queued` before publishing: a node's `provisioning` event must not overtake it.
             await announce(self.events, *(job_event(job, job.state) for job in stored if job.state is JobState.QUEUED))
+            await self.publisher.publish(list(request.jobs))
             return admin_pb2.SubmitResponse(jobs=[await self.job_info(job) for job in stored])
         return await self._call(context, go())
 
@@ -179,8 +180,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     async def Retry(self, request, context):  # type: ignore[no-untyped-def]
         async def go() -> admin_pb2.JobInfo:
             job = await self.store.retry(request.job_id)
-            await self.publisher.publish([job.request])
             await announce(self.events, job_event(job, JobState.QUEUED))
+            await self.publisher.publish([job.request])
             return await self.job_info(job)
         return await self._call(context, go())
 

@@ -32,9 +32,11 @@ async def republish(changed: Sequence[JobRecord], publisher: JobPublisher, event
     if not changed:
         return
     queued = [job for job in changed if job.state is JobState.QUEUED]
+    # Announce first: once published, a node may start the new attempt and its
+    # `provisioning` event must not overtake this `queued` one.
+    await announce(events, *(job_event(job, job.state, reason=job.reason) for job in changed))
     if queued:
         await publisher.publish([job.request for job in queued])
-    await announce(events, *(job_event(job, job.state, reason=job.reason) for job in changed))
     log.info("requeued jobs of lapsed hosts", extra={"fields": {
         "requeued": len(queued), "errored": len(changed) - len(queued)}})
 

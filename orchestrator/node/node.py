@@ -4,8 +4,9 @@
         await node.wait()                          # until stop(), drained exit, or a loop dies
 
 Start-up: gRPC server (RunnerService + AdminService) -> take back the
-attempts this host's previous process held -> register -> reconcile orphan
-VMs -> start consuming. Then named long-lived tasks run: ``heartbeat``,
+attempts this host's previous process held (in the store) -> register ->
+reconcile orphan VMs -> start consuming (which declares the label queues)
+-> republish the attempts taken back. Then named long-lived tasks run: ``heartbeat``,
 ``sweeper``, ``reconciler``, ``store watcher``, ``free slots``. If one of
 them ends, the node fails loudly ("X stopped early").
 
@@ -29,7 +30,7 @@ from common.queue.events import EventPublisher
 from common.queue.publisher import JobPublisher
 from orchestrator.drivers.base import Driver
 from orchestrator.node.capacity import Capacity
-from orchestrator.node.heartbeat import heartbeat_loop, sweep_loop, take_back_own
+from orchestrator.node.heartbeat import heartbeat_loop, republish, sweep_loop, take_back_own
 from orchestrator.node.lifecycle import NodeServices
 from orchestrator.node.reconcile import reconcile_loop, reconcile_once
 from orchestrator.node.scheduler import Scheduler
@@ -129,7 +130,7 @@ class Node:
         )
         self.scheduler = Scheduler(services, self.capacity, p.publisher, max_waiting=s.node.max_waiting,
                                    needs_poll=s.timers.needs_poll, on_change=self._slots_changed)
-        await take_back_own(p.store, self.host, s.timers.max_attempts, p.publisher, p.events, "its node restarted")
+        taken_back = await p.store.requeue_host(self.host, s.timers.max_attempts, "its node restarted")
         host = await p.store.register_host(self.host, self.labels, s.node.capacity)
         self.draining = host.draining
         self.scheduler.set_accepting(not host.draining)
@@ -137,6 +138,9 @@ class Node:
         self.consumer = p.consumer_factory(self.labels, self.scheduler.on_job, self.scheduler.on_dead_letter,
                                            self.scheduler.wanted_free_slots())
         await self.consumer.start()
+        # Republished only now: the consumer has declared the label queues, so on
+        # a fresh broker the requests are routable instead of dead-lettered.
+        await republish(taken_back, p.publisher, p.events)
         t = s.timers
         self._spawn("heartbeat", heartbeat_loop(p.store, self.host, t.heartbeat, lambda: len(self.scheduler.active),
                                                 self.set_draining))
