@@ -188,3 +188,42 @@ def test_keepalive_settings_agree():
     assert server["grpc.http2.min_recv_ping_interval_without_data_ms"] <= client["grpc.keepalive_time_ms"]
     assert server["grpc.keepalive_permit_without_calls"] == client["grpc.keepalive_permit_without_calls"] == 1
     assert server["grpc.max_receive_message_length"] >= client["grpc.max_send_message_length"]
+
+
+async def test_refused_tokens_leave_a_live_job_untouched(tmp_path):
+    """The victim already has stored lines, a running step and a heartbeat; each refused token changes none of it."""
+    async with orchestrator(tmp_path) as orch:
+        victim = orch.gateway.assign(assigned("job-a", STEPS))
+        other = orch.gateway.assign(assigned("job-b", STEPS))
+        channel, client = stub(orch.server.address)
+        md = bearer(victim.token)
+        async with channel:
+            call = client.StreamLogs(metadata=md)
+            await call.read()
+            await call.write(batch("job-a", 1, 7))
+            assert (await call.read()).durable_sequence == 7
+            await call.done_writing()
+            running = jobs_pb2.StepResult(index=0, name="one", state=jobs_pb2.STEP_STATE_RUNNING)
+            await client.ReportStep(runner_pb2.StepReport(job=ref("job-a"), step=running), metadata=md)
+            await client.Heartbeat(runner_pb2.HeartbeatRequest(job=ref("job-a")), metadata=md)
+            log_file = tmp_path / "job-a" / "1.log"
+            before = (log_file.read_bytes(), log_file.with_suffix(".idx").read_bytes(),
+                      dict(victim.steps), victim.last_heartbeat)
+            refused = {
+                "expired": (orch.issuer.issue("job-a", 1, now=time.time() - 3600), grpc.StatusCode.UNAUTHENTICATED),
+                "garbage": ("eyJhbGciOiJIUzI1NiJ9.garbage.garbage", grpc.StatusCode.UNAUTHENTICATED),
+                "other job": (other.token, grpc.StatusCode.PERMISSION_DENIED),
+            }
+            for what, (token, code) in refused.items():
+                assert await _refused(client, token, "job-a") == {code}, what
+                after = (log_file.read_bytes(), log_file.with_suffix(".idx").read_bytes(),
+                         dict(victim.steps), victim.last_heartbeat)
+                assert after == before, f"a refused {what} token changed the job"
+                assert not victim.finished and victim.cancel_reason is None
+            # The real token still works, and the log resumes where it was.
+            call = client.StreamLogs(metadata=md)
+            assert (await call.read()).durable_sequence == 7
+            await call.done_writing()
+        lines = await (await victim.log()).read_all()
+    assert [ln.content for ln in lines] == [b"%d" % i for i in range(1, 8)]
+    assert (await other.log()).highest_sequence == 0
