@@ -9,6 +9,7 @@ fakes recorded (``stack.github.check_run_statuses()``, ``stack.forgejo.statuses`
 
 from __future__ import annotations
 
+import io
 import json
 import uuid
 from pathlib import Path
@@ -147,7 +148,7 @@ class IntegrationStack:
         await self.forgejo.close()
         await self.github.close()
 
-    async def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
+    async def post(self, path: str, body: bytes | io.BytesIO, headers: dict[str, str]) -> tuple[int, Any]:
         async with self.client.post(self.url + path, data=body, headers=headers) as answer:
             text = await answer.text()
             try:

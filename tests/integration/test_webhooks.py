@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 
 from integration.signature import sign
@@ -123,11 +124,13 @@ async def test_concurrent_replays_queue_once(stack: IntegrationStack, queue: Rab
     assert len(await queue.take()) == 1
 
 
-async def test_oversize_content_length_is_413(stack: IntegrationStack, queue: RabbitQueue):
-    body = b"{" + b" " * (stack.settings.webhooks.max_body_bytes + 10) + b"}"
+async def test_oversize_content_length_is_413(stack: IntegrationStack, queue: RabbitQueue, caplog):
+    body = io.BytesIO(b"{" + b" " * (stack.settings.webhooks.max_body_bytes + 10) + b"}")  # sent with a Content-Length
     status, answer = await stack.post("/webhooks/github", body, {"X-GitHub-Event": "push", "X-GitHub-Delivery": "big"})
     assert status == 413
     assert answer["result"] == "payload too large"
+    # refused from the Content-Length header, before reading any of the body
+    assert "oversize webhook refused" in [r.getMessage() for r in caplog.records]
     assert await queue.count() == 0
 
 
