@@ -5,6 +5,11 @@ writer thread before ``append`` returns, so the sequence it returns is
 durable (one sync per batch, not per line). Followers read the
 file itself up to the durable end, so they never see a line that could still
 be lost, and they wake on every append and on close.
+
+A closed log is immutable and holds no resources: closing it ends its
+writer thread and closes its descriptors (readers then open the file for
+each read), and the store forgets it, so a node keeps nothing per finished
+job however many it runs.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import bisect
 import collections
 import os
 from concurrent.futures import ThreadPoolExecutor
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 
 from common.logbatch import LogLine, check, drop_first, iter_lines, line_count, mask_batch, secret_values
@@ -30,7 +35,8 @@ READ_CHUNK = 4 * 1024 * 1024
 class JobLog:
     """The log of one job attempt. Create through ``LogStore.open``."""
 
-    def __init__(self, log_path: Path, index_path: Path, masker: Masker) -> None:
+    def __init__(self, log_path: Path, index_path: Path, masker: Masker,
+                 on_closed: Callable[[JobLog], None] | None = None) -> None:
         self.path = log_path
         self._index_path = index_path
         self._masker = masker
@@ -45,6 +51,9 @@ class JobLog:
         self.highest_sequence = 0
         self.closed = False
         self._end = 0  # durable end offset of the log file
+        self._shut = False  # the store was shut down: reads refused
+        self._reads = 0  # reads in flight on self._fd (it is closed only when none is)
+        self._on_closed = on_closed
 
     def add_secrets(self, secrets: Iterable[str]) -> None:
         """Mask these values too in every line stored from now on."""
@@ -135,6 +144,24 @@ class JobLog:
     async def close(self) -> None:
         """Write the end marker: followers finish, later appends are refused."""
         await self._submit(self._close_sync)
+        self.drop_resources()
+
+    def drop_resources(self) -> None:
+        """Once closed: end the writer thread, close the descriptors, tell the store. Idempotent."""
+        if not self.closed:
+            return
+        if self._writer is not None:
+            self._writer.shutdown(wait=False)  # idle: its last task (the close) has finished
+            self._writer = None
+        if self._idx_fd >= 0:
+            os.close(self._idx_fd)
+            self._idx_fd = -1
+        if self._fd >= 0 and self._reads == 0:
+            os.close(self._fd)
+            self._fd = -1
+        if self._on_closed is not None:
+            on_closed, self._on_closed = self._on_closed, None
+            on_closed(self)
 
     async def _submit(self, fn, *args):  # type: ignore[no-untyped-def]
         # Every change runs start to finish on this log's single writer thread:
@@ -143,6 +170,8 @@ class JobLog:
         # therefore can never leave the file and the in-memory view apart, and
         # writes of one log never overlap.
         if self._writer is None:
+            if self.closed and not self._shut:
+                raise LogClosed(f"the log of job {self.path.parent.name} attempt {self.path.stem} is closed")
             raise LogClosed(f"the log store holding {self.path} was shut down")
         return await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
 
@@ -204,6 +233,8 @@ class JobLog:
 
     def release(self) -> None:
         """Close the file descriptors (the log stays on disk, open or closed)."""
+        self._shut = True
+        self._on_closed = None
         if self._writer is not None:
             self._writer.shutdown(wait=True)  # let a write in flight finish
             self._writer = None
@@ -241,7 +272,7 @@ class JobLog:
             changed = self._changed
             end = self._end
             if offset < end:
-                buf = await asyncio.to_thread(os.pread, self._read_fd(), min(end - offset, READ_CHUNK), offset)
+                buf = await self._pread(min(end - offset, READ_CHUNK), offset)
                 progressed = False
                 for frame in frames.scan(buf, offset):
                     progressed = True
@@ -254,7 +285,7 @@ class JobLog:
                         if line.sequence >= from_sequence:
                             yield line
                 if not progressed:  # a frame larger than READ_CHUNK
-                    buf = await asyncio.to_thread(os.pread, self._read_fd(), end - offset, offset)
+                    buf = await self._pread(end - offset, offset)
                     frame = frames.decode_at(buf, 0, offset)
                     if frame is None:
                         raise LogCorrupt(f"{self.path}: unreadable frame at offset {offset}")
@@ -267,22 +298,44 @@ class JobLog:
                 continue
             if self.closed:
                 return
-            self._read_fd()  # raises LogClosed once the store is shut down
+            self._check_open()
             await changed.wait()
 
-    def _read_fd(self) -> int:
-        if self._fd < 0:
+    def _check_open(self) -> None:
+        if self._shut:
             raise LogClosed(f"the log store holding {self.path} was shut down")
-        return self._fd
+
+    async def _pread(self, size: int, offset: int) -> bytes:
+        """``size`` bytes at ``offset``: through the log's descriptor, or the file itself once closed."""
+        self._check_open()
+        if self._fd < 0:
+            if not self.closed:
+                raise LogClosed(f"the log store holding {self.path} was shut down")
+            return await asyncio.to_thread(_pread_path, self.path, size, offset)
+        self._reads += 1
+        try:
+            return await asyncio.to_thread(os.pread, self._fd, size, offset)
+        finally:
+            self._reads -= 1
+            if self._reads == 0 and self.closed and self._writer is None and not self._shut:
+                self.drop_resources()  # the close happened while this read used the descriptor
 
     async def read_all(self) -> list[LogLine]:
         """Every stored line (ends at the durable end even if the log is open)."""
         lines: list[LogLine] = []
-        buf = await asyncio.to_thread(os.pread, self._read_fd(), self._end, 0)
+        buf = await self._pread(self._end, 0)
         for frame in frames.scan(memoryview(buf)[len(frames.MAGIC) :], len(frames.MAGIC)):
             if not frame.end:
                 lines.extend(iter_lines(runner_pb2.LogBatch.FromString(frame.payload)))
         return lines
+
+
+def _pread_path(path: Path, size: int, offset: int) -> bytes:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.pread(fd, size, offset)
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -19,8 +19,10 @@ class LogStore:
     """Durable per-attempt logs under one directory, shared by writers and followers.
 
     One process owns a directory. ``open`` returns the same ``JobLog`` for
-    the same attempt until ``aclose``; after a restart it recovers what was
-    durable (a torn final frame is cut off).
+    the same attempt while it is open; a closed log is forgotten (it holds
+    no thread and no descriptor, and ``open`` reads it from disk again).
+    After a restart ``open`` recovers what was durable (a torn final frame
+    is cut off).
     """
 
     def __init__(self, root: str | Path) -> None:
@@ -53,7 +55,7 @@ class LogStore:
             path = self.path(job_id, attempt)
             if not create and not path.exists():
                 raise LogNotFound(f"no log for job {job_id} attempt {attempt}")
-            log = JobLog(path, path.with_suffix(".idx"), job_masker(secrets))
+            log = JobLog(path, path.with_suffix(".idx"), job_masker(secrets), on_closed=self._forget)
 
             def _open() -> None:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -64,8 +66,16 @@ class LogStore:
             except OSError as err:
                 log.release()
                 raise LogStoreError(f"cannot open the log {path}: {err.strerror}") from err
-            self._logs[key] = log
+            if log.closed:
+                log.drop_resources()  # finished before: read-only from now on, nothing to share
+            else:
+                self._logs[key] = log
             return log
+
+    def _forget(self, log: JobLog) -> None:
+        for key, known in list(self._logs.items()):
+            if known is log:
+                del self._logs[key]
 
     async def aclose(self) -> None:
         """Release every file (logs are not closed: their jobs may go on elsewhere)."""

@@ -195,3 +195,40 @@ async def test_follower_of_a_store_shut_down_is_told(tmp_path):
     finally:
         task.cancel()
     assert seen == [1]
+
+
+def _threads_and_fds() -> tuple[int, int]:
+    return len(os.listdir("/proc/self/task")), len(os.listdir("/proc/self/fd"))
+
+
+async def test_closed_logs_hold_no_thread_or_descriptor_and_stay_readable(tmp_path):
+    # A node runs jobs for weeks: a finished job's log must not keep a writer thread and
+    # two descriptors until the node stops (that ran a node out of threads and fds).
+    async with LogStore(tmp_path) as store:
+        warm = await store.open("job-warm", 1)
+        await warm.append(batch(1, numbered(1, 1)))
+        await warm.close()
+        before = _threads_and_fds()
+        logs = []
+        for n in range(30):
+            log = await store.open(f"job-{n}", 1)
+            await log.append(batch(1, numbered(1, 3)))
+            # a follower reading while the log closes keeps working
+            follower = asyncio.ensure_future(_collect(log))
+            await log.close()
+            assert await follower == numbered(1, 3)
+            logs.append(log)
+        threads, fds = _threads_and_fds()
+        assert fds <= before[1] + 2 and threads <= before[0] + 2, (before, (threads, fds))
+        # The closed handles still read (from the file), and the store reads them again on open.
+        assert [ln.content for ln in await logs[0].read_all()] == numbered(1, 3)
+        again = await store.open("job-7", 1, create=False)
+        assert again is not logs[7] and again.closed and again.highest_sequence == 3
+        assert [ln.content async for ln in again.follow()] == numbered(1, 3)
+        with pytest.raises(LogClosed):
+            await again.append(batch(4, numbered(4, 1)))
+        assert _threads_and_fds()[1] <= before[1] + 2
+
+
+async def _collect(log) -> list[bytes]:
+    return [ln.content async for ln in log.follow()]
