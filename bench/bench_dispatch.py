@@ -155,6 +155,16 @@ class Cluster:
             total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
         return total
 
+    def resources(self) -> tuple[int, int]:
+        """Threads and open file descriptors of the busiest node (leaks grow with jobs run)."""
+        most = (0, 0)
+        for process in self.processes:
+            status = Path(f"/proc/{process.pid}/status").read_text()
+            threads = int(next(line.split()[1] for line in status.splitlines() if line.startswith("Threads:")))
+            fds = len(os.listdir(f"/proc/{process.pid}/fd"))
+            most = max(most, (threads, fds))
+        return most
+
     async def stop(self) -> None:
         for process in self.processes:
             if process.poll() is None:
@@ -216,6 +226,7 @@ async def scenario(count: int, args: argparse.Namespace, amqp: str, root: Path) 
             cpu = cluster.cpu_seconds()
             seconds = await flood(publisher, watch, "flood", jobs)
             cpu_ms = (cluster.cpu_seconds() - cpu) / jobs * 1000
+            threads, fds = cluster.resources()
             flood_lat = watch.latencies_ms([f"flood-{i}" for i in range(jobs)])
             ids = await paced(publisher, watch, "paced", args.paced, args.rate)
             lat = watch.latencies_ms(ids)
@@ -227,7 +238,8 @@ async def scenario(count: int, args: argparse.Namespace, amqp: str, root: Path) 
           f"({rate / count:6.1f}/node, {rate / count / TARGET_PER_NODE:4.2f}x the {TARGET_PER_NODE:g}/node target); "
           f"flood submit->running p50 {percentile(flood_lat, 50):7.1f} ms")
     print(f"{count} node(s): node CPU {cpu_ms:5.2f} ms per job = at most {1000 / cpu_ms:6.1f} jobs/s per busy core "
-          f"(machine load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+          f"(machine load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores); "
+          f"after {jobs + 20 * count} jobs a node holds {threads} threads, {fds} fds")
     p50, p99 = percentile(lat, 50), percentile(lat, 99)
     print(f"{count} node(s): paced {len(ids)} jobs at {args.rate:g}/s: submit->running p50 {p50:6.1f} ms, "
           f"p99 {p99:6.1f} ms ({p50 / TARGET_P50_MS:4.2f}x the {TARGET_P50_MS:g} ms p50 target, lower is better)")
