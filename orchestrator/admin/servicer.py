@@ -166,14 +166,24 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
 
     async def Cancel(self, request, context):  # type: ignore[no-untyped-def]
         async def go() -> admin_pb2.JobInfo:
-            before = await self._get(request.job_id)
             reason = request.reason or "cancelled by an operator"
-            job = await self.store.cancel(request.job_id, reason)
-            if before.state is JobState.QUEUED and job.state is JobState.CANCELLED and job.attempt == before.attempt:
-                await announce(self.events, job_event(job, JobState.CANCELLED, reason=reason))
-            elif job.state is JobState.CANCELLED and job.host == self.node.host:
-                self.node.cancel_local(job.job_id, reason)
-            # A job running on another node: its store watcher sees the cancel within a second.
+            job = await self._get(request.job_id)
+            # A conditional move on the attempt we read: whoever applies a cancellation is
+            # known, so it is announced exactly once. Retried if the job moved to a new attempt.
+            for _ in range(3):
+                if job.terminal:
+                    break
+                applied = await self.store.transition(job.job_id, job.attempt, JobState.CANCELLED, reason)
+                job = await self._get(request.job_id)
+                if not applied:
+                    continue
+                if not job.host:
+                    # Never claimed: no node will finalize it, so the announcement is ours.
+                    await announce(self.events, job_event(job, JobState.CANCELLED, reason=reason))
+                elif job.host == self.node.host:
+                    self.node.cancel_local(job.job_id, reason)
+                # Held by another node: its store watcher stops the VM and announces.
+                break
             return await self.job_info(job)
         return await self._call(context, go())
 

@@ -10,7 +10,8 @@ at once, or reaches a running runner through ``gateway.cancel`` and gives it
 ``cancel_grace`` to report. An abort (the node shutting down, or the store
 saying the attempt is no longer ours) tears the VM down but leaves the
 store untouched, so the attempt is requeued (``Store.requeue_host`` /
-``requeue_lapsed``) and runs again elsewhere.
+``requeue_lapsed``) and runs again elsewhere - unless the store already
+says it was cancelled, which is then announced (the holder announces).
 """
 
 from __future__ import annotations
@@ -149,7 +150,8 @@ class AttemptRun:
         finally:
             await self._teardown()
         if self.control.aborted:
-            log.info("attempt aborted; it will be requeued", extra={"fields": {"job": job.job_id, "attempt": self.attempt}})
+            await self._announce_cancel_if_recorded()
+            log.info("attempt aborted", extra={"fields": {"job": job.job_id, "attempt": self.attempt}})
             return None
         if self.control.cancel_reason is not None and (self.control.cancel_recorded or state is not JobState.SUCCEEDED):
             state, reason = JobState.CANCELLED, self.control.cancel_reason
@@ -187,6 +189,18 @@ class AttemptRun:
         except PhaseFailed:
             raise PhaseFailed(f"the runner did not finish within the job timeout of {timeout:g}s") from None
         return JobState.from_proto(self.outcome.state), self.outcome.reason
+
+    async def _announce_cancel_if_recorded(self) -> None:
+        """Aborted, but the store already says this attempt was cancelled: nobody requeues
+        it, and the holder announces a cancellation, so do that."""
+        try:
+            now = await self.s.store.get_job(self.job.job_id)
+        except StoreError as err:
+            log.error("cannot read the job after an abort: %s", err, extra={"fields": {"job": self.job.job_id}})
+            return
+        if now is not None and now.attempt == self.attempt and now.state is JobState.CANCELLED:
+            await announce(self.s.events, job_event(self.job, JobState.CANCELLED, attempt=self.attempt,
+                                                    host=self.s.host, reason=now.reason))
 
     async def _lost_claim(self) -> None:
         """The RUNNING transition was refused: cancelled meanwhile, or taken from us."""

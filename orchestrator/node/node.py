@@ -11,10 +11,10 @@ reconcile orphan VMs -> start consuming (which declares the label queues)
 them ends, the node fails loudly ("X stopped early").
 
 Shutdown (``stop()``, SIGTERM, or drained with ``exit_when_drained``): stop
-consuming (held deliveries are requeued), abort attempts that are not
-running yet, let running jobs finish (``timers.shutdown_grace``), requeue
-whatever is left with ``Store.requeue_host`` and republish it, then stop the
-loops and the server. Heartbeats continue until the last job is done, so no
+taking work (free slots 0; held deliveries are requeued), abort attempts
+that are not running yet, let running jobs finish (``timers.shutdown_grace``),
+requeue whatever is left with ``Store.requeue_host`` and republish it, then
+stop the consumer, the loops and the server. Heartbeats continue until the last job is done, so no
 other node takes running jobs away meanwhile.
 """
 
@@ -234,14 +234,18 @@ class Node:
         try:
             if self.scheduler is not None:
                 self.scheduler.stop_intake()
+                # Paused, not stopped yet: in single-node mode the consumer is also the
+                # publisher the requeue below needs.
                 if self.consumer is not None:
-                    await self.consumer.stop(grace=5.0)
+                    await self.consumer.set_free_slots(0)
                 await self.scheduler.shutdown(s.timers.shutdown_grace)
                 try:
                     await take_back_own(p.store, self.host, s.timers.max_attempts, p.publisher, p.events,
                                         "its node shut down")
                 except SolsticeError as err:
                     log.error("could not requeue this node's unfinished jobs: %s", err)
+                if self.consumer is not None:
+                    await self.consumer.stop(grace=5.0)
         finally:
             await self._stop_loops()
             if self.server is not None:

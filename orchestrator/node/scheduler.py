@@ -142,9 +142,10 @@ class Scheduler:
                     return None
                 if blocker:
                     reason = f"dependency {blocker} failed"
-                    cancelled = await self.s.store.cancel(job.job_id, reason)
-                    if cancelled.state is JobState.CANCELLED and cancelled.attempt == job.attempt:
-                        await announce(self.s.events, job_event(cancelled, JobState.CANCELLED, reason=reason))
+                    # A conditional move, not Store.cancel: only the one who applies a
+                    # cancellation announces it (an operator may have cancelled it meanwhile).
+                    if await self.s.store.transition(job.job_id, job.attempt, JobState.CANCELLED, reason):
+                        await announce(self.s.events, job_event(job, JobState.CANCELLED, reason=reason))
                     return Disposition.ACK
                 if not self.accepting:
                     return Disposition.REQUEUE
@@ -281,10 +282,11 @@ class Scheduler:
             if not self._is_running(active):
                 active.control.abort()
         if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+            await asyncio.wait(set(self._tasks), timeout=grace)
+        # Rounds: a delivery already past the intake check may still claim and start one.
+        while self._tasks:
             for active in self.active.values():
                 active.control.abort()
-        while self._tasks:
             await asyncio.wait(set(self._tasks))
 
     def _is_running(self, active: ActiveAttempt) -> bool:

@@ -25,6 +25,7 @@ import grpc
 
 from common.config import Seconds
 from common.queue import Disposition, EventConsumer, Topology
+from common.queue.errors import QueueError
 from common.queue.local_events import LocalEventBus
 from common.rpc import admin_pb2_grpc, jobs_pb2
 from common.tokens import TokenIssuer
@@ -141,34 +142,21 @@ async def admin_stub(node: Node) -> AsyncIterator[admin_pb2_grpc.AdminServiceStu
 class LocalIntake:
     """The node's ``JobPublisher`` and consumer factory over one ``LocalQueue``.
 
-    The queue needs the scheduler's callbacks, which exist only once the node
-    starts; requests published before that (the node taking back its own
-    attempts at start-up) are kept and published when the queue starts.
+    The queue needs the scheduler's callbacks, so it exists only once the node
+    starts consuming; the node publishes nothing before that.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.queue: LocalQueue | None = None
-        self._early: list[jobs_pb2.JobRequest] = []
 
     async def publish(self, requests: Sequence[jobs_pb2.JobRequest]) -> None:
         if self.queue is None:
-            self._early.extend(requests)
-        else:
-            await self.queue.publish(requests)
+            raise QueueError("the local queue is not started yet")
+        await self.queue.publish(requests)
 
     def consumer(self, labels: Sequence[str], on_job: OnJob, on_dead: OnDeadLetter, free: int) -> LocalQueue:
-        intake = self
-        early = self._early
-
-        class _Queue(LocalQueue):
-            async def start(self) -> None:
-                await super().start()
-                if early:
-                    await self.publish(list(early))
-                    early.clear()
-
-        self.queue = _Queue(intake.path, labels, on_job, on_dead, free)
+        self.queue = LocalQueue(self.path, labels, on_job, on_dead, free)
         return self.queue
 
 

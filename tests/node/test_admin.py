@@ -189,3 +189,34 @@ async def test_hosts_and_ignored_transitions_are_visible(cluster: Cluster) -> No
         await async_wait_until(lambda: _acked(node) == acked + 1, what="the redelivery acknowledged")
         assert [call for call, name in driver_of(node).events if name == vm_name("done", 1)].count("prepare") == 1
         assert cluster.events.job_states("done") == [Q, P, R, S]
+
+
+async def test_cancel_through_another_node_reaches_the_one_running_it(cluster: Cluster) -> None:
+    await cluster.declare("lab-b")
+    async with cluster.node(cluster.settings()) as a, \
+            cluster.node(cluster.settings(host="node-b", labels=("lab-b",))) as b, admin_stub(b) as admin_b:
+        await cluster.publish(job("far", steps=("echo hi", "sleep 60")))
+        await running(cluster, "far")
+        info = await admin_b.Cancel(admin_pb2.CancelRequest(job_id="far", reason="from b"))
+        assert info.state == jobs_pb2.JOB_STATE_CANCELLED and info.host == "node-a"
+        record = await cluster.finished("far")
+        assert (record.state, record.reason) == (C, "from b")
+        await async_wait_until(lambda: vm_name("far", 1) in driver_of(a).destroyed, what="node-a destroys the VM")
+        assert cluster.events.job_states("far") == [P, R, C]
+        assert [e.host for e in cluster.events.terminal("far")] == ["node-a"]
+        # its log lives on node-a: node-b says where, in one line
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            async for _ in admin_b.TailLogs(admin_pb2.TailLogsRequest(job_id="far")):
+                pass
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+        assert "ran on node-a" in err.value.details() and "\n" not in err.value.details()
+        assert driver_of(b).events == []
+
+
+async def test_a_request_no_node_can_route_ends_failed_with_the_reason(cluster: Cluster) -> None:
+    async with cluster.node(cluster.settings()) as node, admin_stub(node) as admin:
+        await admin.Submit(admin_pb2.SubmitRequest(jobs=[job("nowhere", label="lab-nobody")]))
+        record = await cluster.finished("nowhere")
+        assert record.state is F and "unroutable" in record.reason
+        assert cluster.events.job_states("nowhere") == [Q, F]
+        assert driver_of(node).events == []

@@ -125,3 +125,42 @@ async def test_job_timeout_is_errored_and_the_vm_destroyed(tmp_path: Path) -> No
         assert node.events.job_states("slow") == [P, R, E]
         # the runner's started step was recorded before the VM went away
         assert [s.state for s in await node.store.steps("slow", 1)] == [StepState.RUNNING]
+
+
+async def test_cancel_while_booting_stops_at_once_and_tears_down(tmp_path: Path) -> None:
+    from common.rpc import admin_pb2
+    from tests.node.harness import admin_stub
+
+    async with local_node(local_settings(tmp_path, timeouts__boot=Seconds(60))) as node, \
+            admin_stub(node.node) as admin:
+        node.driver.hang_boot.add("stuck")
+        await node.publish(job("stuck"))
+        await async_wait_until(lambda: ("boot", vm_name("stuck", 1)) in node.driver.events, what="booting")
+        await admin.Cancel(admin_pb2.CancelRequest(job_id="stuck", reason="no longer needed"))
+        record = await finished(node, "stuck")
+        assert (record.state, record.reason) == (JobState.CANCELLED, "no longer needed")
+        await async_wait_until(lambda: destroyed(node, "stuck"), what="teardown")
+        assert node.events.job_states("stuck") == [P, JobState.CANCELLED]
+
+
+async def test_a_restarted_single_node_runs_what_it_held_again(tmp_path: Path) -> None:
+    from orchestrator.store import open_store
+
+    settings = local_settings(tmp_path)
+    async with open_store(settings.store_url) as store:  # as if the last process claimed it and died
+        await store.register_host("node-a", ["lab-a"], 4)
+        await store.submit(job("held"))
+        assert await store.claim("held", 1, "node-a", vm_name("held", 1))
+    (settings.drivers.local.state_dir / vm_name("held", 1)).mkdir(parents=True)
+    async with local_node(settings) as node:
+        record = await async_wait_until(lambda: _attempt_done(node, "held", 2), what="attempt 2")
+        assert record.state is S
+        assert [(a.attempt, a.state) for a in await node.store.attempts("held")] == [(1, E), (2, S)]
+        assert vm_name("held", 1) in node.driver.destroyed  # the old VM, reconciled at start
+        assert node.events.job_states("held") == [JobState.QUEUED, P, R, S]
+
+
+async def _attempt_done(node: LocalNode, job_id: str, attempt: int):  # type: ignore[no-untyped-def]
+    record = await node.store.get_job(job_id)
+    ok = record is not None and record.attempt == attempt and record.terminal and node.events.terminal(job_id)
+    return record if ok else None

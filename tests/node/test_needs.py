@@ -63,3 +63,24 @@ async def test_a_need_of_another_run_does_not_count(tmp_path: Path) -> None:
         # run r4's "a" is its own job: r3's failure is no reason to cancel r4's "b"
         await node.publish(job("r4-b", run_id="r4", key="b", needs=("a",)), job("r4-a", run_id="r4", key="a"))
         assert (await done(node, "r4-b")).state is JobState.SUCCEEDED
+
+
+async def test_a_held_job_cancelled_meanwhile_ends_once(tmp_path: Path) -> None:
+    """Cancelled by an operator while held, then its need fails: one `cancelled`, one event."""
+    from common.rpc import admin_pb2
+    from tests.node.harness import admin_stub
+
+    async with local_node(local_settings(tmp_path)) as node, admin_stub(node.node) as admin:
+        await node.publish(job("r5-b", run_id="r5", key="b", needs=("a",)),
+                           job("r5-a", run_id="r5", key="a", steps=("sleep 0.5", "exit 1")))
+
+        async def held() -> bool:
+            return node.node.scheduler is not None and node.node.scheduler.waiting == 1
+        await async_wait_until(held, what="b held for a")
+        await admin.Cancel(admin_pb2.CancelRequest(job_id="r5-b", reason="operator"))
+        assert (await done(node, "r5-a")).state is JobState.FAILED
+        await async_wait_until(lambda: node.node.scheduler.waiting == 0, what="the hold to end")  # type: ignore[union-attr]
+        record = await done(node, "r5-b")
+        assert (record.state, record.reason) == (JobState.CANCELLED, "operator")
+        assert [e.reason for e in node.events.terminal("r5-b")] == ["operator"]
+        assert calls(node, "r5-b") == []

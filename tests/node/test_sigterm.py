@@ -76,6 +76,9 @@ async def test_sigterm_lets_the_running_job_finish_and_exits_0(cluster: Cluster)
         await cluster.publish(job("finishing", steps=("sleep 2",)))
         await state_is(cluster, "finishing", JobState.RUNNING)
         process.send_signal(signal.SIGTERM)
+        stderr = cluster.root / "term-a.stderr"
+        await async_wait_until(lambda: "stopped taking work" in stderr.read_text(), timeout=30,
+                               what="the node to stop taking work")
         await cluster.publish(job("too-late"))
         assert await asyncio.wait_for(process.wait(), 60) == 0
     record = await cluster.store.get_job("finishing")
