@@ -23,6 +23,8 @@ def _is_datetime(value: object) -> bool:
     return "T" in value
 
 
+_NOT_JSON = object()  # a request body that did not parse
+
 FORMATS = jsonschema.FormatChecker()
 FORMATS.checks("date-time")(_is_datetime)
 
@@ -107,28 +109,53 @@ class FakeForge:
             return fault
         return None
 
+    def check_body(self, request: web.Request, raw: bytes, body: Any) -> web.Response | None:
+        """Refuse a body the route does not take; routes that take one validate it against its schema.
+
+        Every request passes here, so no body reaches a handler unchecked: a
+        GET with a body, or a body that is not JSON, is refused as the forge would.
+        """
+        if not raw:
+            return None
+        if request.method in ("GET", "HEAD", "DELETE"):
+            return json_error(400, f"{request.method} {request.path} takes no request body")
+        if body is _NOT_JSON:
+            return json_error(400, "Problems parsing JSON")
+        return None
+
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         raw = await request.read()
         try:
             body = json.loads(raw) if raw else None
         except ValueError:
-            body = raw
+            body = _NOT_JSON
         fault = self._fault_for(request)
         if fault is not None:
             if fault.delay:
                 await asyncio.sleep(fault.delay)
+        refused = self.check_body(request, raw, body)
         if fault is not None and fault.status:
             response: web.StreamResponse = web.json_response({"message": "Server Error (injected)"}, status=fault.status)
+        elif refused is not None:
+            response = refused
         else:
             try:
                 response = await handler(request)
             except web.HTTPException as err:
                 response = err
+        if body is _NOT_JSON:
+            body = raw
         self.calls.append(
             Call(request.method, request.path, dict(request.query), dict(request.headers), body, response.status)
         )
         return response
+
+
+async def json_body(request: web.Request) -> Any:
+    """The decoded JSON body (None when there is none; the middleware already refused non-JSON)."""
+    raw = await request.read()
+    return json.loads(raw) if raw else None
 
 
 def json_error(status: int, message: str, **extra: Any) -> web.Response:

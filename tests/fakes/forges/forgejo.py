@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.forges.base import FakeForge, json_error, load_schema, validation_error
+from tests.fakes.forges.base import FakeForge, json_body, json_error, load_schema, validation_error
 
 
 @dataclass
@@ -69,7 +69,7 @@ class FakeForgejo(FakeForge):
         refused = self._auth(request)
         if refused:
             return refused
-        body = await request.json()
+        body = await json_body(request)
         problem = validation_error(self._status, body)
         if problem:
             return json_error(422, problem, url=f"{self.url}/api/swagger")

@@ -19,14 +19,36 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import jwt
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.fakes.forges.base import FakeForge, json_error, load_schema, validation_error
+from tests.fakes.forges.base import FakeForge, json_body, json_error, load_schema, validation_error
 
 DOCS = "https://docs.github.com/rest"
+
+# POST /app/installations/{id}/access_tokens takes an optional body; the
+# fixtures have no schema for it, so this one is built from the documented
+# parameters (REST API 2022-11-28): narrow the token to repositories or permissions.
+TOKEN_REQUEST = jsonschema.Draft7Validator({
+    "type": "object",
+    "properties": {
+        "repositories": {"type": "array", "items": {"type": "string"}, "maxItems": 500},
+        "repository_ids": {"type": "array", "items": {"type": "integer"}, "maxItems": 500},
+        "permissions": {"type": "object", "additionalProperties": {"enum": ["read", "write", "admin"]}},
+    },
+    "additionalProperties": False,
+})
+
+
+def check_run_problem(validator: jsonschema.Draft7Validator, body: Any) -> str | None:
+    """Schema errors, plus the documented rule the enum cannot say: only GitHub sets ``stale``."""
+    problem = validation_error(validator, body)
+    if problem is None and isinstance(body, dict) and body.get("conclusion") == "stale":
+        return "conclusion: 'stale' can only be set by GitHub"
+    return problem
 
 
 def rsa_key_pair() -> tuple[bytes, bytes]:
@@ -115,6 +137,11 @@ class FakeGitHub(FakeForge):
             return json_error(401, "'Issuer' claim ('iss') must be an Integer", documentation_url=DOCS)
         if claims["exp"] - time.time() > 600:
             return json_error(401, "'Expiration time' claim ('exp') is too far in the future", documentation_url=DOCS)
+        body = await json_body(request)
+        if body is not None:
+            problem = validation_error(TOKEN_REQUEST, body)
+            if problem:
+                return json_error(422, f"Invalid request.\n\n{problem}", documentation_url=DOCS)
         installation = int(request.match_info["installation"])
         issued = f"ghs_{secrets.token_hex(18)}"
         expires = time.time() + self.token_lifetime
@@ -151,8 +178,8 @@ class FakeGitHub(FakeForge):
         refused = self._installation_auth(request)
         if refused:
             return refused
-        body = await request.json()
-        problem = validation_error(self._create, body)
+        body = await json_body(request)
+        problem = check_run_problem(self._create, body)
         if problem:
             return json_error(422, f"Invalid request.\n\n{problem}", documentation_url=DOCS)
         run_id = next(self._ids)
@@ -165,8 +192,8 @@ class FakeGitHub(FakeForge):
         refused = self._installation_auth(request)
         if refused:
             return refused
-        body = await request.json()
-        problem = validation_error(self._update, body)
+        body = await json_body(request)
+        problem = check_run_problem(self._update, body)
         if problem:
             return json_error(422, f"Invalid request.\n\n{problem}", documentation_url=DOCS)
         run_id = int(request.match_info["id"])
@@ -180,7 +207,7 @@ class FakeGitHub(FakeForge):
         refused = self._installation_auth(request)
         if refused:
             return refused
-        body = await request.json()
+        body = await json_body(request)
         problem = validation_error(self._status, body)
         if problem:
             return json_error(422, f"Validation Failed: {problem}", documentation_url=DOCS)
