@@ -45,6 +45,11 @@ async def test_submit_get_and_list_with_every_filter(cluster: Cluster) -> None:
         assert info.checkout.repo == "o/one" and [s.index for s in info.steps] == [0]
         assert info.started_at.ToDatetime() <= info.finished_at.ToDatetime()
         assert cluster.events.job_states("j1") == [Q, P, R, S]  # Submit announces `queued`
+        sequence = [f"step{e.step.index}:{e.step.state}" if e.HasField("step") else JobState(e.state).name
+                    for e in cluster.events.events if e.job_id == "j1"]
+        assert sequence == ["QUEUED", "PROVISIONING", "RUNNING", f"step0:{jobs_pb2.STEP_STATE_RUNNING}",
+                            f"step0:{jobs_pb2.STEP_STATE_SUCCEEDED}", "SUCCEEDED"]
+        assert {e.attempt for e in cluster.events.events if e.job_id == "j1"} == {1}
 
         async def ids(**filters: object) -> list[str]:
             listed = await admin.List(admin_pb2.ListJobsRequest(**filters))  # type: ignore[arg-type]
@@ -174,6 +179,14 @@ async def test_hosts_and_ignored_transitions_are_visible(cluster: Cluster) -> No
         hosts = (await admin.Hosts(admin_pb2.HostsRequest())).hosts
         assert [(h.name, list(h.labels), h.capacity, h.alive, h.draining) for h in hosts] == [
             ("node-a", ["lab-a"], 3, True, False)]
+        await admin.Submit(admin_pb2.SubmitRequest(jobs=[job("busy", steps=("sleep 60",))]))
+        await running(cluster, "busy")
+
+        async def one_running() -> bool:
+            hosts = (await admin.Hosts(admin_pb2.HostsRequest())).hosts
+            return hosts[0].running == 1  # reported by the node's heartbeat
+        await async_wait_until(one_running, what="Hosts to show the running job")
+        await admin.Cancel(admin_pb2.CancelRequest(job_id="busy"))
         await admin.Submit(admin_pb2.SubmitRequest(jobs=[job("done")]))
         await cluster.finished("done")
         before = (await admin.Get(admin_pb2.GetJobRequest(job_id="done"))).ignored_transitions
