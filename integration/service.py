@@ -132,8 +132,9 @@ class WebhookService:
             return Outcome(502, "forge refused", str(err))
         if outcome.status >= 500:
             await self.store.release("delivery", key)
+        # The detail says why nothing ran ("... has no .solstice/workflow.kdl at <sha>"): keep it in the log.
         log.info(
-            "webhook processed: %s", outcome.result,
+            "webhook processed: %s (%s)", outcome.result, outcome.detail,
             extra={"fields": {**fields, "run_id": outcome.run_id, "jobs": len(outcome.job_ids)}},
         )
         return outcome

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import json
 
 from integration.signature import sign
@@ -196,10 +197,15 @@ async def test_deleted_tag_builds_nothing(stack: IntegrationStack, queue: Rabbit
     assert await queue.count() == 0
 
 
-async def test_no_workflow_file_queues_nothing(stack: IntegrationStack, queue: RabbitQueue, payload):
+async def test_no_workflow_file_queues_nothing(stack: IntegrationStack, queue: RabbitQueue, payload, caplog):
+    caplog.set_level(logging.INFO, logger="integration")
     status, answer = await stack.deliver_github("push", payload("github/push.new-branch"))
     assert status == 200 and answer["result"] == "no workflow"
     assert await queue.count() == 0
+    # logged with the reason, so an operator can tell why nothing ran
+    assert f"webhook processed: no workflow ({GH_REPO} has no .solstice/workflow.kdl at {GH_SHA[:12]})" in [
+        r.getMessage() for r in caplog.records
+    ]
     # the fake answered the contents call 404: it was asked at the exact sha
     asked = [c for c in stack.github.calls if "/contents/" in c.path]
     assert asked and asked[0].query["ref"] == GH_SHA and asked[0].status == 404

@@ -138,3 +138,33 @@ def test_missing_app_id_is_a_clear_error(tmp_path):
         read_private_key(tmp_path / "k.pem")
     with pytest.raises(ForgeAuthError, match="cannot read"):
         read_private_key(tmp_path / "missing.pem")
+
+
+async def test_many_errors_fit_githubs_limits(stack: IntegrationStack, queue: RabbitQueue, payload):
+    """60 errors: at most 50 annotations per request (GitHub's cap), every error still listed in the summary."""
+    text = "workflow {\n" + "".join(
+        f'  job id="j{i}" runs_on="illumos-stable" {{\n    step run="true" bogus=1\n  }}\n' for i in range(60)
+    ) + "}\n"
+    stack.github.put_file(GH_REPO, GH_SHA, text)
+    status, answer = await stack.deliver_github("push", payload("github/push.new-branch"))
+    assert answer["result"] == "invalid workflow"
+    [(_, body)] = stack.github.check_run_updates  # accepted by the schema-checking fake
+    output = body["output"]
+    assert output["title"] == "Invalid workflow: 60 errors"
+    assert len(output["annotations"]) == 50
+    assert ".solstice/workflow.kdl:3:21:" in output["summary"]
+    assert ".solstice/workflow.kdl:180:21:" in output["summary"]  # the 60th error, past the annotation cap
+    assert await queue.count() == 0
+
+
+def test_workflow_error_summary_is_cut_to_githubs_limit():
+    from common.workflow import WorkflowError
+    from integration.reporting.summary import SUMMARY_LIMIT, workflow_errors_summary
+
+    errors = tuple(
+        WorkflowError(".solstice/workflow.kdl", i, 1, "job", "x" * 500) for i in range(1, 400)
+    )  # ~200 KB of errors
+    text = workflow_errors_summary(errors)
+    assert len(text) <= SUMMARY_LIMIT
+    assert text.startswith("The workflow file has 399 errors:")
+    assert text.endswith("\n```")  # the code block is closed even when cut
