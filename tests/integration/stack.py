@@ -107,6 +107,7 @@ class IntegrationStack:
         webhooks: WebhookSettings = WebhookSettings(),
         report: ReportSettings = ReportSettings(attempts=3, backoff_initial=0.01, backoff_max=0.05, request_timeout=2),
         store: str | None = None,
+        middlewares: tuple[Any, ...] = (),
     ) -> None:
         self.tmp = tmp
         private, public = app_key
@@ -118,6 +119,7 @@ class IntegrationStack:
         self.canceller = LoggingCanceller()
         self._settings = dict(webhooks=webhooks, report=report, key_file=key_file, store=store or str(tmp / "integration.sqlite"))
         self.url = ""
+        self.middlewares = middlewares  # extra aiohttp middlewares of the webhook app (bench timing)
 
     async def start(self) -> None:
         await self.github.start()
@@ -133,7 +135,9 @@ class IntegrationStack:
         )
         self.integration = Integration(self.settings, self.publisher, self.canceller)
         await self.integration.start()
-        self.runner = web.AppRunner(make_app(self.integration.service))
+        app = make_app(self.integration.service)
+        app.middlewares.extend(self.middlewares)
+        self.runner = web.AppRunner(app)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0)
         await site.start()
