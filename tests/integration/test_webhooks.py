@@ -299,3 +299,51 @@ async def test_a_hanging_forge_is_given_up_within_the_handling_deadline(
     finally:
         await slow.close()
     assert await queue.count() == 0
+
+
+async def test_each_build_action_of_a_pull_request_queues_its_head(stack: IntegrationStack, queue: RabbitQueue, payload):
+    """opened, synchronize and reopened each build the PR's head (new commits: new builds); labeled does not."""
+    heads = {}
+    for i, action in enumerate(("opened", "synchronize", "reopened")):
+        body = payload(f"github/pull_request.{action}")
+        body["pull_request"]["head"]["sha"] = heads[action] = f"{i + 1:x}" * 40
+        stack.github.put_file(GH_REPO, heads[action], WORKFLOW)
+        status, answer = await stack.deliver_github("pull_request", body)
+        assert (status, answer["result"]) == (202, "queued"), (action, answer)
+    status, answer = await stack.deliver_github("pull_request", payload("github/pull_request.labeled"))
+    assert (status, answer["result"]) == (202, "ignored")
+    queued = await queue.take()
+    assert [r.checkout.sha for r in queued] == list(heads.values())
+    assert {(r.checkout.ref, r.checkout.pull_request, r.trusted) for r in queued} == {("refs/pull/2/head", 2, True)}
+
+
+async def test_github_fork_pull_request_runs_untrusted(stack: IntegrationStack, queue: RabbitQueue, payload):
+    body = payload("github/pull_request.opened")
+    body["pull_request"]["head"]["repo"]["full_name"] = "mallory/Hello-World"
+    head = body["pull_request"]["head"]["sha"]
+    stack.github.put_file(GH_REPO, head, WORKFLOW.replace('step name="Test"', 'secret "DEPLOY_KEY"\n    step name="Test"'))
+    status, answer = await stack.deliver_github("pull_request", body)
+    assert status == 202, answer
+    [request] = await queue.take()
+    assert request.trusted is False  # the orchestrator hands an untrusted job no secret values
+    assert list(request.secrets) == ["DEPLOY_KEY"]
+    assert (request.checkout.repo, request.checkout.sha) == (GH_REPO, head)
+    # the workflow was read from the base repository at the fork's head commit
+    [read] = stack.github.calls_to("GET", "/contents/")
+    assert read.path.startswith(f"/repos/{GH_REPO}/") and read.query["ref"] == head
+
+
+async def test_forgejo_synchronized_and_closed(stack: IntegrationStack, queue: RabbitQueue, payload):
+    body = payload("forgejo/pull_request.opened")
+    body["action"] = "synchronized"
+    body["pull_request"]["head"]["sha"] = "f" * 40
+    stack.forgejo.put_file(FJ_REPO, "f" * 40, WORKFLOW)
+    status, answer = await stack.deliver_forgejo("pull_request", body)
+    assert (status, answer["result"]) == (202, "queued"), answer
+    [request] = await queue.take()
+    assert (request.checkout.sha, request.checkout.pull_request) == ("f" * 40, 3)
+    body["action"] = "closed"
+    status, answer = await stack.deliver_forgejo("pull_request", body)
+    assert (status, answer["result"]) == (202, "cancel requested")
+    [cancel] = stack.canceller.requests
+    assert (cancel.forge, cancel.repo, cancel.pull_request) == ("forgejo", FJ_REPO, 3)
