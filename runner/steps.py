@@ -41,6 +41,9 @@ def resolve_workdir(checkout: Path, workdir: str) -> Path:
     path = (root / workdir).resolve() if workdir else root
     if path != root and root not in path.parents:
         raise ValueError(f"workdir {workdir!r} leads outside the checkout")
+    if not path.is_dir():
+        # Fails the step with a message; starting a process there would kill the runner.
+        raise ValueError(f"workdir {workdir!r} is not a directory in the checkout")
     return path
 
 

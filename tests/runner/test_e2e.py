@@ -78,6 +78,14 @@ async def test_continue_on_error_and_workdir(tmp_path):
     assert outcome.state == S.JOB_STATE_FAILED
 
 
+async def test_a_missing_workdir_fails_the_step_not_the_runner(tmp_path):
+    steps = [step("echo in nowhere", "Nowhere", workdir="packaging"), step("echo after", "After")]
+    outcome, lines, code, _ = await run_job(tmp_path, steps)
+    assert outcome.state == S.JOB_STATE_FAILED and "step 1 (Nowhere)" in outcome.reason
+    assert [s.state for s in outcome.steps] == [S.STEP_STATE_FAILED, S.STEP_STATE_SKIPPED]
+    assert any("'packaging' is not a directory in the checkout" in t for t in text(lines, 0, SYSTEM))
+
+
 def _alive(pid_file):
     pid = int(pid_file.read_text())
     try:
