@@ -28,7 +28,7 @@ from common.queue.events import EventPublisher
 from common.queue.publisher import JobPublisher
 from common.rpc import admin_pb2, admin_pb2_grpc
 from orchestrator.logstore import LogNotFound, LogStore, LogStoreError
-from orchestrator.node.events import announce, job_event
+from orchestrator.node.events import announce, job_event, settle
 from orchestrator.store import (
     HostNotFound,
     HostRecord,
@@ -143,6 +143,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             stored = [await self.store.submit(job) for job in request.jobs]
             # `queued` before publishing: a node's `provisioning` event must not overtake it.
             await announce(self.events, *(job_event(job, job.state) for job in stored if job.state is JobState.QUEUED))
+            await settle(self.events)
             await self.publisher.publish(list(request.jobs))
             return admin_pb2.SubmitResponse(jobs=[await self.job_info(job) for job in stored])
         return await self._call(context, go())
@@ -191,6 +192,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         async def go() -> admin_pb2.JobInfo:
             job = await self.store.retry(request.job_id)
             await announce(self.events, job_event(job, JobState.QUEUED))
+            await settle(self.events)
             await self.publisher.publish([job.request])
             return await self.job_info(job)
         return await self._call(context, go())
@@ -245,7 +247,8 @@ def admin_servicer_factory(node):  # type: ignore[no-untyped-def]
 
     def add(server: grpc.aio.Server) -> None:
         parts = node.parts
-        servicer = AdminServicer(parts.store, parts.publisher, parts.events, parts.gateway.logstore, node)
+        # The node's outbox: the admin's events keep their order with the node's own.
+        servicer = AdminServicer(parts.store, parts.publisher, node.outbox, parts.gateway.logstore, node)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(servicer, server)
 
     return add

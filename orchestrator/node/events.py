@@ -4,12 +4,19 @@ Only a change the store actually applied is announced (a transition the
 store ignored - stale attempt, duplicate - publishes nothing), so a consumer
 never sees a job finish twice. Publishing is after the store write: a lost
 publish is logged, never a reason to undo the state change.
+
+Attempts announce through an ``EventOutbox``: events leave in order from one
+task the node owns, so a broker outage never stalls a job (a runner's
+ReportStep, a finalize) - they wait in memory and go out once the broker is
+back. The store stays the truth for events lost with a crashed process.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
+from collections import deque
 from collections.abc import Sequence
 
 from common.queue.errors import QueueError
@@ -64,3 +71,80 @@ async def announce(publisher: EventPublisher, *events: jobs_pb2.JobEvent) -> Non
     except QueueError as err:
         log.error("could not publish job events: %s", err,
                   extra={"fields": {"jobs": ",".join(sorted({e.job_id for e in events}))}})
+
+
+class EventOutbox:
+    """An ``EventPublisher`` that never blocks: ``publish`` queues, ``run`` sends in order.
+
+    Lifetime: ``run()`` as a task the node owns; before cancelling it,
+    ``flush(timeout)`` lets it send what is left. A failed publish is retried (the
+    same batch, so order holds) after ``retry_delay``; past ``limit`` queued
+    events the oldest are dropped with an error line.
+    """
+
+    def __init__(self, inner: EventPublisher, limit: int = 100_000, batch: int = 256,
+                 retry_delay: float = 1.0) -> None:
+        self.inner = inner
+        self.limit = limit
+        self.batch = batch
+        self.retry_delay = retry_delay
+        self.dropped = 0
+        self._queue: deque[jobs_pb2.JobEvent] = deque()
+        self._ready = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._closing = False
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    async def publish(self, events: Sequence[jobs_pb2.JobEvent]) -> None:
+        if not events:
+            return
+        self._queue.extend(events)
+        excess = len(self._queue) - self.limit
+        if excess > 0:
+            for _ in range(excess):
+                self._queue.popleft()
+            self.dropped += excess
+            log.error("event outbox full: dropped the %d oldest events", excess)
+        self._idle.clear()
+        self._ready.set()
+
+    async def run(self) -> None:
+        """Send queued events in order until cancelled."""
+        while True:
+            await self._ready.wait()
+            self._ready.clear()
+            while self._queue:
+                batch = [self._queue.popleft() for _ in range(min(self.batch, len(self._queue)))]
+                try:
+                    await self.inner.publish(batch)
+                except QueueError as err:
+                    self._queue.extendleft(reversed(batch))  # first again: order holds
+                    log.error("could not publish job events (retrying): %s", err,
+                              extra={"fields": {"jobs": ",".join(sorted({e.job_id for e in batch}))}})
+                    await asyncio.sleep(self.retry_delay)
+                except BaseException:
+                    self._queue.extendleft(reversed(batch))  # cancelled mid-send: flush() may not have them
+                    raise
+            self._idle.set()
+
+    async def flush(self, timeout: float) -> bool:
+        """Wait until every queued event was sent; False on timeout."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+
+async def settle(publisher: EventPublisher, timeout: float = 30.0) -> None:
+    """Wait until the events announced so far have left (an ``EventOutbox``; others publish at once).
+
+    Call it before publishing a job request whose ``queued`` event was just
+    announced: the node that takes the request must not overtake that event.
+    """
+    if isinstance(publisher, EventOutbox) and not await publisher.flush(timeout):
+        log.warning("job events still unpublished after %gs; publishing the job requests anyway", timeout)

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from common.queue.errors import QueueError
 from common.queue.events import EventPublisher
 from common.queue.publisher import JobPublisher
-from orchestrator.node.events import announce, job_event
+from orchestrator.node.events import announce, job_event, settle
 from orchestrator.store import JobRecord, JobState, Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ async def republish(changed: Sequence[JobRecord], publisher: JobPublisher, event
     # `provisioning` event must not overtake this `queued` one.
     await announce(events, *(job_event(job, job.state, reason=job.reason) for job in changed))
     if queued:
+        await settle(events)
         await publisher.publish([job.request for job in queued])
     log.info("requeued jobs of lapsed hosts", extra={"fields": {
         "requeued": len(queued), "errored": len(changed) - len(queued)}})

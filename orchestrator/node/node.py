@@ -30,6 +30,7 @@ from common.queue.events import EventPublisher
 from common.queue.publisher import JobPublisher
 from orchestrator.drivers.base import Driver
 from orchestrator.node.capacity import Capacity
+from orchestrator.node.events import EventOutbox
 from orchestrator.node.heartbeat import heartbeat_loop, republish, sweep_loop, take_back_own
 from orchestrator.node.lifecycle import NodeServices
 from orchestrator.node.reconcile import reconcile_loop, reconcile_once
@@ -80,6 +81,9 @@ class Node:
         self._slots_dirty = asyncio.Event()
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._state = "new"
+        # Attempts announce through it, so a broker outage never stalls a job.
+        self.outbox = EventOutbox(parts.events)
+        self._outbox_task: asyncio.Task[None] | None = None
 
     def _labels(self) -> tuple[str, ...]:
         labels = self.settings.node.labels
@@ -119,13 +123,15 @@ class Node:
         except BaseException:
             await self._stop_loops()
             await self.server.stop(0)
+            await self._stop_outbox(0.0)
             raise
 
     async def _start_rest(self) -> None:
         s, p = self.settings, self.parts
         assert self.server is not None
+        self._outbox_task = asyncio.create_task(self.outbox.run(), name="event outbox")
         services = NodeServices(
-            host=self.host, store=p.store, driver=p.driver, gateway=p.gateway, events=p.events,
+            host=self.host, store=p.store, driver=p.driver, gateway=p.gateway, events=self.outbox,
             timeouts=s.timeouts, runner_address=s.grpc.advertise or self.server.address,
         )
         self.scheduler = Scheduler(services, self.capacity, p.publisher, max_waiting=s.node.max_waiting,
@@ -140,11 +146,12 @@ class Node:
         await self.consumer.start()
         # Republished only now: the consumer has declared the label queues, so on
         # a fresh broker the requests are routable instead of dead-lettered.
-        await republish(taken_back, p.publisher, p.events)
+        await republish(taken_back, p.publisher, self.outbox)
         t = s.timers
         self._spawn("heartbeat", heartbeat_loop(p.store, self.host, t.heartbeat, lambda: len(self.scheduler.active),
                                                 self.set_draining))
-        self._spawn("sweeper", sweep_loop(p.store, p.publisher, p.events, t.stale_after, t.max_attempts, t.sweep))
+        self._spawn("sweeper", sweep_loop(p.store, p.publisher, self.outbox, t.stale_after, t.max_attempts,
+                                              t.sweep))
         self._spawn("reconciler", reconcile_loop(p.store, p.driver, self.host, self.scheduler.local_vms, t.reconcile))
         self._spawn("store watcher", self._watch_store(t.cancel_poll))
         self._spawn("free slots", self._sync_slots())
@@ -214,13 +221,14 @@ class Node:
     async def wait(self) -> None:
         """Until ``stop()``/drained exit; raises ``NodeError`` when a long-lived task ends first."""
         stop = asyncio.ensure_future(self._stop.wait())
+        watched = {stop, *self._loops.values(), *([self._outbox_task] if self._outbox_task else [])}
         try:
-            await asyncio.wait({stop, *self._loops.values()}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stop.cancel()
             await asyncio.gather(stop, return_exceptions=True)
-        for name, task in self._loops.items():
-            if task.done():
+        for name, task in [*self._loops.items(), ("event outbox", self._outbox_task)]:
+            if task is not None and task.done():
                 err = None if task.cancelled() else task.exception()
                 raise NodeError(f"{name} stopped early" + (f": {type(err).__name__}: {err}" if err else ""))
 
@@ -240,7 +248,7 @@ class Node:
                     await self.consumer.set_free_slots(0)
                 await self.scheduler.shutdown(s.timers.shutdown_grace)
                 try:
-                    await take_back_own(p.store, self.host, s.timers.max_attempts, p.publisher, p.events,
+                    await take_back_own(p.store, self.host, s.timers.max_attempts, p.publisher, self.outbox,
                                         "its node shut down")
                 except SolsticeError as err:
                     log.error("could not requeue this node's unfinished jobs: %s", err)
@@ -250,7 +258,17 @@ class Node:
             await self._stop_loops()
             if self.server is not None:
                 await self.server.stop()
+            await self._stop_outbox()
         log.info("node stopped", extra={"fields": {"host": self.host}})
+
+    async def _stop_outbox(self, grace: float = 10.0) -> None:
+        task, self._outbox_task = self._outbox_task, None
+        if task is None:
+            return
+        if not task.done() and not await self.outbox.flush(grace):
+            log.error("%d job events were not published before shutdown", self.outbox.pending)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
     async def _stop_loops(self) -> None:
         for task in self._loops.values():

@@ -40,6 +40,7 @@ from orchestrator.queue import LocalQueue
 from orchestrator.queue.contract import OnDeadLetter, OnJob
 from orchestrator.runnerapi import RunnerGateway
 from orchestrator.store import JobState, Store, open_store
+from tests.waiting import async_wait_until
 
 
 def node_settings(pg: str, amqp: str, root: Path, prefix: str, host: str = "node-a",
@@ -97,6 +98,12 @@ class EventLog:
 
     def job_states(self, job_id: str) -> list[JobState]:
         return [JobState(e.state) for e in self.events if e.job_id == job_id and not e.HasField("step")]
+
+    async def settled(self, job_id: str, expected: list[JobState], timeout: float = 15.0) -> None:
+        """Wait until ``job_states(job_id)`` is ``expected`` (events travel asynchronously)."""
+        with contextlib.suppress(AssertionError):  # the assert below shows the difference
+            await async_wait_until(lambda: self.job_states(job_id) == expected, timeout, what=f"{job_id} events")
+        assert self.job_states(job_id) == expected
 
     def terminal(self, job_id: str) -> list[jobs_pb2.JobEvent]:
         return [e for e in self.events if e.job_id == job_id and not e.HasField("step")

@@ -95,6 +95,7 @@ async def test_cancel_of_a_queued_job_means_it_never_starts(cluster: Cluster) ->
         await admin.Submit(admin_pb2.SubmitRequest(jobs=[job("later", label="lab-b")]))
         info = await admin.Cancel(admin_pb2.CancelRequest(job_id="later", reason="not wanted"))
         assert info.state == jobs_pb2.JOB_STATE_CANCELLED and info.reason == "not wanted"
+        await cluster.events.settled("later", [Q, C])
         assert [e.reason for e in cluster.events.terminal("later")] == ["not wanted"]
     # a node that serves lab-b now gets the request: it acknowledges it and runs nothing
     async with cluster.node(cluster.settings(host="node-b", labels=("lab-b",))) as other:

@@ -43,6 +43,7 @@ async def test_jobs_of_a_silent_host_run_again_as_a_new_attempt(cluster: Cluster
         assert "host ghost sent no heartbeat" in attempts[0].reason and "requeued as attempt 2" in attempts[0].reason
         assert vm_name("orphan", 2) in driver_of(node).destroyed
         # events: the requeue (attempt 2 queued), then attempt 2's life on node-a
+        await cluster.events.settled("orphan", [Q, P, R, S])
         states = [(e.attempt, JobState(e.state)) for e in cluster.events.events
                   if e.job_id == "orphan" and not e.HasField("step")]
         assert states == [(2, Q), (2, P), (2, R), (2, S)]

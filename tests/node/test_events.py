@@ -1,0 +1,67 @@
+"""The event outbox: announcing never blocks an attempt, and events leave in order, each once,
+across publish failures."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from common.queue.errors import PublishFailed
+from common.rpc import jobs_pb2
+from orchestrator.node.events import EventOutbox, settle
+from tests.waiting import async_wait_until
+
+
+class FlakyBus:
+    """Refuses publishes while ``down``; records what it accepted."""
+
+    def __init__(self) -> None:
+        self.down = True
+        self.refused = 0
+        self.accepted: list[str] = []
+
+    async def publish(self, events: Sequence[jobs_pb2.JobEvent]) -> None:
+        if self.down:
+            self.refused += 1
+            raise PublishFailed("broker away")
+        self.accepted.extend(e.event_id for e in events)
+
+
+def event(n: int) -> jobs_pb2.JobEvent:
+    return jobs_pb2.JobEvent(event_id=f"e{n}", job_id="j")
+
+
+async def test_events_wait_out_an_outage_in_order_and_once() -> None:
+    bus = FlakyBus()
+    outbox = EventOutbox(bus, batch=2, retry_delay=0.01)
+    task = asyncio.create_task(outbox.run())
+    try:
+        for n in range(5):
+            # returns at once although the bus refuses everything
+            await asyncio.wait_for(outbox.publish([event(n)]), 1.0)
+        await async_wait_until(lambda: bus.refused >= 3, what="a few refused attempts")
+        assert outbox.pending == 5 and bus.accepted == []
+        assert not await outbox.flush(0.05)
+        bus.down = False
+        await outbox.publish([event(5)])
+        assert await outbox.flush(10)
+        assert bus.accepted == [f"e{n}" for n in range(6)]
+        await settle(outbox)  # nothing left: returns at once
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_past_the_limit_the_oldest_events_are_dropped_and_counted() -> None:
+    bus = FlakyBus()
+    outbox = EventOutbox(bus, limit=3)
+    await outbox.publish([event(n) for n in range(5)])
+    assert outbox.pending == 3 and outbox.dropped == 2
+    bus.down = False
+    task = asyncio.create_task(outbox.run())
+    try:
+        assert await outbox.flush(10)
+        assert bus.accepted == ["e2", "e3", "e4"]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
