@@ -28,7 +28,6 @@ import asyncio
 import os
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,10 +40,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from common.queue import Disposition, EventConsumer, RabbitJobPublisher, Topology  # noqa: E402
-from common.rpc import jobs_pb2  # noqa: E402
-from orchestrator.store import JobState  # noqa: E402
-from tests import services  # noqa: E402
+from common.queue import Disposition, EventConsumer, RabbitJobPublisher, Topology
+from common.rpc import jobs_pb2
+from orchestrator.store import JobState
+from tests import services
 
 EXE = Path(sys.executable).parent / "solstice-orchestrator"
 TARGET_PER_NODE = 200.0  # jobs/s
@@ -126,17 +125,7 @@ class Cluster:
         self.database = await asyncio.to_thread(services.create_database)
         pg = services.pg_dsn(self.database)
         for n in range(self.count):
-            host = f"bench-{self.count}-{n}"
-            config = self.root / f"{host}.yaml"
-            config.write_text(node_yaml(pg, self.amqp, self.prefix, self.root, host, self.capacity))
-            argv = [str(EXE), "serve", "--config", str(config), "--log-format", "json", "--log-level", self.log_level]
-            if self.profile is not None:
-                argv = [sys.executable, "-m", "cProfile", "-o", str(self.profile / f"{self.count}-{host}.prof"), *argv]
-            out = (self.root / f"{host}.out").open("wb")
-            err = (self.root / f"{host}.err").open("wb")
-            self.processes.append(subprocess.Popen(argv, stdout=out, stderr=err))
-            out.close()
-            err.close()
+            self.processes.append(self._spawn(f"bench-{self.count}-{n}", pg))
         deadline = time.monotonic() + 60
         for n, process in enumerate(self.processes):
             path = self.root / f"bench-{self.count}-{n}.out"
@@ -145,6 +134,15 @@ class Cluster:
                     tail = (self.root / f"bench-{self.count}-{n}.err").read_text()[-2000:]
                     raise SystemExit(f"node {n} did not start:\n{tail}")
                 await asyncio.sleep(0.1)  # poll interval of a deadline loop
+
+    def _spawn(self, host: str, pg: str) -> subprocess.Popen[bytes]:
+        config = self.root / f"{host}.yaml"
+        config.write_text(node_yaml(pg, self.amqp, self.prefix, self.root, host, self.capacity))
+        argv = [str(EXE), "serve", "--config", str(config), "--log-format", "json", "--log-level", self.log_level]
+        if self.profile is not None:
+            argv = [sys.executable, "-m", "cProfile", "-o", str(self.profile / f"{self.count}-{host}.prof"), *argv]
+        with (self.root / f"{host}.out").open("wb") as out, (self.root / f"{host}.err").open("wb") as err:
+            return subprocess.Popen(argv, stdout=out, stderr=err)
 
     def cpu_seconds(self) -> float:
         """User + system CPU the node processes used so far (from /proc)."""
@@ -209,7 +207,7 @@ async def paced(publisher: RabbitJobPublisher, watch: Watch, tag: str, n: int, r
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
-    return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
+    return values[min(len(values) - 1, round(q / 100 * (len(values) - 1)))]
 
 
 async def scenario(count: int, args: argparse.Namespace, amqp: str, root: Path) -> dict[str, float]:

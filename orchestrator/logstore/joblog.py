@@ -18,8 +18,8 @@ import asyncio
 import bisect
 import collections
 import os
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncIterator, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from common.logbatch import LogLine, check, drop_first, iter_lines, line_count, mask_batch, secret_values

@@ -140,7 +140,7 @@ class NodeProcess:
 
 
 @dataclass
-class Cluster:
+class ServeCluster:
     """The node processes (not started yet) and the queue prefix they share."""
 
     prefix: str
@@ -148,9 +148,9 @@ class Cluster:
 
 
 @pytest.fixture
-async def cluster(tmp_path: Path, pg_database: str, amqp_vhost_url: str) -> AsyncIterator[Cluster]:
+async def serve_cluster(tmp_path: Path, pg_database: str, amqp_vhost_url: str) -> AsyncIterator[ServeCluster]:
     assert EXE.exists(), f"{EXE} is missing: run scripts/bootstrap.sh test"
-    made = Cluster(prefix(), {})
+    made = ServeCluster(prefix(), {})
     amqp = with_reconnect_interval(amqp_vhost_url, 0.5)
     for host in HOSTS:
         config = tmp_path / f"{host}.yaml"
@@ -188,8 +188,8 @@ def taken_back(attempt: AttemptRecord) -> bool:
 
 
 @pytest.mark.slow
-async def test_three_nodes_survive_losing_one(cluster: Cluster, pg_database: str, amqp_vhost_url: str) -> None:
-    pfx, nodes = cluster.prefix, cluster.nodes
+async def test_three_nodes_survive_losing_one(serve_cluster: ServeCluster, pg_database: str, amqp_vhost_url: str) -> None:
+    pfx, nodes = serve_cluster.prefix, serve_cluster.nodes
     topology = Topology(pfx)
     wanted = requests()
     expected = {r.job_id: (JobState.FAILED if r.steps[0].run.startswith("exit") else JobState.SUCCEEDED)

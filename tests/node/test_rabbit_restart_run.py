@@ -22,7 +22,14 @@ import pytest
 from common.queue import RabbitJobPublisher, Topology
 from common.rpc import jobs_pb2
 from orchestrator.store import JobState
-from tests.node.harness import event_log, job, node_settings, prefix, running_node, store_of
+from tests.node.harness import (
+    event_log,
+    job,
+    node_settings,
+    prefix,
+    running_node,
+    store_of,
+)
 from tests.queue.broker import broker_stopped, with_reconnect_interval
 from tests.waiting import async_wait_until
 
