@@ -28,6 +28,7 @@ from common.queue.events import EventPublisher
 from common.queue.publisher import JobPublisher
 from common.rpc import admin_pb2, admin_pb2_grpc
 from orchestrator.logstore import LogNotFound, LogStore, LogStoreError
+from orchestrator.node.cancel import cancel_job
 from orchestrator.node.events import announce, job_event, settle
 from orchestrator.store import (
     HostNotFound,
@@ -168,23 +169,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     async def Cancel(self, request, context):  # type: ignore[no-untyped-def]
         async def go() -> admin_pb2.JobInfo:
             reason = request.reason or "cancelled by an operator"
-            job = await self._get(request.job_id)
-            # A conditional move on the attempt we read: whoever applies a cancellation is
-            # known, so it is announced exactly once. Retried if the job moved to a new attempt.
-            for _ in range(3):
-                if job.terminal:
-                    break
-                applied = await self.store.transition(job.job_id, job.attempt, JobState.CANCELLED, reason)
-                job = await self._get(request.job_id)
-                if not applied:
-                    continue
-                if not job.host:
-                    # Never claimed: no node will finalize it, so the announcement is ours.
-                    await announce(self.events, job_event(job, JobState.CANCELLED, reason=reason))
-                elif job.host == self.node.host:
-                    self.node.cancel_local(job.job_id, reason)
-                # Held by another node: its store watcher stops the VM and announces.
-                break
+            job = await cancel_job(self.store, self.events, self.node, request.job_id, reason)
             return await self.job_info(job)
         return await self._call(context, go())
 

@@ -135,7 +135,7 @@ class EventOutbox:
         """Wait until every queued event was sent; False on timeout."""
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
         return True
 

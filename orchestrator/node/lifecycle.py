@@ -183,7 +183,7 @@ class AttemptRun:
             s.gateway.cancel(self.job.job_id, self.attempt, control.cancel_reason or "cancelled")
             try:
                 self.outcome = await asyncio.wait_for(session.wait_finished(), t.cancel_grace)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             raise
         except PhaseFailed:
@@ -214,7 +214,7 @@ class AttemptRun:
     async def _console(self) -> str:
         try:
             return await asyncio.wait_for(self.s.driver.console_tail(self.vm, CONSOLE_LINES), 10.0)
-        except (DriverError, asyncio.TimeoutError):
+        except (TimeoutError, DriverError):
             return ""
 
     async def _teardown(self) -> None:
@@ -222,7 +222,7 @@ class AttemptRun:
         s = self.s
         try:
             await asyncio.wait_for(self._destroy(), s.timeouts.teardown)
-        except (DriverError, asyncio.TimeoutError) as err:
+        except (TimeoutError, DriverError) as err:
             # Reconciliation retries it: the VM is no longer claimed once finalized.
             log.error("teardown failed: %s", err or "timed out", extra={"fields": {"vm": self.vm}})
         outcome = await s.gateway.release(self.job.job_id, self.attempt, "the VM was torn down")

@@ -87,7 +87,7 @@ class InstantDriver:
     async def wait_ready(self, spec: VmSpec, ready: asyncio.Event, timeout: float) -> None:
         try:
             await asyncio.wait_for(ready.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise BootTimeout(spec.name, timeout, await self.console_tail(spec.name)) from None
 
     async def stop(self, name: str) -> None:

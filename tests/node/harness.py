@@ -122,9 +122,8 @@ async def event_log(amqp: str, pfx: str) -> AsyncIterator[EventLog]:
 
 @contextlib.asynccontextmanager
 async def running_node(settings: NodeSettings) -> AsyncIterator[Node]:
-    async with open_parts(settings) as parts:
-        async with Node(parts, settings) as node:
-            yield node
+    async with open_parts(settings) as parts, Node(parts, settings) as node:
+        yield node
 
 
 def driver_of(node: Node) -> InstantDriver:

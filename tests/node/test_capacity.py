@@ -69,8 +69,8 @@ def vm_names_for(driver: InstantDriver, job_id: str) -> list[str]:
 async def test_node_refuses_labels_its_driver_cannot_run(tmp_path: Path) -> None:
     settings = node_settings("sqlite::memory:", "amqp://unused/", tmp_path, "", labels=("lab-a", "lab-z"))
     driver = InstantDriver(tmp_path / "vms", labels=("lab-a",))
-    from tests.node.harness import LocalIntake
     from orchestrator.node import NodeParts
+    from tests.node.harness import LocalIntake
     parts = NodeParts(store=None, driver=driver, gateway=None, publisher=LocalIntake(tmp_path / "q.db"),  # type: ignore[arg-type]
                       events=None, consumer_factory=LocalIntake(tmp_path / "q.db").consumer)  # type: ignore[arg-type]
     with pytest.raises(NodeError, match="cannot run label.*lab-z"):
