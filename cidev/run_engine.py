@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets as secrets_module
-import shutil
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,10 +33,17 @@ from orchestrator.drivers.errors import DriverError
 from orchestrator.drivers.local import LocalDriver
 from orchestrator.logstore import LogStore
 from orchestrator.runnerapi import AssignedJob, RunnerGateway, RunnerServer
+from orchestrator.singlenode.settings import installed_runner_argv
 
 ATTEMPT = 1
 DEFAULT_JOB_TIMEOUT = 3600.0
 WAIT_MARGIN = 30.0  # the runner enforces the job timeout; this only catches a runner that never reports
+HEARTBEAT = 1.0  # how often runners call in (heartbeat interval handed to them)
+SILENT_AFTER = 20.0  # a connected runner silent this long is gone (crashed, killed)
+
+
+class RunnerSilent(Exception):
+    """A connected runner stopped calling in."""
 
 
 @dataclass(frozen=True)
@@ -69,14 +74,8 @@ class Reporter(Protocol):
 
 
 def runner_argv() -> tuple[str, ...]:
-    """How to start ``solstice-runner run``: the installed script beside this interpreter, if any."""
-    beside = Path(sys.executable).parent / "solstice-runner"
-    if beside.exists():
-        return (str(beside), "run")
-    found = shutil.which("solstice-runner")
-    if found:
-        return (found, "run")
-    return (sys.executable, "-c", "from runner.cli import main; main()", "run")
+    """How to start ``solstice-runner run`` (the same way ``solstice serve`` does)."""
+    return installed_runner_argv()
 
 
 class LocalRun:
@@ -103,7 +102,7 @@ class LocalRun:
         self._logstore = LogStore(self.work_dir / "logs")
         # A fresh key per run: the tokens mean nothing outside this process.
         issuer = TokenIssuer(secrets_module.token_bytes(32), ttl_seconds=48 * 3600)
-        self._gateway = RunnerGateway(self._logstore, issuer, heartbeat_interval=1.0)
+        self._gateway = RunnerGateway(self._logstore, issuer, heartbeat_interval=HEARTBEAT)
         self._server = RunnerServer(self._gateway, "127.0.0.1", 0, grace_seconds=1.0)
         self._driver = LocalDriver(LocalConfig(state_dir=self.work_dir / "vms", runner_argv=self._argv,
                                                stop_grace=5.0))
@@ -170,9 +169,12 @@ class LocalRun:
                 await driver.prepare(spec)
                 await driver.boot(spec)
                 await driver.wait_ready(spec, session.connected, self.boot_timeout)
-                outcome = await asyncio.wait_for(session.wait_finished(), timeout + WAIT_MARGIN)
+                outcome = await asyncio.wait_for(self._finished_or_silent(session), timeout + WAIT_MARGIN)
             except DriverError as err:
                 reason = str(err)
+            except RunnerSilent as err:
+                tail = await driver.console_tail(spec.name, 20)
+                reason = f"{err}" + (f"; its last output:\n{tail}" if tail.strip() else "")
             except TimeoutError:
                 reason = f"the runner did not report within {timeout + WAIT_MARGIN:g}s"
             finally:
@@ -186,6 +188,18 @@ class LocalRun:
             await follower
         return JobResult(request.key, outcome.state, outcome.reason, tuple(outcome.steps),
                          time.monotonic() - started)
+
+    async def _finished_or_silent(self, session):  # type: ignore[no-untyped-def]
+        """The session's outcome; ``RunnerSilent`` once the runner stops calling in (it died)."""
+        finished = asyncio.ensure_future(session.wait_finished())
+        try:
+            while not finished.done():
+                await asyncio.wait({finished}, timeout=HEARTBEAT)
+                if not finished.done() and time.monotonic() - session.last_heartbeat > SILENT_AFTER:
+                    raise RunnerSilent(f"the runner stopped calling in for {SILENT_AFTER:g}s (it died?)")
+            return finished.result()
+        finally:
+            finished.cancel()
 
     @staticmethod
     async def _follow(request: jobs_pb2.JobRequest, joblog, reporter: Reporter) -> None:  # type: ignore[no-untyped-def]

@@ -30,7 +30,7 @@ def make_repo(path: Path, workflow: str | None = None, example: str | None = Non
     path.mkdir(parents=True, exist_ok=True)
     git(path, "init", "-q", "-b", "main")
     if example:
-        shutil.copytree(EXAMPLES / example / ".solstice", path / ".solstice")
+        shutil.copytree(EXAMPLES / example, path, dirs_exist_ok=True)  # the workflow and its files
     else:
         (path / ".solstice").mkdir()
         (path / ".solstice" / "workflow.kdl").write_text(workflow or "")
@@ -184,3 +184,50 @@ def test_malformed_assignments_are_usage_errors(tmp_path, bad):
     out = cidev_run(repo, "--env", bad)
     assert out.returncode == 2
     assert out.stderr.startswith("ERROR: --env")
+
+
+def test_pipeline_example_honours_needs_and_masks_secrets(tmp_path):
+    repo = make_repo(tmp_path / "pipeline", example="pipeline")
+    token = "s3cr3t-token-value"
+    out = cidev_run(repo, "--secret", f"PKG_REPO_TOKEN={token}", "--secret", "SIGNING_KEY=key-material")
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    assert token not in out.stdout + out.stderr
+    assert lines[0].startswith("cidev: running 4 jobs of 'Solstice pipeline' on commit ")
+
+    def at(prefix: str) -> int:
+        return next(i for i, line in enumerate(lines) if line.startswith(prefix))
+
+    # package needs lint and unit; publish needs package.
+    assert at("[package] job started") > max(at("[lint] job succeeded"), at("[unit] job succeeded"))
+    assert at("[publish] job started") > at("[package] job succeeded")
+    assert "[unit] | running 4 shards" in lines  # job env reaches the step
+    assert "[package] | building solstice-1.4.0.p5p" in lines  # step env, in its workdir
+    assert f"[publish] | publishing with a token of {len(token)} characters" in lines
+    table = lines[lines.index("JOB      RESULT     DURATION  STEPS  REASON"):]
+    assert [row.split()[:2] for row in table[1:5]] == [
+        ["lint", "succeeded"], ["unit", "succeeded"], ["package", "succeeded"], ["publish", "succeeded"]]
+    assert lines[-1] == "all jobs succeeded"
+
+
+def test_rust_example_without_a_crate_fails_fmt_and_never_builds(tmp_path):
+    repo = make_repo(tmp_path / "rust", example="rust")
+    out = cidev_run(repo)
+    assert out.returncode == 1, out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    assert any(line.startswith("[fmt] step 1/2 Format: failed (exit code ") for line in lines)
+    assert "[build] job cancelled: not run: needed job fmt did not succeed" in lines
+    assert not any(line.startswith("[build] step") for line in lines)
+    assert lines[-1] == "2 of 2 jobs did not succeed"
+
+
+def test_a_runner_that_dies_ends_its_job_errored(tmp_path):
+    # The step kills its own runner (its parent): nothing reports the job's end any more.
+    repo = make_repo(tmp_path / "dies", 'workflow {\n  job id="j" runs_on="x" {\n'
+                     '    step name="Kill" run="kill -KILL $PPID; sleep 1"\n  }\n}\n')
+    out = cidev_run(repo)
+    assert out.returncode == 1, out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    assert any(line.startswith("[j] job errored") and "the runner stopped calling in" in line for line in lines), \
+        out.stdout
+    assert lines[-1] == "1 of 1 jobs did not succeed"
