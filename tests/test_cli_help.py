@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import click
@@ -18,6 +19,14 @@ PROGRAMS = {
     "ciadm": "ciadm.cli",
     "cidev": "cidev.cli",
 }
+
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_console_script_is_checked():
+    scripts = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {program: f"{module}:main" for program, module in PROGRAMS.items()}
 
 
 def _commands(name: str, cmd: click.Command, path: tuple[str, ...] = ()):
@@ -37,9 +46,14 @@ def test_help_has_description_and_examples(path, cmd):
     ctx = click.Context(cmd, info_name=" ".join(path))
     text = cmd.get_help(ctx)
     assert (cmd.help or "").strip(), f"{' '.join(path)} has no description"
-    if isinstance(cmd, click.Group) and len(path) > 1:
-        return  # sub-groups show their commands; their commands carry examples
     assert "Examples:" in text, f"{' '.join(path)} --help shows no examples"
+    # At least one example is a command line of this very program.
+    examples = text.split("Examples:", 1)[1].splitlines()
+    assert any(line.strip().startswith(path[0]) or "=" in line.split()[0] for line in examples if line.strip()), \
+        f"{' '.join(path)} --help: no example runs {path[0]}"
+    for param in cmd.params:
+        if isinstance(param, click.Option) and not param.hidden:
+            assert (param.help or "").strip(), f"{' '.join(path)} {param.opts[0]} has no help text"
 
 
 @pytest.mark.parametrize("program", sorted(PROGRAMS))
