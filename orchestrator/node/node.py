@@ -51,6 +51,14 @@ class NodeError(SolsticeError):
     """The node cannot start, or one of its long-lived tasks stopped."""
 
 
+def _catalog_labels(settings: NodeSettings) -> tuple[str, ...]:
+    """The labels the configured driver's catalog names (bhyve images; local/instant labels)."""
+    drivers = settings.drivers
+    if drivers.driver == "bhyve":
+        return tuple(drivers.bhyve.images)
+    return tuple(drivers.local.labels)
+
+
 @dataclass(frozen=True)
 class NodeParts:
     """The node's collaborators, opened by the caller (``serve.open_parts`` or a test)."""
@@ -86,9 +94,10 @@ class Node:
         self._outbox_task: asyncio.Task[None] | None = None
 
     def _labels(self) -> tuple[str, ...]:
-        labels = self.settings.node.labels
+        labels = self.settings.node.labels or _catalog_labels(self.settings)
         if not labels:
-            raise NodeError("node.labels is empty: name the runs_on labels this node serves")
+            raise NodeError(f"node.labels is empty and the {self.parts.driver.name} driver's catalog names no "
+                            "label: name the runs_on labels this node serves")
         unserved = [label for label in labels if not self.parts.driver.serves(label)]
         if unserved:
             raise NodeError(f"the {self.parts.driver.name} driver cannot run label(s) {', '.join(unserved)}")
