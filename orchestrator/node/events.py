@@ -118,7 +118,7 @@ class EventOutbox:
             await self._ready.wait()
             self._ready.clear()
             while self._queue:
-                batch = [self._queue.popleft() for _ in range(min(self.batch, len(self._queue)))]
+                batch = self._take_batch()
                 try:
                     await self.inner.publish(batch)
                 except QueueError as err:
@@ -130,6 +130,17 @@ class EventOutbox:
                     self._queue.extendleft(reversed(batch))  # cancelled mid-send: flush() may not have them
                     raise
             self._idle.set()
+
+    def _take_batch(self) -> list[jobs_pb2.JobEvent]:
+        """The oldest events, at most one per job: a batch's events may be published concurrently
+        (and a retried one may land after the others), so a job's events go in separate batches."""
+        batch: list[jobs_pb2.JobEvent] = []
+        jobs: set[str] = set()
+        while self._queue and len(batch) < self.batch and self._queue[0].job_id not in jobs:
+            event = self._queue.popleft()
+            jobs.add(event.job_id)
+            batch.append(event)
+        return batch
 
     async def flush(self, timeout: float) -> bool:
         """Wait until every queued event was sent; False on timeout."""

@@ -19,16 +19,18 @@ class FlakyBus:
         self.down = True
         self.refused = 0
         self.accepted: list[str] = []
+        self.batches: list[list[str]] = []
 
     async def publish(self, events: Sequence[jobs_pb2.JobEvent]) -> None:
         if self.down:
             self.refused += 1
             raise PublishFailed("broker away")
         self.accepted.extend(e.event_id for e in events)
+        self.batches.append([e.event_id for e in events])
 
 
-def event(n: int) -> jobs_pb2.JobEvent:
-    return jobs_pb2.JobEvent(event_id=f"e{n}", job_id="j")
+def event(n: int, job_id: str = "j") -> jobs_pb2.JobEvent:
+    return jobs_pb2.JobEvent(event_id=f"e{n}", job_id=job_id)
 
 
 async def test_events_wait_out_an_outage_in_order_and_once() -> None:
@@ -65,3 +67,18 @@ async def test_past_the_limit_the_oldest_events_are_dropped_and_counted() -> Non
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_batch_holds_at_most_one_event_per_job() -> None:
+    """A batch is published concurrently: two events of one job must never share one."""
+    bus = FlakyBus()
+    bus.down = False
+    outbox = EventOutbox(bus, batch=10)
+    await outbox.publish([event(0, "a"), event(1, "b"), event(2, "a"), event(3, "c"), event(4, "b")])
+    task = asyncio.create_task(outbox.run())
+    try:
+        assert await outbox.flush(10)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert bus.batches == [["e0", "e1"], ["e2", "e3", "e4"]]
