@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from tests.singlenode.harness import ServeProcess, git_repo
+from tests.waiting import wait_until
 
 HELLO = """\
 workflow name="demo" {
@@ -57,3 +58,28 @@ def test_a_restart_keeps_jobs_and_logs(tmp_path: Path) -> None:
         status, text = again.get(f"/jobs/{job['job_id']}/log")
         assert status == 200 and "n=2" in text
         assert [j["job_id"] for j in again.ciadm_json("list")] == [job["job_id"]]
+
+
+def test_a_job_cut_off_by_shutdown_runs_again_after_restart(tmp_path: Path) -> None:
+    marker = tmp_path / "first-run"
+    repo = git_repo(tmp_path / "repo", f"""\
+workflow name="twice" {{
+  job id="twice" runs_on="illumos-stable" {{
+    step name="Maybe wait" run="if [ -f {marker} ]; then echo second run; else touch {marker}; echo first run; sleep 120; fi"
+  }}
+}}
+""")
+    env = {"SOLSTICE_SHUTDOWN_GRACE": "1s"}
+    node = ServeProcess(tmp_path / "data", env=env).start()
+    try:
+        [job] = node.ciadm_json("submit", cwd=repo)
+        wait_until(lambda: "first run" in node.get(f"/jobs/{job['job_id']}/log")[1], 60, "the first run to start")
+    finally:
+        assert node.stop() == 0, node.output()
+    assert "solstice: stopping (running jobs get 1s, then are requeued)" in node.output()
+    with ServeProcess(tmp_path / "data", env=env) as again:
+        done = again.wait_state(job["job_id"], "succeeded")
+        assert done["attempt"] == 2
+        assert "second run\n" in again.get(f"/jobs/{job['job_id']}/log")[1]
+        status, first = again.get(f"/jobs/{job['job_id']}/log?attempt=1")
+        assert status == 200 and "first run\n" in first and "second run" not in first
