@@ -96,3 +96,66 @@ async def test_push_webhook_runs_the_job_and_reports_a_check_run(tmp_path: Path,
         code = await asyncio.to_thread(node.stop)
     assert code == 0, node.output()
     assert SECRET not in node.output()
+
+
+SLOW = """\
+workflow name="pr" {
+  job id="slow" runs_on="illumos-stable" {
+    step name="Wait" run="echo waiting for the PR; sleep 120"
+  }
+}
+"""
+
+
+async def test_closing_the_pull_request_cancels_its_running_job(tmp_path: Path, fixtures_dir: Path,
+                                                                github: tuple[FakeGitHub, bytes]) -> None:
+    fake, private = github
+    key = tmp_path / "app.pem"
+    key.write_bytes(private)
+    repo = git_repo(tmp_path / "repo", SLOW)
+    sha = git(repo, "rev-parse", "HEAD")
+    fake.put_file(REPO, sha, SLOW)
+
+    def event(name: str) -> bytes:
+        payload = json.loads((fixtures_dir / "forge" / "github" / f"pull_request.{name}.json").read_text())
+        payload["pull_request"]["head"]["sha"] = sha
+        payload["repository"]["clone_url"] = str(repo)
+        return json.dumps(payload).encode()
+
+    env = {
+        "SOLSTICE_GITHUB_WEBHOOK_SECRET": SECRET, "SOLSTICE_GITHUB_APP_ID": APP_ID,
+        "SOLSTICE_GITHUB_PRIVATE_KEY_FILE": str(key), "SOLSTICE_GITHUB_API_URL": fake.url,
+    }
+    node = ServeProcess(tmp_path / "data", env=env)
+    await asyncio.to_thread(node.start)
+    try:
+        def deliver(body: bytes) -> tuple[int, dict]:
+            headers = {"X-GitHub-Event": "pull_request", "X-GitHub-Delivery": str(uuid.uuid4()),
+                       "Content-Type": "application/json", "User-Agent": "GitHub-Hookshot/044aadd",
+                       "X-Hub-Signature-256": "sha256=" + sign(SECRET, body)}
+            return post(f"{node.url}/webhooks/github", body, headers)
+
+        status, answer = await asyncio.to_thread(deliver, event("opened"))
+        assert status == 202 and answer["result"] == "queued", answer
+        [job_id] = answer["jobs"]
+
+        async def waiting() -> bool:
+            status_code, text = await asyncio.to_thread(node.get, f"/jobs/{job_id}/log")
+            return status_code == 200 and "waiting for the PR" in text
+
+        await async_wait_until(waiting, timeout=60, what="the PR's job to run")
+        status, answer = await asyncio.to_thread(deliver, event("closed"))
+        assert status == 202 and answer["result"] == "cancel requested", answer
+        assert "1 job(s) reached" in answer["detail"]
+        job = await asyncio.to_thread(node.wait_state, job_id, "cancelled")
+        assert "pull request #2 was closed" in job["reason"]
+
+        def concluded() -> dict | None:
+            runs = [run for run in fake.check_runs.values() if run.get("conclusion")]
+            return runs[0] if runs else None
+
+        check = await async_wait_until(concluded, timeout=60, what="the check run to conclude")
+        assert check["conclusion"] == "cancelled"
+    finally:
+        code = await asyncio.to_thread(node.stop)
+    assert code == 0, node.output()
