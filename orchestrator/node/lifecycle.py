@@ -117,10 +117,13 @@ class AttemptRun:
         self.vm = vm
         self.control = control
         self.outcome: JobOutcome | None = None
+        self._final_steps: set[int] = set()  # indices whose final state the runner's reports stored
 
     async def _on_step(self, step: jobs_pb2.StepResult) -> None:
         try:
             recorded = await self.s.store.record_step(self.job.job_id, self.attempt, step)
+            if step.state not in (jobs_pb2.STEP_STATE_UNSPECIFIED, jobs_pb2.STEP_STATE_RUNNING):
+                self._final_steps.add(step.index)
         except StoreError as err:
             log.error("cannot record a step: %s", err, extra={"fields": {"job": self.job.job_id}})
             return
@@ -239,6 +242,8 @@ class AttemptRun:
         s, job, outcome = self.s, self.job, self.outcome
         steps = list(outcome.steps) if outcome is not None else []
         for step in steps:
+            if step.index in self._final_steps:
+                continue  # already stored from the runner's own report (a final step never changes)
             try:
                 await s.store.record_step(job.job_id, self.attempt, step)
             except StoreError as err:
