@@ -12,8 +12,9 @@ the shell are skipped. Each step's ``run`` says what the fake runner does:
     ``echo TEXT``   the step logs the line TEXT (over StreamLogs) and succeeds
     anything else   succeeds at once
 
-Faults for lifecycle tests are per job id: ``fail_prepare``, ``hang_boot``
-(boot never returns) and ``silent`` (the runner never calls in).
+Faults for lifecycle tests are per job id: ``fail_prepare``, ``hang_prepare``,
+``hang_boot`` (never return) and ``silent`` (the runner never calls in); and
+per VM name ``fail_destroy`` (the next destroy of that VM fails, once).
 ``live``/``max_live`` count VMs between prepare and destroy (``max_by_label``
 per label); ``events`` records every driver call as ``(call, vm)``.
 
@@ -51,6 +52,8 @@ class InstantDriver:
         self.labels = labels
         self.fail_prepare: set[str] = set()
         self.hang_boot: set[str] = set()
+        self.hang_prepare: set[str] = set()
+        self.fail_destroy: set[str] = set()
         self.silent: set[str] = set()
         self.live = 0
         self.max_live = 0
@@ -75,6 +78,8 @@ class InstantDriver:
         (self.state_dir / vm).mkdir(parents=True, exist_ok=True)
         if spec.job_id in self.fail_prepare:
             raise ProvisionError(f"cannot prepare {vm}: injected failure")
+        if spec.job_id in self.hang_prepare:
+            await asyncio.Event().wait()
 
     async def boot(self, spec: VmSpec) -> None:
         self.events.append(("boot", spec.name))
@@ -99,6 +104,10 @@ class InstantDriver:
 
     async def destroy(self, name: str) -> None:
         await self.stop(name)
+        if name in self.fail_destroy:
+            self.fail_destroy.discard(name)
+            self.events.append(("destroy failed", name))
+            raise ProvisionError(f"cannot destroy {name}: injected failure")
         await asyncio.to_thread(shutil.rmtree, self.state_dir / name, True)
         if self._vms.pop(name, None) is not None:
             self.live -= 1

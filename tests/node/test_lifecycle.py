@@ -164,3 +164,27 @@ async def _attempt_done(node: LocalNode, job_id: str, attempt: int):  # type: ig
     record = await node.store.get_job(job_id)
     ok = record is not None and record.attempt == attempt and record.terminal and node.events.terminal(job_id)
     return record if ok else None
+
+
+async def test_prepare_timeout_is_errored_and_names_the_phase(tmp_path: Path) -> None:
+    async with local_node(local_settings(tmp_path, timeouts__prepare=Seconds(0.3))) as node:
+        node.driver.hang_prepare.add("slowprep")
+        await node.publish(job("slowprep"))
+        record = await finished(node, "slowprep")
+        assert record.state is E
+        assert record.reason.startswith("preparing the VM did not finish within 0.3s")
+        assert destroyed(node, "slowprep")
+        assert ("boot", vm_name("slowprep", 1)) not in node.driver.events
+
+
+async def test_a_failed_teardown_still_finalizes_and_reconciliation_retries_it(tmp_path: Path) -> None:
+    settings = local_settings(tmp_path, timers__reconcile=Seconds(0.2))
+    async with local_node(settings) as node:
+        vm = vm_name("sticky", 1)
+        node.driver.fail_destroy.add(vm)
+        await node.publish(job("sticky"))
+        record = await finished(node, "sticky")
+        assert record.state is S  # the job's result does not depend on its VM's teardown
+        assert ("destroy failed", vm) in node.driver.events
+        await async_wait_until(lambda: destroyed(node, "sticky"), what="the reconciler to reap the VM")
+        assert node.driver.live == 0
