@@ -9,6 +9,7 @@ these types.
 from __future__ import annotations
 
 import enum
+import json
 from dataclasses import dataclass
 
 ZERO_SHA = "0" * 40
@@ -58,6 +59,24 @@ class BuildRequested:
     pull_request: int = 0
     is_tag: bool = False
     sender: str = ""
+
+    def to_json(self) -> str:
+        """The build as JSON (kept in the store while it waits for a retry)."""
+        repo = {"forge": self.repo.forge.value, "full_name": self.repo.full_name, "clone_url": self.repo.clone_url,
+                "installation_id": self.repo.installation_id}
+        return json.dumps({
+            "repo": repo, "ref": self.ref, "sha": self.sha, "origin": self.origin, "trusted": self.trusted,
+            "pull_request": self.pull_request, "is_tag": self.is_tag, "sender": self.sender,
+        }, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> BuildRequested:
+        """The inverse of ``to_json``; ``ValueError``/``KeyError``/``TypeError`` when ``text`` is not one."""
+        doc = json.loads(text)
+        r = doc["repo"]
+        repo = Repo(Forge(r["forge"]), str(r["full_name"]), str(r["clone_url"]), int(r["installation_id"]))
+        return cls(repo, str(doc["ref"]), str(doc["sha"]), str(doc["origin"]), bool(doc["trusted"]),
+                   int(doc["pull_request"]), bool(doc["is_tag"]), str(doc["sender"]))
 
 
 @dataclass(frozen=True, slots=True)

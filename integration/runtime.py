@@ -4,7 +4,8 @@ Used by ``solstice-integration serve`` (multi-host: RabbitMQ publisher) and by
 the single-node server (its in-process queue as the publisher, its own
 canceller). Lifetime: ``start()`` opens the store and the HTTP session and
 builds the forge clients; ``service`` (webhooks) and ``reporter`` (job events)
-are then ready; ``maintain()`` is a long-running task the owner supervises;
+are then ready; ``maintain()`` is a long-running task the owner supervises
+(deferred-build retries, dedupe purge);
 ``close()`` releases everything. Also an async context manager.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from types import TracebackType
 from typing import Self
 
@@ -116,16 +118,25 @@ class Integration:
         """Mount the webhook endpoints on ``app`` (the single-node server's, or ``make_app``'s)."""
         add_webhook_routes(app, self.service, prefix)
 
-    async def maintain(self, interval: float = PURGE_INTERVAL) -> None:
-        """Purge expired dedupe claims every ``interval`` s, forever (run it as a supervised task)."""
+    async def maintain(self, interval: float = PURGE_INTERVAL, retry_interval: float | None = None) -> None:
+        """Forever (run it as a supervised task): retry due deferred builds every ``retry_interval`` s
+        (default ``webhooks.retry_interval``) and purge expired dedupe claims every ``interval`` s."""
+        retry_every = self.settings.webhooks.retry_interval if retry_interval is None else retry_interval
+        next_purge = 0.0
         while True:
+            if time.monotonic() >= next_purge:
+                next_purge = time.monotonic() + interval
+                try:
+                    purged = await self.store.purge_expired()
+                    if purged:
+                        log.info("expired dedupe keys purged", extra={"fields": {"count": purged}})
+                except IntegrationError as err:
+                    log.error("purging expired dedupe keys failed: %s", err)
             try:
-                purged = await self.store.purge_expired()
-                if purged:
-                    log.info("expired dedupe keys purged", extra={"fields": {"count": purged}})
+                await self.service.retry_deferred()
             except IntegrationError as err:
-                log.error("purging expired dedupe keys failed: %s", err)
-            await asyncio.sleep(interval)
+                log.error("retrying deferred builds failed: %s", err)
+            await asyncio.sleep(min(retry_every, interval))
 
     async def close(self) -> None:
         if self._session is not None:

@@ -3,9 +3,11 @@
 The HTTP layer (``integration.webhooks``) has already checked the size and
 the signature and decoded the JSON. Here a delivery is normalized, deduped
 by delivery id and by build (forge, repo, ref, head sha), the workflow is
-read at the exact commit, and one ``JobRequest`` per job is published. If
-anything fails half-way, the claims are released so the forge's redelivery
-is processed; an invalid workflow becomes a failed check/status instead.
+read at the exact commit, and one ``JobRequest`` per job is published; an
+invalid workflow becomes a failed check/status instead. When the forge API
+or the queue is down, the build is deferred: kept in the store and retried
+by ``retry_deferred`` (forges do not redeliver failed webhooks). Any other
+failure half-way releases the claims, so a redelivery is processed.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ log = logging.getLogger(__name__)
 
 # Forges send GUIDs; anything printable and short is accepted as a dedupe key.
 DELIVERY_ID = re.compile(r"[\x21-\x7e]{1,128}")
+
+# A taker of a deferred build that dies holding it leaves it to others after this long.
+DEFERRED_LEASE = 600.0
 
 NORMALIZERS = {Forge.GITHUB: github_events.normalize, Forge.FORGEJO: forgejo_events.normalize}
 
@@ -152,10 +157,67 @@ class WebhookService:
         if not await self.store.claim("build", build_key, self.settings.dedupe_ttl):
             return Outcome(200, "duplicate build", f"{event.ref} at {event.sha[:12]} was already built")
         try:
-            return await self._build(event)
+            try:
+                return await self._build(event)
+            except (ForgeUnavailable, QueueError) as err:
+                # Forges do not redeliver a failed webhook: keep the build and retry it ourselves.
+                await self.store.defer(
+                    build_key, event.to_json(), time.time() + self.settings.retry_initial, str(err))
+                log.warning(
+                    "build deferred, it is retried in the background: %s", err,
+                    extra={"fields": {"build": build_key}},
+                )
+                return Outcome(202, "deferred", f"{event.ref} at {event.sha[:12]} will be retried: {err}")
         except BaseException:
             await self.store.release("build", build_key)
             raise
+
+    async def retry_deferred(self, now: float | None = None, limit: int = 20) -> int:
+        """Retry the deferred builds due at ``now`` once each; returns how many were queued.
+
+        One that fails again is rescheduled with a doubled pause (capped at
+        ``retry_max``), or dropped with a logged reason after ``retry_give_up``
+        or when the forge refuses it (4xx, credentials); then its build claim
+        is released, so a new delivery of the same head builds.
+        """
+        now = time.time() if now is None else now
+        queued = 0
+        for item in await self.store.take_due(now, DEFERRED_LEASE, limit):
+            fields = {"build": item.key, "retries": item.attempts + 1}
+            try:
+                build = BuildRequested.from_json(item.doc)
+            except (ValueError, KeyError, TypeError) as err:
+                await self._drop_deferred(item.key)
+                log.error("dropped an unreadable deferred build: %r", err, extra={"fields": fields})
+                continue
+            try:
+                outcome = await self._build(build)
+            except (ForgeUnavailable, QueueError) as err:
+                if now - item.first_at >= self.settings.retry_give_up:
+                    await self._drop_deferred(item.key)
+                    log.error(
+                        "gave up on a deferred build after %d retries over %.0fs: %s", item.attempts + 1,
+                        now - item.first_at, err, extra={"fields": fields},
+                    )
+                    continue
+                pause = min(self.settings.retry_max, self.settings.retry_initial * 2 ** (item.attempts + 1))
+                await self.store.reschedule(item.key, item.attempts + 1, now + pause, str(err))
+                log.warning("deferred build still failing, next retry in %.0fs: %s", pause, err,
+                            extra={"fields": fields})
+                continue
+            except (ForgeRejected, ForgeAuthError) as err:
+                await self._drop_deferred(item.key)
+                log.error("gave up on a deferred build, the forge refused it: %s", err, extra={"fields": fields})
+                continue
+            await self.store.forget_deferred(item.key)
+            queued += outcome.result == "queued"
+            log.info("deferred build done: %s (%s)", outcome.result, outcome.detail,
+                     extra={"fields": {**fields, "run_id": outcome.run_id, "jobs": len(outcome.job_ids)}})
+        return queued
+
+    async def _drop_deferred(self, key: str) -> None:
+        await self.store.forget_deferred(key)
+        await self.store.release("build", key)
 
     async def _build(self, build: BuildRequested) -> Outcome:
         link = self.forges.get(build.repo.forge)

@@ -65,6 +65,15 @@ class WebhookSettings:
     # GitHub gives up on a delivery after 10 s; stay below it.
     handling_deadline: Seconds = Seconds(8)
     workflow_path: str = ".solstice/workflow.kdl"
+    # A build whose workflow read or publish failed (forge API or queue down)
+    # is kept and retried in the background, since forges do not redeliver
+    # failed webhooks: first after retry_initial, doubling up to retry_max,
+    # dropped with a log line after retry_give_up. retry_interval: how often
+    # the background task looks for due builds.
+    retry_initial: Seconds = Seconds(30)
+    retry_max: Seconds = Seconds(600)
+    retry_give_up: Seconds = Seconds(24 * 3600)
+    retry_interval: Seconds = Seconds(5)
 
     def __post_init__(self) -> None:
         if self.fork_policy not in FORK_POLICIES:

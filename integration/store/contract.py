@@ -6,6 +6,13 @@ Kinds used: ``delivery`` (forge delivery ids) and ``build`` (forge, repo, ref,
 head sha). A webhook that fails half-way ``release``s its claims so the
 forge's redelivery is processed. ``purge_expired`` deletes dead claims.
 
+Deferred builds: a build whose workflow could not be read or whose job
+requests could not be published (forge API or queue down) is kept with a
+retry time instead of being lost - GitHub and Forgejo do not redeliver a
+failed webhook by themselves. ``take_due`` leases due ones (several replicas
+never take the same one at once); the caller then ``forget_deferred``s or
+``reschedule``s each.
+
 Report records: the last state reported to the forge for one job attempt,
 with the forge's id for it (GitHub check-run id); they make reporting
 idempotent and keep a late or duplicate event from moving a check backwards.
@@ -32,6 +39,21 @@ class ReportRecord:
         return cls(str(job_id), int(attempt), str(forge), str(external_id), int(rank), float(updated_at))  # type: ignore[arg-type]
 
 
+@dataclass(frozen=True, slots=True)
+class DeferredBuild:
+    key: str  # the build's dedupe key
+    doc: str  # the BuildRequested as JSON
+    attempts: int  # failed retries so far
+    first_at: float  # when it was deferred (unix time)
+    next_at: float  # when it is due (or its lease ends)
+    last_error: str
+
+    @classmethod
+    def from_record(cls, row: tuple[object, ...]) -> Self:
+        key, doc, attempts, first_at, next_at, last_error = row
+        return cls(str(key), str(doc), int(attempts), float(first_at), float(next_at), str(last_error))  # type: ignore[arg-type]
+
+
 class SeenStore(Protocol):
     """Dedupe claims and report records. ``open()`` once, ``close()`` once."""
 
@@ -49,6 +71,18 @@ class SeenStore(Protocol):
 
     async def purge_expired(self) -> int:
         """Delete expired claims; returns how many."""
+
+    async def defer(self, key: str, doc: str, next_at: float, error: str) -> None:
+        """Keep build ``key`` (``doc``) for a retry at ``next_at``; a second deferral of ``key`` changes nothing."""
+
+    async def take_due(self, now: float, lease: float, limit: int) -> list[DeferredBuild]:
+        """Up to ``limit`` builds due at ``now``, each leased (not due again) until ``now + lease``."""
+
+    async def reschedule(self, key: str, attempts: int, next_at: float, error: str) -> None:
+        """Record a failed retry of ``key``: due again at ``next_at``."""
+
+    async def forget_deferred(self, key: str) -> None:
+        """Drop ``key`` (built, or given up)."""
 
     async def get_report(self, job_id: str, attempt: int) -> ReportRecord | None:
         """The last report of ``(job_id, attempt)``, if any."""

@@ -7,7 +7,7 @@ import time
 import asyncpg
 
 from integration.errors import StoreError
-from integration.store.contract import ReportRecord
+from integration.store.contract import DeferredBuild, ReportRecord
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS integration_claims (
@@ -26,6 +26,15 @@ CREATE TABLE IF NOT EXISTS integration_reports (
     updated_at DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (job_id, attempt)
 );
+CREATE TABLE IF NOT EXISTS integration_deferred (
+    key TEXT PRIMARY KEY,
+    doc TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    first_at DOUBLE PRECISION NOT NULL,
+    next_at DOUBLE PRECISION NOT NULL,
+    last_error TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS integration_deferred_due ON integration_deferred (next_at);
 """
 
 _ERRORS = (asyncpg.PostgresError, OSError, asyncpg.InterfaceError)
@@ -86,6 +95,45 @@ class PostgresSeenStore:
         except _ERRORS as err:
             raise StoreError(f"cannot purge expired claims: {err}") from err
         return int(result.split()[-1])
+
+    async def defer(self, key: str, doc: str, next_at: float, error: str) -> None:
+        try:
+            await self.pool.execute(
+                "INSERT INTO integration_deferred (key, doc, attempts, first_at, next_at, last_error) "
+                "VALUES ($1, $2, 0, $3, $4, $5) ON CONFLICT (key) DO NOTHING",
+                key, doc, time.time(), next_at, error,
+            )
+        except _ERRORS as err:
+            raise StoreError(f"cannot keep the build {key} for a retry: {err}") from err
+
+    async def take_due(self, now: float, lease: float, limit: int) -> list[DeferredBuild]:
+        try:
+            # SKIP LOCKED: replicas taking at the same moment get different builds.
+            rows = await self.pool.fetch(
+                "UPDATE integration_deferred SET next_at = $1 WHERE key IN "
+                "(SELECT key FROM integration_deferred WHERE next_at <= $2 ORDER BY next_at LIMIT $3 "
+                "FOR UPDATE SKIP LOCKED) "
+                "RETURNING key, doc, attempts, first_at, next_at, last_error",
+                now + lease, now, limit,
+            )
+        except _ERRORS as err:
+            raise StoreError(f"cannot read the deferred builds: {err}") from err
+        return sorted((DeferredBuild.from_record(tuple(row)) for row in rows), key=lambda d: d.first_at)
+
+    async def reschedule(self, key: str, attempts: int, next_at: float, error: str) -> None:
+        try:
+            await self.pool.execute(
+                "UPDATE integration_deferred SET attempts = $1, next_at = $2, last_error = $3 WHERE key = $4",
+                attempts, next_at, error, key,
+            )
+        except _ERRORS as err:
+            raise StoreError(f"cannot reschedule the build {key}: {err}") from err
+
+    async def forget_deferred(self, key: str) -> None:
+        try:
+            await self.pool.execute("DELETE FROM integration_deferred WHERE key = $1", key)
+        except _ERRORS as err:
+            raise StoreError(f"cannot drop the deferred build {key}: {err}") from err
 
     async def get_report(self, job_id: str, attempt: int) -> ReportRecord | None:
         try:

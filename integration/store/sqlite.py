@@ -10,7 +10,7 @@ from pathlib import Path
 import aiosqlite
 
 from integration.errors import StoreError
-from integration.store.contract import ReportRecord
+from integration.store.contract import DeferredBuild, ReportRecord
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS integration_claims (
@@ -29,6 +29,15 @@ CREATE TABLE IF NOT EXISTS integration_reports (
     updated_at REAL NOT NULL,
     PRIMARY KEY (job_id, attempt)
 );
+CREATE TABLE IF NOT EXISTS integration_deferred (
+    key TEXT PRIMARY KEY,
+    doc TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    first_at REAL NOT NULL,
+    next_at REAL NOT NULL,
+    last_error TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS integration_deferred_due ON integration_deferred (next_at);
 """
 
 
@@ -117,6 +126,49 @@ class SqliteSeenStore:
         except sqlite3.Error as err:
             raise StoreError(f"cannot purge expired claims: {err}") from err
         return cursor.rowcount
+
+    async def defer(self, key: str, doc: str, next_at: float, error: str) -> None:
+        try:
+            await self.db.execute(
+                "INSERT INTO integration_deferred (key, doc, attempts, first_at, next_at, last_error) "
+                "VALUES (?, ?, 0, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
+                (key, doc, time.time(), next_at, error),
+            )
+            await self.db.commit()
+        except sqlite3.Error as err:
+            raise StoreError(f"cannot keep the build {key} for a retry: {err}") from err
+
+    async def take_due(self, now: float, lease: float, limit: int) -> list[DeferredBuild]:
+        try:
+            # One statement: select and lease together, so two takers never share one.
+            cursor = await self.db.execute(
+                "UPDATE integration_deferred SET next_at = ? WHERE key IN "
+                "(SELECT key FROM integration_deferred WHERE next_at <= ? ORDER BY next_at LIMIT ?) "
+                "RETURNING key, doc, attempts, first_at, next_at, last_error",
+                (now + lease, now, limit),
+            )
+            rows = await cursor.fetchall()
+            await self.db.commit()
+        except sqlite3.Error as err:
+            raise StoreError(f"cannot read the deferred builds: {err}") from err
+        return sorted((DeferredBuild.from_record(tuple(row)) for row in rows), key=lambda d: d.first_at)
+
+    async def reschedule(self, key: str, attempts: int, next_at: float, error: str) -> None:
+        try:
+            await self.db.execute(
+                "UPDATE integration_deferred SET attempts = ?, next_at = ?, last_error = ? WHERE key = ?",
+                (attempts, next_at, error, key),
+            )
+            await self.db.commit()
+        except sqlite3.Error as err:
+            raise StoreError(f"cannot reschedule the build {key}: {err}") from err
+
+    async def forget_deferred(self, key: str) -> None:
+        try:
+            await self.db.execute("DELETE FROM integration_deferred WHERE key = ?", (key,))
+            await self.db.commit()
+        except sqlite3.Error as err:
+            raise StoreError(f"cannot drop the deferred build {key}: {err}") from err
 
     async def get_report(self, job_id: str, attempt: int) -> ReportRecord | None:
         try:

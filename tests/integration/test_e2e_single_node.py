@@ -72,13 +72,17 @@ workflow name="broken" {
 }
 """
 
-# Short forge retries: an outage is seen (and the event requeued) within a second.
+# Short forge retries: an outage is seen (and the event requeued, the build deferred) within a second.
 CONFIG = """\
 report:
   attempts: 2
   backoff_initial: 0.05
   backoff_max: 0.2
   request_timeout: 10
+webhooks:
+  retry_initial: 0.2
+  retry_max: 0.5
+  retry_interval: 0.1
 """
 
 
@@ -308,3 +312,19 @@ async def test_a_checks_api_outage_does_not_stop_the_job_and_the_check_catches_u
     await wait_for(lambda: single.check_runs().get("solstice/build", {}).get("conclusion"), "the check run to catch up")
     [run] = single.github.check_runs.values()
     assert (run["status"], run["conclusion"], run["external_id"]) == ("completed", "success", job_id)
+
+
+async def test_a_push_during_a_github_outage_is_built_once_github_is_back(single: Single):
+    """GitHub does not redeliver failed webhooks: the build waits in serve's store, not in GitHub's."""
+    single.github.put_file(GH_REPO, single.sha, BUILD_ONLY)
+    single.github.fail_next(10**6, status=502, path_contains="/contents/")
+    status, answer = await single.deliver_github("push", single.payload("github/push.new-branch"))
+    assert (status, answer["result"]) == (202, "deferred"), answer
+    await wait_for(lambda: len([c for c in single.github.calls if "/contents/" in c.path]) > 4,
+                   "background retries against the failing contents API")
+    assert await single.jobs() == []
+    single.github.faults.clear()
+    await wait_for(lambda: single.check_runs().get("solstice/build", {}).get("conclusion"), "the deferred build's check")
+    assert single.history("solstice/build") == [("queued", None), ("in_progress", None), ("completed", "success")]
+    [job] = await single.jobs()
+    assert job["state"] == "succeeded"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from integration.errors import StoreError
-from integration.store import PostgresSeenStore, ReportRecord, SeenStore, SqliteSeenStore, open_store
+from integration.store import DeferredBuild, PostgresSeenStore, ReportRecord, SeenStore, SqliteSeenStore, open_store
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -75,6 +75,33 @@ async def test_report_records_round_trip(store: SeenStore):
     await store.save_report(later)
     assert await store.get_report("job-1", 1) == later
     assert await store.get_report("job-1", 2) is None
+
+
+async def test_deferred_builds_are_leased_rescheduled_and_forgotten(store: SeenStore):
+    now = time.time()
+    await store.defer("b1", '{"n": 1}', now - 10, "GitHub read failed: HTTP 502")
+    await store.defer("b2", '{"n": 2}', now + 3600, "later")
+    await store.defer("b1", '{"n": "again"}', now - 10, "second deferral")  # kept as first deferred
+    [due] = await store.take_due(now, lease=60, limit=10)
+    assert (due.key, due.doc, due.attempts, due.last_error) == ("b1", '{"n": 1}', 0, "GitHub read failed: HTTP 502")
+    assert due.next_at == pytest.approx(now + 60)
+    assert await store.take_due(now, lease=60, limit=10) == []  # leased: nobody else takes it
+    await store.reschedule("b1", 1, now - 1, "still down")
+    [again] = await store.take_due(now, lease=60, limit=10)
+    assert (again.attempts, again.last_error) == (1, "still down")
+    await store.forget_deferred("b1")
+    assert await store.take_due(now + 7200, lease=60, limit=10) == [
+        DeferredBuild("b2", '{"n": 2}', 0, pytest.approx(now, abs=5), pytest.approx(now + 7260), "later")  # type: ignore[arg-type]
+    ]
+
+
+async def test_concurrent_takers_never_share_a_deferred_build(store: SeenStore):
+    now = time.time()
+    for i in range(20):
+        await store.defer(f"b{i}", "{}", now - 1, "")
+    batches = await asyncio.gather(*[store.take_due(now, lease=60, limit=3) for _ in range(10)])
+    taken = [d.key for batch in batches for d in batch]
+    assert len(taken) == len(set(taken)) == 20
 
 
 async def test_claims_and_reports_survive_a_restart(store_spec: str):

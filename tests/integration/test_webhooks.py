@@ -211,21 +211,6 @@ async def test_no_workflow_file_queues_nothing(stack: IntegrationStack, queue: R
     assert asked and asked[0].query["ref"] == GH_SHA and asked[0].status == 404
 
 
-async def test_forge_outage_while_reading_the_workflow_is_503_and_redelivery_works(
-    stack: IntegrationStack, queue: RabbitQueue, payload,
-):
-    stack.github.put_file(GH_REPO, GH_SHA, WORKFLOW)
-    stack.github.fail_next(10, status=502, path_contains="/contents/")
-    status, answer = await stack.deliver_github("push", payload("github/push.new-branch"), delivery="retry-me")
-    assert status == 503, answer
-    assert await queue.count() == 0
-    stack.github.faults.clear()
-    # The claims were released: the forge's redelivery (same id) builds.
-    status, answer = await stack.deliver_github("push", payload("github/push.new-branch"), delivery="retry-me")
-    assert status == 202, answer
-    assert len(await queue.take()) == 1
-
-
 async def test_pull_request_closed_requests_cancellation(stack: IntegrationStack, queue: RabbitQueue, payload):
     status, answer = await stack.deliver_github("pull_request", payload("github/pull_request.closed"))
     assert status == 202 and answer["result"] == "cancel requested"
@@ -291,7 +276,7 @@ async def test_a_hanging_forge_is_given_up_within_the_handling_deadline(
         slow.github.put_file(GH_REPO, GH_SHA, WORKFLOW)
         slow.github.hang_next(5, 1.5, path_contains="/contents/")
         status, answer = await slow.deliver_github("push", payload("github/push.new-branch"))
-        assert status == 503, answer
+        assert (status, answer["result"]) == (202, "deferred"), answer  # kept for a background retry
         assert "TimeoutError" in answer["detail"]
         # one attempt, cut at the deadline instead of request_timeout x attempts
         await async_wait_until(lambda: any("/contents/" in c.path for c in slow.github.calls), what="the hung call")
