@@ -1,1 +1,7 @@
-"""Single-node mode: integration + orchestrator in one process on embedded defaults."""
+"""Single-node mode (``solstice serve``): integration + orchestrator in one process on embedded defaults.
+
+``settings`` (ServeSettings, SOLSTICE_* names), ``queue`` (one LocalQueue as
+everyone's publisher and the node's consumer), ``web`` (webhooks, /healthz,
+job pages), ``cancel`` (pull request closed -> its jobs cancelled),
+``server`` (the wiring and supervision), ``cli`` (the ``solstice`` program).
+"""

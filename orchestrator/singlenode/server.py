@@ -33,6 +33,7 @@ from aiohttp import web
 from common.errors import SolsticeError
 from common.queue.local_events import LocalEventBus
 from common.tokens import TokenIssuer
+from integration.cancel import CancelRequest
 from integration.runtime import Integration
 from orchestrator.admin import admin_servicer_factory
 from orchestrator.drivers.registry import make_driver
@@ -58,7 +59,7 @@ class _LateCanceller:
     def __init__(self) -> None:
         self.target: NodeCanceller | None = None
 
-    async def cancel(self, request):  # type: ignore[no-untyped-def]
+    async def cancel(self, request: CancelRequest) -> int:
         if self.target is None:
             raise ServeError("the orchestrator is starting; cannot cancel jobs yet")
         return await self.target.cancel(request)
@@ -124,7 +125,7 @@ async def _run(settings: ServeSettings, say: Callable[[str], None], stop: asynci
         stack.callback(setattr, pages, "ready", False)  # unwinds first: /healthz says 503 while stopping
         _announce(settings, node, driver.name, labels_note, say)
         await _supervise(node, integration, stop)
-        say("solstice: stopping (running jobs get %gs, then are requeued)" % settings.shutdown_grace)
+        say(f"solstice: stopping (running jobs get {settings.shutdown_grace:g}s, then are requeued)")
 
 
 def _bind(listen: str) -> socket.socket:

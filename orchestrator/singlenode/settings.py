@@ -34,9 +34,22 @@ from pathlib import Path
 
 from common.config import Seconds
 from common.errors import ConfigError
-from integration.settings import ForgejoSettings, GitHubSettings, IntegrationSettings, ReportSettings, WebhookSettings
+from integration.settings import (
+    ForgejoSettings,
+    GitHubSettings,
+    IntegrationSettings,
+    ReportSettings,
+    WebhookSettings,
+)
 from orchestrator.catalog import DriverConfig, LocalConfig
-from orchestrator.node.settings import GrpcConfig, NodeConfig, NodeSettings, TimeoutConfig, TimerConfig, _default_host
+from orchestrator.node.settings import (
+    GrpcConfig,
+    NodeConfig,
+    NodeSettings,
+    TimeoutConfig,
+    TimerConfig,
+    _default_host,
+)
 
 EVERY_LABEL = "*"  # what the node registers (and `ciadm hosts` shows) when it serves every label
 

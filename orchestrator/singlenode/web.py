@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import html
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -23,7 +24,7 @@ from aiohttp import web
 from common.rpc import admin_pb2
 from integration.runtime import Integration
 from orchestrator.logstore import LogNotFound, LogStore, LogStoreError
-from orchestrator.store import JobRecord, Store, StoreError
+from orchestrator.store import JobRecord, StepRecord, Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ class JobPages:
         return web.Response(text=body, content_type="text/plain", charset="utf-8")
 
 
-def render_job(job: JobRecord, steps, backing: Backing) -> str:  # type: ignore[no-untyped-def]
+def render_job(job: JobRecord, steps: Sequence[StepRecord], backing: Backing) -> str:
     """The job page: what ran where, how it ended, each step, a link to the log."""
     e = html.escape
     checkout = job.request.checkout
