@@ -67,8 +67,8 @@ def one_error_line(stderr: str) -> str:
 def test_submit_follow_status_and_list(node: ServeProcess, repo: Path) -> None:
     submitted = node.ciadm("submit", cwd=repo)
     assert submitted.returncode == 0, submitted.stderr
-    assert re.search(r"^submitted 2 jobs of run run-[0-9a-f]{32} at [0-9a-f]{12} of ", submitted.stdout, re.M)
-    ids = re.findall(r"^(job-[0-9a-f]{32})\s", submitted.stdout, re.M)
+    assert re.search(r"^submitted 2 jobs of run run-[0-9a-f]{32} at [0-9a-f]{12} of ", submitted.stdout, re.MULTILINE)
+    ids = re.findall(r"^(job-[0-9a-f]{32})\s", submitted.stdout, re.MULTILINE)
     assert len(ids) == 2
     assert f"follow with: ciadm logs --follow {ids[0]}" in submitted.stdout
     build, test = (node.status(i) for i in ids)
@@ -82,7 +82,7 @@ def test_submit_follow_status_and_list(node: ServeProcess, repo: Path) -> None:
 
     table = node.ciadm("status", build["job_id"])
     assert table.returncode == 0
-    assert re.search(r"^state\s+succeeded$", table.stdout, re.M) and re.search(r"^driver\s+local$", table.stdout, re.M)
+    assert re.search(r"^state\s+succeeded$", table.stdout, re.MULTILINE) and re.search(r"^driver\s+local$", table.stdout, re.MULTILINE)
 
     run = test["run_id"]
     listed = node.ciadm_json("list", "--run", run)
@@ -123,7 +123,7 @@ def test_cancel_mid_run_ends_the_job_and_its_processes(node: ServeProcess, tmp_p
 
     def started() -> int | None:
         status, text = node.get(f"/jobs/{job_id}/log")
-        found = re.search(r"^started pid=(\d+)$", text, re.M) if status == 200 else None
+        found = re.search(r"^started pid=(\d+)$", text, re.MULTILINE) if status == 200 else None
         return int(found.group(1)) if found else None
 
     step_pid = wait_until(started, 60, "the slow step to start")
