@@ -332,3 +332,16 @@ async def test_forgejo_synchronized_and_closed(stack: IntegrationStack, queue: R
     assert (status, answer["result"]) == (202, "cancel requested")
     [cancel] = stack.canceller.requests
     assert (cancel.forge, cancel.repo, cancel.pull_request) == ("forgejo", FJ_REPO, 3)
+
+
+async def test_forgejo_replay_and_oversize(stack: IntegrationStack, queue: RabbitQueue, payload):
+    stack.forgejo.put_file(FJ_REPO, FJ_SHA, WORKFLOW)
+    first = await stack.deliver_forgejo("push", payload("forgejo/push"), delivery="fj-same")
+    again = await stack.deliver_forgejo("push", payload("forgejo/push"), delivery="fj-same")
+    assert (first[0], first[1]["result"]) == (202, "queued")
+    assert (again[0], again[1]["result"]) == (200, "duplicate delivery")
+    big = payload("forgejo/push")
+    big["commits"] = [{"message": "x" * 1024}] * (stack.settings.webhooks.max_body_bytes // 1024 + 1)
+    status, answer = await stack.deliver_forgejo("push", json.dumps(big).encode())  # signed, but too big
+    assert (status, answer["result"]) == (413, "payload too large")
+    assert len(await queue.take()) == 1
