@@ -36,16 +36,19 @@ class LogShipper:
         while True:
             try:
                 await self._stream(backoff)
-            except* grpc.aio.AioRpcError as group:
-                for err in group.exceptions:
-                    self.conn.check_final(err)  # type: ignore[arg-type]
-                    self.conn.missed(err)
-            except* StreamBroken as group:
-                self.conn.missed(group.exceptions[0])
+            except grpc.aio.AioRpcError as err:
+                self.conn.check_final(err)
+                self.conn.missed(err)
+            except StreamBroken as err:
+                self.conn.missed(err)
             await asyncio.sleep(backoff.next_delay())
 
     async def _stream(self, backoff) -> None:  # type: ignore[no-untyped-def]
         call = self.conn.stream_logs(metadata=self.conn.metadata)
+        # Two plain tasks rather than a TaskGroup: on Python 3.11 a TaskGroup
+        # whose child fails while the shipper itself is being cancelled can
+        # swallow that cancellation, and the runner then never exits.
+        tasks: list[asyncio.Task[None]] = []
         try:
             first = await call.read()
             if first is grpc.aio.EOF:
@@ -53,10 +56,18 @@ class LogShipper:
             self.conn.reached()
             backoff.reset()
             self.spool.ack(first.durable_sequence)
-            async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(self._acks(call), name="log-acks")
-                tasks.create_task(self._send(call, first.durable_sequence), name="log-send")
+            tasks = [asyncio.create_task(self._acks(call), name="log-acks"),
+                     asyncio.create_task(self._send(call, first.durable_sequence), name="log-send")]
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            # Both run until they fail. The call's status (a refusal is final)
+            # beats "the stream broke", which is all the other side may know.
+            errors = [t.exception() for t in tasks if t.done() and not t.cancelled() and t.exception()]
+            raise next((e for e in errors if isinstance(e, grpc.aio.AioRpcError)), errors[0])
         finally:
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
             call.cancel()
 
     async def _acks(self, call) -> None:  # type: ignore[no-untyped-def]
@@ -71,7 +82,10 @@ class LogShipper:
             waiting = self.spool.change_event()
             progressed = False
             for last, raw in self.spool.unsent(sent):
-                await call.write(raw)
+                try:
+                    await call.write(raw)
+                except asyncio.InvalidStateError as err:  # the call ended under us
+                    raise StreamBroken(f"the log stream ended while sending: {err}") from None
                 sent, progressed = last, True
             if not progressed:
                 await waiting.wait()

@@ -53,11 +53,13 @@ async def start_runner(address: str, token: str, root: Path, *extra: str,
 
 
 async def runner_exit(proc: asyncio.subprocess.Process, timeout: float = 60) -> tuple[int, str]:
+    # One communicate() for the whole life of the process: cancelling one loses what it has read.
+    talk = asyncio.ensure_future(proc.communicate())
     try:
-        _, err = await asyncio.wait_for(proc.communicate(), timeout)
+        _, err = await asyncio.wait_for(asyncio.shield(talk), timeout)
     except TimeoutError:
         proc.kill()
-        _, err = await proc.communicate()
+        _, err = await talk
         raise AssertionError(f"runner did not exit within {timeout}s:\n{err.decode()[-3000:]}") from None
     assert proc.returncode is not None
     return proc.returncode, err.decode()

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import signal
+import sys
 
 from common.logbatch import STDOUT, iter_lines
 from common.rpc import jobs_pb2, runner_pb2
@@ -11,11 +14,21 @@ from common.tokens import TokenIssuer
 from orchestrator.logstore import LogStore
 from orchestrator.runnerapi import RunnerGateway, RunnerServer
 from tests.protocol.harness import KEY, assigned
-from tests.runner.helpers import make_repo, runner_exit, start_runner
+from tests.runner.helpers import ROOT, make_repo, runner_exit, start_runner
 from runner.spool import LENGTH
 from tests.waiting import async_wait_until
 
 N = 100_000
+
+
+def numbers(go) -> str:
+    """Print ``line 1`` .. ``line N`` in blocks of 1000 with a pause after each,
+    so lines are still flowing when the test kills the orchestrator; the
+    second half waits for the file ``go``, so it is printed while it is down."""
+    block = "for b in $(seq {} {}); do seq -f 'line %.0f' $((b*1000+1)) $((b*1000+1000)); sleep 0.02; done"
+    blocks = N // 1000
+    return (f"{block.format(0, blocks // 2 - 1)}; while [ ! -e {go} ]; do sleep 0.05; done; "
+            f"{block.format(blocks // 2, blocks - 1)}")
 
 
 async def _serve(logdir, port=0):
@@ -30,9 +43,7 @@ async def test_server_restart_mid_stream_loses_and_doubles_nothing(tmp_path):
     repo = make_repo(tmp_path / "repo", {"x": "y"})
     go = tmp_path / "go"
     half = N // 2
-    script = (f"seq -f 'line %.0f' 1 {half}; while [ ! -e {go} ]; do sleep 0.05; done; "
-              f"seq -f 'line %.0f' {half + 1} {N}")
-    job = assigned("job-1", [jobs_pb2.Step(name="Numbers", run=script)], clone_url=repo.url, sha=repo.sha)
+    job = assigned("job-1", [jobs_pb2.Step(name="Numbers", run=numbers(go))], clone_url=repo.url, sha=repo.sha)
     spool = tmp_path / "vm" / "spool" / "job-1-1.spool"
 
     store, gateway, server = await _serve(tmp_path / "logs")
@@ -41,11 +52,12 @@ async def test_server_restart_mid_stream_loses_and_doubles_nothing(tmp_path):
     proc = await start_runner(server.address, session.token, tmp_path / "vm")
     try:
         joblog = await session.log()
-        await async_wait_until(lambda: joblog.highest_sequence >= half // 2, timeout=60,
+        await async_wait_until(lambda: joblog.highest_sequence >= 5000, timeout=60,
                                what="the first lines to be stored")
-        # Kill the orchestrator's server while lines are flowing, and let the
+        # Stop the orchestrator's server while lines are flowing, and let the
         # step print the second half while it is down.
         await server.stop(grace=0)
+        assert joblog.highest_sequence < half, "the server went down mid-stream"
         await store.aclose()
         spooled = spool.stat().st_size
         go.touch()
@@ -62,6 +74,59 @@ async def test_server_restart_mid_stream_loses_and_doubles_nothing(tmp_path):
         code, stderr = await runner_exit(proc)
     assert code == 0, stderr
     assert outcome.state == jobs_pb2.JOB_STATE_SUCCEEDED
+    numbered = [ln.content for ln in lines if ln.step == 0 and ln.stream == STDOUT]
+    assert numbered == [b"line %d" % i for i in range(1, N + 1)]
+    assert [ln.sequence for ln in lines] == list(range(1, len(lines) + 1))
+
+
+async def _orchestrator_process(logdir, port: int, spec: dict) -> tuple[asyncio.subprocess.Process, dict]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.runner.orchestrator_child", str(logdir), str(port), json.dumps(spec),
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), 60)
+    assert line, "the orchestrator process did not start"
+    return proc, json.loads(line)
+
+
+async def test_orchestrator_killed_9_and_restarted_mid_stream(tmp_path):
+    """SIGKILL, not a clean stop: whatever the dead process half-wrote, the log ends exactly right."""
+    repo = make_repo(tmp_path / "repo", {"x": "y"})
+    go, logdir = tmp_path / "go", tmp_path / "logs"
+    half = N // 2
+    spec = {"clone_url": repo.url, "sha": repo.sha, "script": numbers(go)}
+    spool = tmp_path / "vm" / "spool" / "job-1-1.spool"
+    log_file = logdir / "job-1" / "1.log"
+    first, hello = await _orchestrator_process(logdir, 0, spec)
+    procs = [first]
+    runner = await start_runner(f"127.0.0.1:{hello['port']}", hello["token"], tmp_path / "vm")
+    try:
+        # Kill it while the first half is streaming in.
+        await async_wait_until(lambda: log_file.exists() and log_file.stat().st_size > 50_000, timeout=60,
+                               what="the first lines to be stored")
+        first.kill()
+        assert await first.wait() == -signal.SIGKILL
+        assert log_file.stat().st_size < half * len(b"line 50000"), "killed mid-stream"
+        spooled = spool.stat().st_size
+        go.touch()
+        await async_wait_until(lambda: spool.stat().st_size > spooled + 200_000, timeout=60,
+                               what="the runner to spool lines while the orchestrator is dead")
+        second, _ = await _orchestrator_process(logdir, hello["port"], spec)
+        procs.append(second)
+        assert second.stdout is not None
+        finished = json.loads(await asyncio.wait_for(second.stdout.readline(), 90))
+        assert await asyncio.wait_for(second.wait(), 30) == 0
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        code, stderr = await runner_exit(runner)
+    assert code == 0, stderr
+    assert finished == {"finished": "JOB_STATE_SUCCEEDED"}
+    async with LogStore(logdir) as store:
+        lines = await (await store.open("job-1", 1, create=False)).read_all()
     numbered = [ln.content for ln in lines if ln.step == 0 and ln.stream == STDOUT]
     assert numbered == [b"line %d" % i for i in range(1, N + 1)]
     assert [ln.sequence for ln in lines] == list(range(1, len(lines) + 1))

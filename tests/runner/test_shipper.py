@@ -1,0 +1,133 @@
+"""The log shipper's reconnect loop, with a scripted StreamLogs call (races made deterministic)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+
+from common.rpc import runner_pb2
+from runner.connection import Backoff, Refused
+from runner.shipper import LogShipper, StreamBroken
+from runner.spool import Spool
+
+
+def rpc_error(code: grpc.StatusCode) -> grpc.aio.AioRpcError:
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details=code.name)
+
+
+class Call:
+    """One StreamLogs call: acks 0 first; then fails when ``fail`` is set; writes per ``write_error``."""
+
+    def __init__(self, write_error: BaseException | None, read_error: BaseException) -> None:
+        self.write_error = write_error
+        self.read_error = read_error
+        self.fail = asyncio.Event()
+        self.sent: list[bytes] = []
+        self.reads = 0
+        self.cancelled = False
+
+    async def read(self) -> runner_pb2.LogAck:
+        self.reads += 1
+        if self.reads == 1:
+            return runner_pb2.LogAck(durable_sequence=0)
+        await self.fail.wait()
+        raise self.read_error
+
+    async def write(self, raw: bytes) -> None:
+        if self.write_error is not None:
+            raise self.write_error
+        self.sent.append(raw)
+
+    def cancel(self) -> bool:
+        self.cancelled = True
+        return True
+
+
+class Conn:
+    """Just what LogShipper uses of runner.connection.Connection."""
+
+    metadata = ()
+
+    def __init__(self, calls: list[Call]) -> None:
+        self.calls = calls
+        self.opened: list[Call] = []
+        self.missed_errors: list[BaseException] = []
+
+    def stream_logs(self, metadata) -> Call:  # type: ignore[no-untyped-def]
+        call = self.calls[min(len(self.opened), len(self.calls) - 1)]
+        self.opened.append(call)
+        return call
+
+    def backoff(self) -> Backoff:
+        return Backoff(0.001, 0.001)
+
+    def reached(self) -> None:
+        pass
+
+    def missed(self, err: BaseException) -> None:
+        self.missed_errors.append(err)
+
+    def check_final(self, err: grpc.aio.AioRpcError) -> None:
+        if err.code() == grpc.StatusCode.PERMISSION_DENIED:
+            raise Refused(err.details())
+
+
+def spool_with_a_batch(tmp_path) -> Spool:
+    spool = Spool(tmp_path / "s.spool")
+    batch = runner_pb2.LogBatch(first_sequence=1)
+    batch.runs.add(step=0, stream=1, at=1.0, lines=1, data=b"x")
+    spool.append(batch, 1)
+    return spool
+
+
+async def wait_for(cond, what: str) -> None:
+    for _ in range(2000):
+        if cond():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"never: {what}")
+
+
+async def test_a_write_into_a_finished_call_reconnects_instead_of_dying(tmp_path):
+    """grpc raises InvalidStateError (not AioRpcError) for a write after the call ended."""
+    broken = Call(asyncio.InvalidStateError("RPC already finished."), rpc_error(grpc.StatusCode.UNAVAILABLE))
+    healthy = Call(None, rpc_error(grpc.StatusCode.UNAVAILABLE))
+    conn = Conn([broken, healthy])
+    spool = spool_with_a_batch(tmp_path)
+    task = asyncio.create_task(LogShipper(conn, spool).run())  # type: ignore[arg-type]
+    try:
+        await wait_for(lambda: healthy.sent, "the batch sent on the next call")
+        assert not task.done()
+        assert isinstance(conn.missed_errors[0], StreamBroken) and broken.cancelled
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    spool.close()
+
+
+@pytest.mark.parametrize("rounds", range(4))
+async def test_cancel_while_the_stream_fails_stops_the_shipper(tmp_path, rounds):
+    """The stream fails in the same loop turn the shipper is cancelled: it must still stop."""
+    calls = [Call(None, rpc_error(grpc.StatusCode.UNAVAILABLE)) for _ in range(2)]
+    conn = Conn(calls)
+    spool = spool_with_a_batch(tmp_path)
+    task = asyncio.create_task(LogShipper(conn, spool).run())  # type: ignore[arg-type]
+    await wait_for(lambda: calls[0].sent, "the first call to carry the batch")
+    for _ in range(rounds):  # vary which turn the cancel lands in
+        await asyncio.sleep(0)
+    calls[0].fail.set()
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=5)
+    spool.close()
+    assert task in done and task.cancelled(), "the cancellation was swallowed; the runner would hang"
+
+
+async def test_a_refusal_is_final(tmp_path):
+    denied = Call(None, rpc_error(grpc.StatusCode.PERMISSION_DENIED))
+    denied.fail.set()
+    spool = spool_with_a_batch(tmp_path)
+    with pytest.raises(Refused):
+        await asyncio.wait_for(LogShipper(Conn([denied]), spool).run(), 5)  # type: ignore[arg-type]
+    spool.close()
