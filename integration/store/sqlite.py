@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -53,9 +54,11 @@ async def _connect(path: Path) -> aiosqlite.Connection:
     try:
         return await connection
     except BaseException:
-        await asyncio.to_thread(connection._thread.join, 5.0)  # noqa: SLF001 - see the docstring
-        # let the thread's last callback run on this (still open) loop
-        await asyncio.sleep(0)
+        thread = getattr(connection, "_thread", None)  # private: see the docstring
+        if isinstance(thread, threading.Thread) and thread.ident is not None:
+            await asyncio.to_thread(thread.join, 5.0)
+            # let the thread's last callback run on this (still open) loop
+            await asyncio.sleep(0)
         raise
 
 
