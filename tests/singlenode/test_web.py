@@ -1,0 +1,89 @@
+"""The single node's HTTP pages against a real store and log store, over loopback HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from common.logbatch import STDOUT, SYSTEM
+from common.rpc import jobs_pb2, runner_pb2
+from orchestrator.logstore import LogStore
+from orchestrator.singlenode.web import Backing, JobPages
+from orchestrator.store import open_store
+
+
+def request(job_id: str, name: str) -> jobs_pb2.JobRequest:
+    return jobs_pb2.JobRequest(
+        schema_version=jobs_pb2.SCHEMA_VERSION_1, job_id=job_id, run_id="run-1", key="build", name=name,
+        runs_on="illumos-stable", checkout=jobs_pb2.Checkout(forge="local", repo="me/app", ref="refs/heads/main",
+                                                             sha="a" * 40),
+        steps=[jobs_pb2.Step(name="Build", run="make")],
+    )
+
+
+def app_of(pages: JobPages) -> web.Application:
+    app = web.Application()
+    app.router.add_get("/healthz", pages.healthz)
+    app.router.add_get("/jobs/{job_id}", pages.job_page)
+    app.router.add_get("/jobs/{job_id}/log", pages.job_log)
+    return app
+
+
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[tuple[JobPages, TestClient, object, LogStore]]:
+    pages = JobPages()
+    async with open_store(f"sqlite:///{tmp_path / 'state.sqlite'}") as store, LogStore(tmp_path / "logs") as logs:
+        client = TestClient(TestServer(app_of(pages)))
+        await client.start_server()
+        try:
+            yield pages, client, store, logs
+        finally:
+            await client.close()
+            await logs.aclose()
+
+
+async def test_healthz_follows_the_parts(served) -> None:
+    pages, client, store, logs = served
+    answer = await client.get("/healthz")
+    assert (answer.status, await answer.json()) == (503, {"status": "starting"})
+    assert (await client.get("/jobs/job-1")).status == 503  # nothing to read yet
+    pages.attach(Backing(store, logs, "host-a", "local", "every runs_on label"))
+    pages.ready = True
+    assert (await client.get("/healthz")).status == 200
+    pages.ready = False
+    answer = await client.get("/healthz")
+    assert (answer.status, await answer.json()) == (503, {"status": "stopping"})
+
+
+async def test_job_page_escapes_and_log_is_raw_text(served) -> None:
+    pages, client, store, logs = served
+    pages.attach(Backing(store, logs, "host-a", "local", "every runs_on label"))
+    await store.submit(request("job-1", "<script>alert(1)</script>"))
+    page = await client.get("/jobs/job-1")
+    text = await page.text()
+    assert page.status == 200 and page.content_type == "text/html"
+    assert "<script>" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert "<td>queued</td>" in text and "<td>me/app</td>" in text and "no step has reported yet" in text
+    assert "driver" not in text  # not claimed by this host yet
+
+    missing = await client.get("/jobs/job-1/log")
+    assert missing.status == 404 and "no log yet" in await missing.text()
+
+    joblog = await logs.open("job-1", 1)
+    batch = runner_pb2.LogBatch(first_sequence=1)
+    batch.runs.add(step=0, stream=SYSTEM, at=1.0, lines=1, data=b"step 1: Build")
+    batch.runs.add(step=0, stream=STDOUT, at=1.0, lines=3, data=b"caf\xc3\xa9 ok\nlong li\nne ends\xff")
+    batch.continuations.extend([4])  # line 4 continues line 3 (a long line split in transit)
+    await joblog.append(batch)
+    answer = await client.get("/jobs/job-1/log")
+    assert answer.status == 200 and answer.content_type == "text/plain"
+    assert await answer.text() == "## step 1: Build\ncafé ok\nlong line ends\ufffd\n"
+
+    assert (await client.get("/jobs/job-1/log?attempt=2")).status == 400
+    assert (await client.get("/jobs/job-1/log?attempt=x")).status == 400
+    assert (await client.get("/jobs/job-nope")).status == 404
+    assert (await client.get("/jobs/job-nope/log")).status == 404
