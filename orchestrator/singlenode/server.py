@@ -23,10 +23,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import fcntl
 import logging
+import os
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from aiohttp import web
 
@@ -90,6 +93,7 @@ async def _run(settings: ServeSettings, say: Callable[[str], None], stop: asynci
     pages = JobPages()
     canceller = _LateCanceller()
     async with contextlib.AsyncExitStack() as stack:
+        stack.enter_context(_exclusive(data))
         # Bound first: a busy port fails before anything else opens, and port 0
         # (tests) becomes a real one that the forge links can name.
         sock = _bind(settings.listen)
@@ -126,6 +130,27 @@ async def _run(settings: ServeSettings, say: Callable[[str], None], stop: asynci
         _announce(settings, node, driver.name, labels_note, say)
         await _supervise(node, integration, stop)
         say(f"solstice: stopping (running jobs get {settings.shutdown_grace:g}s, then are requeued)")
+
+
+@contextlib.contextmanager
+def _exclusive(data: Path) -> Iterator[None]:
+    """Hold ``<data>/serve.lock``: two processes on one set of SQLite files would hand out jobs twice."""
+    path = data / "serve.lock"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+        raise ServeError(f"cannot open {path}: {err.strerror}") from err
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise ServeError(f"another solstice serve (pid {holder}) is using the data directory {data}") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _bind(listen: str) -> socket.socket:

@@ -109,3 +109,13 @@ def test_start_up_errors_are_one_line(tmp_path: Path) -> None:
     [line] = [line for line in done.stderr.strip().splitlines() if line.startswith("ERROR")]
     assert line.startswith(f"ERROR: cannot listen on 127.0.0.1:{port}")
     assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_one_data_directory_serves_one_process(tmp_path: Path) -> None:
+    with ServeProcess(tmp_path / "data") as node:
+        pid = node.proc.pid if node.proc else 0
+        done = serve_once("--data-dir", str(tmp_path / "data"), "--listen", "127.0.0.1:0", "--grpc", "127.0.0.1:0")
+        assert done.returncode == 1
+        [line] = [line for line in done.stderr.strip().splitlines() if line.startswith("ERROR")]
+        assert line == f"ERROR: another solstice serve (pid {pid}) is using the data directory {tmp_path / 'data'}"
+        assert node.get("/healthz")[0] == 200  # the first one is unharmed
