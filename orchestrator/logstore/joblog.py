@@ -36,12 +36,17 @@ class JobLog:
     """The log of one job attempt. Create through ``LogStore.open``."""
 
     def __init__(self, log_path: Path, index_path: Path, masker: Masker,
-                 on_closed: Callable[[JobLog], None] | None = None) -> None:
+                 on_closed: Callable[[JobLog], None] | None = None,
+                 writers: ThreadPoolExecutor | None = None) -> None:
         self.path = log_path
         self._index_path = index_path
         self._masker = masker
         self._loop = asyncio.get_running_loop()
-        self._writer: ThreadPoolExecutor | None = ThreadPoolExecutor(1, thread_name_prefix="joblog")
+        # The store's shared writer threads (starting a thread per job stalls the
+        # loop on a busy host), or a thread of this log's own when used alone.
+        self._owns_writer = writers is None
+        self._writer: ThreadPoolExecutor | None = writers or ThreadPoolExecutor(1, thread_name_prefix="joblog")
+        self._serial = asyncio.Lock()  # one change at a time, in call order
         self._changed = asyncio.Event()
         self._fd = -1
         self._idx_fd = -1
@@ -151,7 +156,8 @@ class JobLog:
         if not self.closed:
             return
         if self._writer is not None:
-            self._writer.shutdown(wait=False)  # idle: its last task (the close) has finished
+            if self._owns_writer:
+                self._writer.shutdown(wait=False)  # idle: its last task (the close) has finished
             self._writer = None
         if self._idx_fd >= 0:
             os.close(self._idx_fd)
@@ -164,16 +170,29 @@ class JobLog:
             on_closed(self)
 
     async def _submit(self, fn, *args):  # type: ignore[no-untyped-def]
-        # Every change runs start to finish on this log's single writer thread:
-        # the dedupe decision, the write, the fsync and the state update. A
-        # caller cancelled mid-append (a runner hanging up, a server stopping)
-        # therefore can never leave the file and the in-memory view apart, and
-        # writes of one log never overlap.
-        if self._writer is None:
+        # Every change runs start to finish on a writer thread, one change of
+        # this log at a time: the dedupe decision, the write, the fsync and the
+        # state update. The change is a task of its own that holds the log's
+        # lock until the thread is done, so a caller cancelled mid-append (a
+        # runner hanging up, a server stopping) can never leave the file and
+        # the in-memory view apart, nor let the next change overlap it.
+        self._check_writable()
+        return await asyncio.shield(self._loop.create_task(self._serialized(fn, *args)))
+
+    async def _serialized(self, fn, *args):  # type: ignore[no-untyped-def]
+        async with self._serial:
+            self._check_writable()
+            assert self._writer is not None
+            try:
+                return await self._loop.run_in_executor(self._writer, fn, *args)
+            except RuntimeError as err:  # the store's writers shut down meanwhile
+                raise LogClosed(f"the log store holding {self.path} was shut down") from err
+
+    def _check_writable(self) -> None:
+        if self._writer is None or self._shut:
             if self.closed and not self._shut:
                 raise LogClosed(f"the log of job {self.path.parent.name} attempt {self.path.stem} is closed")
             raise LogClosed(f"the log store holding {self.path} was shut down")
-        return await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
 
     def _append_sync(self, batch: runner_pb2.LogBatch) -> int:
         count = line_count(batch)
@@ -232,11 +251,16 @@ class JobLog:
             await self._changed.wait()
 
     def release(self) -> None:
-        """Close the file descriptors (the log stays on disk, open or closed)."""
+        """Close the file descriptors (the log stays on disk, open or closed).
+
+        With the store's shared writers, the store shuts them down (letting a
+        write in flight finish) before it releases its logs.
+        """
         self._shut = True
         self._on_closed = None
         if self._writer is not None:
-            self._writer.shutdown(wait=True)  # let a write in flight finish
+            if self._owns_writer:
+                self._writer.shutdown(wait=True)  # let a write in flight finish
             self._writer = None
         for fd in (self._fd, self._idx_fd):
             if fd >= 0:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from common.logbatch import job_masker
 from orchestrator.logstore.errors import LogNotFound, LogStoreError
 from orchestrator.logstore.joblog import JobLog
 
+# Writer threads shared by the logs of one store (a host runs a few dozen jobs at once).
+WRITER_THREADS = 4
 # Job ids become directory names: no separators, no leading dot.
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")
 
@@ -28,6 +31,8 @@ class LogStore:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self._logs: dict[tuple[str, int], JobLog] = {}
+        # Shared by every log: each log still makes one change at a time.
+        self._writers = ThreadPoolExecutor(WRITER_THREADS, thread_name_prefix="joblog")
         self._lock = asyncio.Lock()
         self._closed = False
 
@@ -55,7 +60,8 @@ class LogStore:
             path = self.path(job_id, attempt)
             if not create and not path.exists():
                 raise LogNotFound(f"no log for job {job_id} attempt {attempt}")
-            log = JobLog(path, path.with_suffix(".idx"), job_masker(secrets), on_closed=self._forget)
+            log = JobLog(path, path.with_suffix(".idx"), job_masker(secrets), on_closed=self._forget,
+                         writers=self._writers)
 
             def _open() -> None:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -81,6 +87,9 @@ class LogStore:
         """Release every file (logs are not closed: their jobs may go on elsewhere)."""
         async with self._lock:
             self._closed = True
+            # Let a write in flight finish before its descriptors close; a change
+            # asked for from now on is refused with LogClosed.
+            self._writers.shutdown(wait=True)
             for log in self._logs.values():
                 log.release()
             self._logs.clear()

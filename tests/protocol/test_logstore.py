@@ -232,3 +232,22 @@ async def test_closed_logs_hold_no_thread_or_descriptor_and_stay_readable(tmp_pa
 
 async def _collect(log) -> list[bytes]:
     return [ln.content async for ln in log.follow()]
+
+
+async def test_shared_writers_keep_each_log_in_order_even_when_a_caller_is_cancelled(tmp_path):
+    # The store's logs share a few writer threads: the changes of one log must
+    # still run one at a time, in call order, and a change whose caller gave up
+    # still completes (so the next batch does not find a gap).
+    async with LogStore(tmp_path) as store:
+        logs = [await store.open(f"job-{n}", 1) for n in range(6)]
+        calls = [asyncio.ensure_future(log.append(batch(1 + 3 * i, numbered(1 + 3 * i, 3))))
+                 for i in range(15) for log in logs]
+        await asyncio.sleep(0)  # every call has asked for its change
+        calls[7].cancel()  # log 1's second batch: its caller hangs up mid-append
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        assert isinstance(results[7], asyncio.CancelledError)
+        assert all(r == 45 or isinstance(r, asyncio.CancelledError) for r in results[-6:]), results[-6:]
+        for log in logs:
+            assert log.highest_sequence == 45
+            await log.close()
+            assert [ln.content for ln in await log.read_all()] == numbered(1, 45)
