@@ -145,7 +145,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             # `queued` before publishing: a node's `provisioning` event must not overtake it.
             await announce(self.events, *(job_event(job, job.state) for job in stored if job.state is JobState.QUEUED))
             await settle(self.events)
-            await self.publisher.publish(list(request.jobs))
+            # A job submitted again that already finished is not sent round the queue again.
+            queued = {job.job_id for job in stored if job.state is JobState.QUEUED}
+            await self.publisher.publish([job for job in request.jobs if job.job_id in queued])
             return admin_pb2.SubmitResponse(jobs=[await self.job_info(job) for job in stored])
         return await self._call(context, go())
 

@@ -234,3 +234,22 @@ async def test_a_request_no_node_can_route_ends_failed_with_the_reason(cluster: 
         assert record.state is F and "unroutable" in record.reason
         assert cluster.events.job_states("nowhere") == [Q, F]
         assert driver_of(node).events == []
+
+
+async def test_submit_validates_and_is_idempotent(cluster: Cluster) -> None:
+    async with cluster.node(cluster.settings()) as node, admin_stub(node) as admin:
+        no_label = job("x")
+        no_label.runs_on = ""
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await admin.Submit(admin_pb2.SubmitRequest(jobs=[job("fine"), no_label]))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert err.value.details() == "every job needs a job_id and a runs_on label"
+        assert await cluster.store.get_job("fine") is None  # nothing of a refused request is kept
+
+        await admin.Submit(admin_pb2.SubmitRequest(jobs=[job("once")]))
+        await cluster.finished("once")
+        again = await admin.Submit(admin_pb2.SubmitRequest(jobs=[job("once")]))
+        assert [(j.state, j.attempt) for j in again.jobs] == [(jobs_pb2.JOB_STATE_SUCCEEDED, 1)]
+        assert await cluster.ready("lab-a") == 0 and _acked(node) == 1  # not even sent again
+        assert [c for c, name in driver_of(node).events if name == vm_name("once", 1)].count("prepare") == 1
+        assert cluster.events.job_states("once") == [Q, P, R, S]  # no second `queued`
