@@ -119,3 +119,15 @@ def test_one_data_directory_serves_one_process(tmp_path: Path) -> None:
         [line] = [line for line in done.stderr.strip().splitlines() if line.startswith("ERROR")]
         assert line == f"ERROR: another solstice serve (pid {pid}) is using the data directory {tmp_path / 'data'}"
         assert node.get("/healthz")[0] == 200  # the first one is unharmed
+
+
+def test_the_readme_example_config_loads(tmp_path: Path) -> None:
+    import re
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    [example] = re.findall(r"```yaml\n(.*?)```", readme, re.DOTALL)
+    config = tmp_path / "solstice.yaml"
+    config.write_text(example)
+    s = load_config(ServeSettings, config, env={})
+    assert s.labels == ("ubuntu-22.04", "illumos-stable") and not s.every_label
+    assert (s.capacity, s.shutdown_grace, s.webhooks.fork_policy) == (2, 120.0, "label")
