@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 
+import aiohttp
+
 from tests.integration.stack import WORKFLOW, IntegrationStack, RabbitQueue
 
 COUNT = 500
@@ -25,6 +27,9 @@ async def test_500_concurrent_deliveries_queue_500_jobs_and_replays_queue_none(
         answers = await asyncio.gather(*[stack.deliver_github("push", body, delivery=d) for d, body in deliveries])
         return [status for status, _ in answers]
 
+    # aiohttp's default pool holds 100 connections: lift it so all 500 are in flight at once.
+    await stack.client.close()
+    stack.client = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
     first = await send_all()
     assert first.count(202) == COUNT, sorted(set(first))
     assert await queue.count() == COUNT
