@@ -128,7 +128,12 @@ class Scheduler:
         if job is None:
             log.error("dead letter of an unknown job: %s", reason, extra={"fields": {"job": job_id or "?"}})
             return
-        if not job.terminal and await self.s.store.transition(job.job_id, job.attempt, JobState.FAILED, reason):
+        if job.state is not JobState.QUEUED:
+            # A host holds (or finished) it: the copy the queue gave up on changes nothing.
+            log.warning("dead letter of a job that is %s: ignored (%s)", job.state.name.lower(), reason,
+                        extra={"fields": {"job": job.job_id}})
+            return
+        if await self.s.store.transition(job.job_id, job.attempt, JobState.FAILED, reason):
             await announce(self.s.events, job_event(job, JobState.FAILED, reason=reason))
 
     # -- steps of on_job ------------------------------------------------------

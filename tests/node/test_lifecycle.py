@@ -188,3 +188,27 @@ async def test_a_failed_teardown_still_finalizes_and_reconciliation_retries_it(t
         assert ("destroy failed", vm) in node.driver.events
         await async_wait_until(lambda: destroyed(node, "sticky"), what="the reconciler to reap the VM")
         assert node.driver.live == 0
+
+
+async def test_a_dead_letter_fails_only_a_job_nobody_holds(tmp_path: Path) -> None:
+    from common.config import Seconds
+
+    async with local_node(local_settings(tmp_path, timers__shutdown_grace=Seconds(0.2))) as node:
+        scheduler = node.node.scheduler
+        assert scheduler is not None
+        await node.publish(job("held-elsewhere", steps=("sleep 30",)))
+
+        async def running() -> bool:
+            record = await node.store.get_job("held-elsewhere")
+            return record is not None and record.state is JobState.RUNNING
+        await async_wait_until(running, what="the job running")
+        await scheduler.on_dead_letter("held-elsewhere", "poison: redelivered too often")
+        record = await node.store.get_job("held-elsewhere")
+        assert record is not None and record.state is JobState.RUNNING  # left alone
+
+        await node.store.submit(job("waiting", label="lab-z"))  # queued, no node serves lab-z
+        await scheduler.on_dead_letter("waiting", "unroutable: no queue serves lab-z")
+        record = await finished(node, "waiting")
+        assert (record.state, record.reason) == (JobState.FAILED, "unroutable: no queue serves lab-z")
+        await scheduler.on_dead_letter("waiting", "unroutable: again")  # at-least-once: a second call
+        assert [e.reason for e in node.events.terminal("waiting")] == ["unroutable: no queue serves lab-z"]
