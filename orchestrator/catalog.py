@@ -92,6 +92,7 @@ class BhyveConfig:
     bhyvectl: str = "/usr/sbin/bhyvectl"
     command_timeout: Seconds = Seconds(120)
     halt_timeout: Seconds = Seconds(300)
+    zvol_timeout: Seconds = Seconds(30)  # wait this long for a cloned volume's /dev/zvol node
     poll_interval: Seconds = Seconds(1)
 
     def __post_init__(self) -> None:

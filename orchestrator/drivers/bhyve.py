@@ -3,6 +3,7 @@
 Per VM ``solstice-<hex>-<attempt>`` (names.py), following illumos.md:
 
     prepare   zfs clone <image>@<snap> <vm_dataset>/<vm>   [zfs set volsize=... ]
+              (wait for /dev/zvol/rdsk/<vm_dataset>/<vm>)
               dladm create-vnic -t -l <link> <vnic>
               zonecfg -z <vm> -f <state_dir>/<vm>/zonecfg    (bhyve_zonecfg.py)
               zoneadm -z <vm> install                        (the brand requires it, §1.2)
@@ -104,6 +105,7 @@ class BhyveDriver:
         await self._run(c.zfs, "clone", image.source, disk)
         if image.disk_size:
             await self._run(c.zfs, "set", f"volsize={image.disk_size}", disk)
+        await self._wait_for_zvol(disk)
         vnic = vnic_name(vm)
         await self._run(c.dladm, "create-vnic", "-t", "-l", image.link, vnic)
         state = self._state(vm)
@@ -116,6 +118,17 @@ class BhyveDriver:
         await asyncio.to_thread(_write_private, state, "zonecfg", zonecfg)
         await self._run(c.zonecfg, "-z", vm, "-f", str(state / "zonecfg"))
         await self._run(c.zoneadm, "-z", vm, "install")
+
+    async def _wait_for_zvol(self, disk: str) -> None:
+        """Whether a clone's device node exists when ``zfs clone`` returns is
+        UNCONFIRMED (illumos.md §4); the boot hook needs it, so wait for it."""
+        node = f"/dev/zvol/rdsk/{disk}"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.zvol_timeout
+        while not await asyncio.to_thread(self._host(node).exists):
+            if loop.time() >= deadline:
+                raise DriverError(f"{node} did not appear within {self.config.zvol_timeout:g}s of the clone")
+            await asyncio.sleep(min(self.config.poll_interval, 0.1))
 
     async def boot(self, spec: VmSpec) -> None:
         vm = validate_vm_name(spec.name)

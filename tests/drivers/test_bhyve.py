@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,7 @@ async def test_happy_path_runs_exactly_these_commands(fake_host: FakeHost, bhyve
         "cloud-init": str(bhyve_cfg.state_dir / vm / "user-data"),
     }
     assert (bhyve_cfg.state_dir / vm / "user-data").stat().st_mode & 0o077 == 0
+    assert fake_host.fs(f"/dev/zvol/rdsk/{disk}").exists()
     ds = fake_host.state()["datasets"]
     assert ds[disk]["origin"] == f"{IMAGE}@{SNAPSHOT}" and ds[disk]["volsize"] == 20 * 2**30
     assert ds[disk]["in_use"]
@@ -78,6 +80,7 @@ async def test_happy_path_runs_exactly_these_commands(fake_host: FakeHost, bhyve
     ]
     assert fake_host.owned() == NOTHING
     assert not (bhyve_cfg.state_dir / vm).exists()
+    assert not fake_host.fs(f"/dev/zvol/rdsk/{disk}").exists()
     # The golden image is untouched.
     assert f"{IMAGE}@{SNAPSHOT}" in fake_host.state()["datasets"]
     await driver.aclose()
@@ -133,6 +136,17 @@ async def test_failure_at_each_step_leaves_nothing_behind(
     assert any(c[0] == tool and word in c for c in fake_host.calls())
     assert fake_host.owned() == NOTHING
     assert not (bhyve_cfg.state_dir / spec.name).exists()
+    await driver.aclose()
+
+
+async def test_zvol_node_that_never_appears(fake_host: FakeHost, bhyve_cfg: BhyveConfig, gateway: Gateway):
+    fake_host.set_faults([{"tool": "zfs", "sub": "clone", "nth": 1, "zvol_node": False}])
+    driver = BhyveDriver(dataclasses.replace(bhyve_cfg, zvol_timeout=0.3))
+    spec = gateway.spec()
+    with pytest.raises(ProvisionError, match=f"/dev/zvol/rdsk/rpool/solstice/vms/{spec.name} did not appear"):
+        await driver.prepare(spec)
+    assert not any(c[0] in ("zonecfg", "zoneadm") and c[-1] != "-p" for c in fake_host.calls())
+    assert fake_host.owned() == NOTHING
     await driver.aclose()
 
 

@@ -56,6 +56,7 @@ class FakeHost:
                 zfs.make_parents(state, name.rsplit("/", 1)[0])
                 state["datasets"][name] = zfs.new_ds(state, "volume", volsize=size)
                 state["datasets"][f"{name}@{snap}"] = zfs.new_ds(state, "snapshot", volsize=size, snap_of="volume")
+            zfs.sync_zvol_nodes({name for name, _, _ in images}, set(), self.root)
             for link in links:
                 state["links"][link] = {"class": "phys", "over": None, "vid": 0, "mac": "0:c:29:1:2:3",
                                         "macaddrtype": "fixed", "zone": None}

@@ -514,7 +514,28 @@ def main(argv: list[str]) -> int:
     if read_only:
         return COMMANDS[sub](st.read(), argv[1:])
     with st.locked() as state:
-        return COMMANDS[sub](state, argv[1:])
+        before = volumes(state)
+        rc = COMMANDS[sub](state, argv[1:])
+        after = volumes(state)
+        # A fault rule with "zvol_node": false models a device node that never
+        # shows up (whether it appears synchronously is UNCONFIRMED, §4).
+        sync_zvol_nodes(set() if rule and rule.get("zvol_node") is False else after - before, before - after)
+    return rc
+
+
+def volumes(state: dict[str, Any]) -> set[str]:
+    return {n for n, d in state["datasets"].items() if d["type"] == "volume"}
+
+
+def sync_zvol_nodes(added: set[str], removed: set[str], base: Any = None) -> None:
+    """Create / remove ``/dev/zvol/{dsk,rdsk}/<volume>`` under the fake root."""
+    for kind in ("dsk", "rdsk"):
+        for name in added:
+            node = st.host_path(f"/dev/zvol/{kind}/{name}", base)
+            node.parent.mkdir(parents=True, exist_ok=True)
+            node.touch()
+        for name in removed:
+            st.host_path(f"/dev/zvol/{kind}/{name}", base).unlink(missing_ok=True)
 
 
 if __name__ == "__main__":
