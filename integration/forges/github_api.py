@@ -112,8 +112,9 @@ class GitHubClient:
             raise ForgeUnavailable("GitHub created a check run but did not say its id")
         return run_id
 
-    async def update_check_run(self, repo: Repo, check_run_id: int, check: CheckRun) -> None:
+    async def update_check_run(self, repo: Repo, check_run_id: int, check: CheckRun,
+                               deadline: float | None = None) -> None:
         await self._call(
             "PATCH", repo, f"check-runs/{check_run_id}", what=f"update check run {check_run_id} on {repo.full_name}",
-            body=check.to_json(),
+            body=check.to_json(), deadline=deadline,
         )

@@ -13,6 +13,7 @@ from integration.reporting.summary import MAX_ANNOTATIONS, summary, title, workf
 from integration.store import ReportRecord
 
 WORKFLOW_CHECK_NAME = "Solstice workflow"
+MAX_ANNOTATION_REQUESTS = 10  # so at most 500 annotations; the summary lists every error anyway
 
 
 def _now() -> str:
@@ -60,7 +61,7 @@ class GitHubReporter:
     async def report_invalid_workflow(
         self, build: BuildRequested, errors: tuple[WorkflowError, ...], deadline: float | None = None,
     ) -> None:
-        annotations = tuple(
+        annotations = [
             {
                 "path": error.file,
                 "start_line": max(error.line, 1),
@@ -71,19 +72,23 @@ class GitHubReporter:
                 "message": f"{error.path}: {error.message}" if error.path else error.message,
                 "title": "Invalid workflow",
             }
-            for error in errors[:MAX_ANNOTATIONS]
-        )
+            for error in errors[: MAX_ANNOTATIONS * MAX_ANNOTATION_REQUESTS]
+        ]
+        # GitHub takes at most 50 annotations per request and appends those of later updates.
+        batches = [tuple(annotations[i:i + MAX_ANNOTATIONS]) for i in range(0, len(annotations), MAX_ANNOTATIONS)]
         count = len(errors)
+        output_title = f"Invalid workflow: {count} error{'s' if count != 1 else ''}"
+        output_summary = workflow_errors_summary(errors)
         check = CheckRun(
             name=WORKFLOW_CHECK_NAME,
             head_sha=build.sha,
             status="completed",
             conclusion="failure",
             completed_at=_now(),
-            output=CheckRunOutput(
-                title=f"Invalid workflow: {count} error{'s' if count != 1 else ''}",
-                summary=workflow_errors_summary(errors),
-                annotations=annotations,
-            ),
+            output=CheckRunOutput(title=output_title, summary=output_summary,
+                                  annotations=batches[0] if batches else ()),
         )
-        await self.client.create_check_run(build.repo, check, deadline)
+        run_id = await self.client.create_check_run(build.repo, check, deadline)
+        for batch in batches[1:]:
+            more = CheckRun(output=CheckRunOutput(title=output_title, summary=output_summary, annotations=batch))
+            await self.client.update_check_run(build.repo, run_id, more, deadline)

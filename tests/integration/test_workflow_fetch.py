@@ -141,19 +141,23 @@ def test_missing_app_id_is_a_clear_error(tmp_path):
 
 
 async def test_many_errors_fit_githubs_limits(stack: IntegrationStack, queue: RabbitQueue, payload):
-    """60 errors: at most 50 annotations per request (GitHub's cap), every error still listed in the summary."""
+    """60 errors: at most 50 annotations per request (GitHub's cap), the rest in an update; all in the summary."""
     text = "workflow {\n" + "".join(
         f'  job id="j{i}" runs_on="illumos-stable" {{\n    step run="true" bogus=1\n  }}\n' for i in range(60)
     ) + "}\n"
     stack.github.put_file(GH_REPO, GH_SHA, text)
     status, answer = await stack.deliver_github("push", payload("github/push.new-branch"))
     assert answer["result"] == "invalid workflow"
-    [(_, body)] = stack.github.check_run_updates  # accepted by the schema-checking fake
-    output = body["output"]
+    # a create with 50 annotations, then an update with the other 10 (each accepted by the schema-checking fake)
+    [(run_id, created), (same_id, updated)] = stack.github.check_run_updates
+    assert run_id == same_id
+    assert [len(body["output"]["annotations"]) for body in (created, updated)] == [50, 10]
+    assert (created["status"], created["conclusion"]) == ("completed", "failure")
+    output = created["output"]
     assert output["title"] == "Invalid workflow: 60 errors"
-    assert len(output["annotations"]) == 50
     assert ".solstice/workflow.kdl:3:21:" in output["summary"]
-    assert ".solstice/workflow.kdl:180:21:" in output["summary"]  # the 60th error, past the annotation cap
+    assert ".solstice/workflow.kdl:180:21:" in output["summary"]  # every error in the summary too
+    assert [a["start_line"] for a in stack.github.annotations[run_id]] == [3 + 3 * i for i in range(60)]
     assert await queue.count() == 0
 
 

@@ -74,6 +74,7 @@ class FakeGitHub(FakeForge):
     tokens: dict[str, tuple[int, float]] = field(default_factory=dict)  # token -> (installation, expires_at)
     check_runs: dict[int, dict[str, Any]] = field(default_factory=dict)  # id -> current state
     check_run_updates: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # (id, body) in order
+    annotations: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # id -> all annotations so far
     statuses: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)  # (repo, sha, body)
 
     def __post_init__(self) -> None:
@@ -185,6 +186,7 @@ class FakeGitHub(FakeForge):
         run_id = next(self._ids)
         state = {"id": run_id, "status": "queued", **body}
         self.check_runs[run_id] = state
+        self.annotations[run_id] = list(body.get("output", {}).get("annotations", []))
         self.check_run_updates.append((run_id, body))
         return web.json_response(state, status=201)
 
@@ -200,6 +202,8 @@ class FakeGitHub(FakeForge):
         if run_id not in self.check_runs:
             return json_error(404, "Not Found", documentation_url=DOCS)
         self.check_runs[run_id].update(body)
+        # GitHub appends the annotations of each update (at most 50 per request) to the run's list.
+        self.annotations[run_id].extend(body.get("output", {}).get("annotations", []))
         self.check_run_updates.append((run_id, body))
         return web.json_response(self.check_runs[run_id])
 
