@@ -212,3 +212,23 @@ async def test_a_dead_letter_fails_only_a_job_nobody_holds(tmp_path: Path) -> No
         assert (record.state, record.reason) == (JobState.FAILED, "unroutable: no queue serves lab-z")
         await scheduler.on_dead_letter("waiting", "unroutable: again")  # at-least-once: a second call
         assert [e.reason for e in node.events.terminal("waiting")] == ["unroutable: no queue serves lab-z"]
+
+
+async def test_single_node_shutdown_requeues_into_its_own_queue_and_restart_runs_it(tmp_path: Path) -> None:
+    settings = local_settings(tmp_path, timers__shutdown_grace=Seconds(0.2))
+    async with local_node(settings) as node:
+        await node.publish(job("cut", steps=("sleep 1.5",)))
+
+        async def running() -> bool:
+            record = await node.store.get_job("cut")
+            return record is not None and record.state is R
+        await async_wait_until(running, what="cut running")
+    # closed past the grace: attempt 1 ended, attempt 2 queued in the local queue
+    from orchestrator.store import open_store
+    async with open_store(settings.store_url) as store:
+        record = await store.get_job("cut")
+        assert record is not None and (record.state, record.attempt) == (JobState.QUEUED, 2)
+    async with local_node(settings) as node:
+        record = await async_wait_until(lambda: _attempt_done(node, "cut", 2), what="attempt 2 after restart")
+        assert record.state is S
+        assert vm_name("cut", 2) in node.driver.destroyed
