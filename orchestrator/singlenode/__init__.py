@@ -3,5 +3,5 @@
 ``settings`` (ServeSettings, SOLSTICE_* names), ``queue`` (one LocalQueue as
 everyone's publisher and the node's consumer), ``web`` (webhooks, /healthz,
 job pages), ``cancel`` (pull request closed -> its jobs cancelled),
-``server`` (the wiring and supervision), ``cli`` (the ``solstice`` program).
+``routing`` (labels to drivers), ``server`` (the wiring and supervision), ``cli`` (the ``solstice`` program).
 """

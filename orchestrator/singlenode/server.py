@@ -39,12 +39,14 @@ from common.tokens import TokenIssuer
 from integration.cancel import CancelRequest
 from integration.runtime import Integration
 from orchestrator.admin import admin_servicer_factory
+from orchestrator.drivers.base import Driver
 from orchestrator.drivers.registry import make_driver
 from orchestrator.logstore import LogStore
 from orchestrator.node.node import Node, NodeParts
 from orchestrator.runnerapi import RunnerGateway
 from orchestrator.singlenode.cancel import NodeCanceller
 from orchestrator.singlenode.queue import SingleNodeQueue
+from orchestrator.singlenode.routing import LabelRouter
 from orchestrator.singlenode.settings import ServeSettings, split_address
 from orchestrator.singlenode.web import Backing, JobPages, make_app
 from orchestrator.store import open_store
@@ -115,7 +117,7 @@ async def _run(settings: ServeSettings, say: Callable[[str], None], stop: asynci
         store = await stack.enter_async_context(
             open_store(node_settings.store_url, host_stale_after=node_settings.timers.stale_after))
         logstore = await stack.enter_async_context(LogStore(data / "logs"))
-        driver = make_driver(node_settings.drivers)
+        driver = _make_driver(settings)
         stack.push_async_callback(driver.aclose)
         gateway = RunnerGateway(logstore, TokenIssuer(node_settings.token_key(), node_settings.grpc.token_ttl))
         parts = NodeParts(store=store, driver=driver, gateway=gateway, publisher=queue, events=events,
@@ -124,7 +126,11 @@ async def _run(settings: ServeSettings, say: Callable[[str], None], stop: asynci
         await stack.enter_async_context(node)
         canceller.target = NodeCanceller(store, events, node)
         labels_note = "every runs_on label" if settings.every_label else ", ".join(node.labels)
-        pages.attach(Backing(store, logstore, node.host, driver.name, labels_note))
+        if settings.label_drivers:
+            routes = ", ".join(f"{label} -> {name}" for label, name in sorted(settings.label_drivers.items()))
+            labels_note += f" ({routes}, the rest -> {settings.drivers.driver})"
+        pages.attach(Backing(store, logstore, node.host, settings.drivers.driver, labels_note,
+                             dict(settings.label_drivers)))
         pages.ready = True
         stack.callback(setattr, pages, "ready", False)  # unwinds first: /healthz says 503 while stopping
         _announce(settings, node, driver.name, labels_note, say)
@@ -169,6 +175,18 @@ def _bind(listen: str) -> socket.socket:
         sock.close()
         raise ServeError(f"cannot listen on {listen} (HTTP): {err.strerror}") from err
     return sock
+
+
+def _make_driver(settings: ServeSettings) -> Driver:
+    """The node's driver: the configured one, or a router when labels map to other drivers."""
+    configs = settings.driver_configs()
+    if "instant" in configs:
+        import orchestrator.node.testing  # noqa: F401 - registers the instant driver (tests, benchmarks)
+    if not settings.label_drivers:
+        return make_driver(configs[settings.drivers.driver])
+    children = {name: make_driver(config) for name, config in configs.items()}
+    default = children[settings.drivers.driver]
+    return LabelRouter(default, {label: children[name] for label, name in settings.label_drivers.items()})
 
 
 def _announce(settings: ServeSettings, node: Node, driver: str, labels: str, say: Callable[[str], None]) -> None:

@@ -3,8 +3,9 @@
 With no file at all the single node keeps everything under ``data_dir``
 (SQLite state, queue and events, job logs, the local driver's runner
 directories) and the local driver serves every ``runs_on`` label. A file may
-restrict the labels or choose another driver (``drivers`` section, as in the
-orchestrator's YAML)::
+restrict the labels, choose another driver (``drivers`` section, as in the
+orchestrator's YAML) or send some labels to another driver
+(``label_drivers``, see ``routing``)::
 
     data_dir: /var/lib/solstice
     listen: 0.0.0.0:8080
@@ -13,6 +14,8 @@ orchestrator's YAML)::
     capacity: 2
     drivers:
       driver: local
+    label_drivers:
+      illumos-stable: bhyve   # with drivers.bhyve.images
     forgejo:
       url: https://codeberg.example
     webhooks:
@@ -88,6 +91,7 @@ class ServeSettings:
     public_url: str = field(default="", metadata=_env("SOLSTICE_PUBLIC_URL"))  # "" = http://<listen>
     host: str = field(default_factory=_default_host)  # the node's name in `ciadm hosts`
     labels: tuple[str, ...] = ()  # runs_on labels served; empty = every label (local driver)
+    label_drivers: dict[str, str] = field(default_factory=dict)  # label -> another driver than drivers.driver
     capacity: int = 4  # jobs at once
     shutdown_grace: Seconds = Seconds(30)  # Ctrl-C: running jobs get this long, then are requeued
     github: GitHubSettings = GitHubSettings()
@@ -105,6 +109,9 @@ class ServeSettings:
             raise ConfigError(f"capacity must be at least 1, not {self.capacity}")
         if EVERY_LABEL in self.labels:
             raise ConfigError("labels: leave the list empty to serve every label")
+        for label, driver in self.label_drivers.items():
+            if not isinstance(driver, str) or not driver:
+                raise ConfigError(f"label_drivers.{label} must name a driver, not {driver!r}")
 
     @property
     def every_label(self) -> bool:
@@ -118,7 +125,7 @@ class ServeSettings:
         if self.drivers.driver == "local":
             return (EVERY_LABEL,)
         if self.drivers.driver == "bhyve" and self.drivers.bhyve.images:
-            return tuple(sorted(self.drivers.bhyve.images))
+            return tuple(sorted({*self.drivers.bhyve.images, *self.label_drivers}))
         raise ConfigError(f"the {self.drivers.driver} driver does not serve every label: list them in 'labels'")
 
     def http_url(self) -> str:
@@ -140,6 +147,22 @@ class ServeSettings:
         if local.runner_argv == default.runner_argv:
             changes["runner_argv"] = installed_runner_argv()
         return dataclasses.replace(self.drivers, local=dataclasses.replace(local, **changes))  # type: ignore[arg-type]
+
+    def driver_configs(self) -> dict[str, DriverConfig]:
+        """Each driver in use by name, the default (``drivers.driver``) first.
+
+        Drivers other than the default that keep state in the local section
+        (``local``, test drivers) get a directory of their own beside it, so
+        no two of them list the same VMs.
+        """
+        base = self.driver_config()
+        configs = {base.driver: base}
+        for name in self.label_drivers.values():
+            if name not in configs:
+                local = dataclasses.replace(base.local, state_dir=base.local.state_dir.with_name(
+                    f"{base.local.state_dir.name}-{name}"))
+                configs[name] = dataclasses.replace(base, driver=name, local=local)
+        return configs
 
     def node_settings(self) -> NodeSettings:
         """The embedded orchestrator node's settings."""

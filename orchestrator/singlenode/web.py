@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import html
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -36,8 +36,9 @@ class Backing:
     store: Store
     logstore: LogStore
     host: str
-    driver: str
+    driver: str  # the default driver
     labels_note: str  # "every runs_on label" or the list
+    routes: Mapping[str, str] = field(default_factory=dict)  # label -> its driver, when not the default
 
 
 class JobPages:
@@ -111,7 +112,8 @@ def render_job(job: JobRecord, steps: Sequence[StepRecord], backing: Backing) ->
     rows = [
         ("state", job.state.name.lower()), ("attempt", str(job.attempt)), ("runs on", job.runs_on),
         ("host", job.host or "(not claimed yet)"),
-        ("driver", f"{backing.driver} (serves {backing.labels_note})" if job.host == backing.host else ""),
+        ("driver", f"{backing.routes.get(job.runs_on, backing.driver)} (serves {backing.labels_note})"
+         if job.host == backing.host else ""),
         ("repository", job.repo), ("ref", job.ref), ("commit", job.sha or checkout.sha),
         ("run", job.run_id), ("reason", job.reason),
         ("created", job.created_at.isoformat(timespec="seconds")),

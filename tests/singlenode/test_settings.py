@@ -131,3 +131,40 @@ def test_the_readme_example_config_loads(tmp_path: Path) -> None:
     s = load_config(ServeSettings, config, env={})
     assert s.labels == ("ubuntu-22.04", "illumos-stable") and not s.every_label
     assert (s.capacity, s.shutdown_grace, s.webhooks.fork_policy) == (2, 120.0, "label")
+
+
+MIXED = """\
+workflow name="mixed" {
+  job id="real" runs_on="ubuntu-22.04" {
+    step run="echo from a real runner"
+  }
+  job id="quick" runs_on="fast" {
+    step run="exit 0"
+  }
+}
+"""
+
+
+def test_labels_can_map_to_other_drivers(tmp_path: Path) -> None:
+    config = tmp_path / "solstice.yaml"
+    config.write_text("label_drivers:\n  fast: instant\n")  # instant: the in-process test driver
+    repo = git_repo(tmp_path / "repo", MIXED)
+    with ServeProcess(tmp_path / "data", args=("--config", str(config))) as node:
+        assert ("driver:    local+instant, serving every runs_on label (fast -> instant, the rest -> local)"
+                in node.output())
+        jobs = {j["key"]: j["job_id"] for j in node.ciadm_json("submit", cwd=repo)}
+        real = node.wait_state(jobs["real"], "succeeded")
+        quick = node.wait_state(jobs["quick"], "succeeded")
+        assert real["driver"] == quick["driver"] == "local+instant"
+        assert "from a real runner" in node.get(f"/jobs/{jobs['real']}/log")[1]
+        assert "<td>instant (serves every runs_on label" in node.get(f"/jobs/{jobs['quick']}")[1]
+        assert "<td>local (serves every runs_on label" in node.get(f"/jobs/{jobs['real']}")[1]
+        assert (tmp_path / "data" / "vms-instant").is_dir()  # each driver keeps its VMs apart
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("label_drivers:\n  fast: nosuch\n")
+    done = serve_once("--data-dir", str(tmp_path / "d2"), "--listen", "127.0.0.1:0", "--grpc", "127.0.0.1:0",
+                      "--config", str(bad))
+    assert done.returncode == 1
+    [line] = [line for line in done.stderr.splitlines() if line.startswith("ERROR")]
+    assert line.startswith("ERROR: unknown VM driver 'nosuch'")
