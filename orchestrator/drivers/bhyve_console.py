@@ -1,11 +1,12 @@
 """Capture a bhyve guest's serial console into a file, and read its tail.
 
-The zone is configured with ``console=socket,/tmp/vm.com1`` (illumos.md §6.3),
+The zone is configured with ``console=socket,/tmp/vm.com1,wait`` (illumos.md §6.3),
 so bhyve listens on ``<zonepath>/root/tmp/vm.com1``. One ``ConsoleCapture``
 task per VM connects as soon as the socket appears and appends everything to
 ``<state_dir>/<vm>/console.log`` until bhyve closes it or the task is
 cancelled (stop/destroy/aclose). Whether bhyve buffers output written before
-a client connects is UNCONFIRMED, so capture starts right after boot.
+a client connects is UNCONFIRMED, so the socket is configured with ``,wait``:
+bhyve holds the guest until this capture is connected.
 """
 
 from __future__ import annotations
