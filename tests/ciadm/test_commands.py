@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -153,10 +154,16 @@ def test_drain_holds_new_jobs_until_undrain(node: ServeProcess, repo: Path) -> N
         assert re.fullmatch(rf"host {host['name']}: draining, \d+ running", drained.stdout.strip())
         assert node.ciadm_json("hosts")[0]["draining"] is True
         jobs = node.ciadm_json("submit", "--job", "build", cwd=repo)
+        submitted = time.monotonic()
         assert [j["key"] for j in jobs] == ["build"]
-        # Nothing to wait for that would prove a negative faster: the job must still be
-        # queued after the node's intake has had several chances (free slots, store watch).
-        wait_until(lambda: node.ciadm_json("hosts")[0]["heartbeat_age_seconds"] < 1.0, 30, "a fresh heartbeat")
+
+        def heartbeat_since_submit() -> bool:
+            elapsed = time.monotonic() - submitted  # measured before the query: a smaller age is a later beat
+            return node.ciadm_json("hosts")[0]["heartbeat_age_seconds"] < elapsed
+
+        # A negative cannot be awaited; a heartbeat after the submit gives the node's intake
+        # (free slots, store watch) several chances to take the job, and it must not have.
+        wait_until(heartbeat_since_submit, 30, "a heartbeat after the submit")
         assert node.status(jobs[0]["job_id"])["state"] == "queued"
     finally:
         undrained = node.ciadm_json("undrain", host["name"])
