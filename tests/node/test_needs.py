@@ -84,3 +84,30 @@ async def test_a_held_job_cancelled_meanwhile_ends_once(tmp_path: Path) -> None:
         assert (record.state, record.reason) == (JobState.CANCELLED, "operator")
         assert [e.reason for e in node.events.terminal("r5-b")] == ["operator"]
         assert calls(node, "r5-b") == []
+
+
+async def test_past_max_waiting_dependents_go_round_the_queue_and_still_run(tmp_path: Path) -> None:
+    settings = local_settings(tmp_path, node__max_waiting=1)
+    async with local_node(settings) as node:
+        scheduler = node.node.scheduler
+        assert scheduler is not None
+        most = 0
+
+        def observe() -> bool:
+            nonlocal most
+            most = max(most, scheduler.waiting)
+            return False
+
+        dependents = [job(f"r6-b{i}", run_id="r6", key=f"b{i}", needs=("a",)) for i in range(3)]
+        await node.publish(*dependents, job("r6-a", run_id="r6", key="a", steps=("sleep 0.8",)))
+        for i in range(3):
+            async def check(jid: str = f"r6-b{i}"):  # type: ignore[no-untyped-def]
+                observe()
+                return await done_now(node, jid)
+            assert (await async_wait_until(check, what=f"r6-b{i}")).state is JobState.SUCCEEDED
+        assert most == 1  # never more than max_waiting held; the others were republished
+
+
+async def done_now(node: LocalNode, job_id: str):  # type: ignore[no-untyped-def]
+    record = await node.store.get_job(job_id)
+    return record if record is not None and record.terminal else None
