@@ -1,8 +1,10 @@
-"""Closing a pull request cancels its jobs: the request, and who carries it out.
+"""What the forge asks of jobs already queued: the requests, and who carries them out.
 
-The orchestrator side implements ``JobCanceller`` (it knows which jobs of the
-PR are queued or running). Until one is wired in, ``LoggingCanceller``
-records and logs each request so nothing is silently dropped.
+Closing a pull request cancels its jobs (``JobCanceller``); "Re-run" on a
+GitHub check run retries that job (``JobRetrier``). The orchestrator side
+implements both (it knows the jobs). Until one is wired in,
+``LoggingCanceller`` / ``LoggingRetrier`` record and log each request so
+nothing is silently dropped.
 """
 
 from __future__ import annotations
@@ -43,3 +45,34 @@ class LoggingCanceller:
                               "reason": request.reason}},
         )
         return 0
+
+
+@dataclass(frozen=True, slots=True)
+class RetryRequest:
+    """Run job ``job_id`` again as a new attempt (it must have finished)."""
+
+    forge: str
+    repo: str  # "owner/name"; the job's checkout.repo must match
+    job_id: str
+    reason: str
+
+
+class JobRetrier(Protocol):
+    async def retry(self, request: RetryRequest) -> bool:
+        """Queue a new attempt; False (and a log line) when the job is unknown, of another repo, or still running."""
+
+
+class LoggingRetrier:
+    """Records retry requests (``requests``) and logs them; retries nothing itself."""
+
+    def __init__(self) -> None:
+        self.requests: list[RetryRequest] = []
+
+    async def retry(self, request: RetryRequest) -> bool:
+        self.requests.append(request)
+        log.info(
+            "re-run requested, but no retrier is wired in",
+            extra={"fields": {"forge": request.forge, "repo": request.repo, "job_id": request.job_id,
+                              "reason": request.reason}},
+        )
+        return False

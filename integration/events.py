@@ -90,6 +90,16 @@ class PullRequestClosed:
 
 
 @dataclass(frozen=True, slots=True)
+class RerunRequested:
+    """Someone pressed "Re-run" on one of Solstice's check runs: run that job again (a new attempt)."""
+
+    repo: Repo
+    job_id: str  # the check run's external_id
+    sha: str
+    sender: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Ping:
     """The forge checks the hook is alive."""
 
@@ -103,7 +113,7 @@ class Ignored:
     reason: str
 
 
-WebhookEvent = BuildRequested | PullRequestClosed | Ping | Ignored
+WebhookEvent = BuildRequested | PullRequestClosed | RerunRequested | Ping | Ignored
 
 
 @dataclass(frozen=True, slots=True)

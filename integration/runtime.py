@@ -22,7 +22,7 @@ from aiohttp import web
 
 from common.log import masker
 from common.queue.publisher import JobPublisher
-from integration.cancel import JobCanceller, LoggingCanceller
+from integration.cancel import JobCanceller, JobRetrier, LoggingCanceller
 from integration.errors import IntegrationError
 from integration.events import Forge
 from integration.forges.forgejo_api import ForgejoClient
@@ -52,10 +52,12 @@ class Integration:
         publisher: JobPublisher,
         canceller: JobCanceller | None = None,
         store: SeenStore | None = None,
+        retrier: JobRetrier | None = None,
     ) -> None:
         self.settings = settings
         self.publisher = publisher
         self.canceller = canceller or LoggingCanceller()
+        self.retrier = retrier  # None: re-run requests are logged (LoggingRetrier)
         self.store = store or open_store(settings.store)
         self._session: aiohttp.ClientSession | None = None
         self._service: WebhookService | None = None
@@ -111,7 +113,8 @@ class Integration:
         elif s.forgejo.enabled:
             log.warning("Forgejo webhooks are accepted but SOLSTICE_FORGEJO_URL is not set: workflows cannot be read")
         secrets = {Forge.GITHUB: s.github.webhook_secret, Forge.FORGEJO: s.forgejo.webhook_secret}
-        self._service = WebhookService(s.webhooks, secrets, self.store, self.publisher, links, self.canceller)
+        self._service = WebhookService(
+            s.webhooks, secrets, self.store, self.publisher, links, self.canceller, self.retrier)
         self._reporter = EventReporter(self.store, reporters, s.report.give_up_after)
 
     def add_routes(self, app: web.Application, prefix: str = "/webhooks") -> None:

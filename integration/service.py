@@ -22,9 +22,19 @@ from typing import Any, Protocol
 from common.queue.errors import QueueError
 from common.queue.publisher import JobPublisher
 from common.workflow import WorkflowInvalid, parse_workflow
-from integration.cancel import CancelRequest, JobCanceller
+from integration.cancel import CancelRequest, JobCanceller, JobRetrier, LoggingRetrier, RetryRequest
 from integration.errors import ForgeAuthError, ForgeRejected, ForgeUnavailable, StoreError
-from integration.events import BuildRequested, Delivery, Forge, Ignored, Ping, PullRequestClosed, Repo, WebhookEvent
+from integration.events import (
+    BuildRequested,
+    Delivery,
+    Forge,
+    Ignored,
+    Ping,
+    PullRequestClosed,
+    Repo,
+    RerunRequested,
+    WebhookEvent,
+)
 from integration.forges import forgejo_events, github_events
 from integration.jobs import job_requests, new_id
 from integration.payload import PayloadError
@@ -91,6 +101,7 @@ class WebhookService:
         publisher: JobPublisher,
         forges: Mapping[Forge, ForgeLink],
         canceller: JobCanceller,
+        retrier: JobRetrier | None = None,
     ) -> None:
         self.settings = settings
         self._secrets = dict(secrets)
@@ -98,6 +109,7 @@ class WebhookService:
         self.publisher = publisher
         self.forges = dict(forges)
         self.canceller = canceller
+        self.retrier = retrier or LoggingRetrier()
         self.published = 0  # job requests published since start
 
     def secret(self, forge: Forge) -> str:
@@ -152,6 +164,14 @@ class WebhookService:
             )
             reached = await self.canceller.cancel(request)
             return Outcome(202, "cancel requested", f"{request.reason}; {reached} job(s) reached")
+        if isinstance(event, RerunRequested):
+            retry = RetryRequest(
+                forge=event.repo.forge.value, repo=event.repo.full_name, job_id=event.job_id,
+                reason=f"re-run requested on {event.repo.forge.value} by {event.sender or 'someone'}",
+            )
+            if await self.retrier.retry(retry):
+                return Outcome(202, "retry requested", f"job {event.job_id} runs again")
+            return Outcome(202, "retry refused", f"job {event.job_id} is unknown here or has not finished")
         assert isinstance(event, BuildRequested)
         build_key = f"{event.repo.forge.value}:{event.repo.full_name}:{event.ref}:{event.sha}"
         if not await self.store.claim("build", build_key, self.settings.dedupe_ttl):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from integration.events import (
@@ -13,6 +14,7 @@ from integration.events import (
     PullRequestClosed,
     PullRequestInfo,
     Repo,
+    RerunRequested,
     WebhookEvent,
 )
 from integration.payload import get, opt
@@ -20,6 +22,8 @@ from integration.policy import decide
 from integration.settings import WebhookSettings
 
 MAINTAINERS = frozenset({"OWNER", "MEMBER", "COLLABORATOR"})
+# What integration.jobs.new_id("job") makes; the check runs' external_id.
+JOB_ID = re.compile(r"job-[0-9a-f]{32}")
 
 
 def repo_of(payload: dict[str, Any]) -> Repo:
@@ -39,6 +43,8 @@ def normalize(event: str, payload: dict[str, Any], settings: WebhookSettings) ->
         return _push(payload, settings)
     if event in ("pull_request", "pull_request_review"):
         return _pull_request(event, payload, settings)
+    if event == "check_run":
+        return _check_run(payload)
     return Ignored(f"GitHub event {event!r} is not one Solstice acts on")
 
 
@@ -99,4 +105,18 @@ def _pull_request(event: str, payload: dict[str, Any], settings: WebhookSettings
     return _needs_installation(repo) or BuildRequested(
         repo=repo, ref=f"refs/pull/{number}/head", sha=sha, origin=f"github {event}",
         trusted=decision.trusted, pull_request=number, sender=opt(payload, "sender.login", str) or "",
+    )
+
+
+def _check_run(payload: dict[str, Any]) -> WebhookEvent:
+    # GitHub sends an App check_run events of its own check runs only.
+    action = get(payload, "action", str)
+    if action != "rerequested":
+        return Ignored(f"check_run {action!r} needs nothing")
+    job_id = opt(payload, "check_run.external_id", str) or ""
+    if not JOB_ID.fullmatch(job_id):
+        return Ignored("the check run to re-run is not one of a Solstice job (the workflow check cannot be re-run)")
+    repo = repo_of(payload)
+    return _needs_installation(repo) or RerunRequested(
+        repo, job_id, get(payload, "check_run.head_sha", str), opt(payload, "sender.login", str) or "",
     )

@@ -24,7 +24,7 @@ from common.queue.codec import decode_job_request
 from common.queue.publisher import JobPublisher
 from common.rpc import jobs_pb2
 from integration.app import make_app
-from integration.cancel import LoggingCanceller
+from integration.cancel import JobRetrier, LoggingCanceller
 from integration.runtime import Integration
 from integration.settings import (
     ForgejoSettings,
@@ -108,6 +108,7 @@ class IntegrationStack:
         report: ReportSettings = ReportSettings(attempts=3, backoff_initial=0.01, backoff_max=0.05, request_timeout=2),
         store: str | None = None,
         middlewares: tuple[Any, ...] = (),
+        retrier: JobRetrier | None = None,
     ) -> None:
         self.tmp = tmp
         private, public = app_key
@@ -117,6 +118,7 @@ class IntegrationStack:
         self.forgejo = FakeForgejo(fixtures=fixtures / "forge" / "forgejo", token=FORGEJO_TOKEN)
         self.publisher = publisher
         self.canceller = LoggingCanceller()
+        self.retrier = retrier
         self._settings = dict(webhooks=webhooks, report=report, key_file=key_file, store=store or str(tmp / "integration.sqlite"))
         self.url = ""
         self.middlewares = middlewares  # extra aiohttp middlewares of the webhook app (bench timing)
@@ -133,7 +135,7 @@ class IntegrationStack:
             public_url=PUBLIC_URL,
             store=s["store"],
         )
-        self.integration = Integration(self.settings, self.publisher, self.canceller)
+        self.integration = Integration(self.settings, self.publisher, self.canceller, retrier=self.retrier)
         await self.integration.start()
         app = make_app(self.integration.service)
         app.middlewares.extend(self.middlewares)

@@ -179,3 +179,18 @@ def test_missing_fields_raise_payload_error(payload):
         gh("pull_request", body)
     with pytest.raises(PayloadError, match="repository"):
         fj("push", {"ref": "refs/heads/x", "after": "a" * 40})
+
+
+def test_github_check_run_rerequested(payload):
+    from integration.events import RerunRequested
+
+    body = payload("github/check_run.rerequested")
+    body["check_run"]["external_id"] = "job-" + "0f" * 16
+    event = gh("check_run", body)
+    assert isinstance(event, RerunRequested)
+    assert (event.job_id, event.sha, event.repo.full_name, event.repo.installation_id) == (
+        "job-" + "0f" * 16, "d6fde92930d4715a2b49857d24b940956b26d2d3", "github/hello-world", 1,
+    )
+    assert isinstance(gh("check_run", payload("github/check_run.rerequested")), Ignored)  # external_id "" in the fixture
+    del body["installation"]
+    assert isinstance(gh("check_run", body), Ignored)

@@ -345,3 +345,55 @@ async def test_forgejo_replay_and_oversize(stack: IntegrationStack, queue: Rabbi
     status, answer = await stack.deliver_forgejo("push", json.dumps(big).encode())  # signed, but too big
     assert (status, answer["result"]) == (413, "payload too large")
     assert len(await queue.take()) == 1
+
+
+def _rerun(payload, job_id: str):
+    body = payload("github/check_run.rerequested")
+    body["check_run"]["external_id"] = job_id
+    return body
+
+
+async def test_rerun_of_a_check_run_asks_to_retry_its_job(stack: IntegrationStack, queue: RabbitQueue, payload):
+    job_id = "job-" + "ab" * 16
+    status, answer = await stack.deliver_github("check_run", _rerun(payload, job_id))
+    # the stack's LoggingRetrier records the request and says no job was retried
+    assert (status, answer["result"]) == (202, "retry refused"), answer
+    [request] = stack.integration.service.retrier.requests  # type: ignore[attr-defined]
+    assert (request.forge, request.repo, request.job_id) == ("github", "github/hello-world", job_id)
+    assert request.reason == "re-run requested on github by octocat"
+    assert await queue.count() == 0
+
+
+async def test_rerun_goes_to_a_wired_retrier(tmp_path, fixtures_dir, app_key, queue: RabbitQueue, payload):
+    from integration.cancel import RetryRequest
+
+    class Retrier:
+        def __init__(self) -> None:
+            self.requests: list[RetryRequest] = []
+
+        async def retry(self, request: RetryRequest) -> bool:
+            self.requests.append(request)
+            return True
+
+    retrier = Retrier()
+    wired = IntegrationStack(tmp_path, fixtures_dir, app_key, queue.publisher, retrier=retrier)
+    await wired.start()
+    try:
+        job_id = "job-" + "cd" * 16
+        status, answer = await wired.deliver_github("check_run", _rerun(payload, job_id), delivery="rerun-1")
+        assert (status, answer["result"]) == (202, "retry requested"), answer
+        again = await wired.deliver_github("check_run", _rerun(payload, job_id), delivery="rerun-1")
+        assert again[1]["result"] == "duplicate delivery"  # a replayed click retries once
+    finally:
+        await wired.close()
+    assert [r.job_id for r in retrier.requests] == [job_id]
+
+
+async def test_rerun_of_a_check_run_that_is_not_a_job_is_ignored(stack: IntegrationStack, payload):
+    for external_id in ("", "randscape", "job-; rm -rf /"):
+        status, answer = await stack.deliver_github("check_run", _rerun(payload, external_id))
+        assert (status, answer["result"]) == (202, "ignored"), (external_id, answer)
+    body = _rerun(payload, "job-" + "ab" * 16)
+    body["action"] = "completed"
+    assert (await stack.deliver_github("check_run", body))[1]["result"] == "ignored"
+    assert stack.integration.service.retrier.requests == []  # type: ignore[attr-defined]
