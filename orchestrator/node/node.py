@@ -131,6 +131,8 @@ class Node:
             await self._start_rest()
         except BaseException:
             await self._stop_loops()
+            if self.consumer is not None:
+                await self.consumer.stop(grace=0.0)
             await self.server.stop(0)
             await self._stop_outbox(0.0)
             raise
@@ -159,8 +161,7 @@ class Node:
         t = s.timers
         self._spawn("heartbeat", heartbeat_loop(p.store, self.host, t.heartbeat, lambda: len(self.scheduler.active),
                                                 self.set_draining))
-        self._spawn("sweeper", sweep_loop(p.store, p.publisher, self.outbox, t.stale_after, t.max_attempts,
-                                              t.sweep))
+        self._spawn("sweeper", sweep_loop(p.store, p.publisher, self.outbox, t.stale_after, t.max_attempts, t.sweep))
         self._spawn("reconciler", reconcile_loop(p.store, p.driver, self.host, self.scheduler.local_vms, t.reconcile))
         self._spawn("store watcher", self._watch_store(t.cancel_poll))
         self._spawn("free slots", self._sync_slots())
