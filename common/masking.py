@@ -53,6 +53,7 @@ class Masker:
         self._forms: set[str] = set()
         self._pattern: re.Pattern[str] | None = None
         self._bpattern: re.Pattern[bytes] | None = None
+        self.longest = 0  # bytes of the longest form masked; 0 when there is none
         self.add(*secrets)
 
     def add(self, *secrets: str) -> None:
@@ -68,6 +69,7 @@ class Masker:
                 self._bpattern = re.compile(
                     b"|".join(re.escape(f.encode()) for f in ordered)
                 )
+                self.longest = max(len(f.encode()) for f in ordered)
 
     def __bool__(self) -> bool:
         return bool(self._forms)
@@ -75,6 +77,11 @@ class Masker:
     def mask(self, text: str) -> str:
         pattern = self._pattern
         return pattern.sub(MASK, text) if pattern else text
+
+    def spans_bytes(self, data: bytes) -> list[tuple[int, int]]:
+        """(start, end) of every masked form in ``data``, as ``mask_bytes`` would replace them."""
+        pattern = self._bpattern
+        return [m.span() for m in pattern.finditer(data)] if pattern else []
 
     def mask_bytes(self, data: bytes) -> bytes:
         """Mask raw log bytes without decoding them (lines need not be UTF-8)."""

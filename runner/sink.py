@@ -115,9 +115,23 @@ async def pump(reader: asyncio.StreamReader, sink: LogSink, step: int, stream: i
             pending = buf[cut + 1 :]
         else:
             pending = buf
-        while len(pending) >= chunk:
-            sink.add(step, stream, at, pending[:chunk], continues)
+        # A line longer than a chunk leaves in pieces before its end is read;
+        # never cut through a secret, and keep back enough bytes that one
+        # still arriving is masked whole.
+        hold = max(sink.masker.longest - 1, 0)
+        while len(pending) >= chunk + hold:
+            cut = _safe_cut(sink.masker, pending, chunk)
+            sink.add(step, stream, at, pending[:cut], continues)
             continues = True
-            pending = pending[chunk:]
+            pending = pending[cut:]
     if pending:
         sink.add(step, stream, time.time(), pending, continues)
+
+
+def _safe_cut(masker: Masker, data: bytes, cut: int) -> int:
+    """``cut``, or the edge of the secret it would split (a chunk may then exceed
+    the limit before masking; ``LogSink.add`` chunks what is left after it)."""
+    for start, end in masker.spans_bytes(data[: cut + masker.longest]):
+        if start < cut < end:
+            return start if start > 0 else end
+    return cut
