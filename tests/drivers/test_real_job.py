@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import sys
 from pathlib import Path
 
@@ -123,7 +124,8 @@ async def test_local_driver_job_cancelled_mid_step(tmp_path: Path):
             orch.gateway.cancel("job-c", 1, "cancelled by bob")
             outcome = await asyncio.wait_for(session.wait_finished(), 60)
             # The runner delivered its result and exits by itself.
-            await async_wait_until(lambda: driver._alive_pid(spec.name) is None, timeout=30,
+            runner_pid = json.loads((cfg.state_dir / spec.name / "pid").read_text())["pid"]
+            await async_wait_until(lambda: process_start_time(runner_pid) is None, timeout=30,
                                    what="the runner to exit")
         finally:
             await driver.destroy(spec.name)

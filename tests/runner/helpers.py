@@ -9,6 +9,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.logbatch import LogLine, iter_lines
+from common.rpc import runner_pb2
+from runner.spool import LENGTH
+
 RUNNER = [sys.executable, "-m", "runner.cli"]
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,3 +67,14 @@ async def runner_exit(proc: asyncio.subprocess.Process, timeout: float = 60) -> 
         raise AssertionError(f"runner did not exit within {timeout}s:\n{err.decode()[-3000:]}") from None
     assert proc.returncode is not None
     return proc.returncode, err.decode()
+
+
+def read_spool(path: Path) -> list[LogLine]:
+    """Every line a runner's spool file holds (u32 length + serialized LogBatch records)."""
+    raw = path.read_bytes()
+    pos, lines = 0, []
+    while pos < len(raw):
+        (length,) = LENGTH.unpack_from(raw, pos)
+        lines.extend(iter_lines(runner_pb2.LogBatch.FromString(raw[pos + 4 : pos + 4 + length])))
+        pos += 4 + length
+    return lines

@@ -8,14 +8,13 @@ import os
 import signal
 import sys
 
-from common.logbatch import STDOUT, iter_lines
-from common.rpc import jobs_pb2, runner_pb2
+from common.logbatch import STDOUT
+from common.rpc import jobs_pb2
 from common.tokens import TokenIssuer
 from orchestrator.logstore import LogStore
 from orchestrator.runnerapi import RunnerGateway, RunnerServer
 from tests.protocol.harness import KEY, assigned
-from tests.runner.helpers import ROOT, make_repo, runner_exit, start_runner
-from runner.spool import LENGTH
+from tests.runner.helpers import ROOT, make_repo, read_spool, runner_exit, start_runner
 from tests.waiting import async_wait_until
 
 N = 100_000
@@ -156,16 +155,6 @@ async def test_orchestrator_gone_past_limit_keeps_logs_and_exits_distinctly(tmp_
     out = [ln.content for ln in spooled if ln.stream == STDOUT]
     assert out == [b"before", b"after-outage"], "the current step finished, its lines stayed on disk"
     assert not [ln for ln in spooled if ln.step == 1], "later steps were not started"
-
-
-def read_spool(path):
-    raw = path.read_bytes()
-    pos, lines = 0, []
-    while pos < len(raw):
-        (length,) = LENGTH.unpack_from(raw, pos)
-        lines.extend(iter_lines(runner_pb2.LogBatch.FromString(raw[pos + 4 : pos + 4 + length])))
-        pos += 4 + length
-    return lines
 
 
 async def test_refused_token_exits_4(tmp_path):

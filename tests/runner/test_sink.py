@@ -7,22 +7,13 @@ import asyncio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common.logbatch import STDOUT, iter_lines, job_masker
+from common.logbatch import STDOUT, job_masker
 from common.rpc import runner_pb2
 from runner.sink import LogSink, pump
-from runner.spool import LENGTH, Spool
+from runner.spool import Spool
+from tests.runner.helpers import read_spool
 
 CHUNK = 16
-
-
-def spooled_lines(path):
-    raw = path.read_bytes()
-    pos, lines = 0, []
-    while pos < len(raw):
-        (length,) = LENGTH.unpack_from(raw, pos)
-        lines.extend(iter_lines(runner_pb2.LogBatch.FromString(raw[pos + 4 : pos + 4 + length])))
-        pos += 4 + length
-    return lines
 
 
 def rebuild(lines) -> bytes:
@@ -53,7 +44,7 @@ async def feed(tmp_path, pieces: list[bytes], secrets=(), batch_bytes=64):
     await pump(Reads(pieces), sink, 0, STDOUT)  # type: ignore[arg-type]
     sink.seal()
     spool.close()
-    return spooled_lines(tmp_path / "s.spool"), sink
+    return read_spool(tmp_path / "s.spool"), sink
 
 
 @settings(max_examples=150, deadline=None)
