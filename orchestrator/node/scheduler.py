@@ -47,7 +47,7 @@ class ActiveAttempt:
     vm: str
     slot: Slot
     control: AttemptControl
-    running: bool = False  # the VM's runner called in
+    task: asyncio.Task[None] | None = None  # its lifecycle task
 
 
 class Scheduler:
@@ -105,8 +105,8 @@ class Scheduler:
     async def on_job(self, request: jobs_pb2.JobRequest) -> Disposition:
         if not self.accepting:
             return Disposition.REQUEUE
-        if request.job_id in self.active:
-            return Disposition.ACK  # a redelivery of what runs here
+        # No shortcut on `job_id in self.active`: the request may be of a NEW attempt
+        # (a retry, a lapsed-host requeue) while the old one is still winding down here.
         job = await self.s.store.submit(request)
         if job.state is not JobState.QUEUED:
             return Disposition.ACK  # finished, or another host (or attempt) holds it
@@ -224,20 +224,29 @@ class Scheduler:
             self._vms.discard(vm)
             self.capacity.release(slot)
             raise
-        if not claimed or job.job_id in self.active:
+        previous = self.active.get(job.job_id)
+        if not claimed or (previous is not None and previous.attempt >= job.attempt):
             self._vms.discard(vm)
             self.capacity.release(slot)
-            return Disposition.ACK
+            return Disposition.ACK  # not ours, or a redelivery of what runs here
         active = ActiveAttempt(job, job.attempt, vm, slot, AttemptControl())
         self.active[job.job_id] = active
-        task = asyncio.create_task(self._run(active), name=f"job {job.job_id}#{job.attempt}")
+        before = None
+        if previous is not None:
+            # The store moved on from the old attempt; let it go before the new one starts.
+            previous.control.abort()
+            before = previous.task
+        task = asyncio.create_task(self._run(active, before), name=f"job {job.job_id}#{job.attempt}")
+        active.task = task
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return Disposition.ACK
 
-    async def _run(self, active: ActiveAttempt) -> None:
+    async def _run(self, active: ActiveAttempt, before: asyncio.Task[None] | None = None) -> None:
         job = active.job
         try:
+            if before is not None:
+                await asyncio.wait({before})
             await AttemptRun(self.s, job, active.vm, active.control).run()
         except Exception as err:  # noqa: BLE001 - a bug must still end the job, not leave it held
             log.exception("attempt failed unexpectedly", extra={"fields": {"job": job.job_id}})
@@ -249,7 +258,8 @@ class Scheduler:
             except StoreError as store_err:
                 log.error("cannot record the failure: %s", store_err)
         finally:
-            self.active.pop(job.job_id, None)
+            if self.active.get(job.job_id) is active:
+                del self.active[job.job_id]
             self._vms.discard(active.vm)
             self.capacity.release(active.slot)
             self.finished += 1

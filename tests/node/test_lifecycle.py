@@ -232,3 +232,30 @@ async def test_single_node_shutdown_requeues_into_its_own_queue_and_restart_runs
         record = await async_wait_until(lambda: _attempt_done(node, "cut", 2), what="attempt 2 after restart")
         assert record.state is S
         assert vm_name("cut", 2) in node.driver.destroyed
+
+
+async def test_a_new_attempt_arriving_while_the_old_winds_down_here_still_runs(tmp_path: Path) -> None:
+    """The request of attempt 2 reaches the node still holding attempt 1 (a retry right after the
+    end, or a requeue after a heartbeat lapse): attempt 1 is let go, attempt 2 runs."""
+    from common.queue.disposition import Disposition
+
+    settings = local_settings(tmp_path, timers__cancel_poll=Seconds(30))  # no help from the store watcher
+    async with local_node(settings) as node:
+        scheduler = node.node.scheduler
+        assert scheduler is not None
+        request = job("twice", steps=("sleep 2",))
+        await node.publish(request)
+
+        async def running() -> bool:
+            record = await node.store.get_job("twice")
+            return record is not None and record.state is R
+        await async_wait_until(running, what="attempt 1 running")
+        # the store moves on: attempt 1 ended elsewhere's say-so, attempt 2 queued
+        assert await node.store.transition("twice", 1, E, "a lapsed heartbeat")
+        assert (await node.store.retry("twice")).attempt == 2
+        assert await scheduler.on_job(request) == Disposition.ACK  # attempt 2's request, as republished
+        record = await async_wait_until(lambda: _attempt_done(node, "twice", 2), what="attempt 2")
+        assert record.state is S and record.host == "node-a"
+        assert vm_name("twice", 1) in node.driver.destroyed and vm_name("twice", 2) in node.driver.destroyed
+        assert [(a.attempt, a.state) for a in await node.store.attempts("twice")] == [(1, E), (2, S)]
+        assert scheduler.idle
