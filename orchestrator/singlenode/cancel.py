@@ -1,14 +1,20 @@
-"""Closing a pull request cancels its jobs on the single node (the integration's ``JobCanceller``)."""
+"""What the forges ask of the single node besides builds: cancel a closed PR's jobs, re-run a job.
+
+``NodeCanceller`` is the integration's ``JobCanceller`` and ``NodeRetrier``
+its ``JobRetrier`` (GitHub's "Re-run" on a Solstice check run); both act on
+the store and the node the way AdminService's Cancel and Retry do.
+"""
 
 from __future__ import annotations
 
 import logging
 
 from common.queue.events import EventPublisher
-from integration.cancel import CancelRequest
+from common.queue.publisher import JobPublisher
+from integration.cancel import CancelRequest, RetryRequest
 from orchestrator.node.events import announce, job_event
 from orchestrator.node.node import Node
-from orchestrator.store import JobFilter, JobNotFound, JobState, Store
+from orchestrator.store import JobFilter, JobNotFound, JobState, RetryNotAllowed, Store
 
 log = logging.getLogger(__name__)
 
@@ -45,3 +51,29 @@ class NodeCanceller:
         log.info("pull request closed: jobs cancelled",
                  extra={"fields": {"repo": request.repo, "pull_request": request.pull_request, "jobs": reached}})
         return reached
+
+
+class NodeRetrier:
+    """Starts a new attempt of a finished job of the asking repository, and queues it."""
+
+    def __init__(self, store: Store, publisher: JobPublisher, events: EventPublisher) -> None:
+        self.store = store
+        self.publisher = publisher
+        self.events = events
+
+    async def retry(self, request: RetryRequest) -> bool:
+        fields = {"job_id": request.job_id, "repo": request.repo, "forge": request.forge}
+        job = await self.store.get_job(request.job_id)
+        checkout = job.request.checkout if job is not None else None
+        if job is None or checkout is None or (checkout.forge, checkout.repo) != (request.forge, request.repo):
+            log.warning("re-run refused: no such job of this repository", extra={"fields": fields})
+            return False
+        try:
+            job = await self.store.retry(job.job_id)
+        except RetryNotAllowed as err:
+            log.info("re-run refused: %s", err, extra={"fields": fields})
+            return False
+        await self.publisher.publish([job.request])  # the single node's queue is a local file
+        await announce(self.events, job_event(job, JobState.QUEUED))
+        log.info("job re-run", extra={"fields": {**fields, "attempt": job.attempt, "reason": request.reason}})
+        return True

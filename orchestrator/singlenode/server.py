@@ -36,7 +36,7 @@ from aiohttp import web
 from common.errors import SolsticeError
 from common.queue.local_events import LocalEventBus
 from common.tokens import TokenIssuer
-from integration.cancel import CancelRequest
+from integration.cancel import CancelRequest, RetryRequest
 from integration.runtime import Integration
 from orchestrator.admin import admin_servicer_factory
 from orchestrator.drivers.base import Driver
@@ -44,7 +44,7 @@ from orchestrator.drivers.registry import make_driver
 from orchestrator.logstore import LogStore
 from orchestrator.node.node import Node, NodeParts
 from orchestrator.runnerapi import RunnerGateway
-from orchestrator.singlenode.cancel import NodeCanceller
+from orchestrator.singlenode.cancel import NodeCanceller, NodeRetrier
 from orchestrator.singlenode.queue import SingleNodeQueue
 from orchestrator.singlenode.routing import LabelRouter
 from orchestrator.singlenode.settings import ServeSettings, split_address
@@ -58,16 +58,22 @@ class ServeError(SolsticeError):
     """The single node could not start, or one of its parts stopped early."""
 
 
-class _LateCanceller:
-    """The integration's canceller, which can only act once the node exists."""
+class _Late:
+    """The integration's canceller and retrier, which can only act once the node exists."""
 
     def __init__(self) -> None:
-        self.target: NodeCanceller | None = None
+        self.canceller: NodeCanceller | None = None
+        self.retrier: NodeRetrier | None = None
 
     async def cancel(self, request: CancelRequest) -> int:
-        if self.target is None:
+        if self.canceller is None:
             raise ServeError("the orchestrator is starting; cannot cancel jobs yet")
-        return await self.target.cancel(request)
+        return await self.canceller.cancel(request)
+
+    async def retry(self, request: RetryRequest) -> bool:
+        if self.retrier is None:
+            raise ServeError("the orchestrator is starting; cannot re-run jobs yet")
+        return await self.retrier.retry(request)
 
 
 async def serve(settings: ServeSettings, say: Callable[[str], None] = print,
@@ -93,7 +99,7 @@ async def _run(settings: ServeSettings, say: Callable[[str], None], stop: asynci
     except OSError as err:
         raise ServeError(f"cannot create the data directory {data}: {err.strerror}") from err
     pages = JobPages()
-    canceller = _LateCanceller()
+    late = _Late()
     async with contextlib.AsyncExitStack() as stack:
         stack.enter_context(_exclusive(data))
         # Bound first: a busy port fails before anything else opens, and port 0
@@ -106,7 +112,7 @@ async def _run(settings: ServeSettings, say: Callable[[str], None], stop: asynci
         queue = await stack.enter_async_context(
             SingleNodeQueue(data / "queue.sqlite", node_settings.node.labels, settings.every_label))
         integration = await stack.enter_async_context(
-            Integration(settings.integration_settings(), queue, canceller))
+            Integration(settings.integration_settings(), queue, late, retrier=late))
         runner = web.AppRunner(make_app(integration, pages), access_log=None)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
@@ -124,7 +130,8 @@ async def _run(settings: ServeSettings, say: Callable[[str], None], stop: asynci
                           consumer_factory=queue.intake, admin=admin_servicer_factory)
         node = Node(parts, node_settings)
         await stack.enter_async_context(node)
-        canceller.target = NodeCanceller(store, events, node)
+        late.canceller = NodeCanceller(store, events, node)
+        late.retrier = NodeRetrier(store, queue, events)
         labels_note = "every runs_on label" if settings.every_label else ", ".join(node.labels)
         if settings.label_drivers:
             routes = ", ".join(f"{label} -> {name}" for label, name in sorted(settings.label_drivers.items()))

@@ -92,6 +92,25 @@ async def test_push_webhook_runs_the_job_and_reports_a_check_run(tmp_path: Path,
         assert job["state"] == "succeeded" and job["driver"] == "local"
         status_code, log = await asyncio.to_thread(node.get, f"/jobs/{job_id}/log")
         assert status_code == 200 and "built by a webhook\n" in log
+
+        # GitHub's "Re-run" on the job's check run: a new attempt of that job.
+        rerun = json.loads((fixtures_dir / "forge" / "github" / "check_run.rerequested.json").read_text())
+        rerun["check_run"]["external_id"] = job_id
+        rerun["check_run"]["head_sha"] = sha
+        rerun["repository"] = payload["repository"]
+        rerun_body = json.dumps(rerun).encode()
+        rerun_headers = {**headers, "X-GitHub-Event": "check_run", "X-GitHub-Delivery": str(uuid.uuid4()),
+                         "X-Hub-Signature-256": "sha256=" + sign(SECRET, rerun_body)}
+        status, answer = await asyncio.to_thread(post, f"{node.url}/webhooks/github", rerun_body, rerun_headers)
+        assert status == 202 and answer["result"] == "retry requested", answer
+        again = await asyncio.to_thread(node.wait_state, job_id, "succeeded")
+        assert again["attempt"] == 2
+        rerun["check_run"]["external_id"] = "job-" + "0" * 32  # not a job of this node
+        rerun_body = json.dumps(rerun).encode()
+        rerun_headers = {**rerun_headers, "X-GitHub-Delivery": str(uuid.uuid4()),
+                         "X-Hub-Signature-256": "sha256=" + sign(SECRET, rerun_body)}
+        status, answer = await asyncio.to_thread(post, f"{node.url}/webhooks/github", rerun_body, rerun_headers)
+        assert status == 202 and answer["result"] == "retry refused", answer
     finally:
         code = await asyncio.to_thread(node.stop)
     assert code == 0, node.output()
