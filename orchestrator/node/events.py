@@ -19,6 +19,7 @@ import uuid
 from collections import deque
 from collections.abc import Sequence
 
+from common.queue.codec import encode_job_event
 from common.queue.errors import QueueError
 from common.queue.events import EventPublisher
 from common.rpc import jobs_pb2
@@ -100,8 +101,11 @@ class EventOutbox:
         return len(self._queue)
 
     async def publish(self, events: Sequence[jobs_pb2.JobEvent]) -> None:
+        """Queue ``events``; ``InvalidMessage`` (nothing queued) if one can never be published."""
         if not events:
             return
+        for event in events:
+            encode_job_event(event)  # a poison event must not block the ones behind it forever
         self._queue.extend(events)
         excess = len(self._queue) - self.limit
         if excess > 0:

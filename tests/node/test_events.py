@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from common.queue.errors import PublishFailed
+import pytest
+
+from common.queue.errors import InvalidMessage, PublishFailed
 from common.rpc import jobs_pb2
 from orchestrator.node.events import EventOutbox, settle
 from tests.waiting import async_wait_until
@@ -82,3 +84,10 @@ async def test_a_batch_holds_at_most_one_event_per_job() -> None:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert bus.batches == [["e0", "e1"], ["e2", "e3", "e4"]]
+
+
+async def test_an_event_that_can_never_be_published_is_refused_at_once() -> None:
+    outbox = EventOutbox(FlakyBus())
+    with pytest.raises(InvalidMessage):
+        await outbox.publish([event(1), jobs_pb2.JobEvent(job_id="j")])  # no event_id
+    assert outbox.pending == 0
