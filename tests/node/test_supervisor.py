@@ -98,3 +98,21 @@ drivers:
     assert errors == ["ERROR: node.labels is empty and the instant driver's catalog names no label: "
                       "name the runs_on labels this node serves"]
     assert "Traceback" not in result.stderr
+
+
+async def test_admin_answers_unavailable_in_one_line_when_the_store_is_gone(tmp_path: Path) -> None:
+    import grpc
+
+    from common.rpc import admin_pb2
+    from tests.node.harness import admin_stub
+
+    async with local_node(local_settings(tmp_path)) as node, admin_stub(node.node) as admin:
+        await node.store.close()  # as good as a database that stopped answering
+        for call in (admin.Get(admin_pb2.GetJobRequest(job_id="x")), admin.Hosts(admin_pb2.HostsRequest()),
+                     admin.List(admin_pb2.ListJobsRequest())):
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await call
+            assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert "closed" in err.value.details() and "\n" not in err.value.details()
+        # the node's loops log and carry on: it does not die of a store outage
+        assert not any(task.done() for task in node.node._loops.values())
