@@ -75,3 +75,17 @@ async def call_handler(call: Callable[[], Awaitable[Disposition]], attempts: int
             reason = f"the handler failed {attempts} times; last error: {type(err).__name__}: {err}"
             return HandlerOutcome(Disposition.dead_letter(reason), attempts, err)
         return HandlerOutcome(None, attempts, err)
+
+
+async def handle_stored(
+    call: Callable[[], Awaitable[Disposition]], attempts: int, max_attempts: int
+) -> HandlerOutcome:
+    """``call_handler`` for a stored message delivered again with ``attempts`` failed calls so far.
+
+    A message whose attempts were all used up by deliveries that never settled
+    (each counted when its node started again) is dead-lettered without calling
+    the handler, so one that kills the node cannot loop forever.
+    """
+    if attempts >= max_attempts:
+        return HandlerOutcome(Disposition.dead_letter(unsettled_reason(attempts)), attempts)
+    return await call_handler(call, attempts, max_attempts)

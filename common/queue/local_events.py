@@ -31,10 +31,10 @@ from types import TracebackType
 import aiosqlite
 
 from common.queue.codec import decode_job_event, encode_job_event, event_routing_key
-from common.queue.disposition import Action, Disposition, call_handler, unsettled_reason
+from common.queue.disposition import Action, handle_stored
 from common.queue.errors import InvalidMessage, QueueError, QueueUnavailable
 from common.queue.events import EventHandler
-from common.queue.sqlite import Transaction, open_queue_db
+from common.queue.sqlite import QueueTable, Transaction, open_queue_db
 from common.queue.tasks import finish_or_cancel
 from common.queue.topology import Topology
 from common.rpc import jobs_pb2
@@ -66,6 +66,13 @@ CREATE TABLE IF NOT EXISTS event_dead_letters (
     dead_at REAL NOT NULL
 );
 """
+
+TABLE = QueueTable(
+    rows="event_queue",
+    dead="event_dead_letters",
+    kept=("subscriber", "event_id", "body"),
+    dead_kept=("subscriber", "event_id", "body"),
+)
 
 DEFAULT_MAX_ATTEMPTS = 5
 
@@ -156,9 +163,7 @@ class LocalEventBus:
             raise QueueError("the event bus was already started; create a new one")
         self._db = await open_queue_db(self.path, SCHEMA)
         async with self._transaction() as db:
-            # Whatever was handed out before a crash was never settled: deliver it
-            # again, counting a failed attempt (so one that kills the node cannot loop forever).
-            await db.execute("UPDATE event_queue SET in_flight = 0, attempts = attempts + 1 WHERE in_flight = 1")
+            await TABLE.redeliver_unsettled(db)
             for sub in self._subscriptions.values():
                 await db.execute("DELETE FROM event_subscriptions WHERE subscriber = ?", (sub.name,))
                 await db.executemany(
@@ -259,37 +264,10 @@ class LocalEventBus:
             log.error("local event bus: delivery failed", exc_info=task.exception())
 
     async def _deliver(self, sub: Subscription, seq: int, event_id: str, body: bytes, attempts: int) -> None:
-        if attempts >= self.max_attempts:
-            # Every attempt so far died with its node (counted at start-up).
-            disposition: Disposition | None = Disposition.dead_letter(unsettled_reason(attempts))
-        else:
-            outcome = await call_handler(lambda: sub.handler(decode_job_event(body)), attempts, self.max_attempts)
-            disposition, attempts = outcome.disposition, outcome.attempts
-            if disposition is None:
-                log.warning("local event bus: %s failed on %s (attempt %d): %s", sub.name, event_id, outcome.attempts, outcome.error)
-                async with self._transaction() as db:
-                    await self._put_back(db, seq, attempts)
-                return
+        outcome = await handle_stored(lambda: sub.handler(decode_job_event(body)), attempts, self.max_attempts)
+        if outcome.retry:
+            log.warning("local event bus: %s failed on %s (attempt %d): %s", sub.name, event_id, outcome.attempts, outcome.error)
+        elif outcome.disposition is not None and outcome.disposition.action is Action.DEAD_LETTER:
+            log.warning("event dead-lettered", extra={"fields": {"event_id": event_id, "reason": outcome.disposition.reason}})
         async with self._transaction() as db:
-            if disposition.action is Action.ACK:
-                await db.execute("DELETE FROM event_queue WHERE seq = ?", (seq,))
-            elif disposition.action is Action.REQUEUE:
-                await self._put_back(db, seq, attempts)
-            else:
-                log.warning("event dead-lettered", extra={"fields": {"event_id": event_id, "reason": disposition.reason}})
-                await db.execute(
-                    "INSERT INTO event_dead_letters (subscriber, event_id, body, reason, dead_at) "
-                    "SELECT subscriber, event_id, body, ?, ? FROM event_queue WHERE seq = ?",
-                    (disposition.reason, time.time(), seq),
-                )
-                await db.execute("DELETE FROM event_queue WHERE seq = ?", (seq,))
-
-    @staticmethod
-    async def _put_back(db: aiosqlite.Connection, seq: int, attempts: int) -> None:
-        # To the end of the subscriber's queue, as on RabbitMQ.
-        await db.execute(
-            "INSERT INTO event_queue (subscriber, event_id, body, attempts, enqueued_at) "
-            "SELECT subscriber, event_id, body, ?, enqueued_at FROM event_queue WHERE seq = ?",
-            (attempts, seq),
-        )
-        await db.execute("DELETE FROM event_queue WHERE seq = ?", (seq,))
+            await TABLE.settle(db, seq, outcome)

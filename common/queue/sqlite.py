@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 import aiosqlite
 
+from common.queue.disposition import Action, HandlerOutcome
 from common.queue.errors import QueueUnavailable
 
 
@@ -64,3 +67,52 @@ class Transaction:
             self._lock.release()
         if isinstance(exc, sqlite3.Error):
             raise QueueUnavailable(f"the queue file {self._path} could not be written: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class QueueTable:
+    """The rows of one SQLite queue and its dead-letter table, and how a delivery settles on them.
+
+    ``rows`` has ``seq`` (the order), ``attempts`` (failed handler calls so
+    far), ``in_flight`` and ``enqueued_at``; a put-back row keeps the columns
+    named in ``kept``. ``dead`` has ``reason`` and ``dead_at`` and receives the
+    columns named in ``dead_kept``. Table and column names are ours, never input.
+    """
+
+    rows: str
+    dead: str
+    kept: tuple[str, ...]
+    dead_kept: tuple[str, ...]
+
+    async def redeliver_unsettled(self, db: aiosqlite.Connection) -> None:
+        """At start: rows handed out before a crash were never settled; deliver them again, one more failed attempt each."""
+        await db.execute(f"UPDATE {self.rows} SET in_flight = 0, attempts = attempts + 1 WHERE in_flight = 1")
+
+    async def settle(self, db: aiosqlite.Connection, seq: int, outcome: HandlerOutcome) -> None:
+        """Apply ``outcome`` to row ``seq``: delete it, put it back, or move it to the dead letters."""
+        disposition = outcome.disposition
+        if disposition is None or disposition.action is Action.REQUEUE:
+            await self.put_back(db, seq, outcome.attempts)
+            return
+        if disposition.action is Action.DEAD_LETTER:
+            columns = ", ".join(self.dead_kept)
+            await db.execute(
+                f"INSERT INTO {self.dead} ({columns}, reason, dead_at) "
+                f"SELECT {columns}, ?, ? FROM {self.rows} WHERE seq = ?",
+                (disposition.reason, time.time(), seq),
+            )
+        await db.execute(f"DELETE FROM {self.rows} WHERE seq = ?", (seq,))
+
+    async def put_back(self, db: aiosqlite.Connection, seq: int, attempts: int) -> None:
+        """Move row ``seq`` to the end of the queue with ``attempts``.
+
+        As on RabbitMQ: a message that is requeued or keeps failing must not
+        hold up the ones behind it.
+        """
+        columns = ", ".join(self.kept)
+        await db.execute(
+            f"INSERT INTO {self.rows} ({columns}, attempts, enqueued_at) "
+            f"SELECT {columns}, ?, enqueued_at FROM {self.rows} WHERE seq = ?",
+            (attempts, seq),
+        )
+        await db.execute(f"DELETE FROM {self.rows} WHERE seq = ?", (seq,))

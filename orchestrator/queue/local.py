@@ -25,9 +25,9 @@ from types import TracebackType
 import aiosqlite
 
 from common.queue.codec import decode_job_request, encode_job_request, job_id_in
-from common.queue.disposition import Action, Disposition, call_handler, unsettled_reason
+from common.queue.disposition import Action, handle_stored
 from common.queue.errors import QueueError, QueueUnavailable
-from common.queue.sqlite import Transaction, open_queue_db
+from common.queue.sqlite import QueueTable, Transaction, open_queue_db
 from common.queue.tasks import finish_or_cancel
 from common.queue.topology import validate_label
 from common.rpc import jobs_pb2
@@ -57,6 +57,13 @@ CREATE TABLE IF NOT EXISTS queue_dead_letters (
     dead_at REAL NOT NULL
 );
 """
+
+TABLE = QueueTable(
+    rows="queue_jobs",
+    dead="queue_dead_letters",
+    kept=("job_id", "label", "body", "deliveries"),
+    dead_kept=("job_id", "label", "body"),
+)
 
 
 class LocalQueue:
@@ -112,10 +119,8 @@ class LocalQueue:
         if self._db is not None:
             raise QueueError("the local queue was already started; create a new one")
         self._db = await open_queue_db(self.path, SCHEMA)
-        # Whatever was handed out before a crash was never settled: deliver it
-        # again, counting a failed attempt (so one that kills the node cannot loop forever).
         async with self._transaction() as db:
-            await db.execute("UPDATE queue_jobs SET in_flight = 0, attempts = attempts + 1 WHERE in_flight = 1")
+            await TABLE.redeliver_unsettled(db)
         self._dispatcher = asyncio.create_task(self._dispatch(), name="local queue dispatcher")
 
     async def stop(self, grace: float = 30.0) -> None:
@@ -221,41 +226,13 @@ class LocalQueue:
             log.error("local queue: delivery failed", exc_info=task.exception())
 
     async def _deliver(self, seq: int, job_id: str, body: bytes, attempts: int) -> None:
-        if attempts >= self.max_attempts:
-            # Every attempt so far died with its node (counted at start-up).
-            disposition: Disposition | None = Disposition.dead_letter(unsettled_reason(attempts))
-        else:
-            outcome = await call_handler(lambda: self._on_job(decode_job_request(body)), attempts, self.max_attempts)
-            disposition, attempts = outcome.disposition, outcome.attempts
-            if disposition is None:
-                log.warning("local queue: on_job failed (attempt %d of %d): %s", outcome.attempts, self.max_attempts, outcome.error)
-                async with self._transaction() as db:
-                    await self._put_back(db, seq, attempts)
-                return
+        outcome = await handle_stored(lambda: self._on_job(decode_job_request(body)), attempts, self.max_attempts)
+        if outcome.retry:
+            log.warning("local queue: on_job failed (attempt %d of %d): %s", outcome.attempts, self.max_attempts, outcome.error)
+        elif outcome.disposition is not None and outcome.disposition.action is Action.DEAD_LETTER:
+            log.warning("job dead-lettered", extra={"fields": {"job_id": job_id, "reason": outcome.disposition.reason}})
         async with self._transaction() as db:
-            if disposition.action is Action.ACK:
-                await db.execute("DELETE FROM queue_jobs WHERE seq = ?", (seq,))
-            elif disposition.action is Action.REQUEUE:
-                await self._put_back(db, seq, attempts)
-            else:
-                log.warning("job dead-lettered", extra={"fields": {"job_id": job_id, "reason": disposition.reason}})
-                await db.execute(
-                    "INSERT INTO queue_dead_letters (job_id, label, body, reason, dead_at) "
-                    "SELECT job_id, label, body, ?, ? FROM queue_jobs WHERE seq = ?",
-                    (disposition.reason, time.time(), seq),
-                )
-                await db.execute("DELETE FROM queue_jobs WHERE seq = ?", (seq,))
-
-    @staticmethod
-    async def _put_back(db: aiosqlite.Connection, seq: int, attempts: int) -> None:
-        # To the end of the queue, as on RabbitMQ: a request that is requeued
-        # or keeps failing must not hold up the ones behind it.
-        await db.execute(
-            "INSERT INTO queue_jobs (job_id, label, body, attempts, deliveries, enqueued_at) "
-            "SELECT job_id, label, body, ?, deliveries, enqueued_at FROM queue_jobs WHERE seq = ?",
-            (attempts, seq),
-        )
-        await db.execute("DELETE FROM queue_jobs WHERE seq = ?", (seq,))
+            await TABLE.settle(db, seq, outcome)
 
     async def _notify_dead_letters(self) -> None:
         async with self._lock:
