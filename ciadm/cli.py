@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import click
 
 from ciadm import format as fmt
-from ciadm.client import DEFAULT_ORCHESTRATOR, ENV_ORCHESTRATOR, AdminClient, OrchestratorUnreachable
+from ciadm.client import DEFAULT_ORCHESTRATOR, ENV_ORCHESTRATOR, AdminClient, JobNotFound, OrchestratorUnreachable
 from common.cli import fail, run_cli
 from common.rpc import admin_pb2, jobs_pb2
 
@@ -204,6 +204,19 @@ def logs(ctx: click.Context, job_id: str, follow: bool, from_sequence: int, as_j
     """Print a job's log (its current attempt); --follow streams it live."""
 
     async def work(client: AdminClient) -> admin_pb2.JobInfo | None:
+        try:
+            await print_log(client)
+        except JobNotFound:
+            if not follow:
+                raise
+            # A job cancelled before any host took it never had a log; its end is the answer.
+            job = await client.get(job_id)  # an unknown job fails here with its own one line
+            if job.state in TERMINAL and not job.host:
+                return job
+            raise
+        return await _settled(client, job_id) if follow else None
+
+    async def print_log(client: AdminClient) -> None:
         pending = b""
         async for chunk in client.tail_logs(job_id, follow=follow, from_sequence=from_sequence):
             if chunk.end:
@@ -222,7 +235,6 @@ def logs(ctx: click.Context, job_id: str, follow: bool, from_sequence: int, as_j
             pending = content
         if pending:
             _write_line(pending)
-        return await _settled(client, job_id) if follow else None
 
     job = _run(ctx, work)
     if job is not None:

@@ -7,6 +7,7 @@ import re
 import socket
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -169,6 +170,27 @@ def test_drain_holds_new_jobs_until_undrain(node: ServeProcess, repo: Path) -> N
         undrained = node.ciadm_json("undrain", host["name"])
     assert undrained["draining"] is False
     node.wait_state(jobs[0]["job_id"], "succeeded")
+
+
+def test_follow_of_a_job_cancelled_before_it_started_prints_its_end(node: ServeProcess, repo: Path) -> None:
+    [host] = node.ciadm_json("hosts")
+    node.ciadm_json("drain", host["name"])  # the job stays queued until it is cancelled
+    try:
+        [job] = node.ciadm_json("submit", "--job", "build", cwd=repo)
+        job_id = job["job_id"]
+        with ThreadPoolExecutor(1) as pool:
+            # Following while it is queued or after it ended: either way the same one line.
+            waiting = pool.submit(node.ciadm, "logs", "--follow", job_id, timeout=90)
+            assert node.ciadm("cancel", job_id, "--reason", "never mind").returncode == 0
+            during = waiting.result()
+        after = node.ciadm("logs", "--follow", job_id)
+    finally:
+        node.ciadm_json("undrain", host["name"])
+    for done in (during, after):
+        assert done.returncode == 1, done.stderr  # as for any job that ended without succeeding
+        assert done.stdout == ""
+        assert done.stderr.strip().splitlines() == [f"job {job_id} cancelled: never mind"]
+    assert node.status(job_id)["state"] == "cancelled"
 
 
 def test_unknown_job_is_one_line_and_exit_1(node: ServeProcess) -> None:
