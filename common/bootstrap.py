@@ -22,7 +22,8 @@ RUNNER_ENV_PATH = "/etc/solstice/runner.env"
 ENV_ORCHESTRATOR = "SOLSTICE_RUNNER_ORCHESTRATOR"
 ENV_TOKEN = "SOLSTICE_RUNNER_TOKEN"
 
-_ADDRESS = re.compile(r"^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\]):\d{1,5}$")
+# HOST:PORT, or a Unix socket (the local driver's network-isolated runners).
+_ADDRESS = re.compile(r"^(?:(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\]):\d{1,5}|unix:/[A-Za-z0-9._/-]+)$")
 _TOKEN = re.compile(r"^[A-Za-z0-9._~+/=-]+$")
 
 
@@ -40,7 +41,7 @@ class RunnerBootstrap:
     def __post_init__(self) -> None:
         if not _ADDRESS.match(self.orchestrator):
             raise BootstrapError(
-                f"orchestrator address {self.orchestrator!r} is not HOST:PORT"
+                f"orchestrator address {self.orchestrator!r} is not HOST:PORT or unix:/PATH"
             )
         if not _TOKEN.match(self.token):
             raise BootstrapError("job token contains characters a token never has")

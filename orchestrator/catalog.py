@@ -25,7 +25,9 @@ Every name here reaches a command line, so each is validated when loaded.
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,6 +117,12 @@ class LocalConfig:
     runner_argv: tuple[str, ...] = ("solstice-runner", "run")
     labels: tuple[str, ...] = ()  # labels served; empty serves every label
     stop_grace: Seconds = Seconds(10)  # SIGTERM, then SIGKILL after this long
+    # Linux: run each runner in its own network namespace (``unshare --net
+    # --map-root-user``); it reaches the orchestrator only through a Unix
+    # socket relay in ``relay_dir`` (local_relay.py).
+    isolate_network: bool = False
+    unshare: str = "unshare"
+    relay_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / f"solstice-relay-{os.getuid()}")
 
     def __post_init__(self) -> None:
         if not self.runner_argv:

@@ -11,6 +11,11 @@ A restarted orchestrator finds its VMs again from the directories, and kills
 a leftover runner only if the pid's start time still matches the pid file -
 a recycled pid is never signalled. Where ``/proc`` does not exist (macOS)
 the check falls back to "the process group exists" (documented weaker).
+
+With ``isolate_network`` (Linux) the runner starts under ``unshare --net
+--map-root-user`` in a network namespace of its own and dials the
+orchestrator through a Unix socket relay (local_relay.py): a job's steps
+reach no network at all.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from orchestrator.catalog import LocalConfig
 from orchestrator.drivers.base import VmSpec
 from orchestrator.drivers.bhyve_console import tail_file
 from orchestrator.drivers.errors import BootTimeout, ProvisionError, VmDied
+from orchestrator.drivers.local_relay import Relay
 from orchestrator.names import is_vm_name, validate_vm_name
 
 log = logging.getLogger(__name__)
@@ -60,6 +66,7 @@ class LocalDriver:
     def __init__(self, config: LocalConfig) -> None:
         self.config = config
         self._procs: dict[str, asyncio.subprocess.Process] = {}
+        self._relays: dict[str, Relay] = {}
 
     def serves(self, label: str) -> bool:
         return not self.config.labels or label in self.config.labels
@@ -77,10 +84,22 @@ class LocalDriver:
     async def boot(self, spec: VmSpec) -> None:
         vm = validate_vm_name(spec.name)
         d = self._dir(vm)
-        argv = [*self.config.runner_argv, "--orchestrator", spec.bootstrap.orchestrator]
+        address = spec.bootstrap.orchestrator
+        argv = [*self.config.runner_argv]
+        if self.config.isolate_network:
+            relay = Relay(self.config.relay_dir / f"{vm}.sock", address)
+            try:
+                await relay.start()
+            except OSError as err:
+                await self.destroy(vm)
+                raise ProvisionError(f"cannot listen for the isolated runner of {vm}: {err.strerror}") from err
+            self._relays[vm] = relay
+            address = relay.address
+            argv = [self.config.unshare, "--net", "--map-root-user", "--", *argv]
+        argv += ["--orchestrator", address]
         env = dict(os.environ)
         env.update({
-            ENV_ORCHESTRATOR: spec.bootstrap.orchestrator,
+            ENV_ORCHESTRATOR: address,
             ENV_TOKEN: spec.bootstrap.token,
             "SOLSTICE_RUNNER_DIR": str(d / "work"),
         })
@@ -139,6 +158,9 @@ class LocalDriver:
         proc = self._procs.pop(vm, None)
         if proc is not None:
             await proc.wait()
+        relay = self._relays.pop(vm, None)
+        if relay is not None:
+            await relay.close()
 
     async def _kill_group(self, vm: str, pid: int) -> None:
         for sig, grace in ((signal.SIGTERM, self.config.stop_grace), (signal.SIGKILL, 5.0)):
@@ -165,6 +187,8 @@ class LocalDriver:
         vm = validate_vm_name(name)
         await self.stop(vm)
         await asyncio.to_thread(shutil.rmtree, self._dir(vm), True)
+        # A relay socket left by an orchestrator that died.
+        (self.config.relay_dir / f"{vm}.sock").unlink(missing_ok=True)
 
     async def list_owned(self) -> set[str]:
         try:
@@ -177,5 +201,9 @@ class LocalDriver:
         return await asyncio.to_thread(tail_file, self._dir(vm) / "console.log", lines)
 
     async def aclose(self) -> None:
-        # Runners keep running (the orchestrator may be restarting); just reap ours.
+        # Runners keep running (the orchestrator may be restarting); just reap
+        # ours. Relays end with this process: an isolated runner then retries
+        # until its offline limit, and reconciliation reaps it.
         self._procs.clear()
+        for vm in list(self._relays):
+            await self._relays.pop(vm).close()
