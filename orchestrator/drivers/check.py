@@ -4,8 +4,9 @@ For the bhyve driver: the four tools (plus bhyvectl) exist, the bhyve brand
 is installed, ``zoneadm list`` answers, the VM and zones parent datasets exist
 (the zones one mounted at ``zones_path``), every catalog image's golden
 snapshot exists and is a volume snapshot, and every image's link exists.
-For the local driver: the runner program can be found and the state
-directory can be created. Nothing is created, changed or destroyed.
+For the local driver: the runner program can be found, the state
+directory can be created and, with ``isolate_network``, ``unshare`` can make
+a network namespace. Nothing is created, changed or destroyed.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ async def check_bhyve(c: BhyveConfig) -> list[CheckResult]:
     return out
 
 
-def check_local(c: LocalConfig) -> list[CheckResult]:
+async def check_local(c: LocalConfig) -> list[CheckResult]:
     prog = c.runner_argv[0]
     found = shutil.which(prog) is not None
     out = [CheckResult(f"runner {prog}", found, "" if found else "not on PATH")]
@@ -96,6 +97,11 @@ def check_local(c: LocalConfig) -> list[CheckResult]:
         parent = parent.parent
     writable = os.access(parent, os.W_OK)
     out.append(CheckResult(f"state directory {c.state_dir}", writable, "" if writable else f"{parent} is not writable"))
+    if c.isolate_network:
+        # Makes a network namespace that vanishes at once: nothing on the host changes.
+        ok, detail = await _ok([c.unshare, "--net", "--map-root-user", "--", "true"], 30)
+        out.append(CheckResult("network isolation (unshare --net --map-root-user)", ok,
+                               "" if ok else detail or "unshare failed"))
     return out
 
 
@@ -104,7 +110,7 @@ async def check_host(config: DriverConfig) -> list[CheckResult]:
     if config.driver == "bhyve":
         return await check_bhyve(config.bhyve)
     if config.driver == "local":
-        return check_local(config.local)
+        return await check_local(config.local)
     return [CheckResult(f"driver {config.driver}", False, "unknown driver; choose bhyve or local")]
 
 

@@ -78,3 +78,21 @@ def test_bad_config_is_one_error_line(tmp_path: Path):
     r = check(cfg)
     assert r.returncode == 1 and r.stderr.startswith("ERROR: image dataset")
     assert "Traceback" not in r.stderr
+
+
+def test_local_driver_with_network_isolation(tmp_path: Path):
+    env = dict(os.environ, PATH=str(EXE.parent) + os.pathsep + os.environ.get("PATH", ""),
+               SOLSTICE_DRIVERS_DRIVER="local", SOLSTICE_DRIVERS_LOCAL_STATE_DIR=str(tmp_path / "vms"),
+               SOLSTICE_DRIVERS_LOCAL_ISOLATE_NETWORK="true")
+    argv = [str(EXE), "check", "--log-level", "warning"]
+    good = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "ok      network isolation (unshare --net --map-root-user)" in good.stdout
+    env["SOLSTICE_DRIVERS_LOCAL_UNSHARE"] = str(tmp_path / "no-unshare")
+    bad = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
+    assert bad.returncode == 1
+    (line,) = [ln for ln in bad.stdout.splitlines() if ln.startswith("MISSING")]
+    assert line.startswith("MISSING network isolation (unshare --net --map-root-user): ")
+    assert line.endswith(f"cannot run {tmp_path / 'no-unshare'}: No such file or directory")
+    assert bad.stdout.splitlines()[-1] == "1 problem(s) found"
+    assert not (tmp_path / "vms").exists()
