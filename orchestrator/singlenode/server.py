@@ -106,6 +106,7 @@ async def _run(settings: ServeSettings, say: Callable[[str], None], stop: asynci
         # (tests) becomes a real one that the forge links can name.
         sock = _bind(settings.listen)
         stack.callback(sock.close)
+        _check_free(settings.grpc)
         port = sock.getsockname()[1]
         settings = dataclasses.replace(settings, listen=f"{split_address(settings.listen, 'listen')[0]}:{port}")
         node_settings = settings.node_settings()
@@ -166,13 +167,13 @@ def _exclusive(data: Path) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
-def _bind(listen: str) -> socket.socket:
-    host, port = split_address(listen, "listen")
+def _bind(listen: str, what: str = "HTTP", setting: str = "listen") -> socket.socket:
+    host, port = split_address(listen, setting)
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
         sock = socket.socket(family, socket.SOCK_STREAM)
     except OSError as err:
-        raise ServeError(f"cannot listen on {listen} (HTTP): {err}") from err
+        raise ServeError(f"cannot listen on {listen} ({what}): {err}") from err
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
@@ -180,8 +181,21 @@ def _bind(listen: str) -> socket.socket:
         sock.setblocking(False)
     except OSError as err:
         sock.close()
-        raise ServeError(f"cannot listen on {listen} (HTTP): {err.strerror}") from err
+        raise ServeError(f"cannot listen on {listen} ({what}): {err.strerror}") from err
     return sock
+
+
+def _check_free(grpc_listen: str) -> None:
+    """Fail with our one line if the gRPC address is taken, before anything else opens.
+
+    The gRPC server binds it later (in the node); when that fails, the gRPC
+    core writes its own line to stderr first, which a user should not have to
+    read. Binding the same way it does (SO_REUSEADDR, no SO_REUSEPORT) tells
+    the same answer; only a port taken in the instant between is left to it.
+    """
+    if split_address(grpc_listen, "grpc")[1] == 0:
+        return  # any free port will do
+    _bind(grpc_listen, "gRPC", "grpc").close()
 
 
 def _make_driver(settings: ServeSettings) -> Driver:
