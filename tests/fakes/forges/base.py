@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import jsonschema
 from aiohttp import web
@@ -58,16 +59,65 @@ class Fault:
     delay: float = 0.0
 
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class FileRequest:
+    """A contents call: which file of which repository at which ref, and its text if the fake has it."""
+
+    repo: str
+    path: str
+    ref: str
+    text: str | None
+
+
 @dataclass
 class FakeForge:
-    """Base: owns the aiohttp runner; subclasses add routes in ``routes``."""
+    """Base: owns the aiohttp runner, the repositories' files and the statuses posted.
+
+    Subclasses add routes in ``routes`` and say in ``auth`` whether a request
+    may use the API (a ``Response`` refuses it); routes wrapped in ``authed`` pass there first.
+    """
 
     calls: list[Call] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
     url: str = ""
+    files: dict[tuple[str, str, str], str] = field(default_factory=dict)  # (repo, sha, path) -> text
+    any_sha_files: dict[tuple[str, str], str] = field(default_factory=dict)  # (repo, path) -> text at every sha
+    statuses: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)  # (repo, sha, body)
 
     def routes(self, app: web.Application) -> None:
         raise NotImplementedError
+
+    def auth(self, request: web.Request) -> web.Response | None:
+        raise NotImplementedError
+
+    def authed(self, handler: Handler) -> Handler:
+        async def checked(request: web.Request) -> web.StreamResponse:
+            refused = self.auth(request)
+            return refused if refused is not None else await handler(request)
+
+        return checked
+
+    def put_file(self, repo: str, sha: str, text: str, path: str = ".solstice/workflow.kdl") -> None:
+        self.files[(repo, sha, path)] = text
+
+    def requested_file(self, request: web.Request) -> FileRequest:
+        """The file a ``/repos/{owner}/{repo}/contents/{path}?ref=`` call asks for."""
+        repo, path, ref = repo_of(request), request.match_info["path"], request.query.get("ref", "")
+        return FileRequest(repo, path, ref, self.files.get((repo, ref, path)) or self.any_sha_files.get((repo, path)))
+
+    async def take_status(
+        self, request: web.Request, validator: jsonschema.Draft7Validator, invalid: Callable[[str], web.Response]
+    ) -> web.Response | dict[str, Any]:
+        """Record a ``/repos/{owner}/{repo}/statuses/{sha}`` body; ``invalid(problem)`` answers a bad one."""
+        body = await json_body(request)
+        problem = validation_error(validator, body)
+        if problem:
+            return invalid(problem)
+        self.statuses.append((repo_of(request), request.match_info["sha"], body))
+        return {"id": len(self.statuses), **body}
 
     async def start(self) -> str:
         app = web.Application(middlewares=[self._middleware])
@@ -82,6 +132,13 @@ class FakeForge:
 
     async def close(self) -> None:
         await self._runner.cleanup()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
 
     def fail_next(self, count: int, status: int = 502, path_contains: str = "", method: str = "") -> None:
         self.faults.append(Fault(count, status, path_contains, method))
@@ -156,6 +213,11 @@ async def json_body(request: web.Request) -> Any:
     """The decoded JSON body (None when there is none; the middleware already refused non-JSON)."""
     raw = await request.read()
     return json.loads(raw) if raw else None
+
+
+def repo_of(request: web.Request) -> str:
+    """``owner/repo`` of a ``/repos/{owner}/{repo}/...`` route."""
+    return f"{request.match_info['owner']}/{request.match_info['repo']}"
 
 
 def json_error(status: int, message: str, **extra: Any) -> web.Response:

@@ -69,13 +69,10 @@ class FakeGitHub(FakeForge):
     app_id: str = "1"
     public_key: bytes = b""
     token_lifetime: float = 3600.0
-    files: dict[tuple[str, str, str], str] = field(default_factory=dict)  # (repo, sha, path) -> text
-    any_sha_files: dict[tuple[str, str], str] = field(default_factory=dict)  # (repo, path) -> text at every sha
     tokens: dict[str, tuple[int, float]] = field(default_factory=dict)  # token -> (installation, expires_at)
     check_runs: dict[int, dict[str, Any]] = field(default_factory=dict)  # id -> current state
     check_run_updates: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # (id, body) in order
     annotations: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # id -> all annotations so far
-    statuses: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)  # (repo, sha, body)
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(1000)
@@ -87,13 +84,10 @@ class FakeGitHub(FakeForge):
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/app/installations/{installation}/access_tokens", self._access_token)
-        app.router.add_get("/repos/{owner}/{repo}/contents/{path:.+}", self._contents)
-        app.router.add_post("/repos/{owner}/{repo}/check-runs", self._create_check_run)
-        app.router.add_patch("/repos/{owner}/{repo}/check-runs/{id}", self._update_check_run)
-        app.router.add_post("/repos/{owner}/{repo}/statuses/{sha}", self._create_status)
-
-    def put_file(self, repo: str, sha: str, text: str, path: str = ".solstice/workflow.kdl") -> None:
-        self.files[(repo, sha, path)] = text
+        app.router.add_get("/repos/{owner}/{repo}/contents/{path:.+}", self.authed(self._contents))
+        app.router.add_post("/repos/{owner}/{repo}/check-runs", self.authed(self._create_check_run))
+        app.router.add_patch("/repos/{owner}/{repo}/check-runs/{id}", self.authed(self._update_check_run))
+        app.router.add_post("/repos/{owner}/{repo}/statuses/{sha}", self.authed(self._create_status))
 
     def check_run_statuses(self, name: str | None = None) -> list[tuple[int, str, str | None]]:
         """(check run id, status, conclusion) of every create and update, in order."""
@@ -110,7 +104,8 @@ class FakeGitHub(FakeForge):
             return json_error(403, "Request forbidden by administrative rules. Please make sure your request has a User-Agent header")
         return None
 
-    def _installation_auth(self, request: web.Request) -> web.Response | None:
+    def auth(self, request: web.Request) -> web.Response | None:
+        """Every call but the token exchange takes only a live installation token."""
         refused = self._user_agent(request)
         if refused:
             return refused
@@ -155,30 +150,21 @@ class FakeGitHub(FakeForge):
     # -- contents -----------------------------------------------------------
 
     async def _contents(self, request: web.Request) -> web.Response:
-        refused = self._installation_auth(request)
-        if refused:
-            return refused
-        repo = f"{request.match_info['owner']}/{request.match_info['repo']}"
-        path = request.match_info["path"]
-        ref = request.query.get("ref", "")
-        text = self.files.get((repo, ref, path)) or self.any_sha_files.get((repo, path))
-        if text is None:
+        wanted = self.requested_file(request)
+        if wanted.text is None:
             return json_error(404, "Not Found", documentation_url=f"{DOCS}/repos/contents#get-repository-content")
-        data = text.encode()
+        data = wanted.text.encode()
         encoded = base64.encodebytes(data).decode()  # GitHub wraps base64 at 60/76 columns
         answer = copy.deepcopy(self._contents_example)
         answer.update(
-            content=encoded, size=len(data), path=path, name=path.rsplit("/", 1)[-1],
-            url=f"{self.url}/repos/{repo}/contents/{path}?ref={ref}",
+            content=encoded, size=len(data), path=wanted.path, name=wanted.path.rsplit("/", 1)[-1],
+            url=f"{self.url}/repos/{wanted.repo}/contents/{wanted.path}?ref={wanted.ref}",
         )
         return web.json_response(answer)
 
     # -- checks and statuses -------------------------------------------------
 
     async def _create_check_run(self, request: web.Request) -> web.Response:
-        refused = self._installation_auth(request)
-        if refused:
-            return refused
         body = await json_body(request)
         problem = check_run_problem(self._create, body)
         if problem:
@@ -191,9 +177,6 @@ class FakeGitHub(FakeForge):
         return web.json_response(state, status=201)
 
     async def _update_check_run(self, request: web.Request) -> web.Response:
-        refused = self._installation_auth(request)
-        if refused:
-            return refused
         body = await json_body(request)
         problem = check_run_problem(self._update, body)
         if problem:
@@ -208,13 +191,9 @@ class FakeGitHub(FakeForge):
         return web.json_response(self.check_runs[run_id])
 
     async def _create_status(self, request: web.Request) -> web.Response:
-        refused = self._installation_auth(request)
-        if refused:
-            return refused
-        body = await json_body(request)
-        problem = validation_error(self._status, body)
-        if problem:
-            return json_error(422, f"Validation Failed: {problem}", documentation_url=DOCS)
-        repo = f"{request.match_info['owner']}/{request.match_info['repo']}"
-        self.statuses.append((repo, request.match_info["sha"], body))
-        return web.json_response({"id": len(self.statuses), **body}, status=201)
+        taken = await self.take_status(
+            request, self._status, lambda problem: json_error(422, f"Validation Failed: {problem}", documentation_url=DOCS)
+        )
+        if isinstance(taken, web.Response):
+            return taken
+        return web.json_response(taken, status=201)
