@@ -1,4 +1,4 @@
-"""Fixtures of the integration tests: an App key, payload loading, the whole stack on loopback."""
+"""Fixtures of the integration tests: an App key, payload loading, a fake Forgejo, the whole stack on loopback."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
-from tests.fakes.forges import rsa_key_pair
+from tests.fakes.forges import FakeForgejo, rsa_key_pair
 from tests.integration.stack import IntegrationStack, RabbitQueue
 
 
@@ -30,6 +31,19 @@ def payload(fixtures_dir: Path) -> Callable[[str], dict[str, Any]]:
         return copy.deepcopy(cache[name])
 
     return load
+
+
+@pytest.fixture
+async def forgejo(fixtures_dir: Path) -> AsyncIterator[FakeForgejo]:
+    """A fake Forgejo on loopback that takes the API token ``fj-token``."""
+    async with FakeForgejo(fixtures=fixtures_dir / "forge" / "forgejo", token="fj-token") as fake:
+        yield fake
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
 
 
 @pytest.fixture

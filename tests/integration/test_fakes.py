@@ -18,7 +18,7 @@ import aiohttp
 import jwt
 import pytest
 
-from tests.fakes.forges import FakeForgejo, FakeGitHub, rsa_key_pair
+from tests.fakes.forges import FakeGitHub, rsa_key_pair
 
 APP_ID = "31337"
 REPO = "Codertocat/Hello-World"
@@ -28,28 +28,8 @@ UA = {"User-Agent": "solstice-test"}
 
 @pytest.fixture
 async def github(fixtures_dir: Path, app_key: tuple[bytes, bytes]) -> AsyncIterator[FakeGitHub]:
-    fake = FakeGitHub(fixtures=fixtures_dir / "forge" / "github", app_id=APP_ID, public_key=app_key[1])
-    await fake.start()
-    try:
+    async with FakeGitHub(fixtures=fixtures_dir / "forge" / "github", app_id=APP_ID, public_key=app_key[1]) as fake:
         yield fake
-    finally:
-        await fake.close()
-
-
-@pytest.fixture
-async def forgejo(fixtures_dir: Path) -> AsyncIterator[FakeForgejo]:
-    fake = FakeForgejo(fixtures=fixtures_dir / "forge" / "forgejo", token="fj-token")
-    await fake.start()
-    try:
-        yield fake
-    finally:
-        await fake.close()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 def app_jwt(key: bytes, app_id: str = APP_ID, lifetime: int = 540) -> str:

@@ -36,12 +36,8 @@ def free_port() -> int:
 
 @pytest.fixture
 async def fake_github(fixtures_dir: Path, app_key) -> AsyncIterator[FakeGitHub]:
-    fake = FakeGitHub(fixtures=fixtures_dir / "forge" / "github", app_id="77", public_key=app_key[1])
-    await fake.start()
-    try:
+    async with FakeGitHub(fixtures=fixtures_dir / "forge" / "github", app_id="77", public_key=app_key[1]) as fake:
         yield fake
-    finally:
-        await fake.close()
 
 
 async def test_serve_takes_webhooks_and_reports_events(tmp_path: Path, app_key, fake_github: FakeGitHub,

@@ -32,12 +32,8 @@ workflow name="webhook" {
 @pytest.fixture
 async def github(fixtures_dir: Path) -> AsyncIterator[tuple[FakeGitHub, bytes]]:
     private, public = rsa_key_pair()
-    fake = FakeGitHub(fixtures=fixtures_dir / "forge" / "github", app_id=APP_ID, public_key=public)
-    await fake.start()
-    try:
+    async with FakeGitHub(fixtures=fixtures_dir / "forge" / "github", app_id=APP_ID, public_key=public) as fake:
         yield fake, private
-    finally:
-        await fake.close()
 
 
 def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict]:
