@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -50,6 +50,40 @@ def _json_option(func: F) -> F:
 
 def _echo_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2))
+
+
+def _show(as_json: bool, value: Any, lines: Iterable[str], empty: str = "") -> None:
+    """``value`` as JSON, else ``lines`` (or ``empty`` when there are none)."""
+    if as_json:
+        _echo_json(value)
+        return
+    shown = list(lines)
+    for line in shown or ([empty] if empty else []):
+        click.echo(line)
+
+
+def _job_command(epilog: str, *options: Callable[[F], F]) -> Callable[[F], F]:
+    """A command on one job: ``JOB`` argument, ``options``, ``--json``, the context first."""
+
+    def wrap(func: F) -> F:
+        func = click.pass_context(func)
+        func = _json_option(func)
+        for option in reversed(options):
+            func = option(func)
+        func = click.argument("job_id", metavar="JOB")(func)
+        return cli.command(epilog=epilog)(func)  # type: ignore[return-value]
+
+    return wrap
+
+
+def _host_command(epilog: str) -> Callable[[F], F]:
+    """A command on one host: ``HOST`` argument, ``--json``, the context first."""
+
+    def wrap(func: F) -> F:
+        func = click.argument("host")(_json_option(click.pass_context(func)))
+        return cli.command(epilog=epilog)(func)  # type: ignore[return-value]
+
+    return wrap
 
 
 @click.group(
@@ -129,24 +163,17 @@ def submit(ctx: click.Context, workflow: Path | None, repo: str | None, ref: str
         click.echo(f"follow with: ciadm logs --follow {queued[0].job_id}")
 
 
-@cli.command(
+@_job_command(
     epilog="""\b
 Examples:
   ciadm status job-0f3c...
   ciadm status --json job-0f3c... | jq .state
 """
 )
-@click.argument("job_id", metavar="JOB")
-@_json_option
-@click.pass_context
 def status(ctx: click.Context, job_id: str, as_json: bool) -> None:
     """Show one job: state, reason, attempt, host, commit, timings and steps."""
     job = _run(ctx, lambda client: client.get(job_id))
-    if as_json:
-        _echo_json(fmt.job_json(job))
-    else:
-        for line in fmt.job_details(job):
-            click.echo(line)
+    _show(as_json, fmt.job_json(job), fmt.job_details(job))
 
 
 @cli.command(
@@ -175,17 +202,11 @@ def list_jobs(ctx: click.Context, repo: str | None, ref: str | None, state: str 
         state=fmt.state_value(state) if state else jobs_pb2.JOB_STATE_UNSPECIFIED,
     )
     jobs = _run(ctx, lambda client: client.list(request))
-    if as_json:
-        _echo_json([fmt.job_json(job) for job in jobs])
-    elif not jobs:
-        click.echo("no jobs")
-    else:
-        for line in fmt.jobs_table(jobs):
-            click.echo(line)
+    _show(as_json, [fmt.job_json(job) for job in jobs], fmt.jobs_table(jobs) if jobs else [], empty="no jobs")
 
 
-@cli.command(
-    epilog="""\b
+@_job_command(
+    """\b
 Examples:
   ciadm logs job-0f3c...
   ciadm logs --follow job-0f3c...      # until the job ends; exit 0 if it succeeded
@@ -193,13 +214,10 @@ Examples:
 
 \b
 Lines Solstice adds (checkout, step banners) start with "## ".
-"""
+""",
+    click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the job ends."),
+    click.option("--from", "from_sequence", type=click.IntRange(1), default=1, help="First line number to print."),
 )
-@click.argument("job_id", metavar="JOB")
-@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the job ends.")
-@click.option("--from", "from_sequence", type=click.IntRange(1), default=1, help="First line number to print.")
-@_json_option
-@click.pass_context
 def logs(ctx: click.Context, job_id: str, follow: bool, from_sequence: int, as_json: bool) -> None:
     """Print a job's log (its current attempt); --follow streams it live."""
 
@@ -265,47 +283,35 @@ def _write_line(content: bytes) -> None:
     sys.stdout.buffer.flush()
 
 
-def _one_job(verb: str, call: Callable[[AdminClient, str], Awaitable[admin_pb2.JobInfo]]):  # type: ignore[no-untyped-def]
-    def command(ctx: click.Context, job_id: str, as_json: bool, **extra: Any) -> None:
-        job = _run(ctx, lambda client: call(client, job_id, **extra))
-        if as_json:
-            _echo_json(fmt.job_json(job))
-        else:
-            reason = f" ({job.reason})" if job.reason else ""
-            click.echo(f"job {job.job_id} {verb}: attempt {job.attempt} is {fmt.state_name(job.state)}{reason}")
-
-    return command
+def _show_changed_job(job: admin_pb2.JobInfo, verb: str, as_json: bool) -> None:
+    reason = f" ({job.reason})" if job.reason else ""
+    _show(as_json, fmt.job_json(job),
+          [f"job {job.job_id} {verb}: attempt {job.attempt} is {fmt.state_name(job.state)}{reason}"])
 
 
-@cli.command(
-    epilog="""\b
+@_job_command(
+    """\b
 Examples:
   ciadm cancel job-0f3c...
   ciadm cancel job-0f3c... --reason "superseded by #42"
-"""
+""",
+    click.option("--reason", default="cancelled with ciadm", show_default=True, help="Recorded as the job's reason."),
 )
-@click.argument("job_id", metavar="JOB")
-@click.option("--reason", default="cancelled with ciadm", show_default=True, help="Recorded as the job's reason.")
-@_json_option
-@click.pass_context
 def cancel(ctx: click.Context, job_id: str, reason: str, as_json: bool) -> None:
     """Cancel a job: a queued job never starts, a running one is stopped in its VM."""
-    _one_job("cancelled", lambda client, jid, reason: client.cancel(jid, reason))(ctx, job_id, as_json, reason=reason)
+    _show_changed_job(_run(ctx, lambda client: client.cancel(job_id, reason)), "cancelled", as_json)
 
 
-@cli.command(
-    epilog="""\b
+@_job_command(
+    """\b
 Examples:
   ciadm retry job-0f3c...
   ciadm retry --json job-0f3c... | jq .attempt
 """
 )
-@click.argument("job_id", metavar="JOB")
-@_json_option
-@click.pass_context
 def retry(ctx: click.Context, job_id: str, as_json: bool) -> None:
     """Run a finished job again as a new attempt (same commit, same steps)."""
-    _one_job("retried", lambda client, jid: client.retry(jid))(ctx, job_id, as_json)
+    _show_changed_job(_run(ctx, lambda client: client.retry(job_id)), "retried", as_json)
 
 
 @cli.command(
@@ -320,54 +326,36 @@ Examples:
 def hosts(ctx: click.Context, as_json: bool) -> None:
     """List orchestrator hosts: labels, capacity, running jobs, heartbeat age, draining."""
     found = _run(ctx, lambda client: client.hosts())
-    if as_json:
-        _echo_json([fmt.host_json(h) for h in found])
-    elif not found:
-        click.echo("no hosts")
-    else:
-        for line in fmt.hosts_table(found):
-            click.echo(line)
+    _show(as_json, [fmt.host_json(h) for h in found], fmt.hosts_table(found) if found else [], empty="no hosts")
 
 
-def _drain_command(undrain: bool):  # type: ignore[no-untyped-def]
-    def command(ctx: click.Context, host: str, as_json: bool) -> None:
-        info = _run(ctx, lambda client: client.drain(host, undrain=undrain))
-        if as_json:
-            _echo_json(fmt.host_json(info))
-        else:
-            click.echo(f"host {info.name}: {'draining' if info.draining else 'taking work'}, "
-                       f"{info.running} running")
-
-    return command
+def _set_draining(ctx: click.Context, host: str, as_json: bool, undrain: bool) -> None:
+    info = _run(ctx, lambda client: client.drain(host, undrain=undrain))
+    _show(as_json, fmt.host_json(info),
+          [f"host {info.name}: {'draining' if info.draining else 'taking work'}, {info.running} running"])
 
 
-@cli.command(
-    epilog="""\b
+@_host_command(
+    """\b
 Examples:
   ciadm drain illumos-a          # finishes its running jobs, takes no new ones
   ciadm hosts                    # watch RUNNING drop to 0
 """
 )
-@click.argument("host")
-@_json_option
-@click.pass_context
 def drain(ctx: click.Context, host: str, as_json: bool) -> None:
     """Stop a host taking new jobs; its running jobs finish."""
-    _drain_command(False)(ctx, host, as_json)
+    _set_draining(ctx, host, as_json, undrain=False)
 
 
-@cli.command(
-    epilog="""\b
+@_host_command(
+    """\b
 Examples:
   ciadm undrain illumos-a
 """
 )
-@click.argument("host")
-@_json_option
-@click.pass_context
 def undrain(ctx: click.Context, host: str, as_json: bool) -> None:
     """Let a drained host take jobs again."""
-    _drain_command(True)(ctx, host, as_json)
+    _set_draining(ctx, host, as_json, undrain=True)
 
 
 main = run_cli(cli)
