@@ -15,6 +15,7 @@ import collections
 import enum
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
@@ -116,6 +117,22 @@ class BrokerLink:
             raise QueueUnavailable(f"cannot open a channel on {redact_url(self.url)}: {err}") from err
         self.state = LinkState.OPEN
 
+    async def open_with(self, setup: Callable[[], Awaitable[None]]) -> None:
+        """``open()``, then ``setup()`` (declare, consume); if that fails, close again.
+
+        A connection error during set-up comes out as ``start_error``'s
+        ``QueueError``; anything else as it was raised.
+        """
+        await self.open()
+        try:
+            await setup()
+        except CONNECTION_EXCEPTIONS as err:
+            await self.close()
+            raise start_error(self.url, err) from err
+        except BaseException:
+            await self.close()
+            raise
+
     @property
     def connected(self) -> bool:
         """Open and currently connected (False while the robust connection is reconnecting)."""
@@ -194,15 +211,7 @@ class LinkedPublisher:
 
     async def start(self) -> None:
         """Connect and declare what is published to; ``QueueError`` if either fails."""
-        await self._link.open()
-        try:
-            await self._declare(self._link.channel)
-        except CONNECTION_EXCEPTIONS as err:
-            await self._link.close()
-            raise start_error(self._link.url, err) from err
-        except BaseException:
-            await self._link.close()
-            raise
+        await self._link.open_with(lambda: self._declare(self._link.channel))
 
     async def close(self) -> None:
         await self._link.close()

@@ -14,10 +14,9 @@ from typing import Protocol
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
-from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
 from common.queue.codec import decode_job_event, encode_job_event, event_routing_key
-from common.queue.connection import BrokerLink, LinkedPublisher, start_error
+from common.queue.connection import BrokerLink, LinkedPublisher
 from common.queue.disposition import Disposition
 from common.queue.errors import PublishFailed
 from common.queue.topology import JOB_ID_HEADER, SCHEMA_HEADER, Topology
@@ -126,24 +125,19 @@ class EventConsumer:
         return self._worker.stats if self._worker else WorkerStats()
 
     async def start(self) -> None:
-        await self._link.open()
-        try:
-            self._worker = QueueWorker(
-                self._link.connection,
-                self._handle,
-                self.topology.events_dead_exchange,
-                self._max_attempts,
-                name=f"event consumer {self.name}",
-            )
-            await self._worker.open(self.prefetch)
-            queue = await self.topology.declare_event_queue(self._worker.channel, self.name, self.bindings)
-            await self._worker.consume(queue)
-        except CONNECTION_EXCEPTIONS as err:
-            await self._link.close()
-            raise start_error(self._link.url, err) from err
-        except BaseException:
-            await self._link.close()
-            raise
+        await self._link.open_with(self._consume)
+
+    async def _consume(self) -> None:
+        self._worker = QueueWorker(
+            self._link.connection,
+            self._handle,
+            self.topology.events_dead_exchange,
+            self._max_attempts,
+            name=f"event consumer {self.name}",
+        )
+        await self._worker.open(self.prefetch)
+        queue = await self.topology.declare_event_queue(self._worker.channel, self.name, self.bindings)
+        await self._worker.consume(queue)
 
     async def stop(self, grace: float = 30.0) -> None:
         """Stop consuming, let running handlers finish (up to ``grace`` s), close."""

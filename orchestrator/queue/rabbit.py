@@ -6,10 +6,9 @@ import logging
 from collections.abc import Sequence
 
 from aio_pika.abc import AbstractIncomingMessage
-from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
 from common.queue.codec import decode_job_request, job_id_in
-from common.queue.connection import BrokerLink, start_error
+from common.queue.connection import BrokerLink
 from common.queue.disposition import Disposition
 from common.queue.topology import JOB_ID_HEADER, REASON_HEADER, Topology, validate_label
 from common.queue.worker import QueueWorker, WorkerStats
@@ -76,29 +75,24 @@ class RabbitJobConsumer:
         return self._jobs.stats if self._jobs else WorkerStats()
 
     async def start(self) -> None:
-        await self._link.open()
-        try:
-            connection = self._link.connection
-            self._jobs = QueueWorker(
-                connection, self._handle_job, self.topology.jobs_dead_exchange, self._max_attempts, name="job consumer"
+        await self._link.open_with(self._consume)
+
+    async def _consume(self) -> None:
+        connection = self._link.connection
+        self._jobs = QueueWorker(
+            connection, self._handle_job, self.topology.jobs_dead_exchange, self._max_attempts, name="job consumer"
+        )
+        await self._jobs.open(self._free_slots)
+        for label in self.labels:
+            await self._jobs.consume(await self.topology.declare_label_queue(self._jobs.channel, label))
+        if self._watch:
+            self._dead = QueueWorker(
+                connection, self._handle_dead_letter, None, self._max_attempts, name="dead-letter watcher"
             )
-            await self._jobs.open(self._free_slots)
-            for label in self.labels:
-                await self._jobs.consume(await self.topology.declare_label_queue(self._jobs.channel, label))
-            if self._watch:
-                self._dead = QueueWorker(
-                    connection, self._handle_dead_letter, None, self._max_attempts, name="dead-letter watcher"
-                )
-                await self._dead.open(8)
-                await self.topology.declare_jobs(self._dead.channel)
-                notify = await self._dead.channel.get_queue(self.topology.jobs_dead_notify_queue)
-                await self._dead.consume(notify)
-        except CONNECTION_EXCEPTIONS as err:
-            await self._link.close()
-            raise start_error(self._link.url, err) from err
-        except BaseException:
-            await self._link.close()
-            raise
+            await self._dead.open(8)
+            await self.topology.declare_jobs(self._dead.channel)
+            notify = await self._dead.channel.get_queue(self.topology.jobs_dead_notify_queue)
+            await self._dead.consume(notify)
 
     async def set_free_slots(self, free_slots: int) -> None:
         """Change the prefetch; never blocks on an outage (the value applies on reconnection)."""
