@@ -6,8 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 from integration.events import (
-    ZERO_SHA,
-    BuildRequested,
     Forge,
     Ignored,
     Ping,
@@ -16,8 +14,8 @@ from integration.events import (
     Repo,
     WebhookEvent,
 )
+from integration.forges.builds import labels_of, pull_request_build, push_build
 from integration.payload import get, opt
-from integration.policy import decide
 from integration.settings import WebhookSettings
 
 # Forgejo's action names -> the GitHub-style ones the policy speaks.
@@ -44,20 +42,7 @@ def normalize(event: str, payload: dict[str, Any], settings: WebhookSettings) ->
 
 
 def _push(payload: dict[str, Any], settings: WebhookSettings) -> WebhookEvent:
-    ref = get(payload, "ref", str)
-    after = get(payload, "after", str)
-    repo = repo_of(payload)
-    if after == ZERO_SHA:
-        return Ignored(f"{ref} was deleted: nothing to build")
-    is_tag = ref.startswith("refs/tags/")
-    if is_tag and not settings.build_tags:
-        return Ignored(f"tag push {ref} ignored (webhooks.build_tags is off)")
-    if not is_tag and not ref.startswith("refs/heads/"):
-        return Ignored(f"push to {ref} is neither a branch nor a tag")
-    return BuildRequested(
-        repo=repo, ref=ref, sha=after, origin="forgejo push", trusted=True, is_tag=is_tag,
-        sender=opt(payload, "sender.login", str) or "",
-    )
+    return push_build(payload, repo_of(payload), "forgejo push", settings)
 
 
 def _pull_request(payload: dict[str, Any], settings: WebhookSettings) -> WebhookEvent:
@@ -70,10 +55,7 @@ def _pull_request(payload: dict[str, Any], settings: WebhookSettings) -> Webhook
         return PullRequestClosed(repo, number, sha, merged=opt(payload, "pull_request.merged", bool) or False)
     head_id = opt(payload, "pull_request.head.repo_id", int) or opt(payload, "pull_request.head.repo.id", int)
     base_id = opt(payload, "pull_request.base.repo_id", int) or get(payload, "repository.id", int)
-    labels = tuple(
-        label["name"] for label in (opt(payload, "pull_request.labels", list) or [])
-        if isinstance(label, dict) and isinstance(label.get("name"), str)
-    )
+    labels = labels_of(payload)
     info = PullRequestInfo(
         number=number,
         from_fork=head_id != base_id,
@@ -83,10 +65,4 @@ def _pull_request(payload: dict[str, Any], settings: WebhookSettings) -> Webhook
         # sees the current labels instead.
         added_label=settings.fork_label if action == "labeled" and settings.fork_label in labels else "",
     )
-    decision = decide(info, settings)
-    if not decision.build:
-        return Ignored(f"pull request #{number}: {decision.reason}")
-    return BuildRequested(
-        repo=repo, ref=f"refs/pull/{number}/head", sha=sha, origin="forgejo pull_request",
-        trusted=decision.trusted, pull_request=number, sender=opt(payload, "sender.login", str) or "",
-    )
+    return pull_request_build(payload, repo, sha, info, "forgejo pull_request", settings)

@@ -6,8 +6,6 @@ import re
 from typing import Any
 
 from integration.events import (
-    ZERO_SHA,
-    BuildRequested,
     Forge,
     Ignored,
     Ping,
@@ -17,8 +15,13 @@ from integration.events import (
     RerunRequested,
     WebhookEvent,
 )
+from integration.forges.builds import (
+    labels_of,
+    pull_request_build,
+    push_build,
+    sender_of,
+)
 from integration.payload import get, opt
-from integration.policy import decide
 from integration.settings import WebhookSettings
 
 MAINTAINERS = frozenset({"OWNER", "MEMBER", "COLLABORATOR"})
@@ -55,20 +58,9 @@ def _needs_installation(repo: Repo) -> Ignored | None:
 
 
 def _push(payload: dict[str, Any], settings: WebhookSettings) -> WebhookEvent:
-    ref = get(payload, "ref", str)
-    after = get(payload, "after", str)
     repo = repo_of(payload)
-    if payload.get("deleted") is True or after == ZERO_SHA:
-        return Ignored(f"{ref} was deleted: nothing to build")
-    is_tag = ref.startswith("refs/tags/")
-    if is_tag and not settings.build_tags:
-        return Ignored(f"tag push {ref} ignored (webhooks.build_tags is off)")
-    if not is_tag and not ref.startswith("refs/heads/"):
-        return Ignored(f"push to {ref} is neither a branch nor a tag")
-    return _needs_installation(repo) or BuildRequested(
-        repo=repo, ref=ref, sha=after, origin="github push", trusted=True, is_tag=is_tag,
-        sender=opt(payload, "sender.login", str) or "",
-    )
+    event = push_build(payload, repo, "github push", settings, deleted=payload.get("deleted") is True)
+    return event if isinstance(event, Ignored) else _needs_installation(repo) or event
 
 
 def _pull_request(event: str, payload: dict[str, Any], settings: WebhookSettings) -> WebhookEvent:
@@ -80,10 +72,6 @@ def _pull_request(event: str, payload: dict[str, Any], settings: WebhookSettings
         return PullRequestClosed(repo, number, sha, merged=opt(payload, "pull_request.merged", bool) or False)
     head_repo = opt(payload, "pull_request.head.repo.full_name", str)
     base_repo = get(payload, "pull_request.base.repo.full_name", str)
-    labels = tuple(
-        label["name"] for label in (opt(payload, "pull_request.labels", list) or [])
-        if isinstance(label, dict) and isinstance(label.get("name"), str)
-    )
     approved = False
     if event == "pull_request_review":
         if action != "submitted" or (opt(payload, "review.state", str) or "").lower() != "approved":
@@ -94,18 +82,13 @@ def _pull_request(event: str, payload: dict[str, Any], settings: WebhookSettings
         number=number,
         # A deleted fork leaves head.repo null: certainly not the base repo.
         from_fork=head_repo != base_repo,
-        labels=labels,
+        labels=labels_of(payload),
         action=action,
         approved_by_maintainer=approved,
         added_label=opt(payload, "label.name", str) or "",
     )
-    decision = decide(info, settings)
-    if not decision.build:
-        return Ignored(f"pull request #{number}: {decision.reason}")
-    return _needs_installation(repo) or BuildRequested(
-        repo=repo, ref=f"refs/pull/{number}/head", sha=sha, origin=f"github {event}",
-        trusted=decision.trusted, pull_request=number, sender=opt(payload, "sender.login", str) or "",
-    )
+    built = pull_request_build(payload, repo, sha, info, f"github {event}", settings)
+    return built if isinstance(built, Ignored) else _needs_installation(repo) or built
 
 
 def _check_run(payload: dict[str, Any]) -> WebhookEvent:
@@ -118,5 +101,5 @@ def _check_run(payload: dict[str, Any]) -> WebhookEvent:
         return Ignored("the check run to re-run is not one of a Solstice job (the workflow check cannot be re-run)")
     repo = repo_of(payload)
     return _needs_installation(repo) or RerunRequested(
-        repo, job_id, get(payload, "check_run.head_sha", str), opt(payload, "sender.login", str) or "",
+        repo, job_id, get(payload, "check_run.head_sha", str), sender_of(payload),
     )
