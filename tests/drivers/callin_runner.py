@@ -1,7 +1,7 @@
 """A stand-in runner that "calls in" to the test gateway over TCP.
 
-Reads the bootstrap from the environment (as solstice-runner does), prints a
-few console lines, connects to the orchestrator address, sends its token and
+Reads the bootstrap from ``--env-file`` (bhyve: cloud-init's runcmd) or the
+environment (local driver), as solstice-runner does, prints a few console lines, connects to the orchestrator address, sends its token and
 waits until the gateway closes the connection (the job is over), then exits.
 ``--silent`` never calls in; ``--crash`` exits with status 3 at once.
 """
@@ -12,6 +12,9 @@ import os
 import socket
 import sys
 import time
+from pathlib import Path
+
+from common.bootstrap import parse_env_file
 
 
 def main(argv: list[str]) -> int:
@@ -19,11 +22,14 @@ def main(argv: list[str]) -> int:
     if "--crash" in argv:
         print("runner: crashing on purpose", flush=True)
         return 3
-    orch = os.environ["SOLSTICE_RUNNER_ORCHESTRATOR"]
+    if "--env-file" in argv:  # as cloud-init's runcmd starts it on bhyve
+        boot = parse_env_file(Path(argv[argv.index("--env-file") + 1]).read_text())
+        orch, token = boot.orchestrator, boot.token
+    else:  # as the local driver starts it
+        orch, token = os.environ["SOLSTICE_RUNNER_ORCHESTRATOR"], os.environ["SOLSTICE_RUNNER_TOKEN"]
     if "--orchestrator" in argv and argv[argv.index("--orchestrator") + 1] != orch:
         print("runner: --orchestrator and the environment disagree", flush=True)
         return 4
-    token = os.environ["SOLSTICE_RUNNER_TOKEN"]
     if "--silent" in argv:
         print("runner: not calling in", flush=True)
         while True:

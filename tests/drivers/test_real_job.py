@@ -78,7 +78,7 @@ def assert_job(outcome, by_step) -> None:
 
 async def test_real_job_through_the_fake_bhyve(fake_host: FakeHost, bhyve_cfg: BhyveConfig,
                                                tmp_path: Path):
-    fake_host.set_runner([RUNNER, "run", "--log-format", "json"])  # the image's installed runner
+    fake_host.set_runner([RUNNER])  # the image's solstice-runner; cloud-init's runcmd gives its arguments
     driver = BhyveDriver(bhyve_cfg)
     try:
         outcome, by_step, spec = await run_job(driver, tmp_path, "illumos-stable")

@@ -1,16 +1,17 @@
 """The fake bhyve process of one running zone: the "guest" runs the runner.
 
 Started by the fake ``zoneadm boot`` in its own session (so ``halt`` kills the
-whole group). It reads the NoCloud seed the boot materialised
-(``<zoneroot>/cloud-init/user-data``), starts the configured runner command
-(``config.json`` ``runner_argv``) with the bootstrap in its environment, and
-writes the guest's console to the ``console=socket,PATH[,wait]`` socket if the
-zone has one; with ``wait`` the guest starts only once a client is connected.
-Without ``wait``, output is buffered until the first client connects and lost
-if the guest stops before one does (real bhyve behaviour without a client is
-UNCONFIRMED). When the runner exits the
-guest "powers off": bhyve exits and the zone drops back to ``installed`` by
-itself (illumos.md §1.3).
+whole group). Like cloud-init, it reads the NoCloud seed the boot
+materialised (``<zoneroot>/cloud-init/user-data``), writes its
+``write_files`` into the guest's disk (``<zoneroot>/guest``) and runs its
+``runcmd``; the image's one program, ``solstice-runner``, is started as
+``config.json`` ``runner_argv`` says. The guest's console goes to the
+``console=socket,PATH[,wait]`` socket if the zone has one; with ``wait`` the
+guest starts only once a client is connected. Without ``wait``, output is
+buffered until the first client connects and lost if the guest stops before
+one does (real bhyve behaviour without a client is UNCONFIRMED). When the
+runner exits the guest "powers off": bhyve exits and the zone drops back to
+``installed`` by itself (illumos.md §1.3).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import os
 import sys
 from pathlib import Path
 
-from common.bootstrap import ENV_ORCHESTRATOR, ENV_TOKEN, BootstrapError, read_nocloud_dir
+import yaml
+
 from tests.fakes.illumos import state as st
 from tests.fakes.illumos.zoneadm import attr, to_installed
 
@@ -83,23 +85,19 @@ async def run(zone_name: str) -> int:
         if attr(zone, "bootdisk") is None:
             console.line("BdsDxe: No bootable option or device was found.")
             await forever
-        try:
-            boot = read_nocloud_dir(root / "cloud-init")
-        except BootstrapError as err:
-            console.line(f"cloud-init: no runner bootstrap: {err}")
-            await forever
         config_path = base / "config.json"
-        argv = json.loads(config_path.read_text()).get("runner_argv") if config_path.exists() else None
-        if not argv:
-            console.line("cloud-init: runcmd: no runner installed in this image")
+        installed = json.loads(config_path.read_text()).get("runner_argv") if config_path.exists() else None
+        guest = root / "guest"  # the guest's own disk; it goes away with the zone
+        try:
+            argv = cloud_init(root / "cloud-init", guest, installed, console)
+        except (OSError, ValueError, yaml.YAMLError) as err:
+            console.line(f"cloud-init: {err}")
             await forever
-        console.line(f"cloud-init: starting runner for {boot.orchestrator}")
-        guest = root / "guest"
-        guest.mkdir(exist_ok=True)
-        # The guest's own disk: the runner's workspace lives in the zone and
-        # goes away with it on uninstall.
-        env = dict(os.environ, **{ENV_ORCHESTRATOR: boot.orchestrator, ENV_TOKEN: boot.token,
-                                  "SOLSTICE_RUNNER_DIR": str(guest)})
+        if argv is None:
+            await forever
+        # A fresh guest: no bootstrap in its environment, only what cloud-init wrote.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SOLSTICE_RUNNER_")}
+        env["SOLSTICE_RUNNER_DIR"] = str(guest)
         proc = await asyncio.create_subprocess_exec(
             *argv, cwd=str(guest), env=env, stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
@@ -123,6 +121,34 @@ async def run(zone_name: str) -> int:
     finally:
         if server is not None:
             server.close()
+
+
+def cloud_init(seed: Path, guest: Path, installed: list[str] | None, console: Console) -> list[str] | None:
+    """Do what cloud-init does with the NoCloud seed: ``write_files`` into the
+    guest, then return the argv of the first ``runcmd`` the image can run.
+
+    The image's only program is ``solstice-runner`` (``installed`` is how it
+    is started here); absolute guest paths in its arguments are mapped into
+    ``guest``. Returns None (after saying why on the console) when nothing runs.
+    """
+    text = (seed / "user-data").read_text()
+    if not text.startswith("#cloud-config"):
+        raise ValueError("user-data is not #cloud-config")
+    doc = yaml.safe_load(text) or {}
+    for entry in doc.get("write_files") or []:
+        path = guest / str(entry["path"]).lstrip("/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(str(entry.get("content", "")))
+        path.chmod(int(str(entry.get("permissions", "0644")), 8))
+    for cmd in doc.get("runcmd") or []:
+        cmd = [cmd] if isinstance(cmd, str) else [str(a) for a in cmd]
+        if cmd[0] != "solstice-runner" or not installed:
+            console.line(f"cloud-init: runcmd: {cmd[0]}: not found")
+            continue
+        console.line("cloud-init: runcmd: " + " ".join(cmd))
+        return [*installed, *(str(guest / a.lstrip("/")) if a.startswith("/") else a for a in cmd[1:])]
+    console.line("cloud-init: nothing to run")
+    return None
 
 
 def main() -> int:
