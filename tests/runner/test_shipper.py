@@ -20,7 +20,8 @@ def rpc_error(code: grpc.StatusCode) -> grpc.aio.AioRpcError:
 class Call:
     """One StreamLogs call: acks 0 first; then fails when ``fail`` is set; writes per ``write_error``."""
 
-    def __init__(self, write_error: BaseException | None, read_error: BaseException) -> None:
+    def __init__(self, write_error: BaseException | None, read_error: BaseException, first_ack: int = 0) -> None:
+        self.first_ack = first_ack
         self.write_error = write_error
         self.read_error = read_error
         self.fail = asyncio.Event()
@@ -31,7 +32,7 @@ class Call:
     async def read(self) -> runner_pb2.LogAck:
         self.reads += 1
         if self.reads == 1:
-            return runner_pb2.LogAck(durable_sequence=0)
+            return runner_pb2.LogAck(durable_sequence=self.first_ack)
         await self.fail.wait()
         raise self.read_error
 
@@ -74,12 +75,38 @@ class Conn:
             raise Refused(err.details())
 
 
-def spool_with_a_batch(tmp_path) -> Spool:
+def spool_with_a_batch(tmp_path, batches: int = 1) -> Spool:
     spool = Spool(tmp_path / "s.spool")
-    batch = runner_pb2.LogBatch(first_sequence=1)
-    batch.runs.add(step=0, stream=1, at=1.0, lines=1, data=b"x")
-    spool.append(batch, 1)
+    for first in range(1, batches + 1):
+        batch = runner_pb2.LogBatch(first_sequence=first)
+        batch.runs.add(step=0, stream=1, at=1.0, lines=1, data=b"x")
+        spool.append(batch, 1)
     return spool
+
+
+def firsts(call: Call) -> list[int]:
+    return [runner_pb2.LogBatch.FromString(raw).first_sequence for raw in call.sent]
+
+
+async def test_a_reconnect_resends_only_what_the_orchestrator_lacks(tmp_path):
+    """The first call carried all five batches and broke; the orchestrator then says it holds 3."""
+    first = Call(None, rpc_error(grpc.StatusCode.UNAVAILABLE))
+    second = Call(None, rpc_error(grpc.StatusCode.UNAVAILABLE), first_ack=3)
+    spool = spool_with_a_batch(tmp_path, batches=5)
+    task = asyncio.create_task(LogShipper(Conn([first, second]), spool).run())  # type: ignore[arg-type]
+    try:
+        await wait_for(lambda: len(first.sent) == 5, "all five batches on the first call")
+        first.fail.set()
+        await wait_for(lambda: len(second.sent) == 2, "the resend")
+        for _ in range(10):  # and nothing more follows
+            await asyncio.sleep(0)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    spool.close()
+    assert firsts(first) == [1, 2, 3, 4, 5]
+    assert firsts(second) == [4, 5]
+    assert spool.acked == 3
 
 
 async def wait_for(cond, what: str) -> None:
