@@ -190,7 +190,8 @@ class AttemptRun:
                 pass
             raise
         except PhaseFailed:
-            raise PhaseFailed(f"the runner did not finish within the job timeout of {timeout:g}s") from None
+            message = f"the runner did not finish within the job timeout of {timeout:g}s"
+            raise PhaseFailed(_with_console(message, await self._console())) from None
         return JobState.from_proto(self.outcome.state), self.outcome.reason
 
     async def _announce_cancel_if_recorded(self) -> None:

@@ -94,7 +94,7 @@ async def test_boot_timeout_is_errored_and_names_the_phase(tmp_path: Path) -> No
         await node.publish(job("hang"))
         record = await finished(node, "hang")
         assert record.state is E
-        assert record.reason.startswith("booting the VM did not finish within 0.5s")
+        assert record.reason == "booting the VM did not finish within 0.5s"  # no console yet: none quoted
         assert destroyed(node, "hang")
         assert node.events.job_states("hang") == [P, E]
 
@@ -120,7 +120,8 @@ async def test_job_timeout_is_errored_and_the_vm_destroyed(tmp_path: Path) -> No
         await node.publish(job("slow", steps=("sleep 60",), timeout=0.5))
         record = await finished(node, "slow")
         assert record.state is E
-        assert record.reason == "the runner did not finish within the job timeout of 0.5s"
+        assert record.reason.startswith("the runner did not finish within the job timeout of 0.5s\n")
+        assert record.reason.endswith(f"console (last lines):\n{vm_name('slow', 1)}: booted")
         assert destroyed(node, "slow")
         assert node.events.job_states("slow") == [P, R, E]
         # the runner's started step was recorded before the VM went away
