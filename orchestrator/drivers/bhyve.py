@@ -49,6 +49,8 @@ GONE_DATASET = "dataset does not exist"
 GONE_LINK = "invalid link name"
 MAX_TEARDOWN_ROUNDS = 12
 CONSOLE_SETTLE_SECONDS = 2.0
+# What zfs clone, dladm create-vnic and zonecfg say when the name is taken.
+LEFTOVER = ("dataset already exists", "object already exists", "Zone exists")
 
 
 class BhyveDriver:
@@ -93,11 +95,24 @@ class BhyveDriver:
         image = self.config.images.get(spec.label)
         if image is None:
             raise ProvisionError(f"no bhyve image serves runs_on label {spec.label!r}")
-        try:
-            await self._prepare(vm, spec, image)
-        except DriverError as err:
-            await self._cleanup_after_failure(vm)
-            raise ProvisionError(f"could not prepare VM {vm}: {err}") from err
+        for retry in (False, True):
+            try:
+                await self._prepare(vm, spec, image)
+                return
+            except CommandFailed as err:
+                if not retry and any(m in err.stderr for m in LEFTOVER):
+                    # Pieces of this very VM survive an orchestrator that died
+                    # provisioning it (a redelivered claim of the same attempt):
+                    # remove them and start over once (illumos.md §7 step 5).
+                    log.warning("leftovers of this VM found; removing them and provisioning again",
+                                extra={"fields": {"vm": vm, "error": str(err)}})
+                    await self._cleanup_after_failure(vm)
+                    continue
+                await self._cleanup_after_failure(vm)
+                raise ProvisionError(f"could not prepare VM {vm}: {err}") from err
+            except DriverError as err:
+                await self._cleanup_after_failure(vm)
+                raise ProvisionError(f"could not prepare VM {vm}: {err}") from err
 
     async def _prepare(self, vm: str, spec: VmSpec, image: ImageEntry) -> None:
         c = self.config

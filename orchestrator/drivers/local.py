@@ -76,6 +76,10 @@ class LocalDriver:
 
     async def prepare(self, spec: VmSpec) -> None:
         vm = validate_vm_name(spec.name)
+        if self._alive_pid(vm) is not None:
+            # A runner of this very VM left by an orchestrator that died while
+            # starting it (a redelivered claim of the same attempt).
+            await self.stop(vm)
         try:
             (self._dir(vm) / "work").mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as err:

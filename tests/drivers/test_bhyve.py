@@ -234,6 +234,37 @@ async def test_destroy_is_idempotent_and_concurrent_safe(fake_host: FakeHost, bh
     await other.aclose()
 
 
+@pytest.mark.parametrize("left", ["everything", "only the clone"])
+async def test_provisioning_the_same_vm_again_removes_its_leftovers_first(
+    fake_host: FakeHost, bhyve_cfg: BhyveConfig, gateway: Gateway, left: str
+):
+    """An orchestrator died provisioning this attempt; the redelivered claim provisions it again."""
+    import subprocess
+
+    spec = gateway.spec()
+    if left == "everything":
+        crashed = BhyveDriver(bhyve_cfg)
+        await crashed.prepare(spec)
+        await crashed.boot(spec)
+        await crashed.aclose()  # no teardown: the process "died"
+    else:
+        subprocess.run([bhyve_cfg.zfs, "clone", f"{IMAGE}@{SNAPSHOT}", f"rpool/solstice/vms/{spec.name}"],
+                       check=True)
+    fake_host.clear_calls()
+    driver = BhyveDriver(bhyve_cfg)
+    await driver.prepare(spec)
+    await driver.boot(spec)
+    await driver.wait_ready(spec, gateway.event(spec.bootstrap.token), 30)
+    calls = fake_host.calls()
+    clones = [c for c in calls if c[:2] == ["zfs", "clone"]]
+    assert len(clones) == 2, "the first clone hit the leftover, the second made the VM"
+    assert ["zfs", "destroy", f"rpool/solstice/vms/{spec.name}"] in calls
+    assert zone_state(fake_host, spec.name) == "running"
+    await driver.destroy(spec.name)
+    assert fake_host.owned() == NOTHING
+    await driver.aclose()
+
+
 async def test_reconcile_destroys_orphans_but_not_live_or_foreign(
     fake_host: FakeHost, bhyve_cfg: BhyveConfig, gateway: Gateway, tmp_path: Path
 ):

@@ -101,6 +101,24 @@ async def test_orphans_are_reaped_after_a_restart(local_cfg: LocalConfig, gatewa
     await async_wait_until(lambda: not alive(pids[live.name]), what="live runner killed")
 
 
+async def test_preparing_the_same_vm_again_kills_its_leftover_runner(local_cfg: LocalConfig, gateway: Gateway):
+    spec = gateway.spec()
+    crashed = LocalDriver(local_cfg)
+    await crashed.prepare(spec)
+    await crashed.boot(spec)
+    await crashed.wait_ready(spec, gateway.event(spec.bootstrap.token), 30)
+    old = json.loads((local_cfg.state_dir / spec.name / "pid").read_text())["pid"]
+    await crashed.aclose()  # the orchestrator "died"; its runner did not
+    driver = LocalDriver(local_cfg)
+    await driver.prepare(spec)
+    assert not alive(old)
+    await driver.boot(spec)
+    new = json.loads((local_cfg.state_dir / spec.name / "pid").read_text())["pid"]
+    assert new != old and alive(new)
+    await driver.destroy(spec.name)
+    assert not alive(new)
+
+
 async def test_a_recycled_pid_is_never_killed(local_cfg: LocalConfig, gateway: Gateway):
     """A pid file whose start time does not match the process is stale: no signal is sent."""
     bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
