@@ -1,7 +1,7 @@
 """The runner's channel home: token on every call, retries, and the offline clock.
 
 Transient failures (orchestrator restarting, network gone) are retried with
-capped exponential backoff and full jitter. The connection remembers since
+capped exponential backoff and jitter. The connection remembers since
 when nothing has got through; past ``offline_limit`` it is ``gone`` and calls
 raise OrchestratorGone. A refusal (bad token, job not assigned) is final.
 
@@ -53,7 +53,8 @@ class OrchestratorGone(ConnectionError_):
 
 
 class Backoff:
-    """Capped exponential backoff with full jitter (AWS architecture blog)."""
+    """Capped exponential backoff with "equal jitter" (AWS architecture blog): each
+    delay is uniform in [d/2, d] where d doubles from ``initial`` up to ``cap``."""
 
     def __init__(self, initial: float, cap: float) -> None:
         self.initial, self.cap, self.attempt = initial, cap, 0

@@ -158,3 +158,13 @@ async def test_a_refusal_is_final(tmp_path):
     with pytest.raises(Refused):
         await asyncio.wait_for(LogShipper(Conn([denied]), spool).run(), 5)  # type: ignore[arg-type]
     spool.close()
+
+
+def test_backoff_doubles_up_to_the_cap_with_jitter_and_resets():
+    backoff = Backoff(0.1, 1.0)
+    delays = [backoff.next_delay() for _ in range(8)]
+    for delay, ceiling in zip(delays, [0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0, 1.0]):
+        assert ceiling / 2 <= delay <= ceiling
+    assert len({round(d, 9) for d in delays[4:]}) > 1, "capped delays still vary (jitter)"
+    backoff.reset()
+    assert 0.05 <= backoff.next_delay() <= 0.1
