@@ -12,6 +12,7 @@ import logging
 from common.queue.events import EventPublisher
 from common.queue.publisher import JobPublisher
 from integration.cancel import CancelRequest, RetryRequest
+from orchestrator.node.cancel import cancel_job
 from orchestrator.node.events import announce, job_event
 from orchestrator.node.node import Node
 from orchestrator.store import JobFilter, JobNotFound, JobState, RetryNotAllowed, Store
@@ -37,17 +38,13 @@ class NodeCanceller:
             if before.terminal or checkout.forge != request.forge or checkout.pull_request != request.pull_request:
                 continue
             try:
-                job = await self.store.cancel(before.job_id, request.reason)
+                # The conditional path: only whoever applies the cancellation announces it
+                # (here when nobody claimed the attempt, else the holder), never both.
+                job = await cancel_job(self.store, self.events, self.node, before.job_id, request.reason)
             except JobNotFound:
                 continue
-            if job.state is not JobState.CANCELLED:
-                continue
-            reached += 1
-            if before.state is JobState.QUEUED and job.attempt == before.attempt:
-                # Nobody holds a queued job: its end has to be announced here.
-                await announce(self.events, job_event(job, JobState.CANCELLED, reason=request.reason))
-            elif job.host == self.node.host:
-                self.node.cancel_local(job.job_id, request.reason)
+            if job.state is JobState.CANCELLED:
+                reached += 1
         log.info("pull request closed: jobs cancelled",
                  extra={"fields": {"repo": request.repo, "pull_request": request.pull_request, "jobs": reached}})
         return reached
