@@ -146,7 +146,8 @@ class Node:
             timeouts=s.timeouts, runner_address=s.grpc.advertise or self.server.address,
         )
         self.scheduler = Scheduler(services, self.capacity, p.publisher, max_waiting=s.node.max_waiting,
-                                   needs_poll=s.timers.needs_poll, on_change=self._slots_changed)
+                                   needs_poll=s.timers.needs_poll, on_change=self._slots_changed,
+                                   needs_wait=s.timers.needs_wait)
         taken_back = await p.store.requeue_host(self.host, s.timers.max_attempts, "its node restarted")
         host = await p.store.register_host(self.host, self.labels, s.node.capacity)
         self.draining = host.draining

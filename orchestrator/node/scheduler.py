@@ -7,7 +7,9 @@
 2. ``needs``: while a job of the same run it needs has not succeeded, the
    delivery is held unacknowledged (it does not count against capacity:
    the prefetch is raised by one for each held job). A need that ended
-   otherwise cancels the job ("dependency X failed").
+   otherwise cancels the job ("dependency X failed"); needs still unfinished
+   ``needs_wait`` s after the job was queued end it ``failed`` (a need that
+   was never submitted must not hold a job forever).
 3. A capacity slot (total and the label's limit). A delivery whose label
    is at its limit while other slots are free is held like a ``needs``
    hold, so one busy label cannot use up the prefetch of the others.
@@ -25,6 +27,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from common.queue.disposition import Disposition
 from common.queue.publisher import JobPublisher
@@ -54,12 +57,14 @@ class Scheduler:
     """Turns deliveries into attempts; owns their tasks. See the module docstring."""
 
     def __init__(self, services: NodeServices, capacity: Capacity, publisher: JobPublisher,
-                 *, max_waiting: int, needs_poll: float, on_change: Callable[[], None]) -> None:
+                 *, max_waiting: int, needs_poll: float, on_change: Callable[[], None],
+                 needs_wait: float = 3600.0) -> None:
         self.s = services
         self.capacity = capacity
         self.publisher = publisher
         self.max_waiting = max_waiting
         self.needs_poll = needs_poll
+        self.needs_wait = needs_wait
         self.active: dict[str, ActiveAttempt] = {}
         self.waiting = 0  # deliveries held unacknowledged that the prefetch must not count
         self._label_holds = 0
@@ -152,6 +157,8 @@ class Scheduler:
                     if await self.s.store.transition(job.job_id, job.attempt, JobState.CANCELLED, reason):
                         await announce(self.s.events, job_event(job, JobState.CANCELLED, reason=reason))
                     return Disposition.ACK
+                if await self._needs_expired(job):
+                    return Disposition.ACK
                 if not self.accepting:
                     return Disposition.REQUEUE
                 if not held:
@@ -168,6 +175,21 @@ class Scheduler:
             if held:
                 self.waiting -= 1
                 self._on_change()
+
+    async def _needs_expired(self, job: JobRecord) -> bool:
+        """End the job ``failed`` once its needs waited past ``needs_wait``; True when it is over."""
+        # Measured from when the attempt was queued (the store's clock), so a request
+        # sent round the queue again, or held by another node, keeps the same deadline.
+        waited = (datetime.now(UTC) - job.updated_at).total_seconds()
+        if waited < self.needs_wait:
+            return False
+        by_key = {j.key: j for j in await self.s.store.jobs_of_run(job.run_id)}
+        missing = [n for n in job.request.needs if n not in by_key or not by_key[n].terminal]
+        reason = (f"needs {', '.join(missing)} did not finish within {self.needs_wait:g}s "
+                  f"(timers.needs_wait); a need never submitted is never met")
+        if await self.s.store.transition(job.job_id, job.attempt, JobState.FAILED, reason):
+            await announce(self.s.events, job_event(job, JobState.FAILED, reason=reason))
+        return True
 
     async def _acquire(self, job: JobRecord) -> Slot | None:
         """A capacity slot; None when intake closes first.

@@ -78,6 +78,7 @@ class TimerConfig:
     reconcile: Seconds = Seconds(60)  # orphan VM pass
     cancel_poll: Seconds = Seconds(1)  # look for jobs cancelled through another node
     needs_poll: Seconds = Seconds(1)  # re-check `needs` of held jobs
+    needs_wait: Seconds = Seconds(3600)  # a job whose needs are unfinished this long after queueing fails
     max_attempts: int = 3  # attempts of a job before a lapsed host makes it errored
     shutdown_grace: Seconds = Seconds(600)  # SIGTERM: running jobs get this long to finish
 

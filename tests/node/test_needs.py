@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from common.config import Seconds
 from orchestrator.names import vm_name
 from orchestrator.store import JobState
 from tests.node.harness import LocalNode, job, local_node, local_settings
@@ -111,3 +112,19 @@ async def test_past_max_waiting_dependents_go_round_the_queue_and_still_run(tmp_
 async def done_now(node: LocalNode, job_id: str):  # type: ignore[no-untyped-def]
     record = await node.store.get_job(job_id)
     return record if record is not None and record.terminal else None
+
+
+async def test_a_need_never_submitted_fails_the_job_after_needs_wait(tmp_path: Path) -> None:
+    settings = local_settings(tmp_path, timers__needs_wait=Seconds(1))
+    async with local_node(settings) as node:
+        await node.publish(job("r7-b", run_id="r7", key="b", needs=("a", "gone")),
+                           job("r7-a", run_id="r7", key="a"))
+        record = await done(node, "r7-b")
+        assert record.state is JobState.FAILED
+        assert record.reason.startswith("needs gone did not finish within 1s")  # "a" succeeded: not named
+        assert [e.reason for e in node.events.terminal("r7-b")] == [record.reason]
+        assert calls(node, "r7-b") == []
+        await async_wait_until(lambda: node.node.scheduler.waiting == 0, what="the hold to end")  # type: ignore[union-attr]
+        # a job whose needs finish in time is not touched by the bound
+        await node.publish(job("r8-b", run_id="r8", key="b", needs=("a",)), job("r8-a", run_id="r8", key="a"))
+        assert (await done(node, "r8-b")).state is JobState.SUCCEEDED
