@@ -26,7 +26,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 import aiosqlite
 
@@ -34,8 +33,7 @@ from common.queue.codec import decode_job_event, encode_job_event, event_routing
 from common.queue.disposition import Action, handle_stored
 from common.queue.errors import InvalidMessage, QueueError, QueueUnavailable
 from common.queue.events import EventHandler
-from common.queue.sqlite import QueueTable, Transaction, open_queue_db
-from common.queue.tasks import finish_or_cancel
+from common.queue.sqlite import QueueTable, SqliteQueueFile
 from common.queue.topology import Topology
 from common.rpc import jobs_pb2
 
@@ -109,26 +107,25 @@ class Subscription:
     prefetch: int
 
 
-class LocalEventBus:
+class LocalEventBus(SqliteQueueFile):
     """Single-node ``EventPublisher`` with durable per-subscriber delivery, in SQLite at ``path``.
 
     Lifetime: ``subscribe`` (any number, before ``start``), ``start()``,
     ``publish`` any time while started, ``stop()``. Also an async context manager.
     """
 
+    what = "the event bus"
+    schema = SCHEMA
+    table = TABLE
+
     def __init__(self, path: str | Path, max_attempts: int = DEFAULT_MAX_ATTEMPTS) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
-        self.path = Path(path)
+        super().__init__(path)
         self.max_attempts = max_attempts
         self._subscriptions: dict[str, Subscription] = {}
         self._routes: dict[str, tuple[str, ...]] = {}  # every stored subscriber -> its bindings
-        self._db: aiosqlite.Connection | None = None
-        self._lock = asyncio.Lock()
-        self._wake = asyncio.Event()
-        self._dispatcher: asyncio.Task[None] | None = None
         self._inflight: dict[str, set[asyncio.Task[None]]] = {}
-        self._stopping = False
 
     def subscribe(
         self, name: str, handler: EventHandler, bindings: tuple[str, ...] = ("#",), prefetch: int = 16
@@ -148,50 +145,20 @@ class LocalEventBus:
         """Events handed to handlers and not yet settled."""
         return sum(len(tasks) for tasks in self._inflight.values())
 
-    async def __aenter__(self) -> LocalEventBus:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
-
-    async def start(self) -> None:
-        """Open the file, store this process's subscriptions, start delivering."""
-        if self._db is not None:
-            raise QueueError("the event bus was already started; create a new one")
-        self._db = await open_queue_db(self.path, SCHEMA)
-        async with self._transaction() as db:
-            await TABLE.redeliver_unsettled(db)
-            for sub in self._subscriptions.values():
-                await db.execute("DELETE FROM event_subscriptions WHERE subscriber = ?", (sub.name,))
-                await db.executemany(
-                    "INSERT INTO event_subscriptions (subscriber, binding) VALUES (?, ?)",
-                    [(sub.name, binding) for binding in sub.bindings],
-                )
-            cursor = await db.execute("SELECT subscriber, binding FROM event_subscriptions ORDER BY subscriber")
-            routes: dict[str, list[str]] = {}
-            for subscriber, binding in await cursor.fetchall():
-                routes.setdefault(subscriber, []).append(binding)
+    async def _prepare(self, db: aiosqlite.Connection) -> None:
+        """Store this process's subscriptions; learn every stored subscriber's routes."""
+        for sub in self._subscriptions.values():
+            await db.execute("DELETE FROM event_subscriptions WHERE subscriber = ?", (sub.name,))
+            await db.executemany(
+                "INSERT INTO event_subscriptions (subscriber, binding) VALUES (?, ?)",
+                [(sub.name, binding) for binding in sub.bindings],
+            )
+        cursor = await db.execute("SELECT subscriber, binding FROM event_subscriptions ORDER BY subscriber")
+        routes: dict[str, list[str]] = {}
+        for subscriber, binding in await cursor.fetchall():
+            routes.setdefault(subscriber, []).append(binding)
         self._routes = {name: tuple(bindings) for name, bindings in routes.items()}
         self._inflight = {name: set() for name in self._subscriptions}
-        self._dispatcher = asyncio.create_task(self._dispatch(), name="local event bus dispatcher")
-
-    async def stop(self, grace: float = 30.0) -> None:
-        """Stop handing out events, give running handlers ``grace`` s, then close.
-
-        Handlers still running after that are cancelled; their events are
-        delivered again on the next start.
-        """
-        self._stopping = True
-        self._wake.set()
-        if self._dispatcher is not None:
-            await self._dispatcher
-            self._dispatcher = None
-        await finish_or_cancel({t for tasks in self._inflight.values() for t in tasks}, grace)
-        if self._db is not None:
-            await self._db.close()
 
     async def publish(self, events: Sequence[jobs_pb2.JobEvent]) -> None:
         """Store ``events`` for every subscriber that binds them (one transaction)."""
@@ -220,23 +187,15 @@ class LocalEventBus:
             )
             return [(row[0], row[1], row[2]) for row in await cursor.fetchall()]
 
-    def _require_db(self) -> aiosqlite.Connection:
-        if self._db is None:
-            raise QueueError("the event bus is not started")
-        return self._db
+    def _running(self) -> set[asyncio.Task[None]]:
+        return {task for tasks in self._inflight.values() for task in tasks}
 
-    def _transaction(self) -> Transaction:
-        return Transaction(self._lock, self._require_db(), self.path)
-
-    async def _dispatch(self) -> None:
-        while not self._stopping:
-            self._wake.clear()
-            for sub in self._subscriptions.values():
-                try:
-                    await self._hand_out(sub)
-                except QueueUnavailable as err:
-                    log.error("local event bus: %s", err)
-            await self._wake.wait()
+    async def _dispatch_once(self) -> None:
+        for sub in self._subscriptions.values():
+            try:
+                await self._hand_out(sub)
+            except QueueUnavailable as err:
+                log.error("local event bus: %s", err)
 
     async def _hand_out(self, sub: Subscription) -> None:
         running = self._inflight[sub.name]
@@ -253,15 +212,7 @@ class LocalEventBus:
             await db.executemany("UPDATE event_queue SET in_flight = 1 WHERE seq = ?", [(row[0],) for row in rows])
         for seq, event_id, body, attempts in rows:
             task = asyncio.create_task(self._deliver(sub, seq, event_id, body, attempts), name=f"event {event_id}")
-            running.add(task)
-            task.add_done_callback(self._delivered)
-
-    def _delivered(self, task: asyncio.Task[None]) -> None:
-        for running in self._inflight.values():
-            running.discard(task)
-        self._wake.set()
-        if not task.cancelled() and task.exception() is not None:
-            log.error("local event bus: delivery failed", exc_info=task.exception())
+            self._track(task, running)
 
     async def _deliver(self, sub: Subscription, seq: int, event_id: str, body: bytes, attempts: int) -> None:
         outcome = await handle_stored(lambda: sub.handler(decode_job_event(body)), attempts, self.max_attempts)

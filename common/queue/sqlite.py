@@ -2,22 +2,30 @@
 
 Both ``LocalQueue`` (jobs) and ``LocalEventBus`` (events) keep their rows in
 a SQLite file that the single-node state store may share (WAL mode, so readers
-never wait for the writer; a busy timeout for the rare writer overlap).
+never wait for the writer; a busy timeout for the rare writer overlap). They
+share their lifetime (``SqliteQueueFile``: open, dispatch, stop with grace) and
+how a delivery settles on their rows (``QueueTable``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import ClassVar, Self
 
 import aiosqlite
 
 from common.queue.disposition import Action, HandlerOutcome
-from common.queue.errors import QueueUnavailable
+from common.queue.errors import QueueError, QueueUnavailable
+from common.queue.tasks import finish_or_cancel
+
+log = logging.getLogger(__name__)
 
 
 async def open_queue_db(path: Path, schema: str) -> aiosqlite.Connection:
@@ -116,3 +124,99 @@ class QueueTable:
             (attempts, seq),
         )
         await db.execute(f"DELETE FROM {self.rows} WHERE seq = ?", (seq,))
+
+
+class SqliteQueueFile:
+    """The lifetime both SQLite queues share: a file, a dispatcher task, handler tasks.
+
+    ``start()`` opens the file (creating ``schema``), puts back what a crash
+    left handed out (``table.redeliver_unsettled``), lets the subclass prepare
+    in the same transaction (``_prepare``) and starts the dispatcher, which
+    calls ``_dispatch_once`` whenever woken (``_wake``) until ``stop()``.
+    ``stop(grace)`` ends the dispatcher, gives the running handler tasks
+    (``_running``) ``grace`` s, cancels the rest (their rows are delivered
+    again on the next start) and closes. Also an async context manager.
+    """
+
+    what: ClassVar[str]  # "the local queue": names it in errors and logs
+    schema: ClassVar[str]
+    table: ClassVar[QueueTable]
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._db: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()  # one transaction at a time on the shared connection
+        self._wake = asyncio.Event()
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        if self._db is not None:
+            raise QueueError(f"{self.what} was already started; create a new one")
+        self._db = await open_queue_db(self.path, self.schema)
+        async with self._transaction() as db:
+            await self.table.redeliver_unsettled(db)
+            await self._prepare(db)
+        self._dispatcher = asyncio.create_task(self._dispatch(), name=f"{self.what} dispatcher")
+
+    async def stop(self, grace: float = 30.0) -> None:
+        """Stop handing out, give running handlers ``grace`` s, then close.
+
+        Handlers still running after that are cancelled; their rows stay and
+        are delivered again on the next start.
+        """
+        self._stopping = True
+        self._wake.set()
+        if self._dispatcher is not None:
+            await self._dispatcher
+            self._dispatcher = None
+        await finish_or_cancel(self._running(), grace)
+        if self._db is not None:
+            await self._db.close()
+
+    async def _prepare(self, db: aiosqlite.Connection) -> None:
+        """At start, in the transaction that puts back unsettled rows."""
+
+    def _running(self) -> Iterable[asyncio.Task[None]]:
+        raise NotImplementedError
+
+    async def _dispatch_once(self) -> None:
+        raise NotImplementedError
+
+    def _require_db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise QueueError(f"{self.what} is not started")
+        return self._db
+
+    def _transaction(self) -> Transaction:
+        return Transaction(self._lock, self._require_db(), self.path)
+
+    async def _dispatch(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                await self._dispatch_once()
+            except QueueUnavailable as err:
+                log.error("%s: %s", self.what, err)
+            await self._wake.wait()
+
+    def _track(self, task: asyncio.Task[None], running: set[asyncio.Task[None]]) -> None:
+        """Count ``task`` in ``running`` until it ends; then look for more work."""
+        running.add(task)
+
+        def ended(task: asyncio.Task[None]) -> None:
+            running.discard(task)
+            self._wake.set()
+            if not task.cancelled() and task.exception() is not None:
+                log.error("%s: delivery failed", self.what, exc_info=task.exception())
+
+        task.add_done_callback(ended)

@@ -20,14 +20,10 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
-
-import aiosqlite
 
 from common.queue.codec import decode_job_request, encode_job_request, job_id_in
 from common.queue.disposition import Action, handle_stored
-from common.queue.errors import QueueError, QueueUnavailable
-from common.queue.sqlite import QueueTable, Transaction, open_queue_db
+from common.queue.sqlite import QueueTable, SqliteQueueFile
 from common.queue.tasks import finish_or_cancel
 from common.queue.topology import validate_label
 from common.rpc import jobs_pb2
@@ -66,14 +62,19 @@ TABLE = QueueTable(
 )
 
 
-class LocalQueue:
+class LocalQueue(SqliteQueueFile):
     """Single-node ``JobPublisher`` + ``JobConsumer`` backed by SQLite at ``path``.
 
-    Lifetime: ``start()`` opens the file (creating the tables) and starts the
-    dispatcher; ``publish`` works once started; ``stop()`` ends it. Also an
-    async context manager. With ``every_label`` it takes and hands out
-    requests of any ``runs_on`` label (``labels`` is then ignored).
+    Lifetime (``SqliteQueueFile``): ``start()`` opens the file (creating the
+    tables) and starts the dispatcher; ``publish`` works once started;
+    ``stop()`` ends it. Also an async context manager. With ``every_label``
+    it takes and hands out requests of any ``runs_on`` label (``labels`` is
+    then ignored).
     """
+
+    what = "the local queue"
+    schema = SCHEMA
+    table = TABLE
 
     def __init__(
         self,
@@ -87,7 +88,7 @@ class LocalQueue:
     ) -> None:
         if free_slots < 0:
             raise ValueError("free_slots cannot be negative")
-        self.path = Path(path)
+        super().__init__(path)
         self.labels = frozenset(validate_label(label) for label in labels)
         # Single node with the local driver: one process runs whatever runs_on says.
         self.every_label = every_label
@@ -95,48 +96,11 @@ class LocalQueue:
         self._on_job = on_job
         self._on_dead_letter = on_dead_letter
         self._free_slots = free_slots
-        self._db: aiosqlite.Connection | None = None
-        self._lock = asyncio.Lock()  # one transaction at a time on the shared connection
-        self._wake = asyncio.Event()
-        self._dispatcher: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
-        self._stopping = False
 
     @property
     def in_flight(self) -> int:
         return len(self._inflight)
-
-    async def __aenter__(self) -> LocalQueue:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
-
-    async def start(self) -> None:
-        if self._db is not None:
-            raise QueueError("the local queue was already started; create a new one")
-        self._db = await open_queue_db(self.path, SCHEMA)
-        async with self._transaction() as db:
-            await TABLE.redeliver_unsettled(db)
-        self._dispatcher = asyncio.create_task(self._dispatch(), name="local queue dispatcher")
-
-    async def stop(self, grace: float = 30.0) -> None:
-        """Stop handing out jobs, give running ``on_job`` calls ``grace`` s, then close.
-
-        Calls still running after that are cancelled; their rows stay and are
-        delivered again on the next start.
-        """
-        self._stopping = True
-        self._wake.set()
-        if self._dispatcher is not None:
-            await self._dispatcher
-            self._dispatcher = None
-        await finish_or_cancel(self._inflight, grace)
-        if self._db is not None:
-            await self._db.close()
 
     async def pause(self, grace: float = 30.0) -> None:
         """Hand out nothing more and give unsettled ``on_job`` calls ``grace`` s; publishing goes on.
@@ -180,23 +144,12 @@ class LocalQueue:
             cursor = await self._require_db().execute("SELECT job_id, reason FROM queue_dead_letters ORDER BY seq")
             return [(row[0], row[1]) for row in await cursor.fetchall()]
 
-    def _require_db(self) -> aiosqlite.Connection:
-        if self._db is None:
-            raise QueueError("the local queue is not started")
-        return self._db
+    def _running(self) -> set[asyncio.Task[None]]:
+        return self._inflight
 
-    def _transaction(self) -> Transaction:
-        return Transaction(self._lock, self._require_db(), self.path)
-
-    async def _dispatch(self) -> None:
-        while not self._stopping:
-            self._wake.clear()
-            try:
-                await self._notify_dead_letters()
-                await self._hand_out()
-            except QueueUnavailable as err:
-                log.error("local queue: %s", err)
-            await self._wake.wait()
+    async def _dispatch_once(self) -> None:
+        await self._notify_dead_letters()
+        await self._hand_out()
 
     async def _hand_out(self) -> None:
         room = self._free_slots - len(self._inflight)
@@ -216,14 +169,7 @@ class LocalQueue:
             )
         for seq, job_id, body, attempts in rows:
             task = asyncio.create_task(self._deliver(seq, job_id, body, attempts), name=f"deliver {job_id}")
-            self._inflight.add(task)
-            task.add_done_callback(self._delivered)
-
-    def _delivered(self, task: asyncio.Task[None]) -> None:
-        self._inflight.discard(task)
-        self._wake.set()
-        if not task.cancelled() and task.exception() is not None:
-            log.error("local queue: delivery failed", exc_info=task.exception())
+            self._track(task, self._inflight)
 
     async def _deliver(self, seq: int, job_id: str, body: bytes, attempts: int) -> None:
         outcome = await handle_stored(lambda: self._on_job(decode_job_request(body)), attempts, self.max_attempts)
