@@ -14,12 +14,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from types import TracebackType
-from typing import Self
 
 import aiohttp
 from aiohttp import web
 
+from common.lifecycle import StartClose
 from common.log import masker
 from common.queue.publisher import JobPublisher
 from integration.cancel import JobCanceller, JobRetrier, LoggingCanceller
@@ -43,7 +42,7 @@ log = logging.getLogger(__name__)
 PURGE_INTERVAL = 3600.0
 
 
-class Integration:
+class Integration(StartClose):
     """Webhook service + event reporter + store + forge clients for ``settings``."""
 
     def __init__(
@@ -146,12 +145,3 @@ class Integration:
             session, self._session = self._session, None
             await session.close()
         await self.store.close()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()

@@ -17,14 +17,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Self
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS, ChannelClosed, PublishError
 
+from common.lifecycle import StartClose
 from common.queue.errors import PublishFailed, QueueError, QueueUnavailable
 
 log = logging.getLogger(__name__)
@@ -189,7 +188,7 @@ class BrokerLink:
                 await asyncio.sleep(_RETRY_PAUSE)
 
 
-class LinkedPublisher:
+class LinkedPublisher(StartClose):
     """Base of the publishers: a ``BrokerLink`` opened by ``start`` and closed by ``close``.
 
     Subclasses declare what they publish to in ``_declare``. Lifetime:
@@ -215,15 +214,6 @@ class LinkedPublisher:
 
     async def close(self) -> None:
         await self._link.close()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
 
 __all__ = ["BrokerLink", "LinkState", "LinkedPublisher", "PublishStats", "connect", "redact_url", "start_error"]

@@ -17,10 +17,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import ClassVar, Self
+from typing import ClassVar
 
 import aiosqlite
 
+from common.lifecycle import StartStop
 from common.queue.disposition import Action, HandlerOutcome
 from common.queue.errors import QueueError, QueueUnavailable
 from common.queue.tasks import finish_or_cancel
@@ -126,7 +127,7 @@ class QueueTable:
         await db.execute(f"DELETE FROM {self.rows} WHERE seq = ?", (seq,))
 
 
-class SqliteQueueFile:
+class SqliteQueueFile(StartStop):
     """The lifetime both SQLite queues share: a file, a dispatcher task, handler tasks.
 
     ``start()`` opens the file (creating ``schema``), puts back what a crash
@@ -149,15 +150,6 @@ class SqliteQueueFile:
         self._wake = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
         self._stopping = False
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
 
     async def start(self) -> None:
         if self._db is not None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from common.lifecycle import StartStop
 from common.queue.disposition import Disposition
 from common.queue.errors import QueueUnavailable
 from common.rpc import jobs_pb2
@@ -21,7 +22,7 @@ from orchestrator.queue.contract import OnDeadLetter, OnJob
 from orchestrator.queue.local import LocalQueue
 
 
-class SingleNodeQueue:
+class SingleNodeQueue(StartStop):
     """``JobPublisher`` for everyone, ``JobConsumer`` (via ``intake``) for the node.
 
     Lifetime: ``start()``, then ``publish`` any time; ``intake`` is called
@@ -39,13 +40,6 @@ class SingleNodeQueue:
 
     async def stop(self, grace: float = 30.0) -> None:
         await self.queue.stop(grace)
-
-    async def __aenter__(self) -> SingleNodeQueue:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     async def publish(self, requests: Sequence[jobs_pb2.JobRequest]) -> None:
         await self.queue.publish(requests)
