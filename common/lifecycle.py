@@ -29,20 +29,11 @@ class StartClose:
         await self.close()
 
 
-class StartStop:
-    """``async with resource:`` runs ``start()``, then ``stop()`` (with its default grace)."""
-
-    async def start(self) -> None:
-        raise NotImplementedError
+class StartStop(StartClose):
+    """``async with resource:`` runs ``start()``, then ``stop()`` with its default grace (``close()`` too)."""
 
     async def stop(self) -> None:
         raise NotImplementedError
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    async def close(self) -> None:
         await self.stop()
