@@ -9,7 +9,7 @@ import click
 
 from cidev.report import FileResult, inspect_json, inspect_text, validation_json, validation_text
 from common.cli import fail, run_cli
-from common.workflow import DEFAULT_PATH, WorkflowInvalid, WorkflowNotFound, load_workflow
+from common.workflow import DEFAULT_PATH, Workflow, WorkflowInvalid, WorkflowNotFound, load_workflow
 
 USAGE_ERROR = 2
 
@@ -48,6 +48,16 @@ def _load(path: Path) -> FileResult:
     except WorkflowNotFound as err:
         fail(str(err), USAGE_ERROR)
         raise  # unreachable: fail exits
+
+
+def _load_valid(path: Path) -> Workflow:
+    """``_load`` for commands that need a workflow: an invalid one prints its errors and exits 1."""
+    result = _load(path)
+    if result.workflow is None:
+        for line in validation_text(result):
+            click.echo(line, err=True)
+        raise SystemExit(1)
+    return result.workflow
 
 
 @click.group(
@@ -115,15 +125,11 @@ def inspect(path: str | None, fmt: str) -> None:
     parallel. An invalid workflow prints its errors and exits 1.
     """
     file = resolve(path or str(DEFAULT_PATH))
-    result = _load(file)
-    if result.workflow is None:
-        for line in validation_text(result):
-            click.echo(line, err=True)
-        raise SystemExit(1)
+    workflow = _load_valid(file)
     if fmt == "json":
-        click.echo(json.dumps(inspect_json(result.path, result.workflow), indent=2))
+        click.echo(json.dumps(inspect_json(str(file), workflow), indent=2))
     else:
-        for line in inspect_text(result.path, result.workflow):
+        for line in inspect_text(str(file), workflow):
             click.echo(line)
 
 
@@ -166,18 +172,14 @@ def run(path: str | None, jobs: tuple[str, ...], dirty: bool, env: tuple[str, ..
     from cidev.run_requests import SelectionError, parse_assignments, select_jobs
 
     file = resolve(path or str(DEFAULT_PATH))
-    result = _load(file)
-    if result.workflow is None:
-        for line in validation_text(result):
-            click.echo(line, err=True)
-        raise SystemExit(1)
+    workflow = _load_valid(file)
     try:
         options = RunOptions(
-            workflow_path=file, workflow=result.workflow, jobs=jobs, dirty=dirty,
+            workflow_path=file, workflow=workflow, jobs=jobs, dirty=dirty,
             env=parse_assignments(env, "--env"), secrets=parse_assignments(secrets, "--secret"),
             boot_timeout=boot_timeout,
         )
-        select_jobs(result.workflow, jobs)
+        select_jobs(workflow, jobs)
     except SelectionError as err:
         fail(str(err), USAGE_ERROR)
     raise SystemExit(asyncio.run(run_workflow(options, click.echo)))
