@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 
-from cidev.report import FileResult, inspect_json, inspect_text, validation_json, validation_text
+from cidev.report import (
+    FileResult,
+    inspect_json,
+    inspect_text,
+    validation_json,
+    validation_text,
+)
 from common.cli import fail, run_cli
-from common.workflow import DEFAULT_PATH, Workflow, WorkflowInvalid, WorkflowNotFound, load_workflow
+from common.workflow import (
+    DEFAULT_PATH,
+    Workflow,
+    WorkflowInvalid,
+    WorkflowNotFound,
+    load_workflow,
+)
 
 USAGE_ERROR = 2
 
@@ -164,7 +179,8 @@ def run(path: str | None, jobs: tuple[str, ...], dirty: bool, env: tuple[str, ..
     or a project directory; default .solstice/workflow.kdl), or the working
     tree with --dirty. Jobs wait for the jobs they need; the others run in
     parallel. Prints each step's start and finish with durations, every log
-    line prefixed with its job, and a summary table.
+    line prefixed with its job, and a summary table; on a terminal a status
+    line at the bottom also shows the jobs done and each running job's step.
     """
     import asyncio
 
@@ -182,7 +198,19 @@ def run(path: str | None, jobs: tuple[str, ...], dirty: bool, env: tuple[str, ..
         select_jobs(workflow, jobs)
     except SelectionError as err:
         fail(str(err), USAGE_ERROR)
-    raise SystemExit(asyncio.run(run_workflow(options, click.echo)))
+    raise SystemExit(asyncio.run(run_workflow(options, click.echo, terminal=_terminal_writer())))
+
+
+def _terminal_writer() -> Callable[[str], None] | None:
+    """A raw writer to stdout when it is a terminal that can erase a line; else None (plain lines)."""
+    if not sys.stdout.isatty() or os.environ.get("TERM", "dumb") == "dumb":
+        return None
+
+    def write(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    return write
 
 
 main = run_cli(cli)

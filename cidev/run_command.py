@@ -7,6 +7,8 @@ succeeded, 1 = at least one did not).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -14,6 +16,7 @@ from pathlib import Path
 
 from cidev.run_engine import LocalRun
 from cidev.run_output import Echo, LinePrinter, summary_lines
+from cidev.run_progress import ProgressDisplay, Write
 from cidev.run_requests import workflow_requests
 from cidev.run_source import resolve_source
 from common.masking import Masker
@@ -36,8 +39,13 @@ class RunOptions:
         return f"RunOptions(workflow_path={self.workflow_path!r}, jobs={self.jobs!r}, dirty={self.dirty})"
 
 
-async def run_workflow(options: RunOptions, echo: Echo, argv: Sequence[str] | None = None) -> int:
-    """Run ``options`` and print progress with ``echo``; the exit status."""
+async def run_workflow(options: RunOptions, echo: Echo, argv: Sequence[str] | None = None,
+                       terminal: Write | None = None) -> int:
+    """Run ``options`` and print progress with ``echo``; the exit status.
+
+    With ``terminal`` (a raw writer to a TTY) a status line is also kept at
+    the bottom while jobs run (``run_progress``).
+    """
     secrets = dict(options.secrets or {})
     masker = Masker(secrets.values())
     source = await resolve_source(options.workflow_path.resolve(), options.dirty)
@@ -56,9 +64,20 @@ async def run_workflow(options: RunOptions, echo: Echo, argv: Sequence[str] | No
         if missing:
             echo(f"cidev: [{request.key}] secret{'s' * (len(missing) > 1)} {', '.join(missing)} not given "
                  f"(--secret NAME=VALUE); the job runs without")
+    progress = ProgressDisplay(terminal, masker, len(requests)) if terminal is not None else None
     with tempfile.TemporaryDirectory(prefix="cidev-run-") as tmp:
         async with LocalRun(Path(tmp), secrets=secrets, boot_timeout=options.boot_timeout, argv=argv) as run:
-            results = await run.run(requests, LinePrinter(echo, masker))
+            if progress is None:
+                results = await run.run(requests, LinePrinter(echo, masker))
+            else:
+                ticker = asyncio.create_task(progress.tick(), name="cidev progress line")
+                try:
+                    results = await run.run(requests, progress)
+                finally:
+                    ticker.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await ticker
+                    progress.close()
     echo("")
     for line in summary_lines(results, masker):
         echo(line)
