@@ -38,7 +38,7 @@ def write_config(host: FakeHost, path: Path, images: dict) -> Path:
 
 def check(config: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(EXE), "check", "--config", str(config), "--log-level", "warning"],
-                          capture_output=True, text=True, timeout=60, env=dict(os.environ))
+                          capture_output=True, text=True, timeout=60, env=dict(os.environ), check=False)
 
 
 def test_ready_host(fake_host: FakeHost, tmp_path: Path):
@@ -85,11 +85,11 @@ def test_local_driver_with_network_isolation(tmp_path: Path):
                SOLSTICE_DRIVERS_DRIVER="local", SOLSTICE_DRIVERS_LOCAL_STATE_DIR=str(tmp_path / "vms"),
                SOLSTICE_DRIVERS_LOCAL_ISOLATE_NETWORK="true")
     argv = [str(EXE), "check", "--log-level", "warning"]
-    good = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
+    good = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env, check=False)
     assert good.returncode == 0, good.stdout + good.stderr
     assert "ok      network isolation (unshare --net --map-root-user)" in good.stdout
     env["SOLSTICE_DRIVERS_LOCAL_UNSHARE"] = str(tmp_path / "no-unshare")
-    bad = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
+    bad = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env, check=False)
     assert bad.returncode == 1
     (line,) = [ln for ln in bad.stdout.splitlines() if ln.startswith("MISSING")]
     assert line.startswith("MISSING network isolation (unshare --net --map-root-user): ")
