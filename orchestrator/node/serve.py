@@ -34,8 +34,8 @@ log = logging.getLogger(__name__)
 @contextlib.asynccontextmanager
 async def open_parts(settings: NodeSettings) -> AsyncIterator[NodeParts]:
     """Every collaborator of a multi-host node, opened; closed in reverse order on exit."""
-    if settings.drivers.driver == "instant":
-        import orchestrator.node.testing  # noqa: F401 - registers the instant driver
+    if settings.drivers.driver in ("instant", "instant-inprocess"):
+        import orchestrator.node.testing  # noqa: F401 - registers the instant drivers
 
     topology = Topology(settings.queue_prefix)
     driver = make_driver(settings.drivers)
@@ -46,6 +46,9 @@ async def open_parts(settings: NodeSettings) -> AsyncIterator[NodeParts]:
         logstore = await stack.enter_async_context(LogStore(settings.data_dir / "logs"))
         stack.push_async_callback(driver.aclose)
         gateway = RunnerGateway(logstore, TokenIssuer(settings.token_key(), settings.grpc.token_ttl))
+        attach = getattr(driver, "attach_gateway", None)
+        if attach is not None:  # the instant driver's in-process fake runner calls it directly
+            attach(gateway)
 
         def consumer(labels: Sequence[str], on_job: OnJob, on_dead: OnDeadLetter, free: int) -> RabbitJobConsumer:
             return RabbitJobConsumer(settings.amqp_url, labels, on_job, on_dead, free, topology)

@@ -5,7 +5,17 @@ crash and reconciliation has real orphans to find) plus an in-process fake
 runner that talks to the node over the REAL RunnerService gRPC client
 (``runner.connection.Connection``): GetJob, ReportStep per step, Heartbeat
 (for cancellation) and Complete. The whole node path runs; only the VM and
-the shell are skipped. Each step's ``run`` says what the fake runner does:
+the shell are skipped.
+
+Driver ``instant-inprocess`` is the same, except that its fake runner calls
+the node's RunnerService servicer in-process (``attach_gateway``; no gRPC,
+no sockets): every call still goes through the servicer's token check and
+the gateway's sessions, step records, log store and outcome, but what a
+runner in a VM spends on the client side of gRPC (and the node on the
+transport) is not charged to the node. The dispatch benchmark's figure is
+judged on this driver; ``instant`` is its loopback-gRPC counterpart.
+
+Each step's ``run`` says what the fake runner does:
 
     ``exit N``      the step ends with exit code N (non-zero: the job fails)
     ``sleep S``     the step takes S seconds (cancellable through heartbeats)
@@ -29,17 +39,25 @@ import contextlib
 import logging
 import shutil
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
+import grpc
+
+from common.bootstrap import RunnerBootstrap
 from common.rpc import admin_pb2, jobs_pb2, runner_pb2
 from orchestrator.catalog import DriverConfig, LocalConfig
 from orchestrator.drivers import registry
 from orchestrator.drivers.base import VmSpec
 from orchestrator.drivers.errors import BootTimeout, ProvisionError
 from orchestrator.names import is_vm_name, validate_vm_name
-from runner.connection import Connection, ConnectionError_
+from orchestrator.runnerapi import RunnerGateway
+from orchestrator.runnerapi.servicer import RunnerServicer
+from runner.connection import FINAL, Backoff, Connection, ConnectionError_, OrchestratorGone, Refused
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class InstantDriver:
@@ -47,9 +65,11 @@ class InstantDriver:
 
     name = "instant"
 
-    def __init__(self, state_dir: Path, labels: tuple[str, ...] = ()) -> None:
+    def __init__(self, state_dir: Path, labels: tuple[str, ...] = (), *, in_process: bool = False) -> None:
         self.state_dir = Path(state_dir)
         self.labels = labels
+        self.in_process = in_process
+        self._servicer: RunnerServicer | None = None
         self.fail_prepare: set[str] = set()
         self.hang_boot: set[str] = set()
         self.hang_prepare: set[str] = set()
@@ -65,6 +85,18 @@ class InstantDriver:
 
     def serves(self, label: str) -> bool:
         return not self.labels or label in self.labels
+
+    def attach_gateway(self, gateway: RunnerGateway) -> None:
+        """The node's gateway, which an in-process fake runner calls (ignored over gRPC)."""
+        self._servicer = RunnerServicer(gateway)
+
+    def _connect(self, spec: VmSpec) -> Connection | DirectConnection:
+        if not self.in_process:
+            return Connection(spec.bootstrap, offline_limit=30.0, backoff_initial=0.05, backoff_max=0.5,
+                              rpc_timeout=10.0)
+        if self._servicer is None:
+            raise ProvisionError("the instant-inprocess driver has no gateway: attach_gateway() first")
+        return DirectConnection(self._servicer, spec.bootstrap, spec.job_id, spec.attempt)
 
     async def prepare(self, spec: VmSpec) -> None:
         vm = validate_vm_name(spec.name)
@@ -87,7 +119,8 @@ class InstantDriver:
             await asyncio.Event().wait()
         (self.state_dir / spec.name / "console.log").write_text(f"{spec.name}: booted\n")
         if spec.job_id not in self.silent:
-            self._runners[spec.name] = asyncio.create_task(_fake_runner(spec), name=f"fake runner {spec.name}")
+            conn = self._connect(spec)
+            self._runners[spec.name] = asyncio.create_task(_fake_runner(conn), name=f"fake runner {spec.name}")
 
     async def wait_ready(self, spec: VmSpec, ready: asyncio.Event, timeout: float) -> None:
         try:
@@ -132,8 +165,7 @@ class InstantDriver:
             await self.stop(name)
 
 
-async def _fake_runner(spec: VmSpec) -> None:
-    conn = Connection(spec.bootstrap, offline_limit=30.0, backoff_initial=0.05, backoff_max=0.5, rpc_timeout=10.0)
+async def _fake_runner(conn: Connection | DirectConnection) -> None:
     try:
         job = await conn.get_job("instant", "instant")
         results, state, reason = [], jobs_pb2.JOB_STATE_SUCCEEDED, ""
@@ -170,12 +202,12 @@ async def _fake_runner(spec: VmSpec) -> None:
         await conn.close()
 
 
-async def _report(conn: Connection, job: runner_pb2.RunnerJob, step: jobs_pb2.StepResult) -> None:
+async def _report(conn: Connection | DirectConnection, job: runner_pb2.RunnerJob, step: jobs_pb2.StepResult) -> None:
     await conn.call("ReportStep", lambda: conn.stub.ReportStep(
         runner_pb2.StepReport(job=job.job, step=step), metadata=conn.metadata, timeout=conn.rpc_timeout))
 
 
-async def _log_line(conn: Connection, job: runner_pb2.RunnerJob, sequence: int, step: int, line: bytes) -> None:
+async def _log_line(conn: Connection | DirectConnection, job: runner_pb2.RunnerJob, sequence: int, step: int, line: bytes) -> None:
     """Send one log line and wait until the node says it is durable."""
     batch = runner_pb2.LogBatch(job=job.job, first_sequence=sequence, runs=[runner_pb2.LogRun(
         step=step, stream=admin_pb2.LOG_STREAM_STDOUT, at=time.time(), lines=1, data=line)])
@@ -187,7 +219,7 @@ async def _log_line(conn: Connection, job: runner_pb2.RunnerJob, sequence: int, 
     await call.done_writing()
 
 
-async def _sleep_or_cancel(conn: Connection, job: runner_pb2.RunnerJob, seconds: float) -> bool:
+async def _sleep_or_cancel(conn: Connection | DirectConnection, job: runner_pb2.RunnerJob, seconds: float) -> bool:
     """Sleep ``seconds``, heartbeating; True when a heartbeat reply says cancel."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
@@ -202,10 +234,129 @@ async def _sleep_or_cancel(conn: Connection, job: runner_pb2.RunnerJob, seconds:
     return False
 
 
+# -- the in-process fake runner's transport ------------------------------------------
+
+
+class _DirectContext:
+    """What ``RunnerServicer`` uses of a ``grpc.aio.ServicerContext``, for one in-process call."""
+
+    def __init__(self, metadata: tuple[tuple[str, str], ...]) -> None:
+        self._metadata = metadata
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return self._metadata
+
+    async def abort(self, code: grpc.StatusCode, details: str = "") -> None:
+        # What the client of a real call sees.
+        raise grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details)
+
+
+def _parsed(message: T) -> T:
+    """The request as the server side of a real call gets it: its own copy, parsed from bytes."""
+    return type(message).FromString(message.SerializeToString())  # type: ignore[attr-defined, no-any-return]
+
+
+class _DirectStream:
+    """The client side of an in-process StreamLogs call: ``read``, ``write``, ``done_writing``."""
+
+    _END = object()
+
+    def __init__(self, servicer: RunnerServicer, metadata: tuple[tuple[str, str], ...]) -> None:
+        self._requests: asyncio.Queue[Any] = asyncio.Queue()
+        self._replies = servicer.StreamLogs(self._iterate(), _DirectContext(metadata))
+
+    async def _iterate(self) -> AsyncIterator[runner_pb2.LogBatch]:
+        while (batch := await self._requests.get()) is not self._END:
+            yield batch
+
+    async def read(self) -> runner_pb2.LogAck:
+        return await self._replies.__anext__()  # type: ignore[no-any-return]
+
+    async def write(self, batch: runner_pb2.LogBatch) -> None:
+        self._requests.put_nowait(_parsed(batch))
+
+    async def done_writing(self) -> None:
+        self._requests.put_nowait(self._END)
+        async for _ in self._replies:
+            pass
+
+
+class _DirectStub:
+    """``RunnerServiceStub``'s calls as the fake runner makes them, served in-process."""
+
+    def __init__(self, servicer: RunnerServicer) -> None:
+        self._servicer = servicer
+
+    async def _unary(self, method: Callable[[Any, Any], Awaitable[T]], request: Any,
+                     metadata: tuple[tuple[str, str], ...]) -> T:
+        return await method(_parsed(request), _DirectContext(metadata))
+
+    def GetJob(self, request: Any, *, metadata: Any, timeout: float | None = None) -> Awaitable[Any]:  # noqa: N802
+        return self._unary(self._servicer.GetJob, request, metadata)
+
+    def ReportStep(self, request: Any, *, metadata: Any, timeout: float | None = None) -> Awaitable[Any]:  # noqa: N802
+        return self._unary(self._servicer.ReportStep, request, metadata)
+
+    def Heartbeat(self, request: Any, *, metadata: Any, timeout: float | None = None) -> Awaitable[Any]:  # noqa: N802
+        return self._unary(self._servicer.Heartbeat, request, metadata)
+
+    def Complete(self, request: Any, *, metadata: Any, timeout: float | None = None) -> Awaitable[Any]:  # noqa: N802
+        return self._unary(self._servicer.Complete, request, metadata)
+
+    def StreamLogs(self, *, metadata: Any, timeout: float | None = None) -> _DirectStream:  # noqa: N802
+        return _DirectStream(self._servicer, metadata)
+
+
+class DirectConnection:
+    """``runner.connection.Connection``'s interface for the in-process fake runner.
+
+    Refusals are final as over gRPC; any other failure (the servicer saying
+    UNAVAILABLE) is retried with backoff until ``offline_limit``.
+    """
+
+    def __init__(self, servicer: RunnerServicer, boot: RunnerBootstrap, job_id: str, attempt: int,
+                 offline_limit: float = 30.0, rpc_timeout: float = 10.0) -> None:
+        self.stub = _DirectStub(servicer)
+        self.metadata = (("authorization", f"Bearer {boot.token}"),)
+        self.offline_limit = offline_limit
+        self.rpc_timeout = rpc_timeout
+        self._ref = (job_id, attempt)
+
+    async def call(self, name: str, fn: Callable[[], Awaitable[T]]) -> T:
+        backoff = Backoff(0.05, 0.5)
+        deadline = time.monotonic() + self.offline_limit
+        while True:
+            try:
+                return await fn()
+            except grpc.aio.AioRpcError as err:
+                if err.code() in FINAL:
+                    raise Refused(f"the orchestrator refused the call: {err.details()}") from err
+                if err.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                    raise
+                if time.monotonic() > deadline:
+                    raise OrchestratorGone(f"{name}: the node kept failing: {err.details()}") from err
+            await asyncio.sleep(backoff.next_delay())
+
+    async def get_job(self, hostname: str, version: str) -> runner_pb2.RunnerJob:
+        req = runner_pb2.GetRunnerJobRequest(hostname=hostname, runner_version=version)
+        req.job.job_id, req.job.attempt = self._ref
+        return await self.call("GetJob", lambda: self.stub.GetJob(req, metadata=self.metadata,
+                                                                   timeout=self.rpc_timeout))
+
+    async def close(self) -> None:
+        pass
+
+
 def _instant(config: DriverConfig) -> InstantDriver:
     local: LocalConfig = config.local
     return InstantDriver(local.state_dir, local.labels)
 
 
+def _instant_inprocess(config: DriverConfig) -> InstantDriver:
+    local: LocalConfig = config.local
+    return InstantDriver(local.state_dir, local.labels, in_process=True)
+
+
 if "instant" not in registry.DRIVERS:
     registry.register("instant", _instant)
+    registry.register("instant-inprocess", _instant_inprocess)
