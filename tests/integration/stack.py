@@ -15,7 +15,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import aio_pika
 import aiohttp
 from aiohttp import web
 
@@ -35,6 +34,7 @@ from integration.settings import (
 )
 from integration.signature import sign
 from tests.fakes.forges import FakeForgejo, FakeGitHub
+from tests.queue.broker import amqp_channel, messages_ready
 
 GITHUB_SECRET = "gh-webhook-secret"
 FORGEJO_SECRET = "fj-webhook-secret"
@@ -63,35 +63,21 @@ class RabbitQueue:
 
     async def start(self) -> None:
         await self.publisher.start()
-        connection = await aio_pika.connect(self.url)
-        try:
-            channel = await connection.channel()
+        async with amqp_channel(self.url) as channel:
             for label in self.labels:
                 await self.topology.declare_label_queue(channel, label)
-        finally:
-            await connection.close()
 
     async def count(self, label: str = LABEL) -> int:
-        connection = await aio_pika.connect(self.url)
-        try:
-            channel = await connection.channel()
-            queue = await channel.declare_queue(self.topology.label_queue(label), passive=True)
-            return queue.declaration_result.message_count or 0
-        finally:
-            await connection.close()
+        return await messages_ready(self.url, self.topology.label_queue(label))
 
     async def take(self, label: str = LABEL) -> list[jobs_pb2.JobRequest]:
         """Remove and decode every request waiting in ``label``'s queue."""
-        connection = await aio_pika.connect(self.url)
         taken = []
-        try:
-            channel = await connection.channel()
+        async with amqp_channel(self.url) as channel:
             queue = await channel.declare_queue(self.topology.label_queue(label), passive=True)
             while (message := await queue.get(no_ack=True, fail=False)) is not None:
                 taken.append(decode_job_request(message.body))
-            return taken
-        finally:
-            await connection.close()
+        return taken
 
     async def close(self) -> None:
         await self.publisher.close()

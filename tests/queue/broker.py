@@ -1,4 +1,4 @@
-"""Controlling the real RabbitMQ node from a test: stop and start the app, close connections.
+"""Controlling the real RabbitMQ node from a test: stop and start the app, close connections, look into queues.
 
 The broker is shared by everything on this machine, so an outage is kept
 short and the app is always started again (``broker_stopped`` starts it in a
@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
+from aio_pika.abc import AbstractChannel
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
 # Generous: start_app on a loaded 2-core machine takes a few seconds.
@@ -50,6 +51,23 @@ async def wait_for_broker(url: str, timeout: float = 60.0) -> None:
         await connection.close()
         return
     raise AssertionError(f"RabbitMQ did not accept connections within {timeout:g}s: {last}")
+
+
+@asynccontextmanager
+async def amqp_channel(url: str) -> AsyncIterator[AbstractChannel]:
+    """A channel on a plain connection, for looking into the broker; the connection closes after the block."""
+    connection = await aio_pika.connect(url)
+    try:
+        yield await connection.channel()
+    finally:
+        await connection.close()
+
+
+async def messages_ready(url: str, queue_name: str) -> int:
+    """Messages waiting in ``queue_name`` (not handed to any consumer)."""
+    async with amqp_channel(url) as channel:
+        queue = await channel.declare_queue(queue_name, passive=True)
+        return queue.declaration_result.message_count or 0
 
 
 @asynccontextmanager

@@ -16,6 +16,7 @@ import pytest
 from common.queue import Disposition, RabbitJobPublisher, Topology
 from common.rpc import jobs_pb2
 from orchestrator.queue import LocalQueue, RabbitJobConsumer
+from tests.queue.broker import amqp_channel, messages_ready
 from tests.queue.proxy import TcpProxy
 
 Behaviour = Callable[[jobs_pb2.JobRequest], Awaitable[Disposition]]
@@ -111,26 +112,16 @@ class RabbitHarness:
 
     async def ready(self, label: str) -> int:
         """Messages waiting (not handed out) in the label's queue."""
-        connection = await aio_pika.connect(self.url)
-        try:
-            channel = await connection.channel()
-            queue = await channel.declare_queue(self.topology.label_queue(label), passive=True)
-            return queue.declaration_result.message_count or 0
-        finally:
-            await connection.close()
+        return await messages_ready(self.url, self.topology.label_queue(label))
 
     async def dead_queue(self) -> list[aio_pika.abc.AbstractIncomingMessage]:
         """Every message retained in the dead-letter queue (left there, unacked until close)."""
-        connection = await aio_pika.connect(self.url)
         messages = []
-        try:
-            channel = await connection.channel()
+        async with amqp_channel(self.url) as channel:
             queue = await channel.declare_queue(self.topology.jobs_dead_queue, passive=True)
             while (message := await queue.get(fail=False)) is not None:
                 messages.append(message)
-            return messages
-        finally:
-            await connection.close()
+        return messages
 
     async def close(self) -> None:
         for node in reversed(self.nodes):

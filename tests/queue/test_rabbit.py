@@ -17,19 +17,16 @@ from common.queue import (
 )
 from common.queue.topology import REASON_HEADER
 from common.rpc import jobs_pb2
+from tests.queue.broker import amqp_channel
 from tests.queue.conftest import Gate, RabbitHarness, Recorder, job
 from tests.waiting import async_wait_until
 
 
 async def raw_publish(harness: RabbitHarness, body: bytes, label: str, message_id: str | None = None) -> None:
     """Publish bytes as a foreign or buggy producer would, bypassing our encoder."""
-    connection = await aio_pika.connect(harness.url)
-    try:
-        channel = await connection.channel(publisher_confirms=True)
+    async with amqp_channel(harness.url) as channel:  # with publisher confirms
         exchange = await channel.get_exchange(harness.topology.jobs_exchange)
         await exchange.publish(aio_pika.Message(body, message_id=message_id), routing_key=label)
-    finally:
-        await connection.close()
 
 
 async def test_poison_messages_are_dead_lettered_with_a_reason(rabbit: RabbitHarness) -> None:
@@ -207,13 +204,9 @@ async def test_events_wait_for_a_subscriber_declared_by_the_publisher(rabbit: Ra
 
 
 async def test_a_conflicting_queue_declaration_is_a_clear_error(rabbit: RabbitHarness) -> None:
-    connection = await aio_pika.connect(rabbit.url)
-    try:
-        channel = await connection.channel()
+    async with amqp_channel(rabbit.url) as channel:
         # As an older version might have left it: the label queue without its dead-letter exchange.
         await channel.declare_queue(rabbit.topology.label_queue("a"), durable=True)
-    finally:
-        await connection.close()
     with pytest.raises(QueueError, match="refused the queue topology") as caught:
         await rabbit.node(["a"], Recorder())
     assert not isinstance(caught.value, QueueUnavailable)
