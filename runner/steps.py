@@ -1,7 +1,9 @@
 """Run one step: its own process group, its pipes into the log, its deadline.
 
-A step is ``shell + [script]`` started with ``start_new_session`` so it and
-everything it spawns share a process group. A step timeout, the job's
+A step is ``shell + [script]`` started in its own process group so it and
+everything it spawns can be stopped together. It stays in the runner's
+session, so whoever started the runner (the local driver) still finds the
+step's processes by session id after the runner itself died. A step timeout, the job's
 deadline or a cancellation stops the group: SIGTERM, then SIGKILL after the
 grace period. Exit codes of signalled steps follow the shell convention
 (128 + signal).
@@ -67,7 +69,7 @@ async def run_step(
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        start_new_session=True,
+        process_group=0,
         limit=1 << 20,
     )
     assert proc.stdout is not None and proc.stderr is not None

@@ -7,6 +7,12 @@ Per VM ``<state_dir>/<vm>/`` holds ``work/`` (the runner's own directory,
 group; the job token travels only in its environment
 (``SOLSTICE_RUNNER_TOKEN``), so ``ps`` never shows it.
 
+Stopping a VM kills the runner's process group and then every process
+left in the runner's session: a step runs in its own process group but in
+the runner's session (runner/steps.py), so a step's processes die with the
+"VM" even when the runner itself was killed first (Linux: found in
+``/proc``; elsewhere only the group is killed).
+
 A restarted orchestrator finds its VMs again from the directories, and kills
 a leftover runner only if the pid's start time still matches the pid file -
 a recycled pid is never signalled. Where ``/proc`` does not exist (macOS)
@@ -56,6 +62,26 @@ def process_start_time(pid: int) -> str | None:
         return None
     fields = stat.rsplit(")", 1)[1].split()
     return None if fields[0] in ("Z", "X") else fields[19]
+
+
+def session_members(session: int) -> list[int]:
+    """Live (not zombie) processes of ``session``; empty where ``/proc`` does not exist."""
+    members = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for name in entries:
+        if not name.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{name}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()  # state, ppid, pgrp, session, ...
+        if fields[0] not in ("Z", "X") and int(fields[3]) == session:
+            members.append(int(name))
+    return members
 
 
 class LocalDriver:
@@ -156,15 +182,54 @@ class LocalDriver:
 
     async def stop(self, name: str) -> None:
         vm = validate_vm_name(name)
+        session = self._session_id(vm)
         pid = self._alive_pid(vm)
         if pid is not None:
             await self._kill_group(vm, pid)
+        if session is not None:
+            await self._kill_session(vm, session)
         proc = self._procs.pop(vm, None)
         if proc is not None:
             await proc.wait()
         relay = self._relays.pop(vm, None)
         if relay is not None:
             await relay.close()
+
+    def _session_id(self, vm: str) -> int | None:
+        """The runner's session id (its pid) while processes of that session may be left.
+
+        A session id is not handed to a new process while any member lives, so
+        with the leader gone the members found are the runner's; a live leader
+        whose start time differs is a recycled pid and is left alone.
+        """
+        proc = self._procs.get(vm)
+        if proc is not None:
+            return proc.pid
+        try:
+            info = json.loads((self._dir(vm) / "pid").read_text())
+        except (OSError, ValueError):
+            return None
+        pid, started = info.get("pid"), info.get("start")
+        if not isinstance(pid, int) or pid <= 1:
+            return None
+        now = process_start_time(pid)
+        return pid if now is None or now == started else None
+
+    async def _kill_session(self, vm: str, session: int) -> None:
+        """SIGTERM what is left of the runner's session, SIGKILL it after ``stop_grace``."""
+        loop = asyncio.get_running_loop()
+        for sig, grace in ((signal.SIGTERM, self.config.stop_grace), (signal.SIGKILL, 5.0)):
+            members = await asyncio.to_thread(session_members, session)
+            if not members:
+                return
+            for pid in members:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, sig)
+            deadline = loop.time() + grace
+            while loop.time() < deadline and await asyncio.to_thread(session_members, session):
+                await asyncio.sleep(0.05)
+        if await asyncio.to_thread(session_members, session):
+            log.warning("step processes did not die after SIGKILL", extra={"fields": {"vm": vm}})
 
     async def _kill_group(self, vm: str, pid: int) -> None:
         for sig, grace in ((signal.SIGTERM, self.config.stop_grace), (signal.SIGKILL, 5.0)):

@@ -5,8 +5,11 @@
 
 Every phase has a deadline; one that trips, or a driver error, ends the
 attempt ``errored`` with a one-line reason (plus the VM's console tail when
-the driver has one). A cancel (``AttemptControl.cancel``) stops provisioning
-at once, or reaches a running runner through ``gateway.cancel`` and gives it
+the driver has one). A running job's runner must also make some call at
+least every ``timeouts.runner_silence`` s (it heartbeats every couple of
+seconds): a runner that died or hangs ends the attempt ``errored`` ("the
+runner stopped answering for 60s") instead of holding it to the job
+timeout. A cancel (``AttemptControl.cancel``) stops provisioning at once, or reaches a running runner through ``gateway.cancel`` and gives it
 ``cancel_grace`` to report. An abort (the node shutting down, or the store
 saying the attempt is no longer ours) tears the VM down but leaves the
 store untouched, so the attempt is requeued (``Store.requeue_host`` /
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -82,6 +86,10 @@ class PhaseFailed(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class RunnerSilent(PhaseFailed):
+    """The running job's runner made no call for ``runner_silence`` s."""
 
 
 async def _phase(name: str, awaitable: Awaitable[T], timeout: float, control: AttemptControl) -> T:
@@ -178,7 +186,8 @@ class AttemptRun:
         else:
             await announce(s.events, job_event(self.job, JobState.RUNNING, attempt=self.attempt, host=s.host))
         try:
-            self.outcome = await _phase("the job", session.wait_finished(), timeout + t.job_margin, control)
+            self.outcome = await _phase("the job", self._finished_or_silent(session), timeout + t.job_margin,
+                                        control)
         except Interrupted:
             if control.aborted:
                 raise
@@ -189,10 +198,33 @@ class AttemptRun:
             except TimeoutError:
                 pass
             raise
+        except RunnerSilent:
+            raise
         except PhaseFailed:
             message = f"the runner did not finish within the job timeout of {timeout:g}s"
             raise PhaseFailed(_with_console(message, await self._console())) from None
         return JobState.from_proto(self.outcome.state), self.outcome.reason
+
+    async def _finished_or_silent(self, session) -> JobOutcome:  # type: ignore[no-untyped-def]
+        """The runner's outcome; ``PhaseFailed`` once it made no call for ``runner_silence`` s.
+
+        A runner that died (or hangs) mid-job makes no more calls: waiting for
+        the job timeout would hold the slot and the VM for nothing.
+        """
+        limit = float(self.s.timeouts.runner_silence)
+        finished = asyncio.ensure_future(session.wait_finished())
+        try:
+            while True:
+                quiet = time.monotonic() - session.last_heartbeat
+                if quiet >= limit:
+                    message = f"the runner stopped answering for {limit:g}s"
+                    raise RunnerSilent(_with_console(message, await self._console()))
+                done, _ = await asyncio.wait({finished}, timeout=limit - quiet)
+                if done:
+                    return finished.result()
+        finally:
+            finished.cancel()
+            await asyncio.gather(finished, return_exceptions=True)
 
     async def _announce_cancel_if_recorded(self) -> None:
         """Aborted, but the store already says this attempt was cancelled: nobody requeues

@@ -65,6 +65,7 @@ class TimeoutConfig:
     job: Seconds = Seconds(3600)  # a job without its own timeout_seconds
     job_margin: Seconds = Seconds(60)  # beyond the job timeout before the node gives up on the runner
     cancel_grace: Seconds = Seconds(30)  # a cancelled runner's time to report before teardown
+    runner_silence: Seconds = Seconds(60)  # a running job's runner silent this long (died, hung) ends errored
     teardown: Seconds = Seconds(600)  # stop + destroy
 
 
