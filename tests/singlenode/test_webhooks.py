@@ -45,14 +45,37 @@ def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict]:
         return err.code, json.loads(err.read() or b"{}")
 
 
-async def test_push_webhook_runs_the_job_and_reports_a_check_run(tmp_path: Path, fixtures_dir: Path,
-                                                                  github: tuple[FakeGitHub, bytes]) -> None:
+def github_headers(event: str, body: bytes, secret: str = SECRET) -> dict[str, str]:
+    """The headers of one GitHub delivery of ``body``, signed with ``secret``."""
+    return {"X-GitHub-Event": event, "X-GitHub-Delivery": str(uuid.uuid4()), "Content-Type": "application/json",
+            "User-Agent": "GitHub-Hookshot/044aadd", "X-Hub-Signature-256": "sha256=" + sign(secret, body)}
+
+
+def served_repo(tmp_path: Path, github: tuple[FakeGitHub, bytes], workflow: str) -> tuple[Path, str, dict[str, str]]:
+    """A repository holding ``workflow`` at HEAD (served by the fake GitHub too), its sha, and the env
+    of a node that takes that GitHub's webhooks."""
     fake, private = github
     key = tmp_path / "app.pem"
     key.write_bytes(private)
-    repo = git_repo(tmp_path / "repo", WORKFLOW)
+    repo = git_repo(tmp_path / "repo", workflow)
     sha = git(repo, "rev-parse", "HEAD")
-    fake.put_file(REPO, sha, WORKFLOW)
+    fake.put_file(REPO, sha, workflow)
+    env = {
+        "SOLSTICE_GITHUB_WEBHOOK_SECRET": SECRET, "SOLSTICE_GITHUB_APP_ID": APP_ID,
+        "SOLSTICE_GITHUB_PRIVATE_KEY_FILE": str(key), "SOLSTICE_GITHUB_API_URL": fake.url,
+    }
+    return repo, sha, env
+
+
+def concluded(fake: FakeGitHub) -> dict | None:
+    """The first check run with a conclusion, if any."""
+    return next((run for run in fake.check_runs.values() if run.get("conclusion")), None)
+
+
+async def test_push_webhook_runs_the_job_and_reports_a_check_run(tmp_path: Path, fixtures_dir: Path,
+                                                                  github: tuple[FakeGitHub, bytes]) -> None:
+    fake = github[0]
+    repo, sha, env = served_repo(tmp_path, github, WORKFLOW)
     payload = json.loads((fixtures_dir / "forge" / "github" / "push.new-branch.json").read_text())
     payload = copy.deepcopy(payload)
     payload["after"] = sha
@@ -60,28 +83,18 @@ async def test_push_webhook_runs_the_job_and_reports_a_check_run(tmp_path: Path,
         payload["head_commit"]["id"] = sha
     payload["repository"]["clone_url"] = str(repo)  # the runner fetches from here
     body = json.dumps(payload).encode()
-    env = {
-        "SOLSTICE_GITHUB_WEBHOOK_SECRET": SECRET, "SOLSTICE_GITHUB_APP_ID": APP_ID,
-        "SOLSTICE_GITHUB_PRIVATE_KEY_FILE": str(key), "SOLSTICE_GITHUB_API_URL": fake.url,
-    }
     node = ServeProcess(tmp_path / "data", env=env)
     await asyncio.to_thread(node.start)
     try:
-        headers = {"X-GitHub-Event": "push", "X-GitHub-Delivery": str(uuid.uuid4()),
-                   "Content-Type": "application/json", "User-Agent": "GitHub-Hookshot/044aadd"}
         status, answer = await asyncio.to_thread(
-            post, f"{node.url}/webhooks/github", body, {**headers, "X-Hub-Signature-256": "sha256=" + sign("bad", body)})
+            post, f"{node.url}/webhooks/github", body, github_headers("push", body, secret="bad"))
         assert status == 401
         status, answer = await asyncio.to_thread(
-            post, f"{node.url}/webhooks/github", body, {**headers, "X-Hub-Signature-256": "sha256=" + sign(SECRET, body)})
+            post, f"{node.url}/webhooks/github", body, github_headers("push", body))
         assert status == 202 and answer["result"] == "queued", answer
         [job_id] = answer["jobs"]
 
-        def concluded() -> dict | None:
-            runs = [run for run in fake.check_runs.values() if run.get("conclusion")]
-            return runs[0] if runs else None
-
-        check = await async_wait_until(concluded, timeout=90, what="a concluded check run")
+        check = await async_wait_until(lambda: concluded(fake), timeout=90, what="a concluded check run")
         assert check["conclusion"] == "success" and check["head_sha"] == sha
         assert check["details_url"] == f"{node.url}/jobs/{job_id}"
         job = await asyncio.to_thread(node.status, job_id)
@@ -95,17 +108,15 @@ async def test_push_webhook_runs_the_job_and_reports_a_check_run(tmp_path: Path,
         rerun["check_run"]["head_sha"] = sha
         rerun["repository"] = payload["repository"]
         rerun_body = json.dumps(rerun).encode()
-        rerun_headers = {**headers, "X-GitHub-Event": "check_run", "X-GitHub-Delivery": str(uuid.uuid4()),
-                         "X-Hub-Signature-256": "sha256=" + sign(SECRET, rerun_body)}
-        status, answer = await asyncio.to_thread(post, f"{node.url}/webhooks/github", rerun_body, rerun_headers)
+        status, answer = await asyncio.to_thread(
+            post, f"{node.url}/webhooks/github", rerun_body, github_headers("check_run", rerun_body))
         assert status == 202 and answer["result"] == "retry requested", answer
         again = await asyncio.to_thread(node.wait_state, job_id, "succeeded")
         assert again["attempt"] == 2
         rerun["check_run"]["external_id"] = "job-" + "0" * 32  # not a job of this node
         rerun_body = json.dumps(rerun).encode()
-        rerun_headers = {**rerun_headers, "X-GitHub-Delivery": str(uuid.uuid4()),
-                         "X-Hub-Signature-256": "sha256=" + sign(SECRET, rerun_body)}
-        status, answer = await asyncio.to_thread(post, f"{node.url}/webhooks/github", rerun_body, rerun_headers)
+        status, answer = await asyncio.to_thread(
+            post, f"{node.url}/webhooks/github", rerun_body, github_headers("check_run", rerun_body))
         assert status == 202 and answer["result"] == "retry refused", answer
     finally:
         code = await asyncio.to_thread(node.stop)
@@ -124,12 +135,8 @@ workflow name="pr" {
 
 async def test_closing_the_pull_request_cancels_its_running_job(tmp_path: Path, fixtures_dir: Path,
                                                                 github: tuple[FakeGitHub, bytes]) -> None:
-    fake, private = github
-    key = tmp_path / "app.pem"
-    key.write_bytes(private)
-    repo = git_repo(tmp_path / "repo", SLOW)
-    sha = git(repo, "rev-parse", "HEAD")
-    fake.put_file(REPO, sha, SLOW)
+    fake = github[0]
+    repo, sha, env = served_repo(tmp_path, github, SLOW)
 
     def event(name: str) -> bytes:
         payload = json.loads((fixtures_dir / "forge" / "github" / f"pull_request.{name}.json").read_text())
@@ -137,18 +144,11 @@ async def test_closing_the_pull_request_cancels_its_running_job(tmp_path: Path, 
         payload["repository"]["clone_url"] = str(repo)
         return json.dumps(payload).encode()
 
-    env = {
-        "SOLSTICE_GITHUB_WEBHOOK_SECRET": SECRET, "SOLSTICE_GITHUB_APP_ID": APP_ID,
-        "SOLSTICE_GITHUB_PRIVATE_KEY_FILE": str(key), "SOLSTICE_GITHUB_API_URL": fake.url,
-    }
     node = ServeProcess(tmp_path / "data", env=env)
     await asyncio.to_thread(node.start)
     try:
         def deliver(body: bytes) -> tuple[int, dict]:
-            headers = {"X-GitHub-Event": "pull_request", "X-GitHub-Delivery": str(uuid.uuid4()),
-                       "Content-Type": "application/json", "User-Agent": "GitHub-Hookshot/044aadd",
-                       "X-Hub-Signature-256": "sha256=" + sign(SECRET, body)}
-            return post(f"{node.url}/webhooks/github", body, headers)
+            return post(f"{node.url}/webhooks/github", body, github_headers("pull_request", body))
 
         status, answer = await asyncio.to_thread(deliver, event("opened"))
         assert status == 202 and answer["result"] == "queued", answer
@@ -165,11 +165,7 @@ async def test_closing_the_pull_request_cancels_its_running_job(tmp_path: Path, 
         job = await asyncio.to_thread(node.wait_state, job_id, "cancelled")
         assert "pull request #2 was closed" in job["reason"]
 
-        def concluded() -> dict | None:
-            runs = [run for run in fake.check_runs.values() if run.get("conclusion")]
-            return runs[0] if runs else None
-
-        check = await async_wait_until(concluded, timeout=60, what="the check run to conclude")
+        check = await async_wait_until(lambda: concluded(fake), timeout=60, what="the check run to conclude")
         assert check["conclusion"] == "cancelled"
     finally:
         code = await asyncio.to_thread(node.stop)
