@@ -51,6 +51,18 @@ workflow name="Solstice CI" {
 }
 """
 
+# Two mistakes a forge check must show: an unknown property and a repeated job id.
+INVALID = """\
+workflow name="broken" {
+  job id="build" runs_on="illumos-stable" {
+    step name="Test" rnu="make test"
+  }
+  job id="build" runs_on="illumos-stable" {
+    step run="true"
+  }
+}
+"""
+
 
 class RabbitQueue:
     """A ``RabbitJobPublisher`` on a fresh name prefix, with a way to read what it queued."""

@@ -22,6 +22,7 @@ import pytest
 
 from integration.signature import sign
 from tests.fakes.forges import FakeForgejo, FakeGitHub
+from tests.integration.stack import INVALID
 from tests.singlenode.harness import ServeProcess, git
 from tests.waiting import async_wait_until
 
@@ -57,17 +58,6 @@ SLOW = """\
 workflow name="slow" {
   job id="slow" runs_on="illumos-stable" {
     step name="Wait" run="echo started; sleep 300"
-  }
-}
-"""
-
-INVALID = """\
-workflow name="broken" {
-  job id="build" runs_on="illumos-stable" {
-    step name="Test" rnu="make test"
-  }
-  job id="build" runs_on="illumos-stable" {
-    step run="true"
   }
 }
 """

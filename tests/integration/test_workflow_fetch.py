@@ -9,23 +9,12 @@ import pytest
 
 from integration.errors import ForgeAuthError
 from integration.forges.github_app import JWT_LIFETIME
-from tests.integration.stack import APP_ID, FORGEJO_TOKEN, WORKFLOW, IntegrationStack, RabbitQueue
+from tests.integration.stack import APP_ID, FORGEJO_TOKEN, INVALID, WORKFLOW, IntegrationStack, RabbitQueue
 
 GH_REPO = "Codertocat/Hello-World"
 GH_SHA = "6113728f27ae82c7b1a177c8d03f9e96e0adf246"
 FJ_REPO = "gitea/webhooks"
 FJ_SHA = "bffeb74224043ba2feb48d137756c8a9331c449a"
-
-INVALID = """\
-workflow name="broken" {
-  job id="build" runs_on="illumos-stable" {
-    step name="Test" rnu="make test"
-  }
-  job id="build" runs_on="illumos-stable" {
-    step run="true"
-  }
-}
-"""
 
 
 async def test_invalid_workflow_becomes_a_failed_check_with_positions(stack: IntegrationStack, queue: RabbitQueue, payload):
