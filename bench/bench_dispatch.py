@@ -96,6 +96,7 @@ class Watch:
     submitted: dict[str, float] = field(default_factory=dict)  # job -> wall clock at publish
     running: dict[str, float] = field(default_factory=dict)  # job -> the RUNNING event's stamp
     ended: dict[str, float] = field(default_factory=dict)  # job -> arrival of its terminal event
+    finished: dict[str, float] = field(default_factory=dict)  # job -> its terminal event's stamp (node side)
     not_succeeded: int = 0
     want: int = 0
     done: asyncio.Event = field(default_factory=asyncio.Event)
@@ -108,6 +109,7 @@ class Watch:
             self.running.setdefault(event.job_id, event.at.ToNanoseconds() / 1e9)
         elif state.terminal and event.job_id not in self.ended:
             self.ended[event.job_id] = time.time()
+            self.finished[event.job_id] = event.at.ToNanoseconds() / 1e9
             self.not_succeeded += state is not JobState.SUCCEEDED
             if len(self.ended) >= self.want:
                 self.done.set()
@@ -239,7 +241,9 @@ async def scenario(mode: str, count: int, args: argparse.Namespace, amqp: str, r
             seconds = await flood(publisher, watch, "flood", jobs)
             cpu_ms = (cluster.cpu_seconds() - cpu) / jobs * 1000
             threads, fds = cluster.resources()
-            flood_lat = watch.latencies_ms([f"flood-{i}" for i in range(jobs)])
+            flood_ids = [f"flood-{i}" for i in range(jobs)]
+            flood_lat = watch.latencies_ms(flood_ids)
+            lag = sorted((watch.ended[j] - watch.finished[j]) * 1000 for j in flood_ids)
             ids = await paced(publisher, watch, "paced", args.paced, args.rate)
             lat = watch.latencies_ms(ids)
     finally:
@@ -256,6 +260,8 @@ async def scenario(mode: str, count: int, args: argparse.Namespace, amqp: str, r
     p50, p99 = percentile(lat, 50), percentile(lat, 99)
     print(f"{tag}: paced {len(ids)} jobs at {args.rate:g}/s: submit->running p50 {p50:6.1f} ms, "
           f"p99 {p99:6.1f} ms ({p50 / TARGET_P50_MS:4.2f}x the {TARGET_P50_MS:g} ms p50 target, lower is better)")
+    print(f"{tag}: flood terminal events arrive p50 {percentile(lag, 50):7.1f} ms, max {lag[-1]:7.1f} ms after the "
+          f"node stamped them (time the event spends in the node's outbox and the broker)")
     if watch.not_succeeded:
         print(f"  WARNING: {watch.not_succeeded} job(s) did not succeed")
     return {"rate": rate, "p50": p50, "p99": p99, "cpu_ms": cpu_ms}

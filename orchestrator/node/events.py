@@ -136,14 +136,24 @@ class EventOutbox:
             self._idle.set()
 
     def _take_batch(self) -> list[jobs_pb2.JobEvent]:
-        """The oldest events, at most one per job: a batch's events may be published concurrently
-        (and a retried one may land after the others), so a job's events go in separate batches."""
+        """The oldest event of each job, in queue order: a batch's events may be published
+        concurrently (and a retried one may land after the others), so a job's events go in
+        separate batches. A job's later events are passed over, not a stop: a busy node queues
+        each job's events back to back, and stopping there made batches of one event."""
         batch: list[jobs_pb2.JobEvent] = []
         jobs: set[str] = set()
-        while self._queue and len(batch) < self.batch and self._queue[0].job_id not in jobs:
+        later: list[jobs_pb2.JobEvent] = []
+        # Bounded scan: one job with a long backlog must not make every batch walk all of it.
+        budget = 4 * self.batch
+        while self._queue and len(batch) < self.batch and budget > 0:
+            budget -= 1
             event = self._queue.popleft()
-            jobs.add(event.job_id)
-            batch.append(event)
+            if event.job_id in jobs:
+                later.append(event)
+            else:
+                jobs.add(event.job_id)
+                batch.append(event)
+        self._queue.extendleft(reversed(later))  # still ahead of everything not scanned
         return batch
 
     async def flush(self, timeout: float) -> bool:

@@ -72,7 +72,8 @@ async def test_past_the_limit_the_oldest_events_are_dropped_and_counted() -> Non
 
 
 async def test_a_batch_holds_at_most_one_event_per_job() -> None:
-    """A batch is published concurrently: two events of one job must never share one."""
+    """A batch is published concurrently: two events of one job must never share one. A job's
+    later event is passed over (not a stop), and each job's events still leave in order."""
     bus = FlakyBus()
     bus.down = False
     outbox = EventOutbox(bus, batch=10)
@@ -83,7 +84,26 @@ async def test_a_batch_holds_at_most_one_event_per_job() -> None:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-    assert bus.batches == [["e0", "e1"], ["e2", "e3", "e4"]]
+    assert bus.batches == [["e0", "e1", "e3"], ["e2", "e4"]]
+
+
+async def test_a_backlog_of_one_job_is_sent_in_order_with_the_others_alongside() -> None:
+    bus = FlakyBus()
+    bus.down = False
+    outbox = EventOutbox(bus, batch=3)
+    await outbox.publish([event(n, "a") for n in range(20)] + [event(20, "b"), event(21, "c")])
+    task = asyncio.create_task(outbox.run())
+    try:
+        assert await outbox.flush(10)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert [e for e in bus.accepted if e not in ("e20", "e21")] == [f"e{n}" for n in range(20)]
+    assert all(sum(e not in ("e20", "e21") for e in batch) == 1 for batch in bus.batches)
+    # The scan is bounded (4 x batch = 12 events): "b" joins once it is within 12 of the head,
+    # "c" one batch later; unbounded, both would have gone out with "a"'s first event.
+    batch_of = {e: n for n, batch in enumerate(bus.batches) for e in batch}
+    assert (batch_of["e20"], batch_of["e21"]) == (batch_of["e9"], batch_of["e10"])
 
 
 async def test_an_event_that_can_never_be_published_is_refused_at_once() -> None:
