@@ -127,9 +127,18 @@ class Scheduler:
             return Disposition.REQUEUE
         return await self._claim(job, slot)
 
-    async def on_dead_letter(self, job_id: str | None, reason: str) -> None:
-        """A request the queue gave up on: its job ends ``failed`` with the reason."""
+    async def on_dead_letter(self, job_id: str | None, reason: str,
+                             request: jobs_pb2.JobRequest | None = None) -> None:
+        """A request the queue gave up on: its job ends ``failed`` with the reason.
+
+        A request no node ever stored (unroutable: no node serves its label) is
+        stored first from ``request``, so it still ends as a failed job with its
+        event - nothing is dropped silently. Only an undecodable body with no
+        job id is left to the retained dead-letter copy (logged).
+        """
         job = await self.s.store.get_job(job_id) if job_id else None
+        if job is None and request is not None:
+            job = await self.s.store.submit(request)
         if job is None:
             log.error("dead letter of an unknown job: %s", reason, extra={"fields": {"job": job_id or "?"}})
             return

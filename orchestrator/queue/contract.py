@@ -15,8 +15,12 @@ was never settled - the node stopped, crashed or lost its connection during
 ``max_attempts`` failed attempts, and for poison (undecodable, unknown schema
 version, missing job_id/runs_on) or unroutable requests, the message is
 dead-lettered and ``on_dead_letter(job_id or None, reason)`` is called so the
-job can be marked failed with the reason. ``on_dead_letter`` too may be called
-more than once for one dead letter. Since a message may be delivered again,
+job can be marked failed with the reason. A callback that takes a ``request``
+parameter also gets the decoded ``JobRequest`` (None when the body does not
+decode): a request dead-lettered before any node stored it (unroutable: no
+node serves its label) can then still be stored and failed. Consumers call it
+through ``dead_letter_call``, so two-argument callbacks keep working.
+``on_dead_letter`` too may be called more than once for one dead letter. Since a message may be delivered again,
 ``on_job`` must be idempotent (claims are, on ``(job_id, attempt)``).
 
 At most ``free_slots`` requests are handed out and not yet settled;
@@ -25,14 +29,18 @@ At most ``free_slots`` requests are handed out and not yet settled;
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from common.queue.codec import decode_job_request
 from common.queue.disposition import Disposition
+from common.queue.errors import PoisonMessage
 from common.rpc import jobs_pb2
 
 OnJob = Callable[[jobs_pb2.JobRequest], Awaitable[Disposition]]
-OnDeadLetter = Callable[[str | None, str], Awaitable[None]]
+OnDeadLetter = Callable[[str | None, str], Awaitable[None]]  # optionally also ``request=``
+DeadLetterCall = Callable[[str | None, str, jobs_pb2.JobRequest | None], Awaitable[None]]
 
 DEFAULT_MAX_ATTEMPTS = 5
 
@@ -48,3 +56,28 @@ class JobConsumer(Protocol):
 
     async def stop(self, grace: float = 30.0) -> None:
         """Stop deliveries; let running ``on_job`` calls finish (up to ``grace`` s) or be redelivered; close."""
+
+
+def dead_letter_call(on_dead_letter: OnDeadLetter) -> DeadLetterCall:
+    """How a consumer calls ``on_dead_letter(job_id, reason, request)``: with ``request=`` when it takes one."""
+    try:
+        params = inspect.signature(on_dead_letter).parameters.values()
+    except (TypeError, ValueError):
+        params = ()  # type: ignore[assignment]
+    takes_request = any(p.name == "request" or p.kind is p.VAR_KEYWORD for p in params)
+
+    async def call(job_id: str | None, reason: str, request: jobs_pb2.JobRequest | None) -> None:
+        if takes_request:
+            await on_dead_letter(job_id, reason, request=request)  # type: ignore[call-arg]
+        else:
+            await on_dead_letter(job_id, reason)
+
+    return call
+
+
+def request_in(body: bytes) -> jobs_pb2.JobRequest | None:
+    """The request a dead letter carries, or None when its body is poison."""
+    try:
+        return decode_job_request(body)
+    except PoisonMessage:
+        return None

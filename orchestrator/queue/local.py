@@ -27,7 +27,7 @@ from common.queue.sqlite import QueueTable, SqliteQueueFile
 from common.queue.tasks import finish_or_cancel
 from common.queue.topology import validate_label
 from common.rpc import jobs_pb2
-from orchestrator.queue.contract import DEFAULT_MAX_ATTEMPTS, OnDeadLetter, OnJob
+from orchestrator.queue.contract import DEFAULT_MAX_ATTEMPTS, OnDeadLetter, OnJob, dead_letter_call, request_in
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class LocalQueue(SqliteQueueFile):
         self.every_label = every_label
         self.max_attempts = max_attempts
         self._on_job = on_job
-        self._on_dead_letter = on_dead_letter
+        self._on_dead_letter = dead_letter_call(on_dead_letter)
         self._free_slots = free_slots
         self._inflight: set[asyncio.Task[None]] = set()
 
@@ -190,7 +190,7 @@ class LocalQueue(SqliteQueueFile):
             if job_id is None:
                 job_id = job_id_in(body)
             try:
-                await self._on_dead_letter(job_id, reason)
+                await self._on_dead_letter(job_id, reason, request_in(body))
             except Exception as err:  # noqa: BLE001 - retried on the next pass; the row stays
                 log.error("local queue: on_dead_letter failed for %s: %s", job_id, err)
                 continue

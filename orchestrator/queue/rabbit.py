@@ -12,7 +12,7 @@ from common.queue.connection import BrokerLink
 from common.queue.disposition import Disposition
 from common.queue.topology import JOB_ID_HEADER, REASON_HEADER, Topology, validate_label
 from common.queue.worker import QueueWorker, WorkerStats
-from orchestrator.queue.contract import DEFAULT_MAX_ATTEMPTS, OnDeadLetter, OnJob
+from orchestrator.queue.contract import DEFAULT_MAX_ATTEMPTS, OnDeadLetter, OnJob, dead_letter_call, request_in
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class RabbitJobConsumer:
         self.labels = tuple(validate_label(label) for label in labels)
         self.topology = topology
         self._on_job = on_job
-        self._on_dead_letter = on_dead_letter
+        self._on_dead_letter = dead_letter_call(on_dead_letter)
         self._free_slots = free_slots
         self._max_attempts = max_attempts
         self._watch = watch_dead_letters
@@ -115,6 +115,6 @@ class RabbitJobConsumer:
         job_id = headers.get(JOB_ID_HEADER)
         # message_id is no help: aio-pika invents one when a producer sets none.
         await self._on_dead_letter(
-            str(job_id) if job_id else job_id_in(message.body), dead_letter_reason(headers)
+            str(job_id) if job_id else job_id_in(message.body), dead_letter_reason(headers), request_in(message.body)
         )
         return Disposition.ACK

@@ -18,7 +18,7 @@ from common.lifecycle import StartStop
 from common.queue.disposition import Disposition
 from common.queue.errors import QueueUnavailable
 from common.rpc import jobs_pb2
-from orchestrator.queue.contract import OnDeadLetter, OnJob
+from orchestrator.queue.contract import OnDeadLetter, OnJob, dead_letter_call
 from orchestrator.queue.local import LocalQueue
 
 
@@ -52,11 +52,12 @@ class SingleNodeQueue(StartStop):
             return Disposition.REQUEUE
         return await self._on_job(request)
 
-    async def _forward_dead(self, job_id: str | None, reason: str) -> None:
+    async def _forward_dead(self, job_id: str | None, reason: str,
+                            request: jobs_pb2.JobRequest | None = None) -> None:
         if self._on_dead is None:
             # The queue keeps the row and calls again once the node's intake is started.
             raise QueueUnavailable("the node is not consuming yet")
-        await self._on_dead(job_id, reason)
+        await dead_letter_call(self._on_dead)(job_id, reason, request)
 
     def intake(self, labels: Sequence[str], on_job: OnJob, on_dead: OnDeadLetter, free_slots: int) -> _Intake:
         """``NodeParts.consumer_factory``: the node's view of this queue as its consumer."""
