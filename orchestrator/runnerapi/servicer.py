@@ -36,7 +36,7 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer):
         if scheme.lower() != "bearer" or not token.strip():
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing 'authorization: Bearer <token>'")
         try:
-            return self.gateway.issuer.verify(token.strip())
+            return self.gateway.verify(token.strip())
         except TokenExpired:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "the job token has expired")
         except TokenError:
