@@ -63,6 +63,7 @@ class BhyveDriver:
         self.runner_command = runner_command
         self._consoles: dict[str, asyncio.Task[None]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._active: set[str] = set()  # VMs this process provisioned and has not destroyed
 
     # -- naming ------------------------------------------------------------
     def serves(self, label: str) -> bool:
@@ -95,6 +96,11 @@ class BhyveDriver:
         image = self.config.images.get(spec.label)
         if image is None:
             raise ProvisionError(f"no bhyve image serves runs_on label {spec.label!r}")
+        if vm in self._active:
+            # Another live job got the same name (8 hex digits of a hash): its
+            # VM is no leftover, so refuse rather than tear it down below.
+            raise ProvisionError(f"VM name {vm} is in use by a live job on this host")
+        self._active.add(vm)
         for retry in (False, True):
             try:
                 await self._prepare(vm, spec, image)
@@ -205,6 +211,7 @@ class BhyveDriver:
         await self._tolerate(GONE_DATASET, c.zfs, "destroy", self._disk(vm))
         await asyncio.to_thread(shutil.rmtree, self._state(vm), True)
         self._locks.pop(vm, None)
+        self._active.discard(vm)
 
     async def _remove_zone(self, vm: str) -> None:
         """illumos.md §7: act on the zone's state until it is gone."""

@@ -265,6 +265,26 @@ async def test_provisioning_the_same_vm_again_removes_its_leftovers_first(
     await driver.aclose()
 
 
+async def test_a_name_live_in_this_process_is_refused_not_torn_down(
+    fake_host: FakeHost, bhyve_cfg: BhyveConfig, gateway: Gateway
+):
+    """Two live jobs whose ids hash alike: the second is refused, the first keeps its VM."""
+    driver = BhyveDriver(bhyve_cfg)
+    spec = gateway.spec()
+    await driver.prepare(spec)
+    await driver.boot(spec)
+    fake_host.clear_calls()
+    with pytest.raises(ProvisionError, match="in use by a live job"):
+        await driver.prepare(spec)
+    assert fake_host.calls() == []
+    assert zone_state(fake_host, spec.name) == "running"
+    await driver.destroy(spec.name)
+    await driver.prepare(spec)  # once destroyed, the name is free again
+    await driver.destroy(spec.name)
+    assert fake_host.owned() == NOTHING
+    await driver.aclose()
+
+
 async def test_reconcile_destroys_orphans_but_not_live_or_foreign(
     fake_host: FakeHost, bhyve_cfg: BhyveConfig, gateway: Gateway, tmp_path: Path
 ):
