@@ -175,7 +175,8 @@ async def test_capacity_change_during_an_outage_applies_on_reconnection(rabbit: 
     proxy.refusing = False
     await async_wait_until(lambda: sorted(recorder.acked) == ["j1", "j2"], timeout=60, what="jobs after reconnection")
     assert node.connected
-    assert node.stats.acked == 2
+    # The handler returns before the worker acks and counts: wait for the acks themselves.
+    await async_wait_until(lambda: node.stats.acked == 2, timeout=30, what="both acks sent")
 
 
 async def test_events_wait_for_a_subscriber_declared_by_the_publisher(rabbit: RabbitHarness) -> None:
