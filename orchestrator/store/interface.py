@@ -163,6 +163,24 @@ class Store(abc.ABC):
     async def live_vm_names(self, host: str) -> set[str]:
         """VM names of the host's attempts that are provisioning or running (reconciliation keeps these)."""
 
+    # -- event outbox (durable, at-least-once) ------------------------------
+    @abc.abstractmethod
+    async def outbox_add(self, host: str, events: Sequence[jobs_pb2.JobEvent]) -> list[int]:
+        """Store ``events`` (in order) for ``host`` to publish; returns their seqs (increasing)."""
+
+    @abc.abstractmethod
+    async def outbox_rows(self, host: str) -> list[tuple[int, jobs_pb2.JobEvent]]:
+        """Every unpublished ``(seq, event)`` of ``host``, oldest first."""
+
+    @abc.abstractmethod
+    async def outbox_delete(self, seqs: Sequence[int]) -> None:
+        """Forget events the broker confirmed; unknown seqs are ignored."""
+
+    @abc.abstractmethod
+    async def outbox_adopt(self, host: str, stale_after_seconds: float) -> list[tuple[int, jobs_pb2.JobEvent]]:
+        """Give ``host`` the rows of hosts whose heartbeat is older than ``stale_after_seconds``
+        (or that never registered); concurrent adopters get disjoint rows. Oldest first."""
+
     # -- counters ---------------------------------------------------------
     @abc.abstractmethod
     async def ignored_transitions(self) -> int:

@@ -29,6 +29,7 @@ from orchestrator.store.errors import (
     AttemptNotFound, ConstraintViolation, HostNotFound, JobNotFound, RetryNotAllowed, StoreError,
 )
 from orchestrator.store.interface import Store
+from orchestrator.store.outbox import OutboxSql
 from orchestrator.store.records import AttemptRecord, HostRecord, JobFilter, JobRecord, Row, StepRecord
 from orchestrator.store.states import (
     ACTIVE, TERMINAL, IgnoreReason, JobState, StepState, ignore_reason, sources_of, sql_list,
@@ -63,7 +64,7 @@ class _Phase(enum.Enum):
     CLOSED = "closed"
 
 
-class SqlStore(Store):
+class SqlStore(OutboxSql, Store):
     """A ``Store`` over a ``Backend``; ``host_stale_after`` (s) is the default for ``HostRecord.alive``."""
 
     def __init__(self, backend: Backend, host_stale_after: float = 30.0) -> None:

@@ -1,0 +1,53 @@
+"""The durable event outbox, on both back-ends: order, delete, and adoption of a dead host's rows."""
+
+from __future__ import annotations
+
+import asyncio
+
+from common.rpc import jobs_pb2
+from orchestrator.store import Store
+from orchestrator.store.sqlstore import SqlStore
+from tests.store.conftest import OpenStores
+
+
+def event(n: int, job_id: str = "j1") -> jobs_pb2.JobEvent:
+    return jobs_pb2.JobEvent(event_id=f"e{n}", job_id=job_id, reason=f"r{n}")
+
+
+def ids(rows: list[tuple[int, jobs_pb2.JobEvent]]) -> list[str]:
+    return [e.event_id for _, e in rows]
+
+
+async def test_rows_come_back_in_order_until_deleted(store: Store) -> None:
+    first = await store.outbox_add("host-a", [event(1)])
+    more = await store.outbox_add("host-a", [event(2), event(3, "j2"), event(4)])
+    await store.outbox_add("host-b", [event(9)])
+    seqs = first + more
+    assert seqs == sorted(seqs) and len(set(seqs)) == 4
+    rows = await store.outbox_rows("host-a")
+    assert ids(rows) == ["e1", "e2", "e3", "e4"] and [s for s, _ in rows] == seqs
+    assert rows[2][1] == event(3, "j2")  # the whole event survives
+    await store.outbox_delete([seqs[0], seqs[2], 10**9])
+    assert ids(await store.outbox_rows("host-a")) == ["e2", "e4"]
+    assert ids(await store.outbox_rows("host-b")) == ["e9"]
+
+
+async def test_a_lapsed_hosts_rows_are_adopted_once(store: Store, open_stores: OpenStores) -> None:
+    await store.register_host("dead", ["l"], 1)
+    await store.register_host("live-1", ["l"], 1)
+    await store.register_host("live-2", ["l"], 1)
+    await store.outbox_add("dead", [event(1), event(2)])
+    await store.outbox_add("never-registered", [event(3, "j3")])
+    await store.outbox_add("live-2", [event(4, "j4")])
+    # Nothing has lapsed with a generous limit: only the unregistered host's row moves.
+    assert ids(await store.outbox_adopt("live-1", 3600)) == ["e3"]
+    assert isinstance(store, SqlStore)
+    await store.backend.run("UPDATE hosts SET last_heartbeat = last_heartbeat - 600 WHERE name = 'dead'")
+    others = await open_stores(2)
+    # "dead" has been silent for 10 minutes; the live hosts just registered. Two adopters race.
+    got = await asyncio.gather(others[0].outbox_adopt("live-1", 60), others[1].outbox_adopt("live-2", 60))
+    assert sorted(ids(got[0]) + ids(got[1])) == ["e1", "e2"]
+    assert all(ids(rows) in ([], ["e1", "e2"]) for rows in got)  # one UPDATE: all or nothing each
+    assert await store.outbox_rows("dead") == []
+    assert sorted(ids(await store.outbox_rows("live-1")) + ids(await store.outbox_rows("live-2"))) == [
+        "e1", "e2", "e3", "e4"]
