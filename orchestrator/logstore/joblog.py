@@ -354,6 +354,24 @@ class JobLog:
         return lines
 
 
+def create_closed_empty(path: Path, index_path: Path) -> bool:
+    """Write a new log that holds no line and is closed, as ``open`` + ``close`` would leave it,
+    in one go (one write, two syncs instead of three). False (nothing written) if the log exists."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+    except FileExistsError:
+        return False
+    try:
+        os.write(fd, frames.MAGIC + frames.encode(1, 0, b"", end=True))
+        index_path.write_bytes(frames.INDEX_ENTRY.pack(1, len(frames.MAGIC)))
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+    _fsync_dir(path.parent)
+    return True
+
+
 def _pread_path(path: Path, size: int, offset: int) -> bytes:
     fd = os.open(path, os.O_RDONLY)
     try:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from common.logbatch import job_masker
 from orchestrator.logstore.errors import LogNotFound, LogStoreError
-from orchestrator.logstore.joblog import JobLog
+from orchestrator.logstore.joblog import JobLog, create_closed_empty
 
 # Writer threads shared by the logs of one store (a host runs a few dozen jobs at once).
 WRITER_THREADS = 4
@@ -77,6 +77,22 @@ class LogStore:
             else:
                 self._logs[key] = log
             return log
+
+    async def create_closed(self, job_id: str, attempt: int) -> bool:
+        """Store the log of an attempt that logged nothing, closed, without opening it first
+        (most of the cost of a job that logs nothing). False when the log already exists
+        (a runner started it, or an earlier run of this attempt did): ``open`` and close it then."""
+        if self._closed:
+            raise LogStoreError("the log store is shut down")
+        path = self.path(job_id, attempt)
+        async with self._lock:
+            if (job_id, attempt) in self._logs:
+                return False
+            try:
+                return await asyncio.get_running_loop().run_in_executor(
+                    self._writers, create_closed_empty, path, path.with_suffix(".idx"))
+            except OSError as err:
+                raise LogStoreError(f"cannot write the log {path}: {err.strerror}") from err
 
     def _forget(self, log: JobLog) -> None:
         for key, known in list(self._logs.items()):

@@ -105,6 +105,17 @@ class RunnerSession:
                 )
             return self._log
 
+    async def _close_log(self) -> list[str]:
+        """Close the attempt's log; its last lines."""
+        async with self._log_lock:
+            if self._log is None:
+                assert self._logstore is not None
+                if await self._logstore.create_closed(self.job.job_id, self.job.attempt):
+                    return []  # nothing was logged: stored closed and empty in one go
+        joblog = await self.log()
+        await joblog.close()
+        return joblog.tail()
+
     async def record_step(self, result: jobs_pb2.StepResult) -> None:
         self.steps[result.index] = result
         if self.on_step is not None:
@@ -118,8 +129,7 @@ class RunnerSession:
         """Close the log and settle the outcome; later calls return the first outcome."""
         if self._outcome.done():
             return self._outcome.result()
-        joblog = await self.log()
-        await joblog.close()
+        tail = await self._close_log()
         if self._outcome.done():  # settled while the log was closing
             return self._outcome.result()
         if steps:
@@ -129,7 +139,7 @@ class RunnerSession:
             state=state,
             steps=[self.steps[i] for i in sorted(self.steps)],
             reason=reason,
-            log_tail=joblog.tail(),
+            log_tail=tail,
         )
         self._outcome.set_result(outcome)
         return outcome
