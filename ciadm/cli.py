@@ -5,7 +5,8 @@ Every command talks to one orchestrator (``--orchestrator`` or
 by default and JSON with ``--json``, and turns every failure - nothing
 listening, an unknown job, a refused request - into one ``ERROR:`` line.
 Exit status: 0 success, 1 error, 2 usage error, 3 orchestrator unreachable;
-``logs --follow`` exits 0 only when the job succeeded.
+``logs --follow`` exits 0 only when the job succeeded (1 otherwise, also for
+a job cancelled before it ran, which has no log: its final state is the answer).
 """
 
 from __future__ import annotations
@@ -95,8 +96,9 @@ Examples:
   ciadm --orchestrator 10.0.0.5:50051 hosts --json
 
 \b
-Exit status: 0 success, 1 error (unknown job, refused request), 2 usage
-error, 3 orchestrator unreachable. The address defaults to
+Exit status: 0 success, 1 error (unknown job, refused request; for logs
+--follow, a job that ended without succeeding), 2 usage error, 3
+orchestrator unreachable. The address defaults to
 ${ENV_ORCHESTRATOR} or {DEFAULT_ORCHESTRATOR}.
 """
 )
@@ -213,7 +215,9 @@ Examples:
   ciadm logs --json job-0f3c... | jq -r .text
 
 \b
-Lines Solstice adds (checkout, step banners) start with "## ".
+Lines Solstice adds (checkout, step banners) start with "## ". --follow
+ends with the job's final state on stderr ("job <id> <state>: <reason>"),
+also for a job cancelled before it ever ran; exit 0 only if it succeeded.
 """,
     click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the job ends."),
     click.option("--from", "from_sequence", type=click.IntRange(1), default=1, help="First line number to print."),
