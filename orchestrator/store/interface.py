@@ -75,6 +75,12 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
+    async def transition_announced(self, job_id: str, attempt: int, to_state: JobState, reason: str,
+                                   host: str, events: Sequence[jobs_pb2.JobEvent]) -> bool:
+        """``transition``, and when it applies, ``outbox_add(host, events)`` in the SAME transaction:
+        a process killed right after the state change cannot lose the events that report it."""
+
+    @abc.abstractmethod
     async def cancel(self, job_id: str, reason: str = "cancelled") -> JobRecord:
         """Cancel the job's current attempt unless it already finished; returns the job. ``JobNotFound``."""
 
@@ -165,16 +171,16 @@ class Store(abc.ABC):
 
     # -- event outbox (durable, at-least-once) ------------------------------
     @abc.abstractmethod
-    async def outbox_add(self, host: str, events: Sequence[jobs_pb2.JobEvent]) -> list[int]:
-        """Store ``events`` (in order) for ``host`` to publish; returns their seqs (increasing)."""
+    async def outbox_add(self, host: str, events: Sequence[jobs_pb2.JobEvent]) -> None:
+        """Store ``events`` (in order, one statement) for ``host`` to publish."""
 
     @abc.abstractmethod
     async def outbox_rows(self, host: str) -> list[tuple[int, jobs_pb2.JobEvent]]:
         """Every unpublished ``(seq, event)`` of ``host``, oldest first."""
 
     @abc.abstractmethod
-    async def outbox_delete(self, seqs: Sequence[int]) -> None:
-        """Forget events the broker confirmed; unknown seqs are ignored."""
+    async def outbox_delete(self, event_ids: Sequence[str]) -> None:
+        """Forget events the broker confirmed; unknown ids are ignored."""
 
     @abc.abstractmethod
     async def outbox_adopt(self, host: str, stale_after_seconds: float) -> list[tuple[int, jobs_pb2.JobEvent]]:

@@ -19,7 +19,15 @@ from orchestrator.store.records import Row
 
 OutboxRow = tuple[int, jobs_pb2.JobEvent]  # (seq, event)
 
-_INSERT = "INSERT INTO event_outbox (host, job_id, event, created_at) VALUES ($1, $2, $3, {now}) RETURNING seq"
+def outbox_insert(host: str, events: Sequence[jobs_pb2.JobEvent]) -> tuple[object, ...]:
+    """``(sql, *args)``: ONE statement storing ``events`` in order (atomic on its own)."""
+    values, args = [], []
+    for n in range(len(events)):
+        values.append(f"($1, ${3 * n + 2}, ${3 * n + 3}, ${3 * n + 4}, {{now}})")
+    for event in events:
+        args += [event.job_id, event.event_id, event.SerializeToString()]
+    sql = "INSERT INTO event_outbox (host, job_id, event_id, event, created_at) VALUES " + ", ".join(values)
+    return (sql, host, *args)
 
 
 def _rows(rows: Sequence[Row]) -> list[OutboxRow]:
@@ -38,30 +46,22 @@ class OutboxSql:
 
     def _tx(self, write: bool = True) -> AbstractAsyncContextManager[Tx]: ...  # provided by SqlStore
 
-    async def outbox_add(self, host: str, events: Sequence[jobs_pb2.JobEvent]) -> list[int]:
-        """Store ``events`` (in order) for ``host`` to publish; returns their seqs."""
-        if len(events) == 1:  # the common case: one statement, no BEGIN/COMMIT round trips
-            [event] = events
-            rows = await self._run(_INSERT, host, event.job_id, event.SerializeToString())
-            return [int(rows[0]["seq"])]
-        seqs = []
-        async with self._tx() as tx:
-            for event in events:
-                row = await tx.fetchrow(_INSERT, host, event.job_id, event.SerializeToString())
-                assert row is not None
-                seqs.append(int(row["seq"]))
-        return seqs
+    async def outbox_add(self, host: str, events: Sequence[jobs_pb2.JobEvent]) -> None:
+        """Store ``events`` (in order) for ``host`` to publish."""
+        if events:
+            sql, *args = outbox_insert(host, events)
+            await self._run(str(sql), *args)
 
     async def outbox_rows(self, host: str) -> list[OutboxRow]:
         """Every unpublished event of ``host``, oldest first."""
         return _rows(await self._run("SELECT seq, event FROM event_outbox WHERE host = $1 ORDER BY seq", host))
 
-    async def outbox_delete(self, seqs: Sequence[int]) -> None:
-        """Forget published events (unknown seqs are ignored)."""
-        if not seqs:
+    async def outbox_delete(self, event_ids: Sequence[str]) -> None:
+        """Forget published events (unknown ids are ignored)."""
+        if not event_ids:
             return
-        marks = ", ".join(f"${n}" for n in range(1, len(seqs) + 1))
-        await self._run(f"DELETE FROM event_outbox WHERE seq IN ({marks})", *[int(seq) for seq in seqs])
+        marks = ", ".join(f"${n}" for n in range(1, len(event_ids) + 1))
+        await self._run(f"DELETE FROM event_outbox WHERE event_id IN ({marks})", *event_ids)
 
     async def outbox_adopt(self, host: str, stale_after_seconds: float) -> list[OutboxRow]:
         """Move to ``host`` the rows of hosts whose heartbeat lapsed (or that never registered).

@@ -17,6 +17,7 @@ refused write only label the refusal.
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -29,7 +30,7 @@ from orchestrator.store.errors import (
     AttemptNotFound, ConstraintViolation, HostNotFound, JobNotFound, RetryNotAllowed, StoreError,
 )
 from orchestrator.store.interface import Store
-from orchestrator.store.outbox import OutboxSql
+from orchestrator.store.outbox import OutboxSql, outbox_insert
 from orchestrator.store.records import AttemptRecord, HostRecord, JobFilter, JobRecord, Row, StepRecord
 from orchestrator.store.states import (
     ACTIVE, TERMINAL, IgnoreReason, JobState, StepState, ignore_reason, sources_of, sql_list,
@@ -53,9 +54,37 @@ _NEW_ATTEMPT = (
     "INSERT INTO attempts (job_id, attempt, host, state, reason, vm_name, queued_at, updated_at)"
     f" VALUES ($1, $2, '', {_QUEUED}, $3, '', {{now}}, {{now}})"
 )
+# submit in one statement where the database allows INSERT in WITH: the job, its first attempt,
+# and the joined row - inserted now, or the existing one (1 round trip instead of 5 with
+# BEGIN/COMMIT). A first submit racing another one of the same job gets no row: the winner's
+# rows are not in this statement's snapshot, and the caller reads them with a new statement.
+_SUBMIT_ONE_STATEMENT = (
+    "WITH new_job AS ("
+    "INSERT INTO jobs (job_id, run_id, key, name, runs_on, repo, ref, sha, attempt, created_at, request)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, {now}, $9) ON CONFLICT (job_id) DO NOTHING"
+    " RETURNING job_id, run_id, key, name, runs_on, repo, ref, sha, attempt, created_at, request"
+    "), new_attempt AS ("
+    "INSERT INTO attempts (job_id, attempt, host, state, reason, vm_name, queued_at, updated_at)"
+    f" SELECT job_id, 1, '', {_QUEUED}, '', '', {{now}}, {{now}} FROM new_job"
+    " RETURNING job_id, state, host, reason, updated_at"
+    ") SELECT j.job_id, j.run_id, j.key, j.name, j.runs_on, j.repo, j.ref, j.sha, j.attempt, j.created_at,"
+    " j.request, a.state, a.host, a.reason, a.updated_at FROM new_job j JOIN new_attempt a ON a.job_id = j.job_id"
+    f" UNION ALL {_JOBS} WHERE j.job_id = $1 AND NOT EXISTS (SELECT 1 FROM new_job)"
+)
 # JobFilter field -> column of the joined query.
 _FILTER_COLUMNS = {"repo": "j.repo", "ref": "j.ref", "run_id": "j.run_id", "runs_on": "j.runs_on",
                    "state": "a.state", "host": "a.host"}
+
+
+@functools.cache
+def _move_sql(to_state: JobState) -> str | None:
+    """The conditional UPDATE ($1 job, $2 attempt, $3 state, $4 reason) moving to ``to_state``; None if nothing can."""
+    sources = sources_of(to_state)
+    if not sources:
+        return None
+    finished = ", finished_at = {now}" if to_state.terminal else ""
+    return (f"UPDATE attempts SET state = $3, reason = $4, updated_at = {{now}}{finished}"
+            f" WHERE job_id = $1 AND attempt = $2 AND state IN {sql_list(sources)} RETURNING attempt")
 
 
 class _Phase(enum.Enum):
@@ -115,6 +144,15 @@ class SqlStore(OutboxSql, Store):
         if not request.job_id:
             raise ValueError("a job request needs a job_id to be stored")
         checkout = request.checkout
+        if self.backend.writable_cte:
+            rows = await self._run(
+                _SUBMIT_ONE_STATEMENT,
+                request.job_id, request.run_id, request.key, request.name or request.key, request.runs_on,
+                checkout.repo, checkout.ref, checkout.sha, request.SerializeToString(),
+            )
+            record = JobRecord.from_row(rows[0]) if rows else await self._job(request.job_id)
+            assert record is not None  # inserted now or before, and jobs are never deleted
+            return record
         async with self._tx() as tx:
             inserted = await tx.fetch(
                 "INSERT INTO jobs (job_id, run_id, key, name, runs_on, repo, ref, sha, attempt, created_at, request)"
@@ -150,16 +188,27 @@ class SqlStore(OutboxSql, Store):
 
     async def transition(self, job_id: str, attempt: int, to_state: JobState, reason: str = "") -> bool:
         to_state = JobState(to_state)
-        sources = sources_of(to_state)
-        if sources:
-            finished = ", finished_at = {now}" if to_state.terminal else ""
-            moved = await self._run(
-                f"UPDATE attempts SET state = $3, reason = $4, updated_at = {{now}}{finished}"
-                f" WHERE job_id = $1 AND attempt = $2 AND state IN {sql_list(sources)} RETURNING attempt",
-                job_id, attempt, int(to_state), reason,
-            )
+        sql = _move_sql(to_state)
+        if sql is not None and await self._run(sql, job_id, attempt, int(to_state), reason):
+            return True
+        await self._count_ignored(job_id, attempt, to_state)
+        return False
+
+    async def transition_announced(self, job_id: str, attempt: int, to_state: JobState, reason: str,
+                                   host: str, events: Sequence[jobs_pb2.JobEvent]) -> bool:
+        to_state = JobState(to_state)
+        sql = _move_sql(to_state)
+        if sql is not None:
+            async with self._tx() as tx:
+                moved = await tx.fetch(sql, job_id, attempt, int(to_state), reason)
+                if moved:
+                    await tx.execute(*outbox_insert(host, events))
             if moved:
                 return True
+        await self._count_ignored(job_id, attempt, to_state)
+        return False
+
+    async def _count_ignored(self, job_id: str, attempt: int, to_state: JobState) -> None:
         async with self._tx() as tx:
             row = await tx.fetchrow(f"{_JOBS} WHERE j.job_id = $1", job_id)
             why = ignore_reason(
@@ -173,7 +222,6 @@ class SqlStore(OutboxSql, Store):
                 why.value,
             )
         log.info("ignored %s transition of job %s attempt %d to %s", why.value, job_id, attempt, to_state.name.lower())
-        return False
 
     async def cancel(self, job_id: str, reason: str = "cancelled") -> JobRecord:
         # Only the current attempt can be unfinished, so no attempt number is needed.

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 from common.rpc import jobs_pb2
-from orchestrator.store import Store
+from orchestrator.store import JobState, Store
 from orchestrator.store.sqlstore import SqlStore
-from tests.store.conftest import OpenStores
+from tests.store.conftest import OpenStores, drive
 
 
 def event(n: int, job_id: str = "j1") -> jobs_pb2.JobEvent:
@@ -19,17 +19,28 @@ def ids(rows: list[tuple[int, jobs_pb2.JobEvent]]) -> list[str]:
 
 
 async def test_rows_come_back_in_order_until_deleted(store: Store) -> None:
-    first = await store.outbox_add("host-a", [event(1)])
-    more = await store.outbox_add("host-a", [event(2), event(3, "j2"), event(4)])
+    await store.outbox_add("host-a", [event(1)])
+    await store.outbox_add("host-a", [event(2), event(3, "j2"), event(4)])
     await store.outbox_add("host-b", [event(9)])
-    seqs = first + more
-    assert seqs == sorted(seqs) and len(set(seqs)) == 4
     rows = await store.outbox_rows("host-a")
-    assert ids(rows) == ["e1", "e2", "e3", "e4"] and [s for s, _ in rows] == seqs
+    assert ids(rows) == ["e1", "e2", "e3", "e4"]
+    assert [seq for seq, _ in rows] == sorted(seq for seq, _ in rows)
     assert rows[2][1] == event(3, "j2")  # the whole event survives
-    await store.outbox_delete([seqs[0], seqs[2], 10**9])
+    await store.outbox_delete(["e1", "e3", "unknown"])
     assert ids(await store.outbox_rows("host-a")) == ["e2", "e4"]
     assert ids(await store.outbox_rows("host-b")) == ["e9"]
+
+
+async def test_a_final_transition_and_its_events_are_stored_together(store: Store) -> None:
+    await drive(store, "j1", JobState.RUNNING)
+    assert await store.transition_announced("j1", 1, JobState.SUCCEEDED, "", "host-a", [event(1), event(2)])
+    assert ids(await store.outbox_rows("host-a")) == ["e1", "e2"]
+    # Not applied (already finished): no events stored, the refusal is counted like transition's.
+    assert not await store.transition_announced("j1", 1, JobState.FAILED, "late", "host-a", [event(3)])
+    assert ids(await store.outbox_rows("host-a")) == ["e1", "e2"]
+    assert await store.ignored_transitions() == 1
+    job = await store.get_job("j1")
+    assert job is not None and job.state is JobState.SUCCEEDED
 
 
 async def test_a_lapsed_hosts_rows_are_adopted_once(store: Store, open_stores: OpenStores) -> None:
