@@ -47,6 +47,8 @@ class Backend(abc.ABC):
     skip_locked_sql: str
     #: which migrations/<dialect>/ set applies.
     dialect: str
+    #: INSERT ... RETURNING inside WITH (PostgreSQL): lets a multi-row write be one statement.
+    writable_cte: bool = False
 
     @property
     @abc.abstractmethod

@@ -79,6 +79,7 @@ class PostgresBackend(Backend):
 
     now_sql = _NOW
     skip_locked_sql = _SKIP_LOCKED
+    writable_cte = True
     dialect = "postgres"
 
     def __init__(self, dsn: str, pool_size: int = 10, connect_timeout: float = 10.0) -> None:
