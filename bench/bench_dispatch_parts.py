@@ -7,15 +7,17 @@ this splits it. Each part runs ``--n`` times with ``--concurrency`` of them in
 flight, in this process; the CPU is this process's user+system time (so a
 loaded machine changes the wall figure, much less the CPU one):
 
-* job log: ``LogStore.open`` + ``close`` of one attempt's log (fsyncs included);
+* job log: ``LogStore.open`` + ``close`` of one attempt's log (fsyncs included),
+  and ``LogStore.create_closed``, what an attempt that logged nothing costs;
 * events: the 5 confirmed JobEvent publishes of one job (provisioning, running,
   two step events, terminal) on a scratch RabbitMQ vhost;
 * runner RPCs: 4 unary RunnerService calls over real gRPC on loopback,
   client and server both here (the instant driver's fake runner does the
   same inside the node);
 * store: one job's writes as the node makes them on a scratch PostgreSQL
-  database (submit, claim, running, 2 step reports, the finalize step
-  re-record, terminal: 8 calls, 11 round trips with submit's transaction);
+  database (submit, claim, running, 2 step reports, terminal: 6 calls, 6
+  round trips: submit is one statement on PostgreSQL, and finalize no longer
+  re-records the steps the runner reported);
 * runner token: issuing one and verifying it 4 times.
 
 Prints ms of CPU per job for each part and their sum, to set against the
@@ -103,7 +105,12 @@ async def job_log(n: int, concurrency: int) -> float:
                 log = await store.open(f"job-{i + 1}", 1)
                 await log.close()
 
-            return await measure("job log (open + close)", one, n, concurrency)
+            await measure("job log (open + close)", one, n, concurrency)
+
+            async def empty(i: int) -> None:
+                await store.create_closed(f"empty-{i + 1}", 1)
+
+            return await measure("job log that logged nothing", empty, n, concurrency)
 
 
 async def events(amqp: str, n: int, concurrency: int) -> float:
@@ -126,11 +133,11 @@ async def store_writes(pg: str, n: int, concurrency: int) -> float:
             await store.transition(job_id, 1, JobState.RUNNING)
             running = jobs_pb2.StepResult(index=0, name="s", state=jobs_pb2.STEP_STATE_RUNNING)
             done = jobs_pb2.StepResult(index=0, name="s", state=jobs_pb2.STEP_STATE_SUCCEEDED)
-            for step in (running, done, done):
+            for step in (running, done):
                 await store.record_step(job_id, 1, step)
             await store.transition(job_id, 1, JobState.SUCCEEDED)
 
-        return await measure("store (8 calls, 11 round trips, PG)", one, n, concurrency)
+        return await measure("store (6 calls, 6 round trips, PG)", one, n, concurrency)
 
 
 async def tokens(n: int, concurrency: int) -> float:
