@@ -198,7 +198,24 @@ class SqlStore(OutboxSql, Store):
                                    host: str, events: Sequence[jobs_pb2.JobEvent]) -> bool:
         to_state = JobState(to_state)
         sql = _move_sql(to_state)
-        if sql is not None:
+        if sql is not None and self.backend.writable_cte:
+            # One statement (1 round trip instead of BEGIN, UPDATE, INSERT, COMMIT); the events
+            # are stored only if the move returned a row, in the order given (seq order).
+            values = ", ".join(f"(${3 * n + 6}::text, ${3 * n + 7}::text, ${3 * n + 8}::bytea, {n})"
+                               for n in range(len(events)))
+            args: list[object] = [host]
+            for event in events:
+                args += [event.job_id, event.event_id, event.SerializeToString()]
+            stored = (
+                ", stored AS (INSERT INTO event_outbox (host, job_id, event_id, event, created_at)"
+                f" SELECT $5, v.job_id, v.event_id, v.event, {{now}} FROM (VALUES {values})"
+                " AS v(job_id, event_id, event, pos) WHERE EXISTS (SELECT 1 FROM moved) ORDER BY v.pos RETURNING 1)"
+            ) if events else ""
+            rows = await self._run(f"WITH moved AS ({sql}){stored} SELECT count(*) AS n FROM moved",
+                                   job_id, attempt, int(to_state), reason, *(args if events else []))
+            if rows[0]["n"]:
+                return True
+        elif sql is not None:
             async with self._tx() as tx:
                 moved = await tx.fetch(sql, job_id, attempt, int(to_state), reason)
                 if moved:

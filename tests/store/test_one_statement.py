@@ -1,12 +1,14 @@
-"""PostgreSQL submits in one statement (a writable CTE). A first submit that races another one of
-the same job cannot see the winner's rows in its snapshot; it must still return the stored job."""
+"""PostgreSQL writes a submit, and a state change with its events, in one statement each (writable
+CTEs). A first submit that races another one of the same job cannot see the winner's rows in its
+snapshot; it must still return the stored job. The contract tests cover the rest on both back-ends."""
 
 from __future__ import annotations
 
 import asyncio
 
+from common.rpc import jobs_pb2
 from orchestrator.store import JobState, store_for_url
-from tests.store.conftest import job
+from tests.store.conftest import drive, job
 from tests.waiting import async_wait_until
 
 
@@ -54,5 +56,23 @@ async def test_a_first_submit_and_a_resubmit_return_the_same_job(pg_database: st
         assert first == again
         assert (first.name, first.state, first.host, first.attempt) == ("Build it", JobState.QUEUED, "", 1)
         assert first.request == job("j2", name="Build it")
+    finally:
+        await store.close()
+
+
+async def test_a_state_change_stores_its_events_in_order_only_when_applied(pg_database: str) -> None:
+    store = store_for_url(pg_database, pool_size=2)
+    await store.open()
+    try:
+        await drive(store, "j3", JobState.PROVISIONING)
+        events = [jobs_pb2.JobEvent(event_id=f"e{n}", job_id="j3", reason=f"#{n}") for n in range(7)]
+        assert await store.transition_announced("j3", 1, JobState.RUNNING, "", "host-a", events)
+        rows = await store.outbox_rows("host-a")
+        assert [event for _, event in rows] == events  # whole events, in the order given
+        assert not await store.transition_announced("j3", 1, JobState.QUEUED, "", "host-a", events[:1])
+        assert len(await store.outbox_rows("host-a")) == 7 and await store.ignored_transitions() == 1
+        assert await store.transition_announced("j3", 1, JobState.SUCCEEDED, "done", "host-a", [])
+        record = await store.get_job("j3")
+        assert record is not None and (record.state, record.reason) == (JobState.SUCCEEDED, "done")
     finally:
         await store.close()
