@@ -7,8 +7,13 @@ publish is logged, never a reason to undo the state change.
 
 Attempts announce through an ``EventOutbox``: events leave in order from one
 task the node owns, so a broker outage never stalls a job (a runner's
-ReportStep, a finalize) - they wait in memory and go out once the broker is
-back. The store stays the truth for events lost with a crashed process.
+ReportStep, a finalize) - they wait and go out once the broker is back.
+With a store (``durable``) each event is also written to the store's
+outbox before ``publish`` returns and deleted once the broker confirmed it:
+a node that crashes loses none. Its restart publishes what it left
+(``recover``), and live nodes take over the rows of a host whose heartbeat
+lapsed (``adopt``). Delivery is at least once; consumers dedupe on
+``event_id``.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from common.queue.codec import encode_job_event
 from common.queue.errors import QueueError
 from common.queue.events import EventPublisher
 from common.rpc import jobs_pb2
-from orchestrator.store import JobRecord, JobState
+from orchestrator.store import JobRecord, JobState, Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +89,11 @@ class EventOutbox:
     """
 
     def __init__(self, inner: EventPublisher, limit: int = 100_000, batch: int = 256,
-                 retry_delay: float = 1.0) -> None:
+                 retry_delay: float = 1.0, durable: tuple[Store, str] | None = None) -> None:
         self.inner = inner
+        # (store, host): the store's outbox backs the queue; ids of the queued events it holds
+        self.durable = durable
+        self._stored: set[str] = set()
         self.limit = limit
         self.batch = batch
         self.retry_delay = retry_delay
@@ -106,11 +114,29 @@ class EventOutbox:
             return
         for event in events:
             encode_job_event(event)  # a poison event must not block the ones behind it forever
+        if self.durable is not None:
+            store, host = self.durable
+            try:
+                await store.outbox_add(host, events)
+            except StoreError as err:
+                # Still sent from memory: a store outage must not stall the job either.
+                log.error("could not store job events in the outbox (kept in memory only): %s", err)
+            else:
+                self._stored.update(event.event_id for event in events)
+        self._enqueue(events)
+
+    def publish_stored(self, events: Sequence[jobs_pb2.JobEvent]) -> None:
+        """Queue ``events`` the store's outbox already holds (``Store.transition_announced``)."""
+        if events:
+            self._stored.update(event.event_id for event in events)
+            self._enqueue(events)
+
+    def _enqueue(self, events: Sequence[jobs_pb2.JobEvent]) -> None:
         self._queue.extend(events)
         excess = len(self._queue) - self.limit
         if excess > 0:
             for _ in range(excess):
-                self._queue.popleft()
+                self._stored.discard(self._queue.popleft().event_id)  # its row waits for a restart
             self.dropped += excess
             log.error("event outbox full: dropped the %d oldest events", excess)
         self._idle.clear()
@@ -133,7 +159,41 @@ class EventOutbox:
                 except BaseException:
                     self._queue.extendleft(reversed(batch))  # cancelled mid-send: flush() may not have them
                     raise
+                else:
+                    await self._forget(batch)
             self._idle.set()
+
+    async def _forget(self, batch: Sequence[jobs_pb2.JobEvent]) -> None:
+        """Delete the outbox rows of published events (a failure only means they go out again later)."""
+        ids = [e.event_id for e in batch if e.event_id in self._stored]
+        if self.durable is None or not ids:
+            return
+        self._stored.difference_update(ids)
+        try:
+            await self.durable[0].outbox_delete(ids)
+        except StoreError as err:
+            log.error("could not delete published events from the outbox (sent again later): %s", err)
+
+    async def recover(self) -> int:
+        """Queue what this host's previous process left in the outbox; call before announcing anything."""
+        if self.durable is None:
+            return 0
+        store, host = self.durable
+        return self._requeue(await store.outbox_rows(host))
+
+    async def adopt(self, stale_after: float) -> int:
+        """Take over and queue the outbox rows of hosts whose heartbeat lapsed."""
+        if self.durable is None:
+            return 0
+        store, host = self.durable
+        return self._requeue(await store.outbox_adopt(host, stale_after))
+
+    def _requeue(self, rows: Sequence[tuple[int, jobs_pb2.JobEvent]]) -> int:
+        fresh = [event for _, event in rows if event.event_id not in self._stored]
+        if fresh:
+            log.info("publishing %d job events left in the outbox", len(fresh))
+            self.publish_stored(fresh)
+        return len(fresh)
 
     def _take_batch(self) -> list[jobs_pb2.JobEvent]:
         """The oldest event of each job, in queue order: a batch's events may be published
@@ -163,6 +223,25 @@ class EventOutbox:
         except TimeoutError:
             return False
         return True
+
+
+async def announce_final(store: Store, publisher: EventPublisher, host: str, job_id: str, attempt: int,
+                         state: JobState, reason: str, event: jobs_pb2.JobEvent) -> bool:
+    """Apply a transition and announce ``event`` if it applied; True when it did.
+
+    Through a durable ``EventOutbox`` the state change and its event are one
+    store transaction, so no crash can separate them; otherwise the event is
+    announced right after the transition.
+    """
+    if isinstance(publisher, EventOutbox) and publisher.durable is not None:
+        if not await store.transition_announced(job_id, attempt, state, reason, host, [event]):
+            return False
+        publisher.publish_stored([event])
+        return True
+    if not await store.transition(job_id, attempt, state, reason):
+        return False
+    await announce(publisher, event)
+    return True
 
 
 async def settle(publisher: EventPublisher, timeout: float = 30.0) -> None:

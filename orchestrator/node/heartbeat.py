@@ -5,6 +5,7 @@
 * ``sweep_loop``: any live node takes the jobs of hosts whose heartbeat
   lapsed (``Store.requeue_lapsed``; concurrent sweeps change each job once)
   and republishes the new attempts; a job out of attempts ends ``errored``.
+  It also takes over the event-outbox rows such hosts left unpublished.
 * ``take_back_own``: at start-up, the attempts this host's previous process
   held died with it - requeue them before the fresh heartbeat hides them.
 
@@ -21,7 +22,7 @@ from collections.abc import Callable, Sequence
 from common.queue.errors import QueueError
 from common.queue.events import EventPublisher
 from common.queue.publisher import JobPublisher
-from orchestrator.node.events import announce, job_event, settle
+from orchestrator.node.events import EventOutbox, announce, job_event, settle
 from orchestrator.store import JobRecord, JobState, Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -71,5 +72,7 @@ async def sweep_loop(store: Store, publisher: JobPublisher, events: EventPublish
         try:
             changed = await store.requeue_lapsed(stale_after, max_attempts)
             await republish(changed, publisher, events)
+            if isinstance(events, EventOutbox):
+                await events.adopt(stale_after)  # the events a dead host announced but never sent
         except (StoreError, QueueError) as err:
             log.error("lapsed-host sweep failed: %s", err)

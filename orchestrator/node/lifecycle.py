@@ -31,7 +31,7 @@ from common.queue.events import EventPublisher
 from common.rpc import jobs_pb2
 from orchestrator.drivers.base import Driver, VmSpec
 from orchestrator.drivers.errors import DriverError
-from orchestrator.node.events import announce, job_event, step_event
+from orchestrator.node.events import announce, announce_final, job_event, step_event
 from orchestrator.node.settings import TimeoutConfig
 from orchestrator.runnerapi import AssignedJob, JobOutcome, RunnerGateway
 from orchestrator.store import JobRecord, JobState, Store, StoreError
@@ -281,14 +281,12 @@ class AttemptRun:
                 await s.store.record_step(job.job_id, self.attempt, step)
             except StoreError as err:
                 log.error("cannot record a step: %s", err, extra={"fields": {"job": job.job_id}})
-        applied = self.control.cancel_recorded and state is JobState.CANCELLED
-        if not applied:
-            applied = await s.store.transition(job.job_id, self.attempt, state, reason)
-        if not applied:
+        tail = outcome.log_tail if outcome is not None else []
+        event = job_event(job, state, attempt=self.attempt, host=s.host, reason=reason, steps=steps, log_tail=tail)
+        if self.control.cancel_recorded and state is JobState.CANCELLED:
+            await announce(s.events, event)  # cancelled in the store already: the holder announces it
+        elif not await announce_final(s.store, s.events, s.host, job.job_id, self.attempt, state, reason, event):
             log.info("final state not applied (the attempt moved on)",
                      extra={"fields": {"job": job.job_id, "attempt": self.attempt, "state": state.name}})
             return
         log.info("job finished", extra={"fields": {"job": job.job_id, "attempt": self.attempt, "state": state.name}})
-        tail = outcome.log_tail if outcome is not None else []
-        await announce(s.events, job_event(job, state, attempt=self.attempt, host=s.host, reason=reason,
-                                           steps=steps, log_tail=tail))

@@ -90,7 +90,7 @@ class Node:
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._state = "new"
         # Attempts announce through it, so a broker outage never stalls a job.
-        self.outbox = EventOutbox(parts.events)
+        self.outbox = EventOutbox(parts.events, durable=(parts.store, self.host))
         self._outbox_task: asyncio.Task[None] | None = None
 
     def _labels(self) -> tuple[str, ...]:
@@ -140,6 +140,8 @@ class Node:
     async def _start_rest(self) -> None:
         s, p = self.settings, self.parts
         assert self.server is not None
+        # Before anything is announced: what the previous process left goes out first.
+        await self.outbox.recover()
         self._outbox_task = asyncio.create_task(self.outbox.run(), name="event outbox")
         services = NodeServices(
             host=self.host, store=p.store, driver=p.driver, gateway=p.gateway, events=self.outbox,

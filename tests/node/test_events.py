@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
 from common.queue.errors import InvalidMessage, PublishFailed
 from common.rpc import jobs_pb2
 from orchestrator.node.events import EventOutbox, settle
+from orchestrator.store import open_store
+from orchestrator.store.sqlstore import SqlStore
 from tests.waiting import async_wait_until
 
 
@@ -111,3 +114,55 @@ async def test_an_event_that_can_never_be_published_is_refused_at_once() -> None
     with pytest.raises(InvalidMessage):
         await outbox.publish([event(1), jobs_pb2.JobEvent(job_id="j")])  # no event_id
     assert outbox.pending == 0
+
+
+async def test_a_durable_outbox_loses_nothing_when_its_process_dies(tmp_path: Path) -> None:
+    """Events stored by a node that died before the broker took them go out when it starts again,
+    in order; a published event's row is deleted."""
+    async with open_store(f"sqlite://{tmp_path}/state.db") as store:
+        bus = FlakyBus()
+        crashed = EventOutbox(bus, retry_delay=0.01, durable=(store, "node-a"))
+        task = asyncio.create_task(crashed.run())
+        await crashed.publish([event(0, "a"), event(1, "b")])
+        await crashed.publish([event(2, "a")])
+        await async_wait_until(lambda: bus.refused >= 1, what="a refused publish")
+        task.cancel()  # the process dies: its memory is gone, the store is not
+        await asyncio.gather(task, return_exceptions=True)
+
+        bus.down = False
+        restarted = EventOutbox(bus, durable=(store, "node-a"))
+        assert await restarted.recover() == 3
+        task = asyncio.create_task(restarted.run())
+        try:
+            await restarted.publish([event(3, "a")])
+            assert await restarted.flush(10)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        assert [e for e in bus.accepted if e != "e1"] == ["e0", "e2", "e3"]  # job a's order holds
+        assert sorted(bus.accepted) == ["e0", "e1", "e2", "e3"]
+        assert await store.outbox_rows("node-a") == []
+
+
+async def test_a_live_node_publishes_what_a_dead_host_left(tmp_path: Path) -> None:
+    async with open_store(f"sqlite://{tmp_path}/state.db") as store:
+        await store.register_host("node-dead", ["l"], 1)
+        await store.register_host("node-live", ["l"], 1)
+        dead = EventOutbox(FlakyBus(), durable=(store, "node-dead"))
+        await dead.publish([event(0, "a"), event(1, "a")])  # never sent: its bus is down, then it dies
+        assert isinstance(store, SqlStore)
+        await store.backend.run("UPDATE hosts SET last_heartbeat = last_heartbeat - 600 WHERE name = 'node-dead'")
+
+        bus = FlakyBus()
+        bus.down = False
+        live = EventOutbox(bus, durable=(store, "node-live"))
+        assert await live.adopt(stale_after=60) == 2
+        assert await live.adopt(stale_after=60) == 0  # taken once
+        task = asyncio.create_task(live.run())
+        try:
+            assert await live.flush(10)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        assert bus.accepted == ["e0", "e1"]
+        assert await store.outbox_rows("node-dead") == [] and await store.outbox_rows("node-live") == []
