@@ -34,7 +34,7 @@ from common.queue.publisher import JobPublisher
 from common.rpc import jobs_pb2
 from orchestrator.names import vm_name
 from orchestrator.node.capacity import Capacity, Slot
-from orchestrator.node.events import announce, job_event
+from orchestrator.node.events import announce_final, job_event
 from orchestrator.node.lifecycle import AttemptControl, AttemptRun, NodeServices
 from orchestrator.store import JobRecord, JobState, StoreError
 
@@ -147,8 +147,12 @@ class Scheduler:
             log.warning("dead letter of a job that is %s: ignored (%s)", job.state.name.lower(), reason,
                         extra={"fields": {"job": job.job_id}})
             return
-        if await self.s.store.transition(job.job_id, job.attempt, JobState.FAILED, reason):
-            await announce(self.s.events, job_event(job, JobState.FAILED, reason=reason))
+        await self._end(job, job.attempt, JobState.FAILED, reason)
+
+    async def _end(self, job: JobRecord, attempt: int, state: JobState, reason: str, host: str = "") -> None:
+        """End ``attempt`` in ``state`` and announce it - one store transaction with a durable outbox."""
+        event = job_event(job, state, attempt=attempt, host=host, reason=reason)
+        await announce_final(self.s.store, self.s.events, self.s.host, job.job_id, attempt, state, reason, event)
 
     # -- steps of on_job ------------------------------------------------------
     async def _hold_for_needs(self, job: JobRecord) -> Disposition | None:
@@ -163,8 +167,7 @@ class Scheduler:
                     reason = f"dependency {blocker} failed"
                     # A conditional move, not Store.cancel: only the one who applies a
                     # cancellation announces it (an operator may have cancelled it meanwhile).
-                    if await self.s.store.transition(job.job_id, job.attempt, JobState.CANCELLED, reason):
-                        await announce(self.s.events, job_event(job, JobState.CANCELLED, reason=reason))
+                    await self._end(job, job.attempt, JobState.CANCELLED, reason)
                     return Disposition.ACK
                 if await self._needs_expired(job):
                     return Disposition.ACK
@@ -196,8 +199,7 @@ class Scheduler:
         missing = [n for n in job.request.needs if n not in by_key or not by_key[n].terminal]
         reason = (f"needs {', '.join(missing)} did not finish within {self.needs_wait:g}s "
                   f"(timers.needs_wait); a need never submitted is never met")
-        if await self.s.store.transition(job.job_id, job.attempt, JobState.FAILED, reason):
-            await announce(self.s.events, job_event(job, JobState.FAILED, reason=reason))
+        await self._end(job, job.attempt, JobState.FAILED, reason)
         return True
 
     async def _acquire(self, job: JobRecord) -> Slot | None:
@@ -283,9 +285,7 @@ class Scheduler:
             log.exception("attempt failed unexpectedly", extra={"fields": {"job": job.job_id}})
             reason = f"internal error on {self.s.host}: {type(err).__name__}: {err}"
             try:
-                if await self.s.store.transition(job.job_id, active.attempt, JobState.ERRORED, reason):
-                    await announce(self.s.events, job_event(job, JobState.ERRORED, attempt=active.attempt,
-                                                            host=self.s.host, reason=reason))
+                await self._end(job, active.attempt, JobState.ERRORED, reason, host=self.s.host)
             except StoreError as store_err:
                 log.error("cannot record the failure: %s", store_err)
         finally:
