@@ -102,6 +102,9 @@ class LocalDriver:
 
     async def prepare(self, spec: VmSpec) -> None:
         vm = validate_vm_name(spec.name)
+        proc = self._procs.get(vm)
+        if proc is not None and proc.returncode is None:
+            raise ProvisionError(f"VM name {vm} is in use by a live job on this host")
         if self._alive_pid(vm) is not None:
             # A runner of this very VM left by an orchestrator that died while
             # starting it (a redelivered claim of the same attempt).

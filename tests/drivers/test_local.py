@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.catalog import LocalConfig
-from orchestrator.drivers.errors import BootTimeout, NameInvalid, VmDied
+from orchestrator.drivers.errors import BootTimeout, NameInvalid, ProvisionError, VmDied
 from orchestrator.drivers.local import LocalDriver, process_start_time
 from orchestrator.drivers.registry import reconcile
 from tests.drivers.support import CALLIN, Gateway
@@ -108,6 +108,9 @@ async def test_preparing_the_same_vm_again_kills_its_leftover_runner(local_cfg: 
     await crashed.boot(spec)
     await crashed.wait_ready(spec, gateway.event(spec.bootstrap.token), 30)
     old = json.loads((local_cfg.state_dir / spec.name / "pid").read_text())["pid"]
+    with pytest.raises(ProvisionError, match="in use by a live job"):
+        await crashed.prepare(spec)  # in the same process it is a live job, not a leftover
+    assert alive(old)
     await crashed.aclose()  # the orchestrator "died"; its runner did not
     driver = LocalDriver(local_cfg)
     await driver.prepare(spec)
