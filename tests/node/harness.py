@@ -18,7 +18,7 @@ import contextlib
 import dataclasses
 import os
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import grpc
@@ -26,6 +26,7 @@ import grpc
 from common.config import Seconds
 from common.queue import Disposition, EventConsumer, Topology
 from common.queue.errors import QueueError
+from common.queue.events import EventPublisher
 from common.queue.local_events import LocalEventBus
 from common.rpc import admin_pb2_grpc, jobs_pb2
 from common.tokens import TokenIssuer
@@ -194,8 +195,13 @@ def local_settings(root: Path, host: str = "node-a", labels: tuple[str, ...] = (
 
 
 @contextlib.asynccontextmanager
-async def local_node(settings: NodeSettings, driver: InstantDriver | None = None) -> AsyncIterator[LocalNode]:
-    """A single node on SQLite + ``LocalQueue`` + ``LocalEventBus`` (one file), instant driver."""
+async def local_node(settings: NodeSettings, driver: InstantDriver | None = None,
+                     wrap_events: Callable[[EventPublisher], EventPublisher] | None = None,
+                     ) -> AsyncIterator[LocalNode]:
+    """A single node on SQLite + ``LocalQueue`` + ``LocalEventBus`` (one file), instant driver.
+
+    ``wrap_events`` puts something between the node and the bus (a broker outage).
+    """
     root = settings.data_dir
     root.mkdir(parents=True, exist_ok=True)
     driver = driver or InstantDriver(settings.drivers.local.state_dir, settings.drivers.local.labels)
@@ -210,7 +216,8 @@ async def local_node(settings: NodeSettings, driver: InstantDriver | None = None
         logstore = await stack.enter_async_context(LogStore(root / "logs"))
         stack.push_async_callback(driver.aclose)
         gateway = RunnerGateway(logstore, TokenIssuer(os.urandom(32), 3600.0), heartbeat_interval=0.2)
-        parts = NodeParts(store=store, driver=driver, gateway=gateway, publisher=intake, events=bus,
+        events_out: EventPublisher = wrap_events(bus) if wrap_events is not None else bus
+        parts = NodeParts(store=store, driver=driver, gateway=gateway, publisher=intake, events=events_out,
                           consumer_factory=intake.consumer, admin=admin_servicer_factory)
         node = await stack.enter_async_context(Node(parts, settings))
         yield LocalNode(node, intake, events)

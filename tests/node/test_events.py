@@ -12,7 +12,8 @@ import pytest
 from common.queue.errors import InvalidMessage, PublishFailed
 from common.rpc import jobs_pb2
 from orchestrator.node.events import EventOutbox, settle
-from orchestrator.store import open_store
+from orchestrator.store import JobState, open_store
+from tests.node.harness import job, local_node, local_settings
 from orchestrator.store.sqlstore import SqlStore
 from tests.waiting import async_wait_until
 
@@ -166,3 +167,42 @@ async def test_a_live_node_publishes_what_a_dead_host_left(tmp_path: Path) -> No
             await asyncio.gather(task, return_exceptions=True)
         assert bus.accepted == ["e0", "e1"]
         assert await store.outbox_rows("node-dead") == [] and await store.outbox_rows("node-live") == []
+
+
+class Outage:
+    """Between a node and its event bus: refuses every publish while ``down``."""
+
+    def __init__(self, inner) -> None:  # type: ignore[no-untyped-def]
+        self.inner = inner
+        self.down = True
+
+    async def publish(self, events: Sequence[jobs_pb2.JobEvent]) -> None:
+        if self.down:
+            raise PublishFailed("broker away")
+        await self.inner.publish(events)
+
+
+async def test_a_node_that_dies_with_unsent_events_sends_them_when_it_starts_again(tmp_path: Path) -> None:
+    settings = local_settings(tmp_path)
+    async with local_node(settings, wrap_events=Outage) as node:
+        await node.publish(job("quiet-1"), job("quiet-2", steps=("exit 3",)))
+
+        async def both_done() -> bool:
+            jobs = [await node.store.get_job(j) for j in ("quiet-1", "quiet-2")]
+            return all(j is not None and j.terminal for j in jobs)
+        await async_wait_until(both_done, what="both jobs finished in the store")
+        assert node.events.terminal("quiet-1") == [] and node.events.terminal("quiet-2") == []
+        # The process dies before its outbox could send anything: what it held in memory is gone.
+        task = node.node._outbox_task
+        assert task is not None
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    async with local_node(settings) as again:
+        for job_id, state in (("quiet-1", JobState.SUCCEEDED), ("quiet-2", JobState.FAILED)):
+            await async_wait_until(lambda j=job_id: again.events.terminal(j), what=f"{job_id}'s terminal event")
+            [end] = again.events.terminal(job_id)
+            assert JobState(end.state) is state and end.host == "node-a"
+
+        async def sent() -> bool:
+            return await again.store.outbox_rows("node-a") == []
+        await async_wait_until(sent, what="the outbox rows deleted once published")
