@@ -35,7 +35,12 @@ from orchestrator.catalog import DriverConfig, LocalConfig
 from orchestrator.logstore import LogStore
 from orchestrator.node import Node, NodeParts, NodeSettings
 from orchestrator.node.serve import open_parts
-from orchestrator.node.settings import GrpcConfig, NodeConfig, TimeoutConfig, TimerConfig
+from orchestrator.node.settings import (
+    GrpcConfig,
+    NodeConfig,
+    TimeoutConfig,
+    TimerConfig,
+)
 from orchestrator.node.testing import InstantDriver
 from orchestrator.queue import LocalQueue
 from orchestrator.queue.contract import OnDeadLetter, OnJob

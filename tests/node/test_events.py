@@ -13,8 +13,8 @@ from common.queue.errors import InvalidMessage, PublishFailed
 from common.rpc import jobs_pb2
 from orchestrator.node.events import EventOutbox, settle
 from orchestrator.store import JobState, open_store
-from tests.node.harness import job, local_node, local_settings
 from orchestrator.store.sqlstore import SqlStore
+from tests.node.harness import job, local_node, local_settings
 from tests.waiting import async_wait_until
 
 
