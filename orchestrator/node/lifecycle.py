@@ -62,18 +62,33 @@ class AttemptControl:
         self.cancel_reason: str | None = None
         self.cancel_recorded = False  # the store already holds the cancellation
         self.aborted = False
+        self._stopped: asyncio.Future[None] | None = None
+
+    def stopped(self) -> asyncio.Future[None]:
+        """A future done once the attempt is interrupted, shared by every phase: a phase
+        waits on it instead of starting (and cancelling) a task on ``interrupted.wait()``."""
+        if self._stopped is None:
+            self._stopped = asyncio.get_running_loop().create_future()
+            if self.interrupted.is_set():
+                self._stopped.set_result(None)
+        return self._stopped
+
+    def _interrupt(self) -> None:
+        self.interrupted.set()
+        if self._stopped is not None and not self._stopped.done():
+            self._stopped.set_result(None)
 
     def cancel(self, reason: str, recorded: bool) -> None:
         """End the attempt ``cancelled``; ``recorded`` when ``Store.cancel`` already did."""
         if self.cancel_reason is None:
             self.cancel_reason = reason or "cancelled"
             self.cancel_recorded = recorded
-        self.interrupted.set()
+        self._interrupt()
 
     def abort(self) -> None:
         """Tear down without finalizing: the attempt will be requeued."""
         self.aborted = True
-        self.interrupted.set()
+        self._interrupt()
 
 
 class Interrupted(Exception):
@@ -95,14 +110,13 @@ class RunnerSilent(PhaseFailed):
 async def _phase(name: str, awaitable: Awaitable[T], timeout: float, control: AttemptControl) -> T:
     """Run one phase against its deadline and the attempt's interruption."""
     work = asyncio.ensure_future(awaitable)
-    stop = asyncio.ensure_future(control.interrupted.wait())
+    stop = control.stopped()
     try:
         done, _ = await asyncio.wait({work, stop}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        stop.cancel()
         if not work.done():
             work.cancel()
-        await asyncio.gather(work, stop, return_exceptions=True)
+        await asyncio.gather(work, return_exceptions=True)
     if work in done and not work.cancelled():
         return work.result()
     if stop in done:
