@@ -22,7 +22,7 @@ import asyncio
 import logging
 import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from common.queue.codec import encode_job_event
 from common.queue.errors import QueueError
@@ -225,23 +225,32 @@ class EventOutbox:
         return True
 
 
-async def announce_final(store: Store, publisher: EventPublisher, host: str, job_id: str, attempt: int,
-                         state: JobState, reason: str, event: jobs_pb2.JobEvent) -> bool:
-    """Apply a transition and announce ``event`` if it applied; True when it did.
+async def announce_applied(publisher: EventPublisher, write: Callable[[Sequence[jobs_pb2.JobEvent]], Awaitable[bool]],
+                           *events: jobs_pb2.JobEvent) -> bool:
+    """Apply a store write and announce ``events`` if it applied; True when it did.
 
-    Through a durable ``EventOutbox`` the state change and its event are one
-    store transaction, so no crash can separate them; otherwise the event is
-    announced right after the transition.
+    ``write(stored)`` makes the change and, in the same statement or
+    transaction, puts ``stored`` in the store's outbox (``Store.claim``,
+    ``record_step``, ``transition_announced`` take them). Through a durable
+    ``EventOutbox`` ``stored`` is ``events``, so no crash can separate a
+    change from its events and no extra round trip stores them; otherwise it
+    is empty and the events are announced right after the write.
     """
-    if isinstance(publisher, EventOutbox) and publisher.durable is not None:
-        if not await store.transition_announced(job_id, attempt, state, reason, host, [event]):
-            return False
-        publisher.publish_stored([event])
-        return True
-    if not await store.transition(job_id, attempt, state, reason):
+    outbox = publisher if isinstance(publisher, EventOutbox) and publisher.durable is not None else None
+    if not await write(events if outbox is not None else ()):
         return False
-    await announce(publisher, event)
+    if outbox is not None:
+        outbox.publish_stored(events)
+    else:
+        await announce(publisher, *events)
     return True
+
+
+async def announce_transition(store: Store, publisher: EventPublisher, host: str, job_id: str, attempt: int,
+                              state: JobState, reason: str, event: jobs_pb2.JobEvent) -> bool:
+    """``Store.transition`` to ``state`` announcing ``event`` (see ``announce_applied``)."""
+    return await announce_applied(
+        publisher, lambda stored: store.transition_announced(job_id, attempt, state, reason, host, stored), event)
 
 
 async def settle(publisher: EventPublisher, timeout: float = 30.0) -> None:

@@ -31,7 +31,7 @@ from common.queue.events import EventPublisher
 from common.rpc import jobs_pb2
 from orchestrator.drivers.base import Driver, VmSpec
 from orchestrator.drivers.errors import DriverError
-from orchestrator.node.events import announce, announce_final, job_event, step_event
+from orchestrator.node.events import announce, announce_applied, announce_transition, job_event, step_event
 from orchestrator.node.settings import TimeoutConfig
 from orchestrator.runnerapi import AssignedJob, JobOutcome, RunnerGateway
 from orchestrator.store import JobRecord, JobState, Store, StoreError
@@ -142,19 +142,20 @@ class AttemptRun:
         self._final_steps: set[int] = set()  # indices whose final state the runner's reports stored
 
     async def _on_step(self, step: jobs_pb2.StepResult) -> None:
+        s, job_id = self.s, self.job.job_id
         try:
-            recorded = await self.s.store.record_step(self.job.job_id, self.attempt, step)
-            if step.state not in (jobs_pb2.STEP_STATE_UNSPECIFIED, jobs_pb2.STEP_STATE_RUNNING):
-                self._final_steps.add(step.index)
+            await announce_applied(
+                s.events,
+                lambda stored: s.store.record_step(job_id, self.attempt, step, host=s.host, events=stored),
+                step_event(self.job, self.attempt, s.host, step))
         except StoreError as err:
-            log.error("cannot record a step: %s", err, extra={"fields": {"job": self.job.job_id}})
+            log.error("cannot record a step: %s", err, extra={"fields": {"job": job_id}})
             return
-        if recorded:
-            await announce(self.s.events, step_event(self.job, self.attempt, self.s.host, step))
+        if step.state not in (jobs_pb2.STEP_STATE_UNSPECIFIED, jobs_pb2.STEP_STATE_RUNNING):
+            self._final_steps.add(step.index)
 
     async def run(self) -> JobState | None:
-        job, s = self.job, self.s
-        await announce(s.events, job_event(job, JobState.PROVISIONING, attempt=self.attempt, host=s.host))
+        job, s = self.job, self.s  # the scheduler announced PROVISIONING with its claim
         timeout = job.request.timeout_seconds or float(s.timeouts.job)
         session = s.gateway.assign(
             AssignedJob(job.job_id, self.attempt, job.request, timeout_seconds=timeout), on_step=self._on_step
@@ -195,10 +196,10 @@ class AttemptRun:
             raise PhaseFailed(_with_console(str(err), console)) from err
         except PhaseFailed as err:
             raise PhaseFailed(_with_console(err.reason, await self._console())) from err
-        if not await s.store.transition(self.job.job_id, self.attempt, JobState.RUNNING):
+        running = job_event(self.job, JobState.RUNNING, attempt=self.attempt, host=s.host)
+        if not await announce_transition(s.store, s.events, s.host, self.job.job_id, self.attempt,
+                                         JobState.RUNNING, "", running):
             await self._lost_claim()
-        else:
-            await announce(s.events, job_event(self.job, JobState.RUNNING, attempt=self.attempt, host=s.host))
         try:
             self.outcome = await _phase("the job", self._finished_or_silent(session), timeout + t.job_margin,
                                         control)
@@ -299,7 +300,7 @@ class AttemptRun:
         event = job_event(job, state, attempt=self.attempt, host=s.host, reason=reason, steps=steps, log_tail=tail)
         if self.control.cancel_recorded and state is JobState.CANCELLED:
             await announce(s.events, event)  # cancelled in the store already: the holder announces it
-        elif not await announce_final(s.store, s.events, s.host, job.job_id, self.attempt, state, reason, event):
+        elif not await announce_transition(s.store, s.events, s.host, job.job_id, self.attempt, state, reason, event):
             log.info("final state not applied (the attempt moved on)",
                      extra={"fields": {"job": job.job_id, "attempt": self.attempt, "state": state.name}})
             return

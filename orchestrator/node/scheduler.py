@@ -34,7 +34,7 @@ from common.queue.publisher import JobPublisher
 from common.rpc import jobs_pb2
 from orchestrator.names import vm_name
 from orchestrator.node.capacity import Capacity, Slot
-from orchestrator.node.events import announce_final, job_event
+from orchestrator.node.events import announce_applied, announce_transition, job_event
 from orchestrator.node.lifecycle import AttemptControl, AttemptRun, NodeServices
 from orchestrator.store import JobRecord, JobState, StoreError
 
@@ -72,6 +72,7 @@ class Scheduler:
         self.stopping = asyncio.Event()  # set with accepting=False: holds end with REQUEUE
         self._intake_closed = asyncio.Event()
         self._vms: set[str] = set()
+        self._claiming: dict[str, int] = {}  # job id -> the attempt whose claim is in flight
         self._tasks: set[asyncio.Task[None]] = set()
         self._tick = asyncio.Event()  # replaced each time an attempt ends (wakes `needs` holds)
         self._on_change = on_change
@@ -152,7 +153,7 @@ class Scheduler:
     async def _end(self, job: JobRecord, attempt: int, state: JobState, reason: str, host: str = "") -> None:
         """End ``attempt`` in ``state`` and announce it - one store transaction with a durable outbox."""
         event = job_event(job, state, attempt=attempt, host=host, reason=reason)
-        await announce_final(self.s.store, self.s.events, self.s.host, job.job_id, attempt, state, reason, event)
+        await announce_transition(self.s.store, self.s.events, self.s.host, job.job_id, attempt, state, reason, event)
 
     # -- steps of on_job ------------------------------------------------------
     async def _hold_for_needs(self, job: JobRecord) -> Disposition | None:
@@ -249,19 +250,33 @@ class Scheduler:
             await asyncio.gather(*waiters, return_exceptions=True)
 
     async def _claim(self, job: JobRecord, slot: Slot) -> Disposition:
+        previous = self.active.get(job.job_id)
+        claiming = self._claiming.get(job.job_id, 0)
+        if claiming >= job.attempt or (previous is not None and previous.attempt >= job.attempt):
+            self.capacity.release(slot)
+            return Disposition.ACK  # a redelivery of what is being claimed or runs here
         vm = vm_name(job.job_id, job.attempt)
         self._vms.add(vm)  # before the claim: reconciliation must never see it as an orphan
+        self._claiming[job.job_id] = job.attempt
+        provisioning = job_event(job, JobState.PROVISIONING, attempt=job.attempt, host=self.s.host)
         try:
-            claimed = await self.s.store.claim(job.job_id, job.attempt, self.s.host, vm)
+            # The claim stores the PROVISIONING event with it (one statement on PostgreSQL).
+            claimed = await announce_applied(
+                self.s.events,
+                lambda stored: self.s.store.claim(job.job_id, job.attempt, self.s.host, vm, events=stored),
+                provisioning)
         except BaseException:
             self._vms.discard(vm)
             self.capacity.release(slot)
             raise
-        previous = self.active.get(job.job_id)
-        if not claimed or (previous is not None and previous.attempt >= job.attempt):
+        finally:
+            if self._claiming.get(job.job_id) == job.attempt:
+                del self._claiming[job.job_id]
+        if not claimed:
             self._vms.discard(vm)
             self.capacity.release(slot)
-            return Disposition.ACK  # not ours, or a redelivery of what runs here
+            return Disposition.ACK  # not ours
+        previous = self.active.get(job.job_id)  # an older attempt still winding down here, if any
         active = ActiveAttempt(job, job.attempt, vm, slot, AttemptControl())
         self.active[job.job_id] = active
         before = None

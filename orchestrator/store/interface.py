@@ -55,14 +55,16 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def claim(self, job_id: str, attempt: int, host: str, vm_name: str) -> bool:
+    async def claim(self, job_id: str, attempt: int, host: str, vm_name: str,
+                    events: Sequence[jobs_pb2.JobEvent] = ()) -> bool:
         """Take attempt ``attempt`` of a queued job for ``host``: ``queued -> provisioning``.
 
         Exactly one claimer wins. Claiming again by the SAME host of an
         attempt it holds and that has not finished returns True (a queue
         redelivery) and records ``vm_name`` as the attempt's VM. Any other
         case returns False: another host holds it, it finished, the job has
-        a later attempt, or no such job.
+        a later attempt, or no such job. When it returns True, ``events``
+        are in ``host``'s outbox, stored atomically with the claim.
         """
 
     @abc.abstractmethod
@@ -109,12 +111,14 @@ class Store(abc.ABC):
 
     # -- steps ------------------------------------------------------------
     @abc.abstractmethod
-    async def record_step(self, job_id: str, attempt: int, step: jobs_pb2.StepResult) -> bool:
+    async def record_step(self, job_id: str, attempt: int, step: jobs_pb2.StepResult, *, host: str = "",
+                          events: Sequence[jobs_pb2.JobEvent] = ()) -> bool:
         """Store the result of one step of one attempt (keyed by ``step.index``).
 
         A step may be reported running and later finished; once it has a
         final state a later report of it is ignored (returns False).
-        ``AttemptNotFound`` for an unknown job or attempt.
+        ``AttemptNotFound`` for an unknown job or attempt. When it returns
+        True, ``events`` are in ``host``'s outbox, stored atomically with it.
         """
 
     @abc.abstractmethod

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 
 from common.rpc import jobs_pb2
-from orchestrator.store.backend import Tx
+from orchestrator.store.backend import Backend, Tx
 from orchestrator.store.records import Row
 
 OutboxRow = tuple[int, jobs_pb2.JobEvent]  # (seq, event)
@@ -42,9 +42,43 @@ def _rows(rows: Sequence[Row]) -> list[OutboxRow]:
 class OutboxSql:
     """The ``Store`` outbox operations; needs ``_run`` and ``_tx`` from ``SqlStore``."""
 
+    backend: Backend  # provided by SqlStore
+
     async def _run(self, sql: str, *args: object) -> Sequence[Row]: ...  # provided by SqlStore
 
     def _tx(self, write: bool = True) -> AbstractAsyncContextManager[Tx]: ...  # provided by SqlStore
+
+    async def _write_announced(self, sql: str, args: Sequence[object], host: str,
+                               events: Sequence[jobs_pb2.JobEvent]) -> bool:
+        """Run the write ``sql`` (it RETURNs a row when it applied); if it applied, store
+        ``events`` for ``host`` with it, atomically. True when it applied.
+
+        One statement where the backend has writable CTEs (PostgreSQL: 1 round trip
+        instead of BEGIN, write, INSERT, COMMIT), else one transaction. The events keep
+        the order given (``seq`` order)."""
+        if not events:
+            return bool(await self._run(sql, *args))
+        if self.backend.writable_cte:
+            first = len(args) + 2  # $1.. are the write's; then the host, then 3 per event
+            values = ", ".join(
+                f"(${first + 3 * n}::text, ${first + 3 * n + 1}::text, ${first + 3 * n + 2}::bytea, {n})"
+                for n in range(len(events)))
+            event_args: list[object] = []
+            for event in events:
+                event_args += [event.job_id, event.event_id, event.SerializeToString()]
+            rows = await self._run(
+                f"WITH applied AS ({sql}), stored AS (INSERT INTO event_outbox"
+                f" (host, job_id, event_id, event, created_at) SELECT ${first - 1}, v.job_id, v.event_id, v.event,"
+                f" {{now}} FROM (VALUES {values}) AS v(job_id, event_id, event, pos)"
+                " WHERE EXISTS (SELECT 1 FROM applied) ORDER BY v.pos RETURNING 1)"
+                " SELECT count(*) AS n FROM applied",
+                *args, host, *event_args)
+            return bool(rows[0]["n"])
+        async with self._tx() as tx:
+            applied = await tx.fetch(sql, *args)
+            if applied:
+                await tx.execute(*outbox_insert(host, events))
+        return bool(applied)
 
     async def outbox_add(self, host: str, events: Sequence[jobs_pb2.JobEvent]) -> None:
         """Store ``events`` (in order) for ``host`` to publish."""

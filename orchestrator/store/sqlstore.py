@@ -167,24 +167,25 @@ class SqlStore(OutboxSql, Store):
         assert row is not None  # inserted now or before, and jobs are never deleted
         return JobRecord.from_row(row)
 
-    async def claim(self, job_id: str, attempt: int, host: str, vm_name: str) -> bool:
+    async def claim(self, job_id: str, attempt: int, host: str, vm_name: str,
+                    events: Sequence[jobs_pb2.JobEvent] = ()) -> bool:
         if not host:
             raise ValueError("a claim needs the claiming host's name")
-        won = await self._run(
+        args = (job_id, attempt, host, vm_name)
+        won = await self._write_announced(
             f"UPDATE attempts SET state = {int(JobState.PROVISIONING)}, host = $3, vm_name = $4, reason = '',"
             " started_at = {now}, updated_at = {now}"
             f" WHERE job_id = $1 AND attempt = $2 AND state = {_QUEUED} RETURNING attempt",
-            job_id, attempt, host, vm_name,
+            args, host, events,
         )
         if won:
             return True
         # A redelivered request: the holder may claim its own unfinished attempt again.
-        held = await self._run(
+        return await self._write_announced(
             "UPDATE attempts SET vm_name = $4, updated_at = {now}"
             f" WHERE job_id = $1 AND attempt = $2 AND host = $3 AND state IN {_ACTIVE} RETURNING attempt",
-            job_id, attempt, host, vm_name,
+            args, host, events,
         )
-        return bool(held)
 
     async def transition(self, job_id: str, attempt: int, to_state: JobState, reason: str = "") -> bool:
         to_state = JobState(to_state)
@@ -198,30 +199,9 @@ class SqlStore(OutboxSql, Store):
                                    host: str, events: Sequence[jobs_pb2.JobEvent]) -> bool:
         to_state = JobState(to_state)
         sql = _move_sql(to_state)
-        if sql is not None and self.backend.writable_cte:
-            # One statement (1 round trip instead of BEGIN, UPDATE, INSERT, COMMIT); the events
-            # are stored only if the move returned a row, in the order given (seq order).
-            values = ", ".join(f"(${3 * n + 6}::text, ${3 * n + 7}::text, ${3 * n + 8}::bytea, {n})"
-                               for n in range(len(events)))
-            args: list[object] = [host]
-            for event in events:
-                args += [event.job_id, event.event_id, event.SerializeToString()]
-            stored = (
-                ", stored AS (INSERT INTO event_outbox (host, job_id, event_id, event, created_at)"
-                f" SELECT $5, v.job_id, v.event_id, v.event, {{now}} FROM (VALUES {values})"
-                " AS v(job_id, event_id, event, pos) WHERE EXISTS (SELECT 1 FROM moved) ORDER BY v.pos RETURNING 1)"
-            ) if events else ""
-            rows = await self._run(f"WITH moved AS ({sql}){stored} SELECT count(*) AS n FROM moved",
-                                   job_id, attempt, int(to_state), reason, *(args if events else []))
-            if rows[0]["n"]:
-                return True
-        elif sql is not None:
-            async with self._tx() as tx:
-                moved = await tx.fetch(sql, job_id, attempt, int(to_state), reason)
-                if moved:
-                    await tx.execute(*outbox_insert(host, events))
-            if moved:
-                return True
+        if sql is not None and await self._write_announced(sql, (job_id, attempt, int(to_state), reason),
+                                                           host, events):
+            return True
         await self._count_ignored(job_id, attempt, to_state)
         return False
 
@@ -294,19 +274,21 @@ class SqlStore(OutboxSql, Store):
         return [AttemptRecord.from_row(row) for row in rows]
 
     # -- steps ------------------------------------------------------------
-    async def record_step(self, job_id: str, attempt: int, step: jobs_pb2.StepResult) -> bool:
+    async def record_step(self, job_id: str, attempt: int, step: jobs_pb2.StepResult, *, host: str = "",
+                          events: Sequence[jobs_pb2.JobEvent] = ()) -> bool:
         try:
-            stored = await self._run(
+            return await self._write_announced(
                 "INSERT INTO steps (job_id, attempt, idx, name, state, exit_code, duration, updated_at)"
                 " VALUES ($1, $2, $3, $4, $5, $6, $7, {now}) ON CONFLICT (job_id, attempt, idx) DO UPDATE SET"
                 " name = excluded.name, state = excluded.state, exit_code = excluded.exit_code,"
                 " duration = excluded.duration, updated_at = excluded.updated_at"
                 f" WHERE steps.state IN {_STEP_OPEN} RETURNING idx",
-                job_id, attempt, step.index, step.name, int(step.state), step.exit_code, float(step.duration_seconds),
+                (job_id, attempt, step.index, step.name, int(step.state), step.exit_code,
+                 float(step.duration_seconds)),
+                host, events,
             )
         except ConstraintViolation as err:  # the foreign key: no such attempt
             raise AttemptNotFound(job_id, attempt) from err
-        return bool(stored)
 
     async def steps(self, job_id: str, attempt: int) -> list[StepRecord]:
         rows = await self._run("SELECT * FROM steps WHERE job_id = $1 AND attempt = $2 ORDER BY idx", job_id, attempt)

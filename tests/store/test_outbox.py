@@ -43,6 +43,29 @@ async def test_a_final_transition_and_its_events_are_stored_together(store: Stor
     assert job is not None and job.state is JobState.SUCCEEDED
 
 
+async def test_a_claim_stores_its_events_only_when_it_wins(store: Store) -> None:
+    await drive(store, "j1", JobState.QUEUED)
+    assert await store.claim("j1", 1, "host-a", "vm-j1", events=[event(1), event(2)])
+    assert ids(await store.outbox_rows("host-a")) == ["e1", "e2"]
+    assert not await store.claim("j1", 1, "host-b", "vm-j1", events=[event(3)])  # another host holds it
+    assert await store.outbox_rows("host-b") == []
+    # The holder's redelivery claims again (True), so its events are stored too.
+    assert await store.claim("j1", 1, "host-a", "vm-j1", events=[event(4)])
+    assert ids(await store.outbox_rows("host-a")) == ["e1", "e2", "e4"]
+
+
+async def test_a_step_report_stores_its_event_only_when_recorded(store: Store) -> None:
+    await drive(store, "j1", JobState.RUNNING)
+    done = jobs_pb2.StepResult(index=0, name="build", state=jobs_pb2.STEP_STATE_SUCCEEDED, exit_code=0)
+    assert await store.record_step("j1", 1, done, host="host-a", events=[event(1)])
+    # A final step never changes: the late report is ignored, and so is its event.
+    late = jobs_pb2.StepResult(index=0, name="build", state=jobs_pb2.STEP_STATE_FAILED, exit_code=1)
+    assert not await store.record_step("j1", 1, late, host="host-a", events=[event(2)])
+    assert ids(await store.outbox_rows("host-a")) == ["e1"]
+    [step] = await store.steps("j1", 1)
+    assert step.exit_code == 0
+
+
 async def test_a_lapsed_hosts_rows_are_adopted_once(store: Store, open_stores: OpenStores) -> None:
     await store.register_host("dead", ["l"], 1)
     await store.register_host("live-1", ["l"], 1)
