@@ -140,9 +140,14 @@ class AttemptRun:
         self.control = control
         self.outcome: JobOutcome | None = None
         self._final_steps: set[int] = set()  # indices whose final state the runner's reports stored
+        # Set once the RUNNING transition was tried. The runner reports its first step as soon
+        # as it has called in, which can overtake that transition: its steps wait for it, so
+        # the job's `running` event always comes before the events of its steps.
+        self._started = asyncio.Event()
 
     async def _on_step(self, step: jobs_pb2.StepResult) -> None:
         s, job_id = self.s, self.job.job_id
+        await self._started.wait()
         try:
             await announce_applied(
                 s.events,
@@ -174,6 +179,7 @@ class AttemptRun:
             except PhaseFailed as err:
                 state, reason = JobState.ERRORED, err.reason
         finally:
+            self._started.set()  # the job never started: step reports wait no longer
             await self._teardown()
         if self.control.aborted:
             await self._announce_cancel_if_recorded()
@@ -197,8 +203,12 @@ class AttemptRun:
         except PhaseFailed as err:
             raise PhaseFailed(_with_console(err.reason, await self._console())) from err
         running = job_event(self.job, JobState.RUNNING, attempt=self.attempt, host=s.host)
-        if not await announce_transition(s.store, s.events, s.host, self.job.job_id, self.attempt,
-                                         JobState.RUNNING, "", running):
+        try:
+            applied = await announce_transition(s.store, s.events, s.host, self.job.job_id, self.attempt,
+                                                JobState.RUNNING, "", running)
+        finally:
+            self._started.set()
+        if not applied:
             await self._lost_claim()
         try:
             self.outcome = await _phase("the job", self._finished_or_silent(session), timeout + t.job_margin,
