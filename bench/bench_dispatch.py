@@ -225,19 +225,6 @@ async def paced(publisher: RabbitJobPublisher, watch: Watch, tag: str, n: int, r
     return ids
 
 
-def machine_speed_ms() -> float:
-    """CPU ms of a fixed pure-Python loop (best of 3). This VM's speed drifts by a third
-    from minute to minute; node CPU per job divided by it compares runs taken apart."""
-    best = float("inf")
-    for _ in range(3):
-        start = time.process_time()
-        total = 0
-        for i in range(1_000_000):
-            total += i
-        best = min(best, time.process_time() - start)
-    return best * 1000
-
-
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -256,10 +243,8 @@ async def scenario(mode: str, count: int, args: argparse.Namespace, amqp: str, r
             await flood(publisher, watch, "warm", 20 * count)  # connections, pools, caches
             jobs = args.jobs * count
             cpu = cluster.cpu_seconds()
-            speed = machine_speed_ms()
             seconds = await flood(publisher, watch, "flood", jobs)
             cpu_ms = (cluster.cpu_seconds() - cpu) / jobs * 1000
-            speed = (speed + machine_speed_ms()) / 2
             threads, fds = cluster.resources()
             flood_ids = [f"flood-{i}" for i in range(jobs)]
             flood_lat = watch.latencies_ms(flood_ids)
@@ -279,8 +264,6 @@ async def scenario(mode: str, count: int, args: argparse.Namespace, amqp: str, r
     print(f"{tag}: node CPU {cpu_ms:5.2f} ms per job = at most {1000 / cpu_ms:6.1f} jobs/s per busy core "
           f"(machine load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores); "
           f"after {jobs + 20 * count} jobs a node holds {threads} threads, {fds} fds")
-    print(f"{tag}: machine speed: a 1M-add Python loop takes {speed:5.1f} ms of CPU here now; node CPU per job "
-          f"= {cpu_ms / speed:5.3f} such loops (compares runs on this drifting VM)")
     p50, p99 = percentile(lat, 50), percentile(lat, 99)
     if ids:
         print(f"{tag}: paced {len(ids)} jobs at {args.rate:g}/s: submit->running p50 {p50:6.1f} ms, "
