@@ -85,6 +85,7 @@ class InstantDriver:
         self._vms: dict[str, str] = {}  # live VM -> its label
         self._runners: dict[str, asyncio.Task[None]] = {}
         self._consoles: dict[str, str] = {}  # what each live VM "printed" (kept in memory)
+        self._state_dir_made = False
 
     def serves(self, label: str) -> bool:
         return not self.labels or label in self.labels
@@ -112,10 +113,10 @@ class InstantDriver:
             self.max_by_label[spec.label] = max(self.max_by_label.get(spec.label, 0), same)
         # One empty file per VM: the cheapest record that outlives the process. The driver
         # stands for "no VM cost" in the dispatch benchmark, so it does no more than that.
-        try:
-            os.close(os.open(self.state_dir / vm, os.O_WRONLY | os.O_CREAT, 0o600))
-        except FileNotFoundError:
+        if not self._state_dir_made:
             self.state_dir.mkdir(parents=True, exist_ok=True)
+            self._state_dir_made = True
+        try:
             os.close(os.open(self.state_dir / vm, os.O_WRONLY | os.O_CREAT, 0o600))
         except IsADirectoryError:
             pass  # left by an older run: still this VM's record
