@@ -6,7 +6,7 @@ by default and JSON with ``--json``, and turns every failure - nothing
 listening, an unknown job, a refused request - into one ``ERROR:`` line.
 Exit status: 0 success, 1 error, 2 usage error, 3 orchestrator unreachable;
 ``logs --follow`` exits 0 only when the job succeeded (1 otherwise, also for
-a job cancelled before it ran, which has no log: its final state is the answer).
+a job cancelled before it ran, whose log is empty: its final state is the answer).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import click
 
 from ciadm import format as fmt
-from ciadm.client import DEFAULT_ORCHESTRATOR, ENV_ORCHESTRATOR, AdminClient, JobNotFound, OrchestratorUnreachable
+from ciadm.client import DEFAULT_ORCHESTRATOR, ENV_ORCHESTRATOR, AdminClient, OrchestratorUnreachable
 from common.cli import fail, run_cli
 from common.rpc import admin_pb2, jobs_pb2
 
@@ -226,16 +226,7 @@ def logs(ctx: click.Context, job_id: str, follow: bool, from_sequence: int, as_j
     """Print a job's log (its current attempt); --follow streams it live."""
 
     async def work(client: AdminClient) -> admin_pb2.JobInfo | None:
-        try:
-            await print_log(client)
-        except JobNotFound:
-            if not follow:
-                raise
-            # A job cancelled before any host took it never had a log; its end is the answer.
-            job = await client.get(job_id)  # an unknown job fails here with its own one line
-            if job.state in TERMINAL and not job.host:
-                return job
-            raise
+        await print_log(client)  # an attempt that ended without a line reads as an empty log
         return await _settled(client, job_id) if follow else None
 
     async def print_log(client: AdminClient) -> None:

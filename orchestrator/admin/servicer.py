@@ -205,10 +205,15 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             try:
                 joblog = await self.logstore.open(job.job_id, job.attempt, create=False)
             except LogNotFound:
-                if not request.follow or job.terminal or (job.host and job.host != self.node.host):
-                    where = f" (attempt {job.attempt} ran on {job.host})" if job.host else ""
-                    await context.abort(grpc.StatusCode.NOT_FOUND,
-                                        f"no log of job {job.job_id} on {self.node.host}{where}")
+                if job.host and job.host != self.node.host:
+                    await context.abort(grpc.StatusCode.NOT_FOUND, f"no log of job {job.job_id} on "
+                                        f"{self.node.host} (attempt {job.attempt} ran on {job.host})")
+                if job.terminal:
+                    # Ended here (or before any host took it) without a line: no log is stored.
+                    yield admin_pb2.LogChunk(end=True)
+                    return
+                if not request.follow:
+                    await context.abort(grpc.StatusCode.NOT_FOUND, f"no log of job {job.job_id} yet")
                 await asyncio.sleep(self.log_poll)  # queued or booting: its log appears when the runner calls in
                 job = await self._call(context, self._get(request.job_id))
             except LogStoreError as err:

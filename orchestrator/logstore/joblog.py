@@ -354,27 +354,6 @@ class JobLog:
         return lines
 
 
-def create_closed_empty(path: Path) -> bool:
-    """Write a new log that holds no line and is closed, as ``open`` + ``close`` would leave it,
-    in one go. False (nothing written) if the log exists.
-
-    No index: ``open`` rebuilds a missing one (it is only a cache of frame offsets). Not
-    synced: no line of it was ever acknowledged to a runner, so no promise hangs on it,
-    and the store holds how the attempt ended. A process crash cannot lose it (the kernel
-    has it); an OS crash can, and the attempt then reads as "no log" - the same nothing.
-    The syncs and the index were most of what a job that logs nothing cost the node."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
-    except FileExistsError:
-        return False
-    try:
-        os.write(fd, frames.MAGIC + frames.encode(1, 0, b"", end=True))
-    finally:
-        os.close(fd)
-    return True
-
-
 def _pread_path(path: Path, size: int, offset: int) -> bytes:
     fd = os.open(path, os.O_RDONLY)
     try:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from common.logbatch import job_masker
 from orchestrator.logstore.errors import LogNotFound, LogStoreError
-from orchestrator.logstore.joblog import JobLog, create_closed_empty
+from orchestrator.logstore.joblog import JobLog
 
 # Writer threads shared by the logs of one store (a host runs a few dozen jobs at once).
 WRITER_THREADS = 4
@@ -78,21 +78,22 @@ class LogStore:
                 self._logs[key] = log
             return log
 
-    async def create_closed(self, job_id: str, attempt: int) -> bool:
-        """Store the log of an attempt that logged nothing, closed, without opening it first
-        (most of the cost of a job that logs nothing). False when the log already exists
-        (a runner started it, or an earlier run of this attempt did): ``open`` and close it then."""
+    async def exists(self, job_id: str, attempt: int) -> bool:
+        """True when the attempt has a log (open here or on disk).
+
+        An attempt that logged nothing stores no log at all: readers show a
+        finished attempt without one as an empty log (``finished_without_log``).
+        Creating a file and its job's directory for it was most of what such a
+        job cost the node (two inode allocations per job)."""
         if self._closed:
             raise LogStoreError("the log store is shut down")
+        if (job_id, attempt) in self._logs:
+            return True
         path = self.path(job_id, attempt)
-        async with self._lock:
-            if (job_id, attempt) in self._logs:
-                return False
-            try:
-                # On the loop: a mkdir and one small unsynced write cost less than the thread hop.
-                return create_closed_empty(path)
-            except OSError as err:
-                raise LogStoreError(f"cannot write the log {path}: {err.strerror}") from err
+        try:
+            return path.exists()  # on the loop: one stat costs less than the thread hop
+        except OSError as err:
+            raise LogStoreError(f"cannot look for the log {path}: {err.strerror}") from err
 
     def _forget(self, log: JobLog) -> None:
         for key, known in list(self._logs.items()):

@@ -1,8 +1,8 @@
 """``InstantDriver``: a VM driver for tests and benchmarks that boots nothing.
 
-Its "VM" is an empty file under ``state_dir`` (so ``list_owned`` survives a
-crash and reconciliation has real orphans to find; a directory of that name
-counts too) plus an in-process fake
+Its "VM" is a line in a journal under ``state_dir`` (``VmJournal``: so
+``list_owned`` survives a crash and reconciliation has real orphans to find;
+a file or directory of the VM's name counts too) plus an in-process fake
 runner that talks to the node over the REAL RunnerService gRPC client
 (``runner.connection.Connection``): GetJob, ReportStep per step, Heartbeat
 (for cancellation) and Complete. The whole node path runs; only the VM and
@@ -53,6 +53,8 @@ from orchestrator.catalog import DriverConfig, LocalConfig
 from orchestrator.drivers import registry
 from orchestrator.drivers.base import VmSpec
 from orchestrator.drivers.errors import BootTimeout, ProvisionError
+from orchestrator.drivers.journal import FILE_NAME as JOURNAL
+from orchestrator.drivers.journal import VmJournal, read_journal
 from orchestrator.names import is_vm_name, validate_vm_name
 from orchestrator.runnerapi import RunnerGateway
 from orchestrator.runnerapi.servicer import RunnerServicer
@@ -85,7 +87,7 @@ class InstantDriver:
         self._vms: dict[str, str] = {}  # live VM -> its label
         self._runners: dict[str, asyncio.Task[None]] = {}
         self._consoles: dict[str, str] = {}  # what each live VM "printed" (kept in memory)
-        self._state_dir_made = False
+        self._journal = VmJournal(self.state_dir)
 
     def serves(self, label: str) -> bool:
         return not self.labels or label in self.labels
@@ -111,15 +113,9 @@ class InstantDriver:
             self.max_live = max(self.max_live, self.live)
             same = sum(1 for label in self._vms.values() if label == spec.label)
             self.max_by_label[spec.label] = max(self.max_by_label.get(spec.label, 0), same)
-        # One empty file per VM: the cheapest record that outlives the process. The driver
+        # One journal line per VM: the cheapest record that outlives the process. The driver
         # stands for "no VM cost" in the dispatch benchmark, so it does no more than that.
-        if not self._state_dir_made:
-            self.state_dir.mkdir(parents=True, exist_ok=True)
-            self._state_dir_made = True
-        try:
-            os.close(os.open(self.state_dir / vm, os.O_WRONLY | os.O_CREAT, 0o600))
-        except IsADirectoryError:
-            pass  # left by an older run: still this VM's record
+        self._journal.add(vm)
         if spec.job_id in self.fail_prepare:
             raise ProvisionError(f"cannot prepare {vm}: injected failure")
         if spec.job_id in self.hang_prepare:
@@ -153,7 +149,9 @@ class InstantDriver:
             self.fail_destroy.discard(name)
             self.events.append(("destroy failed", name))
             raise ProvisionError(f"cannot destroy {name}: injected failure")
-        # On the loop: one unlink costs less than the thread hop (as prepare's create).
+        self._journal.remove(name)
+        # A file or directory of the VM's name is its record too (left by an older run, or
+        # put there by a test); on the loop: one unlink costs less than the thread hop.
         path = self.state_dir / name
         try:
             path.unlink()
@@ -168,10 +166,7 @@ class InstantDriver:
         self.events.append(("destroy", name))
 
     async def list_owned(self) -> set[str]:
-        try:
-            return {p.name for p in self.state_dir.iterdir() if is_vm_name(p.name)}
-        except FileNotFoundError:
-            return set()
+        return _named_like_vms(self.state_dir) | self._journal.names()
 
     async def console_tail(self, name: str, lines: int = 50) -> str:
         console = self._consoles.get(validate_vm_name(name), "")
@@ -180,6 +175,20 @@ class InstantDriver:
     async def aclose(self) -> None:
         for name in list(self._runners):
             await self.stop(name)
+        self._journal.close()
+
+
+def recorded_vms(state_dir: Path) -> set[str]:
+    """The VMs an instant driver's ``state_dir`` records (read from disk, as a restarted
+    node finds them): its journal's, and files or directories named like a VM."""
+    return _named_like_vms(state_dir) | read_journal(Path(state_dir) / JOURNAL)
+
+
+def _named_like_vms(state_dir: Path) -> set[str]:
+    try:
+        return {p.name for p in Path(state_dir).iterdir() if is_vm_name(p.name)}
+    except FileNotFoundError:
+        return set()
 
 
 async def _fake_runner(conn: Connection | DirectConnection) -> None:

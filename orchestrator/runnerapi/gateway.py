@@ -110,8 +110,8 @@ class RunnerSession:
         async with self._log_lock:
             if self._log is None:
                 assert self._logstore is not None
-                if await self._logstore.create_closed(self.job.job_id, self.job.attempt):
-                    return []  # nothing was logged: stored closed and empty in one go
+                if not await self._logstore.exists(self.job.job_id, self.job.attempt):
+                    return []  # nothing was logged: no log is stored (readers show it empty)
         joblog = await self.log()
         await joblog.close()
         return joblog.tail()

@@ -85,11 +85,14 @@ class JobPages:
         attempt_text = request.query.get("attempt", str(job.attempt))
         if not attempt_text.isdigit() or not 1 <= int(attempt_text) <= job.attempt:
             raise web.HTTPBadRequest(text=f"attempt must be 1..{job.attempt}\n")
+        attempt = int(attempt_text)
         try:
-            joblog = await backing.logstore.open(job.job_id, int(attempt_text), create=False)
+            joblog = await backing.logstore.open(job.job_id, attempt, create=False)
             lines = await joblog.read_all()
         except LogNotFound:
-            raise web.HTTPNotFound(text=f"no log yet for job {job.job_id} attempt {attempt_text}\n") from None
+            if attempt == job.attempt and not job.terminal:
+                raise web.HTTPNotFound(text=f"no log yet for job {job.job_id} attempt {attempt_text}\n") from None
+            lines = []  # the attempt ended without a line: no log is stored
         except LogStoreError as err:
             raise web.HTTPServiceUnavailable(text=f"the log store failed: {err}\n") from None
         out: list[str] = []

@@ -7,6 +7,7 @@ import pytest
 
 from common.rpc import admin_pb2, jobs_pb2
 from orchestrator.names import vm_name
+from orchestrator.node.testing import recorded_vms
 from orchestrator.node import Node
 from orchestrator.store import JobState
 from tests.node.conftest import Cluster
@@ -97,6 +98,10 @@ async def test_cancel_of_a_queued_job_means_it_never_starts(cluster: Cluster) ->
         assert info.state == jobs_pb2.JOB_STATE_CANCELLED and info.reason == "not wanted"
         await cluster.events.settled("later", [Q, C])
         assert [e.reason for e in cluster.events.terminal("later")] == ["not wanted"]
+        # it never logged a line: its log reads empty and ends, followed or not
+        for follow in (False, True):
+            chunks = [c async for c in admin.TailLogs(admin_pb2.TailLogsRequest(job_id="later", follow=follow))]
+            assert [c.end for c in chunks] == [True]
     # a node that serves lab-b now gets the request: it acknowledges it and runs nothing
     async with cluster.node(cluster.settings(host="node-b", labels=("lab-b",))) as other:
         await async_wait_until(lambda: _acked(other) == 1, what="the request acknowledged")
@@ -127,7 +132,7 @@ async def test_cancel_of_a_running_job_stops_it_and_destroys_the_vm(cluster: Clu
         assert record.state is C and record.reason == "cancelled by an operator"
         vm = vm_name("busy", 1)
         await async_wait_until(lambda: vm in driver_of(node).destroyed, what="the VM destroyed")
-        assert not (node.settings.drivers.local.state_dir / vm).exists()
+        assert vm not in recorded_vms(node.settings.drivers.local.state_dir)
         assert cluster.events.job_states("busy") == [Q, P, R, C]
         await async_wait_until(lambda: node.scheduler is not None and node.scheduler.idle, what="slot freed")
 

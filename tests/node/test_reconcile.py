@@ -7,6 +7,7 @@ from pathlib import Path
 
 from common.config import Seconds
 from orchestrator.names import vm_name
+from orchestrator.node.testing import recorded_vms
 from orchestrator.store import JobState
 from tests.node.harness import job, local_node, local_settings
 from tests.waiting import async_wait_until
@@ -26,7 +27,7 @@ async def test_orphans_are_destroyed_at_start_and_on_the_timer_live_vms_never(tm
 
         await node.publish(job("long", steps=("sleep 2",)))
         live = vm_name("long", 1)
-        await async_wait_until(lambda: (vms / live).exists(), what="the live VM")
+        await async_wait_until(lambda: live in recorded_vms(vms), what="the live VM")
         # an orphan that appears while the node runs (a VM left by a crashed teardown)
         late = vm_name("leaked", 1)
         (vms / late).mkdir()
@@ -35,6 +36,7 @@ async def test_orphans_are_destroyed_at_start_and_on_the_timer_live_vms_never(tm
         record = await async_wait_until(lambda: _done(node.store, "long"), what="the long job")
         assert record.state is JobState.SUCCEEDED  # several timer passes ran while it ran
         assert node.driver.destroyed.count(live) == 1  # destroyed once: by its own teardown
+        assert recorded_vms(vms) == set()
         assert node.driver.events.index(("destroy", late)) < node.driver.events.index(("destroy", live))
     assert (vms / "not-ours").exists()
 

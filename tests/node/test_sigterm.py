@@ -10,7 +10,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from orchestrator.names import is_vm_name
+from orchestrator.node.testing import recorded_vms
 from orchestrator.store import JobState
 from tests.node.conftest import Cluster
 from tests.node.harness import job
@@ -87,8 +87,7 @@ async def test_sigterm_lets_the_running_job_finish_and_exits_0(cluster: Cluster)
     # consumption stopped: the later request waits in the broker for another node
     assert await cluster.store.get_job("too-late") is None
     assert await cluster.ready("lab-a") == 1
-    vms = cluster.root / "term-a" / "vms"
-    assert not [p for p in vms.iterdir() if is_vm_name(p.name)]
+    assert recorded_vms(cluster.root / "term-a" / "vms") == set()
     stderr = (cluster.root / "term-a.stderr").read_text()
     assert "Traceback" not in stderr
 
@@ -104,8 +103,7 @@ async def test_sigterm_past_the_grace_requeues_the_job_and_exits_0(cluster: Clus
     first = (await cluster.store.attempts("unfinished"))[0]
     assert first.state is JobState.ERRORED and "term-b its node shut down" in first.reason
     assert await cluster.ready("lab-a") == 1  # attempt 2 is back on the queue for another node
-    vms = cluster.root / "term-b" / "vms"
-    assert not [p for p in vms.iterdir() if is_vm_name(p.name)]  # its VM went with it
+    assert recorded_vms(cluster.root / "term-b" / "vms") == set()  # its VM went with it
     # another node picks it up
     async with serving(cluster, "term-c", grace="5s"):
         await state_is(cluster, "unfinished", JobState.RUNNING)

@@ -13,7 +13,7 @@ from common.logbatch import STDOUT, SYSTEM
 from common.rpc import jobs_pb2, runner_pb2
 from orchestrator.logstore import LogStore
 from orchestrator.singlenode.web import Backing, JobPages
-from orchestrator.store import open_store
+from orchestrator.store import JobState, open_store
 
 
 def request(job_id: str, name: str) -> jobs_pb2.JobRequest:
@@ -87,3 +87,14 @@ async def test_job_page_escapes_and_log_is_raw_text(served) -> None:
     assert (await client.get("/jobs/job-1/log?attempt=x")).status == 400
     assert (await client.get("/jobs/job-nope")).status == 404
     assert (await client.get("/jobs/job-nope/log")).status == 404
+
+
+async def test_an_attempt_that_ended_without_a_line_shows_an_empty_log(served) -> None:
+    pages, client, store, logs = served
+    pages.attach(Backing(store, logs, "host-a", "local", "every runs_on label"))
+    await store.submit(request("job-2", "quiet"))
+    assert await store.claim("job-2", 1, "host-a", "vm-job-2-1")
+    assert (await client.get("/jobs/job-2/log")).status == 404  # provisioning: its log may still come
+    assert await store.transition("job-2", 1, JobState.SUCCEEDED)
+    answer = await client.get("/jobs/job-2/log")
+    assert answer.status == 200 and await answer.text() == ""  # no line was logged, so none is stored
