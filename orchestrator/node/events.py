@@ -54,22 +54,33 @@ def job_event(job: JobRecord, state: JobState, *, attempt: int | None = None, ho
               reason: str = "", steps: Sequence[jobs_pb2.StepResult] = (),
               log_tail: Sequence[str] = ()) -> jobs_pb2.JobEvent:
     """A job-level event for ``job`` entering ``state``."""
+    event = _event(job.request, job.attempt if attempt is None else attempt, state, host or job.host, reason)
+    event.steps.extend(steps)
+    event.log_tail.extend(log_tail)
+    return event
+
+
+def first_claim_event(request: jobs_pb2.JobRequest, host: str) -> jobs_pb2.JobEvent:
+    """The ``provisioning`` event of attempt 1 of ``request``'s job, claimed by ``host``
+    (for ``Store.submit_claimed``, before the job has a record)."""
+    return _event(request, 1, JobState.PROVISIONING, host, "")
+
+
+def _event(request: jobs_pb2.JobRequest, attempt: int, state: JobState, host: str, reason: str) -> jobs_pb2.JobEvent:
     event = jobs_pb2.JobEvent(
         schema_version=jobs_pb2.SCHEMA_VERSION_1,
         event_id=new_event_id(),
-        job_id=job.job_id,
-        run_id=job.run_id,
-        attempt=job.attempt if attempt is None else attempt,
-        key=job.key,
-        name=job.name or job.key,
+        job_id=request.job_id,
+        run_id=request.run_id,
+        attempt=attempt,
+        key=request.key,
+        name=request.name or request.key,
         state=state.to_proto(),
         reason=reason,
-        host=host or job.host,
+        host=host,
     )
-    event.checkout.CopyFrom(job.request.checkout)
+    event.checkout.CopyFrom(request.checkout)
     event.at.GetCurrentTime()
-    event.steps.extend(steps)
-    event.log_tail.extend(log_tail)
     return event
 
 

@@ -2,6 +2,9 @@
 
 ``on_job`` (called by the queue consumer for each delivery):
 
+0. The common case in one store write: a job without ``needs`` that no node
+   stored yet, with a capacity slot free right now, is stored already
+   claimed (``Store.submit_claimed``) and starts; steps 1-4 are for the rest.
 1. ``Store.submit`` (idempotent): the job as it is now. Finished, or held by
    another host / already running here: acknowledge, nothing to do.
 2. ``needs``: while a job of the same run it needs has not succeeded, the
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -34,7 +37,7 @@ from common.queue.publisher import JobPublisher
 from common.rpc import jobs_pb2
 from orchestrator.names import vm_name
 from orchestrator.node.capacity import Capacity, Slot
-from orchestrator.node.events import announce_applied, announce_transition, job_event
+from orchestrator.node.events import announce_applied, announce_transition, first_claim_event, job_event
 from orchestrator.node.lifecycle import AttemptControl, AttemptRun, NodeServices
 from orchestrator.store import JobRecord, JobState, StoreError
 
@@ -111,6 +114,10 @@ class Scheduler:
     async def on_job(self, request: jobs_pb2.JobRequest) -> Disposition:
         if not self.accepting:
             return Disposition.REQUEUE
+        if not request.needs:
+            started = await self._submit_claimed(request)
+            if started is not None:
+                return started
         # No shortcut on `job_id in self.active`: the request may be of a NEW attempt
         # (a retry, a lapsed-host requeue) while the old one is still winding down here.
         job = await self.s.store.submit(request)
@@ -249,6 +256,41 @@ class Scheduler:
                 waiter.cancel()
             await asyncio.gather(*waiters, return_exceptions=True)
 
+    async def _submit_claimed(self, request: jobs_pb2.JobRequest) -> Disposition | None:
+        """The common case in one store write: a job no node stored yet, with a slot free right
+        now, is stored already claimed (``Store.submit_claimed``: one statement instead of
+        ``submit`` then ``claim``). None, having changed nothing, when that does not apply:
+        the caller goes the ordinary way."""
+        job_id = request.job_id
+        if job_id in self._claiming or job_id in self.active:
+            return None
+        slot = self.capacity.try_acquire(request.runs_on, job_id)
+        if slot is None:
+            return None
+        vm = vm_name(job_id, 1)
+        self._vms.add(vm)  # before the claim: reconciliation must never see it as an orphan
+        self._claiming[job_id] = 1
+        stored: list[JobRecord] = []
+
+        async def write(events: Sequence[jobs_pb2.JobEvent]) -> bool:
+            job = await self.s.store.submit_claimed(request, self.s.host, vm, events)
+            stored.extend([job] if job is not None else [])
+            return job is not None
+
+        try:
+            await announce_applied(self.s.events, write, first_claim_event(request, self.s.host))
+        except BaseException:
+            self._let_go(vm, slot)
+            raise
+        finally:
+            if self._claiming.get(job_id) == 1:
+                del self._claiming[job_id]
+        if not stored:
+            self._let_go(vm, slot)
+            return None
+        self._start(stored[0], slot, vm)
+        return Disposition.ACK
+
     async def _claim(self, job: JobRecord, slot: Slot) -> Disposition:
         previous = self.active.get(job.job_id)
         claiming = self._claiming.get(job.job_id, 0)
@@ -266,16 +308,24 @@ class Scheduler:
                 lambda stored: self.s.store.claim(job.job_id, job.attempt, self.s.host, vm, events=stored),
                 provisioning)
         except BaseException:
-            self._vms.discard(vm)
-            self.capacity.release(slot)
+            self._let_go(vm, slot)
             raise
         finally:
             if self._claiming.get(job.job_id) == job.attempt:
                 del self._claiming[job.job_id]
         if not claimed:
-            self._vms.discard(vm)
-            self.capacity.release(slot)
+            self._let_go(vm, slot)
             return Disposition.ACK  # not ours
+        self._start(job, slot, vm)
+        return Disposition.ACK
+
+    def _let_go(self, vm: str, slot: Slot) -> None:
+        """Undo the preparations of a claim that did not happen."""
+        self._vms.discard(vm)
+        self.capacity.release(slot)
+
+    def _start(self, job: JobRecord, slot: Slot, vm: str) -> None:
+        """Run the attempt this node just claimed, as a task the scheduler owns."""
         previous = self.active.get(job.job_id)  # an older attempt still winding down here, if any
         active = ActiveAttempt(job, job.attempt, vm, slot, AttemptControl())
         self.active[job.job_id] = active
@@ -288,7 +338,6 @@ class Scheduler:
         active.task = task
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return Disposition.ACK
 
     async def _run(self, active: ActiveAttempt, before: asyncio.Task[None] | None = None) -> None:
         job = active.job

@@ -55,6 +55,17 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
+    async def submit_claimed(self, request: jobs_pb2.JobRequest, host: str, vm_name: str,
+                             events: Sequence[jobs_pb2.JobEvent] = ()) -> JobRecord | None:
+        """``submit`` and ``claim`` of attempt 1 for ``host`` in one step, for a job not stored yet.
+
+        A new job is stored with its first attempt already ``provisioning`` on
+        ``host`` (VM ``vm_name``) and ``events`` in ``host``'s outbox, atomically;
+        its record is returned. When the job exists (stored before, or by a racing
+        submit) nothing changes and None is returned: go on as after ``submit``.
+        """
+
+    @abc.abstractmethod
     async def claim(self, job_id: str, attempt: int, host: str, vm_name: str,
                     events: Sequence[jobs_pb2.JobEvent] = ()) -> bool:
         """Take attempt ``attempt`` of a queued job for ``host``: ``queued -> provisioning``.

@@ -30,6 +30,22 @@ def outbox_insert(host: str, events: Sequence[jobs_pb2.JobEvent]) -> tuple[objec
     return (sql, host, *args)
 
 
+def outbox_cte(guard: str, first: int, host: str, events: Sequence[jobs_pb2.JobEvent]) -> tuple[str, list[object]]:
+    """``(cte, args)``: a ``stored AS (...)`` CTE (PostgreSQL) putting ``events`` in ``host``'s
+    outbox, in order, only if the CTE named ``guard`` returned a row. Its parameters start
+    at ``$first``: the host, then 3 per event."""
+    values = ", ".join(
+        f"(${first + 1 + 3 * n}::text, ${first + 2 + 3 * n}::text, ${first + 3 + 3 * n}::bytea, {n})"
+        for n in range(len(events)))
+    args: list[object] = [host]
+    for event in events:
+        args += [event.job_id, event.event_id, event.SerializeToString()]
+    cte = (f"stored AS (INSERT INTO event_outbox (host, job_id, event_id, event, created_at)"
+           f" SELECT ${first}, v.job_id, v.event_id, v.event, {{now}} FROM (VALUES {values})"
+           f" AS v(job_id, event_id, event, pos) WHERE EXISTS (SELECT 1 FROM {guard}) ORDER BY v.pos RETURNING 1)")
+    return cte, args
+
+
 def _rows(rows: Sequence[Row]) -> list[OutboxRow]:
     found = []
     for row in rows:
@@ -59,20 +75,9 @@ class OutboxSql:
         if not events:
             return bool(await self._run(sql, *args))
         if self.backend.writable_cte:
-            first = len(args) + 2  # $1.. are the write's; then the host, then 3 per event
-            values = ", ".join(
-                f"(${first + 3 * n}::text, ${first + 3 * n + 1}::text, ${first + 3 * n + 2}::bytea, {n})"
-                for n in range(len(events)))
-            event_args: list[object] = []
-            for event in events:
-                event_args += [event.job_id, event.event_id, event.SerializeToString()]
-            rows = await self._run(
-                f"WITH applied AS ({sql}), stored AS (INSERT INTO event_outbox"
-                f" (host, job_id, event_id, event, created_at) SELECT ${first - 1}, v.job_id, v.event_id, v.event,"
-                f" {{now}} FROM (VALUES {values}) AS v(job_id, event_id, event, pos)"
-                " WHERE EXISTS (SELECT 1 FROM applied) ORDER BY v.pos RETURNING 1)"
-                " SELECT count(*) AS n FROM applied",
-                *args, host, *event_args)
+            stored, stored_args = outbox_cte("applied", len(args) + 1, host, events)
+            rows = await self._run(f"WITH applied AS ({sql}), {stored} SELECT count(*) AS n FROM applied",
+                                   *args, *stored_args)
             return bool(rows[0]["n"])
         async with self._tx() as tx:
             applied = await tx.fetch(sql, *args)

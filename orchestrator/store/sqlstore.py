@@ -17,74 +17,25 @@ refused write only label the refusal.
 from __future__ import annotations
 
 import enum
-import functools
-import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 
 from common.rpc import jobs_pb2
 from orchestrator.store import migrate
 from orchestrator.store.backend import Backend, Tx
-from orchestrator.store.errors import (
-    AttemptNotFound, ConstraintViolation, HostNotFound, JobNotFound, RetryNotAllowed, StoreError,
-)
+from orchestrator.store.errors import AttemptNotFound, ConstraintViolation, JobNotFound, RetryNotAllowed, StoreError
+from orchestrator.store.hostsql import HostsSql
 from orchestrator.store.interface import Store
-from orchestrator.store.outbox import OutboxSql, outbox_insert
-from orchestrator.store.records import AttemptRecord, HostRecord, JobFilter, JobRecord, Row, StepRecord
-from orchestrator.store.states import (
-    ACTIVE, TERMINAL, IgnoreReason, JobState, StepState, ignore_reason, sources_of, sql_list,
+from orchestrator.store.outbox import OutboxSql, outbox_cte, outbox_insert
+from orchestrator.store.records import AttemptRecord, JobFilter, JobRecord, Row, StepRecord
+from orchestrator.store.sqltext import (
+    ACTIVE_SQL, FILTER_COLUMNS, JOBS_SELECT, NEW_ATTEMPT, PROVISIONING, QUEUED, STEP_OPEN_SQL, SUBMIT_ONE_STATEMENT,
+    TERMINAL_SQL, UNFINISHED_SQL, move_sql, submit_claimed_statement,
 )
+from orchestrator.store.states import IgnoreReason, JobState, ignore_reason
 
 log = logging.getLogger(__name__)
-
-_ACTIVE = sql_list(ACTIVE)
-_TERMINAL = sql_list(TERMINAL)
-_UNFINISHED = sql_list(frozenset(JobState) - TERMINAL)
-_STEP_OPEN = f"({int(StepState.UNSPECIFIED)},{int(StepState.RUNNING)})"
-_QUEUED = int(JobState.QUEUED)
-_HOST_COLUMNS = "name, labels, capacity, running, last_heartbeat, draining, {now} - last_heartbeat AS age"
-# A job row joined with its current attempt: the shape JobRecord.from_row reads.
-_JOBS = (
-    "SELECT j.job_id, j.run_id, j.key, j.name, j.runs_on, j.repo, j.ref, j.sha, j.attempt, j.created_at,"
-    " j.request, a.state, a.host, a.reason, a.updated_at"
-    " FROM jobs j JOIN attempts a ON a.job_id = j.job_id AND a.attempt = j.attempt"
-)
-_NEW_ATTEMPT = (
-    "INSERT INTO attempts (job_id, attempt, host, state, reason, vm_name, queued_at, updated_at)"
-    f" VALUES ($1, $2, '', {_QUEUED}, $3, '', {{now}}, {{now}})"
-)
-# submit in one statement where the database allows INSERT in WITH: the job, its first attempt,
-# and the joined row - inserted now, or the existing one (1 round trip instead of 5 with
-# BEGIN/COMMIT). A first submit racing another one of the same job gets no row: the winner's
-# rows are not in this statement's snapshot, and the caller reads them with a new statement.
-_SUBMIT_ONE_STATEMENT = (
-    "WITH new_job AS ("
-    "INSERT INTO jobs (job_id, run_id, key, name, runs_on, repo, ref, sha, attempt, created_at, request)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, {now}, $9) ON CONFLICT (job_id) DO NOTHING"
-    " RETURNING job_id, run_id, key, name, runs_on, repo, ref, sha, attempt, created_at, request"
-    "), new_attempt AS ("
-    "INSERT INTO attempts (job_id, attempt, host, state, reason, vm_name, queued_at, updated_at)"
-    f" SELECT job_id, 1, '', {_QUEUED}, '', '', {{now}}, {{now}} FROM new_job"
-    " RETURNING job_id, state, host, reason, updated_at"
-    ") SELECT j.job_id, j.run_id, j.key, j.name, j.runs_on, j.repo, j.ref, j.sha, j.attempt, j.created_at,"
-    " j.request, a.state, a.host, a.reason, a.updated_at FROM new_job j JOIN new_attempt a ON a.job_id = j.job_id"
-    f" UNION ALL {_JOBS} WHERE j.job_id = $1 AND NOT EXISTS (SELECT 1 FROM new_job)"
-)
-# JobFilter field -> column of the joined query.
-_FILTER_COLUMNS = {"repo": "j.repo", "ref": "j.ref", "run_id": "j.run_id", "runs_on": "j.runs_on",
-                   "state": "a.state", "host": "a.host"}
-
-
-@functools.cache
-def _move_sql(to_state: JobState) -> str | None:
-    """The conditional UPDATE ($1 job, $2 attempt, $3 state, $4 reason) moving to ``to_state``; None if nothing can."""
-    sources = sources_of(to_state)
-    if not sources:
-        return None
-    finished = ", finished_at = {now}" if to_state.terminal else ""
-    return (f"UPDATE attempts SET state = $3, reason = $4, updated_at = {{now}}{finished}"
-            f" WHERE job_id = $1 AND attempt = $2 AND state IN {sql_list(sources)} RETURNING attempt")
 
 
 class _Phase(enum.Enum):
@@ -93,7 +44,7 @@ class _Phase(enum.Enum):
     CLOSED = "closed"
 
 
-class SqlStore(OutboxSql, Store):
+class SqlStore(OutboxSql, HostsSql, Store):
     """A ``Store`` over a ``Backend``; ``host_stale_after`` (s) is the default for ``HostRecord.alive``."""
 
     def __init__(self, backend: Backend, host_stale_after: float = 30.0) -> None:
@@ -136,7 +87,7 @@ class SqlStore(OutboxSql, Store):
         return await self.backend.run(sql, *args)
 
     async def _job(self, job_id: str) -> JobRecord | None:
-        rows = await self._run(f"{_JOBS} WHERE j.job_id = $1", job_id)
+        rows = await self._run(f"{JOBS_SELECT} WHERE j.job_id = $1", job_id)
         return JobRecord.from_row(rows[0]) if rows else None
 
     # -- jobs -------------------------------------------------------------
@@ -146,7 +97,7 @@ class SqlStore(OutboxSql, Store):
         checkout = request.checkout
         if self.backend.writable_cte:
             rows = await self._run(
-                _SUBMIT_ONE_STATEMENT,
+                SUBMIT_ONE_STATEMENT,
                 request.job_id, request.run_id, request.key, request.name or request.key, request.runs_on,
                 checkout.repo, checkout.ref, checkout.sha, request.SerializeToString(),
             )
@@ -162,9 +113,40 @@ class SqlStore(OutboxSql, Store):
                 checkout.repo, checkout.ref, checkout.sha, request.SerializeToString(),
             )
             if inserted:
-                await tx.execute(_NEW_ATTEMPT, request.job_id, 1, "")
-            row = await tx.fetchrow(f"{_JOBS} WHERE j.job_id = $1", request.job_id)
+                await tx.execute(NEW_ATTEMPT, request.job_id, 1, "")
+            row = await tx.fetchrow(f"{JOBS_SELECT} WHERE j.job_id = $1", request.job_id)
         assert row is not None  # inserted now or before, and jobs are never deleted
+        return JobRecord.from_row(row)
+
+    async def submit_claimed(self, request: jobs_pb2.JobRequest, host: str, vm_name: str,
+                             events: Sequence[jobs_pb2.JobEvent] = ()) -> JobRecord | None:
+        if not request.job_id:
+            raise ValueError("a job request needs a job_id to be stored")
+        if not host:
+            raise ValueError("a claim needs the claiming host's name")
+        checkout = request.checkout
+        args = (request.job_id, request.run_id, request.key, request.name or request.key, request.runs_on,
+                checkout.repo, checkout.ref, checkout.sha, request.SerializeToString())
+        if self.backend.writable_cte:
+            # $10 the VM, $11 the host (then the events')
+            stored, stored_args = outbox_cte("new_job", 11, host, events) if events else ("stored AS (SELECT 1)", [host])
+            rows = await self._run(submit_claimed_statement(stored), *args, vm_name, *stored_args)
+            return JobRecord.from_row(rows[0]) if rows else None
+        async with self._tx() as tx:
+            inserted = await tx.fetch(
+                "INSERT INTO jobs (job_id, run_id, key, name, runs_on, repo, ref, sha, attempt, created_at, request)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, {now}, $9)"
+                " ON CONFLICT (job_id) DO NOTHING RETURNING job_id", *args)
+            if not inserted:
+                return None
+            await tx.execute(
+                "INSERT INTO attempts (job_id, attempt, host, state, reason, vm_name, queued_at, started_at,"
+                f" updated_at) VALUES ($1, 1, $2, {PROVISIONING}, '', $3, {{now}}, {{now}}, {{now}})",
+                request.job_id, host, vm_name)
+            if events:
+                await tx.execute(*outbox_insert(host, events))
+            row = await tx.fetchrow(f"{JOBS_SELECT} WHERE j.job_id = $1", request.job_id)
+        assert row is not None
         return JobRecord.from_row(row)
 
     async def claim(self, job_id: str, attempt: int, host: str, vm_name: str,
@@ -175,7 +157,7 @@ class SqlStore(OutboxSql, Store):
         won = await self._write_announced(
             f"UPDATE attempts SET state = {int(JobState.PROVISIONING)}, host = $3, vm_name = $4, reason = '',"
             " started_at = {now}, updated_at = {now}"
-            f" WHERE job_id = $1 AND attempt = $2 AND state = {_QUEUED} RETURNING attempt",
+            f" WHERE job_id = $1 AND attempt = $2 AND state = {QUEUED} RETURNING attempt",
             args, host, events,
         )
         if won:
@@ -183,13 +165,13 @@ class SqlStore(OutboxSql, Store):
         # A redelivered request: the holder may claim its own unfinished attempt again.
         return await self._write_announced(
             "UPDATE attempts SET vm_name = $4, updated_at = {now}"
-            f" WHERE job_id = $1 AND attempt = $2 AND host = $3 AND state IN {_ACTIVE} RETURNING attempt",
+            f" WHERE job_id = $1 AND attempt = $2 AND host = $3 AND state IN {ACTIVE_SQL} RETURNING attempt",
             args, host, events,
         )
 
     async def transition(self, job_id: str, attempt: int, to_state: JobState, reason: str = "") -> bool:
         to_state = JobState(to_state)
-        sql = _move_sql(to_state)
+        sql = move_sql(to_state)
         if sql is not None and await self._run(sql, job_id, attempt, int(to_state), reason):
             return True
         await self._count_ignored(job_id, attempt, to_state)
@@ -198,7 +180,7 @@ class SqlStore(OutboxSql, Store):
     async def transition_announced(self, job_id: str, attempt: int, to_state: JobState, reason: str,
                                    host: str, events: Sequence[jobs_pb2.JobEvent]) -> bool:
         to_state = JobState(to_state)
-        sql = _move_sql(to_state)
+        sql = move_sql(to_state)
         if sql is not None and await self._write_announced(sql, (job_id, attempt, int(to_state), reason),
                                                            host, events):
             return True
@@ -207,7 +189,7 @@ class SqlStore(OutboxSql, Store):
 
     async def _count_ignored(self, job_id: str, attempt: int, to_state: JobState) -> None:
         async with self._tx() as tx:
-            row = await tx.fetchrow(f"{_JOBS} WHERE j.job_id = $1", job_id)
+            row = await tx.fetchrow(f"{JOBS_SELECT} WHERE j.job_id = $1", job_id)
             why = ignore_reason(
                 None if row is None else JobState(row["state"]),
                 None if row is None else int(row["attempt"]),
@@ -224,7 +206,7 @@ class SqlStore(OutboxSql, Store):
         # Only the current attempt can be unfinished, so no attempt number is needed.
         await self._run(
             f"UPDATE attempts SET state = {int(JobState.CANCELLED)}, reason = $2, updated_at = {{now}},"
-            f" finished_at = {{now}} WHERE job_id = $1 AND state IN {_UNFINISHED} RETURNING attempt",
+            f" finished_at = {{now}} WHERE job_id = $1 AND state IN {UNFINISHED_SQL} RETURNING attempt",
             job_id, reason,
         )
         record = await self._job(job_id)
@@ -237,13 +219,13 @@ class SqlStore(OutboxSql, Store):
             # The EXISTS re-checks under the row lock: of racing retries only the first sees a finished attempt.
             moved = await tx.fetch(
                 "UPDATE jobs SET attempt = attempt + 1 WHERE job_id = $1 AND EXISTS (SELECT 1 FROM attempts a"
-                f" WHERE a.job_id = jobs.job_id AND a.attempt = jobs.attempt AND a.state IN {_TERMINAL})"
+                f" WHERE a.job_id = jobs.job_id AND a.attempt = jobs.attempt AND a.state IN {TERMINAL_SQL})"
                 " RETURNING attempt",
                 job_id,
             )
             if moved:
-                await tx.execute(_NEW_ATTEMPT, job_id, int(moved[0]["attempt"]), "")
-            row = await tx.fetchrow(f"{_JOBS} WHERE j.job_id = $1", job_id)
+                await tx.execute(NEW_ATTEMPT, job_id, int(moved[0]["attempt"]), "")
+            row = await tx.fetchrow(f"{JOBS_SELECT} WHERE j.job_id = $1", job_id)
         if row is None:
             raise JobNotFound(job_id)
         record = JobRecord.from_row(row)
@@ -260,13 +242,13 @@ class SqlStore(OutboxSql, Store):
     async def list_jobs(self, job_filter: JobFilter = JobFilter()) -> list[JobRecord]:
         conditions = job_filter.conditions()
         # Column names come from a fixed map; values are parameters.
-        where = " AND ".join(f"{_FILTER_COLUMNS[field]} = ${n}" for n, field in enumerate(conditions, start=1))
-        sql = _JOBS + (f" WHERE {where}" if where else "") + f" ORDER BY j.seq DESC LIMIT ${len(conditions) + 1}"
+        where = " AND ".join(f"{FILTER_COLUMNS[field]} = ${n}" for n, field in enumerate(conditions, start=1))
+        sql = JOBS_SELECT + (f" WHERE {where}" if where else "") + f" ORDER BY j.seq DESC LIMIT ${len(conditions) + 1}"
         rows = await self._run(sql, *conditions.values(), job_filter.limit)
         return [JobRecord.from_row(row) for row in rows]
 
     async def jobs_of_run(self, run_id: str) -> list[JobRecord]:
-        rows = await self._run(f"{_JOBS} WHERE j.run_id = $1 ORDER BY j.seq", run_id)
+        rows = await self._run(f"{JOBS_SELECT} WHERE j.run_id = $1 ORDER BY j.seq", run_id)
         return [JobRecord.from_row(row) for row in rows]
 
     async def attempts(self, job_id: str) -> list[AttemptRecord]:
@@ -282,7 +264,7 @@ class SqlStore(OutboxSql, Store):
                 " VALUES ($1, $2, $3, $4, $5, $6, $7, {now}) ON CONFLICT (job_id, attempt, idx) DO UPDATE SET"
                 " name = excluded.name, state = excluded.state, exit_code = excluded.exit_code,"
                 " duration = excluded.duration, updated_at = excluded.updated_at"
-                f" WHERE steps.state IN {_STEP_OPEN} RETURNING idx",
+                f" WHERE steps.state IN {STEP_OPEN_SQL} RETURNING idx",
                 (job_id, attempt, step.index, step.name, int(step.state), step.exit_code,
                  float(step.duration_seconds)),
                 host, events,
@@ -293,100 +275,6 @@ class SqlStore(OutboxSql, Store):
     async def steps(self, job_id: str, attempt: int) -> list[StepRecord]:
         rows = await self._run("SELECT * FROM steps WHERE job_id = $1 AND attempt = $2 ORDER BY idx", job_id, attempt)
         return [StepRecord.from_row(row) for row in rows]
-
-    # -- hosts ------------------------------------------------------------
-    def _host(self, row: Row) -> HostRecord:
-        return HostRecord.from_row(row, self.host_stale_after)
-
-    async def register_host(self, name: str, labels: Sequence[str], capacity: int) -> HostRecord:
-        if not name:
-            raise ValueError("a host needs a name")
-        if capacity < 0:
-            raise ValueError("a host's capacity cannot be negative")
-        [row] = await self._run(
-            "INSERT INTO hosts (name, labels, capacity, running, last_heartbeat, draining, registered_at)"
-            " VALUES ($1, $2, $3, 0, {now}, $4, {now}) ON CONFLICT (name) DO UPDATE SET"
-            " labels = excluded.labels, capacity = excluded.capacity, running = 0,"
-            " last_heartbeat = excluded.last_heartbeat, registered_at = excluded.registered_at"
-            f" RETURNING {_HOST_COLUMNS}",
-            name, json.dumps(list(labels)), capacity, False,
-        )
-        return self._host(row)
-
-    async def heartbeat(self, name: str, running: int) -> HostRecord:
-        return await self._update_host(name, "running = $2, last_heartbeat = {now}", running)
-
-    async def set_draining(self, name: str, draining: bool) -> HostRecord:
-        return await self._update_host(name, "draining = $2", bool(draining))
-
-    async def _update_host(self, name: str, assignments: str, value: object) -> HostRecord:
-        rows = await self._run(f"UPDATE hosts SET {assignments} WHERE name = $1 RETURNING {_HOST_COLUMNS}", name, value)
-        if not rows:
-            raise HostNotFound(name)
-        return self._host(rows[0])
-
-    async def list_hosts(self, stale_after: float | None = None) -> list[HostRecord]:
-        limit = self.host_stale_after if stale_after is None else stale_after
-        rows = await self._run(f"SELECT {_HOST_COLUMNS} FROM hosts ORDER BY name")
-        return [HostRecord.from_row(row, limit) for row in rows]
-
-    async def requeue_lapsed(self, stale_after_seconds: float, max_attempts: int) -> list[JobRecord]:
-        return await self._take_back_all(
-            "SELECT a.job_id, a.attempt, a.host FROM attempts a JOIN hosts h ON h.name = a.host"
-            f" WHERE a.state IN {_ACTIVE} AND h.last_heartbeat < {{now}} - $1"
-            " ORDER BY a.job_id{skip_locked}",
-            float(stale_after_seconds),
-            why=lambda host, attempt: (
-                f"host {host} sent no heartbeat for over {stale_after_seconds:g}s during attempt {attempt}"),
-            max_attempts=max_attempts,
-        )
-
-    async def requeue_host(self, host: str, max_attempts: int, why: str = "restarted") -> list[JobRecord]:
-        return await self._take_back_all(
-            f"SELECT a.job_id, a.attempt, a.host FROM attempts a WHERE a.host = $1 AND a.state IN {_ACTIVE}"
-            " ORDER BY a.job_id{skip_locked}",
-            host,
-            why=lambda host, attempt: f"host {host} {why} during attempt {attempt}",
-            max_attempts=max_attempts,
-        )
-
-    async def _take_back_all(
-        self, select: str, arg: object, why: Callable[[str, int], str], max_attempts: int
-    ) -> list[JobRecord]:
-        """End each attempt ``select`` finds as errored; queue a new attempt unless it was attempt ``max_attempts``."""
-        if max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
-        changed: list[JobRecord] = []
-        async with self._tx() as tx:
-            for found in await tx.fetch(select, arg):
-                job_id, attempt = found["job_id"], int(found["attempt"])
-                lapse = why(found["host"], attempt)
-                again = attempt < max_attempts
-                reason = f"{lapse}; requeued as attempt {attempt + 1}" if again else (
-                    f"{lapse}; gave up after {attempt} attempts")
-                ended = await tx.fetch(
-                    f"UPDATE attempts SET state = {int(JobState.ERRORED)}, reason = $3, updated_at = {{now}},"
-                    f" finished_at = {{now}} WHERE job_id = $1 AND attempt = $2 AND state IN {_ACTIVE}"
-                    " RETURNING attempt",
-                    job_id, attempt, reason,
-                )
-                if not ended:  # finished since the sweep read it (PostgreSQL holds the row lock; SQLite one writer)
-                    continue
-                if again:
-                    await tx.execute(_NEW_ATTEMPT, job_id, attempt + 1, reason)  # why it is queued again
-                    await tx.execute("UPDATE jobs SET attempt = $2 WHERE job_id = $1", job_id, attempt + 1)
-                row = await tx.fetchrow(f"{_JOBS} WHERE j.job_id = $1", job_id)
-                assert row is not None
-                changed.append(JobRecord.from_row(row))
-        for record in changed:
-            log.warning("job %s: %s", record.job_id, record.reason)
-        return changed
-
-    async def live_vm_names(self, host: str) -> set[str]:
-        rows = await self._run(
-            f"SELECT vm_name FROM attempts WHERE host = $1 AND state IN {_ACTIVE} AND vm_name <> ''", host
-        )
-        return {row["vm_name"] for row in rows}
 
     # -- counters ---------------------------------------------------------
     async def ignored_transitions(self) -> int:
