@@ -225,6 +225,17 @@ class Cluster:
             await asyncio.to_thread(services.drop_database, self.database)
 
 
+def machine_ticks() -> tuple[int, int]:
+    """(all, idle) CPU ticks of the machine so far, from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(fields), fields[3] + fields[4]  # idle + iowait
+
+
+def busy_share(before: tuple[int, int], after: tuple[int, int]) -> float:
+    total, idle = after[0] - before[0], after[1] - before[1]
+    return (total - idle) / total if total else 0.0
+
+
 async def flood(publisher: RabbitJobPublisher, watch: Watch, tag: str, n: int) -> float:
     """Seconds from the first publish to the last terminal event of ``n`` jobs published at once."""
     jobs = [request(f"{tag}-{i}") for i in range(n)]
@@ -271,10 +282,11 @@ async def scenario(mode: str, count: int, args: argparse.Namespace, amqp: str, r
         async with RabbitJobPublisher(amqp, topology) as publisher:
             await flood(publisher, watch, "warm", 20 * count)  # connections, pools, caches
             jobs = args.jobs * count
-            cpu = cluster.cpu_seconds()
+            cpu, machine = cluster.cpu_seconds(), machine_ticks()
             flood_start = time.time()
             seconds = await flood(publisher, watch, "flood", jobs)
             cpu_ms = (cluster.cpu_seconds() - cpu) / jobs * 1000
+            busy = busy_share(machine, machine_ticks())
             threads, fds = cluster.resources()
             flood_ids = [f"flood-{i}" for i in range(jobs)]
             flood_lat = watch.latencies_ms(flood_ids)
@@ -294,6 +306,11 @@ async def scenario(mode: str, count: int, args: argparse.Namespace, amqp: str, r
           f"flood submit->running p50 {percentile(flood_lat, 50):7.1f} ms")
     print(f"{tag}: the node(s) stamped the last job finished after {node_seconds:6.2f}s = "
           f"{jobs / node_seconds:7.1f} jobs/s (before its terminal event reached the benchmark)")
+    cores = os.cpu_count() or 1
+    stack_ms = busy * cores * seconds / jobs * 1000
+    print(f"{tag}: during the flood the machine was {busy:4.0%} busy: {stack_ms:5.2f} ms of CPU per job for the "
+          f"whole stack (nodes, PostgreSQL, RabbitMQ, this benchmark), so its {cores} cores cap any number of "
+          f"nodes near {cores * 1000 / stack_ms:6.1f} jobs/s")
     print(f"{tag}: node CPU {cpu_ms:5.2f} ms per job = at most {1000 / cpu_ms:6.1f} jobs/s per busy core "
           f"(machine load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores); "
           f"after {jobs + 20 * count} jobs a node holds {threads} threads, {fds} fds")

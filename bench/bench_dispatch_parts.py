@@ -16,9 +16,8 @@ loaded machine changes the wall figure, much less the CPU one):
   client and server both here (the instant driver's fake runner does the
   same inside the node);
 * store: one job's writes as the node makes them on a scratch PostgreSQL
-  database (submit, claim, running, 2 step reports, terminal: 6 calls, 6
-  round trips: submit is one statement on PostgreSQL, and finalize no longer
-  re-records the steps the runner reported);
+  database (submit and claim together, running, 2 step reports, terminal:
+  5 calls, 5 round trips);
 * runner token: issuing one and verifying it 4 times.
 
 Prints ms of CPU per job for each part and their sum, to set against the
@@ -129,8 +128,8 @@ async def store_writes(pg: str, n: int, concurrency: int) -> float:
     async with open_store(pg, pool_size=concurrency) as store:
         async def one(i: int) -> None:
             job_id = f"job-{i + 1}"
-            record = await store.submit(jobs_pb2.JobRequest(job_id=job_id, run_id="bench", key="k", runs_on="bench"))
-            await store.claim(job_id, record.attempt, "bench-host", f"solstice-{i + 1:08x}-1")
+            request = jobs_pb2.JobRequest(job_id=job_id, run_id="bench", key="k", runs_on="bench")
+            await store.submit_claimed(request, "bench-host", f"solstice-{i + 1:08x}-1")
             await store.transition(job_id, 1, JobState.RUNNING)
             running = jobs_pb2.StepResult(index=0, name="s", state=jobs_pb2.STEP_STATE_RUNNING)
             done = jobs_pb2.StepResult(index=0, name="s", state=jobs_pb2.STEP_STATE_SUCCEEDED)
@@ -138,7 +137,7 @@ async def store_writes(pg: str, n: int, concurrency: int) -> float:
                 await store.record_step(job_id, 1, step)
             await store.transition(job_id, 1, JobState.SUCCEEDED)
 
-        return await measure("store (6 calls, 6 round trips, PG)", one, n, concurrency)
+        return await measure("store (5 calls, 5 round trips, PG)", one, n, concurrency)
 
 
 async def tokens(n: int, concurrency: int) -> float:
