@@ -257,10 +257,8 @@ class Scheduler:
             await asyncio.gather(*waiters, return_exceptions=True)
 
     async def _submit_claimed(self, request: jobs_pb2.JobRequest) -> Disposition | None:
-        """The common case in one store write: a job no node stored yet, with a slot free right
-        now, is stored already claimed (``Store.submit_claimed``: one statement instead of
-        ``submit`` then ``claim``). None, having changed nothing, when that does not apply:
-        the caller goes the ordinary way."""
+        """Step 0 of ``on_job`` (``Store.submit_claimed``); None, having changed nothing, when it
+        does not apply: the caller goes the ordinary way."""
         job_id = request.job_id
         if job_id in self._claiming or job_id in self.active:
             return None
@@ -270,12 +268,11 @@ class Scheduler:
         vm = vm_name(job_id, 1)
         self._vms.add(vm)  # before the claim: reconciliation must never see it as an orphan
         self._claiming[job_id] = 1
-        stored: list[JobRecord] = []
+        stored: list[JobRecord | None] = [None]
 
         async def write(events: Sequence[jobs_pb2.JobEvent]) -> bool:
-            job = await self.s.store.submit_claimed(request, self.s.host, vm, events)
-            stored.extend([job] if job is not None else [])
-            return job is not None
+            stored[0] = await self.s.store.submit_claimed(request, self.s.host, vm, events)
+            return stored[0] is not None
 
         try:
             await announce_applied(self.s.events, write, first_claim_event(request, self.s.host))
@@ -285,7 +282,7 @@ class Scheduler:
         finally:
             if self._claiming.get(job_id) == 1:
                 del self._claiming[job_id]
-        if not stored:
+        if stored[0] is None:
             self._let_go(vm, slot)
             return None
         self._start(stored[0], slot, vm)
