@@ -1,4 +1,7 @@
-"""The directory of job logs: ``<root>/<job id>/<attempt>.log`` (+ ``.idx``)."""
+"""The directory of job logs: ``<root>/<job id>/<attempt>.log`` (+ ``.idx``).
+
+An attempt whose runner never sent a line has no log here at all (``exists``).
+"""
 
 from __future__ import annotations
 
@@ -81,10 +84,10 @@ class LogStore:
     async def exists(self, job_id: str, attempt: int) -> bool:
         """True when the attempt has a log (open here or on disk).
 
-        An attempt that logged nothing stores no log at all: readers show a
-        finished attempt without one as an empty log (``finished_without_log``).
-        Creating a file and its job's directory for it was most of what such a
-        job cost the node (two inode allocations per job)."""
+        An attempt that logged nothing stores no log at all: readers (AdminService
+        ``TailLogs``, the single node's log page) show a finished attempt without
+        one as an empty log that has ended. Creating a file and its job's
+        directory for it was most of what such a job cost the node."""
         if self._closed:
             raise LogStoreError("the log store is shut down")
         if (job_id, attempt) in self._logs:
