@@ -99,8 +99,11 @@ class OutboxSql:
         """Forget published events (unknown ids are ignored)."""
         if not event_ids:
             return
-        marks = ", ".join(f"${n}" for n in range(1, len(event_ids) + 1))
-        await self._run(f"DELETE FROM event_outbox WHERE event_id IN ({marks})", *event_ids)
+        # Padded to a power of two (with a repeated id): a handful of statement shapes to
+        # prepare on every pooled connection instead of one per batch size.
+        ids = list(event_ids) + [event_ids[-1]] * ((1 << (len(event_ids) - 1).bit_length()) - len(event_ids))
+        marks = ", ".join(f"${n}" for n in range(1, len(ids) + 1))
+        await self._run(f"DELETE FROM event_outbox WHERE event_id IN ({marks})", *ids)
 
     async def outbox_adopt(self, host: str, stale_after_seconds: float) -> list[OutboxRow]:
         """Move to ``host`` the rows of hosts whose heartbeat lapsed (or that never registered).
