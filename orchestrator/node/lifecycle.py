@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -132,12 +132,14 @@ def _with_console(message: str, console: str) -> str:
 class AttemptRun:
     """Drives one claimed attempt; ``run()`` returns its final state (None when aborted)."""
 
-    def __init__(self, services: NodeServices, job: JobRecord, vm: str, control: AttemptControl) -> None:
+    def __init__(self, services: NodeServices, job: JobRecord, vm: str, control: AttemptControl,
+                 on_torn_down: Callable[[], None] | None = None) -> None:
         self.s = services
         self.job = job
         self.attempt = job.attempt
         self.vm = vm
         self.control = control
+        self.on_torn_down = on_torn_down  # called once the VM is gone, before the final state is stored
         self.outcome: JobOutcome | None = None
         self._final_steps: set[int] = set()  # indices whose final state the runner's reports stored
         # Set once the RUNNING transition was tried. The runner reports its first step as soon
@@ -181,6 +183,8 @@ class AttemptRun:
         finally:
             self._started.set()  # the job never started: step reports wait no longer
             await self._teardown()
+            if self.on_torn_down is not None:
+                self.on_torn_down()
         if self.control.aborted:
             await self._announce_cancel_if_recorded()
             log.info("attempt aborted", extra={"fields": {"job": job.job_id, "attempt": self.attempt}})

@@ -36,6 +36,7 @@ from common.queue.disposition import Disposition
 from common.queue.publisher import JobPublisher
 from common.rpc import jobs_pb2
 from orchestrator.names import vm_name
+from orchestrator.node import needs
 from orchestrator.node.capacity import Capacity, Slot
 from orchestrator.node.events import announce_applied, announce_transition, first_claim_event, job_event
 from orchestrator.node.lifecycle import AttemptControl, AttemptRun, NodeServices
@@ -51,7 +52,7 @@ class ActiveAttempt:
     job: JobRecord
     attempt: int
     vm: str
-    slot: Slot
+    slot: Slot | None  # None once the VM is torn down (``_free_slot``)
     control: AttemptControl
     task: asyncio.Task[None] | None = None  # its lifecycle task
 
@@ -203,8 +204,7 @@ class Scheduler:
         waited = (datetime.now(UTC) - job.updated_at).total_seconds()
         if waited < self.needs_wait:
             return False
-        by_key = {j.key: j for j in await self.s.store.jobs_of_run(job.run_id)}
-        missing = [n for n in job.request.needs if n not in by_key or not by_key[n].terminal]
+        missing = needs.unfinished(job.request.needs, await self.s.store.jobs_of_run(job.run_id))
         reason = (f"needs {', '.join(missing)} did not finish within {self.needs_wait:g}s "
                   f"(timers.needs_wait); a need never submitted is never met")
         await self._end(job, job.attempt, JobState.FAILED, reason)
@@ -235,16 +235,7 @@ class Scheduler:
                 self._on_change()
 
     async def _needs_blocker(self, job: JobRecord) -> str | None:
-        """None: all needs succeeded; "": some still pending; else the key of a failed need."""
-        by_key = {j.key: j for j in await self.s.store.jobs_of_run(job.run_id)}
-        pending = False
-        for need in job.request.needs:
-            other = by_key.get(need)
-            if other is None or not other.terminal:
-                pending = True
-            elif other.state is not JobState.SUCCEEDED:
-                return need
-        return "" if pending else None
+        return needs.blocker(job.request.needs, await self.s.store.jobs_of_run(job.run_id))
 
     async def _wait_tick(self, timeout: float) -> None:
         tick = self._tick
@@ -341,7 +332,8 @@ class Scheduler:
         try:
             if before is not None:
                 await asyncio.wait({before})
-            await AttemptRun(self.s, job, active.vm, active.control).run()
+            run = AttemptRun(self.s, job, active.vm, active.control, on_torn_down=lambda: self._free_slot(active))
+            await run.run()
         except Exception as err:  # noqa: BLE001 - a bug must still end the job, not leave it held
             log.exception("attempt failed unexpectedly", extra={"fields": {"job": job.job_id}})
             reason = f"internal error on {self.s.host}: {type(err).__name__}: {err}"
@@ -353,10 +345,17 @@ class Scheduler:
             if self.active.get(job.job_id) is active:
                 del self.active[job.job_id]
             self._vms.discard(active.vm)
-            self.capacity.release(active.slot)
+            self._free_slot(active)
             self.finished += 1
             self._tick.set()
             self._tick = asyncio.Event()
+
+    def _free_slot(self, active: ActiveAttempt) -> None:
+        """Capacity counts VMs: once the attempt's VM is torn down its slot takes the next job,
+        while the attempt still records its final state."""
+        if active.slot is not None:
+            self.capacity.release(active.slot)
+            active.slot = None
 
     # -- control from the node and the admin API ---------------------------------
     def cancel_local(self, job_id: str, reason: str, recorded: bool) -> bool:

@@ -3,6 +3,7 @@ node consumes only the labels it serves."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,31 @@ async def test_node_refuses_labels_its_driver_cannot_run(tmp_path: Path) -> None
                       events=None, consumer_factory=LocalIntake(tmp_path / "q.db").consumer)  # type: ignore[arg-type]
     with pytest.raises(NodeError, match="cannot run label.*lab-z"):
         Node(parts, settings)
+
+
+async def test_a_slot_is_free_once_the_vm_is_gone_not_when_the_state_is_stored(tmp_path: Path) -> None:
+    settings = local_settings(tmp_path, capacity=1)
+    async with local_node(settings) as node:
+        store = node.store
+        gate = asyncio.Event()
+        storing = asyncio.Event()
+        transition_announced = store.transition_announced
+
+        async def slow_final(job_id, attempt, to_state, *args, **kwargs):  # type: ignore[no-untyped-def]
+            if job_id == "first" and to_state.terminal:
+                storing.set()
+                await gate.wait()  # the final state of "first" is held up in the store
+            return await transition_announced(job_id, attempt, to_state, *args, **kwargs)
+
+        store.transition_announced = slow_final  # type: ignore[method-assign]
+        await node.publish(job("first"), job("second"))
+        try:
+            await async_wait_until(storing.is_set, what="first storing its final state")
+            # Its VM is gone, so the one slot already runs "second" while "first" is not finished yet.
+            await async_wait_until(lambda: _terminal(store, "second"), timeout=10, what="second done meanwhile")
+            assert (await store.get_job("first")).state is JobState.RUNNING  # type: ignore[union-attr]
+        finally:
+            gate.set()  # also when it failed: the node must be able to shut down
+        await async_wait_until(lambda: _terminal(store, "first"), what="first done")
+        assert (await store.get_job("first")).state is JobState.SUCCEEDED  # type: ignore[union-attr]
+        assert node.driver.max_live == 1  # never two VMs at once
