@@ -30,8 +30,8 @@ from orchestrator.store.interface import Store
 from orchestrator.store.outbox import OutboxSql, outbox_cte, outbox_insert
 from orchestrator.store.records import AttemptRecord, JobFilter, JobRecord, Row, StepRecord
 from orchestrator.store.sqltext import (
-    ACTIVE_SQL, FILTER_COLUMNS, JOBS_SELECT, NEW_ATTEMPT, PROVISIONING, QUEUED, STEP_OPEN_SQL, SUBMIT_ONE_STATEMENT,
-    TERMINAL_SQL, UNFINISHED_SQL, move_sql, submit_claimed_statement,
+    ACTIVE_SQL, FILTER_COLUMNS, INSERT_JOB, JOBS_SELECT, NEW_ATTEMPT, PROVISIONING, QUEUED, STEP_OPEN_SQL,
+    SUBMIT_ONE_STATEMENT, TERMINAL_SQL, UNFINISHED_SQL, job_keys, move_sql, submit_claimed_statement,
 )
 from orchestrator.store.states import IgnoreReason, JobState, ignore_reason
 
@@ -94,24 +94,13 @@ class SqlStore(OutboxSql, HostsSql, Store):
     async def submit(self, request: jobs_pb2.JobRequest) -> JobRecord:
         if not request.job_id:
             raise ValueError("a job request needs a job_id to be stored")
-        checkout = request.checkout
         if self.backend.writable_cte:
-            rows = await self._run(
-                SUBMIT_ONE_STATEMENT,
-                request.job_id, request.run_id, request.key, request.name or request.key, request.runs_on,
-                checkout.repo, checkout.ref, checkout.sha, request.SerializeToString(),
-            )
+            rows = await self._run(SUBMIT_ONE_STATEMENT, *job_keys(request))
             record = JobRecord.from_row(rows[0]) if rows else await self._job(request.job_id)
             assert record is not None  # inserted now or before, and jobs are never deleted
             return record
         async with self._tx() as tx:
-            inserted = await tx.fetch(
-                "INSERT INTO jobs (job_id, run_id, key, name, runs_on, repo, ref, sha, attempt, created_at, request)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, {now}, $9)"
-                " ON CONFLICT (job_id) DO NOTHING RETURNING job_id",
-                request.job_id, request.run_id, request.key, request.name or request.key, request.runs_on,
-                checkout.repo, checkout.ref, checkout.sha, request.SerializeToString(),
-            )
+            inserted = await tx.fetch(f"{INSERT_JOB} RETURNING job_id", *job_keys(request))
             if inserted:
                 await tx.execute(NEW_ATTEMPT, request.job_id, 1, "")
             row = await tx.fetchrow(f"{JOBS_SELECT} WHERE j.job_id = $1", request.job_id)
@@ -124,19 +113,17 @@ class SqlStore(OutboxSql, HostsSql, Store):
             raise ValueError("a job request needs a job_id to be stored")
         if not host:
             raise ValueError("a claim needs the claiming host's name")
-        checkout = request.checkout
-        args = (request.job_id, request.run_id, request.key, request.name or request.key, request.runs_on,
-                checkout.repo, checkout.ref, checkout.sha, request.SerializeToString())
+        args = job_keys(request)
         if self.backend.writable_cte:
             # $10 the VM, $11 the host (then the events')
-            stored, stored_args = outbox_cte("new_job", 11, host, events) if events else ("stored AS (SELECT 1)", [host])
+            if events:
+                stored, stored_args = outbox_cte("new_job", 11, host, events)
+            else:
+                stored, stored_args = "stored AS (SELECT 1)", [host]
             rows = await self._run(submit_claimed_statement(stored), *args, vm_name, *stored_args)
             return JobRecord.from_row(rows[0]) if rows else None
         async with self._tx() as tx:
-            inserted = await tx.fetch(
-                "INSERT INTO jobs (job_id, run_id, key, name, runs_on, repo, ref, sha, attempt, created_at, request)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, {now}, $9)"
-                " ON CONFLICT (job_id) DO NOTHING RETURNING job_id", *args)
+            inserted = await tx.fetch(f"{INSERT_JOB} RETURNING job_id", *args)
             if not inserted:
                 return None
             await tx.execute(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 
+from common.rpc import jobs_pb2
 from orchestrator.store.states import ACTIVE, TERMINAL, JobState, StepState, sources_of, sql_list
 
 ACTIVE_SQL = sql_list(ACTIVE)
@@ -27,22 +28,29 @@ NEW_ATTEMPT = (
     "INSERT INTO attempts (job_id, attempt, host, state, reason, vm_name, queued_at, updated_at)"
     f" VALUES ($1, $2, '', {QUEUED}, $3, '', {{now}}, {{now}})"
 )
+# A new job ($1..$9: job_keys() of its request) at attempt 1; nothing when the id is stored.
+INSERT_JOB = (
+    "INSERT INTO jobs (job_id, run_id, key, name, runs_on, repo, ref, sha, attempt, created_at, request)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, {now}, $9) ON CONFLICT (job_id) DO NOTHING"
+)
+_NEW_JOB_CTE = (
+    f"WITH new_job AS ({INSERT_JOB}"
+    " RETURNING job_id, run_id, key, name, runs_on, repo, ref, sha, attempt, created_at, request)"
+)
+_NEW_JOB_JOINED = (
+    " SELECT j.job_id, j.run_id, j.key, j.name, j.runs_on, j.repo, j.ref, j.sha, j.attempt, j.created_at,"
+    " j.request, a.state, a.host, a.reason, a.updated_at FROM new_job j JOIN new_attempt a ON a.job_id = j.job_id"
+)
 # submit in one statement where the database allows INSERT in WITH: the job, its first attempt,
 # and the joined row - inserted now, or the existing one (1 round trip instead of 5 with
 # BEGIN/COMMIT). A first submit racing another one of the same job gets no row: the winner's
 # rows are not in this statement's snapshot, and the caller reads them with a new statement.
 SUBMIT_ONE_STATEMENT = (
-    "WITH new_job AS ("
-    "INSERT INTO jobs (job_id, run_id, key, name, runs_on, repo, ref, sha, attempt, created_at, request)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, {now}, $9) ON CONFLICT (job_id) DO NOTHING"
-    " RETURNING job_id, run_id, key, name, runs_on, repo, ref, sha, attempt, created_at, request"
-    "), new_attempt AS ("
+    f"{_NEW_JOB_CTE}, new_attempt AS ("
     "INSERT INTO attempts (job_id, attempt, host, state, reason, vm_name, queued_at, updated_at)"
     f" SELECT job_id, 1, '', {QUEUED}, '', '', {{now}}, {{now}} FROM new_job"
-    " RETURNING job_id, state, host, reason, updated_at"
-    ") SELECT j.job_id, j.run_id, j.key, j.name, j.runs_on, j.repo, j.ref, j.sha, j.attempt, j.created_at,"
-    " j.request, a.state, a.host, a.reason, a.updated_at FROM new_job j JOIN new_attempt a ON a.job_id = j.job_id"
-    f" UNION ALL {JOBS_SELECT} WHERE j.job_id = $1 AND NOT EXISTS (SELECT 1 FROM new_job)"
+    " RETURNING job_id, state, host, reason, updated_at)"
+    f"{_NEW_JOB_JOINED} UNION ALL {JOBS_SELECT} WHERE j.job_id = $1 AND NOT EXISTS (SELECT 1 FROM new_job)"
 )
 # JobFilter field -> column of the joined query.
 FILTER_COLUMNS = {"repo": "j.repo", "ref": "j.ref", "run_id": "j.run_id", "runs_on": "j.runs_on",
@@ -65,15 +73,15 @@ def submit_claimed_statement(stored_cte: str) -> str:
     ``stored_cte`` (``outbox_cte`` guarded by ``new_job``), its events - one statement.
     No row when the job exists: nothing is written then."""
     return (
-        "WITH new_job AS ("
-        "INSERT INTO jobs (job_id, run_id, key, name, runs_on, repo, ref, sha, attempt, created_at, request)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, {now}, $9) ON CONFLICT (job_id) DO NOTHING"
-        " RETURNING job_id, run_id, key, name, runs_on, repo, ref, sha, attempt, created_at, request"
-        "), new_attempt AS ("
+        f"{_NEW_JOB_CTE}, new_attempt AS ("
         "INSERT INTO attempts (job_id, attempt, host, state, reason, vm_name, queued_at, started_at, updated_at)"
         f" SELECT job_id, 1, $11, {PROVISIONING}, '', $10, {{now}}, {{now}}, {{now}} FROM new_job"
-        " RETURNING job_id, state, host, reason, updated_at"
-        f"), {stored_cte} SELECT j.job_id, j.run_id, j.key, j.name, j.runs_on, j.repo, j.ref, j.sha, j.attempt,"
-        " j.created_at, j.request, a.state, a.host, a.reason, a.updated_at"
-        " FROM new_job j JOIN new_attempt a ON a.job_id = j.job_id"
+        f" RETURNING job_id, state, host, reason, updated_at), {stored_cte}{_NEW_JOB_JOINED}"
     )
+
+
+def job_keys(request: jobs_pb2.JobRequest) -> tuple[object, ...]:
+    """``INSERT_JOB``'s $1..$9 for ``request``."""
+    checkout = request.checkout
+    return (request.job_id, request.run_id, request.key, request.name or request.key, request.runs_on,
+            checkout.repo, checkout.ref, checkout.sha, request.SerializeToString())
