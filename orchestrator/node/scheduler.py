@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -257,25 +257,15 @@ class Scheduler:
         if slot is None:
             return None
         vm = vm_name(job_id, 1)
-        self._vms.add(vm)  # before the claim: reconciliation must never see it as an orphan
-        self._claiming[job_id] = 1
         stored: list[JobRecord | None] = [None]
 
         async def write(events: Sequence[jobs_pb2.JobEvent]) -> bool:
             stored[0] = await self.s.store.submit_claimed(request, self.s.host, vm, events)
             return stored[0] is not None
 
-        try:
-            await announce_applied(self.s.events, write, first_claim_event(request, self.s.host))
-        except BaseException:
-            self._let_go(vm, slot)
-            raise
-        finally:
-            if self._claiming.get(job_id) == 1:
-                del self._claiming[job_id]
-        if stored[0] is None:
-            self._let_go(vm, slot)
+        if not await self._make_claim(job_id, 1, vm, slot, write, first_claim_event(request, self.s.host)):
             return None
+        assert stored[0] is not None
         self._start(stored[0], slot, vm)
         return Disposition.ACK
 
@@ -286,31 +276,31 @@ class Scheduler:
             self.capacity.release(slot)
             return Disposition.ACK  # a redelivery of what is being claimed or runs here
         vm = vm_name(job.job_id, job.attempt)
-        self._vms.add(vm)  # before the claim: reconciliation must never see it as an orphan
-        self._claiming[job.job_id] = job.attempt
         provisioning = job_event(job, JobState.PROVISIONING, attempt=job.attempt, host=self.s.host)
-        try:
-            # The claim stores the PROVISIONING event with it (one statement on PostgreSQL).
-            claimed = await announce_applied(
-                self.s.events,
+        if await self._make_claim(
+                job.job_id, job.attempt, vm, slot,
                 lambda stored: self.s.store.claim(job.job_id, job.attempt, self.s.host, vm, events=stored),
-                provisioning)
-        except BaseException:
-            self._let_go(vm, slot)
-            raise
-        finally:
-            if self._claiming.get(job.job_id) == job.attempt:
-                del self._claiming[job.job_id]
-        if not claimed:
-            self._let_go(vm, slot)
-            return Disposition.ACK  # not ours
-        self._start(job, slot, vm)
-        return Disposition.ACK
+                provisioning):
+            self._start(job, slot, vm)
+        return Disposition.ACK  # started, or not ours
 
-    def _let_go(self, vm: str, slot: Slot) -> None:
-        """Undo the preparations of a claim that did not happen."""
-        self._vms.discard(vm)
-        self.capacity.release(slot)
+    async def _make_claim(self, job_id: str, attempt: int, vm: str, slot: Slot,
+                          write: Callable[[Sequence[jobs_pb2.JobEvent]], Awaitable[bool]],
+                          provisioning: jobs_pb2.JobEvent) -> bool:
+        """Claim through ``write``, which stores the PROVISIONING event with the claim (one
+        statement on PostgreSQL). False, with the VM name and ``slot`` let go, when it did not apply."""
+        self._vms.add(vm)  # before the claim: reconciliation must never see it as an orphan
+        self._claiming[job_id] = attempt
+        claimed = False
+        try:
+            claimed = await announce_applied(self.s.events, write, provisioning)
+        finally:
+            if self._claiming.get(job_id) == attempt:
+                del self._claiming[job_id]
+            if not claimed:
+                self._vms.discard(vm)
+                self.capacity.release(slot)
+        return claimed
 
     def _start(self, job: JobRecord, slot: Slot, vm: str) -> None:
         """Run the attempt this node just claimed, as a task the scheduler owns."""

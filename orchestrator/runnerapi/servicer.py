@@ -122,8 +122,8 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer):
         if request.state not in TERMINAL:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "Complete needs a final job state")
         if not session.finished:
-            # A runner that logged nothing has nothing to check: opening its log here just
-            # to close it would cost what ``finish`` saves by storing it closed in one go.
+            # A runner that logged nothing has nothing to check, and opening its log here
+            # would create one that ``finish`` otherwise never stores.
             durable = (await session.log()).highest_sequence if request.last_sequence > 0 else 0
             if request.last_sequence > durable:
                 await context.abort(
