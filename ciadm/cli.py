@@ -107,7 +107,7 @@ ${ENV_ORCHESTRATOR} or {DEFAULT_ORCHESTRATOR}.
 @click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds to wait for each answer.")
 @click.pass_context
 def cli(ctx: click.Context, orchestrator: str, timeout: float) -> None:
-    """Operate Solstice CI: submit, list, follow, cancel and retry jobs; drain hosts.
+    """Operate Solstice CI: submit, list, follow, cancel and retry jobs; drain hosts; manage secrets.
 
     Talks to an orchestrator's AdminService ($SOLSTICE_ORCHESTRATOR).
     """
@@ -352,5 +352,7 @@ def undrain(ctx: click.Context, host: str, as_json: bool) -> None:
     """Let a drained host take jobs again."""
     _set_draining(ctx, host, as_json, undrain=True)
 
+
+import ciadm.secrets  # noqa: E402,F401 - registers the `secret` command group on `cli`
 
 main = run_cli(cli)

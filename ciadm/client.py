@@ -8,7 +8,7 @@ Errors (a ``SolsticeError`` each, so ``ciadm`` prints ``ERROR: ...``):
 
     AdminError
     ├── OrchestratorUnreachable   nothing answers at the address (or it timed out)
-    ├── JobNotFound               NOT_FOUND: no such job or host
+    ├── JobNotFound               NOT_FOUND: no such job, host or secret
     └── AdminRefused              any other status: the server's one-line message
 """
 
@@ -115,6 +115,20 @@ class AdminClient:
 
     async def drain(self, host: str, undrain: bool = False) -> admin_pb2.HostInfo:
         return await self._call(self.stub.Drain, admin_pb2.DrainRequest(host=host, undrain=undrain))
+
+    async def set_secret(self, scope: str, name: str, value: str, refs: Sequence[str] = ()) -> admin_pb2.SecretInfo:
+        request = admin_pb2.SetSecretRequest(scope=scope, name=name, value=value, refs=list(refs))
+        return await self._call(self.stub.SetSecret, request)
+
+    async def list_secrets(self, scope: str) -> admin_pb2.ListSecretsResponse:
+        return await self._call(self.stub.ListSecrets, admin_pb2.ListSecretsRequest(scope=scope))
+
+    async def delete_secret(self, scope: str, name: str) -> None:
+        await self._call(self.stub.DeleteSecret, admin_pb2.DeleteSecretRequest(scope=scope, name=name))
+
+    async def secret_audit(self, job_id: str = "", scope: str = "", limit: int = 0) -> list[admin_pb2.SecretDelivery]:
+        request = admin_pb2.SecretAuditRequest(job_id=job_id, scope=scope, limit=limit)
+        return list((await self._call(self.stub.SecretAudit, request)).deliveries)
 
     async def tail_logs(self, job_id: str, follow: bool = False, from_sequence: int = 1) -> AsyncIterator[admin_pb2.LogChunk]:
         """Stored chunks from ``from_sequence``; with ``follow``, live ones until the job's log ends."""

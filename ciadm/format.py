@@ -144,3 +144,30 @@ def hosts_table(hosts: Sequence[admin_pb2.HostInfo]) -> list[str]:
                      duration(h.heartbeat_age_seconds) + " ago", "yes" if h.draining else "no",
                      "yes" if h.alive else "no"))
     return table(rows)
+
+
+def secret_json(info: admin_pb2.SecretInfo) -> dict[str, Any]:
+    """A secret as ``ciadm secret list`` shows it: never a value (the answer has none)."""
+    return {"scope": info.scope, "name": info.name, "refs": list(info.refs), "updated_at": _time(info.updated_at),
+            "store": info.store, "key_id": info.key_id, "version": info.version}
+
+
+def secrets_table(secrets: Sequence[admin_pb2.SecretInfo]) -> list[str]:
+    rows = [("NAME", "SCOPE", "REFS", "UPDATED")]
+    for info in secrets:
+        rows.append((info.name, info.scope, ", ".join(info.refs) or "every ref", _age(info.updated_at)))
+    return table(rows)
+
+
+def delivery_json(record: admin_pb2.SecretDelivery) -> dict[str, Any]:
+    return {"job_id": record.job_id, "attempt": record.attempt, "repo": record.repo, "ref": record.ref,
+            "names": list(record.names), "outcome": record.outcome, "reason": record.reason, "host": record.host,
+            "store": record.store, "at": _time(record.at)}
+
+
+def deliveries_table(records: Sequence[admin_pb2.SecretDelivery]) -> list[str]:
+    rows = [("AT", "JOB", "ATTEMPT", "REPO", "REF", "SECRETS", "OUTCOME", "HOST")]
+    for r in records:
+        rows.append((_time(r.at) or "-", r.job_id, str(r.attempt), r.repo, r.ref or "-", ",".join(r.names),
+                     r.outcome + (f" ({r.reason})" if r.reason else ""), r.host))
+    return table(rows)

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from common.cli import logging_options, run_cli
+from orchestrator.secrets.cli import secret_key
 
 
 @click.group(
@@ -76,5 +77,7 @@ def serve(config_path: Path | None) -> None:
     settings = load_config(NodeSettings, config_path)
     raise SystemExit(asyncio.run(serve_node(settings)))
 
+
+cli.add_command(secret_key)
 
 main = run_cli(cli)

@@ -180,3 +180,99 @@ class DrainRequest(_message.Message):
     host: str
     undrain: bool
     def __init__(self, host: _Optional[str] = ..., undrain: _Optional[bool] = ...) -> None: ...
+
+class SetSecretRequest(_message.Message):
+    __slots__ = ("scope", "name", "value", "refs")
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    REFS_FIELD_NUMBER: _ClassVar[int]
+    scope: str
+    name: str
+    value: str
+    refs: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, scope: _Optional[str] = ..., name: _Optional[str] = ..., value: _Optional[str] = ..., refs: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SecretInfo(_message.Message):
+    __slots__ = ("scope", "name", "refs", "updated_at", "store", "key_id", "version")
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    REFS_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    scope: str
+    name: str
+    refs: _containers.RepeatedScalarFieldContainer[str]
+    updated_at: _timestamp_pb2.Timestamp
+    store: str
+    key_id: str
+    version: int
+    def __init__(self, scope: _Optional[str] = ..., name: _Optional[str] = ..., refs: _Optional[_Iterable[str]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., store: _Optional[str] = ..., key_id: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
+class ListSecretsRequest(_message.Message):
+    __slots__ = ("scope",)
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    scope: str
+    def __init__(self, scope: _Optional[str] = ...) -> None: ...
+
+class ListSecretsResponse(_message.Message):
+    __slots__ = ("secrets", "store")
+    SECRETS_FIELD_NUMBER: _ClassVar[int]
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    secrets: _containers.RepeatedCompositeFieldContainer[SecretInfo]
+    store: str
+    def __init__(self, secrets: _Optional[_Iterable[_Union[SecretInfo, _Mapping]]] = ..., store: _Optional[str] = ...) -> None: ...
+
+class DeleteSecretRequest(_message.Message):
+    __slots__ = ("scope", "name")
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    scope: str
+    name: str
+    def __init__(self, scope: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class DeleteSecretResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SecretAuditRequest(_message.Message):
+    __slots__ = ("job_id", "scope", "limit")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    scope: str
+    limit: int
+    def __init__(self, job_id: _Optional[str] = ..., scope: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class SecretDelivery(_message.Message):
+    __slots__ = ("job_id", "attempt", "repo", "ref", "names", "outcome", "reason", "host", "store", "at")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    REPO_FIELD_NUMBER: _ClassVar[int]
+    REF_FIELD_NUMBER: _ClassVar[int]
+    NAMES_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    attempt: int
+    repo: str
+    ref: str
+    names: _containers.RepeatedScalarFieldContainer[str]
+    outcome: str
+    reason: str
+    host: str
+    store: str
+    at: _timestamp_pb2.Timestamp
+    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., repo: _Optional[str] = ..., ref: _Optional[str] = ..., names: _Optional[_Iterable[str]] = ..., outcome: _Optional[str] = ..., reason: _Optional[str] = ..., host: _Optional[str] = ..., store: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class SecretAuditResponse(_message.Message):
+    __slots__ = ("deliveries",)
+    DELIVERIES_FIELD_NUMBER: _ClassVar[int]
+    deliveries: _containers.RepeatedCompositeFieldContainer[SecretDelivery]
+    def __init__(self, deliveries: _Optional[_Iterable[_Union[SecretDelivery, _Mapping]]] = ...) -> None: ...

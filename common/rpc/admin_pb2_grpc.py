@@ -6,7 +6,7 @@ import warnings
 
 from common.rpc import admin_pb2 as solstice_dot_v1_dot_admin__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -75,6 +75,26 @@ class AdminServiceStub:
                 request_serializer=solstice_dot_v1_dot_admin__pb2.DrainRequest.SerializeToString,
                 response_deserializer=solstice_dot_v1_dot_admin__pb2.HostInfo.FromString,
                 _registered_method=True)
+        self.SetSecret = channel.unary_unary(
+                '/solstice.v1.AdminService/SetSecret',
+                request_serializer=solstice_dot_v1_dot_admin__pb2.SetSecretRequest.SerializeToString,
+                response_deserializer=solstice_dot_v1_dot_admin__pb2.SecretInfo.FromString,
+                _registered_method=True)
+        self.ListSecrets = channel.unary_unary(
+                '/solstice.v1.AdminService/ListSecrets',
+                request_serializer=solstice_dot_v1_dot_admin__pb2.ListSecretsRequest.SerializeToString,
+                response_deserializer=solstice_dot_v1_dot_admin__pb2.ListSecretsResponse.FromString,
+                _registered_method=True)
+        self.DeleteSecret = channel.unary_unary(
+                '/solstice.v1.AdminService/DeleteSecret',
+                request_serializer=solstice_dot_v1_dot_admin__pb2.DeleteSecretRequest.SerializeToString,
+                response_deserializer=solstice_dot_v1_dot_admin__pb2.DeleteSecretResponse.FromString,
+                _registered_method=True)
+        self.SecretAudit = channel.unary_unary(
+                '/solstice.v1.AdminService/SecretAudit',
+                request_serializer=solstice_dot_v1_dot_admin__pb2.SecretAuditRequest.SerializeToString,
+                response_deserializer=solstice_dot_v1_dot_admin__pb2.SecretAuditResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -132,6 +152,34 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetSecret(self, request, context):
+        """Secrets (docs/secrets.md). A value goes in with SetSecret and never comes
+        out: no call returns one. The role each call needs is in
+        orchestrator/admin/secrets.py (SECRET_RPC_ROLES).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSecrets(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSecret(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SecretAudit(self, request, context):
+        """Who was given (or refused) which secrets: one record per job attempt.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -174,6 +222,26 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.Drain,
                     request_deserializer=solstice_dot_v1_dot_admin__pb2.DrainRequest.FromString,
                     response_serializer=solstice_dot_v1_dot_admin__pb2.HostInfo.SerializeToString,
+            ),
+            'SetSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetSecret,
+                    request_deserializer=solstice_dot_v1_dot_admin__pb2.SetSecretRequest.FromString,
+                    response_serializer=solstice_dot_v1_dot_admin__pb2.SecretInfo.SerializeToString,
+            ),
+            'ListSecrets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSecrets,
+                    request_deserializer=solstice_dot_v1_dot_admin__pb2.ListSecretsRequest.FromString,
+                    response_serializer=solstice_dot_v1_dot_admin__pb2.ListSecretsResponse.SerializeToString,
+            ),
+            'DeleteSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSecret,
+                    request_deserializer=solstice_dot_v1_dot_admin__pb2.DeleteSecretRequest.FromString,
+                    response_serializer=solstice_dot_v1_dot_admin__pb2.DeleteSecretResponse.SerializeToString,
+            ),
+            'SecretAudit': grpc.unary_unary_rpc_method_handler(
+                    servicer.SecretAudit,
+                    request_deserializer=solstice_dot_v1_dot_admin__pb2.SecretAuditRequest.FromString,
+                    response_serializer=solstice_dot_v1_dot_admin__pb2.SecretAuditResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -392,6 +460,114 @@ class AdminService:
             '/solstice.v1.AdminService/Drain',
             solstice_dot_v1_dot_admin__pb2.DrainRequest.SerializeToString,
             solstice_dot_v1_dot_admin__pb2.HostInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/solstice.v1.AdminService/SetSecret',
+            solstice_dot_v1_dot_admin__pb2.SetSecretRequest.SerializeToString,
+            solstice_dot_v1_dot_admin__pb2.SecretInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSecrets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/solstice.v1.AdminService/ListSecrets',
+            solstice_dot_v1_dot_admin__pb2.ListSecretsRequest.SerializeToString,
+            solstice_dot_v1_dot_admin__pb2.ListSecretsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/solstice.v1.AdminService/DeleteSecret',
+            solstice_dot_v1_dot_admin__pb2.DeleteSecretRequest.SerializeToString,
+            solstice_dot_v1_dot_admin__pb2.DeleteSecretResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SecretAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/solstice.v1.AdminService/SecretAudit',
+            solstice_dot_v1_dot_admin__pb2.SecretAuditRequest.SerializeToString,
+            solstice_dot_v1_dot_admin__pb2.SecretAuditResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -27,9 +27,11 @@ from common.queue.errors import InvalidMessage, QueueError
 from common.queue.events import EventPublisher
 from common.queue.publisher import JobPublisher
 from common.rpc import admin_pb2, admin_pb2_grpc
+from orchestrator.admin.secrets import SecretRpcs
 from orchestrator.logstore import LogNotFound, LogStore, LogStoreError
 from orchestrator.node.cancel import cancel_job
 from orchestrator.node.events import announce, job_event, settle
+from orchestrator.secrets import SecretBroker
 from orchestrator.store import (
     HostNotFound,
     HostRecord,
@@ -82,11 +84,12 @@ def host_info(host: HostRecord) -> admin_pb2.HostInfo:
                               draining=host.draining, alive=host.alive)
 
 
-class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
-    """AdminService on one node; see the module docstring."""
+class AdminServicer(SecretRpcs, admin_pb2_grpc.AdminServiceServicer):
+    """AdminService on one node; see the module docstring (the secret calls: secrets.py)."""
 
     def __init__(self, store: Store, publisher: JobPublisher, events: EventPublisher, logstore: LogStore,
-                 node: LocalNode, log_poll: float = 0.5) -> None:
+                 node: LocalNode, log_poll: float = 0.5, secrets: SecretBroker | None = None) -> None:
+        self.secrets = secrets
         self.store = store
         self.publisher = publisher
         self.events = events
@@ -240,7 +243,8 @@ def admin_servicer_factory(node):  # type: ignore[no-untyped-def]
     def add(server: grpc.aio.Server) -> None:
         parts = node.parts
         # The node's outbox: the admin's events keep their order with the node's own.
-        servicer = AdminServicer(parts.store, parts.publisher, node.outbox, parts.gateway.logstore, node)
+        servicer = AdminServicer(parts.store, parts.publisher, node.outbox, parts.gateway.logstore, node,
+                                 secrets=parts.secrets)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(servicer, server)
 
     return add

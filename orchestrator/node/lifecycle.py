@@ -1,9 +1,11 @@
 """One attempt of one job on this node, from claim to the last event.
 
-    claimed (provisioning) -> prepare -> boot -> runner calls in -> running
+    claimed (provisioning) -> secrets -> prepare -> boot -> runner calls in -> running
         -> outcome -> teardown (ALWAYS) -> finalize (store) -> event
 
-Every phase has a deadline; one that trips, or a driver error, ends the
+A job that declares secrets gets their values first (``SecretBroker``): one
+it may not have ends it ``failed`` with the reason before any VM exists, a
+secret store that fails ends it ``errored``. Every phase has a deadline; one that trips, or a driver error, ends the
 attempt ``errored`` with a one-line reason (plus the VM's console tail when
 the driver has one). A running job's runner must also make some call at
 least every ``timeouts.runner_silence`` s (it heartbeats every couple of
@@ -34,6 +36,8 @@ from orchestrator.drivers.errors import DriverError
 from orchestrator.node.events import announce, announce_applied, announce_transition, job_event, step_event
 from orchestrator.node.settings import TimeoutConfig
 from orchestrator.runnerapi import AssignedJob, JobOutcome, RunnerGateway
+from orchestrator.secrets.broker import Granted, SecretBroker, SecretsRefused
+from orchestrator.secrets.errors import SecretError
 from orchestrator.store import JobRecord, JobState, Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -52,6 +56,7 @@ class NodeServices:
     events: EventPublisher
     timeouts: TimeoutConfig
     runner_address: str  # HOST:PORT the runner in the VM dials
+    secrets: SecretBroker | None = None  # None: a job that declares secrets is refused them
 
 
 class AttemptControl:
@@ -100,6 +105,15 @@ class PhaseFailed(Exception):
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
+        self.reason = reason
+
+
+class _NotStarted(Exception):
+    """The attempt ends before its VM is prepared, in ``state`` with ``reason``."""
+
+    def __init__(self, state: JobState, reason: str) -> None:
+        super().__init__(reason)
+        self.state = state
         self.reason = reason
 
 
@@ -163,9 +177,14 @@ class AttemptRun:
 
     async def run(self) -> JobState | None:
         job, s = self.job, self.s  # the scheduler announced PROVISIONING with its claim
+        try:
+            granted = await self._secrets()
+        except _NotStarted as stop:
+            return await self._end_unstarted(stop.state, stop.reason)
         timeout = job.request.timeout_seconds or float(s.timeouts.job)
         session = s.gateway.assign(
-            AssignedJob(job.job_id, self.attempt, job.request, timeout_seconds=timeout), on_step=self._on_step
+            AssignedJob(job.job_id, self.attempt, job.request, granted.values, timeout_seconds=timeout),
+            on_step=self._on_step, on_delivery=granted.delivered,
         )
         spec = VmSpec(self.vm, job.job_id, self.attempt, job.runs_on, RunnerBootstrap(s.runner_address, session.token))
         state: JobState
@@ -191,6 +210,40 @@ class AttemptRun:
             return None
         if self.control.cancel_reason is not None and (self.control.cancel_recorded or state is not JobState.SUCCEEDED):
             state, reason = JobState.CANCELLED, self.control.cancel_reason
+        await self._finalize(state, reason)
+        return state
+
+    async def _secrets(self) -> Granted:
+        """The job's secret values, before anything of it starts; ``_NotStarted`` when it may
+        not have them (failed, with the reason), the store failed (errored) or it was stopped."""
+        broker, request = self.s.secrets, self.job.request
+        if broker is None:
+            broker = SecretBroker(None, None, self.s.host)  # refuses every declared secret, with the reason
+        if not request.secrets:
+            return Granted(None, self.job.job_id, self.attempt, request)
+        try:
+            return await _phase("looking up the job's secrets", broker.resolve(request, self.job.job_id, self.attempt),
+                                broker.timeout, self.control)
+        except SecretsRefused as err:
+            raise _NotStarted(JobState.FAILED, str(err)) from None
+        except (SecretError, StoreError) as err:
+            raise _NotStarted(JobState.ERRORED, f"the secret store failed: {err}") from None
+        except PhaseFailed as err:
+            raise _NotStarted(JobState.ERRORED, f"the secret store did not answer: {err.reason}") from None
+        except Interrupted:
+            raise _NotStarted(JobState.QUEUED, "aborted") from None
+
+    async def _end_unstarted(self, state: JobState, reason: str) -> JobState | None:
+        """End an attempt whose VM was never prepared (no teardown to do)."""
+        self._started.set()
+        if self.on_torn_down is not None:
+            self.on_torn_down()
+        if self.control.aborted:
+            await self._announce_cancel_if_recorded()
+            return None
+        if self.control.cancel_reason is not None:
+            state, reason = JobState.CANCELLED, self.control.cancel_reason
+        log.info("job ended before it started: %s", reason, extra={"fields": {"job": self.job.job_id}})
         await self._finalize(state, reason)
         return state
 

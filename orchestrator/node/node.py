@@ -39,6 +39,7 @@ from orchestrator.node.settings import NodeSettings
 from orchestrator.queue.contract import JobConsumer, OnDeadLetter, OnJob
 from orchestrator.runnerapi import RunnerGateway, RunnerServer
 from orchestrator.runnerapi.server import AddServicer
+from orchestrator.secrets import SecretBroker
 from orchestrator.store import Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ class NodeParts:
     events: EventPublisher
     consumer_factory: ConsumerFactory  # (labels, on_job, on_dead_letter, free_slots) -> consumer
     admin: AdminFactory | None = None
+    secrets: SecretBroker | None = None  # None: jobs that declare secrets are refused them
 
 
 class Node:
@@ -145,7 +147,7 @@ class Node:
         self._outbox_task = asyncio.create_task(self.outbox.run(), name="event outbox")
         services = NodeServices(
             host=self.host, store=p.store, driver=p.driver, gateway=p.gateway, events=self.outbox,
-            timeouts=s.timeouts, runner_address=s.grpc.advertise or self.server.address,
+            timeouts=s.timeouts, runner_address=s.grpc.advertise or self.server.address, secrets=p.secrets,
         )
         self.scheduler = Scheduler(services, self.capacity, p.publisher, max_waiting=s.node.max_waiting,
                                    needs_poll=s.timers.needs_poll, on_change=self._slots_changed,

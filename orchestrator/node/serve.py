@@ -1,8 +1,8 @@
 """Wiring for ``solstice-orchestrator serve``: open every part from settings, run the node.
 
 ``open_parts`` is an async context manager that opens (in order) the state
-store, the job and event publishers, the log store and the VM driver, and
-closes them in reverse order. ``serve`` runs a node until SIGTERM/SIGINT or
+store, the job and event publishers, the log store, the VM driver and the
+secret store, and closes them in reverse order. ``serve`` runs a node until SIGTERM/SIGINT or
 a drained exit, and returns the process exit status.
 """
 
@@ -26,6 +26,7 @@ from orchestrator.node.settings import NodeSettings
 from orchestrator.queue import RabbitJobConsumer
 from orchestrator.queue.contract import OnDeadLetter, OnJob
 from orchestrator.runnerapi import RunnerGateway
+from orchestrator.secrets import open_secrets
 from orchestrator.store import open_store
 
 log = logging.getLogger(__name__)
@@ -53,8 +54,9 @@ async def open_parts(settings: NodeSettings) -> AsyncIterator[NodeParts]:
         def consumer(labels: Sequence[str], on_job: OnJob, on_dead: OnDeadLetter, free: int) -> RabbitJobConsumer:
             return RabbitJobConsumer(settings.amqp_url, labels, on_job, on_dead, free, topology)
 
+        secrets = await stack.enter_async_context(open_secrets(settings.secrets, store, settings.node.host))
         yield NodeParts(store=store, driver=driver, gateway=gateway, publisher=publisher, events=events,
-                        consumer_factory=consumer, admin=admin_servicer_factory)
+                        consumer_factory=consumer, admin=admin_servicer_factory, secrets=secrets)
 
 
 async def serve(settings: NodeSettings) -> int:

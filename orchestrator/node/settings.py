@@ -28,6 +28,7 @@ from pathlib import Path
 from common.config import Seconds
 from common.errors import ConfigError
 from orchestrator.catalog import DriverConfig
+from orchestrator.secrets.settings import SecretsConfig
 
 
 def _default_host() -> str:
@@ -117,6 +118,7 @@ class NodeSettings:
     timers: TimerConfig = field(default_factory=TimerConfig)
     grpc: GrpcConfig = field(default_factory=GrpcConfig)
     drivers: DriverConfig = field(default_factory=DriverConfig)
+    secrets: SecretsConfig = field(default_factory=SecretsConfig)
 
     def token_key(self) -> bytes:
         """The runner-token key: from ``grpc.token_key_file`` or fresh random bytes."""

@@ -32,6 +32,7 @@ TERMINAL = frozenset(
 )
 
 StepCallback = Callable[[jobs_pb2.StepResult], Awaitable[None]]
+DeliveryCallback = Callable[[], Awaitable[None]]
 
 
 class GatewayError(SolsticeError):
@@ -67,10 +68,12 @@ class JobOutcome:
 class RunnerSession:
     """One assigned job attempt, from ``assign`` to ``release``."""
 
-    def __init__(self, job: AssignedJob, token: str, on_step: StepCallback | None) -> None:
+    def __init__(self, job: AssignedJob, token: str, on_step: StepCallback | None,
+                 on_delivery: DeliveryCallback | None = None) -> None:
         self.job = job
         self.token = token
         self.on_step = on_step
+        self.on_delivery = on_delivery  # records the secrets' delivery (audit) before they leave
         self.connected = asyncio.Event()  # set by the first authenticated call
         self.last_heartbeat = 0.0  # time.monotonic() of the last call of any kind
         self.cancel_reason: str | None = None
@@ -115,6 +118,15 @@ class RunnerSession:
         joblog = await self.log()
         await joblog.close()
         return joblog.tail()
+
+    async def secrets_for_runner(self) -> Mapping[str, str]:
+        """The values GetJob sends: none unless the job is trusted; their delivery is
+        recorded first (``on_delivery``), and an error recording it propagates."""
+        if not self.job.request.trusted or not self.job.secrets:
+            return {}
+        if self.on_delivery is not None:
+            await self.on_delivery()
+        return self.job.secrets
 
     async def record_step(self, result: jobs_pb2.StepResult) -> None:
         self.steps[result.index] = result
@@ -161,14 +173,16 @@ class RunnerGateway:
         self._sessions: dict[tuple[str, int], RunnerSession] = {}
         self._issued: dict[str, TokenClaims] = {}  # token of each assigned session -> its claims
 
-    def assign(self, job: AssignedJob, on_step: StepCallback | None = None) -> RunnerSession:
-        """Start a session for ``job``; its ``token`` goes to the VM. Must run on the loop."""
+    def assign(self, job: AssignedJob, on_step: StepCallback | None = None,
+               on_delivery: DeliveryCallback | None = None) -> RunnerSession:
+        """Start a session for ``job``; its ``token`` goes to the VM. Must run on the loop.
+        ``on_delivery`` is awaited each time GetJob is about to hand out the job's secrets."""
         key = (job.job_id, job.attempt)
         if key in self._sessions:
             raise GatewayError(f"job {job.job_id} attempt {job.attempt} is already assigned")
         self.logstore.path(job.job_id, job.attempt)  # refuse ids that cannot name a log
         now = time.time()
-        session = RunnerSession(job, self.issuer.issue(job.job_id, job.attempt, now), on_step)
+        session = RunnerSession(job, self.issuer.issue(job.job_id, job.attempt, now), on_step, on_delivery)
         session._logstore = self.logstore
         self._sessions[key] = session
         self._issued[session.token] = TokenClaims(job.job_id, job.attempt, now + self.issuer.ttl_seconds)

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from common.errors import SolsticeError
 from common.logbatch import BatchError, check
 from common.rpc import jobs_pb2, runner_pb2, runner_pb2_grpc
 from common.tokens import TokenClaims, TokenError, TokenExpired
@@ -74,8 +75,12 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer):
         reply.checkout.CopyFrom(req.checkout)
         reply.steps.extend(req.steps)
         reply.env.update(req.env)
-        if req.trusted:
-            reply.secrets.update(job.secrets)
+        try:
+            reply.secrets.update(await session.secrets_for_runner())
+        except SolsticeError as err:  # no secret leaves without its audit record
+            log.error("cannot record the delivery of secrets: %s", err, extra={"fields": {"job": job.job_id}})
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the orchestrator cannot hand out the job's secrets "
+                                "right now; try again")
         log.info("runner fetched its job", extra={"fields": {"job": job.job_id, "attempt": job.attempt,
                                                             "host": request.hostname}})
         return reply

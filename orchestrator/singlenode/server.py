@@ -8,7 +8,8 @@ Start-up, in order (each part is closed in reverse order on the way out):
 3. the HTTP server (``--listen``): ``/healthz`` answers 503 until step 6;
 4. the event bus (``LocalEventBus`` in ``events.sqlite``) with the integration's
    reporter subscribed to ``job.#``;
-5. the state store (SQLite ``state.sqlite``), the log store, the VM driver;
+5. the state store (SQLite ``state.sqlite``), the log store, the VM driver,
+   the secret store (built in: its keyring ``secrets.key`` is made on first start);
 6. the node: gRPC (runners + AdminService on ``--grpc``), consuming the queue.
 
 Then three owned tasks are watched: a signal (SIGINT/SIGTERM: graceful stop),
@@ -44,6 +45,7 @@ from orchestrator.drivers.registry import make_driver
 from orchestrator.logstore import LogStore
 from orchestrator.node.node import Node, NodeParts
 from orchestrator.runnerapi import RunnerGateway
+from orchestrator.secrets import open_secrets
 from orchestrator.singlenode.cancel import NodeCanceller, NodeRetrier
 from orchestrator.singlenode.queue import SingleNodeQueue
 from orchestrator.singlenode.routing import LabelRouter
@@ -127,8 +129,10 @@ async def _run(settings: ServeSettings, say: Callable[[str], None], stop: asynci
         driver = _make_driver(settings)
         stack.push_async_callback(driver.aclose)
         gateway = RunnerGateway(logstore, TokenIssuer(node_settings.token_key(), node_settings.grpc.token_ttl))
+        secrets = await stack.enter_async_context(
+            open_secrets(node_settings.secrets, store, node_settings.node.host, default_key_file=data / "secrets.key"))
         parts = NodeParts(store=store, driver=driver, gateway=gateway, publisher=queue, events=events,
-                          consumer_factory=queue.intake, admin=admin_servicer_factory)
+                          consumer_factory=queue.intake, admin=admin_servicer_factory, secrets=secrets)
         node = Node(parts, node_settings)
         await stack.enter_async_context(node)
         late.canceller = NodeCanceller(store, events, node)

@@ -45,6 +45,7 @@ from integration.settings import (
     WebhookSettings,
 )
 from orchestrator.catalog import DriverConfig, LocalConfig
+from orchestrator.secrets.settings import SecretsConfig
 from orchestrator.node.settings import (
     GrpcConfig,
     NodeConfig,
@@ -101,6 +102,7 @@ class ServeSettings:
     timeouts: TimeoutConfig = field(default_factory=TimeoutConfig)
     timers: TimerConfig = field(default_factory=TimerConfig)
     drivers: DriverConfig = field(default_factory=DriverConfig)
+    secrets: SecretsConfig = field(default_factory=SecretsConfig)  # key file default: <data_dir>/secrets.key
 
     def __post_init__(self) -> None:
         split_address(self.listen, "listen (SOLSTICE_LISTEN)")
@@ -175,6 +177,7 @@ class ServeSettings:
             timers=dataclasses.replace(self.timers, shutdown_grace=self.shutdown_grace),
             grpc=GrpcConfig(listen=self.grpc, advertise=self.grpc_advertise),
             drivers=self.driver_config(),
+            secrets=self.secrets,
         )
 
     def integration_settings(self) -> IntegrationSettings:
