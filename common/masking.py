@@ -59,9 +59,12 @@ class Masker:
     def add(self, *secrets: str) -> None:
         """Register secret values; values shorter than MIN_SECRET_LENGTH are ignored."""
         with self._lock:
+            before = len(self._forms)
             for secret in secrets:
                 if secret and len(secret) >= MIN_SECRET_LENGTH:
                     self._forms |= _encodings(secret)
+            if len(self._forms) == before:
+                return  # nothing new (a node registers the same secrets for every job that has them)
             # Longest first so a value masks whole before any part of it.
             ordered = sorted(self._forms, key=len, reverse=True)
             if ordered:
