@@ -20,12 +20,14 @@ Each step's ``run`` says what the fake runner does:
 
     ``exit N``      the step ends with exit code N (non-zero: the job fails)
     ``sleep S``     the step takes S seconds (cancellable through heartbeats)
-    ``echo TEXT``   the step logs the line TEXT (over StreamLogs) and succeeds
+    ``echo TEXT``   the step logs the line TEXT (over StreamLogs) and succeeds; ``$NAME`` in
+                    TEXT is the job's env or secret NAME, as a shell would expand it
     anything else   succeeds at once
 
 Faults for lifecycle tests are per job id: ``fail_prepare``, ``hang_prepare``,
 ``hang_boot`` (never return) and ``silent`` (the runner never calls in); and
 per VM name ``fail_destroy`` (the next destroy of that VM fails, once).
+``secrets_received`` records, per job id, the secret NAMES its runner got.
 ``live``/``max_live`` count VMs between prepare and destroy (``max_by_label``
 per label); ``events`` records every driver call as ``(call, vm)``.
 
@@ -38,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -83,6 +86,7 @@ class InstantDriver:
         self.max_by_label: dict[str, int] = {}
         self.destroyed: list[str] = []
         self.events: list[tuple[str, str]] = []
+        self.secrets_received: dict[str, list[str]] = {}
         self._vms: dict[str, str] = {}  # live VM -> its label
         self._runners: dict[str, asyncio.Task[None]] = {}
         self._consoles: dict[str, str] = {}  # what each live VM "printed" (kept in memory)
@@ -127,7 +131,8 @@ class InstantDriver:
         self._consoles[spec.name] = f"{spec.name}: booted"
         if spec.job_id not in self.silent:
             conn = self._connect(spec)
-            self._runners[spec.name] = asyncio.create_task(_fake_runner(conn), name=f"fake runner {spec.name}")
+            self._runners[spec.name] = asyncio.create_task(_fake_runner(conn, self.secrets_received),
+                                                           name=f"fake runner {spec.name}")
 
     async def wait_ready(self, spec: VmSpec, ready: asyncio.Event, timeout: float) -> None:
         try:
@@ -190,9 +195,15 @@ def _named_like_vms(state_dir: Path) -> set[str]:
         return set()
 
 
-async def _fake_runner(conn: Connection | DirectConnection) -> None:
+def _expand(text: str, job: runner_pb2.RunnerJob) -> str:
+    names = {**job.env, **job.secrets}
+    return re.sub(r"\$([A-Za-z_][A-Za-z0-9_]*)", lambda m: names.get(m.group(1), ""), text)
+
+
+async def _fake_runner(conn: Connection | DirectConnection, secrets_received: dict[str, list[str]]) -> None:
     try:
         job = await conn.get_job("instant", "instant")
+        secrets_received[job.job.job_id] = sorted(job.secrets)
         results, state, reason = [], jobs_pb2.JOB_STATE_SUCCEEDED, ""
         logged = 0
         for index, step in enumerate(job.steps):
@@ -208,7 +219,7 @@ async def _fake_runner(conn: Connection | DirectConnection) -> None:
                 code = int(words[1])
             elif words and words[0] == "echo":
                 logged += 1
-                await _log_line(conn, job, logged, index, step.run[len("echo"):].strip().encode())
+                await _log_line(conn, job, logged, index, _expand(step.run[len("echo"):].strip(), job).encode())
             done = jobs_pb2.StepResult(index=index, name=step.name, exit_code=code,
                                        state=jobs_pb2.STEP_STATE_SUCCEEDED if code == 0 else jobs_pb2.STEP_STATE_FAILED)
             results.append(done)

@@ -45,6 +45,7 @@ from orchestrator.node.testing import InstantDriver
 from orchestrator.queue import LocalQueue
 from orchestrator.queue.contract import OnDeadLetter, OnJob
 from orchestrator.runnerapi import RunnerGateway
+from orchestrator.secrets import open_secrets
 from orchestrator.store import JobState, Store, open_store
 from tests.waiting import async_wait_until
 
@@ -202,10 +203,11 @@ def local_settings(root: Path, host: str = "node-a", labels: tuple[str, ...] = (
 @contextlib.asynccontextmanager
 async def local_node(settings: NodeSettings, driver: InstantDriver | None = None,
                      wrap_events: Callable[[EventPublisher], EventPublisher] | None = None,
-                     ) -> AsyncIterator[LocalNode]:
+                     secrets: bool = False) -> AsyncIterator[LocalNode]:
     """A single node on SQLite + ``LocalQueue`` + ``LocalEventBus`` (one file), instant driver.
 
-    ``wrap_events`` puts something between the node and the bus (a broker outage).
+    ``wrap_events`` puts something between the node and the bus (a broker outage);
+    ``secrets`` opens the secret store ``settings.secrets`` names (else the node has none).
     """
     root = settings.data_dir
     root.mkdir(parents=True, exist_ok=True)
@@ -222,7 +224,9 @@ async def local_node(settings: NodeSettings, driver: InstantDriver | None = None
         stack.push_async_callback(driver.aclose)
         gateway = RunnerGateway(logstore, TokenIssuer(os.urandom(32), 3600.0), heartbeat_interval=0.2)
         events_out: EventPublisher = wrap_events(bus) if wrap_events is not None else bus
+        broker = (await stack.enter_async_context(open_secrets(settings.secrets, store, settings.node.host))
+                  if secrets else None)
         parts = NodeParts(store=store, driver=driver, gateway=gateway, publisher=intake, events=events_out,
-                          consumer_factory=intake.consumer, admin=admin_servicer_factory)
+                          consumer_factory=intake.consumer, admin=admin_servicer_factory, secrets=broker)
         node = await stack.enter_async_context(Node(parts, settings))
         yield LocalNode(node, intake, events)
