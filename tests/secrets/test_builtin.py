@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from pathlib import Path
 
 import pytest
@@ -18,25 +17,11 @@ from orchestrator.secrets.builtin import BuiltinStore
 from orchestrator.secrets.open import sql_backend
 from orchestrator.store import Store
 from tests.secrets.conftest import keyring
+from tests.secrets.leaks import dump, forms
 
 REPO = Scope.parse("github/acme/widgets")
 OWNER = Scope.parse("github/acme")
 VALUE = "builtin-store-value-7Hq"
-
-
-async def dump(state: Store) -> bytes:
-    """Every cell of every table, as bytes: what a database dump would show."""
-    backend = sql_backend(state)
-    if backend.dialect == "sqlite":
-        tables = [r["name"] for r in await backend.run("SELECT name FROM sqlite_master WHERE type = 'table'")]
-    else:
-        tables = [r["tablename"] for r in await backend.run(
-            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")]
-    out = b""
-    for table in tables:
-        for row in await backend.run(f"SELECT * FROM {table}"):
-            out += b"|".join(v if isinstance(v, bytes) else str(v).encode() for v in tuple(row)) + b"\n"
-    return out
 
 
 async def test_put_fetch_list_remove_repository_wins_over_owner(state: Store, key_entries):
@@ -66,7 +51,7 @@ async def test_the_value_is_nowhere_in_the_database(state: Store, key_entries, s
     await store.put(REPO, "TOKEN", VALUE, RefPatterns())
     everything = await dump(state)
     assert b"TOKEN" in everything  # the dump does read the secrets table
-    for form in (VALUE.encode(), base64.b64encode(VALUE.encode()), VALUE.encode().hex().encode()):
+    for form in forms(VALUE):
         assert form not in everything
     if store_url.startswith("sqlite"):
         files = b"".join(p.read_bytes() for p in Path(store_url.split("://", 1)[1]).parent.iterdir())
