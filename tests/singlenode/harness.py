@@ -47,12 +47,12 @@ def git_repo(path: Path, workflow: str) -> Path:
     return path
 
 
-def ciadm(address: str, *args: str, cwd: Path | None = None,
-          timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-    """Run the real ``ciadm`` with ``SOLSTICE_ORCHESTRATOR=address``."""
+def ciadm(address: str, *args: str, cwd: Path | None = None, timeout: float = 60.0,
+          stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real ``ciadm`` with ``SOLSTICE_ORCHESTRATOR=address`` (``stdin``: its standard input)."""
     env = {**os.environ, "SOLSTICE_ORCHESTRATOR": address}
     return subprocess.run([str(BIN / "ciadm"), *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, input=stdin)
 
 
 class ServeProcess:
@@ -132,9 +132,10 @@ class ServeProcess:
         except (urllib.error.URLError, ConnectionError):
             return 0, ""
 
-    def ciadm(self, *args: str, cwd: Path | None = None, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    def ciadm(self, *args: str, cwd: Path | None = None, timeout: float = 60.0,
+              stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run the real ``ciadm`` against this node."""
-        return ciadm(self.grpc, *args, cwd=cwd, timeout=timeout)
+        return ciadm(self.grpc, *args, cwd=cwd, timeout=timeout, stdin=stdin)
 
     def ciadm_json(self, *args: str, cwd: Path | None = None) -> Any:
         done = self.ciadm(*args, "--json", cwd=cwd)
