@@ -73,7 +73,8 @@ class VaultConfig:
         if self.owner_path:
             _check_template(self.owner_path, "secrets.vault.owner_path", ("forge", "owner"))
             if "{repo}" in self.owner_path:
-                raise ConfigError("secrets.vault.owner_path cannot contain {repo}: it is shared by an owner's repositories")
+                raise ConfigError("secrets.vault.owner_path cannot contain {repo}: "
+                                  "it is shared by an owner's repositories")
         if self.auth not in AUTH_METHODS:
             raise ConfigError(f"secrets.vault.auth must be one of {', '.join(AUTH_METHODS)}, not {self.auth!r}")
         if self.auth == "token" and not (self.token or self.token_file):

@@ -34,7 +34,7 @@ from orchestrator.secrets.settings import VaultConfig
 log = logging.getLogger(__name__)
 
 RENEW_AT = 2 / 3  # of a lease: renew (or log in again) once this much of it has passed
-RETRY_MIN = 0.5  # seconds between renewal attempts after a failure, at least
+RETRY_MIN = 0.5  # seconds before the first retry of a failed renewal; doubling up to RETRY_MAX
 RETRY_MAX = 30.0
 
 
@@ -98,6 +98,7 @@ class VaultClient:
             self._session = None
             raise
         self._renewer = asyncio.create_task(self._keep_alive(), name="vault token renewal")
+        self._renewer.add_done_callback(_report_death)
 
     async def close(self) -> None:
         task, self._renewer = self._renewer, None
@@ -229,8 +230,9 @@ class VaultClient:
                     log.error("the Vault token expired; jobs that declare secrets fail until the node gets a new one")
                 return  # nothing can extend it (a non-renewable token was warned about at start)
             due = lease.obtained + lease.duration * RENEW_AT
+            # After a failure: back off, from half a second up to RETRY_MAX while Vault stays away.
             await asyncio.sleep(max(0.0, due - self.clock()) if failures == 0 else
-                                min(RETRY_MAX, max(RETRY_MIN, (lease.expires - self.clock()) / 3)))
+                                min(RETRY_MAX, RETRY_MIN * 2 ** (failures - 1)))
             try:
                 if lease.renewable:
                     try:
@@ -264,6 +266,12 @@ class VaultClient:
         if self.config.secret_id:
             return self.config.secret_id
         return _read_secret_file(self.config.secret_id_file, "secrets.vault.secret_id_file")
+
+
+def _report_death(task: asyncio.Task[None]) -> None:
+    """The renewal task ends only when nothing can be renewed, or by ``close``; anything else is a bug."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("Vault token renewal stopped: %r", task.exception())
 
 
 def _read_secret_file(path: Any, setting: str) -> str:

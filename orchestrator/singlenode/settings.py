@@ -45,7 +45,6 @@ from integration.settings import (
     WebhookSettings,
 )
 from orchestrator.catalog import DriverConfig, LocalConfig
-from orchestrator.secrets.settings import SecretsConfig
 from orchestrator.node.settings import (
     GrpcConfig,
     NodeConfig,
@@ -54,6 +53,7 @@ from orchestrator.node.settings import (
     TimerConfig,
     _default_host,
 )
+from orchestrator.secrets.settings import SecretsConfig
 
 EVERY_LABEL = "*"  # what the node registers (and `ciadm hosts` shows) when it serves every label
 

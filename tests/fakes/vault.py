@@ -44,6 +44,8 @@ from typing import Any, Self
 
 from aiohttp import web
 
+from tests.fakes.serving import serve_on_loopback
+
 
 def _rfc3339(moment: datetime) -> str:
     """Vault prints nanoseconds: ``2018-03-22T02:24:06.945319214Z``."""
@@ -100,7 +102,8 @@ class FakeVault:
         self.kv: dict[str, dict[str, KvKey]] = {m: {} for m in kv_mounts}
         self.approle_mount = approle_mount
         self.tokens: dict[str, Token] = {}
-        self.roles: dict[str, tuple[str, list[str], float, bool]] = {}  # role_id -> (secret_id, policies, ttl, renewable)
+        # role_id -> (secret_id, policies, ttl, renewable)
+        self.roles: dict[str, tuple[str, list[str], float, bool]] = {}
         self.calls: list[Call] = []
         self.offset = 0.0
         self.url = ""
@@ -147,12 +150,7 @@ class FakeVault:
     async def __aenter__(self) -> Self:
         app = web.Application(middlewares=[self._record])
         app.router.add_route("*", "/v1/{path:.*}", self._dispatch)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
+        self._runner, self.url = await serve_on_loopback(app)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -274,5 +272,6 @@ class FakeVault:
         token = self.issue_token(policies, ttl, renewable)
         return web.json_response(self._envelope(auth={
             "client_token": token, "accessor": self.tokens[token].accessor,
-            "policies": ["default", *policies], "token_policies": ["default", *policies], "metadata": {"role_name": "solstice"},
+            "policies": ["default", *policies], "token_policies": ["default", *policies],
+            "metadata": {"role_name": "solstice"},
             "lease_duration": int(ttl), "renewable": renewable}))

@@ -83,7 +83,8 @@ async def test_trusted_job_gets_its_secrets_others_are_refused_before_a_vm_exist
         "job-missing": (JobState.FAILED, "secret NOT_SET not set for github/acme/widgets or github/acme"),
     }
     for refused in reasons:  # failed before anything of it ran: no VM, no runner
-        assert ("prepare", vm_name(refused, 1)) not in node.driver.events and refused not in node.driver.secrets_received
+        assert ("prepare", vm_name(refused, 1)) not in node.driver.events
+        assert refused not in node.driver.secrets_received
         assert node.events.job_states(refused) == [JobState.PROVISIONING, JobState.FAILED]
         assert node.events.terminal(refused)[0].reason == reasons[refused][1]
 

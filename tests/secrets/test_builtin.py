@@ -100,7 +100,8 @@ async def test_without_a_key_nothing_is_set_and_a_stored_value_is_not_opened(sta
 
 async def test_audit_records_are_queried_by_job_repository_and_owner(state: Store):
     audit = AuditLog(sql_backend(state))
-    for job, repo, outcome in (("job-1", "github/acme/widgets", "delivered"), ("job-2", "github/acme/gadgets", "refused"),
+    for job, repo, outcome in (("job-1", "github/acme/widgets", "delivered"),
+                               ("job-2", "github/acme/gadgets", "refused"),
                                ("job-3", "github/acme_x/widgets", "delivered")):
         await audit.record(job_id=job, attempt=1, repo=repo, ref="refs/heads/main", names=["A", "B"],
                            outcome=outcome, host="node-a", store="builtin",

@@ -13,6 +13,8 @@ from typing import Any, Self
 import jsonschema
 from aiohttp import web
 
+from tests.fakes.serving import serve_on_loopback
+
 
 def _is_datetime(value: object) -> bool:
     if not isinstance(value, str):
@@ -122,12 +124,7 @@ class FakeForge:
     async def start(self) -> str:
         app = web.Application(middlewares=[self._middleware])
         self.routes(app)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
+        self._runner, self.url = await serve_on_loopback(app)
         return self.url
 
     async def close(self) -> None:
