@@ -2,7 +2,8 @@
 
     gateway = RunnerGateway(logstore, TokenIssuer(key, ttl_seconds=...), heartbeat_interval=2.0)
     async with RunnerServer(gateway, host, port, extra=[add_admin_servicer]) as server:
-        session = gateway.assign(AssignedJob(job_id, attempt, request, secrets, timeout_seconds))
+        session = gateway.assign(AssignedJob(job_id, attempt, request, secrets, timeout_seconds),
+                                 on_delivery=granted.delivered)  # the audit record, before GetJob sends secrets
         # boot the VM with RunnerBootstrap(server.address, session.token)
         await session.connected.wait()          # first authenticated call
         outcome = await session.wait_finished()  # JobOutcome(state, steps, reason, log_tail)
