@@ -5,9 +5,9 @@
 
 A job that declares secrets gets their values first (``SecretBroker``): one
 it may not have ends it ``failed`` with the reason before any VM exists, a
-secret store that fails ends it ``errored``. Every phase has a deadline; one that trips, or a driver error, ends the
-attempt ``errored`` with a one-line reason (plus the VM's console tail when
-the driver has one). A running job's runner must also make some call at
+secret store that fails ends it ``errored``. Every phase has a deadline;
+one that trips, or a driver error, ends the attempt ``errored`` with a
+one-line reason (plus the VM's console tail when the driver has one). A running job's runner must also make some call at
 least every ``timeouts.runner_silence`` s (it heartbeats every couple of
 seconds): a runner that died or hangs ends the attempt ``errored`` ("the
 runner stopped answering for 60s") instead of holding it to the job
@@ -216,14 +216,14 @@ class AttemptRun:
     async def _secrets(self) -> Granted:
         """The job's secret values, before anything of it starts; ``_NotStarted`` when it may
         not have them (failed, with the reason), the store failed (errored) or it was stopped."""
-        broker, request = self.s.secrets, self.job.request
-        if broker is None:
-            broker = SecretBroker(None, None, self.s.host)  # refuses every declared secret, with the reason
+        request = self.job.request
         if not request.secrets:
             return Granted(None, self.job.job_id, self.attempt, request)
+        # No broker: every declared secret is refused, with the reason.
+        broker = self.s.secrets or SecretBroker(None, None, self.s.host)
         try:
-            return await _phase("looking up the job's secrets", broker.resolve(request, self.job.job_id, self.attempt),
-                                broker.timeout, self.control)
+            return await _phase("looking up the job's secrets",
+                                broker.resolve(request, self.job.job_id, self.attempt), broker.timeout, self.control)
         except SecretsRefused as err:
             raise _NotStarted(JobState.FAILED, str(err)) from None
         except (SecretError, StoreError) as err:
