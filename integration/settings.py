@@ -74,6 +74,9 @@ class WebhookSettings:
     retry_max: Seconds = Seconds(600)
     retry_give_up: Seconds = Seconds(24 * 3600)
     retry_interval: Seconds = Seconds(5)
+    # A clone URL that is a local path or file:// (tests, a forge on this very
+    # host) is refused unless this is on; `solstice serve` turns it on.
+    allow_local_checkouts: bool = False
 
     def __post_init__(self) -> None:
         if self.fork_policy not in FORK_POLICIES:
