@@ -37,6 +37,7 @@ from pathlib import Path
 
 from common.config import Seconds
 from common.errors import ConfigError
+from integration.httpserver import HttpLimits
 from integration.settings import (
     ForgejoSettings,
     GitHubSettings,
@@ -100,6 +101,7 @@ class ServeSettings:
     forgejo: ForgejoSettings = ForgejoSettings()
     webhooks: WebhookSettings = WebhookSettings()
     report: ReportSettings = ReportSettings()
+    http: HttpLimits = HttpLimits()  # the HTTP listener's deadlines and per-client connection cap
     timeouts: TimeoutConfig = field(default_factory=TimeoutConfig)
     timers: TimerConfig = field(default_factory=TimerConfig)
     drivers: DriverConfig = field(default_factory=DriverConfig)
@@ -184,6 +186,6 @@ class ServeSettings:
         """The embedded integration's settings (its dedupe store lives in ``data_dir``)."""
         webhooks = dataclasses.replace(self.webhooks, allow_local_checkouts=self.allow_local_checkouts)
         return IntegrationSettings(
-            github=self.github, forgejo=self.forgejo, webhooks=webhooks, report=self.report,
+            github=self.github, forgejo=self.forgejo, webhooks=webhooks, report=self.report, http=self.http,
             public_url=self.http_url(), listen=self.listen, store=str(self.data_dir / "integration.sqlite"),
         )
