@@ -3,7 +3,9 @@ no forge call outside ``/repos/<owner>/<name>/``."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +14,7 @@ from integration.errors import UnsafeForgeUrl
 from integration.events import Forge, Repo
 from integration.forges.forgejo_api import CommitStatus
 from integration.forges.github_api import CheckRun
+from integration.settings import WebhookSettings
 from tests.integration.stack import WORKFLOW, IntegrationStack, RabbitQueue
 
 GH_REPO = "Codertocat/Hello-World"
@@ -158,3 +161,27 @@ async def test_a_good_delivery_still_only_calls_inside_its_repository(
     assert status == 202
     assert stack.github.calls and _outside_repo(stack.github.calls, f"/repos/{GH_REPO}/") == []
     assert len(await queue.take()) == 1
+
+
+async def test_an_approved_fork_pull_request_builds_the_approved_commit(
+    tmp_path: Path, fixtures_dir: Path, app_key, queue: RabbitQueue, payload,
+):
+    stack = IntegrationStack(tmp_path, fixtures_dir, app_key, queue.publisher,
+                             webhooks=WebhookSettings(fork_policy="approval"))
+    await stack.start()
+    try:
+        review = payload("github/pull_request_review.submitted.approved")
+        review["pull_request"]["head"]["repo"]["full_name"] = "mallory/Hello-World"
+        approved = review["review"]["commit_id"]
+        stack.github.put_file(GH_REPO, approved, WORKFLOW)
+        stale = json.loads(json.dumps(review))
+        stale["pull_request"]["head"]["sha"] = "f" * 40  # pushed after the approval
+        status, answer = await stack.deliver_github("pull_request_review", stale)
+        assert (status, answer["result"]) == (202, "ignored") and "no longer its head" in answer["detail"]
+        assert stack.github.calls == [] and await queue.count() == 0
+        status, answer = await stack.deliver_github("pull_request_review", review)
+        assert (status, answer["result"]) == (202, "queued"), answer
+        [request] = await queue.take()
+        assert (request.checkout.sha, request.checkout.ref, request.trusted) == (approved, "refs/pull/2/head", False)
+    finally:
+        await stack.close()
