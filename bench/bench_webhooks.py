@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests import services  # noqa: E402
 from tests.conftest import SHARED  # noqa: E402
 from tests.fakes.forges import rsa_key_pair  # noqa: E402
+from integration.httpserver import HttpLimits  # noqa: E402
 from tests.integration.stack import WORKFLOW, IntegrationStack, RabbitQueue  # noqa: E402
 
 REPO = "Codertocat/Hello-World"
@@ -76,8 +77,9 @@ async def run(deliveries: int, levels: list[int]) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             queue = RabbitQueue(services.amqp_url(vhost))
             await queue.start()
+            # one client address for every concurrent delivery: no per-client connection cap
             stack = IntegrationStack(Path(tmp), SHARED / "fixtures", rsa_key_pair(), queue.publisher,
-                                     middlewares=(timer.middleware,))
+                                     middlewares=(timer.middleware,), http=HttpLimits(max_connections_per_client=0))
             await stack.start()
             try:
                 stack.github.any_sha_files[(REPO, ".solstice/workflow.kdl")] = WORKFLOW

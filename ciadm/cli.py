@@ -22,6 +22,7 @@ import click
 
 from ciadm import format as fmt
 from ciadm.client import DEFAULT_ORCHESTRATOR, ENV_ORCHESTRATOR, AdminClient, OrchestratorUnreachable
+from ciadm.escape import escape_controls
 from common.cli import fail, run_cli
 from common.rpc import admin_pb2, jobs_pb2
 
@@ -218,12 +219,20 @@ Examples:
 Lines Solstice adds (checkout, step banners) start with "## ". --follow
 ends with the job's final state on stderr ("job <id> <state>: <reason>"),
 also for a job cancelled before it ever ran; exit 0 only if it succeeded.
+
+\b
+On a terminal, control characters the job printed are shown escaped
+(ESC as \\x1b, CR as \\x0d, ...) so they cannot move the cursor, retitle
+the window or write the clipboard; colours pass. Piped or redirected, the
+bytes are printed as the job wrote them; --raw prints them so everywhere.
 """,
     click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the job ends."),
     click.option("--from", "from_sequence", type=click.IntRange(1), default=1, help="First line number to print."),
+    click.option("--raw", is_flag=True, help="Print control characters as they are, also on a terminal."),
 )
-def logs(ctx: click.Context, job_id: str, follow: bool, from_sequence: int, as_json: bool) -> None:
+def logs(ctx: click.Context, job_id: str, follow: bool, from_sequence: int, raw: bool, as_json: bool) -> None:
     """Print a job's log (its current attempt); --follow streams it live."""
+    escape = not raw and sys.stdout.isatty()
 
     async def work(client: AdminClient) -> admin_pb2.JobInfo | None:
         await print_log(client)  # an attempt that ended without a line reads as an empty log
@@ -244,10 +253,10 @@ def logs(ctx: click.Context, job_id: str, follow: bool, from_sequence: int, as_j
                 pending += content
                 continue
             if pending:
-                _write_line(pending)
+                _write_line(pending, escape)
             pending = content
         if pending:
-            _write_line(pending)
+            _write_line(pending, escape)
 
     job = _run(ctx, work)
     if job is not None:
@@ -272,9 +281,9 @@ async def _settled(client: AdminClient, job_id: str) -> admin_pb2.JobInfo:
     return job
 
 
-def _write_line(content: bytes) -> None:
-    # Steps may print any bytes; pass them through rather than guess an encoding.
-    sys.stdout.buffer.write(content + b"\n")
+def _write_line(content: bytes, escape: bool) -> None:
+    # Steps may print any bytes; pass them through (escaped for a terminal) rather than guess an encoding.
+    sys.stdout.buffer.write((escape_controls(content) if escape else content) + b"\n")
     sys.stdout.buffer.flush()
 
 

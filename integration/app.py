@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from integration.httpserver import HttpLimits, harden
 from integration.service import WebhookService
 from integration.webhooks import add_webhook_routes
 
@@ -16,10 +17,11 @@ async def _healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-def make_app(service: WebhookService) -> web.Application:
+def make_app(service: WebhookService, limits: HttpLimits = HttpLimits()) -> web.Application:
     """An application serving ``POST /webhooks/github``, ``POST /webhooks/forgejo`` and ``GET /healthz``."""
     # Bodies are streamed with our own cap; aiohttp's limit only guards read().
     app = web.Application(client_max_size=service.settings.max_body_bytes + 1)
+    harden(app, limits)
     add_webhook_routes(app, service)
     app.router.add_get("/healthz", _healthz)
     return app

@@ -8,7 +8,6 @@ import signal
 from pathlib import Path
 
 import click
-from aiohttp import web
 
 from common.cli import logging_options, run_cli
 from common.config import load_config
@@ -16,6 +15,7 @@ from common.errors import ConfigError
 from common.queue import EventConsumer, RabbitJobPublisher, Topology
 from integration.app import make_app
 from integration.errors import IntegrationError
+from integration.httpserver import GuardedSite, app_runner
 from integration.runtime import Integration
 from integration.settings import IntegrationSettings
 
@@ -78,10 +78,10 @@ async def _serve(settings: IntegrationSettings, host: str, port: int) -> None:
                 settings.amqp_url, "integration", integration.reporter.handle, topology, bindings=("job.#",)
             )
             await consumer.start()
-            runner = web.AppRunner(make_app(integration.service))
+            runner = app_runner(make_app(integration.service, settings.http), settings.http)
             try:
                 await runner.setup()
-                await web.TCPSite(runner, host, port).start()
+                await GuardedSite(runner, settings.http, host=host, port=port).start()
                 log.info("listening for webhooks", extra={"fields": {"address": f"http://{host}:{port}/webhooks/"}})
                 await _run_until_signal(integration)
             finally:

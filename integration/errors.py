@@ -4,8 +4,9 @@
     └── IntegrationError          the integration could not do what was asked
         ├── ForgeError            a forge API call failed
         │   ├── ForgeUnavailable  5xx, timeouts, network errors: worth retrying later
-        │   └── ForgeRejected     4xx: the forge refused the request (``status``,
-        │                         ``forge_message``); retrying the same call will not help
+        │   ├── ForgeRejected     4xx: the forge refused the request (``status``,
+        │   │                     ``forge_message``); retrying the same call will not help
+        │   └── UnsafeForgeUrl    a URL part would leave the repository's API path: not sent
         ├── ForgeAuthError        credentials are missing or unusable (no App key, ...)
         ├── PayloadError          a webhook body lacks a field its event needs (-> 400)
         └── StoreError            the dedupe/report store failed
@@ -35,6 +36,10 @@ class ForgeRejected(ForgeError):
         super().__init__(f"{what}: the forge answered {status}: {forge_message}")
         self.status = status
         self.forge_message = forge_message
+
+
+class UnsafeForgeUrl(ForgeError):
+    """A path segment of a forge API URL is empty, ``.`` or ``..``: the request is not sent."""
 
 
 class ForgeAuthError(IntegrationError):

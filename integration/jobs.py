@@ -1,4 +1,4 @@
-"""One validated workflow + one build -> one ``JobRequest`` per KDL job."""
+"""One validated workflow + one build -> one ``JobRequest`` per KDL job, checked as Submit checks them."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from common.queue.topology import validate_label
 from common.rpc import jobs_pb2
-from common.workflow import Workflow
+from common.validation import CloneRules, RequestInvalid, check_requests
+from common.workflow import Workflow, WorkflowError, WorkflowInvalid
 from common.workflow.model import merge_env
 from integration.events import BuildRequested
 
@@ -66,4 +67,20 @@ def job_requests(workflow: Workflow, build: BuildRequested, run_id: str) -> list
                 origin=build.origin,
             )
         )
+    return requests
+
+
+def checked_job_requests(
+    workflow: Workflow, build: BuildRequested, run_id: str, rules: CloneRules, path: str,
+) -> list[jobs_pb2.JobRequest]:
+    """``job_requests`` that pass ``common.validation``; a limit a workflow exceeds is ``WorkflowInvalid``."""
+    requests = job_requests(workflow, build, run_id)
+    try:
+        check_requests(requests, rules)
+    except RequestInvalid as err:
+        # "jobs[2].steps[0].run" -> "job 'lint' > steps[0].run": the user knows jobs by their ids.
+        head, _, rest = err.field.partition(".")
+        index = head.removeprefix("jobs[").removesuffix("]")
+        where = f"job {requests[int(index)].key!r} > {rest}" if index.isdigit() and rest else err.field
+        raise WorkflowInvalid([WorkflowError(path, 1, 1, where, err.problem)]) from err
     return requests

@@ -21,6 +21,7 @@ from aiohttp import web
 from common.lifecycle import StartClose
 from common.log import masker
 from common.queue.publisher import JobPublisher
+from common.validation import CloneRules
 from integration.cancel import JobCanceller, JobRetrier, LoggingCanceller
 from integration.errors import IntegrationError
 from integration.events import Forge
@@ -97,7 +98,7 @@ class Integration(StartClose):
             auth = GitHubAppAuth(http, s.github.api_url, s.github.app_id, read_private_key(s.github.private_key_file))
             self.github = GitHubClient(http, auth)
             github_reporter = GitHubReporter(self.github, s.public_url)
-            links[Forge.GITHUB] = ForgeLink(self.github, github_reporter)
+            links[Forge.GITHUB] = ForgeLink(self.github, github_reporter, self._clone_rules(s.github.api_url))
             reporters[Forge.GITHUB.value] = github_reporter
         elif s.github.enabled:
             log.warning(
@@ -107,7 +108,7 @@ class Integration(StartClose):
         if s.forgejo.url:
             self.forgejo = ForgejoClient(ForgeHttp(session, "Forgejo", policy), s.forgejo.url, s.forgejo.token)
             forgejo_reporter = ForgejoReporter(self.forgejo, s.public_url)
-            links[Forge.FORGEJO] = ForgeLink(self.forgejo, forgejo_reporter)
+            links[Forge.FORGEJO] = ForgeLink(self.forgejo, forgejo_reporter, self._clone_rules(s.forgejo.url))
             reporters[Forge.FORGEJO.value] = forgejo_reporter
         elif s.forgejo.enabled:
             log.warning("Forgejo webhooks are accepted but SOLSTICE_FORGEJO_URL is not set: workflows cannot be read")
@@ -115,6 +116,12 @@ class Integration(StartClose):
         self._service = WebhookService(
             s.webhooks, secrets, self.store, self.publisher, links, self.canceller, self.retrier)
         self._reporter = EventReporter(self.store, reporters, s.report.give_up_after)
+
+    def _clone_rules(self, forge_url: str) -> CloneRules:
+        # A forge reached over plain http hands out http clone URLs; trusting
+        # those adds nothing to what its API answers over http already decide.
+        return CloneRules(allow_local=self.settings.webhooks.allow_local_checkouts,
+                          allow_http=forge_url.lower().startswith("http://"))
 
     def add_routes(self, app: web.Application, prefix: str = "/webhooks") -> None:
         """Mount the webhook endpoints on ``app`` (the single-node server's, or ``make_app``'s)."""

@@ -4,7 +4,11 @@ The HTTP layer (``integration.webhooks``) has already checked the size and
 the signature and decoded the JSON. Here a delivery is normalized, deduped
 by delivery id and by build (forge, repo, ref, head sha), the workflow is
 read at the exact commit, and one ``JobRequest`` per job is published; an
-invalid workflow becomes a failed check/status instead. When the forge API
+invalid workflow (not UTF-8, not KDL, nested too deep, against the schema or
+the request limits of ``common.validation``) or a ref the runner cannot check
+out becomes a failed check/status instead. Every field that reaches a forge
+URL or a job request is checked (``common.validation``) while normalizing,
+before anything is stored or sent: a bad one is a 400 naming it. When the forge API
 or the queue is down, the build is deferred: kept in the store and retried
 by ``retry_deferred`` (forges do not redeliver failed webhooks). Any other
 failure half-way releases the claims, so a redelivery is processed.
@@ -21,9 +25,10 @@ from typing import Any, Protocol
 
 from common.queue.errors import QueueError
 from common.queue.publisher import JobPublisher
-from common.workflow import WorkflowInvalid, parse_workflow
+from common.validation import CloneRules, RequestInvalid, ref_problem
+from common.workflow import WorkflowInvalid, decode_workflow, parse_workflow
 from integration.cancel import CancelRequest, JobCanceller, JobRetrier, LoggingRetrier, RetryRequest
-from integration.errors import ForgeAuthError, ForgeRejected, ForgeUnavailable, StoreError
+from integration.errors import ForgeAuthError, ForgeRejected, ForgeUnavailable, StoreError, UnsafeForgeUrl
 from integration.events import (
     BuildRequested,
     Delivery,
@@ -36,7 +41,7 @@ from integration.events import (
     WebhookEvent,
 )
 from integration.forges import forgejo_events, github_events
-from integration.jobs import job_requests, new_id
+from integration.jobs import checked_job_requests, new_id
 from integration.payload import PayloadError
 from integration.reporting.contract import ForgeReporter
 from integration.settings import WebhookSettings
@@ -54,16 +59,20 @@ NORMALIZERS = {Forge.GITHUB: github_events.normalize, Forge.FORGEJO: forgejo_eve
 
 
 class FileSource(Protocol):
-    async def fetch_file(self, repo: Repo, path: str, sha: str, deadline: float | None = None) -> str | None:
-        """The file's text at ``sha``, or None when there is no such file."""
+    async def fetch_file(self, repo: Repo, path: str, sha: str, deadline: float | None = None) -> bytes | None:
+        """The file's bytes at ``sha``, or None when there is no such file."""
 
 
 @dataclass(frozen=True, slots=True)
 class ForgeLink:
-    """What the service needs of one forge's API: reading files, showing invalid workflows."""
+    """What the service needs of one forge's API: reading files, showing invalid workflows.
+
+    ``clone_rules``: the clone URLs its webhooks may name (http only from a forge reached over http).
+    """
 
     files: FileSource
     reporter: ForgeReporter
+    clone_rules: CloneRules = CloneRules()
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +80,8 @@ class Outcome:
     """The answer to one delivery (``status`` is the HTTP status)."""
 
     status: int
-    result: str  # queued, ignored, pong, duplicate delivery, duplicate build, no workflow, invalid workflow, ...
+    result: str  # queued, ignored, pong, duplicate delivery, duplicate build, no workflow, invalid workflow,
+    # invalid field, unbuildable ref, ...
     detail: str = ""
     run_id: str = ""
     job_ids: tuple[str, ...] = ()
@@ -118,11 +128,17 @@ class WebhookService:
 
     async def handle(self, delivery: Delivery, payload: Any) -> Outcome:
         fields = {"forge": delivery.forge.value, "event": delivery.event, "delivery": delivery.delivery_id}
+        link = self.forges.get(delivery.forge)
+        # A forge without API access still has its deliveries checked (it fails later, with a reason).
+        rules = link.clone_rules if link else CloneRules(allow_local=self.settings.allow_local_checkouts)
         try:
-            event = NORMALIZERS[delivery.forge](delivery.event, payload, self.settings)
+            event = NORMALIZERS[delivery.forge](delivery.event, payload, self.settings, rules)
         except PayloadError as err:
             log.warning("malformed webhook: %s", err, extra={"fields": fields})
             return Outcome(400, "malformed payload", str(err))
+        except RequestInvalid as err:
+            log.warning("webhook with an invalid field: %s", err, extra={"fields": fields})
+            return Outcome(400, "invalid field", str(err))
         if isinstance(event, Ping):
             log.info("ping answered", extra={"fields": fields})
             return Outcome(200, "pong", event.zen)
@@ -144,7 +160,7 @@ class WebhookService:
         except (ForgeUnavailable, QueueError, StoreError) as err:
             log.error("webhook not processed, the forge may redeliver it: %s", err, extra={"fields": fields})
             return Outcome(503, "try again", str(err))
-        except (ForgeRejected, ForgeAuthError) as err:
+        except (ForgeRejected, ForgeAuthError, UnsafeForgeUrl) as err:
             log.error("webhook not processed: %s", err, extra={"fields": fields})
             return Outcome(502, "forge refused", str(err))
         if outcome.status >= 500:
@@ -225,7 +241,7 @@ class WebhookService:
                 log.warning("deferred build still failing, next retry in %.0fs: %s", pause, err,
                             extra={"fields": fields})
                 continue
-            except (ForgeRejected, ForgeAuthError) as err:
+            except (ForgeRejected, ForgeAuthError, UnsafeForgeUrl) as err:
                 await self._drop_deferred(item.key)
                 log.error("gave up on a deferred build, the forge refused it: %s", err, extra={"fields": fields})
                 continue
@@ -244,17 +260,23 @@ class WebhookService:
         if link is None:
             raise ForgeAuthError(f"no API access to {build.repo.forge.value} is configured, cannot read workflows")
         deadline = time.monotonic() + self.settings.handling_deadline
+        problem = ref_problem(build.ref)
+        if problem:
+            # git allows more names than the runner fetches: say so on the commit now, not as an errored job later.
+            detail = f"{build.ref} {problem}"
+            await link.reporter.report_refused(build, f"Cannot build {build.ref[:100]}", detail, deadline)
+            return Outcome(422, "unbuildable ref", detail)
         path = self.settings.workflow_path
-        text = await link.files.fetch_file(build.repo, path, build.sha, deadline)
-        if text is None:
+        data = await link.files.fetch_file(build.repo, path, build.sha, deadline)
+        if data is None:
             return Outcome(200, "no workflow", f"{build.repo.full_name} has no {path} at {build.sha[:12]}")
+        run_id = new_id("run")
         try:
-            workflow = parse_workflow(text, path)
+            workflow = parse_workflow(decode_workflow(data, path), path)
+            requests = checked_job_requests(workflow, build, run_id, link.clone_rules, path)
         except WorkflowInvalid as err:
             await link.reporter.report_invalid_workflow(build, err.errors, deadline)
             return Outcome(200, "invalid workflow", str(err))
-        run_id = new_id("run")
-        requests = job_requests(workflow, build, run_id)
         await self.publisher.publish(requests)
         self.published += len(requests)
         return Outcome(202, "queued", f"{len(requests)} job(s) of {build.ref}", run_id, tuple(r.job_id for r in requests))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from common.config import Seconds
 from common.errors import ConfigError
+from integration.httpserver import HttpLimits
 
 FORK_POLICIES = ("untrusted", "label", "approval")
 
@@ -74,6 +75,9 @@ class WebhookSettings:
     retry_max: Seconds = Seconds(600)
     retry_give_up: Seconds = Seconds(24 * 3600)
     retry_interval: Seconds = Seconds(5)
+    # A clone URL that is a local path or file:// (tests, a forge on this very
+    # host) is refused unless this is on; `solstice serve` turns it on.
+    allow_local_checkouts: bool = False
 
     def __post_init__(self) -> None:
         if self.fork_policy not in FORK_POLICIES:
@@ -104,6 +108,7 @@ class IntegrationSettings:
     forgejo: ForgejoSettings = ForgejoSettings()
     webhooks: WebhookSettings = WebhookSettings()
     report: ReportSettings = ReportSettings()
+    http: HttpLimits = HttpLimits()  # deadlines and the per-client connection cap (integration.httpserver)
     public_url: str = field(default="http://127.0.0.1:8080", metadata=_env("SOLSTICE_PUBLIC_URL"))
     listen: str = field(default="127.0.0.1:8081", metadata=_env("SOLSTICE_INTEGRATION_LISTEN"))
     # sqlite file path, or a postgresql:// DSN (multi-host: share dedupe between replicas)

@@ -2,7 +2,8 @@
 
 Order of checks: size (413, from Content-Length and again while streaming,
 so an oversize body is never read whole), signature (401, nothing queued),
-JSON (400); then ``WebhookService`` decides. Forgejo deliveries are accepted
+JSON (400, also for a body nested deeper than the parser allows, naming
+where); then ``WebhookService`` decides. Forgejo deliveries are accepted
 with Forgejo, Gitea or Gogs headers, and with the GitHub-style ones Forgejo
 sends too.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 from aiohttp import web
 
@@ -32,6 +34,10 @@ _DELIVERY_HEADERS = {
 }
 _SIGNATURES = {Forge.GITHUB: github_signature, Forge.FORGEJO: forgejo_signature}
 
+# Forge payloads nest about ten levels; past this the error names where.
+DEPTH_SHOWN = 64
+_JSON_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}:,]')
+
 
 def _first(request: web.Request, names: tuple[str, ...]) -> str:
     for name in names:
@@ -50,6 +56,31 @@ def _too_large(cap: int) -> web.Response:
     # Close instead of draining the rest of an oversize body.
     response.force_close()
     return response
+
+
+def deep_path(body: bytes, limit: int = DEPTH_SHOWN) -> str | None:
+    """The field path (``a.b[3].c``) at which ``body``'s JSON first nests past ``limit`` levels, or None."""
+    stack: list[list] = []  # [key or index] per open container; key None until read
+    last = b""
+    for match in _JSON_TOKEN.finditer(body):
+        token = match.group()
+        if token in (b"{", b"["):
+            stack.append([None] if token == b"{" else [0])
+            if len(stack) > limit:
+                path = "".join(
+                    f"[{key}]" if isinstance(key, int) else f".{key}" if key is not None else ""
+                    for (key,) in stack[:-1]).lstrip(".") or "(top level)"
+                return path if len(path) <= 120 else path[:117] + "..."
+        elif token in (b"}", b"]"):
+            if stack:
+                stack.pop()
+        elif token == b":" and stack:
+            stack[-1][0] = json.loads(last)[:40] if last else ""
+        elif token == b"," and stack and isinstance(stack[-1][0], int):
+            stack[-1][0] += 1
+        else:
+            last = token
+    return None
 
 
 async def read_capped(request: web.Request, cap: int) -> bytes | None:
@@ -88,6 +119,11 @@ async def receive(request: web.Request, forge: Forge) -> web.Response:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError) as err:
         return _error(400, "malformed JSON", f"the body is not JSON: {err}")
+    except RecursionError:
+        where = deep_path(body)
+        detail = "the body nests deeper than the JSON parser allows" + (
+            f" (past {DEPTH_SHOWN} levels at {where})" if where else "")
+        return _error(400, "malformed JSON", detail)
     if not isinstance(payload, dict):
         return _error(400, "malformed JSON", "the body must be a JSON object")
     outcome = await service.handle(Delivery(forge, event, _first(request, _DELIVERY_HEADERS[forge])), payload)

@@ -21,9 +21,9 @@ from pathlib import Path
 from common.errors import SolsticeError
 from common.masking import Masker
 from common.rpc import jobs_pb2
+from common.validation import ref_problem
 
 _SHA = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
-_REF = re.compile(r"^refs/[A-Za-z0-9._/-]+$")
 GIT_TIMEOUT = 600.0
 
 
@@ -67,8 +67,9 @@ async def checkout(spec: jobs_pb2.Checkout, dest: Path, masker: Masker, note) ->
     sha = spec.sha.lower()
     if not _SHA.match(sha):
         raise CheckoutError(f"commit {spec.sha!r} is not a full hexadecimal commit id")
-    if spec.ref and not _REF.match(spec.ref):
-        raise CheckoutError(f"ref {spec.ref!r} is not a valid refs/... name")
+    problem = ref_problem(spec.ref) if spec.ref else None
+    if problem:
+        raise CheckoutError(f"ref {spec.ref!r} {problem}")
     if not spec.clone_url:
         raise CheckoutError("the job names no clone URL")
     remote = split_credentials(spec.clone_url, masker)

@@ -29,6 +29,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 
 from common.queue.errors import InvalidMessage
+from common.validation import JOB_ID_RULE, LABEL_RULE, is_job_id, is_label
 
 # Headers written by Solstice on queue messages.
 SCHEMA_HEADER = "x-solstice-schema-version"
@@ -37,31 +38,21 @@ REASON_HEADER = "x-solstice-dead-reason"
 JOB_ID_HEADER = "x-solstice-job-id"
 ROUTING_KEY_HEADER = "x-solstice-routing-key"  # the key a dead letter was sent with
 
-# A label is a routing key and part of a queue name: no AMQP wildcards, and
-# short enough for the 255-byte queue-name limit with any sane prefix.
-_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-# Job ids become one word of an event routing key, hence no dots.
-_JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_:-]{0,127}")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _PREFIX = re.compile(r"[A-Za-z0-9._-]{0,60}")
 
 
 def validate_label(label: str) -> str:
     """Return ``label`` if it may be used as a routing key and queue name."""
-    if not _LABEL.fullmatch(label):
-        raise InvalidMessage(
-            f"runs_on label {label!r} is not valid: use letters, digits, '.', '_' or '-' "
-            "(at most 100, starting with a letter or digit)"
-        )
+    if not is_label(label):
+        raise InvalidMessage(f"runs_on label {label!r} is not valid: use {LABEL_RULE}")
     return label
 
 
 def validate_job_id(job_id: str) -> str:
     """Return ``job_id`` if it may be used as a message id and routing-key word."""
-    if not _JOB_ID.fullmatch(job_id):
-        raise InvalidMessage(
-            f"job id {job_id!r} is not valid: use letters, digits, '_', ':' or '-' (at most 128)"
-        )
+    if not is_job_id(job_id):
+        raise InvalidMessage(f"job id {job_id!r} is not valid: use {JOB_ID_RULE}")
     return job_id
 
 

@@ -1,6 +1,7 @@
 """KDL workflows: ``.solstice/workflow.kdl`` to a typed, validated model and back.
 
     load_workflow(path) / parse_workflow(text, filename) -> Workflow
+    decode_workflow(bytes, filename) -> text (WorkflowInvalid when not UTF-8)
     render_workflow(Workflow) -> canonical KDL text
     execution_stages(Workflow) -> jobs grouped in stages that can run in parallel
     merge_env(workflow.env, job.env, step.env) -> the env a step sees
@@ -13,7 +14,7 @@ in docs/workflow.md.
 from common.workflow.errors import WorkflowError, WorkflowInvalid, WorkflowNotFound
 from common.workflow.graph import execution_stages
 from common.workflow.model import Env, Job, Step, Workflow, merge_env
-from common.workflow.parser import DEFAULT_PATH, load_workflow, parse_workflow
+from common.workflow.parser import DEFAULT_PATH, decode_workflow, load_workflow, parse_workflow
 from common.workflow.render import render_workflow
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "WorkflowError",
     "WorkflowInvalid",
     "WorkflowNotFound",
+    "decode_workflow",
     "execution_stages",
     "load_workflow",
     "merge_env",

@@ -309,6 +309,18 @@ def parse_workflow(text: str, filename: str = str(DEFAULT_PATH)) -> Workflow:
     return workflow
 
 
+def decode_workflow(data: bytes, filename: str = str(DEFAULT_PATH)) -> str:
+    """The text of a workflow file's bytes; WorkflowInvalid (with the bad byte's position) if not UTF-8."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        col = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        raise WorkflowInvalid(
+            [WorkflowError(filename, line, col, "", f"file is not UTF-8 text (bad byte at offset {err.start})")]
+        ) from err
+
+
 def load_workflow(path: str | Path = DEFAULT_PATH) -> Workflow:
     """Read and validate the workflow file at ``path``.
 
@@ -324,10 +336,4 @@ def load_workflow(path: str | Path = DEFAULT_PATH) -> Workflow:
         raise WorkflowNotFound(f"{str(path)!r} is a directory, not a workflow file") from err
     except OSError as err:
         raise WorkflowNotFound(f"cannot read workflow file {str(path)!r}: {err.strerror}") from err
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise WorkflowInvalid(
-            [WorkflowError(str(path), 1, 1, "", f"file is not UTF-8 text (bad byte at offset {err.start})")]
-        ) from err
-    return parse_workflow(text, str(path))
+    return parse_workflow(decode_workflow(data, str(path)), str(path))

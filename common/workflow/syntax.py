@@ -133,4 +133,8 @@ def parse_kdl(text: str) -> list[RawNode]:
         message = _PARSE_ERROR_PREFIX.sub("", str(err)).strip()
         message = " ".join(message.split())
         raise KdlSyntaxError(err.line, err.col, message) from err
+    except RecursionError:
+        # kdl-py parses children recursively: hundreds of nested blocks exhaust
+        # the stack before any real workflow would (it needs four levels).
+        raise KdlSyntaxError(1, 1, "nodes nest too deeply for the parser (a real workflow needs four levels)") from None
     return list(document.nodes)

@@ -9,10 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from integration.events import ZERO_SHA, BuildRequested, Ignored, PullRequestInfo, Repo
+from common.validation import CloneRules, check_clone_url, check_repo, check_sha
+from integration.events import ZERO_SHA, BuildRequested, Forge, Ignored, PullRequestInfo, Repo
 from integration.payload import get, opt
 from integration.policy import decide
 from integration.settings import WebhookSettings
+
+
+def repo_fields(payload: dict[str, Any], forge: Forge, rules: CloneRules) -> tuple[str, str]:
+    """``repository.full_name`` and ``repository.clone_url``, checked (``RequestInvalid`` names the field)."""
+    name = check_repo(forge.value, get(payload, "repository.full_name", str), "repository.full_name")
+    return name, check_clone_url(get(payload, "repository.clone_url", str), rules, "repository.clone_url")
 
 
 def sender_of(payload: dict[str, Any]) -> str:
@@ -36,6 +43,7 @@ def push_build(
     after = get(payload, "after", str)
     if deleted or after == ZERO_SHA:
         return Ignored(f"{ref} was deleted: nothing to build")
+    check_sha(after, "after")
     is_tag = ref.startswith("refs/tags/")
     if is_tag and not settings.build_tags:
         return Ignored(f"tag push {ref} ignored (webhooks.build_tags is off)")

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 from integration.errors import ForgeAuthError
 from integration.events import Repo
-from integration.forges.github_api import decode_contents
-from integration.forges.http import ForgeHttp
+from integration.forges.github_api import decode_contents, repo_path
+from integration.forges.http import ForgeHttp, api_url
 
 USER_AGENT = "solstice-ci"
 DESCRIPTION_LIMIT = 1000  # Forgejo stores TEXT; keep the status list readable
@@ -43,11 +42,11 @@ class ForgejoClient:
         if token:
             self._headers["Authorization"] = f"token {token}"
 
-    async def fetch_file(self, repo: Repo, path: str, sha: str, deadline: float | None = None) -> str | None:
-        """The text of ``path`` at commit ``sha``, or None when the commit has no such file."""
+    async def fetch_file(self, repo: Repo, path: str, sha: str, deadline: float | None = None) -> bytes | None:
+        """The bytes of ``path`` at commit ``sha``, or None when the commit has no such file."""
         what = f"read {path} of {repo.full_name} at {sha[:12]}"
         answer = await self.http.request(
-            "GET", f"{self.api_url}/repos/{repo.full_name}/contents/{quote(path)}?ref={quote(sha)}",
+            "GET", api_url(self.api_url, "repos", *repo_path(repo), "contents", *path.split("/"), query={"ref": sha}),
             what=what, headers=self._headers, allow=(404,), deadline=deadline,
         )
         if answer.status == 404:
@@ -56,7 +55,7 @@ class ForgejoClient:
 
     async def set_status(self, repo: Repo, sha: str, status: CommitStatus, deadline: float | None = None) -> None:
         await self.http.request(
-            "POST", f"{self.api_url}/repos/{repo.full_name}/statuses/{sha}",
+            "POST", api_url(self.api_url, "repos", *repo_path(repo), "statuses", sha),
             what=f"set status {status.context} on {repo.full_name}@{sha[:12]}",
             headers=self._headers, body=status.to_json(), deadline=deadline,
         )

@@ -6,12 +6,11 @@ import base64
 import binascii
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 from integration.errors import ForgeRejected, ForgeUnavailable
 from integration.events import Repo
 from integration.forges.github_app import GitHubAppAuth, github_headers
-from integration.forges.http import ForgeHttp
+from integration.forges.http import ForgeHttp, api_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,14 +54,20 @@ class CheckRun:
         return doc
 
 
-def decode_contents(body: Any, what: str) -> str:
-    """The text of a contents-API answer (``type`` file, base64 ``content``)."""
+def decode_contents(body: Any, what: str) -> bytes:
+    """The bytes of a contents-API answer (``type`` file, base64 ``content``); what they hold is the caller's business."""
     if not isinstance(body, dict) or body.get("type") != "file" or not isinstance(body.get("content"), str):
         raise ForgeUnavailable(f"{what}: the contents API did not answer with a file")
     try:
-        return base64.b64decode(body["content"]).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError) as err:
-        raise ForgeUnavailable(f"{what}: the file is not base64 UTF-8 text ({err})") from err
+        return base64.b64decode(body["content"])
+    except binascii.Error as err:
+        raise ForgeUnavailable(f"{what}: the contents API answered with broken base64 ({err})") from err
+
+
+def repo_path(repo: Repo) -> tuple[str, str]:
+    """``owner`` and ``name``: two URL path segments, never more."""
+    owner, _, name = repo.full_name.partition("/")
+    return owner, name
 
 
 class GitHubClient:
@@ -74,10 +79,10 @@ class GitHubClient:
         self.api_url = auth.api_url
 
     async def _call(
-        self, method: str, repo: Repo, path: str, *, what: str, body: Any = None,
-        allow: tuple[int, ...] = (), deadline: float | None = None,
+        self, method: str, repo: Repo, path: tuple[str | int, ...], *, what: str, body: Any = None,
+        allow: tuple[int, ...] = (), deadline: float | None = None, query: dict[str, str] | None = None,
     ) -> Any:
-        url = f"{self.api_url}/repos/{repo.full_name}/{path}"
+        url = api_url(self.api_url, "repos", *repo_path(repo), *path, query=query)
         for retry_auth in (True, False):
             token = await self.auth.token(repo.installation_id, deadline)
             try:
@@ -92,11 +97,12 @@ class GitHubClient:
                 self.auth.forget(repo.installation_id)
         raise AssertionError("unreachable")
 
-    async def fetch_file(self, repo: Repo, path: str, sha: str, deadline: float | None = None) -> str | None:
-        """The text of ``path`` at commit ``sha``, or None when the commit has no such file."""
+    async def fetch_file(self, repo: Repo, path: str, sha: str, deadline: float | None = None) -> bytes | None:
+        """The bytes of ``path`` at commit ``sha``, or None when the commit has no such file."""
         what = f"read {path} of {repo.full_name} at {sha[:12]}"
         answer = await self._call(
-            "GET", repo, f"contents/{quote(path)}?ref={quote(sha)}", what=what, allow=(404,), deadline=deadline,
+            "GET", repo, ("contents", *path.split("/")), what=what, allow=(404,), deadline=deadline,
+            query={"ref": sha},
         )
         if answer.status == 404:
             return None
@@ -104,7 +110,7 @@ class GitHubClient:
 
     async def create_check_run(self, repo: Repo, check: CheckRun, deadline: float | None = None) -> int:
         answer = await self._call(
-            "POST", repo, "check-runs", what=f"create check run on {repo.full_name}", body=check.to_json(),
+            "POST", repo, ("check-runs",), what=f"create check run on {repo.full_name}", body=check.to_json(),
             deadline=deadline,
         )
         run_id = answer.body.get("id") if isinstance(answer.body, dict) else None
@@ -115,6 +121,6 @@ class GitHubClient:
     async def update_check_run(self, repo: Repo, check_run_id: int, check: CheckRun,
                                deadline: float | None = None) -> None:
         await self._call(
-            "PATCH", repo, f"check-runs/{check_run_id}", what=f"update check run {check_run_id} on {repo.full_name}",
+            "PATCH", repo, ("check-runs", check_run_id), what=f"update check run {check_run_id} on {repo.full_name}",
             body=check.to_json(), deadline=deadline,
         )

@@ -16,12 +16,29 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import aiohttp
 
-from integration.errors import ForgeRejected, ForgeUnavailable
+from integration.errors import ForgeRejected, ForgeUnavailable, UnsafeForgeUrl
 
 log = logging.getLogger(__name__)
+
+
+def api_url(base: str, *segments: str | int, query: Mapping[str, str] | None = None) -> str:
+    """``base`` followed by ``segments``, each quoted whole as one path segment.
+
+    ``/``, ``?``, ``#`` and ``%`` in a value cannot add segments or a query;
+    dots are not quoted, so an empty, ``.`` or ``..`` segment (which the URL
+    library would resolve) raises ``UnsafeForgeUrl`` instead of being sent.
+    """
+    parts = []
+    for segment in map(str, segments):
+        if segment in ("", ".", ".."):
+            raise UnsafeForgeUrl(f"refusing to call the forge: {segment!r} would move the URL path off {base}")
+        parts.append(quote(segment, safe=""))
+    url = "/".join([base.rstrip("/"), *parts])
+    return f"{url}?{urlencode(query)}" if query else url
 
 
 @dataclass(frozen=True, slots=True)

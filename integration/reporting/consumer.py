@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 
 from common.queue.disposition import Disposition
 from common.rpc import jobs_pb2
-from integration.errors import ForgeAuthError, ForgeRejected, ForgeUnavailable
+from integration.errors import ForgeAuthError, ForgeRejected, ForgeUnavailable, UnsafeForgeUrl
 from integration.reporting.contract import ForgeReporter
 from integration.reporting.states import StateSpec, spec_of
 from integration.store import ReportRecord, SeenStore
@@ -96,7 +96,7 @@ class EventReporter:
             return Disposition.ACK
         try:
             external_id = await reporter.report(event, previous, spec)
-        except ForgeRejected as err:
+        except (ForgeRejected, UnsafeForgeUrl) as err:
             self.given_up += 1
             log.error("the forge refused a job status, giving up on this event: %s", err, extra={"fields": fields})
             return Disposition.ACK

@@ -21,3 +21,7 @@ class ForgeReporter(Protocol):
         self, build: BuildRequested, errors: tuple[WorkflowError, ...], deadline: float | None = None,
     ) -> None:
         """Show a failed check/status for ``build`` listing the workflow's errors with their positions."""
+
+    async def report_refused(self, build: BuildRequested, title: str, detail: str,
+                             deadline: float | None = None) -> None:
+        """Show a failed check/status for ``build``, which Solstice will not run: ``title``, then why."""

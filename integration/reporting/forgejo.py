@@ -39,3 +39,10 @@ class ForgejoReporter:
         if len(text) > DESCRIPTION_LIMIT:
             text = text[: DESCRIPTION_LIMIT - 1] + "…"
         await self.client.set_status(build.repo, build.sha, CommitStatus("failure", WORKFLOW_CONTEXT, text), deadline)
+
+    async def report_refused(self, build: BuildRequested, title: str, detail: str,
+                             deadline: float | None = None) -> None:
+        text = f"{title}: {detail}"
+        if len(text) > DESCRIPTION_LIMIT:
+            text = text[: DESCRIPTION_LIMIT - 1] + "…"
+        await self.client.set_status(build.repo, build.sha, CommitStatus("failure", WORKFLOW_CONTEXT, text), deadline)

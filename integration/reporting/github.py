@@ -92,3 +92,11 @@ class GitHubReporter:
         for batch in batches[1:]:
             more = CheckRun(output=CheckRunOutput(title=output_title, summary=output_summary, annotations=batch))
             await self.client.update_check_run(build.repo, run_id, more, deadline)
+
+    async def report_refused(self, build: BuildRequested, title: str, detail: str,
+                             deadline: float | None = None) -> None:
+        check = CheckRun(
+            name=WORKFLOW_CHECK_NAME, head_sha=build.sha, status="completed", conclusion="failure",
+            completed_at=_now(), output=CheckRunOutput(title=title, summary=detail),
+        )
+        await self.client.create_check_run(build.repo, check, deadline)

@@ -8,7 +8,7 @@ token: serve it on localhost or a management network (docs/orchestrator.md).
 Errors are gRPC status codes with one-line messages:
 
     NOT_FOUND            unknown job, unknown host, no log on this node
-    INVALID_ARGUMENT     a request that cannot be queued (no job_id, bad label)
+    INVALID_ARGUMENT     a request that cannot be queued (common.validation names the field)
     FAILED_PRECONDITION  retry of a job that has not finished
     UNAVAILABLE          the store or the queue cannot be reached
 """
@@ -27,6 +27,7 @@ from common.queue.errors import InvalidMessage, QueueError
 from common.queue.events import EventPublisher
 from common.queue.publisher import JobPublisher
 from common.rpc import admin_pb2, admin_pb2_grpc
+from common.validation import CloneRules, RequestInvalid, check_requests
 from orchestrator.admin.secrets import SecretRpcs
 from orchestrator.logstore import LogNotFound, LogStore, LogStoreError
 from orchestrator.node.cancel import cancel_job
@@ -88,9 +89,11 @@ class AdminServicer(SecretRpcs, admin_pb2_grpc.AdminServiceServicer):
     """AdminService on one node; see the module docstring (the secret calls: secrets.py)."""
 
     def __init__(self, store: Store, publisher: JobPublisher, events: EventPublisher, logstore: LogStore,
-                 node: LocalNode, log_poll: float = 0.5, secrets: SecretBroker | None = None) -> None:
+                 node: LocalNode, log_poll: float = 0.5, secrets: SecretBroker | None = None,
+                 rules: CloneRules = CloneRules()) -> None:
         self.secrets = secrets
         self.store = store
+        self.rules = rules  # which clone URLs Submit takes
         self.publisher = publisher
         self.events = events
         self.logstore = logstore
@@ -106,7 +109,7 @@ class AdminServicer(SecretRpcs, admin_pb2_grpc.AdminServiceServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND, str(err))
         except RetryNotAllowed as err:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(err))
-        except InvalidMessage as err:
+        except (InvalidMessage, RequestInvalid) as err:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
         except (StoreError, QueueError) as err:
             log.error("admin request failed: %s", err)
@@ -141,9 +144,7 @@ class AdminServicer(SecretRpcs, admin_pb2_grpc.AdminServiceServicer):
     # -- RPCs -------------------------------------------------------------------------
     async def Submit(self, request, context):  # type: ignore[no-untyped-def]
         async def go() -> admin_pb2.SubmitResponse:
-            for job in request.jobs:
-                if not job.job_id or not job.runs_on:
-                    raise AdminError(grpc.StatusCode.INVALID_ARGUMENT, "every job needs a job_id and a runs_on label")
+            check_requests(request.jobs, self.rules)  # all of it, before anything is stored
             stored = [await self.store.submit(job) for job in request.jobs]
             # `queued` before publishing: a node's `provisioning` event must not overtake it.
             await announce(self.events, *(job_event(job, job.state) for job in stored if job.state is JobState.QUEUED))
@@ -243,8 +244,9 @@ def admin_servicer_factory(node):  # type: ignore[no-untyped-def]
     def add(server: grpc.aio.Server) -> None:
         parts = node.parts
         # The node's outbox: the admin's events keep their order with the node's own.
+        rules = CloneRules(allow_local=node.settings.allow_local_checkouts)
         servicer = AdminServicer(parts.store, parts.publisher, node.outbox, parts.gateway.logstore, node,
-                                 secrets=parts.secrets)
+                                 secrets=parts.secrets, rules=rules)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(servicer, server)
 
     return add

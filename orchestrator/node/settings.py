@@ -113,6 +113,9 @@ class NodeSettings:
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     queue_prefix: str = ""  # share a broker between deployments (and tests)
     data_dir: Path = Path("~/.local/state/solstice/node").expanduser()  # job logs live here
+    # AdminService.Submit takes local paths and file:// clone URLs only when on:
+    # a job of another host's checkout would read this host's files.
+    allow_local_checkouts: bool = False
     node: NodeConfig = field(default_factory=NodeConfig)
     timeouts: TimeoutConfig = field(default_factory=TimeoutConfig)
     timers: TimerConfig = field(default_factory=TimerConfig)

@@ -32,12 +32,12 @@ import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from aiohttp import web
 
 from common.errors import SolsticeError
 from common.queue.local_events import LocalEventBus
 from common.tokens import TokenIssuer
 from integration.cancel import CancelRequest, RetryRequest
+from integration.httpserver import GuardedSite, app_runner
 from integration.runtime import Integration
 from orchestrator.admin import admin_servicer_factory
 from orchestrator.drivers.base import Driver
@@ -116,10 +116,10 @@ async def _run(settings: ServeSettings, say: Callable[[str], None], stop: asynci
             SingleNodeQueue(data / "queue.sqlite", node_settings.node.labels, settings.every_label))
         integration = await stack.enter_async_context(
             Integration(settings.integration_settings(), queue, late, retrier=late))
-        runner = web.AppRunner(make_app(integration, pages), access_log=None)
+        runner = app_runner(make_app(integration, pages), settings.http, access_log=None)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
-        await web.SockSite(runner, sock).start()
+        await GuardedSite(runner, settings.http, sock=sock).start()
         events = LocalEventBus(data / "events.sqlite")
         events.subscribe("integration", integration.reporter.handle, bindings=("job.#",))
         await stack.enter_async_context(events)

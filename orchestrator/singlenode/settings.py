@@ -37,6 +37,7 @@ from pathlib import Path
 
 from common.config import Seconds
 from common.errors import ConfigError
+from integration.httpserver import HttpLimits
 from integration.settings import (
     ForgejoSettings,
     GitHubSettings,
@@ -95,10 +96,13 @@ class ServeSettings:
     label_drivers: dict[str, str] = field(default_factory=dict)  # label -> another driver than drivers.driver
     capacity: int = 4  # jobs at once
     shutdown_grace: Seconds = Seconds(30)  # Ctrl-C: running jobs get this long, then are requeued
+    # `ciadm submit` of a local checkout (and webhooks naming a local clone URL): on for one machine
+    allow_local_checkouts: bool = True
     github: GitHubSettings = GitHubSettings()
     forgejo: ForgejoSettings = ForgejoSettings()
     webhooks: WebhookSettings = WebhookSettings()
     report: ReportSettings = ReportSettings()
+    http: HttpLimits = HttpLimits()  # the HTTP listener's deadlines and per-client connection cap
     timeouts: TimeoutConfig = field(default_factory=TimeoutConfig)
     timers: TimerConfig = field(default_factory=TimerConfig)
     drivers: DriverConfig = field(default_factory=DriverConfig)
@@ -172,6 +176,7 @@ class ServeSettings:
             store_url=f"sqlite:///{self.data_dir.resolve() / 'state.sqlite'}",
             amqp_url="",
             data_dir=self.data_dir,
+            allow_local_checkouts=self.allow_local_checkouts,
             node=NodeConfig(host=self.host, labels=self.served_labels(), capacity=self.capacity),
             timeouts=self.timeouts,
             timers=dataclasses.replace(self.timers, shutdown_grace=self.shutdown_grace),
@@ -182,7 +187,8 @@ class ServeSettings:
 
     def integration_settings(self) -> IntegrationSettings:
         """The embedded integration's settings (its dedupe store lives in ``data_dir``)."""
+        webhooks = dataclasses.replace(self.webhooks, allow_local_checkouts=self.allow_local_checkouts)
         return IntegrationSettings(
-            github=self.github, forgejo=self.forgejo, webhooks=self.webhooks, report=self.report,
+            github=self.github, forgejo=self.forgejo, webhooks=webhooks, report=self.report, http=self.http,
             public_url=self.http_url(), listen=self.listen, store=str(self.data_dir / "integration.sqlite"),
         )

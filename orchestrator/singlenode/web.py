@@ -16,17 +16,21 @@ from __future__ import annotations
 
 import html
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from common.rpc import admin_pb2
+from integration.httpserver import harden
 from integration.runtime import Integration
 from orchestrator.logstore import LogNotFound, LogStore, LogStoreError
 from orchestrator.store import JobRecord, StepRecord, Store, StoreError
 
 log = logging.getLogger(__name__)
+
+_ATTEMPT = re.compile(r"[0-9]{1,9}")  # ASCII digits only: "²".isdigit() is True, int("²") fails
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,12 @@ class JobPages:
 
     def attach(self, backing: Backing) -> None:
         self.backing = backing
+
+    def add_routes(self, app: web.Application) -> None:
+        """``/healthz``, ``/jobs/<id>`` and ``/jobs/<id>/log`` on ``app``."""
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/jobs/{job_id}", self.job_page)
+        app.router.add_get("/jobs/{job_id}/log", self.job_log)
 
     async def healthz(self, request: web.Request) -> web.Response:
         if self.ready:
@@ -83,7 +93,7 @@ class JobPages:
     async def job_log(self, request: web.Request) -> web.Response:
         backing, job = await self._job(request)
         attempt_text = request.query.get("attempt", str(job.attempt))
-        if not attempt_text.isdigit() or not 1 <= int(attempt_text) <= job.attempt:
+        if not _ATTEMPT.fullmatch(attempt_text) or not 1 <= int(attempt_text) <= job.attempt:
             raise web.HTTPBadRequest(text=f"attempt must be 1..{job.attempt}\n")
         attempt = int(attempt_text)
         try:
@@ -149,8 +159,7 @@ def render_job(job: JobRecord, steps: Sequence[StepRecord], backing: Backing) ->
 def make_app(integration: Integration, pages: JobPages) -> web.Application:
     """The single node's aiohttp application (webhooks from the integration, pages from ``pages``)."""
     app = web.Application(client_max_size=integration.settings.webhooks.max_body_bytes + 1)
+    harden(app, integration.settings.http)
     integration.add_routes(app)
-    app.router.add_get("/healthz", pages.healthz)
-    app.router.add_get("/jobs/{job_id}", pages.job_page)
-    app.router.add_get("/jobs/{job_id}/log", pages.job_log)
+    pages.add_routes(app)
     return app

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
 import re
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -13,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.drivers.local import process_start_time
-from tests.singlenode.harness import ServeProcess, ciadm, git_repo
+from tests.singlenode.harness import BIN, ServeProcess, ciadm, git_repo
 from tests.waiting import wait_until
 
 PASSING = """\
@@ -241,3 +244,52 @@ def test_unreachable_orchestrator_is_exit_3() -> None:
             done = ciadm(address, "--timeout", "3", *args)
             assert done.returncode == 3, (args, done.stderr)
             assert f"cannot reach the orchestrator at {address}" in one_error_line(done.stderr)
+
+
+NOISY = r"""workflow name="noisy" {
+  job id="noisy" runs_on="ubuntu-22.04" {
+    step name="Noise" run=r#"printf '\033[31mred\033[0m \033]0;owned\007 \033]52;c;ZXZpbA==\007 \033[2J over\rwrite\n'"#
+  }
+}
+"""
+
+
+def logs_on_a_terminal(node: ServeProcess, *args: str) -> bytes:
+    """``ciadm logs`` with stdout on a pty: what it wrote there."""
+    master, slave = pty.openpty()
+    env = {**os.environ, "SOLSTICE_ORCHESTRATOR": node.grpc}
+    proc = subprocess.Popen([str(BIN / "ciadm"), "logs", *args], stdin=subprocess.DEVNULL, stdout=slave,
+                            stderr=subprocess.PIPE, env=env)
+    os.close(slave)
+    raw = b""
+    try:
+        while chunk := _read_pty(master):
+            raw += chunk
+        assert proc.wait(timeout=60) == 0, proc.stderr.read() if proc.stderr else ""
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return raw
+
+
+def _read_pty(fd: int) -> bytes:
+    try:
+        return os.read(fd, 65536)
+    except OSError:  # EIO: the writer has gone
+        return b""
+
+
+def test_logs_escape_control_bytes_on_a_terminal_only(node: ServeProcess, tmp_path: Path) -> None:
+    [job] = node.ciadm_json("submit", cwd=git_repo(tmp_path / "noisy", NOISY))
+    node.wait_state(job["job_id"], "succeeded")
+    shown = logs_on_a_terminal(node, job["job_id"])
+    # colours pass; the title (OSC 0), clipboard (OSC 52), clear screen and carriage return are shown, not done
+    assert b"\x1b[31mred\x1b[0m \\x1b]0;owned\\x07 \\x1b]52;c;ZXZpbA==\\x07 \\x1b[2J over\\x0dwrite" in shown
+    assert b"\x1b]" not in shown and b"\x07" not in shown and b"\x1b[2J" not in shown
+    # piped (a file, a script): the bytes the job printed
+    piped = subprocess.run([str(BIN / "ciadm"), "logs", job["job_id"]], capture_output=True, timeout=60,
+                           env={**os.environ, "SOLSTICE_ORCHESTRATOR": node.grpc})
+    assert b"\x1b[31mred\x1b[0m \x1b]0;owned\x07 \x1b]52;c;ZXZpbA==\x07 \x1b[2J over\rwrite\n" in piped.stdout
+    assert b"\x1b]0;owned\x07" in logs_on_a_terminal(node, "--raw", job["job_id"])

@@ -113,7 +113,7 @@ def test_non_utf8_file_is_invalid_not_a_crash(tmp_path: Path):
     path.write_bytes(b'workflow name="caf\xe9" {}\n')
     result = invoke("validate", str(path))
     assert result.exit_code == 1
-    assert result.stdout.splitlines()[0] == f"{path}:1:1: file is not UTF-8 text (bad byte at offset 18)"
+    assert result.stdout.splitlines()[0] == f"{path}:1:19: file is not UTF-8 text (bad byte at offset 18)"
 
 
 def test_json_output_for_valid_and_invalid_files(tmp_path: Path):

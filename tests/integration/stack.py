@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 
 from common.queue import RabbitJobPublisher, Topology
 from common.queue.codec import decode_job_request
@@ -24,6 +23,7 @@ from common.queue.publisher import JobPublisher
 from common.rpc import jobs_pb2
 from integration.app import make_app
 from integration.cancel import JobRetrier, LoggingCanceller
+from integration.httpserver import GuardedSite, HttpLimits, app_runner
 from integration.runtime import Integration
 from integration.settings import (
     ForgejoSettings,
@@ -107,6 +107,7 @@ class IntegrationStack:
         store: str | None = None,
         middlewares: tuple[Any, ...] = (),
         retrier: JobRetrier | None = None,
+        http: HttpLimits = HttpLimits(),
     ) -> None:
         self.tmp = tmp
         private, public = app_key
@@ -117,7 +118,8 @@ class IntegrationStack:
         self.publisher = publisher
         self.canceller = LoggingCanceller()
         self.retrier = retrier
-        self._settings = dict(webhooks=webhooks, report=report, key_file=key_file, store=store or str(tmp / "integration.sqlite"))
+        self._settings = dict(webhooks=webhooks, report=report, key_file=key_file, store=store or str(tmp / "integration.sqlite"),
+                              http=http)
         self.url = ""
         self.middlewares = middlewares  # extra aiohttp middlewares of the webhook app (bench timing)
 
@@ -130,18 +132,19 @@ class IntegrationStack:
             forgejo=ForgejoSettings(FORGEJO_SECRET, self.forgejo.url, FORGEJO_TOKEN),
             webhooks=s["webhooks"],
             report=s["report"],
+            http=s["http"],
             public_url=PUBLIC_URL,
             store=s["store"],
         )
         self.integration = Integration(self.settings, self.publisher, self.canceller, retrier=self.retrier)
         await self.integration.start()
-        app = make_app(self.integration.service)
+        app = make_app(self.integration.service, self.settings.http)
         app.middlewares.extend(self.middlewares)
-        self.runner = web.AppRunner(app)
+        self.runner = app_runner(app, self.settings.http)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.site = GuardedSite(self.runner, self.settings.http)
+        await self.site.start()
+        self.port = self.site.address[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.client = aiohttp.ClientSession()
 

@@ -4,12 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
+import pytest
 
+from integration.httpserver import HttpLimits
 from tests.integration.stack import WORKFLOW, IntegrationStack, RabbitQueue
 
 COUNT = 500
+
+
+@pytest.fixture
+async def stack(tmp_path: Path, fixtures_dir: Path, app_key, queue: RabbitQueue) -> AsyncIterator[IntegrationStack]:
+    """All deliveries come from one address here, as through a reverse proxy: no per-client cap."""
+    made = IntegrationStack(tmp_path, fixtures_dir, app_key, queue.publisher,
+                            http=HttpLimits(max_connections_per_client=0))
+    await made.start()
+    try:
+        yield made
+    finally:
+        await made.close()
 
 
 async def test_500_concurrent_deliveries_queue_500_jobs_and_replays_queue_none(

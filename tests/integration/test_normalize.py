@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from common.validation import CloneRules, RequestInvalid
 from integration.events import BuildRequested, Forge, Ignored, Ping, PullRequestClosed
 from integration.forges import forgejo_events, github_events
 from integration.payload import PayloadError
@@ -16,8 +17,12 @@ def gh(event, payload, settings=DEFAULT):
     return github_events.normalize(event, payload, settings)
 
 
-def fj(event, payload, settings=DEFAULT):
-    return forgejo_events.normalize(event, payload, settings)
+# The fixtures' Forgejo answers on http://localhost:3000: its clone URLs are plain http.
+OVER_HTTP = CloneRules(allow_http=True)
+
+
+def fj(event, payload, settings=DEFAULT, rules=OVER_HTTP):
+    return forgejo_events.normalize(event, payload, settings, rules)
 
 
 def test_github_branch_push(payload):
@@ -101,9 +106,12 @@ def test_label_policy_waits_for_the_label(payload):
     assert isinstance(other, Ignored)
 
 
-def _review(body, association, state="approved"):
-    body["action"] = "submitted"
-    body["review"] = {"state": state, "author_association": association}
+APPROVED = "ec26c3e57ca3a959ca5aad62de7213c562f8c821"  # review.commit_id of the fixture = its PR head
+
+
+def _review(payload, association, state="approved"):
+    body = _fork(payload("github/pull_request_review.submitted.approved"))
+    body["review"].update(state=state, author_association=association)
     return body
 
 
@@ -111,13 +119,26 @@ def test_approval_policy_needs_a_maintainer_review(payload):
     settings = WebhookSettings(fork_policy="approval")
     opened = gh("pull_request", _fork(payload("github/pull_request.opened")), settings)
     assert isinstance(opened, Ignored) and "approv" in opened.reason
-    by_stranger = gh("pull_request_review", _review(_fork(payload("github/pull_request.opened")), "NONE"), settings)
+    by_stranger = gh("pull_request_review", _review(payload, "NONE"), settings)
     assert isinstance(by_stranger, Ignored)
-    commented = gh("pull_request_review", _review(_fork(payload("github/pull_request.opened")), "OWNER", "commented"), settings)
+    commented = gh("pull_request_review", _review(payload, "OWNER", "commented"), settings)
     assert isinstance(commented, Ignored)
-    approved = gh("pull_request_review", _review(_fork(payload("github/pull_request.opened")), "MEMBER"), settings)
+    approved = gh("pull_request_review", _review(payload, "MEMBER"), settings)
     assert isinstance(approved, BuildRequested) and approved.trusted is False
-    assert approved.ref == "refs/pull/2/head"
+    assert (approved.ref, approved.sha) == ("refs/pull/2/head", APPROVED)
+
+
+def test_approval_builds_the_approved_commit_and_only_while_it_is_the_head(payload):
+    settings = WebhookSettings(fork_policy="approval")
+    pushed_since = _review(payload, "OWNER")
+    pushed_since["pull_request"]["head"]["sha"] = "f" * 40  # a commit pushed after the review
+    stale = gh("pull_request_review", pushed_since, settings)
+    assert isinstance(stale, Ignored)
+    assert f"is for {APPROVED[:12]}, which is no longer its head (ffffffffffff)" in stale.reason
+    no_commit = _review(payload, "OWNER")
+    del no_commit["review"]["commit_id"]
+    with pytest.raises(PayloadError, match="review.commit_id"):
+        gh("pull_request_review", no_commit, settings)
 
 
 def test_ping_and_unknown_events(payload):

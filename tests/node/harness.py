@@ -85,7 +85,8 @@ def job(job_id: str, label: str = "lab-a", steps: tuple[str, ...] = ("true",), r
     return jobs_pb2.JobRequest(
         schema_version=jobs_pb2.SCHEMA_VERSION_1, job_id=job_id, run_id=run_id, key=key or job_id,
         name=key or job_id, runs_on=label, needs=list(needs), timeout_seconds=timeout,
-        checkout=jobs_pb2.Checkout(forge="local", repo="o/r", ref="refs/heads/main", sha="a" * 40),
+        checkout=jobs_pb2.Checkout(forge="git", repo="o/r", clone_url="https://git.example.test/o/r.git",
+                                   ref="refs/heads/main", sha="a" * 40),
         steps=[jobs_pb2.Step(name=f"s{i}", run=run) for i, run in enumerate(steps)],
     )
 

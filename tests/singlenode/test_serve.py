@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import urllib.request
 from pathlib import Path
 
 from tests.singlenode.harness import ServeProcess, git_repo
@@ -45,6 +46,9 @@ def test_a_submitted_job_runs_and_is_served_over_http(tmp_path: Path) -> None:
         assert node.get("/jobs/job-nosuchjob")[0] == 404
         assert node.get("/jobs/job-nosuchjob/log")[0] == 404
         assert json.loads(node.get("/healthz")[1]) == {"status": "ok"}
+        with urllib.request.urlopen(f"{node.url}/jobs/{job['job_id']}/log", timeout=10) as answer:
+            assert answer.headers["X-Content-Type-Options"] == "nosniff"
+            assert answer.headers["Content-Type"] == "text/plain; charset=utf-8"
 
 
 def test_a_restart_keeps_jobs_and_logs(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from common.logbatch import STDOUT, SYSTEM
 from common.rpc import jobs_pb2, runner_pb2
+from integration.httpserver import HttpLimits, harden
 from orchestrator.logstore import LogStore
 from orchestrator.singlenode.web import Backing, JobPages
 from orchestrator.store import JobState, open_store
@@ -26,10 +27,10 @@ def request(job_id: str, name: str) -> jobs_pb2.JobRequest:
 
 
 def app_of(pages: JobPages) -> web.Application:
+    """The single node's pages as ``make_app`` serves them (without the webhooks)."""
     app = web.Application()
-    app.router.add_get("/healthz", pages.healthz)
-    app.router.add_get("/jobs/{job_id}", pages.job_page)
-    app.router.add_get("/jobs/{job_id}/log", pages.job_log)
+    harden(app, HttpLimits())
+    pages.add_routes(app)
     return app
 
 
@@ -82,9 +83,14 @@ async def test_job_page_escapes_and_log_is_raw_text(served) -> None:
     answer = await client.get("/jobs/job-1/log")
     assert answer.status == 200 and answer.content_type == "text/plain"
     assert await answer.text() == "## step 1: Build\ncafé ok\nlong line ends\ufffd\n"
+    # a browser must never sniff a log (or the page) into something it runs
+    assert answer.headers["X-Content-Type-Options"] == page.headers["X-Content-Type-Options"] == "nosniff"
 
-    assert (await client.get("/jobs/job-1/log?attempt=2")).status == 400
-    assert (await client.get("/jobs/job-1/log?attempt=x")).status == 400
+    # "²" and "١" are digits to str.isdigit() but not to int(): 400, not 500
+    for attempt in ("2", "x", "²", "%C2%B2", "١", "-1", "0", "9" * 5000, ""):
+        bad = await client.get(f"/jobs/job-1/log?attempt={attempt}")
+        assert bad.status == 400, attempt
+        assert bad.headers["X-Content-Type-Options"] == "nosniff"
     assert (await client.get("/jobs/job-nope")).status == 404
     assert (await client.get("/jobs/job-nope/log")).status == 404
 

@@ -96,4 +96,4 @@ def test_load_non_utf8_file_is_invalid(tmp_path: Path):
     path.write_bytes(b'workflow name="\xff" {}\n')
     with pytest.raises(WorkflowInvalid) as caught:
         load_workflow(path)
-    assert [str(e) for e in caught.value.errors] == [f"{path}:1:1: file is not UTF-8 text (bad byte at offset 15)"]
+    assert [str(e) for e in caught.value.errors] == [f"{path}:1:16: file is not UTF-8 text (bad byte at offset 15)"]

@@ -48,6 +48,7 @@ class Call:
     headers: dict[str, str]
     body: Any
     status: int = 0
+    raw_path: str = ""  # as sent, percent-encoding kept
 
 
 @dataclass
@@ -71,7 +72,12 @@ class FileRequest:
     repo: str
     path: str
     ref: str
-    text: str | None
+    text: str | bytes | None
+
+    @property
+    def data(self) -> bytes:
+        assert self.text is not None
+        return self.text if isinstance(self.text, bytes) else self.text.encode()
 
 
 @dataclass
@@ -85,7 +91,7 @@ class FakeForge:
     calls: list[Call] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
     url: str = ""
-    files: dict[tuple[str, str, str], str] = field(default_factory=dict)  # (repo, sha, path) -> text
+    files: dict[tuple[str, str, str], str | bytes] = field(default_factory=dict)  # (repo, sha, path) -> text
     any_sha_files: dict[tuple[str, str], str] = field(default_factory=dict)  # (repo, path) -> text at every sha
     statuses: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)  # (repo, sha, body)
 
@@ -102,7 +108,7 @@ class FakeForge:
 
         return checked
 
-    def put_file(self, repo: str, sha: str, text: str, path: str = ".solstice/workflow.kdl") -> None:
+    def put_file(self, repo: str, sha: str, text: str | bytes, path: str = ".solstice/workflow.kdl") -> None:
         self.files[(repo, sha, path)] = text
 
     def requested_file(self, request: web.Request) -> FileRequest:
@@ -201,7 +207,8 @@ class FakeForge:
         if body is _NOT_JSON:
             body = raw
         self.calls.append(
-            Call(request.method, request.path, dict(request.query), dict(request.headers), body, response.status)
+            Call(request.method, request.path, dict(request.query), dict(request.headers), body, response.status,
+                 request.raw_path.partition("?")[0])
         )
         return response
 

@@ -44,7 +44,7 @@ class FakeForgejo(FakeForge):
                  "message": "GetContentsOrList", "url": f"{self.url}/api/swagger"},
                 status=404,
             )
-        data = wanted.text.encode()
+        data = wanted.data
         answer = copy.deepcopy(self._contents_example)
         answer.update(
             content=base64.b64encode(data).decode(), size=len(data), path=wanted.path,

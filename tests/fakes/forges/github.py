@@ -153,7 +153,7 @@ class FakeGitHub(FakeForge):
         wanted = self.requested_file(request)
         if wanted.text is None:
             return json_error(404, "Not Found", documentation_url=f"{DOCS}/repos/contents#get-repository-content")
-        data = wanted.text.encode()
+        data = wanted.data
         encoded = base64.encodebytes(data).decode()  # GitHub wraps base64 at 60/76 columns
         answer = copy.deepcopy(self._contents_example)
         answer.update(
