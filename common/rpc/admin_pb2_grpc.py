@@ -6,7 +6,7 @@ import warnings
 
 from common.rpc import admin_pb2 as solstice_dot_v1_dot_admin__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -75,6 +75,21 @@ class AdminServiceStub:
                 request_serializer=solstice_dot_v1_dot_admin__pb2.DrainRequest.SerializeToString,
                 response_deserializer=solstice_dot_v1_dot_admin__pb2.HostInfo.FromString,
                 _registered_method=True)
+        self.CreateToken = channel.unary_unary(
+                '/solstice.v1.AdminService/CreateToken',
+                request_serializer=solstice_dot_v1_dot_admin__pb2.CreateTokenRequest.SerializeToString,
+                response_deserializer=solstice_dot_v1_dot_admin__pb2.CreateTokenResponse.FromString,
+                _registered_method=True)
+        self.ListTokens = channel.unary_unary(
+                '/solstice.v1.AdminService/ListTokens',
+                request_serializer=solstice_dot_v1_dot_admin__pb2.ListTokensRequest.SerializeToString,
+                response_deserializer=solstice_dot_v1_dot_admin__pb2.ListTokensResponse.FromString,
+                _registered_method=True)
+        self.RevokeToken = channel.unary_unary(
+                '/solstice.v1.AdminService/RevokeToken',
+                request_serializer=solstice_dot_v1_dot_admin__pb2.RevokeTokenRequest.SerializeToString,
+                response_deserializer=solstice_dot_v1_dot_admin__pb2.TokenInfo.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -132,6 +147,25 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateToken(self, request, context):
+        """Operator tokens: the token itself is only in CreateTokenResponse, once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTokens(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeToken(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -174,6 +208,21 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.Drain,
                     request_deserializer=solstice_dot_v1_dot_admin__pb2.DrainRequest.FromString,
                     response_serializer=solstice_dot_v1_dot_admin__pb2.HostInfo.SerializeToString,
+            ),
+            'CreateToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateToken,
+                    request_deserializer=solstice_dot_v1_dot_admin__pb2.CreateTokenRequest.FromString,
+                    response_serializer=solstice_dot_v1_dot_admin__pb2.CreateTokenResponse.SerializeToString,
+            ),
+            'ListTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTokens,
+                    request_deserializer=solstice_dot_v1_dot_admin__pb2.ListTokensRequest.FromString,
+                    response_serializer=solstice_dot_v1_dot_admin__pb2.ListTokensResponse.SerializeToString,
+            ),
+            'RevokeToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeToken,
+                    request_deserializer=solstice_dot_v1_dot_admin__pb2.RevokeTokenRequest.FromString,
+                    response_serializer=solstice_dot_v1_dot_admin__pb2.TokenInfo.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -392,6 +441,87 @@ class AdminService:
             '/solstice.v1.AdminService/Drain',
             solstice_dot_v1_dot_admin__pb2.DrainRequest.SerializeToString,
             solstice_dot_v1_dot_admin__pb2.HostInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/solstice.v1.AdminService/CreateToken',
+            solstice_dot_v1_dot_admin__pb2.CreateTokenRequest.SerializeToString,
+            solstice_dot_v1_dot_admin__pb2.CreateTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/solstice.v1.AdminService/ListTokens',
+            solstice_dot_v1_dot_admin__pb2.ListTokensRequest.SerializeToString,
+            solstice_dot_v1_dot_admin__pb2.ListTokensResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/solstice.v1.AdminService/RevokeToken',
+            solstice_dot_v1_dot_admin__pb2.RevokeTokenRequest.SerializeToString,
+            solstice_dot_v1_dot_admin__pb2.TokenInfo.FromString,
             options,
             channel_credentials,
             insecure,
