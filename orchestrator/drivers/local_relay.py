@@ -10,13 +10,12 @@ gRPC address; the runner dials ``unix:<path>``. Nothing else is forwarded.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from pathlib import Path
 
-log = logging.getLogger(__name__)
+from common.streams import splice
 
-BUFFER = 256 * 1024
+log = logging.getLogger(__name__)
 
 
 class Relay:
@@ -51,7 +50,7 @@ class Relay:
                 log.info("relay: orchestrator unreachable", extra={"fields": {"error": str(err)}})
                 return
             try:
-                await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+                await splice((reader, writer), (up_reader, up_writer))
             finally:
                 up_writer.close()
         finally:
@@ -70,11 +69,3 @@ class Relay:
             await asyncio.gather(*self._conns, return_exceptions=True)
         self.path.unlink(missing_ok=True)
 
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    with contextlib.suppress(ConnectionError):
-        while data := await reader.read(BUFFER):
-            writer.write(data)
-            await writer.drain()
-        if writer.can_write_eof():
-            writer.write_eof()
