@@ -14,6 +14,10 @@ Example (docs/orchestrator.md has the full list)::
     grpc:
       listen: 0.0.0.0:50051
       advertise: 10.0.0.5:50051
+    admin:                      # AdminService: <data_dir>/admin.sock, and for remote operators:
+      listen: 10.0.0.5:50052
+      tls_cert: /etc/solstice/admin.crt
+      tls_key: /etc/solstice/admin.key
     drivers:
       driver: bhyve
 """
@@ -27,6 +31,7 @@ from pathlib import Path
 
 from common.config import Seconds
 from common.errors import ConfigError
+from orchestrator.admin.settings import AdminConfig
 from orchestrator.catalog import DriverConfig
 
 
@@ -86,10 +91,9 @@ class TimerConfig:
 
 @dataclass(frozen=True)
 class GrpcConfig:
-    """The node's gRPC server (RunnerService + AdminService).
+    """The runners' gRPC server (RunnerService only: AdminService listens apart, see ``AdminConfig``).
 
-    AdminService takes no token: keep ``listen`` on localhost (the default) or
-    behind a firewall; runners in VMs reach the node at ``advertise``.
+    Runners in VMs reach the node at ``advertise``; every call needs its job's token.
     """
 
     listen: str = "127.0.0.1:50051"
@@ -111,11 +115,12 @@ class NodeSettings:
     store_url: str = "postgresql://postgres@127.0.0.1:5432/solstice"
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     queue_prefix: str = ""  # share a broker between deployments (and tests)
-    data_dir: Path = Path("~/.local/state/solstice/node").expanduser()  # job logs live here
+    data_dir: Path = Path("~/.local/state/solstice/node").expanduser()  # job logs and admin.sock live here
     node: NodeConfig = field(default_factory=NodeConfig)
     timeouts: TimeoutConfig = field(default_factory=TimeoutConfig)
     timers: TimerConfig = field(default_factory=TimerConfig)
     grpc: GrpcConfig = field(default_factory=GrpcConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
     drivers: DriverConfig = field(default_factory=DriverConfig)
 
     def token_key(self) -> bytes:
