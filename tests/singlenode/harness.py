@@ -28,6 +28,7 @@ BIN = Path(sys.executable).parent
 START_TIMEOUT = 60.0
 
 _GRPC = re.compile(r"^\s+gRPC:\s+(\S+)")
+_ADMIN = re.compile(r"^\s+admin:\s+(\S+)")
 _HEALTH = re.compile(r"\(health: (http://\S+)/healthz\)")
 
 
@@ -47,10 +48,10 @@ def git_repo(path: Path, workflow: str) -> Path:
     return path
 
 
-def ciadm(address: str, *args: str, cwd: Path | None = None,
-          timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-    """Run the real ``ciadm`` with ``SOLSTICE_ORCHESTRATOR=address``."""
-    env = {**os.environ, "SOLSTICE_ORCHESTRATOR": address}
+def ciadm(address: str, *args: str, cwd: Path | None = None, timeout: float = 60.0,
+          env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real ``ciadm`` with ``SOLSTICE_ORCHESTRATOR=address`` (and ``env``)."""
+    env = {**os.environ, "SOLSTICE_ORCHESTRATOR": address, **(env or {})}
     return subprocess.run([str(BIN / "ciadm"), *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=timeout)
 
@@ -64,7 +65,8 @@ class ServeProcess:
         self.args = args
         self.proc: subprocess.Popen[str] | None = None
         self.lines: list[str] = []
-        self.grpc = ""
+        self.grpc = ""  # the runners' address
+        self.admin = ""  # unix:<data_dir>/admin.sock: AdminService
         self.url = ""
         self._reader: threading.Thread | None = None
 
@@ -93,9 +95,11 @@ class ServeProcess:
         for line in list(self.lines):
             if m := _GRPC.match(line):
                 self.grpc = m.group(1)
+            if m := _ADMIN.match(line):
+                self.admin = m.group(1)
             if m := _HEALTH.search(line):
                 self.url = m.group(1)
-        return bool(self.grpc and self.url)
+        return bool(self.grpc and self.admin and self.url)
 
     def output(self) -> str:
         return "\n".join(self.lines)
@@ -132,9 +136,10 @@ class ServeProcess:
         except (urllib.error.URLError, ConnectionError):
             return 0, ""
 
-    def ciadm(self, *args: str, cwd: Path | None = None, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-        """Run the real ``ciadm`` against this node."""
-        return ciadm(self.grpc, *args, cwd=cwd, timeout=timeout)
+    def ciadm(self, *args: str, cwd: Path | None = None, timeout: float = 60.0,
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """Run the real ``ciadm`` against this node's admin socket (as its own user: no token)."""
+        return ciadm(self.admin, *args, cwd=cwd, timeout=timeout, env=env)
 
     def ciadm_json(self, *args: str, cwd: Path | None = None) -> Any:
         done = self.ciadm(*args, "--json", cwd=cwd)
