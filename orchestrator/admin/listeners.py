@@ -71,6 +71,7 @@ class AdminServer:
         self.grace_seconds = grace_seconds
         self.tcp_address = ""
         self._servers: list[grpc.aio.Server] = []
+        self._bound: list[Path] = []  # private sockets this server made (and so removes)
         self._relay: PeerRelay | None = None
         self._state: Literal["new", "started", "stopped"] = "new"
 
@@ -89,6 +90,7 @@ class AdminServer:
             raise AdminListenError(f"cannot listen on {path}: {err}") from err
         if not bound:
             raise AdminListenError(f"cannot listen on {path}")
+        self._bound.append(path)
 
     def _bind_tcp(self, server: grpc.aio.Server) -> None:
         host, _, port = self.config.listen.rpartition(":")
@@ -104,6 +106,8 @@ class AdminServer:
         if self._state != "new":
             raise AdminListenError(f"the admin server was already {self._state}")
         self._state = "started"
+        check_socket_path(self.socket_path)
+        clear_stale(self.socket_path)  # first: a node already serving this data directory is refused here
         try:
             private_dir(self.private)
             trusted_sock, token_sock = self.private / "trusted.sock", self.private / "token.sock"
@@ -130,8 +134,9 @@ class AdminServer:
         if self._relay is not None:
             await self._relay.stop()
             self._relay = None
-        for name in ("trusted.sock", "token.sock"):
-            (self.private / name).unlink(missing_ok=True)
+        bound, self._bound = self._bound, []
+        for path in bound:
+            path.unlink(missing_ok=True)
 
     async def __aenter__(self) -> AdminServer:
         await self.start()
