@@ -29,6 +29,7 @@ START_TIMEOUT = 60.0
 
 _GRPC = re.compile(r"^\s+gRPC:\s+(\S+)")
 _ADMIN = re.compile(r"^\s+admin:\s+(\S+)")
+_ADMIN_TCP = re.compile(r"remote operators: (\S+) \(TLS")
 _HEALTH = re.compile(r"\(health: (http://\S+)/healthz\)")
 
 
@@ -67,6 +68,7 @@ class ServeProcess:
         self.lines: list[str] = []
         self.grpc = ""  # the runners' address
         self.admin = ""  # unix:<data_dir>/admin.sock: AdminService
+        self.admin_tcp = ""  # HOST:PORT of its TLS listener, with admin.listen
         self.url = ""
         self._reader: threading.Thread | None = None
 
@@ -97,6 +99,8 @@ class ServeProcess:
                 self.grpc = m.group(1)
             if m := _ADMIN.match(line):
                 self.admin = m.group(1)
+                tcp = _ADMIN_TCP.search(line)
+                self.admin_tcp = tcp.group(1) if tcp else ""
             if m := _HEALTH.search(line):
                 self.url = m.group(1)
         return bool(self.grpc and self.admin and self.url)
