@@ -63,6 +63,9 @@ def _translate(err: grpc.aio.AioRpcError, address: str) -> AdminError:
         why = "no answer in time" if code == grpc.StatusCode.DEADLINE_EXCEEDED else detail
         if "connection refused" in why.lower():
             why = "connection refused"
+        elif "handshake" in why.lower():
+            why = ("the TLS handshake failed: is it the admin TLS listener (not the runners' gRPC address), "
+                   "and is its certificate trusted (--tls-ca)?")
         return OrchestratorUnreachable(
             f"cannot reach the orchestrator at {address} ({why}); is it running? "
             f"(set --orchestrator or ${ENV_ORCHESTRATOR})"

@@ -185,10 +185,13 @@ class Node:
         self._spawn("store watcher", self._watch_store(t.cancel_poll))
         self._spawn("free slots", self._sync_slots())
         self._state = "started"
-        log.info("node started", extra={"fields": {
-            "host": self.host, "labels": ",".join(self.labels), "capacity": s.node.capacity,
-            "grpc": self.server.address, "admin": str(self.admin.socket_path) if self.admin else "",
-            "admin_tcp": self.admin.tcp_address if self.admin else ""}})
+        fields = {"host": self.host, "labels": ",".join(self.labels), "capacity": s.node.capacity,
+                  "grpc": self.server.address}
+        if self.admin is not None:
+            fields["admin"] = str(self.admin.socket_path)
+            if self.admin.tcp_address:
+                fields["admin_tls"] = self.admin.tcp_address
+        log.info("node started", extra={"fields": fields})
 
     def _spawn(self, name: str, coro: Awaitable[None]) -> None:
         self._loops[name] = asyncio.create_task(coro, name=name)  # type: ignore[arg-type]
