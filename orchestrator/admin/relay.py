@@ -23,7 +23,7 @@ from collections.abc import Collection
 from pathlib import Path
 
 from common.errors import SolsticeError
-from common.streams import splice
+from common.streams import Connection, StreamRelay
 from orchestrator.admin.peercred import peer_uid
 
 log = logging.getLogger(__name__)
@@ -76,54 +76,40 @@ def listen_private(path: Path) -> socket.socket:
     return sock
 
 
-class PeerRelay:
+class PeerRelay(StreamRelay):
     """Serves ``path``; relays trusted uids' connections to ``trusted``, the others' to ``token``."""
 
     def __init__(self, path: Path, trusted: Path, token: Path, trusted_uids: Collection[int]) -> None:
+        super().__init__()
         self.path = path
         self.trusted = trusted
         self.token = token
         self.trusted_uids = frozenset(trusted_uids)
         self._server: asyncio.AbstractServer | None = None
         self._inode: int | None = None
-        self._connections: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         sock = listen_private(self.path)
         self._inode = os.stat(self.path).st_ino
-        self._server = await asyncio.start_unix_server(self._serve, sock=sock)
+        self._server = await asyncio.start_unix_server(self.accept, sock=sock)
 
     async def stop(self) -> None:
         """Stop accepting, cut the relayed connections, remove the socket file (if still ours)."""
         if self._server is None:
             return
         self._server.close()
-        for task in self._connections:
-            task.cancel()
-        await asyncio.gather(*self._connections, return_exceptions=True)
+        await self.cut()
         await self._server.wait_closed()
         self._server = None
         with contextlib.suppress(OSError):
             if os.stat(self.path).st_ino == self._inode:
                 self.path.unlink()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections.add(task)
+    async def upstream(self, writer: asyncio.StreamWriter) -> Connection | None:
+        uid = peer_uid(writer.get_extra_info("socket"))
+        target = self.trusted if uid is not None and uid in self.trusted_uids else self.token
         try:
-            uid = peer_uid(writer.get_extra_info("socket"))
-            target = self.trusted if uid is not None and uid in self.trusted_uids else self.token
-            try:
-                up_reader, up_writer = await asyncio.open_unix_connection(str(target))
-            except OSError as err:
-                log.error("cannot relay an admin connection to %s: %s", target, err)
-                return
-            try:
-                await splice((reader, writer), (up_reader, up_writer))
-            finally:
-                up_writer.close()
-        finally:
-            writer.close()
-            self._connections.discard(task)
-
+            return await asyncio.open_unix_connection(str(target))
+        except OSError as err:
+            log.error("cannot relay an admin connection to %s: %s", target, err)
+            return None

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -129,9 +130,14 @@ class NodeSettings:
         if path is None:
             return os.urandom(32)
         try:
+            mode = stat.S_IMODE(path.stat().st_mode)
             key = path.read_bytes().strip()
         except OSError as err:
             raise ConfigError(f"cannot read grpc.token_key_file {path}: {err.strerror}") from err
+        if mode & 0o077:
+            # Whoever reads it can mint any job's runner token.
+            raise ConfigError(f"grpc.token_key_file {path} is readable by other users (mode {mode:04o}); "
+                              f"run: chmod 600 {path}")
         if len(key) < 32:
             raise ConfigError(f"grpc.token_key_file {path} must hold at least 32 bytes")
         return key
