@@ -24,7 +24,7 @@ from pathlib import Path
 
 import grpc
 
-from common.config import load_config
+from common.config import load_config, read_yaml
 from common.errors import ConfigError, SolsticeError
 
 ENV_ORCHESTRATOR = "SOLSTICE_ORCHESTRATOR"
@@ -61,7 +61,7 @@ def load_settings(path: Path | None = None, env: dict[str, str] | None = None) -
     env = dict(os.environ) if env is None else env
     path = path or config_path(env)
     settings = load_config(CiadmSettings, path if path.exists() else None, env)
-    if path.exists() and "token" in path.read_text(errors="replace"):
+    if path.exists() and read_yaml(path).get("token"):
         mode = path.stat().st_mode
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise ConfigError(f"{path} holds a token and others can read it (mode {stat.S_IMODE(mode):04o}); "

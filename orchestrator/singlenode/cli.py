@@ -100,9 +100,14 @@ def _token_commands() -> None:
         from common.config import load_config
         from orchestrator.singlenode.settings import ServeSettings
 
+        from common.errors import ConfigError
+
         settings = load_config(ServeSettings)
         if data_dir is not None:
             settings = dataclasses.replace(settings, data_dir=data_dir)
+        if not settings.data_dir.is_dir():  # a mistyped --data-dir must not mint tokens nobody checks
+            raise ConfigError(f"no data directory {settings.data_dir}: run `solstice serve` there once first, "
+                              "or give --data-dir / $SOLSTICE_DATA_DIR")
         return settings.prepared_store_url()
 
     where = click.option("--data-dir", "where", type=click.Path(file_okay=False, path_type=Path), default=None,
