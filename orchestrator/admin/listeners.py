@@ -17,7 +17,7 @@ reaches the private sockets directly.
 
 from __future__ import annotations
 
-import logging
+import asyncio
 import os
 from collections.abc import Collection
 from pathlib import Path
@@ -33,7 +33,6 @@ from orchestrator.admin.relay import AdminListenError, PeerRelay, check_socket_p
 from orchestrator.admin.settings import AdminConfig
 from orchestrator.operators import LOCAL_ADMIN, OperatorTokens
 
-log = logging.getLogger(__name__)
 PRIVATE_DIR = ".admin"
 
 
@@ -129,8 +128,7 @@ class AdminServer:
         """Stop serving; calls in flight get ``grace`` seconds (0 cuts them off). Idempotent."""
         self._state = "stopped"
         servers, self._servers = self._servers, []
-        for server in servers:
-            await server.stop(self.grace_seconds if grace is None else grace)
+        await asyncio.gather(*(server.stop(self.grace_seconds if grace is None else grace) for server in servers))
         if self._relay is not None:
             await self._relay.stop()
             self._relay = None
