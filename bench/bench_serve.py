@@ -73,7 +73,7 @@ def main() -> None:
         for capacity in (int(c) for c in args.capacities.split(",")):
             node = ServeProcess(Path(tmp) / f"data-{capacity}", env={"SOLSTICE_CAPACITY": str(capacity)}).start()
             try:
-                wall, latencies = asyncio.run(run_once(node.grpc, repo, text))
+                wall, latencies = asyncio.run(run_once(node.admin, repo, text))
             finally:
                 node.stop()
             first = first or wall

@@ -1,7 +1,11 @@
 """``ciadm``: operate a Solstice CI cluster (a thin AdminService client).
 
-Every command talks to one orchestrator (``--orchestrator`` or
-``$SOLSTICE_ORCHESTRATOR``, default 127.0.0.1:50051), prints an aligned table
+Every command talks to one orchestrator's AdminService (``--orchestrator``
+or ``$SOLSTICE_ORCHESTRATOR``: a socket path or HOST:PORT over TLS; by
+default the Unix socket of the node on this host, see ``target``), with a
+token when one is given (``--token``, ``$SOLSTICE_TOKEN``,
+``~/.config/solstice/ciadm.yaml``; none is needed on the local socket as
+the node's own user or root), prints an aligned table
 by default and JSON with ``--json``, and turns every failure - nothing
 listening, an unknown job, a refused request - into one ``ERROR:`` line.
 Exit status: 0 success, 1 error, 2 usage error, 3 orchestrator unreachable;
@@ -14,54 +18,24 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
 
 from ciadm import format as fmt
-from ciadm.client import DEFAULT_ORCHESTRATOR, ENV_ORCHESTRATOR, AdminClient, OrchestratorUnreachable
+from ciadm.client import AdminClient
 from ciadm.escape import escape_controls
+from ciadm.session import EXIT_UNREACHABLE, F, Session
+from ciadm.session import echo_json as _echo_json
+from ciadm.session import json_option as _json_option
+from ciadm.session import run as _run
+from ciadm.session import show as _show
+from ciadm.target import ENV_ORCHESTRATOR, config_path, load_settings, with_flags
 from common.cli import fail, run_cli
 from common.rpc import admin_pb2, jobs_pb2
 
-EXIT_UNREACHABLE = 3
-T = TypeVar("T")
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _run(ctx: click.Context, work: Callable[[AdminClient], Awaitable[T]]) -> T:
-    """Open a client on the group's address, run ``work`` with it, map unreachable to exit 3."""
-    address, timeout = ctx.obj
-
-    async def go() -> T:
-        async with AdminClient(address, timeout) as client:
-            return await work(client)
-
-    try:
-        return asyncio.run(go())
-    except OrchestratorUnreachable as err:
-        fail(str(err), EXIT_UNREACHABLE)
-        raise  # unreachable: fail exits
-
-
-def _json_option(func: F) -> F:
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(func)
-
-
-def _echo_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2))
-
-
-def _show(as_json: bool, value: Any, lines: Iterable[str], empty: str = "") -> None:
-    """``value`` as JSON, else ``lines`` (or ``empty`` when there are none)."""
-    if as_json:
-        _echo_json(value)
-        return
-    shown = list(lines)
-    for line in shown or ([empty] if empty else []):
-        click.echo(line)
+__all__ = ["EXIT_UNREACHABLE", "cli", "main"]
 
 
 def _job_command(epilog: str, *options: Callable[[F], F]) -> Callable[[F], F]:
@@ -94,25 +68,44 @@ Examples:
   ciadm submit .solstice/workflow.kdl
   ciadm list --state running
   ciadm logs --follow job-0f3c...
-  ciadm --orchestrator 10.0.0.5:50051 hosts --json
+  ciadm --orchestrator /var/lib/solstice/admin.sock hosts --json
+  SOLSTICE_TOKEN=solstice_... ciadm --orchestrator ci.example.org:50052 --tls-ca ca.crt list
 
 \b
-Exit status: 0 success, 1 error (unknown job, refused request; for logs
---follow, a job that ended without succeeding), 2 usage error, 3
-orchestrator unreachable. The address defaults to
-${ENV_ORCHESTRATOR} or {DEFAULT_ORCHESTRATOR}.
+Where: on the host of `solstice serve` nothing is needed (its socket in
+$SOLSTICE_DATA_DIR or ~/.local/state/solstice is found, and its own user and
+root need no token). Elsewhere: --orchestrator / ${ENV_ORCHESTRATOR} (a socket
+path, unix:PATH, or HOST:PORT over TLS) and a token: --token, $SOLSTICE_TOKEN,
+or 'token:' in {config_path()} (mode 0600), which may also hold orchestrator,
+tls_ca, tls_cert and tls_key.
+
+\b
+Exit status: 0 success, 1 error (unknown job, refused request or token; for
+logs --follow, a job that ended without succeeding), 2 usage error, 3
+orchestrator unreachable.
 """
 )
-@click.option("--orchestrator", envvar=ENV_ORCHESTRATOR, default=DEFAULT_ORCHESTRATOR, show_default=True,
-              metavar="HOST:PORT", help=f"AdminService address (also ${ENV_ORCHESTRATOR}).")
+@click.option("--orchestrator", default=None, metavar="SOCKET|HOST:PORT",
+              help=f"AdminService: a Unix socket path (unix:PATH) or HOST:PORT over TLS (also ${ENV_ORCHESTRATOR}).")
+@click.option("--token", default=None, metavar="TOKEN", help="Operator token (also $SOLSTICE_TOKEN).")
+@click.option("--tls-ca", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="CA certificate to trust for HOST:PORT (also $SOLSTICE_TLS_CA; default: the system's).")
+@click.option("--tls-cert", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Client certificate for mutual TLS (also $SOLSTICE_TLS_CERT).")
+@click.option("--tls-key", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Its private key (also $SOLSTICE_TLS_KEY).")
 @click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds to wait for each answer.")
 @click.pass_context
-def cli(ctx: click.Context, orchestrator: str, timeout: float) -> None:
-    """Operate Solstice CI: submit, list, follow, cancel and retry jobs; drain hosts; manage secrets.
+def cli(ctx: click.Context, orchestrator: str | None, token: str | None, tls_ca: Path | None,
+        tls_cert: Path | None, tls_key: Path | None, timeout: float) -> None:
+    """Operate Solstice CI: submit, list, follow, cancel and retry jobs; drain hosts; tokens; secrets.
 
-    Talks to an orchestrator's AdminService ($SOLSTICE_ORCHESTRATOR).
+    Talks to an orchestrator's AdminService: the local node's socket, or
+    $SOLSTICE_ORCHESTRATOR.
     """
-    ctx.obj = (orchestrator, timeout)
+    settings = with_flags(load_settings(), orchestrator=orchestrator, token=token, tls_ca=tls_ca,
+                          tls_cert=tls_cert, tls_key=tls_key)
+    ctx.obj = Session(settings, timeout)
 
 
 @cli.command(
@@ -363,5 +356,7 @@ def undrain(ctx: click.Context, host: str, as_json: bool) -> None:
 
 
 import ciadm.secrets  # noqa: E402,F401 - registers the `secret` command group on `cli`
+from ciadm.tokens import token  # noqa: E402 - a group of its own, added to this one
 
+cli.add_command(token)
 main = run_cli(cli)

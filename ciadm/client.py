@@ -1,14 +1,19 @@
 """``AdminClient``: AdminService over gRPC, with gRPC failures turned into one-line errors.
 
-    async with AdminClient("127.0.0.1:50051") as admin:
+    async with AdminClient(resolve(settings)) as admin:       # or AdminClient("unix:/path/admin.sock")
         job = await admin.get("job-...")
         async for chunk in admin.tail_logs("job-...", follow=True): ...
+
+A Unix socket is dialled as is; a TCP address with TLS (``Target.credentials``).
+The target's token goes with every call as ``authorization: Bearer <token>``.
 
 Errors (a ``SolsticeError`` each, so ``ciadm`` prints ``ERROR: ...``):
 
     AdminError
     ├── OrchestratorUnreachable   nothing answers at the address (or it timed out)
     ├── JobNotFound               NOT_FOUND: no such job, host or secret
+    ├── NotAuthenticated          UNAUTHENTICATED: no token, or a bad one (with where to give one)
+    ├── NotPermitted              PERMISSION_DENIED: the token's role is too low
     └── AdminRefused              any other status: the server's one-line message
 """
 
@@ -21,10 +26,10 @@ import grpc
 
 from common.errors import SolsticeError
 from common.grpc_options import client_options
+from ciadm.target import ENV_ORCHESTRATOR, Target, config_path, grpc_target
 from common.rpc import admin_pb2, admin_pb2_grpc, jobs_pb2
 
-DEFAULT_ORCHESTRATOR = "127.0.0.1:50051"
-ENV_ORCHESTRATOR = "SOLSTICE_ORCHESTRATOR"
+TOKEN_HINT = "give a token with --token, $SOLSTICE_TOKEN or 'token:' in {config}"
 
 
 class AdminError(SolsticeError):
@@ -43,6 +48,14 @@ class AdminRefused(AdminError):
     """The orchestrator refused the request (bad argument, wrong state, ...)."""
 
 
+class NotAuthenticated(AdminRefused):
+    """The orchestrator does not know who is calling: no token, or one it refuses."""
+
+
+class NotPermitted(AdminRefused):
+    """The caller's role does not allow the call."""
+
+
 def _translate(err: grpc.aio.AioRpcError, address: str) -> AdminError:
     code = err.code()
     detail = (err.details() or code.name.lower()).strip().splitlines()[0] if err.details() else code.name.lower()
@@ -50,28 +63,45 @@ def _translate(err: grpc.aio.AioRpcError, address: str) -> AdminError:
         why = "no answer in time" if code == grpc.StatusCode.DEADLINE_EXCEEDED else detail
         if "connection refused" in why.lower():
             why = "connection refused"
+        elif "handshake" in why.lower():
+            why = ("the TLS handshake failed: is it the admin TLS listener (not the runners' gRPC address), "
+                   "and is its certificate trusted (--tls-ca)?")
         return OrchestratorUnreachable(
             f"cannot reach the orchestrator at {address} ({why}); is it running? "
             f"(set --orchestrator or ${ENV_ORCHESTRATOR})"
         )
     if code == grpc.StatusCode.NOT_FOUND:
         return JobNotFound(detail)
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return NotAuthenticated(f"{detail} ({TOKEN_HINT.format(config=config_path())})")
+    if code == grpc.StatusCode.PERMISSION_DENIED:
+        return NotPermitted(f"{detail} (ask an admin for a token with that role: "
+                            "ciadm token create --name NAME --role ROLE)")
     if code == grpc.StatusCode.UNIMPLEMENTED:
         return AdminRefused(f"the server at {address} does not serve AdminService ({detail})")
     return AdminRefused(detail)
 
 
 class AdminClient:
-    """An AdminService connection; ``timeout`` bounds every unary call (not a followed log)."""
+    """An AdminService connection; ``timeout`` bounds every unary call (not a followed log).
 
-    def __init__(self, address: str = DEFAULT_ORCHESTRATOR, timeout: float = 10.0) -> None:
-        self.address = address
+    ``target`` is a resolved ``Target``, or an address (socket path, ``unix:PATH``,
+    ``HOST:PORT``) to dial without a token.
+    """
+
+    def __init__(self, target: Target | str, timeout: float = 10.0) -> None:
+        self.target = target if isinstance(target, Target) else Target(*grpc_target(target))
+        self.address = self.target.address
         self.timeout = timeout
+        self._metadata = (("authorization", f"Bearer {self.target.token}"),) if self.target.token else ()
         self._channel: grpc.aio.Channel | None = None
         self._stub: admin_pb2_grpc.AdminServiceStub | None = None
 
     async def __aenter__(self) -> AdminClient:
-        self._channel = grpc.aio.insecure_channel(self.address, options=client_options())
+        if self.target.unix:
+            self._channel = grpc.aio.insecure_channel(self.address, options=client_options())
+        else:
+            self._channel = grpc.aio.secure_channel(self.address, self.target.credentials(), options=client_options())
         self._stub = admin_pb2_grpc.AdminServiceStub(self._channel)
         return self
 
@@ -90,7 +120,7 @@ class AdminClient:
 
     async def _call(self, method, request):  # type: ignore[no-untyped-def]
         try:
-            return await method(request, timeout=self.timeout)
+            return await method(request, timeout=self.timeout, metadata=self._metadata)
         except grpc.aio.AioRpcError as err:
             raise _translate(err, self.address) from None
 
@@ -130,11 +160,22 @@ class AdminClient:
         request = admin_pb2.SecretAuditRequest(job_id=job_id, scope=scope, limit=limit)
         return list((await self._call(self.stub.SecretAudit, request)).deliveries)
 
+    async def create_token(self, name: str, role: admin_pb2.OperatorRole.ValueType,
+                           expires_in: float = 0.0) -> admin_pb2.CreateTokenResponse:
+        return await self._call(self.stub.CreateToken, admin_pb2.CreateTokenRequest(
+            name=name, role=role, expires_in_seconds=expires_in))
+
+    async def list_tokens(self) -> list[admin_pb2.TokenInfo]:
+        return list((await self._call(self.stub.ListTokens, admin_pb2.ListTokensRequest())).tokens)
+
+    async def revoke_token(self, name: str) -> admin_pb2.TokenInfo:
+        return await self._call(self.stub.RevokeToken, admin_pb2.RevokeTokenRequest(name=name))
+
     async def tail_logs(self, job_id: str, follow: bool = False, from_sequence: int = 1) -> AsyncIterator[admin_pb2.LogChunk]:
         """Stored chunks from ``from_sequence``; with ``follow``, live ones until the job's log ends."""
         request = admin_pb2.TailLogsRequest(job_id=job_id, follow=follow, from_sequence=from_sequence)
         # A followed log has no deadline: a job may run for hours.
-        call = self.stub.TailLogs(request, timeout=None if follow else self.timeout)
+        call = self.stub.TailLogs(request, timeout=None if follow else self.timeout, metadata=self._metadata)
         try:
             async for chunk in call:
                 yield chunk

@@ -13,6 +13,8 @@ from typing import Any
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from common.rpc import admin_pb2, jobs_pb2
+from common.tables import iso_time as _time
+from common.tables import table
 
 STATES = ("queued", "provisioning", "running", "succeeded", "failed", "cancelled", "errored")
 
@@ -25,18 +27,26 @@ def state_value(name: str) -> jobs_pb2.JobState.ValueType:
     return jobs_pb2.JobState.Value(f"JOB_STATE_{name.upper()}")
 
 
+def source_name(value: int) -> str:
+    """``forge`` (a verified webhook's job), ``admin`` (submitted through AdminService) or ``unspecified``."""
+    return jobs_pb2.JobSource.Name(value).removeprefix("JOB_SOURCE_").lower()  # type: ignore[arg-type]
+
+
+def source_text(job: admin_pb2.JobInfo) -> str:
+    """The source line of ``ciadm status``: ``admin (submitted by alice; not reported to a forge)``."""
+    if job.source == jobs_pb2.JOB_SOURCE_ADMIN:
+        return f"admin (submitted by {job.submitted_by or '?'}; not reported to a forge)"
+    if job.source == jobs_pb2.JOB_SOURCE_FORGE:
+        return "forge (from a verified webhook)"
+    return "-"
+
+
 def step_state_name(value: int) -> str:
     return jobs_pb2.StepState.Name(value).removeprefix("STEP_STATE_").lower()  # type: ignore[arg-type]
 
 
 def stream_name(value: int) -> str:
     return admin_pb2.LogStream.Name(value).removeprefix("LOG_STREAM_").lower()  # type: ignore[arg-type]
-
-
-def _time(ts: Timestamp) -> str | None:
-    if not ts.seconds and not ts.nanos:
-        return None
-    return ts.ToDatetime(tzinfo=timezone.utc).isoformat(timespec="seconds")
 
 
 def _age(ts: Timestamp, now: datetime | None = None) -> str:
@@ -64,6 +74,7 @@ def job_json(job: admin_pb2.JobInfo) -> dict[str, Any]:
         "job_id": job.job_id, "run_id": job.run_id, "key": job.key, "name": job.name, "runs_on": job.runs_on,
         "state": state_name(job.state), "attempt": job.attempt, "host": job.host, "driver": job.driver,
         "reason": job.reason, "needs": list(job.needs),
+        "source": source_name(job.source), "submitted_by": job.submitted_by,
         "checkout": {"forge": job.checkout.forge, "repo": job.checkout.repo, "ref": job.checkout.ref,
                      "sha": job.checkout.sha},
         "created_at": _time(job.created_at), "updated_at": _time(job.updated_at),
@@ -92,14 +103,6 @@ def chunk_json(chunk: admin_pb2.LogChunk) -> dict[str, Any]:
     }
 
 
-def table(rows: Sequence[Sequence[str]]) -> list[str]:
-    """Left-aligned columns separated by two spaces; the first row is the header."""
-    if not rows:
-        return []
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
-
-
 def jobs_table(jobs: Sequence[admin_pb2.JobInfo]) -> list[str]:
     rows = [("JOB", "KEY", "STATE", "ATTEMPT", "RUNS ON", "HOST", "COMMIT", "UPDATED")]
     for job in jobs:
@@ -119,7 +122,7 @@ def job_details(job: admin_pb2.JobInfo) -> list[str]:
     fields = [
         ("job", job.job_id), ("key", job.key), ("run", job.run_id), ("state", state_name(job.state)),
         ("reason", job.reason or "-"), ("attempt", str(job.attempt)), ("runs on", job.runs_on),
-        ("host", job.host or "-"), ("driver", job.driver or "-"),
+        ("host", job.host or "-"), ("driver", job.driver or "-"), ("source", source_text(job)),
         ("repo", job.checkout.repo or "-"), ("ref", job.checkout.ref or "-"), ("commit", job.checkout.sha or "-"),
         ("needs", ", ".join(job.needs) or "-"), ("created", _time(job.created_at) or "-"),
         ("started", _time(start) or "-"), ("finished", _time(end) or "-"), ("took", took or "-"),

@@ -65,6 +65,7 @@ def job_requests(workflow: Workflow, build: BuildRequested, run_id: str) -> list
                 workflow_name=workflow.name or "",
                 submitted_at=now,
                 origin=build.origin,
+                source=jobs_pb2.JOB_SOURCE_FORGE,  # a verified webhook's build: reported back to its forge
             )
         )
     return requests

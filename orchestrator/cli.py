@@ -62,7 +62,9 @@ Examples:
 \b
 Every setting can be overridden by SOLSTICE_<SECTION>_<NAME> (see docs/orchestrator.md).
 SIGTERM stops taking work, lets running jobs finish, requeues the rest and exits 0.
-AdminService takes no token: keep grpc.listen on localhost or a management network.
+grpc.listen serves runners only. AdminService (ciadm) is on <data_dir>/admin.sock
+(root and this user need no token) and, with admin.listen + admin.tls_cert/tls_key,
+on TCP with TLS for remote operators, who need a token (`token create`).
 """
 )
 @click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False, exists=True),
@@ -80,4 +82,37 @@ def serve(config_path: Path | None) -> None:
 
 cli.add_command(secret_key)
 
+
+@cli.group(epilog="""\b
+Examples:
+  solstice-orchestrator token create --config node.yaml --name alice --role operate --expires 90d
+  solstice-orchestrator token list --config node.yaml
+  solstice-orchestrator token revoke --config node.yaml alice
+""")
+def token() -> None:
+    """Operator tokens for ciadm (and the dashboard): create, list, revoke.
+
+    Roles: read (list, status, logs, hosts), operate (+ submit, cancel, retry),
+    admin (+ drain, tokens). Written straight into the cluster's state store
+    (store_url of the node's config); a token is printed once and only its
+    hash is kept.
+    """
+
+
+def _token_commands() -> None:
+    from orchestrator.operators.cli import add_token_commands
+
+    def locate(config_path: Path | None) -> str:
+        from common.config import load_config
+        from orchestrator.node.settings import NodeSettings
+
+        return load_config(NodeSettings, config_path).store_url
+
+    where = click.option("--config", "where", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+                         envvar="SOLSTICE_CONFIG", default=None,
+                         help="The node's YAML file (its store_url holds the tokens).")
+    add_token_commands(token, "solstice-orchestrator", where, locate)
+
+
+_token_commands()
 main = run_cli(cli)

@@ -27,15 +27,17 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from common.rpc import jobs_pb2 as solstice_dot_v1_dot_jobs__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17solstice/v1/admin.proto\x12\x0bsolstice.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16solstice/v1/jobs.proto\"6\n\rSubmitRequest\x12%\n\x04jobs\x18\x01 \x03(\x0b\x32\x17.solstice.v1.JobRequest\"4\n\x0eSubmitResponse\x12\"\n\x04jobs\x18\x01 \x03(\x0b\x32\x14.solstice.v1.JobInfo\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x7f\n\x0fListJobsRequest\x12\x0c\n\x04repo\x18\x01 \x01(\t\x12\x0b\n\x03ref\x18\x02 \x01(\t\x12$\n\x05state\x18\x03 \x01(\x0e\x32\x15.solstice.v1.JobState\x12\x0c\n\x04host\x18\x04 \x01(\t\x12\r\n\x05limit\x18\x05 \x01(\x05\x12\x0e\n\x06run_id\x18\x06 \x01(\t\"6\n\x10ListJobsResponse\x12\"\n\x04jobs\x18\x01 \x03(\x0b\x32\x14.solstice.v1.JobInfo\"/\n\rCancelRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x1e\n\x0cRetryRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\xf8\x03\n\x07JobInfo\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0b\n\x03key\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x0f\n\x07runs_on\x18\x05 \x01(\t\x12\'\n\x08\x63heckout\x18\x06 \x01(\x0b\x32\x15.solstice.v1.Checkout\x12$\n\x05state\x18\x07 \x01(\x0e\x32\x15.solstice.v1.JobState\x12\x0f\n\x07\x61ttempt\x18\x08 \x01(\x05\x12\x0c\n\x04host\x18\t \x01(\t\x12\x0e\n\x06reason\x18\n \x01(\t\x12.\n\ncreated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x05steps\x18\x0f \x03(\x0b\x32\x17.solstice.v1.StepResult\x12\x1b\n\x13ignored_transitions\x18\x10 \x01(\x03\x12\x0e\n\x06\x64river\x18\x11 \x01(\t\x12\r\n\x05needs\x18\x12 \x03(\t\"H\n\x0fTailLogsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x15\n\rfrom_sequence\x18\x02 \x01(\x04\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\"\xae\x01\n\x08LogChunk\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x0c\n\x04step\x18\x02 \x01(\x05\x12&\n\x06stream\x18\x03 \x01(\x0e\x32\x16.solstice.v1.LogStream\x12\x0f\n\x07\x63ontent\x18\x04 \x01(\x0c\x12\x14\n\x0c\x63ontinuation\x18\x05 \x01(\x08\x12&\n\x02\x61t\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03\x65nd\x18\x07 \x01(\x08\"\x0e\n\x0cHostsRequest\"\x8b\x01\n\x08HostInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06labels\x18\x02 \x03(\t\x12\x10\n\x08\x63\x61pacity\x18\x03 \x01(\x05\x12\x0f\n\x07running\x18\x04 \x01(\x05\x12\x1d\n\x15heartbeat_age_seconds\x18\x05 \x01(\x01\x12\x10\n\x08\x64raining\x18\x06 \x01(\x08\x12\r\n\x05\x61live\x18\x07 \x01(\x08\"5\n\rHostsResponse\x12$\n\x05hosts\x18\x01 \x03(\x0b\x32\x15.solstice.v1.HostInfo\"-\n\x0c\x44rainRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0f\n\x07undrain\x18\x02 \x01(\x08\"L\n\x10SetSecretRequest\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\t\x12\x0c\n\x04refs\x18\x04 \x03(\t\"\x97\x01\n\nSecretInfo\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04refs\x18\x03 \x03(\t\x12.\n\nupdated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05store\x18\x05 \x01(\t\x12\x0e\n\x06key_id\x18\x06 \x01(\t\x12\x0f\n\x07version\x18\x07 \x01(\x03\"#\n\x12ListSecretsRequest\x12\r\n\x05scope\x18\x01 \x01(\t\"N\n\x13ListSecretsResponse\x12(\n\x07secrets\x18\x01 \x03(\x0b\x32\x17.solstice.v1.SecretInfo\x12\r\n\x05store\x18\x02 \x01(\t\"2\n\x13\x44\x65leteSecretRequest\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"\x16\n\x14\x44\x65leteSecretResponse\"B\n\x12SecretAuditRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05scope\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\"\xc1\x01\n\x0eSecretDelivery\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x0c\n\x04repo\x18\x03 \x01(\t\x12\x0b\n\x03ref\x18\x04 \x01(\t\x12\r\n\x05names\x18\x05 \x03(\t\x12\x0f\n\x07outcome\x18\x06 \x01(\t\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x0c\n\x04host\x18\x08 \x01(\t\x12\r\n\x05store\x18\t \x01(\t\x12&\n\x02\x61t\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"F\n\x13SecretAuditResponse\x12/\n\ndeliveries\x18\x01 \x03(\x0b\x32\x1b.solstice.v1.SecretDelivery*l\n\tLogStream\x12\x1a\n\x16LOG_STREAM_UNSPECIFIED\x10\x00\x12\x15\n\x11LOG_STREAM_STDOUT\x10\x01\x12\x15\n\x11LOG_STREAM_STDERR\x10\x02\x12\x15\n\x11LOG_STREAM_SYSTEM\x10\x03\x32\xc1\x06\n\x0c\x41\x64minService\x12\x41\n\x06Submit\x12\x1a.solstice.v1.SubmitRequest\x1a\x1b.solstice.v1.SubmitResponse\x12\x37\n\x03Get\x12\x1a.solstice.v1.GetJobRequest\x1a\x14.solstice.v1.JobInfo\x12\x43\n\x04List\x12\x1c.solstice.v1.ListJobsRequest\x1a\x1d.solstice.v1.ListJobsResponse\x12:\n\x06\x43\x61ncel\x12\x1a.solstice.v1.CancelRequest\x1a\x14.solstice.v1.JobInfo\x12\x38\n\x05Retry\x12\x19.solstice.v1.RetryRequest\x1a\x14.solstice.v1.JobInfo\x12\x41\n\x08TailLogs\x12\x1c.solstice.v1.TailLogsRequest\x1a\x15.solstice.v1.LogChunk0\x01\x12>\n\x05Hosts\x12\x19.solstice.v1.HostsRequest\x1a\x1a.solstice.v1.HostsResponse\x12\x39\n\x05\x44rain\x12\x19.solstice.v1.DrainRequest\x1a\x15.solstice.v1.HostInfo\x12\x43\n\tSetSecret\x12\x1d.solstice.v1.SetSecretRequest\x1a\x17.solstice.v1.SecretInfo\x12P\n\x0bListSecrets\x12\x1f.solstice.v1.ListSecretsRequest\x1a .solstice.v1.ListSecretsResponse\x12S\n\x0c\x44\x65leteSecret\x12 .solstice.v1.DeleteSecretRequest\x1a!.solstice.v1.DeleteSecretResponse\x12P\n\x0bSecretAudit\x12\x1f.solstice.v1.SecretAuditRequest\x1a .solstice.v1.SecretAuditResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17solstice/v1/admin.proto\x12\x0bsolstice.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16solstice/v1/jobs.proto\"6\n\rSubmitRequest\x12%\n\x04jobs\x18\x01 \x03(\x0b\x32\x17.solstice.v1.JobRequest\"4\n\x0eSubmitResponse\x12\"\n\x04jobs\x18\x01 \x03(\x0b\x32\x14.solstice.v1.JobInfo\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x7f\n\x0fListJobsRequest\x12\x0c\n\x04repo\x18\x01 \x01(\t\x12\x0b\n\x03ref\x18\x02 \x01(\t\x12$\n\x05state\x18\x03 \x01(\x0e\x32\x15.solstice.v1.JobState\x12\x0c\n\x04host\x18\x04 \x01(\t\x12\r\n\x05limit\x18\x05 \x01(\x05\x12\x0e\n\x06run_id\x18\x06 \x01(\t\"6\n\x10ListJobsResponse\x12\"\n\x04jobs\x18\x01 \x03(\x0b\x32\x14.solstice.v1.JobInfo\"/\n\rCancelRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x1e\n\x0cRetryRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\xb6\x04\n\x07JobInfo\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0b\n\x03key\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x0f\n\x07runs_on\x18\x05 \x01(\t\x12\'\n\x08\x63heckout\x18\x06 \x01(\x0b\x32\x15.solstice.v1.Checkout\x12$\n\x05state\x18\x07 \x01(\x0e\x32\x15.solstice.v1.JobState\x12\x0f\n\x07\x61ttempt\x18\x08 \x01(\x05\x12\x0c\n\x04host\x18\t \x01(\t\x12\x0e\n\x06reason\x18\n \x01(\t\x12.\n\ncreated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x05steps\x18\x0f \x03(\x0b\x32\x17.solstice.v1.StepResult\x12\x1b\n\x13ignored_transitions\x18\x10 \x01(\x03\x12\x0e\n\x06\x64river\x18\x11 \x01(\t\x12\r\n\x05needs\x18\x12 \x03(\t\x12&\n\x06source\x18\x13 \x01(\x0e\x32\x16.solstice.v1.JobSource\x12\x14\n\x0csubmitted_by\x18\x14 \x01(\t\"H\n\x0fTailLogsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x15\n\rfrom_sequence\x18\x02 \x01(\x04\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\"\xae\x01\n\x08LogChunk\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x0c\n\x04step\x18\x02 \x01(\x05\x12&\n\x06stream\x18\x03 \x01(\x0e\x32\x16.solstice.v1.LogStream\x12\x0f\n\x07\x63ontent\x18\x04 \x01(\x0c\x12\x14\n\x0c\x63ontinuation\x18\x05 \x01(\x08\x12&\n\x02\x61t\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03\x65nd\x18\x07 \x01(\x08\"\x0e\n\x0cHostsRequest\"\x8b\x01\n\x08HostInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06labels\x18\x02 \x03(\t\x12\x10\n\x08\x63\x61pacity\x18\x03 \x01(\x05\x12\x0f\n\x07running\x18\x04 \x01(\x05\x12\x1d\n\x15heartbeat_age_seconds\x18\x05 \x01(\x01\x12\x10\n\x08\x64raining\x18\x06 \x01(\x08\x12\r\n\x05\x61live\x18\x07 \x01(\x08\"5\n\rHostsResponse\x12$\n\x05hosts\x18\x01 \x03(\x0b\x32\x15.solstice.v1.HostInfo\"-\n\x0c\x44rainRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0f\n\x07undrain\x18\x02 \x01(\x08\"L\n\x10SetSecretRequest\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\t\x12\x0c\n\x04refs\x18\x04 \x03(\t\"\x97\x01\n\nSecretInfo\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04refs\x18\x03 \x03(\t\x12.\n\nupdated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05store\x18\x05 \x01(\t\x12\x0e\n\x06key_id\x18\x06 \x01(\t\x12\x0f\n\x07version\x18\x07 \x01(\x03\"#\n\x12ListSecretsRequest\x12\r\n\x05scope\x18\x01 \x01(\t\"N\n\x13ListSecretsResponse\x12(\n\x07secrets\x18\x01 \x03(\x0b\x32\x17.solstice.v1.SecretInfo\x12\r\n\x05store\x18\x02 \x01(\t\"2\n\x13\x44\x65leteSecretRequest\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"\x16\n\x14\x44\x65leteSecretResponse\"B\n\x12SecretAuditRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05scope\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\"\xc1\x01\n\x0eSecretDelivery\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x0c\n\x04repo\x18\x03 \x01(\t\x12\x0b\n\x03ref\x18\x04 \x01(\t\x12\r\n\x05names\x18\x05 \x03(\t\x12\x0f\n\x07outcome\x18\x06 \x01(\t\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x0c\n\x04host\x18\x08 \x01(\t\x12\r\n\x05store\x18\t \x01(\t\x12&\n\x02\x61t\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"F\n\x13SecretAuditResponse\x12/\n\ndeliveries\x18\x01 \x03(\x0b\x32\x1b.solstice.v1.SecretDelivery\"\xe4\x01\n\tTokenInfo\x12\x10\n\x08token_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\'\n\x04role\x18\x03 \x01(\x0e\x32\x19.solstice.v1.OperatorRole\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nrevoked_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"g\n\x12\x43reateTokenRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x04role\x18\x02 \x01(\x0e\x32\x19.solstice.v1.OperatorRole\x12\x1a\n\x12\x65xpires_in_seconds\x18\x03 \x01(\x01\"J\n\x13\x43reateTokenResponse\x12$\n\x04info\x18\x01 \x01(\x0b\x32\x16.solstice.v1.TokenInfo\x12\r\n\x05token\x18\x02 \x01(\t\"\x13\n\x11ListTokensRequest\"<\n\x12ListTokensResponse\x12&\n\x06tokens\x18\x01 \x03(\x0b\x32\x16.solstice.v1.TokenInfo\"\"\n\x12RevokeTokenRequest\x12\x0c\n\x04name\x18\x01 \x01(\t*l\n\tLogStream\x12\x1a\n\x16LOG_STREAM_UNSPECIFIED\x10\x00\x12\x15\n\x11LOG_STREAM_STDOUT\x10\x01\x12\x15\n\x11LOG_STREAM_STDERR\x10\x02\x12\x15\n\x11LOG_STREAM_SYSTEM\x10\x03*y\n\x0cOperatorRole\x12\x1d\n\x19OPERATOR_ROLE_UNSPECIFIED\x10\x00\x12\x16\n\x12OPERATOR_ROLE_READ\x10\x01\x12\x19\n\x15OPERATOR_ROLE_OPERATE\x10\x02\x12\x17\n\x13OPERATOR_ROLE_ADMIN\x10\x03\x32\xaa\x08\n\x0c\x41\x64minService\x12\x41\n\x06Submit\x12\x1a.solstice.v1.SubmitRequest\x1a\x1b.solstice.v1.SubmitResponse\x12\x37\n\x03Get\x12\x1a.solstice.v1.GetJobRequest\x1a\x14.solstice.v1.JobInfo\x12\x43\n\x04List\x12\x1c.solstice.v1.ListJobsRequest\x1a\x1d.solstice.v1.ListJobsResponse\x12:\n\x06\x43\x61ncel\x12\x1a.solstice.v1.CancelRequest\x1a\x14.solstice.v1.JobInfo\x12\x38\n\x05Retry\x12\x19.solstice.v1.RetryRequest\x1a\x14.solstice.v1.JobInfo\x12\x41\n\x08TailLogs\x12\x1c.solstice.v1.TailLogsRequest\x1a\x15.solstice.v1.LogChunk0\x01\x12>\n\x05Hosts\x12\x19.solstice.v1.HostsRequest\x1a\x1a.solstice.v1.HostsResponse\x12\x39\n\x05\x44rain\x12\x19.solstice.v1.DrainRequest\x1a\x15.solstice.v1.HostInfo\x12\x43\n\tSetSecret\x12\x1d.solstice.v1.SetSecretRequest\x1a\x17.solstice.v1.SecretInfo\x12P\n\x0bListSecrets\x12\x1f.solstice.v1.ListSecretsRequest\x1a .solstice.v1.ListSecretsResponse\x12S\n\x0c\x44\x65leteSecret\x12 .solstice.v1.DeleteSecretRequest\x1a!.solstice.v1.DeleteSecretResponse\x12P\n\x0bSecretAudit\x12\x1f.solstice.v1.SecretAuditRequest\x1a .solstice.v1.SecretAuditResponse\x12P\n\x0b\x43reateToken\x12\x1f.solstice.v1.CreateTokenRequest\x1a .solstice.v1.CreateTokenResponse\x12M\n\nListTokens\x12\x1e.solstice.v1.ListTokensRequest\x1a\x1f.solstice.v1.ListTokensResponse\x12\x46\n\x0bRevokeToken\x12\x1f.solstice.v1.RevokeTokenRequest\x1a\x16.solstice.v1.TokenInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'solstice.v1.admin_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LOGSTREAM']._serialized_start=2285
-  _globals['_LOGSTREAM']._serialized_end=2393
+  _globals['_LOGSTREAM']._serialized_start=2878
+  _globals['_LOGSTREAM']._serialized_end=2986
+  _globals['_OPERATORROLE']._serialized_start=2988
+  _globals['_OPERATORROLE']._serialized_end=3109
   _globals['_SUBMITREQUEST']._serialized_start=97
   _globals['_SUBMITREQUEST']._serialized_end=151
   _globals['_SUBMITRESPONSE']._serialized_start=153
@@ -51,37 +53,49 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RETRYREQUEST']._serialized_start=474
   _globals['_RETRYREQUEST']._serialized_end=504
   _globals['_JOBINFO']._serialized_start=507
-  _globals['_JOBINFO']._serialized_end=1011
-  _globals['_TAILLOGSREQUEST']._serialized_start=1013
-  _globals['_TAILLOGSREQUEST']._serialized_end=1085
-  _globals['_LOGCHUNK']._serialized_start=1088
-  _globals['_LOGCHUNK']._serialized_end=1262
-  _globals['_HOSTSREQUEST']._serialized_start=1264
-  _globals['_HOSTSREQUEST']._serialized_end=1278
-  _globals['_HOSTINFO']._serialized_start=1281
-  _globals['_HOSTINFO']._serialized_end=1420
-  _globals['_HOSTSRESPONSE']._serialized_start=1422
-  _globals['_HOSTSRESPONSE']._serialized_end=1475
-  _globals['_DRAINREQUEST']._serialized_start=1477
-  _globals['_DRAINREQUEST']._serialized_end=1522
-  _globals['_SETSECRETREQUEST']._serialized_start=1524
-  _globals['_SETSECRETREQUEST']._serialized_end=1600
-  _globals['_SECRETINFO']._serialized_start=1603
-  _globals['_SECRETINFO']._serialized_end=1754
-  _globals['_LISTSECRETSREQUEST']._serialized_start=1756
-  _globals['_LISTSECRETSREQUEST']._serialized_end=1791
-  _globals['_LISTSECRETSRESPONSE']._serialized_start=1793
-  _globals['_LISTSECRETSRESPONSE']._serialized_end=1871
-  _globals['_DELETESECRETREQUEST']._serialized_start=1873
-  _globals['_DELETESECRETREQUEST']._serialized_end=1923
-  _globals['_DELETESECRETRESPONSE']._serialized_start=1925
-  _globals['_DELETESECRETRESPONSE']._serialized_end=1947
-  _globals['_SECRETAUDITREQUEST']._serialized_start=1949
-  _globals['_SECRETAUDITREQUEST']._serialized_end=2015
-  _globals['_SECRETDELIVERY']._serialized_start=2018
-  _globals['_SECRETDELIVERY']._serialized_end=2211
-  _globals['_SECRETAUDITRESPONSE']._serialized_start=2213
-  _globals['_SECRETAUDITRESPONSE']._serialized_end=2283
-  _globals['_ADMINSERVICE']._serialized_start=2396
-  _globals['_ADMINSERVICE']._serialized_end=3229
+  _globals['_JOBINFO']._serialized_end=1073
+  _globals['_TAILLOGSREQUEST']._serialized_start=1075
+  _globals['_TAILLOGSREQUEST']._serialized_end=1147
+  _globals['_LOGCHUNK']._serialized_start=1150
+  _globals['_LOGCHUNK']._serialized_end=1324
+  _globals['_HOSTSREQUEST']._serialized_start=1326
+  _globals['_HOSTSREQUEST']._serialized_end=1340
+  _globals['_HOSTINFO']._serialized_start=1343
+  _globals['_HOSTINFO']._serialized_end=1482
+  _globals['_HOSTSRESPONSE']._serialized_start=1484
+  _globals['_HOSTSRESPONSE']._serialized_end=1537
+  _globals['_DRAINREQUEST']._serialized_start=1539
+  _globals['_DRAINREQUEST']._serialized_end=1584
+  _globals['_SETSECRETREQUEST']._serialized_start=1586
+  _globals['_SETSECRETREQUEST']._serialized_end=1662
+  _globals['_SECRETINFO']._serialized_start=1665
+  _globals['_SECRETINFO']._serialized_end=1816
+  _globals['_LISTSECRETSREQUEST']._serialized_start=1818
+  _globals['_LISTSECRETSREQUEST']._serialized_end=1853
+  _globals['_LISTSECRETSRESPONSE']._serialized_start=1855
+  _globals['_LISTSECRETSRESPONSE']._serialized_end=1933
+  _globals['_DELETESECRETREQUEST']._serialized_start=1935
+  _globals['_DELETESECRETREQUEST']._serialized_end=1985
+  _globals['_DELETESECRETRESPONSE']._serialized_start=1987
+  _globals['_DELETESECRETRESPONSE']._serialized_end=2009
+  _globals['_SECRETAUDITREQUEST']._serialized_start=2011
+  _globals['_SECRETAUDITREQUEST']._serialized_end=2077
+  _globals['_SECRETDELIVERY']._serialized_start=2080
+  _globals['_SECRETDELIVERY']._serialized_end=2273
+  _globals['_SECRETAUDITRESPONSE']._serialized_start=2275
+  _globals['_SECRETAUDITRESPONSE']._serialized_end=2345
+  _globals['_TOKENINFO']._serialized_start=2348
+  _globals['_TOKENINFO']._serialized_end=2576
+  _globals['_CREATETOKENREQUEST']._serialized_start=2578
+  _globals['_CREATETOKENREQUEST']._serialized_end=2681
+  _globals['_CREATETOKENRESPONSE']._serialized_start=2683
+  _globals['_CREATETOKENRESPONSE']._serialized_end=2757
+  _globals['_LISTTOKENSREQUEST']._serialized_start=2759
+  _globals['_LISTTOKENSREQUEST']._serialized_end=2778
+  _globals['_LISTTOKENSRESPONSE']._serialized_start=2780
+  _globals['_LISTTOKENSRESPONSE']._serialized_end=2840
+  _globals['_REVOKETOKENREQUEST']._serialized_start=2842
+  _globals['_REVOKETOKENREQUEST']._serialized_end=2876
+  _globals['_ADMINSERVICE']._serialized_start=3112
+  _globals['_ADMINSERVICE']._serialized_end=4178
 # @@protoc_insertion_point(module_scope)

@@ -18,10 +18,21 @@ class LogStream(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     LOG_STREAM_STDOUT: _ClassVar[LogStream]
     LOG_STREAM_STDERR: _ClassVar[LogStream]
     LOG_STREAM_SYSTEM: _ClassVar[LogStream]
+
+class OperatorRole(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OPERATOR_ROLE_UNSPECIFIED: _ClassVar[OperatorRole]
+    OPERATOR_ROLE_READ: _ClassVar[OperatorRole]
+    OPERATOR_ROLE_OPERATE: _ClassVar[OperatorRole]
+    OPERATOR_ROLE_ADMIN: _ClassVar[OperatorRole]
 LOG_STREAM_UNSPECIFIED: LogStream
 LOG_STREAM_STDOUT: LogStream
 LOG_STREAM_STDERR: LogStream
 LOG_STREAM_SYSTEM: LogStream
+OPERATOR_ROLE_UNSPECIFIED: OperatorRole
+OPERATOR_ROLE_READ: OperatorRole
+OPERATOR_ROLE_OPERATE: OperatorRole
+OPERATOR_ROLE_ADMIN: OperatorRole
 
 class SubmitRequest(_message.Message):
     __slots__ = ("jobs",)
@@ -78,7 +89,7 @@ class RetryRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ...) -> None: ...
 
 class JobInfo(_message.Message):
-    __slots__ = ("job_id", "run_id", "key", "name", "runs_on", "checkout", "state", "attempt", "host", "reason", "created_at", "updated_at", "started_at", "finished_at", "steps", "ignored_transitions", "driver", "needs")
+    __slots__ = ("job_id", "run_id", "key", "name", "runs_on", "checkout", "state", "attempt", "host", "reason", "created_at", "updated_at", "started_at", "finished_at", "steps", "ignored_transitions", "driver", "needs", "source", "submitted_by")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
@@ -97,6 +108,8 @@ class JobInfo(_message.Message):
     IGNORED_TRANSITIONS_FIELD_NUMBER: _ClassVar[int]
     DRIVER_FIELD_NUMBER: _ClassVar[int]
     NEEDS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    SUBMITTED_BY_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     run_id: str
     key: str
@@ -115,7 +128,9 @@ class JobInfo(_message.Message):
     ignored_transitions: int
     driver: str
     needs: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, job_id: _Optional[str] = ..., run_id: _Optional[str] = ..., key: _Optional[str] = ..., name: _Optional[str] = ..., runs_on: _Optional[str] = ..., checkout: _Optional[_Union[_jobs_pb2.Checkout, _Mapping]] = ..., state: _Optional[_Union[_jobs_pb2.JobState, str]] = ..., attempt: _Optional[int] = ..., host: _Optional[str] = ..., reason: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[_jobs_pb2.StepResult, _Mapping]]] = ..., ignored_transitions: _Optional[int] = ..., driver: _Optional[str] = ..., needs: _Optional[_Iterable[str]] = ...) -> None: ...
+    source: _jobs_pb2.JobSource
+    submitted_by: str
+    def __init__(self, job_id: _Optional[str] = ..., run_id: _Optional[str] = ..., key: _Optional[str] = ..., name: _Optional[str] = ..., runs_on: _Optional[str] = ..., checkout: _Optional[_Union[_jobs_pb2.Checkout, _Mapping]] = ..., state: _Optional[_Union[_jobs_pb2.JobState, str]] = ..., attempt: _Optional[int] = ..., host: _Optional[str] = ..., reason: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[_jobs_pb2.StepResult, _Mapping]]] = ..., ignored_transitions: _Optional[int] = ..., driver: _Optional[str] = ..., needs: _Optional[_Iterable[str]] = ..., source: _Optional[_Union[_jobs_pb2.JobSource, str]] = ..., submitted_by: _Optional[str] = ...) -> None: ...
 
 class TailLogsRequest(_message.Message):
     __slots__ = ("job_id", "from_sequence", "follow")
@@ -276,3 +291,53 @@ class SecretAuditResponse(_message.Message):
     DELIVERIES_FIELD_NUMBER: _ClassVar[int]
     deliveries: _containers.RepeatedCompositeFieldContainer[SecretDelivery]
     def __init__(self, deliveries: _Optional[_Iterable[_Union[SecretDelivery, _Mapping]]] = ...) -> None: ...
+
+class TokenInfo(_message.Message):
+    __slots__ = ("token_id", "name", "role", "created_at", "expires_at", "revoked_at")
+    TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_AT_FIELD_NUMBER: _ClassVar[int]
+    token_id: str
+    name: str
+    role: OperatorRole
+    created_at: _timestamp_pb2.Timestamp
+    expires_at: _timestamp_pb2.Timestamp
+    revoked_at: _timestamp_pb2.Timestamp
+    def __init__(self, token_id: _Optional[str] = ..., name: _Optional[str] = ..., role: _Optional[_Union[OperatorRole, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revoked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreateTokenRequest(_message.Message):
+    __slots__ = ("name", "role", "expires_in_seconds")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_IN_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    role: OperatorRole
+    expires_in_seconds: float
+    def __init__(self, name: _Optional[str] = ..., role: _Optional[_Union[OperatorRole, str]] = ..., expires_in_seconds: _Optional[float] = ...) -> None: ...
+
+class CreateTokenResponse(_message.Message):
+    __slots__ = ("info", "token")
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    info: TokenInfo
+    token: str
+    def __init__(self, info: _Optional[_Union[TokenInfo, _Mapping]] = ..., token: _Optional[str] = ...) -> None: ...
+
+class ListTokensRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListTokensResponse(_message.Message):
+    __slots__ = ("tokens",)
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    tokens: _containers.RepeatedCompositeFieldContainer[TokenInfo]
+    def __init__(self, tokens: _Optional[_Iterable[_Union[TokenInfo, _Mapping]]] = ...) -> None: ...
+
+class RevokeTokenRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...

@@ -95,6 +95,21 @@ class AdminServiceStub:
                 request_serializer=solstice_dot_v1_dot_admin__pb2.SecretAuditRequest.SerializeToString,
                 response_deserializer=solstice_dot_v1_dot_admin__pb2.SecretAuditResponse.FromString,
                 _registered_method=True)
+        self.CreateToken = channel.unary_unary(
+                '/solstice.v1.AdminService/CreateToken',
+                request_serializer=solstice_dot_v1_dot_admin__pb2.CreateTokenRequest.SerializeToString,
+                response_deserializer=solstice_dot_v1_dot_admin__pb2.CreateTokenResponse.FromString,
+                _registered_method=True)
+        self.ListTokens = channel.unary_unary(
+                '/solstice.v1.AdminService/ListTokens',
+                request_serializer=solstice_dot_v1_dot_admin__pb2.ListTokensRequest.SerializeToString,
+                response_deserializer=solstice_dot_v1_dot_admin__pb2.ListTokensResponse.FromString,
+                _registered_method=True)
+        self.RevokeToken = channel.unary_unary(
+                '/solstice.v1.AdminService/RevokeToken',
+                request_serializer=solstice_dot_v1_dot_admin__pb2.RevokeTokenRequest.SerializeToString,
+                response_deserializer=solstice_dot_v1_dot_admin__pb2.TokenInfo.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -155,7 +170,7 @@ class AdminServiceServicer:
     def SetSecret(self, request, context):
         """Secrets (docs/secrets.md). A value goes in with SetSecret and never comes
         out: no call returns one. The role each call needs is in
-        orchestrator/admin/secrets.py (SECRET_RPC_ROLES).
+        orchestrator/admin/auth.py (METHOD_ROLES).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -176,6 +191,25 @@ class AdminServiceServicer:
     def SecretAudit(self, request, context):
         """Who was given (or refused) which secrets: one record per job attempt.
         """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateToken(self, request, context):
+        """Operator tokens: the token itself is only in CreateTokenResponse, once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTokens(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeToken(self, request, context):
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -242,6 +276,21 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.SecretAudit,
                     request_deserializer=solstice_dot_v1_dot_admin__pb2.SecretAuditRequest.FromString,
                     response_serializer=solstice_dot_v1_dot_admin__pb2.SecretAuditResponse.SerializeToString,
+            ),
+            'CreateToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateToken,
+                    request_deserializer=solstice_dot_v1_dot_admin__pb2.CreateTokenRequest.FromString,
+                    response_serializer=solstice_dot_v1_dot_admin__pb2.CreateTokenResponse.SerializeToString,
+            ),
+            'ListTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTokens,
+                    request_deserializer=solstice_dot_v1_dot_admin__pb2.ListTokensRequest.FromString,
+                    response_serializer=solstice_dot_v1_dot_admin__pb2.ListTokensResponse.SerializeToString,
+            ),
+            'RevokeToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeToken,
+                    request_deserializer=solstice_dot_v1_dot_admin__pb2.RevokeTokenRequest.FromString,
+                    response_serializer=solstice_dot_v1_dot_admin__pb2.TokenInfo.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -568,6 +617,87 @@ class AdminService:
             '/solstice.v1.AdminService/SecretAudit',
             solstice_dot_v1_dot_admin__pb2.SecretAuditRequest.SerializeToString,
             solstice_dot_v1_dot_admin__pb2.SecretAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/solstice.v1.AdminService/CreateToken',
+            solstice_dot_v1_dot_admin__pb2.CreateTokenRequest.SerializeToString,
+            solstice_dot_v1_dot_admin__pb2.CreateTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/solstice.v1.AdminService/ListTokens',
+            solstice_dot_v1_dot_admin__pb2.ListTokensRequest.SerializeToString,
+            solstice_dot_v1_dot_admin__pb2.ListTokensResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/solstice.v1.AdminService/RevokeToken',
+            solstice_dot_v1_dot_admin__pb2.RevokeTokenRequest.SerializeToString,
+            solstice_dot_v1_dot_admin__pb2.TokenInfo.FromString,
             options,
             channel_credentials,
             insecure,

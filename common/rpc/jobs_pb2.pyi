@@ -16,6 +16,12 @@ class SchemaVersion(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SCHEMA_VERSION_UNSPECIFIED: _ClassVar[SchemaVersion]
     SCHEMA_VERSION_1: _ClassVar[SchemaVersion]
 
+class JobSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    JOB_SOURCE_UNSPECIFIED: _ClassVar[JobSource]
+    JOB_SOURCE_FORGE: _ClassVar[JobSource]
+    JOB_SOURCE_ADMIN: _ClassVar[JobSource]
+
 class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     JOB_STATE_UNSPECIFIED: _ClassVar[JobState]
@@ -36,6 +42,9 @@ class StepState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STEP_STATE_SKIPPED: _ClassVar[StepState]
 SCHEMA_VERSION_UNSPECIFIED: SchemaVersion
 SCHEMA_VERSION_1: SchemaVersion
+JOB_SOURCE_UNSPECIFIED: JobSource
+JOB_SOURCE_FORGE: JobSource
+JOB_SOURCE_ADMIN: JobSource
 JOB_STATE_UNSPECIFIED: JobState
 JOB_STATE_QUEUED: JobState
 JOB_STATE_PROVISIONING: JobState
@@ -92,7 +101,7 @@ class Step(_message.Message):
     def __init__(self, name: _Optional[str] = ..., run: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., timeout_seconds: _Optional[float] = ..., workdir: _Optional[str] = ..., continue_on_error: _Optional[bool] = ...) -> None: ...
 
 class JobRequest(_message.Message):
-    __slots__ = ("schema_version", "job_id", "run_id", "key", "name", "runs_on", "checkout", "steps", "env", "timeout_seconds", "needs", "secrets", "trusted", "workflow_name", "submitted_at", "origin")
+    __slots__ = ("schema_version", "job_id", "run_id", "key", "name", "runs_on", "checkout", "steps", "env", "timeout_seconds", "needs", "secrets", "trusted", "workflow_name", "submitted_at", "origin", "source", "submitted_by", "clone_credentials")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -116,6 +125,9 @@ class JobRequest(_message.Message):
     WORKFLOW_NAME_FIELD_NUMBER: _ClassVar[int]
     SUBMITTED_AT_FIELD_NUMBER: _ClassVar[int]
     ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    SUBMITTED_BY_FIELD_NUMBER: _ClassVar[int]
+    CLONE_CREDENTIALS_FIELD_NUMBER: _ClassVar[int]
     schema_version: int
     job_id: str
     run_id: str
@@ -132,7 +144,10 @@ class JobRequest(_message.Message):
     workflow_name: str
     submitted_at: _timestamp_pb2.Timestamp
     origin: str
-    def __init__(self, schema_version: _Optional[int] = ..., job_id: _Optional[str] = ..., run_id: _Optional[str] = ..., key: _Optional[str] = ..., name: _Optional[str] = ..., runs_on: _Optional[str] = ..., checkout: _Optional[_Union[Checkout, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., env: _Optional[_Mapping[str, str]] = ..., timeout_seconds: _Optional[float] = ..., needs: _Optional[_Iterable[str]] = ..., secrets: _Optional[_Iterable[str]] = ..., trusted: _Optional[bool] = ..., workflow_name: _Optional[str] = ..., submitted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., origin: _Optional[str] = ...) -> None: ...
+    source: JobSource
+    submitted_by: str
+    clone_credentials: bool
+    def __init__(self, schema_version: _Optional[int] = ..., job_id: _Optional[str] = ..., run_id: _Optional[str] = ..., key: _Optional[str] = ..., name: _Optional[str] = ..., runs_on: _Optional[str] = ..., checkout: _Optional[_Union[Checkout, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., env: _Optional[_Mapping[str, str]] = ..., timeout_seconds: _Optional[float] = ..., needs: _Optional[_Iterable[str]] = ..., secrets: _Optional[_Iterable[str]] = ..., trusted: _Optional[bool] = ..., workflow_name: _Optional[str] = ..., submitted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., origin: _Optional[str] = ..., source: _Optional[_Union[JobSource, str]] = ..., submitted_by: _Optional[str] = ..., clone_credentials: _Optional[bool] = ...) -> None: ...
 
 class StepResult(_message.Message):
     __slots__ = ("index", "name", "state", "exit_code", "duration_seconds")
@@ -149,7 +164,7 @@ class StepResult(_message.Message):
     def __init__(self, index: _Optional[int] = ..., name: _Optional[str] = ..., state: _Optional[_Union[StepState, str]] = ..., exit_code: _Optional[int] = ..., duration_seconds: _Optional[float] = ...) -> None: ...
 
 class JobEvent(_message.Message):
-    __slots__ = ("schema_version", "event_id", "job_id", "run_id", "attempt", "key", "name", "checkout", "state", "step", "reason", "host", "at", "steps", "log_tail")
+    __slots__ = ("schema_version", "event_id", "job_id", "run_id", "attempt", "key", "name", "checkout", "state", "step", "reason", "host", "at", "steps", "log_tail", "source", "submitted_by")
     SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
@@ -165,6 +180,8 @@ class JobEvent(_message.Message):
     AT_FIELD_NUMBER: _ClassVar[int]
     STEPS_FIELD_NUMBER: _ClassVar[int]
     LOG_TAIL_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    SUBMITTED_BY_FIELD_NUMBER: _ClassVar[int]
     schema_version: int
     event_id: str
     job_id: str
@@ -180,4 +197,6 @@ class JobEvent(_message.Message):
     at: _timestamp_pb2.Timestamp
     steps: _containers.RepeatedCompositeFieldContainer[StepResult]
     log_tail: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, schema_version: _Optional[int] = ..., event_id: _Optional[str] = ..., job_id: _Optional[str] = ..., run_id: _Optional[str] = ..., attempt: _Optional[int] = ..., key: _Optional[str] = ..., name: _Optional[str] = ..., checkout: _Optional[_Union[Checkout, _Mapping]] = ..., state: _Optional[_Union[JobState, str]] = ..., step: _Optional[_Union[StepResult, _Mapping]] = ..., reason: _Optional[str] = ..., host: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[StepResult, _Mapping]]] = ..., log_tail: _Optional[_Iterable[str]] = ...) -> None: ...
+    source: JobSource
+    submitted_by: str
+    def __init__(self, schema_version: _Optional[int] = ..., event_id: _Optional[str] = ..., job_id: _Optional[str] = ..., run_id: _Optional[str] = ..., attempt: _Optional[int] = ..., key: _Optional[str] = ..., name: _Optional[str] = ..., checkout: _Optional[_Union[Checkout, _Mapping]] = ..., state: _Optional[_Union[JobState, str]] = ..., step: _Optional[_Union[StepResult, _Mapping]] = ..., reason: _Optional[str] = ..., host: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[StepResult, _Mapping]]] = ..., log_tail: _Optional[_Iterable[str]] = ..., source: _Optional[_Union[JobSource, str]] = ..., submitted_by: _Optional[str] = ...) -> None: ...

@@ -1,5 +1,10 @@
 """``EventReporter``: the handler of the integration's event queue.
 
+Only jobs the integration created itself from a verified webhook
+(``JobEvent.source`` = ``JOB_SOURCE_FORGE``) are reported: a job submitted
+through AdminService (or stored before jobs carried a source) is acknowledged
+without any forge call, so no caller can make Solstice post a status.
+
 For each job-level ``JobEvent`` it shows the new state on the job's forge,
 one job at a time (a per-job lock keeps queued -> in_progress -> completed in
 order even with several events in flight) and never backwards: the last
@@ -73,6 +78,10 @@ class EventReporter:
         """Report one event; the returned disposition settles its message."""
         if event.HasField("step"):
             return Disposition.ACK  # step results travel on the terminal job event
+        if event.source != jobs_pb2.JOB_SOURCE_FORGE:
+            log.debug("not a forge job: not reported", extra={"fields": {"job_id": event.job_id}})
+            self.skipped += 1
+            return Disposition.ACK
         forge = event.checkout.forge
         reporter = self.reporters.get(forge)
         spec = spec_of(event.state)

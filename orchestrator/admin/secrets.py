@@ -33,15 +33,6 @@ from orchestrator.store import StoreError
 log = logging.getLogger(__name__)
 DEFAULT_AUDIT_LIMIT = 100
 
-# The role (issue 13: read < operate < admin) each secret RPC needs; the
-# management listener's per-method role table takes these entries.
-SECRET_RPC_ROLES = {
-    "SetSecret": "admin",  # role: admin - decides which credentials jobs receive, like token management
-    "DeleteSecret": "admin",  # role: admin
-    "ListSecrets": "operate",  # role: operate - names, scopes and dates; never values
-    "SecretAudit": "operate",  # role: operate - who was given which names; never values
-}
-
 _CODES: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
     (InvalidSecret, grpc.StatusCode.INVALID_ARGUMENT),
     (SecretNotFound, grpc.StatusCode.NOT_FOUND),

@@ -2,11 +2,15 @@
 
 Any node answers for every job: state is in the shared store. Job logs are
 kept by the node that ran the attempt, so ``TailLogs`` answers on that node
-(``JobInfo.host`` names it) and says so elsewhere. The service takes no
-token: serve it on localhost or a management network (docs/orchestrator.md).
+(``JobInfo.host`` names it) and says so elsewhere. Who may call what is
+checked before a method runs (``auth.AdminAuth`` on each management listener,
+``listeners.AdminServer``); ``Submit`` marks each job as the caller's
+(``admission``); no answer carries a clone URL's credentials.
 
 Errors are gRPC status codes with one-line messages:
 
+    UNAUTHENTICATED      no token, or one that is not valid, expired or revoked (auth.py)
+    PERMISSION_DENIED    the caller's role is below the method's (auth.py)
     NOT_FOUND            unknown job, unknown host, no log on this node
     INVALID_ARGUMENT     a request that cannot be queued (common.validation names the field)
     FAILED_PRECONDITION  retry of a job that has not finished
@@ -26,12 +30,17 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from common.queue.errors import InvalidMessage, QueueError
 from common.queue.events import EventPublisher
 from common.queue.publisher import JobPublisher
-from common.rpc import admin_pb2, admin_pb2_grpc
+from common.cloneurl import redact_url
+from common.rpc import admin_pb2, admin_pb2_grpc, jobs_pb2
 from common.validation import CloneRules, RequestInvalid, check_requests
+from orchestrator.admin.admission import admit
+from orchestrator.admin.auth import current_principal
 from orchestrator.admin.secrets import SecretRpcs
+from orchestrator.admin.token_rpcs import TokenRpcs
 from orchestrator.logstore import LogNotFound, LogStore, LogStoreError
 from orchestrator.node.cancel import cancel_job
 from orchestrator.node.events import announce, job_event, settle
+from orchestrator.operators import OperatorTokenError, OperatorTokens
 from orchestrator.secrets import SecretBroker
 from orchestrator.store import (
     HostNotFound,
@@ -85,12 +94,16 @@ def host_info(host: HostRecord) -> admin_pb2.HostInfo:
                               draining=host.draining, alive=host.alive)
 
 
-class AdminServicer(SecretRpcs, admin_pb2_grpc.AdminServiceServicer):
-    """AdminService on one node; see the module docstring (the secret calls: secrets.py)."""
+class AdminServicer(TokenRpcs, SecretRpcs, admin_pb2_grpc.AdminServiceServicer):
+    """AdminService on one node; see the module docstring (token calls: token_rpcs.py, secret calls: secrets.py).
+
+    ``trusted_submit`` (``admin.trusted_submit``) lets an admin-role caller submit trusted jobs;
+    ``rules`` says which clone URLs Submit takes.
+    """
 
     def __init__(self, store: Store, publisher: JobPublisher, events: EventPublisher, logstore: LogStore,
-                 node: LocalNode, log_poll: float = 0.5, secrets: SecretBroker | None = None,
-                 rules: CloneRules = CloneRules()) -> None:
+                 node: LocalNode, log_poll: float = 0.5, trusted_submit: bool = False,
+                 secrets: SecretBroker | None = None, rules: CloneRules = CloneRules()) -> None:
         self.secrets = secrets
         self.store = store
         self.rules = rules  # which clone URLs Submit takes
@@ -99,6 +112,8 @@ class AdminServicer(SecretRpcs, admin_pb2_grpc.AdminServiceServicer):
         self.logstore = logstore
         self.node = node
         self.log_poll = log_poll
+        self.trusted_submit = trusted_submit
+        self.tokens = OperatorTokens(store)
 
     async def _call(self, context: grpc.aio.ServicerContext, coro):  # type: ignore[no-untyped-def]
         try:
@@ -109,7 +124,7 @@ class AdminServicer(SecretRpcs, admin_pb2_grpc.AdminServiceServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND, str(err))
         except RetryNotAllowed as err:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(err))
-        except (InvalidMessage, RequestInvalid) as err:
+        except (InvalidMessage, RequestInvalid, OperatorTokenError) as err:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
         except (StoreError, QueueError) as err:
             log.error("admin request failed: %s", err)
@@ -120,8 +135,10 @@ class AdminServicer(SecretRpcs, admin_pb2_grpc.AdminServiceServicer):
             job_id=job.job_id, run_id=job.run_id, key=job.key, name=job.name or job.key, runs_on=job.runs_on,
             state=job.state.to_proto(), attempt=job.attempt, host=job.host, reason=job.reason,
             created_at=_ts(job.created_at), updated_at=_ts(job.updated_at), needs=list(job.request.needs),
+            source=job.request.source, submitted_by=job.request.submitted_by,
         )
         info.checkout.CopyFrom(job.request.checkout)
+        info.checkout.clone_url = redact_url(info.checkout.clone_url)
         attempts = await self.store.attempts(job.job_id)
         current = next((a for a in attempts if a.attempt == job.attempt), None)
         if current is not None:
@@ -135,6 +152,14 @@ class AdminServicer(SecretRpcs, admin_pb2_grpc.AdminServiceServicer):
             info.driver = self.node.driver_name
         return info
 
+    async def _admit(self, requests) -> list[jobs_pb2.JobRequest]:  # type: ignore[no-untyped-def]
+        """The requests as this caller's admin jobs (``admission``); their clone credentials stored apart."""
+        admitted = [admit(job, current_principal(), self.trusted_submit) for job in requests]
+        for one in admitted:
+            if one.userinfo:
+                await self.store.put_clone_credentials(one.request.job_id, one.userinfo)
+        return [one.request for one in admitted]
+
     async def _get(self, job_id: str) -> JobRecord:
         job = await self.store.get_job(job_id)
         if job is None:
@@ -145,13 +170,14 @@ class AdminServicer(SecretRpcs, admin_pb2_grpc.AdminServiceServicer):
     async def Submit(self, request, context):  # type: ignore[no-untyped-def]
         async def go() -> admin_pb2.SubmitResponse:
             check_requests(request.jobs, self.rules)  # all of it, before anything is stored
-            stored = [await self.store.submit(job) for job in request.jobs]
+            jobs = await self._admit(request.jobs)
+            stored = [await self.store.submit(job) for job in jobs]
             # `queued` before publishing: a node's `provisioning` event must not overtake it.
             await announce(self.events, *(job_event(job, job.state) for job in stored if job.state is JobState.QUEUED))
             await settle(self.events)
             # A job submitted again that already finished is not sent round the queue again.
             queued = {job.job_id for job in stored if job.state is JobState.QUEUED}
-            await self.publisher.publish([job for job in request.jobs if job.job_id in queued])
+            await self.publisher.publish([job for job in jobs if job.job_id in queued])
             return admin_pb2.SubmitResponse(jobs=[await self.job_info(job) for job in stored])
         return await self._call(context, go())
 
@@ -238,15 +264,10 @@ async def _iterate(lines, start: int):  # type: ignore[no-untyped-def]
             yield line
 
 
-def admin_servicer_factory(node):  # type: ignore[no-untyped-def]
-    """``NodeParts.admin``: adds AdminService for ``node`` to the node's gRPC server."""
-
-    def add(server: grpc.aio.Server) -> None:
-        parts = node.parts
-        # The node's outbox: the admin's events keep their order with the node's own.
-        rules = CloneRules(allow_local=node.settings.allow_local_checkouts)
-        servicer = AdminServicer(parts.store, parts.publisher, node.outbox, parts.gateway.logstore, node,
-                                 secrets=parts.secrets, rules=rules)
-        admin_pb2_grpc.add_AdminServiceServicer_to_server(servicer, server)
-
-    return add
+def admin_servicer_factory(node) -> AdminServicer:  # type: ignore[no-untyped-def]
+    """``NodeParts.admin``: the AdminService of ``node`` (the node serves it on its management listeners)."""
+    parts = node.parts
+    # The node's outbox: the admin's events keep their order with the node's own.
+    return AdminServicer(parts.store, parts.publisher, node.outbox, parts.gateway.logstore, node,
+                         trusted_submit=node.settings.admin.trusted_submit, secrets=parts.secrets,
+                         rules=CloneRules(allow_local=node.settings.allow_local_checkouts))

@@ -10,24 +10,23 @@ gRPC address; the runner dials ``unix:<path>``. Nothing else is forwarded.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from pathlib import Path
 
+from common.streams import Connection, StreamRelay
+
 log = logging.getLogger(__name__)
 
-BUFFER = 256 * 1024
 
-
-class Relay:
+class Relay(StreamRelay):
     """Listens on ``path`` and relays each connection to ``target`` (``host:port``)."""
 
     def __init__(self, path: Path, target: str) -> None:
+        super().__init__()
         self.path = path
         host, _, port = target.rpartition(":")
         self._host, self._port = host.strip("[]"), int(port)
         self._server: asyncio.base_events.Server | None = None
-        self._conns: set[asyncio.Task[None]] = set()
 
     @property
     def address(self) -> str:
@@ -37,26 +36,15 @@ class Relay:
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.path.unlink(missing_ok=True)
-        self._server = await asyncio.start_unix_server(self._accept, path=str(self.path))
+        self._server = await asyncio.start_unix_server(self.accept, path=str(self.path))
         self.path.chmod(0o600)
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._conns.add(task)
+    async def upstream(self, writer: asyncio.StreamWriter) -> Connection | None:
         try:
-            try:
-                up_reader, up_writer = await asyncio.open_connection(self._host, self._port)
-            except OSError as err:
-                log.info("relay: orchestrator unreachable", extra={"fields": {"error": str(err)}})
-                return
-            try:
-                await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
-            finally:
-                up_writer.close()
-        finally:
-            writer.close()
-            self._conns.discard(task)
+            return await asyncio.open_connection(self._host, self._port)
+        except OSError as err:
+            log.info("relay: orchestrator unreachable", extra={"fields": {"error": str(err)}})
+            return None
 
     async def close(self) -> None:
         """Stop listening, cut every relayed connection, remove the socket."""
@@ -64,17 +52,6 @@ class Relay:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
-        for task in list(self._conns):
-            task.cancel()
-        if self._conns:
-            await asyncio.gather(*self._conns, return_exceptions=True)
+        await self.cut()
         self.path.unlink(missing_ok=True)
 
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    with contextlib.suppress(ConnectionError):
-        while data := await reader.read(BUFFER):
-            writer.write(data)
-            await writer.drain()
-        if writer.can_write_eof():
-            writer.write_eof()

@@ -69,7 +69,7 @@ class JobLog:
     def _open_sync(self) -> None:
         """Open (or create) the files and recover the durable state from disk."""
         new = not self.path.exists()
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)  # job output: its owner's only
         if new or os.fstat(self._fd).st_size == 0:
             os.write(self._fd, frames.MAGIC)
             os.fsync(self._fd)
@@ -128,9 +128,9 @@ class JobLog:
 
     def _rewrite_index(self) -> None:
         tmp = self._index_path.with_suffix(".idx.tmp")
-        tmp.write_bytes(
-            b"".join(frames.INDEX_ENTRY.pack(s, o) for s, o in zip(self._index_seqs, self._index_offsets))
-        )
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(b"".join(frames.INDEX_ENTRY.pack(s, o) for s, o in zip(self._index_seqs, self._index_offsets)))
         os.replace(tmp, self._index_path)
         self._idx_fd = os.open(self._index_path, os.O_WRONLY | os.O_APPEND)
 

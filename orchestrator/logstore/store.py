@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from common.files import private_dir
 from common.logbatch import job_masker
 from orchestrator.logstore.errors import LogNotFound, LogStoreError
 from orchestrator.logstore.joblog import JobLog
@@ -67,7 +68,7 @@ class LogStore:
                          writers=self._writers)
 
             def _open() -> None:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
                 log._open_sync()
 
             try:
@@ -115,6 +116,7 @@ class LogStore:
             self._logs.clear()
 
     async def __aenter__(self) -> LogStore:
+        private_dir(self.root)  # job output and masked secrets: no other user reads them
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -78,6 +78,8 @@ def _event(request: jobs_pb2.JobRequest, attempt: int, state: JobState, host: st
         state=state.to_proto(),
         reason=reason,
         host=host,
+        source=request.source,  # the integration reports JOB_SOURCE_FORGE jobs only
+        submitted_by=request.submitted_by,
     )
     event.checkout.CopyFrom(request.checkout)
     event.at.GetCurrentTime()

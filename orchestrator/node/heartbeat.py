@@ -66,7 +66,7 @@ async def heartbeat_loop(store: Store, host: str, interval: float, running: Call
 
 async def sweep_loop(store: Store, publisher: JobPublisher, events: EventPublisher,
                      stale_after: float, max_attempts: int, interval: float) -> None:
-    """Requeue the jobs of lapsed hosts every ``interval`` s."""
+    """Requeue the jobs of lapsed hosts every ``interval`` s; forget finished jobs' clone credentials."""
     while True:
         await asyncio.sleep(interval)
         try:
@@ -74,5 +74,6 @@ async def sweep_loop(store: Store, publisher: JobPublisher, events: EventPublish
             await republish(changed, publisher, events)
             if isinstance(events, EventOutbox):
                 await events.adopt(stale_after)  # the events a dead host announced but never sent
+            await store.purge_clone_credentials()
         except (StoreError, QueueError) as err:
             log.error("lapsed-host sweep failed: %s", err)

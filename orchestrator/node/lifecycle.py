@@ -175,6 +175,20 @@ class AttemptRun:
         if step.state not in (jobs_pb2.STEP_STATE_UNSPECIFIED, jobs_pb2.STEP_STATE_RUNNING):
             self._final_steps.add(step.index)
 
+    async def _clone_userinfo(self) -> str:
+        """The clone URL's credentials an operator's job keeps apart ("" for every other job)."""
+        if not self.job.request.clone_credentials:
+            return ""
+        try:
+            found = await self.s.store.clone_credentials(self.job.job_id)
+        except StoreError as err:
+            log.error("cannot read the job's clone credentials: %s", err, extra={"fields": {"job": self.job.job_id}})
+            return ""
+        if found is None:  # purged when the job ended: a retry clones without them
+            log.warning("the job's clone credentials are gone (it finished before this attempt)",
+                        extra={"fields": {"job": self.job.job_id}})
+        return found or ""
+
     async def run(self) -> JobState | None:
         job, s = self.job, self.s  # the scheduler announced PROVISIONING with its claim
         try:
@@ -183,7 +197,8 @@ class AttemptRun:
             return await self._end_unstarted(stop.state, stop.reason)
         timeout = job.request.timeout_seconds or float(s.timeouts.job)
         session = s.gateway.assign(
-            AssignedJob(job.job_id, self.attempt, job.request, granted.values, timeout_seconds=timeout),
+            AssignedJob(job.job_id, self.attempt, job.request, granted.values, timeout_seconds=timeout,
+                        clone_userinfo=await self._clone_userinfo()),
             on_step=self._on_step, on_delivery=granted.delivered,
         )
         spec = VmSpec(self.vm, job.job_id, self.attempt, job.runs_on, RunnerBootstrap(s.runner_address, session.token))

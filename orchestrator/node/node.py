@@ -3,7 +3,9 @@
     async with Node(parts, settings) as node:      # serving
         await node.wait()                          # until stop(), drained exit, or a loop dies
 
-Start-up: gRPC server (RunnerService + AdminService) -> take back the
+Start-up: the runners' gRPC server (RunnerService only) -> AdminService on
+its management listeners (``admin.AdminServer``: a 0600 Unix socket, TCP
+with TLS if configured) -> take back the
 attempts this host's previous process held (in the store) -> register ->
 reconcile orphan VMs -> start consuming (which declares the label queues)
 -> republish the attempts taken back. Then named long-lived tasks run: ``heartbeat``,
@@ -26,8 +28,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from common.errors import SolsticeError
+from common.rpc.admin_pb2_grpc import AdminServiceServicer
 from common.queue.events import EventPublisher
 from common.queue.publisher import JobPublisher
+from orchestrator.admin.listeners import AdminServer
 from orchestrator.drivers.base import Driver
 from orchestrator.node.capacity import Capacity
 from orchestrator.node.events import EventOutbox
@@ -36,16 +40,16 @@ from orchestrator.node.lifecycle import NodeServices
 from orchestrator.node.reconcile import reconcile_loop, reconcile_once
 from orchestrator.node.scheduler import Scheduler
 from orchestrator.node.settings import NodeSettings
+from orchestrator.operators import OperatorTokens
 from orchestrator.queue.contract import JobConsumer, OnDeadLetter, OnJob
 from orchestrator.runnerapi import RunnerGateway, RunnerServer
-from orchestrator.runnerapi.server import AddServicer
 from orchestrator.secrets import SecretBroker
 from orchestrator.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 
 ConsumerFactory = Callable[[Sequence[str], OnJob, OnDeadLetter, int], JobConsumer]
-AdminFactory = Callable[["Node"], AddServicer]
+AdminFactory = Callable[["Node"], AdminServiceServicer]
 
 
 class NodeError(SolsticeError):
@@ -85,6 +89,7 @@ class Node:
         self.capacity = Capacity(settings.node.capacity, settings.node.label_limits, self._slots_changed)
         self.scheduler: Scheduler | None = None
         self.server: RunnerServer | None = None
+        self.admin: AdminServer | None = None
         self.consumer: JobConsumer | None = None
         self.draining = False
         self._stop = asyncio.Event()
@@ -107,10 +112,17 @@ class Node:
 
     @property
     def address(self) -> str:
-        """The gRPC address actually bound."""
+        """The runners' gRPC address actually bound (RunnerService only)."""
         if self.server is None:
             raise NodeError("the node is not started")
         return self.server.address
+
+    @property
+    def admin_socket(self) -> str:
+        """``unix:<path>`` of AdminService's local socket (what ``ciadm`` dials on this host)."""
+        if self.admin is None:
+            raise NodeError("the node serves no AdminService")
+        return f"unix:{self.admin.socket_path}"
 
     # -- start --------------------------------------------------------------------
     async def __aenter__(self) -> Node:
@@ -126,15 +138,19 @@ class Node:
         self._state = "starting"
         s, p = self.settings, self.parts
         host, port = s.grpc.split()
-        extra = [p.admin(self)] if p.admin is not None else []
-        self.server = RunnerServer(p.gateway, host, port, extra=extra)
+        self.server = RunnerServer(p.gateway, host, port)
         await self.server.start()
         try:
+            if p.admin is not None:
+                self.admin = AdminServer(p.admin(self), OperatorTokens(p.store), s.admin, s.data_dir)
+                await self.admin.start()
             await self._start_rest()
         except BaseException:
             await self._stop_loops()
             if self.consumer is not None:
                 await self.consumer.stop(grace=0.0)
+            if self.admin is not None:
+                await self.admin.stop(0)
             await self.server.stop(0)
             await self._stop_outbox(0.0)
             raise
@@ -171,8 +187,13 @@ class Node:
         self._spawn("store watcher", self._watch_store(t.cancel_poll))
         self._spawn("free slots", self._sync_slots())
         self._state = "started"
-        log.info("node started", extra={"fields": {"host": self.host, "labels": ",".join(self.labels),
-                                                   "capacity": s.node.capacity, "grpc": self.server.address}})
+        fields = {"host": self.host, "labels": ",".join(self.labels), "capacity": s.node.capacity,
+                  "grpc": self.server.address}
+        if self.admin is not None:
+            fields["admin"] = str(self.admin.socket_path)
+            if self.admin.tcp_address:
+                fields["admin_tls"] = self.admin.tcp_address
+        log.info("node started", extra={"fields": fields})
 
     def _spawn(self, name: str, coro: Awaitable[None]) -> None:
         self._loops[name] = asyncio.create_task(coro, name=name)  # type: ignore[arg-type]
@@ -271,6 +292,8 @@ class Node:
                     await self.consumer.stop(grace=5.0)
         finally:
             await self._stop_loops()
+            if self.admin is not None:
+                await self.admin.stop()
             if self.server is not None:
                 await self.server.stop()
             await self._stop_outbox()

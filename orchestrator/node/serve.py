@@ -14,6 +14,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Sequence
 
+from common.files import private_dir
 from common.queue.events import RabbitEventPublisher
 from common.queue.publisher import RabbitJobPublisher
 from common.queue.topology import Topology
@@ -39,6 +40,7 @@ async def open_parts(settings: NodeSettings) -> AsyncIterator[NodeParts]:
         import orchestrator.node.testing  # noqa: F401 - registers the instant drivers
 
     topology = Topology(settings.queue_prefix)
+    private_dir(settings.data_dir)  # logs and the admin socket: this user's only
     driver = make_driver(settings.drivers)
     async with contextlib.AsyncExitStack() as stack:
         store = await stack.enter_async_context(open_store(settings.store_url, host_stale_after=settings.timers.stale_after))
@@ -68,7 +70,10 @@ async def serve(settings: NodeSettings) -> int:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, node.stop)
             try:
-                print(f"solstice-orchestrator: node {node.host} serving on {node.address}", flush=True)
+                admin = node.admin_socket + (f" and {node.admin.tcp_address} (TLS)" if node.admin and
+                                             node.admin.tcp_address else "")
+                print(f"solstice-orchestrator: node {node.host} serving on {node.address} (runners), "
+                      f"AdminService on {admin}", flush=True)
                 await node.wait()
             except NodeError as err:
                 log.error("%s", err)

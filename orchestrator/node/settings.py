@@ -14,6 +14,10 @@ Example (docs/orchestrator.md has the full list)::
     grpc:
       listen: 0.0.0.0:50051
       advertise: 10.0.0.5:50051
+    admin:                      # AdminService: <data_dir>/admin.sock, and for remote operators:
+      listen: 10.0.0.5:50052
+      tls_cert: /etc/solstice/admin.crt
+      tls_key: /etc/solstice/admin.key
     drivers:
       driver: bhyve
 """
@@ -22,11 +26,13 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.config import Seconds
 from common.errors import ConfigError
+from orchestrator.admin.settings import AdminConfig
 from orchestrator.catalog import DriverConfig
 from orchestrator.secrets.settings import SecretsConfig
 
@@ -87,10 +93,9 @@ class TimerConfig:
 
 @dataclass(frozen=True)
 class GrpcConfig:
-    """The node's gRPC server (RunnerService + AdminService).
+    """The runners' gRPC server (RunnerService only: AdminService listens apart, see ``AdminConfig``).
 
-    AdminService takes no token: keep ``listen`` on localhost (the default) or
-    behind a firewall; runners in VMs reach the node at ``advertise``.
+    Runners in VMs reach the node at ``advertise``; every call needs its job's token.
     """
 
     listen: str = "127.0.0.1:50051"
@@ -112,7 +117,7 @@ class NodeSettings:
     store_url: str = "postgresql://postgres@127.0.0.1:5432/solstice"
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     queue_prefix: str = ""  # share a broker between deployments (and tests)
-    data_dir: Path = Path("~/.local/state/solstice/node").expanduser()  # job logs live here
+    data_dir: Path = Path("~/.local/state/solstice/node").expanduser()  # job logs and admin.sock live here
     # AdminService.Submit takes local paths and file:// clone URLs only when on:
     # a job of another host's checkout would read this host's files.
     allow_local_checkouts: bool = False
@@ -120,6 +125,7 @@ class NodeSettings:
     timeouts: TimeoutConfig = field(default_factory=TimeoutConfig)
     timers: TimerConfig = field(default_factory=TimerConfig)
     grpc: GrpcConfig = field(default_factory=GrpcConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
     drivers: DriverConfig = field(default_factory=DriverConfig)
     secrets: SecretsConfig = field(default_factory=SecretsConfig)
 
@@ -129,9 +135,14 @@ class NodeSettings:
         if path is None:
             return os.urandom(32)
         try:
+            mode = stat.S_IMODE(path.stat().st_mode)
             key = path.read_bytes().strip()
         except OSError as err:
             raise ConfigError(f"cannot read grpc.token_key_file {path}: {err.strerror}") from err
+        if mode & 0o077:
+            # Whoever reads it can mint any job's runner token.
+            raise ConfigError(f"grpc.token_key_file {path} is readable by other users (mode {mode:04o}); "
+                              f"run: chmod 600 {path}")
         if len(key) < 32:
             raise ConfigError(f"grpc.token_key_file {path} must hold at least 32 bytes")
         return key

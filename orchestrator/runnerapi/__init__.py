@@ -1,7 +1,7 @@
 """The orchestrator's side of RunnerService: what the scheduler uses.
 
     gateway = RunnerGateway(logstore, TokenIssuer(key, ttl_seconds=...), heartbeat_interval=2.0)
-    async with RunnerServer(gateway, host, port, extra=[add_admin_servicer]) as server:
+    async with RunnerServer(gateway, host, port) as server:     # RunnerService only
         session = gateway.assign(AssignedJob(job_id, attempt, request, secrets, timeout_seconds),
                                  on_delivery=granted.delivered)  # the audit record, before GetJob sends secrets
         # boot the VM with RunnerBootstrap(server.address, session.token)

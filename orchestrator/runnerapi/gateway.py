@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -50,9 +51,17 @@ class AssignedJob:
     timeout_seconds: float = 3600.0
     shell: tuple[str, ...] = DEFAULT_SHELL
     kill_grace_seconds: float = 10.0
+    clone_userinfo: str = ""  # the clone URL's user:password, kept apart from the request (Store.clone_credentials)
 
     def __repr__(self) -> str:  # secrets stay out of logs and tracebacks
         return f"AssignedJob(job_id={self.job_id!r}, attempt={self.attempt}, secrets=***)"
+
+    def masked(self) -> list[str]:
+        """Values no stored log line may show: the secrets handed out, the clone password."""
+        values = list(self.secrets.values())
+        if self.clone_userinfo:
+            values.append(urllib.parse.unquote(self.clone_userinfo.partition(":")[2]) or self.clone_userinfo)
+        return values
 
 
 @dataclass(frozen=True)
@@ -103,9 +112,7 @@ class RunnerSession:
         async with self._log_lock:
             if self._log is None:
                 assert self._logstore is not None
-                self._log = await self._logstore.open(
-                    self.job.job_id, self.job.attempt, self.job.secrets.values()
-                )
+                self._log = await self._logstore.open(self.job.job_id, self.job.attempt, self.job.masked())
             return self._log
 
     async def _close_log(self) -> list[str]:

@@ -1,8 +1,12 @@
-"""The orchestrator's gRPC server: RunnerService plus any other servicers."""
+"""The runners' gRPC server: RunnerService and nothing else.
+
+Runners in VMs - and so the code of every job - can reach this address, so it
+serves no other service: AdminService has listeners of its own
+(``orchestrator.admin.listeners``), and there is no way to add one here.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from typing import Literal
 
 import grpc
@@ -13,8 +17,6 @@ from common.rpc import runner_pb2_grpc
 from orchestrator.runnerapi.gateway import RunnerGateway
 from orchestrator.runnerapi.servicer import RunnerServicer
 
-AddServicer = Callable[[grpc.aio.Server], None]
-
 
 class ServerError(SolsticeError):
     """The gRPC server could not start."""
@@ -23,7 +25,6 @@ class ServerError(SolsticeError):
 class RunnerServer:
     """Serves RunnerService for ``gateway`` on ``host:port`` (port 0 picks one).
 
-    ``extra`` callables add more servicers to the same server (AdminService).
     Use as ``async with RunnerServer(...) as server: server.address``; a
     stopped server cannot be started again (make a new one on the same port).
     """
@@ -33,14 +34,12 @@ class RunnerServer:
         gateway: RunnerGateway,
         host: str = "127.0.0.1",
         port: int = 0,
-        extra: Sequence[AddServicer] = (),
         grace_seconds: float = 5.0,
     ) -> None:
         self.gateway = gateway
         self.host = host
         self.port = port
         self.grace_seconds = grace_seconds
-        self._extra = tuple(extra)
         self._server: grpc.aio.Server | None = None
         self._state: Literal["new", "started", "stopped"] = "new"
 
@@ -57,8 +56,6 @@ class RunnerServer:
             raise ServerError(f"the runner server was already {self._state}")
         server = grpc.aio.server(options=server_options())
         runner_pb2_grpc.add_RunnerServiceServicer_to_server(RunnerServicer(self.gateway), server)
-        for add in self._extra:
-            add(server)
         host = f"[{self.host}]" if ":" in self.host else self.host
         try:
             bound = server.add_insecure_port(f"{host}:{self.port}")

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from common.cloneurl import with_userinfo
 from common.errors import SolsticeError
 from common.logbatch import BatchError, check
 from common.rpc import jobs_pb2, runner_pb2, runner_pb2_grpc
@@ -73,6 +74,8 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer):
         )
         reply.job.job_id, reply.job.attempt = job.job_id, job.attempt
         reply.checkout.CopyFrom(req.checkout)
+        # The credentials an operator's clone URL had: stored apart, given to this runner only.
+        reply.checkout.clone_url = with_userinfo(req.checkout.clone_url, job.clone_userinfo)
         reply.steps.extend(req.steps)
         reply.env.update(req.env)
         try:

@@ -1,6 +1,6 @@
 """The built-in secret store: values sealed with the node's keyring, in the state store.
 
-Rows live in the ``secrets`` table (migration 003) of the same SQLite or
+Rows live in the ``secrets`` table (migration 005) of the same SQLite or
 PostgreSQL database as the jobs, so a multi-host cluster shares them; only
 the sealed value is stored (``keyring.Sealed``: key id, nonce, ciphertext),
 never the value itself. Every node of a cluster needs the same keyring.

@@ -16,6 +16,7 @@ from common.cli import logging_options, run_cli
 Examples:
   solstice serve                       # state in ~/.local/state/solstice, local driver
   solstice serve --data-dir /var/lib/solstice --listen 0.0.0.0:8080
+  solstice token create --name alice --role operate --expires 90d
 """
 )
 def cli() -> None:
@@ -37,9 +38,13 @@ Examples:
 
 \b
 Every setting also comes from SOLSTICE_* variables (README: SOLSTICE_DATA_DIR,
-SOLSTICE_LISTEN, SOLSTICE_GRPC, SOLSTICE_GITHUB_*, SOLSTICE_FORGEJO_*); flags win.
-GET /healthz answers 200 once everything is up. Ctrl-C (or SIGTERM) stops
-taking jobs, lets running ones finish for shutdown_grace, requeues the rest.
+SOLSTICE_LISTEN, SOLSTICE_GRPC, SOLSTICE_ADMIN_*, SOLSTICE_GITHUB_*,
+SOLSTICE_FORGEJO_*); flags win. --grpc serves runners only; ciadm uses
+<data-dir>/admin.sock (found by itself on this host; this user and root need
+no token). Remote ciadm: admin.listen with admin.tls_cert/tls_key, and a token
+from `solstice token create`. GET /healthz answers 200 once everything is up.
+Ctrl-C (or SIGTERM) stops taking jobs, lets running ones finish for
+shutdown_grace, requeues the rest.
 """
 )
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -47,7 +52,7 @@ taking jobs, lets running ones finish for shutdown_grace, requeues the rest.
 @click.option("--listen", default=None, metavar="HOST:PORT",
               help="HTTP: webhooks, job pages, /healthz (default $SOLSTICE_LISTEN or 127.0.0.1:8080).")
 @click.option("--grpc", "grpc_address", default=None, metavar="HOST:PORT",
-              help="gRPC: runners and ciadm (default $SOLSTICE_GRPC or 127.0.0.1:50051).")
+              help="gRPC for runners only (default $SOLSTICE_GRPC or 127.0.0.1:50051).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               envvar="SOLSTICE_CONFIG", default=None, help="YAML settings for anything else (see README).")
 @logging_options
@@ -71,4 +76,44 @@ def serve(data_dir: Path | None, listen: str | None, grpc_address: str | None, c
     raise SystemExit(asyncio.run(run_serve(settings, say)))
 
 
+@cli.group(epilog="""\b
+Examples:
+  solstice token create --name alice --role operate --expires 90d
+  solstice token create --name dashboard --role read --data-dir /var/lib/solstice
+  solstice token list
+  solstice token revoke alice
+""")
+def token() -> None:
+    """Operator tokens for remote ciadm and the web sign-in: create, list, revoke.
+
+    Roles: read (list, status, logs, hosts), operate (+ submit, cancel, retry),
+    admin (+ drain, tokens). Written into the node's state.sqlite (running or
+    not); a token is printed once and only its hash is kept. ciadm on this
+    host needs none.
+    """
+
+
+def _token_commands() -> None:
+    from orchestrator.operators.cli import add_token_commands
+
+    def locate(data_dir: Path | None) -> str:
+        from common.config import load_config
+        from orchestrator.singlenode.settings import ServeSettings
+
+        from common.errors import ConfigError
+
+        settings = load_config(ServeSettings)
+        if data_dir is not None:
+            settings = dataclasses.replace(settings, data_dir=data_dir)
+        if not settings.data_dir.is_dir():  # a mistyped --data-dir must not mint tokens nobody checks
+            raise ConfigError(f"no data directory {settings.data_dir}: run `solstice serve` there once first, "
+                              "or give --data-dir / $SOLSTICE_DATA_DIR")
+        return settings.prepared_store_url()
+
+    where = click.option("--data-dir", "where", type=click.Path(file_okay=False, path_type=Path), default=None,
+                         help="The node's data directory (default $SOLSTICE_DATA_DIR or ~/.local/state/solstice).")
+    add_token_commands(token, "solstice", where, locate)
+
+
+_token_commands()
 main = run_cli(cli)

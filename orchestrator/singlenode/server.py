@@ -10,7 +10,11 @@ Start-up, in order (each part is closed in reverse order on the way out):
    reporter subscribed to ``job.#``;
 5. the state store (SQLite ``state.sqlite``), the log store, the VM driver,
    the secret store (built in: its keyring ``secrets.key`` is made on first start);
-6. the node: gRPC (runners + AdminService on ``--grpc``), consuming the queue.
+6. the node: gRPC for runners on ``--grpc`` (RunnerService only), AdminService
+   on ``<data_dir>/admin.sock`` (and ``admin.listen`` with TLS), consuming the queue.
+
+The data directory is 0700 and its databases 0600: they hold job logs and
+clone credentials that no other user of the machine may read.
 
 Then three owned tasks are watched: a signal (SIGINT/SIGTERM: graceful stop),
 the node's own loops (``Node.wait`` raises when one dies) and the
@@ -34,6 +38,7 @@ from pathlib import Path
 
 
 from common.errors import SolsticeError
+from common.files import FileModeError, private_dir, private_file
 from common.queue.local_events import LocalEventBus
 from common.tokens import TokenIssuer
 from integration.cancel import CancelRequest, RetryRequest
@@ -54,6 +59,8 @@ from orchestrator.singlenode.web import Backing, JobPages, make_app
 from orchestrator.store import open_store
 
 log = logging.getLogger(__name__)
+# Made 0600 before SQLite first opens them (it gives -wal/-shm files the same mode).
+STATE_FILES = ("queue.sqlite", "events.sqlite", "state.sqlite", "integration.sqlite")
 
 
 class ServeError(SolsticeError):
@@ -97,9 +104,11 @@ async def serve(settings: ServeSettings, say: Callable[[str], None] = print,
 async def _run(settings: ServeSettings, say: Callable[[str], None], stop: asyncio.Event) -> None:
     data = settings.data_dir
     try:
-        data.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ServeError(f"cannot create the data directory {data}: {err.strerror}") from err
+        private_dir(data)
+        for name in STATE_FILES:
+            private_file(data / name)
+    except FileModeError as err:
+        raise ServeError(f"cannot prepare the data directory {data}: {err}") from err
     pages = JobPages()
     late = _Late()
     async with contextlib.AsyncExitStack() as stack:
@@ -155,7 +164,7 @@ def _exclusive(data: Path) -> Iterator[None]:
     """Hold ``<data>/serve.lock``: two processes on one set of SQLite files would hand out jobs twice."""
     path = data / "serve.lock"
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as err:
         raise ServeError(f"cannot open {path}: {err.strerror}") from err
     try:
@@ -220,7 +229,9 @@ def _announce(settings: ServeSettings, node: Node, driver: str, labels: str, say
     say(f"  driver:    {driver}, serving {labels}")
     say(f"  webhooks:  {url}/webhooks/github  {url}/webhooks/forgejo  (HTTP on {settings.listen})")
     say(f"  job pages: {url}/jobs/<id>  (health: {url}/healthz)")
-    say(f"  gRPC:      {node.address} (runners and ciadm: SOLSTICE_ORCHESTRATOR={node.address})")
+    say(f"  gRPC:      {node.address} (runners only)")
+    remote = f"; remote operators: {node.admin.tcp_address} (TLS + token)" if node.admin and node.admin.tcp_address else ""
+    say(f"  admin:     {node.admin_socket} (ciadm on this host finds it, no token needed{remote})")
 
 
 async def _supervise(node: Node, integration: Integration, stop: asyncio.Event) -> None:

@@ -20,9 +20,14 @@ orchestrator's YAML) or send some labels to another driver
       url: https://codeberg.example
     webhooks:
       fork_policy: label
+    admin:                       # AdminService is always on <data_dir>/admin.sock; for remote ciadm:
+      listen: 0.0.0.0:50052
+      tls_cert: /etc/solstice/admin.crt
+      tls_key: /etc/solstice/admin.key
 
 The variables operators script against keep fixed names: ``SOLSTICE_DATA_DIR``,
-``SOLSTICE_LISTEN``, ``SOLSTICE_GRPC``, ``SOLSTICE_PUBLIC_URL`` and the
+``SOLSTICE_LISTEN``, ``SOLSTICE_GRPC``, ``SOLSTICE_PUBLIC_URL``, the
+admin ones (``SOLSTICE_ADMIN_*``, see ``orchestrator.admin.settings``) and the
 forge ones (``SOLSTICE_GITHUB_*``, ``SOLSTICE_FORGEJO_*``, see
 ``integration.settings``).
 """
@@ -37,6 +42,7 @@ from pathlib import Path
 
 from common.config import Seconds
 from common.errors import ConfigError
+from common.files import private_dir, private_file
 from integration.httpserver import HttpLimits
 from integration.settings import (
     ForgejoSettings,
@@ -45,6 +51,7 @@ from integration.settings import (
     ReportSettings,
     WebhookSettings,
 )
+from orchestrator.admin.settings import AdminConfig
 from orchestrator.catalog import DriverConfig, LocalConfig
 from orchestrator.node.settings import (
     GrpcConfig,
@@ -56,6 +63,7 @@ from orchestrator.node.settings import (
 )
 from orchestrator.secrets.settings import SecretsConfig
 
+STATE_DB = "state.sqlite"
 EVERY_LABEL = "*"  # what the node registers (and `ciadm hosts` shows) when it serves every label
 
 
@@ -88,7 +96,7 @@ class ServeSettings:
 
     data_dir: Path = field(default=Path("~/.local/state/solstice").expanduser(), metadata=_env("SOLSTICE_DATA_DIR"))
     listen: str = field(default="127.0.0.1:8080", metadata=_env("SOLSTICE_LISTEN"))  # HTTP: webhooks, job pages
-    grpc: str = field(default="127.0.0.1:50051", metadata=_env("SOLSTICE_GRPC"))  # runners + AdminService
+    grpc: str = field(default="127.0.0.1:50051", metadata=_env("SOLSTICE_GRPC"))  # runners only
     grpc_advertise: str = ""  # what runners dial; "" = the grpc address
     public_url: str = field(default="", metadata=_env("SOLSTICE_PUBLIC_URL"))  # "" = http://<listen>
     host: str = field(default_factory=_default_host)  # the node's name in `ciadm hosts`
@@ -103,6 +111,7 @@ class ServeSettings:
     webhooks: WebhookSettings = WebhookSettings()
     report: ReportSettings = ReportSettings()
     http: HttpLimits = HttpLimits()  # the HTTP listener's deadlines and per-client connection cap
+    admin: AdminConfig = AdminConfig()  # AdminService: <data_dir>/admin.sock, optional TLS listener
     timeouts: TimeoutConfig = field(default_factory=TimeoutConfig)
     timers: TimerConfig = field(default_factory=TimerConfig)
     drivers: DriverConfig = field(default_factory=DriverConfig)
@@ -170,10 +179,20 @@ class ServeSettings:
                 configs[name] = dataclasses.replace(base, driver=name, local=local)
         return configs
 
+    def store_url(self) -> str:
+        """The state store: ``state.sqlite`` in the data directory."""
+        return f"sqlite:///{self.data_dir.resolve() / STATE_DB}"
+
+    def prepared_store_url(self) -> str:
+        """``store_url`` with the data directory (0700) and the database file (0600) made private first."""
+        private_dir(self.data_dir)
+        private_file(self.data_dir / STATE_DB)
+        return self.store_url()
+
     def node_settings(self) -> NodeSettings:
         """The embedded orchestrator node's settings."""
         return NodeSettings(
-            store_url=f"sqlite:///{self.data_dir.resolve() / 'state.sqlite'}",
+            store_url=self.store_url(),
             amqp_url="",
             data_dir=self.data_dir,
             allow_local_checkouts=self.allow_local_checkouts,
@@ -181,6 +200,7 @@ class ServeSettings:
             timeouts=self.timeouts,
             timers=dataclasses.replace(self.timers, shutdown_grace=self.shutdown_grace),
             grpc=GrpcConfig(listen=self.grpc, advertise=self.grpc_advertise),
+            admin=self.admin,
             drivers=self.driver_config(),
             secrets=self.secrets,
         )

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from common.rpc import admin_pb2
+from common.rpc import admin_pb2, jobs_pb2
 from integration.httpserver import harden
 from integration.runtime import Integration
 from orchestrator.logstore import LogNotFound, LogStore, LogStoreError
@@ -118,6 +118,15 @@ class JobPages:
         return web.Response(text=body, content_type="text/plain", charset="utf-8")
 
 
+def source_text(request: jobs_pb2.JobRequest) -> str:
+    """Who made the job: a forge webhook, or an operator through AdminService (not reported to a forge)."""
+    if request.source == jobs_pb2.JOB_SOURCE_ADMIN:
+        return f"submitted by operator {request.submitted_by or '?'} through AdminService (not reported to a forge)"
+    if request.source == jobs_pb2.JOB_SOURCE_FORGE:
+        return f"forge webhook ({request.origin or request.checkout.forge})"
+    return ""
+
+
 def render_job(job: JobRecord, steps: Sequence[StepRecord], backing: Backing) -> str:
     """The job page: what ran where, how it ended, each step, a link to the log."""
     e = html.escape
@@ -128,7 +137,7 @@ def render_job(job: JobRecord, steps: Sequence[StepRecord], backing: Backing) ->
         ("driver", f"{backing.routes.get(job.runs_on, backing.driver)} (serves {backing.labels_note})"
          if job.host == backing.host else ""),
         ("repository", job.repo), ("ref", job.ref), ("commit", job.sha or checkout.sha),
-        ("run", job.run_id), ("reason", job.reason),
+        ("run", job.run_id), ("source", source_text(job.request)), ("reason", job.reason),
         ("created", job.created_at.isoformat(timespec="seconds")),
         ("updated", job.updated_at.isoformat(timespec="seconds")),
     ]

@@ -19,7 +19,14 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 
 from common.rpc import jobs_pb2
-from orchestrator.store.records import AttemptRecord, HostRecord, JobFilter, JobRecord, StepRecord
+from orchestrator.store.records import (
+    AttemptRecord,
+    HostRecord,
+    JobFilter,
+    JobRecord,
+    OperatorTokenRecord,
+    StepRecord,
+)
 from orchestrator.store.states import IgnoreReason, JobState
 
 
@@ -201,6 +208,40 @@ class Store(abc.ABC):
     async def outbox_adopt(self, host: str, stale_after_seconds: float) -> list[tuple[int, jobs_pb2.JobEvent]]:
         """Give ``host`` the rows of hosts whose heartbeat is older than ``stale_after_seconds``
         (or that never registered); concurrent adopters get disjoint rows. Oldest first."""
+
+    # -- operator tokens (orchestrator.operators says what a token is) -----
+    @abc.abstractmethod
+    async def add_operator_token(self, token_id: str, name: str, role: str, token_hash: str,
+                                 expires_in: float | None) -> OperatorTokenRecord:
+        """Store a new token (``expires_in`` seconds from now by the database clock; None = never).
+
+        ``ConstraintViolation`` when ``token_id`` exists or a live token has ``name``.
+        """
+
+    @abc.abstractmethod
+    async def operator_token(self, token_id: str) -> OperatorTokenRecord | None:
+        """The token with that public id (live, expired or revoked), or None."""
+
+    @abc.abstractmethod
+    async def operator_tokens(self) -> list[OperatorTokenRecord]:
+        """Every token, newest first."""
+
+    @abc.abstractmethod
+    async def revoke_operator_token(self, name_or_id: str) -> OperatorTokenRecord | None:
+        """Revoke the live token with that name or id; None when there is none."""
+
+    # -- clone-URL credentials, apart from the job record ----------------------
+    @abc.abstractmethod
+    async def put_clone_credentials(self, job_id: str, userinfo: str) -> None:
+        """Keep the ``user:password`` of ``job_id``'s clone URL (replacing any); store it before the job."""
+
+    @abc.abstractmethod
+    async def clone_credentials(self, job_id: str) -> str | None:
+        """The job's clone credentials while it is unfinished; None once purged or when it has none."""
+
+    @abc.abstractmethod
+    async def purge_clone_credentials(self) -> int:
+        """Forget the credentials of finished jobs (and of jobs never stored, after an hour); how many."""
 
     # -- counters ---------------------------------------------------------
     @abc.abstractmethod

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
@@ -189,3 +189,43 @@ class JobFilter:
             "state": None if self.state is None else int(self.state),
         }
         return {column: value for column, value in wanted.items() if value is not None}
+
+
+@dataclass(frozen=True)
+class OperatorTokenRecord:
+    """An operator token as stored: its public id, whose it is, its role and lifetime, never the token.
+
+    ``token_hash`` is the hex SHA-256 of the token's secret part (``orchestrator.operators``
+    checks it); ``now`` is the database clock when the row was read, so expiry is judged
+    by the one clock every host shares.
+    """
+
+    token_id: str
+    name: str
+    role: str  # "read" | "operate" | "admin"
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    now: datetime
+    token_hash: str = field(repr=False, default="")
+
+    @property
+    def expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= self.now
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    @classmethod
+    def from_row(cls, row: Row) -> OperatorTokenRecord:
+        return cls(
+            token_id=row["token_id"],
+            name=row["name"],
+            role=row["role"],
+            created_at=_required_time(row["created_at"]),
+            expires_at=_time(row["expires_at"]),
+            revoked_at=_time(row["revoked_at"]),
+            now=_required_time(row["now"]),
+            token_hash=row["token_hash"],
+        )

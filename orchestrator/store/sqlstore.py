@@ -24,6 +24,7 @@ from contextlib import AbstractAsyncContextManager
 from common.rpc import jobs_pb2
 from orchestrator.store import migrate
 from orchestrator.store.backend import Backend, Tx
+from orchestrator.store.credsql import CredentialsSql
 from orchestrator.store.errors import AttemptNotFound, ConstraintViolation, JobNotFound, RetryNotAllowed, StoreError
 from orchestrator.store.hostsql import HostsSql
 from orchestrator.store.interface import Store
@@ -34,6 +35,7 @@ from orchestrator.store.sqltext import (
     SUBMIT_ONE_STATEMENT, TERMINAL_SQL, UNFINISHED_SQL, job_keys, move_sql, submit_claimed_statement,
 )
 from orchestrator.store.states import IgnoreReason, JobState, ignore_reason
+from orchestrator.store.tokensql import TokensSql
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +46,7 @@ class _Phase(enum.Enum):
     CLOSED = "closed"
 
 
-class SqlStore(OutboxSql, HostsSql, Store):
+class SqlStore(OutboxSql, HostsSql, TokensSql, CredentialsSql, Store):
     """A ``Store`` over a ``Backend``; ``host_stale_after`` (s) is the default for ``HostRecord.alive``."""
 
     def __init__(self, backend: Backend, host_stale_after: float = 30.0) -> None:

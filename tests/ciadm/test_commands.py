@@ -257,7 +257,7 @@ NOISY = r"""workflow name="noisy" {
 def logs_on_a_terminal(node: ServeProcess, *args: str) -> bytes:
     """``ciadm logs`` with stdout on a pty: what it wrote there."""
     master, slave = pty.openpty()
-    env = {**os.environ, "SOLSTICE_ORCHESTRATOR": node.grpc}
+    env = {**os.environ, "SOLSTICE_ORCHESTRATOR": node.admin}
     proc = subprocess.Popen([str(BIN / "ciadm"), "logs", *args], stdin=subprocess.DEVNULL, stdout=slave,
                             stderr=subprocess.PIPE, env=env)
     os.close(slave)
@@ -290,6 +290,6 @@ def test_logs_escape_control_bytes_on_a_terminal_only(node: ServeProcess, tmp_pa
     assert b"\x1b]" not in shown and b"\x07" not in shown and b"\x1b[2J" not in shown
     # piped (a file, a script): the bytes the job printed
     piped = subprocess.run([str(BIN / "ciadm"), "logs", job["job_id"]], capture_output=True, timeout=60,
-                           env={**os.environ, "SOLSTICE_ORCHESTRATOR": node.grpc})
+                           env={**os.environ, "SOLSTICE_ORCHESTRATOR": node.admin})
     assert b"\x1b[31mred\x1b[0m \x1b]0;owned\x07 \x1b]52;c;ZXZpbA==\x07 \x1b[2J over\rwrite\n" in piped.stdout
     assert b"\x1b]0;owned\x07" in logs_on_a_terminal(node, "--raw", job["job_id"])

@@ -25,12 +25,13 @@ def checkout(forge: str = "github") -> jobs_pb2.Checkout:
 def job_event(
     job_id: str, state: int, forge: str = "github", *, attempt: int = 1, key: str = "build",
     steps: tuple[jobs_pb2.StepResult, ...] = (), log_tail: tuple[str, ...] = (), reason: str = "",
-    age: float = 0.0,
+    age: float = 0.0, source: int = jobs_pb2.JOB_SOURCE_FORGE,
 ) -> jobs_pb2.JobEvent:
+    """An event of a job the integration created (``source``: another to show it is ignored)."""
     event = jobs_pb2.JobEvent(
         schema_version=jobs_pb2.SCHEMA_VERSION_1, event_id=f"ev-{uuid.uuid4().hex}", job_id=job_id,
         run_id="run-1", attempt=attempt, key=key, name=key, checkout=checkout(forge), state=state,
-        reason=reason, steps=list(steps), log_tail=list(log_tail),
+        reason=reason, steps=list(steps), log_tail=list(log_tail), source=source,  # type: ignore[arg-type]
     )
     event.at.FromSeconds(int(time.time() - age))
     return event

@@ -20,6 +20,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from ciadm.client import AdminClient
+from common.rpc import jobs_pb2
 from integration.signature import sign
 from tests.fakes.forges import FakeForgejo, FakeGitHub
 from tests.integration.stack import INVALID
@@ -318,3 +320,35 @@ async def test_a_push_during_a_github_outage_is_built_once_github_is_back(single
     assert single.history("solstice/build") == [("queued", None), ("in_progress", None), ("completed", "success")]
     [job] = await single.jobs()
     assert job["state"] == "succeeded"
+
+
+async def test_an_admin_submitted_job_is_never_reported_to_the_forge(single: Single):
+    # The request issue 13 sent by hand: a GitHub checkout, trusted, claiming to come from a webhook.
+    installation = single.payload("github/push.new-branch")["installation"]["id"]
+    forged = jobs_pb2.JobRequest(
+        schema_version=jobs_pb2.SCHEMA_VERSION_1, job_id=f"job-{uuid.uuid4().hex}", run_id=f"run-{uuid.uuid4().hex}",
+        key="forged", name="forged", runs_on="illumos-stable", trusted=True, origin="github push",
+        source=jobs_pb2.JOB_SOURCE_FORGE, submitted_by="integration",
+        checkout=jobs_pb2.Checkout(forge="github", repo=GH_REPO, clone_url=str(single.repo), ref="refs/heads/master",
+                                   sha=single.sha, installation_id=installation),
+        steps=[jobs_pb2.Step(name="Build", run="cat marker.txt")])
+    async with AdminClient(single.node.admin) as admin:
+        [queued] = await admin.submit([forged])
+    assert (queued.source, queued.submitted_by) == (jobs_pb2.JOB_SOURCE_ADMIN, "local")
+
+    async def ran() -> dict[str, Any] | None:
+        job = await single.job(forged.job_id)
+        return job if job["state"] == "succeeded" else None
+    job = await wait_for(ran, "the admin-submitted job to succeed")
+    assert (job["source"], job["submitted_by"]) == ("admin", "local")
+    status, page = await asyncio.to_thread(single.node.get, f"/jobs/{forged.job_id}")
+    assert status == 200 and "submitted by operator local through AdminService" in page
+
+    # A webhook build after it is reported: by then the reporter has seen the admin job's events too.
+    single.github.put_file(GH_REPO, single.sha, BUILD_ONLY)
+    status, answer = await single.deliver_github("push", single.payload("github/push.new-branch"))
+    assert status == 202, answer
+    await wait_for(lambda: single.check_runs().get("solstice/build", {}).get("conclusion"), "the webhook build's report")
+    assert [run["external_id"] for run in single.github.check_runs.values()] == answer["jobs"]
+    assert not any(forged.job_id in (c.path + json.dumps(c.body)) for c in single.github.calls)
+    assert single.forgejo.calls == []

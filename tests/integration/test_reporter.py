@@ -134,6 +134,18 @@ async def test_step_and_local_events_need_no_call(stack: IntegrationStack):
     assert stack.github.calls == []
 
 
+async def test_events_of_jobs_the_integration_did_not_create_need_no_call(stack: IntegrationStack):
+    # An operator's job (AdminService.Submit) names a forge checkout: still never reported.
+    for source in (jobs_pb2.JOB_SOURCE_ADMIN, jobs_pb2.JOB_SOURCE_UNSPECIFIED):
+        for forge in ("github", "forgejo"):
+            job = new_job_id()
+            for state in (S.JOB_STATE_QUEUED, S.JOB_STATE_RUNNING, S.JOB_STATE_SUCCEEDED):
+                event = job_event(job, state, forge, source=source)
+                assert await stack.integration.reporter.handle(event) == Disposition.ACK
+    assert stack.github.calls == [] and stack.forgejo.calls == []
+    assert stack.integration.reporter.skipped == 12 and stack.integration.reporter.reported == 0
+
+
 async def test_forgejo_commit_statuses(stack: IntegrationStack):
     job = new_job_id()
     await run_states(stack, job, [S.JOB_STATE_QUEUED, S.JOB_STATE_RUNNING, S.JOB_STATE_SUCCEEDED], forge="forgejo")

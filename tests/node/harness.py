@@ -9,7 +9,8 @@ Single-node: ``local_node`` wires SQLite, ``LocalQueue`` and
 ``LocalEventBus`` (all in one file) into a ``Node``; ``LocalNode.events``
 records every event.
 
-``admin_stub`` talks to a node's AdminService over real gRPC.
+``admin_stub`` talks to a node's AdminService over real gRPC, through its
+Unix socket (the tests run as the node's user: admin without a token).
 """
 
 from __future__ import annotations
@@ -146,7 +147,7 @@ def store_of(node: Node) -> Store:
 
 @contextlib.asynccontextmanager
 async def admin_stub(node: Node) -> AsyncIterator[admin_pb2_grpc.AdminServiceStub]:
-    async with grpc.aio.insecure_channel(node.address) as channel:
+    async with grpc.aio.insecure_channel(node.admin_socket) as channel:
         yield admin_pb2_grpc.AdminServiceStub(channel)
 
 

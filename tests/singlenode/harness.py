@@ -28,6 +28,8 @@ BIN = Path(sys.executable).parent
 START_TIMEOUT = 60.0
 
 _GRPC = re.compile(r"^\s+gRPC:\s+(\S+)")
+_ADMIN = re.compile(r"^\s+admin:\s+(\S+)")
+_ADMIN_TCP = re.compile(r"remote operators: (\S+) \(TLS")
 _HEALTH = re.compile(r"\(health: (http://\S+)/healthz\)")
 
 
@@ -48,9 +50,9 @@ def git_repo(path: Path, workflow: str) -> Path:
 
 
 def ciadm(address: str, *args: str, cwd: Path | None = None, timeout: float = 60.0,
-          stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the real ``ciadm`` with ``SOLSTICE_ORCHESTRATOR=address`` (``stdin``: its standard input)."""
-    env = {**os.environ, "SOLSTICE_ORCHESTRATOR": address}
+          env: dict[str, str] | None = None, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real ``ciadm`` with ``SOLSTICE_ORCHESTRATOR=address`` (and ``env``; ``stdin``: its standard input)."""
+    env = {**os.environ, "SOLSTICE_ORCHESTRATOR": address, **(env or {})}
     return subprocess.run([str(BIN / "ciadm"), *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=timeout, input=stdin)
 
@@ -64,7 +66,9 @@ class ServeProcess:
         self.args = args
         self.proc: subprocess.Popen[str] | None = None
         self.lines: list[str] = []
-        self.grpc = ""
+        self.grpc = ""  # the runners' address
+        self.admin = ""  # unix:<data_dir>/admin.sock: AdminService
+        self.admin_tcp = ""  # HOST:PORT of its TLS listener, with admin.listen
         self.url = ""
         self._reader: threading.Thread | None = None
 
@@ -93,9 +97,13 @@ class ServeProcess:
         for line in list(self.lines):
             if m := _GRPC.match(line):
                 self.grpc = m.group(1)
+            if m := _ADMIN.match(line):
+                self.admin = m.group(1)
+                tcp = _ADMIN_TCP.search(line)
+                self.admin_tcp = tcp.group(1) if tcp else ""
             if m := _HEALTH.search(line):
                 self.url = m.group(1)
-        return bool(self.grpc and self.url)
+        return bool(self.grpc and self.admin and self.url)
 
     def output(self) -> str:
         return "\n".join(self.lines)
@@ -133,9 +141,9 @@ class ServeProcess:
             return 0, ""
 
     def ciadm(self, *args: str, cwd: Path | None = None, timeout: float = 60.0,
-              stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        """Run the real ``ciadm`` against this node."""
-        return ciadm(self.grpc, *args, cwd=cwd, timeout=timeout, stdin=stdin)
+              env: dict[str, str] | None = None, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run the real ``ciadm`` against this node's admin socket (as its own user: no token)."""
+        return ciadm(self.admin, *args, cwd=cwd, timeout=timeout, env=env, stdin=stdin)
 
     def ciadm_json(self, *args: str, cwd: Path | None = None) -> Any:
         done = self.ciadm(*args, "--json", cwd=cwd)
