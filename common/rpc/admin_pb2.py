@@ -27,15 +27,15 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from common.rpc import jobs_pb2 as solstice_dot_v1_dot_jobs__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17solstice/v1/admin.proto\x12\x0bsolstice.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16solstice/v1/jobs.proto\"6\n\rSubmitRequest\x12%\n\x04jobs\x18\x01 \x03(\x0b\x32\x17.solstice.v1.JobRequest\"4\n\x0eSubmitResponse\x12\"\n\x04jobs\x18\x01 \x03(\x0b\x32\x14.solstice.v1.JobInfo\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x7f\n\x0fListJobsRequest\x12\x0c\n\x04repo\x18\x01 \x01(\t\x12\x0b\n\x03ref\x18\x02 \x01(\t\x12$\n\x05state\x18\x03 \x01(\x0e\x32\x15.solstice.v1.JobState\x12\x0c\n\x04host\x18\x04 \x01(\t\x12\r\n\x05limit\x18\x05 \x01(\x05\x12\x0e\n\x06run_id\x18\x06 \x01(\t\"6\n\x10ListJobsResponse\x12\"\n\x04jobs\x18\x01 \x03(\x0b\x32\x14.solstice.v1.JobInfo\"/\n\rCancelRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x1e\n\x0cRetryRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\xf8\x03\n\x07JobInfo\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0b\n\x03key\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x0f\n\x07runs_on\x18\x05 \x01(\t\x12\'\n\x08\x63heckout\x18\x06 \x01(\x0b\x32\x15.solstice.v1.Checkout\x12$\n\x05state\x18\x07 \x01(\x0e\x32\x15.solstice.v1.JobState\x12\x0f\n\x07\x61ttempt\x18\x08 \x01(\x05\x12\x0c\n\x04host\x18\t \x01(\t\x12\x0e\n\x06reason\x18\n \x01(\t\x12.\n\ncreated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x05steps\x18\x0f \x03(\x0b\x32\x17.solstice.v1.StepResult\x12\x1b\n\x13ignored_transitions\x18\x10 \x01(\x03\x12\x0e\n\x06\x64river\x18\x11 \x01(\t\x12\r\n\x05needs\x18\x12 \x03(\t\"H\n\x0fTailLogsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x15\n\rfrom_sequence\x18\x02 \x01(\x04\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\"\xae\x01\n\x08LogChunk\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x0c\n\x04step\x18\x02 \x01(\x05\x12&\n\x06stream\x18\x03 \x01(\x0e\x32\x16.solstice.v1.LogStream\x12\x0f\n\x07\x63ontent\x18\x04 \x01(\x0c\x12\x14\n\x0c\x63ontinuation\x18\x05 \x01(\x08\x12&\n\x02\x61t\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03\x65nd\x18\x07 \x01(\x08\"\x0e\n\x0cHostsRequest\"\x8b\x01\n\x08HostInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06labels\x18\x02 \x03(\t\x12\x10\n\x08\x63\x61pacity\x18\x03 \x01(\x05\x12\x0f\n\x07running\x18\x04 \x01(\x05\x12\x1d\n\x15heartbeat_age_seconds\x18\x05 \x01(\x01\x12\x10\n\x08\x64raining\x18\x06 \x01(\x08\x12\r\n\x05\x61live\x18\x07 \x01(\x08\"5\n\rHostsResponse\x12$\n\x05hosts\x18\x01 \x03(\x0b\x32\x15.solstice.v1.HostInfo\"-\n\x0c\x44rainRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0f\n\x07undrain\x18\x02 \x01(\x08*l\n\tLogStream\x12\x1a\n\x16LOG_STREAM_UNSPECIFIED\x10\x00\x12\x15\n\x11LOG_STREAM_STDOUT\x10\x01\x12\x15\n\x11LOG_STREAM_STDERR\x10\x02\x12\x15\n\x11LOG_STREAM_SYSTEM\x10\x03\x32\x83\x04\n\x0c\x41\x64minService\x12\x41\n\x06Submit\x12\x1a.solstice.v1.SubmitRequest\x1a\x1b.solstice.v1.SubmitResponse\x12\x37\n\x03Get\x12\x1a.solstice.v1.GetJobRequest\x1a\x14.solstice.v1.JobInfo\x12\x43\n\x04List\x12\x1c.solstice.v1.ListJobsRequest\x1a\x1d.solstice.v1.ListJobsResponse\x12:\n\x06\x43\x61ncel\x12\x1a.solstice.v1.CancelRequest\x1a\x14.solstice.v1.JobInfo\x12\x38\n\x05Retry\x12\x19.solstice.v1.RetryRequest\x1a\x14.solstice.v1.JobInfo\x12\x41\n\x08TailLogs\x12\x1c.solstice.v1.TailLogsRequest\x1a\x15.solstice.v1.LogChunk0\x01\x12>\n\x05Hosts\x12\x19.solstice.v1.HostsRequest\x1a\x1a.solstice.v1.HostsResponse\x12\x39\n\x05\x44rain\x12\x19.solstice.v1.DrainRequest\x1a\x15.solstice.v1.HostInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17solstice/v1/admin.proto\x12\x0bsolstice.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16solstice/v1/jobs.proto\"6\n\rSubmitRequest\x12%\n\x04jobs\x18\x01 \x03(\x0b\x32\x17.solstice.v1.JobRequest\"4\n\x0eSubmitResponse\x12\"\n\x04jobs\x18\x01 \x03(\x0b\x32\x14.solstice.v1.JobInfo\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x7f\n\x0fListJobsRequest\x12\x0c\n\x04repo\x18\x01 \x01(\t\x12\x0b\n\x03ref\x18\x02 \x01(\t\x12$\n\x05state\x18\x03 \x01(\x0e\x32\x15.solstice.v1.JobState\x12\x0c\n\x04host\x18\x04 \x01(\t\x12\r\n\x05limit\x18\x05 \x01(\x05\x12\x0e\n\x06run_id\x18\x06 \x01(\t\"6\n\x10ListJobsResponse\x12\"\n\x04jobs\x18\x01 \x03(\x0b\x32\x14.solstice.v1.JobInfo\"/\n\rCancelRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x1e\n\x0cRetryRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\xa4\x04\n\x07JobInfo\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0b\n\x03key\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x0f\n\x07runs_on\x18\x05 \x01(\t\x12\'\n\x08\x63heckout\x18\x06 \x01(\x0b\x32\x15.solstice.v1.Checkout\x12$\n\x05state\x18\x07 \x01(\x0e\x32\x15.solstice.v1.JobState\x12\x0f\n\x07\x61ttempt\x18\x08 \x01(\x05\x12\x0c\n\x04host\x18\t \x01(\t\x12\x0e\n\x06reason\x18\n \x01(\t\x12.\n\ncreated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x05steps\x18\x0f \x03(\x0b\x32\x17.solstice.v1.StepResult\x12\x1b\n\x13ignored_transitions\x18\x10 \x01(\x03\x12\x0e\n\x06\x64river\x18\x11 \x01(\t\x12\r\n\x05needs\x18\x12 \x03(\t\x12*\n\x08\x61ttempts\x18\x13 \x03(\x0b\x32\x18.solstice.v1.AttemptInfo\"\xf2\x01\n\x0b\x41ttemptInfo\x12\x0f\n\x07\x61ttempt\x18\x01 \x01(\x05\x12\x0c\n\x04host\x18\x02 \x01(\t\x12$\n\x05state\x18\x03 \x01(\x0e\x32\x15.solstice.v1.JobState\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12-\n\tqueued_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"H\n\x0fTailLogsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x15\n\rfrom_sequence\x18\x02 \x01(\x04\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\"\xae\x01\n\x08LogChunk\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x0c\n\x04step\x18\x02 \x01(\x05\x12&\n\x06stream\x18\x03 \x01(\x0e\x32\x16.solstice.v1.LogStream\x12\x0f\n\x07\x63ontent\x18\x04 \x01(\x0c\x12\x14\n\x0c\x63ontinuation\x18\x05 \x01(\x08\x12&\n\x02\x61t\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03\x65nd\x18\x07 \x01(\x08\"\x0e\n\x0cHostsRequest\"\x8b\x01\n\x08HostInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06labels\x18\x02 \x03(\t\x12\x10\n\x08\x63\x61pacity\x18\x03 \x01(\x05\x12\x0f\n\x07running\x18\x04 \x01(\x05\x12\x1d\n\x15heartbeat_age_seconds\x18\x05 \x01(\x01\x12\x10\n\x08\x64raining\x18\x06 \x01(\x08\x12\r\n\x05\x61live\x18\x07 \x01(\x08\"5\n\rHostsResponse\x12$\n\x05hosts\x18\x01 \x03(\x0b\x32\x15.solstice.v1.HostInfo\"-\n\x0c\x44rainRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0f\n\x07undrain\x18\x02 \x01(\x08*l\n\tLogStream\x12\x1a\n\x16LOG_STREAM_UNSPECIFIED\x10\x00\x12\x15\n\x11LOG_STREAM_STDOUT\x10\x01\x12\x15\n\x11LOG_STREAM_STDERR\x10\x02\x12\x15\n\x11LOG_STREAM_SYSTEM\x10\x03\x32\x83\x04\n\x0c\x41\x64minService\x12\x41\n\x06Submit\x12\x1a.solstice.v1.SubmitRequest\x1a\x1b.solstice.v1.SubmitResponse\x12\x37\n\x03Get\x12\x1a.solstice.v1.GetJobRequest\x1a\x14.solstice.v1.JobInfo\x12\x43\n\x04List\x12\x1c.solstice.v1.ListJobsRequest\x1a\x1d.solstice.v1.ListJobsResponse\x12:\n\x06\x43\x61ncel\x12\x1a.solstice.v1.CancelRequest\x1a\x14.solstice.v1.JobInfo\x12\x38\n\x05Retry\x12\x19.solstice.v1.RetryRequest\x1a\x14.solstice.v1.JobInfo\x12\x41\n\x08TailLogs\x12\x1c.solstice.v1.TailLogsRequest\x1a\x15.solstice.v1.LogChunk0\x01\x12>\n\x05Hosts\x12\x19.solstice.v1.HostsRequest\x1a\x1a.solstice.v1.HostsResponse\x12\x39\n\x05\x44rain\x12\x19.solstice.v1.DrainRequest\x1a\x15.solstice.v1.HostInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'solstice.v1.admin_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LOGSTREAM']._serialized_start=1524
-  _globals['_LOGSTREAM']._serialized_end=1632
+  _globals['_LOGSTREAM']._serialized_start=1813
+  _globals['_LOGSTREAM']._serialized_end=1921
   _globals['_SUBMITREQUEST']._serialized_start=97
   _globals['_SUBMITREQUEST']._serialized_end=151
   _globals['_SUBMITRESPONSE']._serialized_start=153
@@ -51,19 +51,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RETRYREQUEST']._serialized_start=474
   _globals['_RETRYREQUEST']._serialized_end=504
   _globals['_JOBINFO']._serialized_start=507
-  _globals['_JOBINFO']._serialized_end=1011
-  _globals['_TAILLOGSREQUEST']._serialized_start=1013
-  _globals['_TAILLOGSREQUEST']._serialized_end=1085
-  _globals['_LOGCHUNK']._serialized_start=1088
-  _globals['_LOGCHUNK']._serialized_end=1262
-  _globals['_HOSTSREQUEST']._serialized_start=1264
-  _globals['_HOSTSREQUEST']._serialized_end=1278
-  _globals['_HOSTINFO']._serialized_start=1281
-  _globals['_HOSTINFO']._serialized_end=1420
-  _globals['_HOSTSRESPONSE']._serialized_start=1422
-  _globals['_HOSTSRESPONSE']._serialized_end=1475
-  _globals['_DRAINREQUEST']._serialized_start=1477
-  _globals['_DRAINREQUEST']._serialized_end=1522
-  _globals['_ADMINSERVICE']._serialized_start=1635
-  _globals['_ADMINSERVICE']._serialized_end=2150
+  _globals['_JOBINFO']._serialized_end=1055
+  _globals['_ATTEMPTINFO']._serialized_start=1058
+  _globals['_ATTEMPTINFO']._serialized_end=1300
+  _globals['_TAILLOGSREQUEST']._serialized_start=1302
+  _globals['_TAILLOGSREQUEST']._serialized_end=1374
+  _globals['_LOGCHUNK']._serialized_start=1377
+  _globals['_LOGCHUNK']._serialized_end=1551
+  _globals['_HOSTSREQUEST']._serialized_start=1553
+  _globals['_HOSTSREQUEST']._serialized_end=1567
+  _globals['_HOSTINFO']._serialized_start=1570
+  _globals['_HOSTINFO']._serialized_end=1709
+  _globals['_HOSTSRESPONSE']._serialized_start=1711
+  _globals['_HOSTSRESPONSE']._serialized_end=1764
+  _globals['_DRAINREQUEST']._serialized_start=1766
+  _globals['_DRAINREQUEST']._serialized_end=1811
+  _globals['_ADMINSERVICE']._serialized_start=1924
+  _globals['_ADMINSERVICE']._serialized_end=2439
 # @@protoc_insertion_point(module_scope)

@@ -9,7 +9,7 @@ Errors are gRPC status codes with one-line messages:
 
     NOT_FOUND            unknown job, unknown host, no log on this node
     INVALID_ARGUMENT     a request that cannot be queued (no job_id, bad label)
-    FAILED_PRECONDITION  retry of a job that has not finished
+    FAILED_PRECONDITION  retry of a job that has not finished, cancel of one that has
     UNAVAILABLE          the store or the queue cannot be reached
 """
 
@@ -31,6 +31,7 @@ from orchestrator.logstore import LogNotFound, LogStore, LogStoreError
 from orchestrator.node.cancel import cancel_job
 from orchestrator.node.events import announce, job_event, settle
 from orchestrator.store import (
+    AttemptRecord,
     HostNotFound,
     HostRecord,
     JobFilter,
@@ -82,6 +83,16 @@ def host_info(host: HostRecord) -> admin_pb2.HostInfo:
                               draining=host.draining, alive=host.alive)
 
 
+def attempt_info(attempt: AttemptRecord) -> admin_pb2.AttemptInfo:
+    info = admin_pb2.AttemptInfo(attempt=attempt.attempt, host=attempt.host, state=attempt.state.to_proto(),
+                                 reason=attempt.reason, queued_at=_ts(attempt.queued_at))
+    if attempt.started_at is not None:
+        info.started_at.CopyFrom(_ts(attempt.started_at))
+    if attempt.finished_at is not None:
+        info.finished_at.CopyFrom(_ts(attempt.finished_at))
+    return info
+
+
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     """AdminService on one node; see the module docstring."""
 
@@ -117,6 +128,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         )
         info.checkout.CopyFrom(job.request.checkout)
         attempts = await self.store.attempts(job.job_id)
+        info.attempts.extend(attempt_info(a) for a in attempts)
         current = next((a for a in attempts if a.attempt == job.attempt), None)
         if current is not None:
             if current.started_at is not None:
@@ -171,7 +183,13 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     async def Cancel(self, request, context):  # type: ignore[no-untyped-def]
         async def go() -> admin_pb2.JobInfo:
             reason = request.reason or "cancelled by an operator"
-            job = await cancel_job(self.store, self.events, self.node, request.job_id, reason)
+            before = await self._get(request.job_id)
+            job = before if before.terminal else await cancel_job(
+                self.store, self.events, self.node, request.job_id, reason)
+            if before.terminal or job.state is not JobState.CANCELLED:
+                # Said as a refusal (exit 1 in ciadm), never as if this call had cancelled it.
+                raise AdminError(grpc.StatusCode.FAILED_PRECONDITION,
+                                 f"job {job.job_id} already ended {job.state.name.lower()}; nothing to cancel")
             return await self.job_info(job)
         return await self._call(context, go())
 

@@ -76,7 +76,7 @@ workflow name="twice" {{
         wait_until(lambda: "first run" in node.get(f"/jobs/{job['job_id']}/log")[1], 60, "the first run to start")
     finally:
         assert node.stop() == 0, node.output()
-    assert "solstice: stopping (running jobs get 1s, then are requeued)" in node.output()
+    assert "solstice: stopping (running jobs get 1s, then are requeued; Ctrl-C again to stop at once)" in node.output()
     with ServeProcess(tmp_path / "data", env=env) as again:
         done = again.wait_state(job["job_id"], "succeeded")
         assert done["attempt"] == 2
