@@ -170,3 +170,18 @@ def test_blanking_keeps_what_matters() -> None:
     assert blank("/x/demo/pipeline b62ac2f7e532 took 1m05s", root) == "/tmp/solstice-demo/pipeline <sha> took <time>"
     # A changed word is still a difference.
     assert blank("job failed", root) != blank("job succeeded", root)
+
+
+def test_the_settings_table_names_every_log_level_and_format() -> None:
+    import click
+
+    from common.cli import logging_options
+    from common.log import LEVELS
+
+    rows = {line.split("|")[1].strip(" `"): line for line in README.read_text().splitlines()
+            if line.startswith("| `SOLSTICE_")}
+    assert all(f"`{level}`" in rows["SOLSTICE_LOG_LEVEL"] for level in LEVELS)
+    assert "`--log-format`" in rows["SOLSTICE_LOG_FORMAT"]
+    command = logging_options(lambda: None)
+    [choice] = [p.type for p in click.command()(command).params if p.name == "log_format"]
+    assert all(f"`{name}`" in rows["SOLSTICE_LOG_FORMAT"] for name in choice.choices)
