@@ -33,7 +33,7 @@ from aiohttp import web
 # The checkout's tests package (fixtures, fakes, vhost helpers).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests import services  # noqa: E402
-from tests.conftest import SHARED  # noqa: E402
+from tests.conftest import FIXTURES  # noqa: E402
 from tests.fakes.forges import rsa_key_pair  # noqa: E402
 from integration.httpserver import HttpLimits  # noqa: E402
 from tests.integration.stack import WORKFLOW, IntegrationStack, RabbitQueue  # noqa: E402
@@ -78,12 +78,12 @@ async def run(deliveries: int, levels: list[int]) -> None:
             queue = RabbitQueue(services.amqp_url(vhost))
             await queue.start()
             # one client address for every concurrent delivery: no per-client connection cap
-            stack = IntegrationStack(Path(tmp), SHARED / "fixtures", rsa_key_pair(), queue.publisher,
+            stack = IntegrationStack(Path(tmp), FIXTURES, rsa_key_pair(), queue.publisher,
                                      middlewares=(timer.middleware,), http=HttpLimits(max_connections_per_client=0))
             await stack.start()
             try:
                 stack.github.any_sha_files[(REPO, ".solstice/workflow.kdl")] = WORKFLOW
-                template = json.loads((SHARED / "fixtures/forge/github/push.new-branch.json").read_text())
+                template = json.loads((FIXTURES / "forge/github/push.new-branch.json").read_text())
                 await measure(stack, timer, template, 20, 4, "warm-up")  # token, connections, caches
                 await queue.take()
                 results = {}

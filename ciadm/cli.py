@@ -113,6 +113,7 @@ def cli(ctx: click.Context, orchestrator: str | None, token: str | None, tls_ca:
 Examples:
   ciadm submit                                  # .solstice/workflow.kdl at HEAD of this checkout
   ciadm submit ci/nightly.kdl --job build
+  ciadm submit --job package --follow           # then its log until it ends; exit 0 if it succeeded
   ciadm submit --repo ~/src/app --ref main      # the workflow committed there
   ciadm submit --repo https://git.example.org/me/app.git --ref refs/heads/main
   ciadm submit --repo https://git.example.org/me/app.git --sha 3f2a...  --json
@@ -124,10 +125,12 @@ Examples:
 @click.option("--sha", metavar="SHA", help="Exact commit to build (beats --ref for the commit).")
 @click.option("--job", "jobs", multiple=True, metavar="ID", help="Only this job (and what it needs); repeatable.")
 @click.option("--env", "env", multiple=True, metavar="NAME=VALUE", help="Set a variable in every job; repeatable.")
+@click.option("--follow", "-f", is_flag=True,
+              help="Then print the log of the job asked for (the first --job) until it ends, as logs --follow.")
 @_json_option
 @click.pass_context
 def submit(ctx: click.Context, workflow: Path | None, repo: str | None, ref: str | None, sha: str | None,
-           jobs: tuple[str, ...], env: tuple[str, ...], as_json: bool) -> None:
+           jobs: tuple[str, ...], env: tuple[str, ...], follow: bool, as_json: bool) -> None:
     """Queue one run of a workflow at an exact commit; prints the queued jobs.
 
     WORKFLOW is a workflow file; without it the workflow is read from
@@ -155,8 +158,15 @@ def submit(ctx: click.Context, workflow: Path | None, repo: str | None, ref: str
                f"at {target.checkout.sha[:12]} of {target.checkout.repo}")
     for line in fmt.jobs_table(queued):
         click.echo(line)
-    if queued:
-        click.echo(f"follow with: ciadm logs --follow {queued[0].job_id}")
+    if not queued:
+        return
+    # The job asked for (the first --job), not whichever the workflow lists first.
+    shown = next((job for key in jobs for job in queued if job.key == key), queued[0])
+    if not follow:
+        click.echo(f"follow with: ciadm logs --follow {shown.job_id}")
+        return
+    click.echo(f"following {shown.key} ({shown.job_id}):")
+    _follow_log(ctx, shown.job_id, from_sequence=1, as_json=False, escape=sys.stdout.isatty())
 
 
 @_job_command(
@@ -226,12 +236,33 @@ bytes are printed as the job wrote them; --raw prints them so everywhere.
 def logs(ctx: click.Context, job_id: str, follow: bool, from_sequence: int, raw: bool, as_json: bool) -> None:
     """Print a job's log (its current attempt); --follow streams it live."""
     escape = not raw and sys.stdout.isatty()
+    if follow:
+        _follow_log(ctx, job_id, from_sequence, as_json, escape)
+    else:
+        _run(ctx, _log_printer(job_id, False, from_sequence, as_json, escape))
 
-    async def work(client: AdminClient) -> admin_pb2.JobInfo | None:
-        await print_log(client)  # an attempt that ended without a line reads as an empty log
-        return await _settled(client, job_id) if follow else None
 
-    async def print_log(client: AdminClient) -> None:
+def _follow_log(ctx: click.Context, job_id: str, from_sequence: int, as_json: bool, escape: bool) -> None:
+    """Print the log until the job ends, then its final state on stderr; exit 1 unless it succeeded."""
+    printer = _log_printer(job_id, True, from_sequence, as_json, escape)
+
+    async def work(client: AdminClient) -> admin_pb2.JobInfo:
+        await printer(client)  # an attempt that ended without a line reads as an empty log
+        return await _settled(client, job_id)
+
+    job = _run(ctx, work)
+    reason = f": {job.reason}" if job.reason else ""
+    click.echo(f"job {job.job_id} {fmt.state_name(job.state)}{reason}", err=True)
+    if job.state != jobs_pb2.JOB_STATE_SUCCEEDED:
+        sys.exit(1)
+
+
+def _log_printer(job_id: str, follow: bool, from_sequence: int, as_json: bool,
+                 escape: bool) -> Callable[[AdminClient], Awaitable[None]]:
+    """Prints a job's log lines (system lines with "## "; control bytes escaped with ``escape``);
+    with ``follow`` until the log ends."""
+
+    async def work(client: AdminClient) -> None:
         pending = b""
         async for chunk in client.tail_logs(job_id, follow=follow, from_sequence=from_sequence):
             if chunk.end:
@@ -251,12 +282,7 @@ def logs(ctx: click.Context, job_id: str, follow: bool, from_sequence: int, raw:
         if pending:
             _write_line(pending, escape)
 
-    job = _run(ctx, work)
-    if job is not None:
-        reason = f": {job.reason}" if job.reason else ""
-        click.echo(f"job {job.job_id} {fmt.state_name(job.state)}{reason}", err=True)
-        if job.state != jobs_pb2.JOB_STATE_SUCCEEDED:
-            sys.exit(1)
+    return work
 
 
 TERMINAL = {jobs_pb2.JOB_STATE_SUCCEEDED, jobs_pb2.JOB_STATE_FAILED, jobs_pb2.JOB_STATE_CANCELLED,

@@ -84,6 +84,11 @@ def job_json(job: admin_pb2.JobInfo) -> dict[str, Any]:
              "duration_seconds": s.duration_seconds}
             for s in job.steps
         ],
+        "attempts": [
+            {"attempt": a.attempt, "host": a.host, "state": state_name(a.state), "reason": a.reason,
+             "queued_at": _time(a.queued_at), "started_at": _time(a.started_at), "finished_at": _time(a.finished_at)}
+            for a in job.attempts
+        ],
     }
 
 
@@ -114,7 +119,7 @@ def jobs_table(jobs: Sequence[admin_pb2.JobInfo]) -> list[str]:
 
 
 def job_details(job: admin_pb2.JobInfo) -> list[str]:
-    """``ciadm status``: the job's fields, then its steps."""
+    """``ciadm status``: the job's fields, its current attempt's steps, then every attempt."""
     start, end = job.started_at, job.finished_at
     took = ""
     if (start.seconds or start.nanos) and (end.seconds or end.nanos):
@@ -137,15 +142,28 @@ def job_details(job: admin_pb2.JobInfo) -> list[str]:
                          str(s.exit_code) if s.state in (jobs_pb2.STEP_STATE_SUCCEEDED, jobs_pb2.STEP_STATE_FAILED)
                          else "-", duration(s.duration_seconds) if s.duration_seconds else "-"))
         lines.extend(table(rows))
+    if job.attempts:
+        lines.append("")
+        lines.extend(attempts_table(job.attempts))
     return lines
+
+
+def attempts_table(attempts: Sequence[admin_pb2.AttemptInfo]) -> list[str]:
+    """Every attempt of a job: where it ran, when, and how it ended (a requeue says why)."""
+    rows = [("ATTEMPT", "HOST", "QUEUED", "STARTED", "FINISHED", "HOW IT ENDED")]
+    for a in attempts:
+        ended = state_name(a.state) + (f": {a.reason}" if a.reason else "")
+        rows.append((str(a.attempt), a.host or "-", _time(a.queued_at) or "-", _time(a.started_at) or "-",
+                     _time(a.finished_at) or "-", ended))
+    return table(rows)
 
 
 def hosts_table(hosts: Sequence[admin_pb2.HostInfo]) -> list[str]:
     rows = [("HOST", "LABELS", "CAPACITY", "RUNNING", "HEARTBEAT", "DRAINING", "ALIVE")]
     for h in hosts:
-        rows.append((h.name, ",".join(h.labels) or "*", str(h.capacity), str(h.running),
-                     duration(h.heartbeat_age_seconds) + " ago", "yes" if h.draining else "no",
-                     "yes" if h.alive else "no"))
+        ago = duration(h.heartbeat_age_seconds) + " ago"
+        rows.append((h.name, ",".join(h.labels) or "*", str(h.capacity), str(h.running), ago,
+                     "yes" if h.draining else "no", "yes" if h.alive else f"no, lost {ago}"))
     return table(rows)
 
 

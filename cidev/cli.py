@@ -201,6 +201,37 @@ def run(path: str | None, jobs: tuple[str, ...], dirty: bool, env: tuple[str, ..
     raise SystemExit(asyncio.run(run_workflow(options, click.echo, terminal=_terminal_writer())))
 
 
+@cli.command(
+    epilog="""\b
+Examples:
+  cidev init --example pipeline /tmp/solstice-demo/pipeline
+  cidev init --example failing ~/try-failing && cd ~/try-failing && cidev run
+"""
+)
+@click.option("--example", "example", required=True, metavar="NAME",
+              help="The example to start from: pipeline, python, rust or failing (the folders of examples/).")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def init(example: str, directory: Path) -> None:
+    """Make DIRECTORY a new git repository holding an example, committed.
+
+    The examples are folders of the Solstice checkout; cidev run and ciadm
+    submit build commits, so this copies one into DIRECTORY (new or empty),
+    runs git init on branch main and commits it.
+    """
+    import asyncio
+
+    from cidev.init_example import InitError, init_example
+
+    try:
+        created = asyncio.run(init_example(example, directory))
+    except InitError as err:
+        fail(str(err), USAGE_ERROR)
+        raise  # unreachable: fail exits
+    click.echo(f"cidev: made the git repository {created.root} with examples/{created.example} "
+               f"committed on {created.branch} ({created.sha[:12]})")
+    click.echo(f"next: cd {created.root} && cidev run")
+
+
 def _terminal_writer() -> Callable[[str], None] | None:
     """A raw writer to stdout when it is a terminal that can erase a line; else None (plain lines)."""
     if not sys.stdout.isatty() or os.environ.get("TERM", "dumb") == "dumb":

@@ -56,6 +56,11 @@ async def run_workflow(options: RunOptions, echo: Echo, argv: Sequence[str] | No
     name = options.workflow.name or options.workflow_path.name
     echo(f"cidev: running {len(requests)} job{'s' * (len(requests) != 1)} of {name!r} "
          f"on {what} {source.sha[:12]}{branch} of {source.root}")
+    if source.uncommitted:
+        files = f"{source.uncommitted} file{'s' * (source.uncommitted != 1)}"
+        echo(f"cidev: warning: {files} changed or new in the working tree are not part of this run: it builds "
+             f"commit {source.sha[:12]}, with the workflow file as it is on disk; --dirty builds the working "
+             "tree as it is")
     labels = sorted({r.runs_on for r in requests})
     echo(f"cidev: every job runs locally on this machine with the local driver, whatever its runs_on "
          f"({', '.join(labels)})")

@@ -9,6 +9,7 @@ the runner and the log store mask secrets already, this is the last guard.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 
 from cidev.run_engine import JobResult
@@ -22,7 +23,11 @@ _STEP_STATES = {
     jobs_pb2.STEP_STATE_SUCCEEDED: "succeeded",
     jobs_pb2.STEP_STATE_FAILED: "failed",
     jobs_pb2.STEP_STATE_SKIPPED: "skipped",
+    jobs_pb2.STEP_STATE_CANCELLED: "cancelled",
 }
+# The runner closes each step's log with one of these (runner.agent._summary); our
+# finish line says the same. Any other closing line (a refused workdir) is shown.
+_RUNNER_SUMMARY = re.compile(r"^(exited|timed out|stopped: job timed out|cancelled) with exit code ")
 
 
 def job_state_name(state: int) -> str:
@@ -120,6 +125,8 @@ class LinePrinter:
                 # The runner's banner opens a step and its summary closes it;
                 # our own start/finish lines say the same, with the duration.
                 if line.step in view.banner_seen and not line.text().startswith("cancelling"):
+                    if not _RUNNER_SUMMARY.match(line.text()):
+                        self._say(request, f"* {line.text()}")
                     view.log_done.add(line.step)
                     self._finish(request, view, line.step)
                 view.banner_seen.add(line.step)

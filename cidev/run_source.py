@@ -22,7 +22,7 @@ from common.rpc import jobs_pb2
 GIT_TIMEOUT = 120.0
 # A fixed identity: the snapshot commit is never pushed, and a missing
 # user.name/user.email must not stop a local run.
-_IDENTITY = {
+IDENTITY = {
     "GIT_AUTHOR_NAME": "cidev", "GIT_AUTHOR_EMAIL": "cidev@localhost",
     "GIT_COMMITTER_NAME": "cidev", "GIT_COMMITTER_EMAIL": "cidev@localhost",
 }
@@ -40,6 +40,7 @@ class LocalSource:
     sha: str
     ref: str     # refs/heads/<branch>, or "" on a detached HEAD
     dirty: bool  # sha is a snapshot of the working tree, not a commit of a branch
+    uncommitted: int = 0  # files changed or new in the work tree (what a run without --dirty leaves out)
 
     def checkout(self) -> jobs_pb2.Checkout:
         """The ``Checkout`` a job request carries for this source."""
@@ -87,12 +88,13 @@ async def resolve_source(path: Path, dirty: bool) -> LocalSource:
     except SourceError:
         ref = ""  # detached HEAD
     if not dirty:
-        return LocalSource(root, head, ref, False)
+        changed = await run_git(["status", "--porcelain", "--untracked-files=normal"], root)
+        return LocalSource(root, head, ref, False, len(changed.splitlines()))
     with tempfile.TemporaryDirectory(prefix="cidev-index-") as tmp:
         index = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
         await run_git(["read-tree", "HEAD"], root, index)
         await run_git(["add", "-A"], root, index)
         tree = await run_git(["write-tree"], root, index)
     sha = await run_git(["commit-tree", tree, "-p", head, "-m", "cidev run --dirty: working tree snapshot"],
-                     root, _IDENTITY)
+                     root, IDENTITY)
     return LocalSource(root, sha, ref, True)

@@ -123,7 +123,7 @@ class WebhookService:
         self.published = 0  # job requests published since start
 
     def secret(self, forge: Forge) -> str:
-        """The webhook secret of ``forge``; "" when that forge is not configured (every delivery gets 401)."""
+        """The webhook secret of ``forge``; "" when that forge is not configured (every delivery gets 404)."""
         return self._secrets.get(forge, "")
 
     async def handle(self, delivery: Delivery, payload: Any) -> Outcome:

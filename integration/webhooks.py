@@ -1,6 +1,7 @@
 """The webhook endpoints: ``POST /webhooks/github`` and ``POST /webhooks/forgejo``.
 
-Order of checks: size (413, from Content-Length and again while streaming,
+Order of checks: the forge is configured (404 "forge not configured" without
+its webhook secret), size (413, from Content-Length and again while streaming,
 so an oversize body is never read whole), signature (401, nothing queued),
 JSON (400, also for a body nested deeper than the parser allows, naming
 where); then ``WebhookService`` decides. Forgejo deliveries are accepted
@@ -33,6 +34,9 @@ _DELIVERY_HEADERS = {
     Forge.FORGEJO: ("X-Forgejo-Delivery", "X-Gitea-Delivery", "X-Gogs-Delivery", "X-GitHub-Delivery"),
 }
 _SIGNATURES = {Forge.GITHUB: github_signature, Forge.FORGEJO: forgejo_signature}
+# How each forge is named to people, and the setting that turns its webhooks on.
+FORGE_NAMES = {Forge.GITHUB: "GitHub", Forge.FORGEJO: "Forgejo"}
+SECRET_SETTINGS = {Forge.GITHUB: "SOLSTICE_GITHUB_WEBHOOK_SECRET", Forge.FORGEJO: "SOLSTICE_FORGEJO_WEBHOOK_SECRET"}
 
 # Forge payloads nest about ten levels; past this the error names where.
 DEPTH_SHOWN = 64
@@ -98,6 +102,13 @@ async def read_capped(request: web.Request, cap: int) -> bytes | None:
 async def receive(request: web.Request, forge: Forge) -> web.Response:
     """Handle one delivery for ``forge``."""
     service = request.app[SERVICE_KEY]
+    if not service.secret(forge):
+        # Not a signature problem: no secret could ever match, so say what to set.
+        log.warning("webhook refused: %s is not configured", FORGE_NAMES[forge],
+                    extra={"fields": {"forge": forge.value, "remote": request.remote or ""}})
+        return _error(404, "forge not configured",
+                      f"{FORGE_NAMES[forge]} webhooks are not configured on this server: "
+                      f"set {SECRET_SETTINGS[forge]} and restart it")
     cap = service.settings.max_body_bytes
     if request.content_length is not None and request.content_length > cap:
         log.warning("oversize webhook refused", extra={"fields": {"forge": forge.value, "length": request.content_length}})

@@ -188,10 +188,12 @@ class JobRun:
             self.current_step = index
             self._report(jobs_pb2.StepResult(index=index, name=name, state=jobs_pb2.STEP_STATE_RUNNING))
             sink.note(index, f"step {index + 1}: {name}")
+            refused = ""
             try:
                 cwd = resolve_workdir(workspace, step.workdir)
             except ValueError as err:
-                sink.note(index, f"refused: {err}")
+                refused = str(err)
+                sink.note(index, f"refused: {refused}")
                 result = jobs_pb2.StepResult(index=index, name=name, state=jobs_pb2.STEP_STATE_FAILED, exit_code=-1)
                 run = None
             else:
@@ -202,7 +204,8 @@ class JobRun:
                 ok = run.exit_code == 0 and run.stopped is None
                 result = jobs_pb2.StepResult(
                     index=index, name=name, exit_code=run.exit_code, duration_seconds=run.duration,
-                    state=jobs_pb2.STEP_STATE_SUCCEEDED if ok else jobs_pb2.STEP_STATE_FAILED)
+                    state=jobs_pb2.STEP_STATE_SUCCEEDED if ok else jobs_pb2.STEP_STATE_CANCELLED
+                    if run.stopped == "cancelled" else jobs_pb2.STEP_STATE_FAILED)
                 sink.note(index, _summary(run))
             results.append(result)
             self._report(result)
@@ -214,7 +217,8 @@ class JobRun:
                     self._skipped(job, index + 1, results)
             if result.state == jobs_pb2.STEP_STATE_FAILED and not step.continue_on_error:
                 why = f"step {index + 1} ({name}) " + (
-                    f"timed out after {step.timeout_seconds:g}s" if run and run.stopped == "timeout"
+                    f"could not start: {refused}" if refused
+                    else f"timed out after {step.timeout_seconds:g}s" if run and run.stopped == "timeout"
                     else f"failed with exit code {result.exit_code}")
                 return jobs_pb2.JOB_STATE_FAILED, why, self._skipped(job, index + 1, results)
         return state, reason, results

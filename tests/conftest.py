@@ -10,7 +10,9 @@ import pytest
 from tests import services
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED = REPO_ROOT.parent / "shared"
+# Copies of the forge payloads and API schemas (source and licence in its README):
+# the tests read nothing outside the checkout.
+FIXTURES = REPO_ROOT / "tests" / "fixtures"
 
 
 @pytest.fixture
@@ -35,7 +37,5 @@ def amqp_vhost_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
-    """../shared/fixtures: real forge payloads and API schemas."""
-    path = SHARED / "fixtures"
-    assert path.is_dir(), f"{path} is missing: the tests need ../shared beside the checkout"
-    return path
+    """tests/fixtures: real forge payloads and API schemas (``forge/github``, ``forge/forgejo``)."""
+    return FIXTURES

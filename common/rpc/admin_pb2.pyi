@@ -89,7 +89,7 @@ class RetryRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ...) -> None: ...
 
 class JobInfo(_message.Message):
-    __slots__ = ("job_id", "run_id", "key", "name", "runs_on", "checkout", "state", "attempt", "host", "reason", "created_at", "updated_at", "started_at", "finished_at", "steps", "ignored_transitions", "driver", "needs", "source", "submitted_by")
+    __slots__ = ("job_id", "run_id", "key", "name", "runs_on", "checkout", "state", "attempt", "host", "reason", "created_at", "updated_at", "started_at", "finished_at", "steps", "ignored_transitions", "driver", "needs", "source", "submitted_by", "attempts")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
@@ -110,6 +110,7 @@ class JobInfo(_message.Message):
     NEEDS_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     SUBMITTED_BY_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     run_id: str
     key: str
@@ -130,7 +131,26 @@ class JobInfo(_message.Message):
     needs: _containers.RepeatedScalarFieldContainer[str]
     source: _jobs_pb2.JobSource
     submitted_by: str
-    def __init__(self, job_id: _Optional[str] = ..., run_id: _Optional[str] = ..., key: _Optional[str] = ..., name: _Optional[str] = ..., runs_on: _Optional[str] = ..., checkout: _Optional[_Union[_jobs_pb2.Checkout, _Mapping]] = ..., state: _Optional[_Union[_jobs_pb2.JobState, str]] = ..., attempt: _Optional[int] = ..., host: _Optional[str] = ..., reason: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[_jobs_pb2.StepResult, _Mapping]]] = ..., ignored_transitions: _Optional[int] = ..., driver: _Optional[str] = ..., needs: _Optional[_Iterable[str]] = ..., source: _Optional[_Union[_jobs_pb2.JobSource, str]] = ..., submitted_by: _Optional[str] = ...) -> None: ...
+    attempts: _containers.RepeatedCompositeFieldContainer[AttemptInfo]
+    def __init__(self, job_id: _Optional[str] = ..., run_id: _Optional[str] = ..., key: _Optional[str] = ..., name: _Optional[str] = ..., runs_on: _Optional[str] = ..., checkout: _Optional[_Union[_jobs_pb2.Checkout, _Mapping]] = ..., state: _Optional[_Union[_jobs_pb2.JobState, str]] = ..., attempt: _Optional[int] = ..., host: _Optional[str] = ..., reason: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[_jobs_pb2.StepResult, _Mapping]]] = ..., ignored_transitions: _Optional[int] = ..., driver: _Optional[str] = ..., needs: _Optional[_Iterable[str]] = ..., source: _Optional[_Union[_jobs_pb2.JobSource, str]] = ..., submitted_by: _Optional[str] = ..., attempts: _Optional[_Iterable[_Union[AttemptInfo, _Mapping]]] = ...) -> None: ...
+
+class AttemptInfo(_message.Message):
+    __slots__ = ("attempt", "host", "state", "reason", "queued_at", "started_at", "finished_at")
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_AT_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    attempt: int
+    host: str
+    state: _jobs_pb2.JobState
+    reason: str
+    queued_at: _timestamp_pb2.Timestamp
+    started_at: _timestamp_pb2.Timestamp
+    finished_at: _timestamp_pb2.Timestamp
+    def __init__(self, attempt: _Optional[int] = ..., host: _Optional[str] = ..., state: _Optional[_Union[_jobs_pb2.JobState, str]] = ..., reason: _Optional[str] = ..., queued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class TailLogsRequest(_message.Message):
     __slots__ = ("job_id", "from_sequence", "follow")

@@ -40,6 +40,7 @@ class StepState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STEP_STATE_SUCCEEDED: _ClassVar[StepState]
     STEP_STATE_FAILED: _ClassVar[StepState]
     STEP_STATE_SKIPPED: _ClassVar[StepState]
+    STEP_STATE_CANCELLED: _ClassVar[StepState]
 SCHEMA_VERSION_UNSPECIFIED: SchemaVersion
 SCHEMA_VERSION_1: SchemaVersion
 JOB_SOURCE_UNSPECIFIED: JobSource
@@ -58,6 +59,7 @@ STEP_STATE_RUNNING: StepState
 STEP_STATE_SUCCEEDED: StepState
 STEP_STATE_FAILED: StepState
 STEP_STATE_SKIPPED: StepState
+STEP_STATE_CANCELLED: StepState
 
 class Checkout(_message.Message):
     __slots__ = ("forge", "repo", "clone_url", "ref", "sha", "installation_id", "pull_request")

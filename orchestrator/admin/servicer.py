@@ -13,7 +13,7 @@ Errors are gRPC status codes with one-line messages:
     PERMISSION_DENIED    the caller's role is below the method's (auth.py)
     NOT_FOUND            unknown job, unknown host, no log on this node
     INVALID_ARGUMENT     a request that cannot be queued (common.validation names the field)
-    FAILED_PRECONDITION  retry of a job that has not finished
+    FAILED_PRECONDITION  retry of a job that has not finished, cancel of one that has
     UNAVAILABLE          the store or the queue cannot be reached
 """
 
@@ -43,6 +43,7 @@ from orchestrator.node.events import announce, job_event, settle
 from orchestrator.operators import OperatorTokenError, OperatorTokens
 from orchestrator.secrets import SecretBroker
 from orchestrator.store import (
+    AttemptRecord,
     HostNotFound,
     HostRecord,
     JobFilter,
@@ -94,6 +95,16 @@ def host_info(host: HostRecord) -> admin_pb2.HostInfo:
                               draining=host.draining, alive=host.alive)
 
 
+def attempt_info(attempt: AttemptRecord) -> admin_pb2.AttemptInfo:
+    info = admin_pb2.AttemptInfo(attempt=attempt.attempt, host=attempt.host, state=attempt.state.to_proto(),
+                                 reason=attempt.reason, queued_at=_ts(attempt.queued_at))
+    if attempt.started_at is not None:
+        info.started_at.CopyFrom(_ts(attempt.started_at))
+    if attempt.finished_at is not None:
+        info.finished_at.CopyFrom(_ts(attempt.finished_at))
+    return info
+
+
 class AdminServicer(TokenRpcs, SecretRpcs, admin_pb2_grpc.AdminServiceServicer):
     """AdminService on one node; see the module docstring (token calls: token_rpcs.py, secret calls: secrets.py).
 
@@ -140,6 +151,7 @@ class AdminServicer(TokenRpcs, SecretRpcs, admin_pb2_grpc.AdminServiceServicer):
         info.checkout.CopyFrom(job.request.checkout)
         info.checkout.clone_url = redact_url(info.checkout.clone_url)
         attempts = await self.store.attempts(job.job_id)
+        info.attempts.extend(attempt_info(a) for a in attempts)
         current = next((a for a in attempts if a.attempt == job.attempt), None)
         if current is not None:
             if current.started_at is not None:
@@ -201,7 +213,13 @@ class AdminServicer(TokenRpcs, SecretRpcs, admin_pb2_grpc.AdminServiceServicer):
     async def Cancel(self, request, context):  # type: ignore[no-untyped-def]
         async def go() -> admin_pb2.JobInfo:
             reason = request.reason or "cancelled by an operator"
-            job = await cancel_job(self.store, self.events, self.node, request.job_id, reason)
+            before = await self._get(request.job_id)
+            job = before if before.terminal else await cancel_job(
+                self.store, self.events, self.node, request.job_id, reason)
+            if before.terminal or job.state is not JobState.CANCELLED:
+                # Said as a refusal (exit 1 in ciadm), never as if this call had cancelled it.
+                raise AdminError(grpc.StatusCode.FAILED_PRECONDITION,
+                                 f"job {job.job_id} already ended {job.state.name.lower()}; nothing to cancel")
             return await self.job_info(job)
         return await self._call(context, go())
 

@@ -386,4 +386,10 @@ class AttemptRun:
             log.info("final state not applied (the attempt moved on)",
                      extra={"fields": {"job": job.job_id, "attempt": self.attempt, "state": state.name}})
             return
-        log.info("job finished", extra={"fields": {"job": job.job_id, "attempt": self.attempt, "state": state.name}})
+        fields: dict[str, object] = {"job": job.job_id, "attempt": self.attempt, "state": state.name}
+        if reason:
+            fields["reason"] = reason
+        skipped = [f"{step.index + 1} ({step.name})" for step in steps if step.state == jobs_pb2.STEP_STATE_SKIPPED]
+        if skipped:
+            fields["skipped"] = "steps " + ", ".join(skipped) if len(skipped) > 1 else "step " + skipped[0]
+        log.info("job finished", extra={"fields": fields})

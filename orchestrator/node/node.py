@@ -232,6 +232,11 @@ class Node:
         """Cancel ``job_id`` if it runs here (the store already records the cancel)."""
         return self.scheduler is not None and self.scheduler.cancel_local(job_id, reason, recorded=True)
 
+    def hurry(self) -> None:
+        """Cut a shutdown's grace short: running jobs are aborted and requeued at once."""
+        if self.scheduler is not None:
+            self.scheduler.hurry()
+
     def set_draining(self, draining: bool) -> None:
         """Apply the host's drain flag (from a heartbeat reply or AdminService.Drain)."""
         if self.scheduler is None:
@@ -285,7 +290,7 @@ class Node:
                 await self.scheduler.shutdown(s.timers.shutdown_grace)
                 try:
                     await take_back_own(p.store, self.host, s.timers.max_attempts, p.publisher, self.outbox,
-                                        "its node shut down")
+                                        "shut down")
                 except SolsticeError as err:
                     log.error("could not requeue this node's unfinished jobs: %s", err)
                 if self.consumer is not None:

@@ -81,6 +81,7 @@ class Scheduler:
         self._tick = asyncio.Event()  # replaced each time an attempt ends (wakes `needs` holds)
         self._on_change = on_change
         self.finished = 0
+        self._hurry = asyncio.Event()  # set: a shutdown's grace ends now
 
     # -- what the node reads ----------------------------------------------
     def local_vms(self) -> set[str]:
@@ -372,18 +373,30 @@ class Scheduler:
                 active.control.cancel(now.reason, recorded=True)
 
     async def shutdown(self, grace: float) -> None:
-        """Abort what has not started running, give running jobs ``grace`` s, abort the rest, await all."""
+        """Abort what has not started running, give running jobs ``grace`` s (or until ``hurry``),
+        abort the rest, await all."""
         self.stop_intake()
         for active in self.active.values():
             if not self._is_running(active):
                 active.control.abort()
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=grace)
+        if self._tasks and not self._hurry.is_set():
+            finished = asyncio.ensure_future(asyncio.wait(set(self._tasks)))
+            hurried = asyncio.ensure_future(self._hurry.wait())
+            try:
+                await asyncio.wait({finished, hurried}, timeout=grace, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in (finished, hurried):
+                    waiter.cancel()  # the attempts' own tasks go on: only the waits end
+                await asyncio.gather(finished, hurried, return_exceptions=True)
         # Rounds: a delivery already past the intake check may still claim and start one.
         while self._tasks:
             for active in self.active.values():
                 active.control.abort()
             await asyncio.wait(set(self._tasks))
+
+    def hurry(self) -> None:
+        """End a shutdown's grace now (a second Ctrl-C): running attempts are aborted and requeued."""
+        self._hurry.set()
 
     def _is_running(self, active: ActiveAttempt) -> bool:
         session = self.s.gateway.session(active.job.job_id, active.attempt)

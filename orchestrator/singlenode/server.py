@@ -42,8 +42,10 @@ from common.files import FileModeError, private_dir, private_file
 from common.queue.local_events import LocalEventBus
 from common.tokens import TokenIssuer
 from integration.cancel import CancelRequest, RetryRequest
+from integration.events import Forge
 from integration.httpserver import GuardedSite, app_runner
 from integration.runtime import Integration
+from integration.webhooks import FORGE_NAMES, SECRET_SETTINGS
 from orchestrator.admin import admin_servicer_factory
 from orchestrator.drivers.base import Driver
 from orchestrator.drivers.registry import make_driver
@@ -89,11 +91,16 @@ async def serve(settings: ServeSettings, say: Callable[[str], None] = print,
                 stop: asyncio.Event | None = None) -> int:
     """Run the single node until SIGINT/SIGTERM (or ``stop`` is set); returns the exit status."""
     stop = stop or asyncio.Event()
+    hurry = asyncio.Event()
+
+    def on_signal() -> None:
+        (hurry if stop.is_set() else stop).set()  # the second one: no more grace
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
     try:
-        await _run(settings, say, stop)
+        await _run(settings, say, stop, hurry)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
@@ -101,7 +108,8 @@ async def serve(settings: ServeSettings, say: Callable[[str], None] = print,
     return 0
 
 
-async def _run(settings: ServeSettings, say: Callable[[str], None], stop: asyncio.Event) -> None:
+async def _run(settings: ServeSettings, say: Callable[[str], None], stop: asyncio.Event,
+               hurry: asyncio.Event) -> None:
     data = settings.data_dir
     try:
         private_dir(data)
@@ -143,6 +151,9 @@ async def _run(settings: ServeSettings, say: Callable[[str], None], stop: asynci
         parts = NodeParts(store=store, driver=driver, gateway=gateway, publisher=queue, events=events,
                           consumer_factory=queue.intake, admin=admin_servicer_factory, secrets=secrets)
         node = Node(parts, node_settings)
+        # Owned before the node is entered, so it still listens while the node closes.
+        hurrier = asyncio.create_task(_hurry_on(hurry, node, say), name="second interrupt")
+        stack.push_async_callback(_cancelled, hurrier)
         await stack.enter_async_context(node)
         late.canceller = NodeCanceller(store, events, node)
         late.retrier = NodeRetrier(store, queue, events)
@@ -156,7 +167,19 @@ async def _run(settings: ServeSettings, say: Callable[[str], None], stop: asynci
         stack.callback(setattr, pages, "ready", False)  # unwinds first: /healthz says 503 while stopping
         _announce(settings, node, driver.name, labels_note, say)
         await _supervise(node, integration, stop)
-        say(f"solstice: stopping (running jobs get {settings.shutdown_grace:g}s, then are requeued)")
+        say(f"solstice: stopping (running jobs get {settings.shutdown_grace:g}s, then are requeued; "
+            "Ctrl-C again to stop at once)")
+
+
+async def _hurry_on(hurry: asyncio.Event, node: Node, say: Callable[[str], None]) -> None:
+    await hurry.wait()
+    say("solstice: stopping at once (running jobs are stopped and requeued)")
+    node.hurry()
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 @contextlib.contextmanager
@@ -228,10 +251,17 @@ def _announce(settings: ServeSettings, node: Node, driver: str, labels: str, say
     say(f"solstice: single node {node.host} ready; data in {settings.data_dir}")
     say(f"  driver:    {driver}, serving {labels}")
     say(f"  webhooks:  {url}/webhooks/github  {url}/webhooks/forgejo  (HTTP on {settings.listen})")
+    say(f"  forges:    {_forge_state(Forge.GITHUB, settings.github.enabled)}, "
+        f"{_forge_state(Forge.FORGEJO, settings.forgejo.enabled)}")
     say(f"  job pages: {url}/jobs/<id>  (health: {url}/healthz)")
     say(f"  gRPC:      {node.address} (runners only)")
     remote = f"; remote operators: {node.admin.tcp_address} (TLS + token)" if node.admin and node.admin.tcp_address else ""
     say(f"  admin:     {node.admin_socket} (ciadm on this host finds it, no token needed{remote})")
+
+
+def _forge_state(forge: Forge, enabled: bool) -> str:
+    name = FORGE_NAMES[forge]
+    return f"{name} enabled" if enabled else f"{name} off (set {SECRET_SETTINGS[forge]})"
 
 
 async def _supervise(node: Node, integration: Integration, stop: asyncio.Event) -> None:

@@ -139,7 +139,11 @@ class StepRecord:
 
 @dataclass(frozen=True)
 class HostRecord:
-    """An orchestrator node; ``alive`` means its last heartbeat is at most ``stale_after`` s old."""
+    """An orchestrator node; ``alive`` means its last heartbeat is at most ``stale_after`` s old.
+
+    A dead host runs nothing (``running`` 0, whatever it last reported): its
+    attempts are requeued elsewhere once the sweep finds it lapsed.
+    """
 
     name: str
     labels: tuple[str, ...]
@@ -153,14 +157,15 @@ class HostRecord:
     @classmethod
     def from_row(cls, row: Row, stale_after: float) -> HostRecord:
         age = max(0.0, float(row["age"]))
+        alive = age <= stale_after
         return cls(
             name=row["name"],
             labels=tuple(json.loads(row["labels"])),
             capacity=int(row["capacity"]),
-            running=int(row["running"]),
+            running=int(row["running"]) if alive else 0,
             last_heartbeat=_required_time(row["last_heartbeat"]),
             draining=bool(row["draining"]),
-            alive=age <= stale_after,
+            alive=alive,
             heartbeat_age=age,
         )
 

@@ -55,6 +55,7 @@ class StepState(enum.IntEnum):
     SUCCEEDED = jobs_pb2.STEP_STATE_SUCCEEDED
     FAILED = jobs_pb2.STEP_STATE_FAILED
     SKIPPED = jobs_pb2.STEP_STATE_SKIPPED
+    CANCELLED = jobs_pb2.STEP_STATE_CANCELLED
 
     @property
     def final(self) -> bool:

@@ -141,6 +141,9 @@ def test_cancel_mid_run_ends_the_job_and_its_processes(node: ServeProcess, tmp_p
     assert cancelled.stdout.startswith(f"job {job_id} cancelled: attempt 1 is ")
     final = node.wait_state(job_id, "cancelled")
     assert "not needed" in final["reason"]
+    # The step was stopped by the cancel: it shows cancelled, not failed with the signal's exit code.
+    wait_until(lambda: node.status(job_id)["steps"][0]["state"] == "cancelled", 60, "the step to be cancelled")
+    assert re.search(r"^1\s+Wait\s+cancelled\s+-\s", node.ciadm("status", job_id).stdout, re.MULTILINE)
     wait_until(lambda: process_start_time(runner_pid) is None, 60, "the runner process to be gone")
     wait_until(lambda: process_start_time(step_pid) is None, 60, "the step's shell to be gone")
     wait_until(lambda: not pid_file.parent.exists(), 60, "the VM directory to be destroyed")
@@ -228,8 +231,6 @@ def test_every_json_output_parses(node: ServeProcess, repo: Path) -> None:
                  ("drain", host), ("undrain", host)):
         assert node.ciadm_json(*args)  # parses and is not empty
     node.wait_state(job["job_id"], "succeeded")
-    cancelled = node.ciadm_json("cancel", job["job_id"])
-    assert cancelled["state"] == "succeeded"  # a finished job stays finished
     lines = node.ciadm("logs", "--json", job["job_id"]).stdout.splitlines()
     chunks = [json.loads(line) for line in lines]
     assert any(c["text"] == "built" and c["stream"] == "stdout" for c in chunks)
@@ -293,3 +294,56 @@ def test_logs_escape_control_bytes_on_a_terminal_only(node: ServeProcess, tmp_pa
                            env={**os.environ, "SOLSTICE_ORCHESTRATOR": node.admin})
     assert b"\x1b[31mred\x1b[0m \x1b]0;owned\x07 \x1b]52;c;ZXZpbA==\x07 \x1b[2J over\rwrite\n" in piped.stdout
     assert b"\x1b]0;owned\x07" in logs_on_a_terminal(node, "--raw", job["job_id"])
+
+
+def test_cancel_of_a_finished_job_says_so_and_exits_1(node: ServeProcess, repo: Path) -> None:
+    [job] = node.ciadm_json("submit", "--job", "build", cwd=repo)
+    node.wait_state(job["job_id"], "succeeded")
+    for args in (("cancel", job["job_id"]), ("cancel", job["job_id"], "--json")):
+        refused = node.ciadm(*args)
+        assert refused.returncode == 1 and refused.stdout == ""
+        assert one_error_line(refused.stderr) == (
+            f"ERROR: job {job['job_id']} already ended succeeded; nothing to cancel")
+    assert node.status(job["job_id"])["state"] == "succeeded"  # a finished job stays finished
+
+
+def test_follow_with_names_the_job_asked_for(node: ServeProcess, repo: Path) -> None:
+    submitted = node.ciadm("submit", "--job", "test", cwd=repo)  # "test" needs "build", listed first
+    assert submitted.returncode == 0, submitted.stderr
+    keys = dict(re.findall(r"^(job-[0-9a-f]{32})\s+(\w+)\s", submitted.stdout, re.MULTILINE))
+    [asked] = [job_id for job_id, key in keys.items() if key == "test"]
+    assert submitted.stdout.splitlines()[-1] == f"follow with: ciadm logs --follow {asked}"
+
+    followed = node.ciadm("submit", "--job", "test", "--follow", cwd=repo, timeout=90)
+    assert followed.returncode == 0, followed.stderr
+    [line] = [line for line in followed.stdout.splitlines() if line.startswith("following ")]
+    job_id = line.removeprefix("following test (").removesuffix("):")
+    assert node.status(job_id)["key"] == "test"
+    assert "testing" in followed.stdout.splitlines() and "building" not in followed.stdout
+    assert followed.stderr.strip() == f"job {job_id} succeeded"
+
+    failing = node.ciadm("submit", "--follow", cwd=git_repo(repo.parent / "failing", FAILING), timeout=90)
+    assert failing.returncode == 1 and "about to fail" in failing.stdout
+    assert failing.stderr.strip().endswith("failed: step 2 (Fails) failed with exit code 3")
+
+
+def test_status_shows_every_attempt(node: ServeProcess, tmp_path: Path) -> None:
+    [job] = node.ciadm_json("submit", cwd=git_repo(tmp_path / "failing", FAILING))
+    node.wait_state(job["job_id"], "failed")
+    assert node.ciadm("retry", job["job_id"]).returncode == 0
+    node.wait_state(job["job_id"], "failed")
+    status = node.status(job["job_id"])
+    assert [(a["attempt"], a["state"], a["reason"]) for a in status["attempts"]] == [
+        (1, "failed", "step 2 (Fails) failed with exit code 3"),
+        (2, "failed", "step 2 (Fails) failed with exit code 3"),
+    ]
+    host = node.ciadm_json("hosts")[0]["name"]
+    assert all(a["host"] == host and a["started_at"] and a["finished_at"] for a in status["attempts"])
+    table = node.ciadm("status", job["job_id"]).stdout.splitlines()
+    header = table.index(next(line for line in table if line.startswith("ATTEMPT")))
+    assert table[header].split() == ["ATTEMPT", "HOST", "QUEUED", "STARTED", "FINISHED", "HOW", "IT", "ENDED"]
+    rows = [line.split(None, 5) for line in table[header + 1:]]
+    assert [(r[0], r[1], r[5]) for r in rows] == [
+        ("1", host, "failed: step 2 (Fails) failed with exit code 3"),
+        ("2", host, "failed: step 2 (Fails) failed with exit code 3"),
+    ]

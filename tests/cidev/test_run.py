@@ -212,6 +212,8 @@ def test_pipeline_example_honours_needs_and_masks_secrets(tmp_path):
 
 def test_rust_example_without_a_crate_fails_fmt_and_never_builds(tmp_path):
     repo = make_repo(tmp_path / "rust", example="rust")
+    git(repo, "rm", "-q", "Cargo.toml")  # the example passes (test_examples.py); without its crate it must not
+    git(repo, "commit", "-q", "-m", "no crate")
     out = cidev_run(repo)
     assert out.returncode == 1, out.stdout + out.stderr
     lines = out.stdout.splitlines()
@@ -231,3 +233,38 @@ def test_a_runner_that_dies_ends_its_job_errored(tmp_path):
     assert any(line.startswith("[j] job errored") and "the runner stopped calling in" in line for line in lines), \
         out.stdout
     assert lines[-1] == "1 of 1 jobs did not succeed"
+
+
+def test_a_missing_workdir_fails_the_step_with_a_line_naming_it(tmp_path):
+    repo = make_repo(tmp_path / "wd", """\
+workflow {
+  job id="a" runs_on="x" {
+    step name="In dir" run="pwd" workdir="packaging"
+    step name="After" run="echo never"
+  }
+}
+""")
+    out = cidev_run(repo)
+    assert out.returncode == 1
+    lines = out.stdout.splitlines()
+    assert "[a] * refused: workdir 'packaging' is not a directory in the checkout" in lines
+    assert "[a] step 2/2 After: skipped" in lines
+    reason = "step 1 (In dir) could not start: workdir 'packaging' is not a directory in the checkout"
+    assert any(line.startswith("[a] job failed in ") and line.endswith(reason) for line in lines)
+
+
+def test_uncommitted_changes_are_warned_about_once(tmp_path):
+    repo = make_repo(tmp_path / "dirty", example="python")
+    (repo / "notes.txt").write_text("new\n")
+    (repo / ".solstice" / "workflow.kdl").write_text((repo / ".solstice" / "workflow.kdl").read_text() + "\n")
+    out = cidev_run(repo)
+    assert out.returncode == 0, out.stdout + out.stderr
+    warnings = [line for line in out.stdout.splitlines() if "warning" in line]
+    head = git(repo, "rev-parse", "HEAD")
+    assert warnings == [
+        f"cidev: warning: 2 files changed or new in the working tree are not part of this run: it builds "
+        f"commit {head[:12]}, with the workflow file as it is on disk; --dirty builds the working tree as it is"]
+    clean = cidev_run(make_repo(tmp_path / "clean", example="python"))
+    assert "warning" not in clean.stdout
+    dirty = cidev_run(repo, "--dirty")
+    assert "warning" not in dirty.stdout and "on working tree snapshot" in dirty.stdout.splitlines()[0]

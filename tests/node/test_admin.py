@@ -258,3 +258,29 @@ async def test_submit_validates_and_is_idempotent(cluster: Cluster) -> None:
         assert await cluster.ready("lab-a") == 0 and _acked(node) == 1  # not even sent again
         assert [c for c, name in driver_of(node).events if name == vm_name("once", 1)].count("prepare") == 1
         assert cluster.events.job_states("once") == [Q, P, R, S]  # no second `queued`
+
+
+async def test_a_job_taken_back_from_a_lost_host_shows_both_attempts(cluster: Cluster) -> None:
+    # node-b ran "lost" and went silent (it never heartbeats here); node-a's sweep takes the job back.
+    await cluster.store.register_host("node-b", ["lab-a"], capacity=2)
+    await cluster.store.heartbeat("node-b", running=1)
+    await cluster.store.submit(job("lost"))
+    assert await cluster.store.claim("lost", 1, "node-b", vm_name("lost", 1))
+    assert await cluster.store.transition("lost", 1, JobState.RUNNING)
+    async with cluster.node(cluster.settings()) as node, admin_stub(node) as admin:
+        async def ran_again() -> bool:
+            record = await cluster.store.get_job("lost")
+            return record is not None and record.attempt == 2 and record.state is S
+        await async_wait_until(ran_again, timeout=60, what="attempt 2 to succeed on node-a")
+        info = await admin.Get(admin_pb2.GetJobRequest(job_id="lost"))
+        stale = cluster.settings().timers.stale_after
+        assert [(a.attempt, a.host, a.state, a.reason) for a in info.attempts] == [
+            (1, "node-b", jobs_pb2.JOB_STATE_ERRORED,
+             f"host node-b sent no heartbeat for over {stale:g}s during attempt 1; requeued as attempt 2"),
+            (2, "node-a", jobs_pb2.JOB_STATE_SUCCEEDED, ""),
+        ]
+        first, second = info.attempts
+        assert first.started_at.ToDatetime() <= first.finished_at.ToDatetime() <= second.started_at.ToDatetime()
+        hosts = {h.name: h for h in (await admin.Hosts(admin_pb2.HostsRequest())).hosts}
+        assert (hosts["node-b"].alive, hosts["node-b"].running) == (False, 0)  # not its last report of 1
+        assert hosts["node-b"].heartbeat_age_seconds > stale

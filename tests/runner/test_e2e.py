@@ -134,7 +134,7 @@ async def test_cancellation_mid_step(tmp_path):
     outcome, lines, code, _ = await run_job(tmp_path, steps, during=cancel_when_started, grace=0.5)
     assert code == 0
     assert outcome.state == S.JOB_STATE_CANCELLED and outcome.reason == "cancelled by alice"
-    assert outcome.steps[0].state == S.STEP_STATE_FAILED and outcome.steps[0].exit_code == 128 + 15
+    assert outcome.steps[0].state == S.STEP_STATE_CANCELLED and outcome.steps[0].exit_code == 128 + 15
     assert outcome.steps[1].state == S.STEP_STATE_SKIPPED
     assert "started" in text(lines, 0, STDOUT)
 

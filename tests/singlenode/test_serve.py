@@ -80,10 +80,91 @@ workflow name="twice" {{
         wait_until(lambda: "first run" in node.get(f"/jobs/{job['job_id']}/log")[1], 60, "the first run to start")
     finally:
         assert node.stop() == 0, node.output()
-    assert "solstice: stopping (running jobs get 1s, then are requeued)" in node.output()
+    assert "solstice: stopping (running jobs get 1s, then are requeued; Ctrl-C again to stop at once)" in node.output()
     with ServeProcess(tmp_path / "data", env=env) as again:
         done = again.wait_state(job["job_id"], "succeeded")
         assert done["attempt"] == 2
         assert "second run\n" in again.get(f"/jobs/{job['job_id']}/log")[1]
         status, first = again.get(f"/jobs/{job['job_id']}/log?attempt=1")
         assert status == 200 and "first run\n" in first and "second run" not in first
+
+
+THREE_STEPS = """\
+workflow name="fails" {
+  job id="fails" runs_on="ubuntu-22.04" {
+    step name="Works" run="echo fine"
+    step name="Fails" run="exit 3"
+    step name="Never runs" run="echo never"
+  }
+}
+"""
+
+
+def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict]:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json", **headers})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def test_forges_not_configured_say_so_and_skipped_steps_are_logged(tmp_path: Path) -> None:
+    env = {"SOLSTICE_GITHUB_WEBHOOK_SECRET": "s3cret", "SOLSTICE_GITHUB_APP_ID": "1"}
+    with ServeProcess(tmp_path / "data", env=env) as node:
+        assert ("  forges:    GitHub enabled, Forgejo off (set SOLSTICE_FORGEJO_WEBHOOK_SECRET)"
+                in node.output().splitlines())
+        status, answer = _post(f"{node.url}/webhooks/forgejo", b"{}", {"X-Forgejo-Event": "push"})
+        assert (status, answer) == (404, {
+            "result": "forge not configured",
+            "detail": "Forgejo webhooks are not configured on this server: "
+                      "set SOLSTICE_FORGEJO_WEBHOOK_SECRET and restart it"})
+        # A configured forge still checks signatures.
+        status, answer = _post(f"{node.url}/webhooks/github", b"{}", {"X-GitHub-Event": "push"})
+        assert (status, answer["result"]) == (401, "bad signature")
+
+        [job] = node.ciadm_json("submit", cwd=git_repo(tmp_path / "repo", THREE_STEPS))
+        node.wait_state(job["job_id"], "failed")
+
+        def finished() -> dict | None:
+            for line in node.lines:
+                entry = json.loads(line) if line.startswith("{") else {}
+                if entry.get("msg") == "job finished" and entry.get("job") == job["job_id"]:
+                    return entry
+            return None
+
+        entry = wait_until(finished, 30, "the 'job finished' log line")
+        assert (entry["state"], entry["reason"], entry["skipped"]) == (
+            "FAILED", "step 2 (Fails) failed with exit code 3", "step 3 (Never runs)")
+
+
+def test_a_second_interrupt_stops_running_jobs_at_once(tmp_path: Path) -> None:
+    import signal
+
+    repo = git_repo(tmp_path / "repo", """\
+workflow name="slow" {
+  job id="slow" runs_on="ubuntu-22.04" {
+    step name="Wait" run="echo waiting; sleep 600"
+  }
+}
+""")
+    # A grace far longer than the stop below waits: only the second interrupt can end it in time.
+    node = ServeProcess(tmp_path / "data", env={"SOLSTICE_SHUTDOWN_GRACE": "1h"}).start()
+    try:
+        [job] = node.ciadm_json("submit", cwd=repo)
+        wait_until(lambda: "waiting" in node.get(f"/jobs/{job['job_id']}/log")[1], 60, "the step to start")
+        assert node.proc is not None
+        node.proc.send_signal(signal.SIGINT)
+        wait_until(lambda: any(line.startswith("solstice: stopping (") for line in node.lines), 30, "the stop")
+    finally:
+        assert node.stop(signal.SIGINT) == 0, node.output()
+    lines = node.output().splitlines()
+    assert "solstice: stopping (running jobs get 3600s, then are requeued; Ctrl-C again to stop at once)" in lines
+    assert "solstice: stopping at once (running jobs are stopped and requeued)" in lines
+    with ServeProcess(tmp_path / "data", env={"SOLSTICE_SHUTDOWN_GRACE": "1s"}) as again:
+        first = again.status(job["job_id"])["attempts"][0]
+        assert (first["state"], first["reason"]) == (
+            "errored", f"host {first['host']} shut down during attempt 1; requeued as attempt 2")

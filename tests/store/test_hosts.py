@@ -55,10 +55,12 @@ async def test_unknown_hosts_are_errors(store: Store) -> None:
 async def test_alive_follows_the_heartbeat_age(store: Store) -> None:
     await store.register_host("host-a", ["illumos"], capacity=1)
     await store.register_host("host-b", ["illumos"], capacity=1)
+    await store.heartbeat("host-a", running=1)
     await lapse(store, dead=["host-a"], live=["host-b"])
     hosts = {host.name: host for host in await store.list_hosts(stale_after=LAPSE)}
     assert not hosts["host-a"].alive and hosts["host-a"].heartbeat_age > LAPSE
-    assert hosts["host-b"].alive
+    assert hosts["host-a"].running == 0  # a dead host runs nothing, whatever it last reported
+    assert hosts["host-b"].alive and hosts["host-b"].running == 1
     assert all(host.alive for host in await store.list_hosts(stale_after=3600))
 
 

@@ -1,7 +1,7 @@
 """Fake GitHub and Forgejo: real aiohttp servers on loopback, strict about every request.
 
 Each fake checks authentication the way the forge does, validates request
-bodies against the official schemas in ``../shared/fixtures/forge/*/schemas``
+bodies against the official schemas in ``tests/fixtures/forge/*/schemas``
 (422 with the validation errors otherwise), serves workflow files per
 (repo, sha) in the forge's response format, records every call, and can be
 told to fail (5xx) or hang (timeouts) for the next N calls.
