@@ -21,8 +21,9 @@ class TokensSql:
                                  expires_in: float | None) -> OperatorTokenRecord:
         expiry, args = ("NULL", ()) if expires_in is None else ("{now} + $5", (float(expires_in),))
         [row] = await self._run(
-            "INSERT INTO operator_tokens (token_id, name, role, token_hash, created_at, expires_at)"
-            f" VALUES ($1, $2, $3, $4, {{now}}, {expiry}) RETURNING {_COLUMNS}",
+            "INSERT INTO operator_tokens (token_id, seq, name, role, token_hash, created_at, expires_at)"
+            " VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM operator_tokens), $2, $3, $4, {now},"
+            f" {expiry}) RETURNING {_COLUMNS}",
             token_id, name, role, token_hash, *args,
         )
         return OperatorTokenRecord.from_row(row)
@@ -32,7 +33,7 @@ class TokensSql:
         return OperatorTokenRecord.from_row(rows[0]) if rows else None
 
     async def operator_tokens(self) -> list[OperatorTokenRecord]:
-        rows = await self._run(f"SELECT {_COLUMNS} FROM operator_tokens ORDER BY created_at DESC, token_id")
+        rows = await self._run(f"SELECT {_COLUMNS} FROM operator_tokens ORDER BY seq DESC")
         return [OperatorTokenRecord.from_row(row) for row in rows]
 
     async def revoke_operator_token(self, name_or_id: str) -> OperatorTokenRecord | None:

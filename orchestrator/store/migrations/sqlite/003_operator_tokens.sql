@@ -4,6 +4,7 @@
 -- shows it); its name is free again for a new token.
 CREATE TABLE operator_tokens (
     token_id TEXT PRIMARY KEY,               -- the public part of the token
+    seq BIGINT NOT NULL,                     -- creation order (timestamps can tie)
     name TEXT NOT NULL,
     role TEXT NOT NULL CHECK (role IN ('read', 'operate', 'admin')),
     token_hash TEXT NOT NULL,                -- hex SHA-256 of the secret part
