@@ -3,7 +3,10 @@
 Reads the bootstrap from ``--env-file`` (bhyve: cloud-init's runcmd) or the
 environment (local driver), as solstice-runner does, prints a few console lines, connects to the orchestrator address, sends its token and
 waits until the gateway closes the connection (the job is over), then exits.
-``--silent`` never calls in; ``--crash`` exits with status 3 at once.
+``--silent`` never calls in; ``--crash`` exits with status 3 at once;
+``--tick`` never calls in and prints ``runner: tick N`` every 50 ms, writing N
+to the file ``ticks`` in its working directory after each line (so a test
+knows which lines were printed before it looked).
 """
 
 from __future__ import annotations
@@ -19,6 +22,11 @@ from common.bootstrap import parse_env_file
 
 def main(argv: list[str]) -> int:
     print("runner: booted", flush=True)
+    if "--tick" in argv:
+        for n in range(1_000_000):
+            print(f"runner: tick {n}", flush=True)
+            Path("ticks").write_text(str(n))
+            time.sleep(0.05)
     if "--crash" in argv:
         print("runner: crashing on purpose", flush=True)
         return 3

@@ -16,6 +16,7 @@ from tests.fakes.illumos.host import FakeHost
 CALLIN = Path(__file__).resolve().parent / "callin_runner.py"
 IMAGE = "rpool/solstice/images/illumos-stable"
 SNAPSHOT = "2026-11-01"
+SRC = f"{IMAGE}@{SNAPSHOT}"
 GiB = 2**30
 
 

@@ -83,8 +83,11 @@ def test_bad_attempts(attempt):
 
 @pytest.mark.parametrize(
     ("name", "ok"),
-    [("vnic0", True), ("vnic10", True), ("e1000g0", True), ("vnic01", False), ("0vnic1", False),
-     ("vnic", False), ("vn-ic1", False), ("a" * 31 + "1", False), ("a" * 30 + "1", True)],
+    # illumos-gate libdladm dladm_valid_linkname: < 32 chars, no leading digit, a trailing
+    # digit, [A-Za-z0-9_.]; nothing about leading zeros (an operator's net01 is a valid link).
+    [("vnic0", True), ("vnic10", True), ("e1000g0", True), ("vnic01", True), ("net.2", True), ("_0", True),
+     ("0vnic1", False), ("vnic", False), ("vn-ic1", False), ("a" * 31 + "1", False), ("a" * 30 + "1", True),
+     ("", False), ("vnïc1", False)],
 )
 def test_link_rules_match_illumos(name, ok):
     assert valid_linkname(name) is ok
