@@ -23,13 +23,13 @@ from orchestrator.store.errors import (
 )
 from orchestrator.store.interface import Store
 from orchestrator.store.postgres import PostgresStore
-from orchestrator.store.records import AttemptRecord, HostRecord, JobFilter, JobRecord, StepRecord
+from orchestrator.store.records import AddressLease, AttemptRecord, HostRecord, JobFilter, JobRecord, StepRecord
 from orchestrator.store.sqlite import SqliteStore
 from orchestrator.store.states import TERMINAL, IgnoreReason, JobState, StepState, can_move
 from orchestrator.store.url import open_store, store_for_url
 
 __all__ = [
-    "AttemptNotFound", "AttemptRecord", "ConstraintViolation", "HostNotFound", "HostRecord", "IgnoreReason",
+    "AddressLease", "AttemptNotFound", "AttemptRecord", "ConstraintViolation", "HostNotFound", "HostRecord", "IgnoreReason",
     "InvalidStoreUrl",
     "JobFilter", "JobNotFound", "JobRecord", "JobState", "MigrationError", "PostgresStore", "RetryNotAllowed",
     "SqliteStore", "StepRecord", "StepState", "Store", "StoreError", "StoreUnavailable", "TERMINAL",
