@@ -280,6 +280,8 @@ def cloud_init(seed: Path, guest: Path, installed: list[str] | None, console: Co
         console.line("cloud-init: runcmd: " + " ".join(cmd))
         return [*installed, *(str(guest / a.lstrip("/")) if a.startswith("/") else a for a in cmd[1:])]
     console.line("cloud-init: nothing to run")
+    console.line("Cloud-init v. 24.1 finished at Thu, 01 Jan 2026 00:00:05 +0000. "
+                 "Datasource DataSourceNoCloud [seed=/dev/sr0].  Up 5.00 seconds")
     return None
 
 
