@@ -80,6 +80,10 @@ class FakeHost:
         """The host memory guests share (None: unlimited); see vm.py."""
         self._config(memory_mib=mib)
 
+    def set_guest_cloud_init(self, mode: str) -> None:
+        """nocloud (default), ignores-seed or off: what the image's cloud-init does (vm.py)."""
+        self._config(cloud_init=mode)
+
     def set_shutdown_hold(self, seconds: float) -> None:
         """How long a powered-off zone stays ``shutting_down`` (vm.py)."""
         self._config(shutdown_hold=seconds)

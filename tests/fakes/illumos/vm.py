@@ -28,7 +28,11 @@ brand's init gives bhyve. What it does, after illumos-gate's bhyve
   the zone on its own: ``running`` -> ``shutting_down`` (for ``SHUTDOWN_HOLD``
   s; ``zoneadm list -p`` skips the zone meanwhile, as ``zone_print`` skips a
   zone that shut down while it collected data) -> ``installed``.
-* **The guest.** Like cloud-init, it reads the NoCloud seed the boot
+* **The guest.** It boots for ``config.json`` ``boot_seconds`` (0.3 s) before
+  cloud-init's final stage; ``cloud_init`` says what the image does then:
+  ``nocloud`` (default, below), ``ignores-seed`` (cloud-init runs but not our
+  seed: it prints its "finished" line and nothing else) or ``off`` (no
+  cloud-init at all). Like cloud-init, it reads the NoCloud seed the boot
   materialised (``<zoneroot>/cloud-init/user-data``), writes its
   ``write_files`` into the guest's disk (``<zoneroot>/guest``) and runs its
   ``runcmd``: ``sh -c "echo TEXT >/dev/console"`` prints TEXT on the serial
@@ -56,6 +60,8 @@ from tests.fakes.illumos import state as st
 from tests.fakes.illumos.zoneadm import attr, to_installed
 
 SHUTDOWN_HOLD = 0.3  # seconds a powered-off zone spends in shutting_down (config.json shutdown_hold)
+CLOUD_INIT_DONE = ("Cloud-init v. 24.1 finished at Thu, 01 Jan 2026 00:00:05 +0000. "
+                   "Datasource DataSourceNoCloud [seed=/dev/sr0].  Up 5.00 seconds")
 _RAM = re.compile(r"^([0-9]+)([KMGT]?)$", re.I)
 _ECHO = re.compile(r"^echo (.+?) ?>/dev/console$")
 
@@ -224,6 +230,15 @@ async def _guest(zone: dict[str, Any], root: Path, config: dict[str, Any], conso
         await forever
     guest = root / "guest"  # the guest's own disk; it goes away with the zone
     guest.mkdir(parents=True, exist_ok=True)
+    # The guest OS boots before cloud-init's final stage runs runcmd (seconds on a real guest).
+    await asyncio.sleep(config.get("boot_seconds", 0.3))
+    mode = config.get("cloud_init", "nocloud")  # the image: cloud-init reads NoCloud, ignores it, or is absent
+    if mode == "off":
+        console.line("login: ")
+        await forever
+    if mode == "ignores-seed":
+        console.line(CLOUD_INIT_DONE)
+        await forever
     try:
         argv = cloud_init(root / "cloud-init", guest, config.get("runner_argv"), console)
     except (OSError, ValueError, yaml.YAMLError) as err:
@@ -280,8 +295,7 @@ def cloud_init(seed: Path, guest: Path, installed: list[str] | None, console: Co
         console.line("cloud-init: runcmd: " + " ".join(cmd))
         return [*installed, *(str(guest / a.lstrip("/")) if a.startswith("/") else a for a in cmd[1:])]
     console.line("cloud-init: nothing to run")
-    console.line("Cloud-init v. 24.1 finished at Thu, 01 Jan 2026 00:00:05 +0000. "
-                 "Datasource DataSourceNoCloud [seed=/dev/sr0].  Up 5.00 seconds")
+    console.line(CLOUD_INIT_DONE)
     return None
 
 

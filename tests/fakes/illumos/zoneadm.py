@@ -412,7 +412,12 @@ def main(argv: list[str]) -> int:
     with st.locked() as state:
         rule = st.check_fault(state, "zoneadm", sub)
         if rule and zone in state["zones"] and rule.get("state"):
-            state["zones"][zone]["state"] = rule["state"]
+            z = state["zones"][zone]
+            if rule["state"] == "installed" and z["state"] == "running":
+                kill_vm(z)  # the zone's own halt won the race: a real halt, then this call fails
+                to_installed(state, zone)
+            else:
+                z["state"] = rule["state"]
     if rule:
         if "exit" in rule:
             return st.apply_fault(rule)
