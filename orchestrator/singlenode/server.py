@@ -40,7 +40,7 @@ from integration.cancel import CancelRequest, RetryRequest
 from integration.runtime import Integration
 from orchestrator.admin import admin_servicer_factory
 from orchestrator.drivers.base import Driver
-from orchestrator.drivers.registry import make_driver
+from orchestrator.drivers.registry import attach_store, make_driver
 from orchestrator.logstore import LogStore
 from orchestrator.node.node import Node, NodeParts
 from orchestrator.runnerapi import RunnerGateway
@@ -126,6 +126,7 @@ async def _run(settings: ServeSettings, say: Callable[[str], None], stop: asynci
         logstore = await stack.enter_async_context(LogStore(data / "logs"))
         driver = _make_driver(settings)
         stack.push_async_callback(driver.aclose)
+        attach_store(driver, store, node_settings.node.host)  # bhyve: guest address leases
         gateway = RunnerGateway(logstore, TokenIssuer(node_settings.token_key(), node_settings.grpc.token_ttl))
         parts = NodeParts(store=store, driver=driver, gateway=gateway, publisher=queue, events=events,
                           consumer_factory=queue.intake, admin=admin_servicer_factory)
