@@ -93,6 +93,11 @@ class FakeHost:
         pid = self.state()["zones"][vm]["vm_pid"]
         os.kill(pid, signal.SIGUSR1)
 
+    def set_host(self, **facts: Any) -> None:
+        """What the fake kstat/isainfo/ping/route report (hosttools.py)."""
+        with st.locked(self.root) as state:
+            state.setdefault("host", {}).update(facts)
+
     def set_faults(self, rules: list[dict[str, Any]]) -> None:
         (self.root / "faults.json").write_text(json.dumps(rules))
 
