@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 TAIL_BYTES = 256 * 1024
 SUN_PATH_MAX = 107  # sockaddr_un.sun_path is 108 bytes with its NUL
+EAGER_SECONDS = 30.0  # poll for the socket every ``retry`` s this long after start or a disconnect
 GAP_NOTE = b"\n[solstice: console capture re-attached; output in between is lost]\n"
 
 
@@ -47,14 +48,17 @@ class ConsoleCapture:
             log.error("console socket path is too long for AF_UNIX; no console capture "
                       "(shorten drivers.bhyve.zones_path)", extra={"fields": {"socket": str(self.socket_path)}})
             return
+        loop = asyncio.get_running_loop()
         delay = self.retry
+        eager_until = loop.time() + EAGER_SECONDS
         while True:
             try:
                 reader, writer = await asyncio.open_unix_connection(str(self.socket_path))
             except OSError:
-                # Not there yet: look again soon (a failed connect costs a
-                # syscall; every late millisecond may lose guest output).
-                await asyncio.sleep(self.retry)
+                # Not there yet: right after boot (or a disconnect, e.g. a guest
+                # reboot) look again at once - every late millisecond may lose
+                # guest output; later, a VM that is gone is not worth a busy loop.
+                await asyncio.sleep(self.retry if loop.time() < eager_until else self.max_retry)
                 continue
             try:
                 copied = await self._copy(reader)
@@ -65,6 +69,9 @@ class ConsoleCapture:
             # A connection bhyve closed at once (another client holds the console):
             # back off instead of spinning; one that carried output resets the delay.
             delay = self.retry if copied else min(delay * 2, self.max_retry)
+            if not copied:
+                await asyncio.sleep(delay)
+            eager_until = loop.time() + EAGER_SECONDS
 
     async def _copy(self, reader: asyncio.StreamReader) -> int:
         copied = 0

@@ -1,4 +1,9 @@
-"""Fake ``zfs``: datasets, snapshots and clones with the real rules (illumos.md §4, §8)."""
+"""Fake ``zfs``: datasets, snapshots and clones with the real rules (illumos.md §4, §8).
+
+User properties (``module:name``, e.g. ``solstice:runner-version``) can be
+set on any dataset and are inherited like the real ones: ``zfs get`` on a
+snapshot or a child shows its dataset's or parent's value, ``-`` when unset.
+"""
 
 from __future__ import annotations
 
