@@ -34,6 +34,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from orchestrator.catalog import BhyveConfig, ImageEntry
 from orchestrator.drivers.base import VmSpec
@@ -51,6 +52,9 @@ from orchestrator.drivers.errors import (
     VmDied,
 )
 from orchestrator.names import is_vm_name, validate_vm_name, vm_of_vnic, vnic_name
+
+if TYPE_CHECKING:
+    from orchestrator.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +85,10 @@ class BhyveDriver:
         self._locks: dict[str, asyncio.Lock] = {}
         self._active: set[str] = set()  # VMs this process provisioned and has not destroyed
         self._image_problems: dict[str, str | None] = {}
-        self._store = None  # orchestrator.store.Store, for address leases (attach_store)
+        self._store: Store | None = None  # for address leases (attach_store)
         self._host = ""
 
-    def attach_store(self, store, host: str) -> None:  # type: ignore[no-untyped-def]
+    def attach_store(self, store: Store, host: str) -> None:
         """Lease guest addresses in ``store`` as node ``host`` (serve.py calls this once the store is open)."""
         self._store, self._host = store, host
 

@@ -15,6 +15,7 @@ import ipaddress
 import os
 
 from orchestrator.catalog import BhyveConfig, ImageEntry, LinkNetwork
+from orchestrator.commands import CommandResult
 from orchestrator.drivers.bhyve import size_bytes
 from orchestrator.drivers.bhyve_console import SUN_PATH_MAX
 from orchestrator.drivers.bhyve_zone import tool_env
@@ -37,7 +38,7 @@ RUNNER_VERSION_PROPERTY = "solstice:runner-version"  # set on a golden image whe
 BOOTROM_BYTES = 16 * 2**20  # boot.py adds the ROM to a memreserve VM's reservation
 
 
-async def _run(c: BhyveConfig, *argv: str):  # type: ignore[no-untyped-def]
+async def _run(c: BhyveConfig, *argv: str) -> CommandResult:
     return await probe_command(list(argv), c.command_timeout, env=tool_env())
 
 
