@@ -64,7 +64,9 @@ class ConsoleCapture:
                 copied = await self._copy(reader)
             finally:
                 writer.close()
-                with contextlib.suppress(OSError, asyncio.CancelledError):
+                # Never swallow a cancellation here: the loop would go on and
+                # the driver's stop/destroy would wait for it forever.
+                with contextlib.suppress(OSError):
                     await writer.wait_closed()
             # A connection bhyve closed at once (another client holds the console):
             # back off instead of spinning; one that carried output resets the delay.

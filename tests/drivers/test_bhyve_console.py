@@ -35,10 +35,33 @@ async def test_capture_follows_rebinds_and_notes_only_real_gaps(tmp_path: Path):
         assert data.startswith(b"hello\n") and GAP_NOTE in data
         assert capture.connections >= 2
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        task.cancel()  # whatever it is awaiting: a cancelled capture ends
+        await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 5)
         server.close()
         await server.wait_closed()
+        sock.unlink(missing_ok=True)
+        sock.parent.rmdir()
+
+
+async def test_cancelling_a_capture_ends_it_wherever_it_waits(tmp_path: Path):
+    """Cancelled while connecting, reading or closing: it ends (the driver's stop awaits it)."""
+    sock = Path(tempfile.mkdtemp(prefix="cc", dir="/tmp")) / "vm.com1"
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"x\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_unix_server(serve, path=str(sock))
+    try:
+        for delay in (0, 0.001, 0.003, 0.01, 0.03):  # land the cancel at different awaits
+            task = asyncio.create_task(ConsoleCapture(sock, tmp_path / "c.log", retry=0.001).run())
+            await asyncio.sleep(delay)
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=5)
+            assert done, f"a capture cancelled after {delay}s went on"
+    finally:
+        server.close()
         sock.unlink(missing_ok=True)
         sock.parent.rmdir()
 
