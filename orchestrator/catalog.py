@@ -1,8 +1,10 @@
 """Driver configuration: which driver, the bhyve image catalog, local driver settings.
 
 The catalog maps a workflow's ``runs_on`` label to a golden image: a ZFS
-volume snapshot to clone, and the VM's size and network link. Example
-(the ``drivers`` section of the orchestrator's YAML; docs/illumos.md has more):
+volume snapshot to clone, the VM's size, boot ROM, network link and egress;
+each link the images use has an address pool the guests' addresses come from.
+Example (the ``drivers`` section of the orchestrator's YAML; docs/illumos.md
+has more):
 
     drivers:
       driver: bhyve
@@ -11,6 +13,12 @@ volume snapshot to clone, and the VM's size and network link. Example
         vm_dataset: rpool/solstice/vms
         zones_dataset: rpool/solstice/zones
         zones_path: /solstice/zones
+        links:
+          solstice0:
+            cidr: 10.9.0.0/24
+            gateway: 10.9.0.1
+            first: 10.9.0.10
+            resolvers: [10.9.0.1]
         images:
           illumos-stable:
             dataset: rpool/solstice/images/illumos-stable
@@ -18,13 +26,15 @@ volume snapshot to clone, and the VM's size and network link. Example
             vcpus: 2
             ram: 4G
             disk_size: 40G
-            link: igb0
+            link: solstice0
+            egress: runner
 
 Every name here reaches a command line, so each is validated when loaded.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tempfile
@@ -37,6 +47,11 @@ from orchestrator.drivers.errors import NameInvalid
 from orchestrator.names import validate_dataset_name, validate_link_name
 
 _SIZE = re.compile(r"^[1-9][0-9]*[KMGT]?$")
+_ROM = re.compile(r"^(BHYVE_(RELEASE|DEBUG)(_CSM)?|/[A-Za-z0-9_./-]+\.fd)$")
+_DNS_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$")
+# bhyve.7: "If the VM supports UEFI boot, you should use BHYVE_RELEASE"; CSM also boots BIOS guests.
+DEFAULT_ROM = {"uefi": "BHYVE_RELEASE", "bios": "BHYVE_RELEASE_CSM"}
+EGRESS = ("open", "runner")
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
@@ -55,13 +70,24 @@ class ImageEntry:
     snapshot: str = ""
     vcpus: int = 2
     ram: str = "2G"
-    disk_size: str | None = None  # grow the clone to this size (zfs set volsize); None keeps the image's
-    link: str = ""  # physical link (or etherstub) the job's VNIC is created over
+    disk_size: str | None = None  # grow the clone to this size (zfs set volsize); never below the image's
+    link: str = ""  # physical link (or etherstub) the job's VNIC is created over; needs a ``links`` entry
+    firmware: str = "uefi"  # how the image boots: uefi or bios; chooses the default ROM
+    bootrom: str = ""  # a ROM under /usr/share/bhyve/firmware (or an absolute .fd); "" = DEFAULT_ROM[firmware]
+    memreserve: bool = False  # take guest RAM from bhyve's memory reservoir (the brand grows it at boot)
+    egress: str = "open"  # open, or runner: the guest may reach the orchestrator's runner address only
 
     def __post_init__(self) -> None:
         _check("image dataset", validate_dataset_name, self.dataset)
         _check("image snapshot", lambda s: validate_dataset_name(s, snapshot=True), self.source)
         _check("image link", validate_link_name, self.link)
+        if self.firmware not in DEFAULT_ROM:
+            raise ConfigError(f"image firmware {self.firmware!r} is not one of: {', '.join(DEFAULT_ROM)}")
+        if self.bootrom and not _ROM.fullmatch(self.bootrom):
+            raise ConfigError(f"image bootrom {self.bootrom!r} is not BHYVE_RELEASE[_CSM], BHYVE_DEBUG[_CSM] "
+                              "or an absolute path to a .fd file")
+        if self.egress not in EGRESS:
+            raise ConfigError(f"image egress {self.egress!r} is not one of: {', '.join(EGRESS)}")
         if not 1 <= self.vcpus <= 32:
             raise ConfigError(f"image vcpus must be 1..32 (bhyve brand limit), not {self.vcpus}")
         if not _SIZE.fullmatch(self.ram):
@@ -74,12 +100,103 @@ class ImageEntry:
         """The snapshot a job's boot volume is cloned from."""
         return f"{self.dataset}@{self.snapshot}"
 
+    @property
+    def rom(self) -> str:
+        """The ``bootrom`` attribute the zone gets."""
+        return self.bootrom or DEFAULT_ROM[self.firmware]
+
+
+def _ip(what: str, value: str) -> ipaddress.IPv4Address:
+    try:
+        return ipaddress.IPv4Address(value)
+    except ValueError:
+        raise ConfigError(f"{what} {value!r} is not an IPv4 address") from None
+
+
+@dataclass(frozen=True)
+class LinkNetwork:
+    """How guests on one link get their address: a static pool (``cidr``) or ``dhcp: true``.
+
+    With a pool each VM gets a free address of ``first``..``last`` (default:
+    the whole subnet but its network, broadcast, gateway and resolver
+    addresses) leased in the state store; it becomes the zone's
+    ``allowed-address`` (+ ``defrouter``, + ``resolvers``), from which the
+    brand writes the guest's NoCloud network-config and turns link protection
+    on. ``pool`` names the lease space: nodes whose links share one segment
+    must use the same name (the default, the CIDR, does that for identical
+    configs); give a host-only etherstub a name of its own to stop sharing.
+    """
+
+    dhcp: bool = False
+    cidr: str = ""
+    gateway: str = ""
+    first: str = ""
+    last: str = ""
+    resolvers: tuple[str, ...] = ()
+    dns_domain: str = ""
+    pool: str = ""
+
+    def __post_init__(self) -> None:
+        if self.dhcp:
+            if self.cidr or self.gateway or self.first or self.last:
+                raise ConfigError("an address pool is either dhcp: true or a cidr (with gateway/first/last), not both")
+            return
+        if not self.cidr:
+            raise ConfigError("an address pool needs a cidr (e.g. 10.9.0.0/24), or dhcp: true for a link "
+                              "whose segment runs a DHCP server")
+        try:
+            net = ipaddress.IPv4Network(self.cidr, strict=True)
+        except ValueError as err:
+            raise ConfigError(f"address pool cidr {self.cidr!r}: {err}") from None
+        if net.prefixlen > 30:
+            raise ConfigError(f"address pool cidr {self.cidr} has no room for guests (at most /30)")
+        for what, value in (("gateway", self.gateway), ("first", self.first), ("last", self.last)):
+            if value and _ip(f"address pool {what}", value) not in net:
+                raise ConfigError(f"address pool {what} {value} is outside {self.cidr}")
+        for resolver in self.resolvers:
+            _ip("address pool resolver", resolver)
+        if self.first and self.last and _ip("first", self.first) > _ip("last", self.last):
+            raise ConfigError(f"address pool first {self.first} comes after last {self.last}")
+        if self.dns_domain and not _DNS_NAME.fullmatch(self.dns_domain):
+            raise ConfigError(f"address pool dns_domain {self.dns_domain!r} is not a domain name")
+        if self.pool and not re.fullmatch(r"[A-Za-z0-9_.:/-]{1,64}", self.pool):
+            raise ConfigError(f"address pool name {self.pool!r} must be 1-64 of A-Z a-z 0-9 _ . : / -")
+
+    @property
+    def network(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(self.cidr)
+
+    @property
+    def name(self) -> str:
+        """The lease space in the state store."""
+        return self.pool or self.cidr
+
+    def candidates(self) -> list[str]:
+        """The addresses guests may get, in the order they are handed out."""
+        net = self.network
+        lo = _ip("first", self.first) if self.first else net.network_address + 1
+        hi = _ip("last", self.last) if self.last else net.broadcast_address - 1
+        reserved = {self.gateway, *self.resolvers}
+        return [str(a) for a in net.hosts() if lo <= a <= hi and str(a) not in reserved]
+
+
+@dataclass(frozen=True)
+class HostTools:
+    """Read-only tools ``check`` runs besides the driver's own (illumos paths)."""
+
+    kstat: str = "/usr/bin/kstat"
+    isainfo: str = "/usr/bin/isainfo"
+    ping: str = "/usr/sbin/ping"
+    route: str = "/usr/sbin/route"
+    ipf: str = "/usr/sbin/ipf"
+
 
 @dataclass(frozen=True)
 class BhyveConfig:
     """Where the bhyve driver puts things on an illumos host, and which tools it runs."""
 
     images: dict[str, ImageEntry] = field(default_factory=dict)
+    links: dict[str, LinkNetwork] = field(default_factory=dict)  # link -> how its guests get addresses
     vm_dataset: str = "rpool/solstice/vms"  # parent of each job's boot volume
     zones_dataset: str = "rpool/solstice/zones"  # parent dataset of zonepaths (mounted at zones_path)
     zones_path: Path = Path("/solstice/zones")
@@ -95,12 +212,20 @@ class BhyveConfig:
     command_timeout: Seconds = Seconds(120)
     halt_timeout: Seconds = Seconds(300)
     zvol_timeout: Seconds = Seconds(30)  # wait this long for a cloned volume's /dev/zvol node
+    poweroff_timeout: Seconds = Seconds(60)  # after bhyvectl --force-poweroff, before zoneadm halt
     poll_interval: Seconds = Seconds(1)
+    host_tools: HostTools = field(default_factory=HostTools)
 
     def __post_init__(self) -> None:
-        for label in self.images:
+        for label, image in self.images.items():
             if not _LABEL.fullmatch(label):
                 raise ConfigError(f"image label {label!r} is not a valid runs_on label")
+            if image.link not in self.links:
+                raise ConfigError(
+                    f"image {label}: link {image.link} has no address pool; add drivers.bhyve.links.{image.link} "
+                    "with a cidr (and gateway), or dhcp: true if a DHCP server answers on its segment")
+        for link in self.links:
+            _check("address pool link", validate_link_name, link)
         _check("bhyve vm_dataset", validate_dataset_name, self.vm_dataset)
         _check("bhyve zones_dataset", validate_dataset_name, self.zones_dataset)
         if not self.zones_path.is_absolute():

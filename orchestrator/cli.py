@@ -30,25 +30,28 @@ def cli() -> None:
     epilog="""\b
 Examples:
   solstice-orchestrator check --config /etc/solstice/orchestrator.yaml
+  solstice-orchestrator check --config /etc/solstice/orchestrator.yaml --json
   SOLSTICE_DRIVERS_DRIVER=local solstice-orchestrator check
 """
 )
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
-              envvar="SOLSTICE_CONFIG", help="The node's YAML file (its drivers section is checked).")
+              envvar="SOLSTICE_CONFIG", help="The node's YAML file (its drivers, node and grpc sections).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as a JSON document.")
 @logging_options
-def check(config_path: Path | None) -> None:
-    """Dry-run a host: read-only checks that the VM driver can work here.
+def check(config_path: Path | None, as_json: bool) -> None:
+    """Read-only checks of this host: what would fail a job, and how to fix it.
 
-    bhyve: zonecfg/zoneadm/zfs/dladm present, brand installed, pools and
-    golden snapshots exist, links exist. Prints what is missing; exits 1 if
-    anything is.
+    One table: a verdict per line (ok, warn, FAIL), what was found and what
+    to do. bhyve: root, tools, brand, /dev/vmmctl, datasets, images, links,
+    address pools, the route to the runner address, memory. Exits 1 if
+    anything would fail a job.
     """
-    from orchestrator.drivers.check import check_host, load_driver_config, render
+    from orchestrator.drivers.check import run_check
 
-    results = asyncio.run(check_host(load_driver_config(config_path)))
-    click.echo(render(results))
-    if not all(r.ok for r in results):
-        sys.exit(1)
+    text, status = asyncio.run(run_check(config_path, as_json))
+    click.echo(text)
+    if status:
+        sys.exit(status)
 
 
 @cli.command(

@@ -5,9 +5,9 @@ first 8 hex digits of SHA-256 of the job id, so nothing from a webhook or a
 workflow ever reaches a command line. From that one name follow:
 
 * the zone name (illumos.md §2.8: 1-63 chars, ``[A-Za-z0-9][A-Za-z0-9_.-]*``),
-* the VNIC name ``solstice<8 hex>_<attempt>`` (§5.2: at most 31 chars of
-  ``[A-Za-z0-9_.]``, not starting with a digit, ending in a number without a
-  leading zero - and no ``-``, unlike zone names),
+* the VNIC name ``solstice<8 hex>_<attempt>`` (illumos-gate libdladm
+  ``dladm_valid_linkname``: at most 31 chars of ``[A-Za-z0-9_.]``, not
+  starting with a digit, ending with one - and no ``-``, unlike zone names),
 * dataset names ``<parent>/<vm name>`` (§4: ``[A-Za-z0-9_.:-]`` components;
   we refuse the space ZFS would accept).
 
@@ -28,7 +28,7 @@ MAX_ATTEMPT = 99999
 _VM = re.compile(rf"^{PREFIX}-([0-9a-f]{{8}})-(0|[1-9][0-9]{{0,4}})$")
 _VNIC = re.compile(rf"^{PREFIX}([0-9a-f]{{8}})_(0|[1-9][0-9]{{0,4}})$")
 _ZONE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-_LINK = re.compile(r"^[A-Za-z_.][A-Za-z0-9_.]*?(0|[1-9][0-9]*)$")
+_LINK = re.compile(r"^[A-Za-z_.][A-Za-z0-9_.]{0,29}[0-9]$", re.ASCII)
 _DS_COMPONENT = re.compile(r"^[A-Za-z0-9_.:-]+$")
 _POOL = re.compile(r"^[A-Za-z][A-Za-z0-9_.:-]*$")
 _SNAPSHOT_NAME = _DS_COMPONENT
@@ -78,12 +78,10 @@ def validate_zone_name(name: str) -> str:
 
 
 def validate_link_name(name: str) -> str:
-    """illumos.md §5.2: <= 31 chars of [A-Za-z0-9_.], no leading digit, ends in a number w/o leading 0."""
-    if not isinstance(name, str) or len(name) > 31 or not _LINK.fullmatch(name):
-        raise NameInvalid(f"{name!r} is not a valid datalink name")
-    m = re.search(r"[0-9]+$", name)
-    if m and len(m.group(0)) > 1 and m.group(0).startswith("0"):
-        raise NameInvalid(f"{name!r} is not a valid datalink name (leading zero in its number)")
+    """libdladm ``dladm_valid_linkname``: <= 31 chars of [A-Za-z0-9_.], no leading digit, a trailing digit."""
+    if not isinstance(name, str) or not _LINK.fullmatch(name):
+        raise NameInvalid(f"{name!r} is not a valid datalink name (up to 31 of A-Z a-z 0-9 _ ., "
+                          "not starting with a digit, ending with one)")
     return name
 
 

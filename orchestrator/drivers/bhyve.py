@@ -2,20 +2,28 @@
 
 Per VM ``solstice-<hex>-<attempt>`` (names.py), following illumos.md:
 
-    prepare   zfs clone <image>@<snap> <vm_dataset>/<vm>   [zfs set volsize=... ]
+    prepare   (disk_size >= the image's volsize, once per image)
+              lease the guest's address from its link's pool (state store)
+              zfs clone <image>@<snap> <vm_dataset>/<vm>   [zfs set volsize=... ]
               (wait for /dev/zvol/rdsk/<vm_dataset>/<vm>)
               dladm create-vnic -t -l <link> <vnic>
               zonecfg -z <vm> -f <state_dir>/<vm>/zonecfg    (bhyve_zonecfg.py)
               zoneadm -z <vm> install                        (the brand requires it, §1.2)
-    boot      zoneadm -z <vm> boot; capture the console socket (the guest waits for it)
-    stop      bhyvectl --vm=<vm> --destroy; zoneadm -z <vm> halt
+              [<zonepath>/etc/ipf.conf, ipf6.conf]           (egress: runner, bhyve_net.py)
+    boot      user-data still there? start the console capture; zoneadm -z <vm> boot
+    wait      the runner calls in; meanwhile the zone's state, init.log and the
+              console are watched for a boot that cannot succeed (bhyve_guest.py)
+    stop      bhyvectl --vm=<vm> --force-poweroff; zoneadm halt if needed (bhyve_zone.py)
     destroy   the §7 loop on the zone's state (halt / uninstall -F / delete -F),
-              dladm delete-vnic, zfs destroy -r <zones_dataset>/<vm>, zfs destroy <disk>
+              dladm delete-vnic, zfs destroy -r <zones_dataset>/<vm>, zfs destroy <disk>,
+              release the address
 
 The runner's bootstrap travels as NoCloud user-data (§6.2 option A), written
 root-only to ``<state_dir>/<vm>/user-data`` and named by the ``cloud-init``
-attribute. Every step of teardown treats "already gone" as success, so destroy
-is idempotent and may race with another destroy or with reconciliation.
+attribute. The driver runs as root: zonepaths are 0700 root, and it reads the
+console socket and bhyve's logs inside them (docs/illumos.md "Privileges").
+Every step of teardown treats "already gone" as success, so destroy is
+idempotent and may race with another destroy or with reconciliation.
 """
 
 from __future__ import annotations
@@ -26,14 +34,17 @@ import logging
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from common.bootstrap import render_user_data
 from orchestrator.catalog import BhyveConfig, ImageEntry
-from orchestrator.commands import CommandResult, run_command
 from orchestrator.drivers.base import VmSpec
-from orchestrator.drivers.bhyve_console import capture_console, tail_file
+from orchestrator.drivers.bhyve_console import ConsoleCapture, tail_file
+from orchestrator.drivers.bhyve_guest import check_user_data, diagnose, render_guest_user_data, timeout_reason
+from orchestrator.drivers.bhyve_net import egress_rules, guest_network
+from orchestrator.drivers.bhyve_zone import GONE, ZoneTools
 from orchestrator.drivers.bhyve_zonecfg import CONSOLE_SOCKET, ZoneConfig, render_zonecfg
 from orchestrator.drivers.errors import (
+    BootFailed,
     BootTimeout,
     CommandFailed,
     DriverError,
@@ -42,15 +53,23 @@ from orchestrator.drivers.errors import (
 )
 from orchestrator.names import is_vm_name, validate_vm_name, vm_of_vnic, vnic_name
 
+if TYPE_CHECKING:
+    from orchestrator.store import Store
+
 log = logging.getLogger(__name__)
 
-GONE_ZONE = "No such zone configured"
 GONE_DATASET = "dataset does not exist"
 GONE_LINK = "invalid link name"
-MAX_TEARDOWN_ROUNDS = 12
 CONSOLE_SETTLE_SECONDS = 2.0
 # What zfs clone, dladm create-vnic and zonecfg say when the name is taken.
 LEFTOVER = ("dataset already exists", "object already exists", "Zone exists")
+_SIZE_UNITS = {"": 2**20, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def size_bytes(size: str, default_unit: str = "") -> int:
+    """``N[KMGT]`` in bytes; no suffix means MiB (bhyve's ram) unless ``default_unit`` says otherwise."""
+    unit = size[-1] if size[-1].isalpha() else default_unit
+    return int(size.rstrip("KMGT")) * _SIZE_UNITS[unit]
 
 
 class BhyveDriver:
@@ -61,9 +80,17 @@ class BhyveDriver:
     def __init__(self, config: BhyveConfig, runner_command: str = "solstice-runner") -> None:
         self.config = config
         self.runner_command = runner_command
+        self.zones = ZoneTools(config)
         self._consoles: dict[str, asyncio.Task[None]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._active: set[str] = set()  # VMs this process provisioned and has not destroyed
+        self._image_problems: dict[str, str | None] = {}
+        self._store: Store | None = None  # for address leases (attach_store)
+        self._host = ""
+
+    def attach_store(self, store: Store, host: str) -> None:
+        """Lease guest addresses in ``store`` as node ``host`` (serve.py calls this once the store is open)."""
+        self._store, self._host = store, host
 
     # -- naming ------------------------------------------------------------
     def serves(self, label: str) -> bool:
@@ -81,14 +108,11 @@ class BhyveDriver:
     def _state(self, vm: str) -> Path:
         return self.config.state_dir / vm
 
-    def _host(self, path: str) -> Path:
+    def _host_path(self, path: str) -> Path:
         return self.config.fs_root / path.lstrip("/")
 
     def _lock(self, vm: str) -> asyncio.Lock:
         return self._locks.setdefault(vm, asyncio.Lock())
-
-    async def _run(self, *argv: str, check: bool = True, timeout: float | None = None) -> CommandResult:
-        return await run_command(argv, timeout=timeout or self.config.command_timeout, check=check)
 
     # -- lifecycle -----------------------------------------------------------
     async def prepare(self, spec: VmSpec) -> None:
@@ -96,6 +120,9 @@ class BhyveDriver:
         image = self.config.images.get(spec.label)
         if image is None:
             raise ProvisionError(f"no bhyve image serves runs_on label {spec.label!r}")
+        problem = await self._image_problem(spec.label, image)
+        if problem:
+            raise ProvisionError(f"image {spec.label} is refused: {problem}")
         if vm in self._active:
             # Another live job got the same name (8 hex digits of a hash): its
             # VM is no leftover, so refuse rather than tear it down below.
@@ -116,29 +143,66 @@ class BhyveDriver:
                     continue
                 await self._cleanup_after_failure(vm)
                 raise ProvisionError(f"could not prepare VM {vm}: {err}") from err
-            except DriverError as err:
+            except (DriverError, ValueError) as err:
                 await self._cleanup_after_failure(vm)
                 raise ProvisionError(f"could not prepare VM {vm}: {err}") from err
 
+    async def _image_problem(self, label: str, image: ImageEntry) -> str | None:
+        """Checked once per image: a ``disk_size`` below the golden volume's would shrink the clone."""
+        if label not in self._image_problems:
+            problem = None
+            if image.disk_size:
+                result = await self.zones.run(self.config.zfs, "get", "-Hp", "-o", "value", "volsize",
+                                              image.source, check=False)
+                volsize = result.stdout.strip()
+                if result.ok and volsize.isdigit() and size_bytes(image.disk_size, "B") < int(volsize):
+                    problem = (f"disk_size {image.disk_size} is smaller than the image's volsize "
+                               f"({int(volsize) / 2**30:g} GiB); zfs would shrink the clone")
+                if problem:
+                    log.error("%s", problem, extra={"fields": {"image": label}})
+            self._image_problems[label] = problem
+        return self._image_problems[label]
+
     async def _prepare(self, vm: str, spec: VmSpec, image: ImageEntry) -> None:
         c = self.config
+        link = c.links[image.link]
+        address = await self._lease(vm, image)
+        net = guest_network(link, address)
         disk = self._disk(vm)
-        await self._run(c.zfs, "clone", image.source, disk)
+        run = self.zones.run
+        await run(c.zfs, "clone", image.source, disk)
         if image.disk_size:
-            await self._run(c.zfs, "set", f"volsize={image.disk_size}", disk)
+            await run(c.zfs, "set", f"volsize={image.disk_size}", disk)
         await self._wait_for_zvol(disk)
         vnic = vnic_name(vm)
-        await self._run(c.dladm, "create-vnic", "-t", "-l", image.link, vnic)
+        await run(c.dladm, "create-vnic", "-t", "-l", image.link, vnic)
         state = self._state(vm)
         await asyncio.to_thread(_write_private, state, "user-data",
-                                render_user_data(spec.bootstrap, self.runner_command))
+                                render_guest_user_data(vm, spec.bootstrap, self.runner_command))
         zonecfg = render_zonecfg(ZoneConfig(
-            zone=vm, zonepath=self._zonepath(vm), vnic=vnic, disk=disk,
-            vcpus=image.vcpus, ram=image.ram, user_data=str(state / "user-data"),
+            zone=vm, zonepath=self._zonepath(vm), vnic=vnic, disk=disk, vcpus=image.vcpus, ram=image.ram,
+            user_data=str(state / "user-data"), bootrom=image.rom, memreserve=image.memreserve,
+            address=net.address, gateway=net.gateway, resolvers=net.resolvers, dns_domain=net.dns_domain,
         ))
         await asyncio.to_thread(_write_private, state, "zonecfg", zonecfg)
-        await self._run(c.zonecfg, "-z", vm, "-f", str(state / "zonecfg"))
-        await self._run(c.zoneadm, "-z", vm, "install")
+        await run(c.zonecfg, "-z", vm, "-f", str(state / "zonecfg"))
+        await run(c.zoneadm, "-z", vm, "install")
+        if image.egress == "runner":
+            v4, v6 = egress_rules(vm, spec.bootstrap.orchestrator, link)
+            etc = self._host_path(self._zonepath(vm)) / "etc"
+            await asyncio.to_thread(_write_private, etc, "ipf.conf", v4)
+            await asyncio.to_thread(_write_private, etc, "ipf6.conf", v6)
+
+    async def _lease(self, vm: str, image: ImageEntry) -> str | None:
+        link = self.config.links[image.link]
+        if link.dhcp:
+            return None
+        if self._store is None:
+            raise DriverError(f"link {image.link} has an address pool but no state store is attached to lease from")
+        address = await self._store.lease_address(link.name, self._host, vm, link.candidates())
+        if address is None:
+            raise DriverError(f"address pool {link.name} of link {image.link} has no free address")
+        return address
 
     async def _wait_for_zvol(self, disk: str) -> None:
         """Whether a clone's device node exists when ``zfs clone`` returns is
@@ -146,20 +210,26 @@ class BhyveDriver:
         node = f"/dev/zvol/rdsk/{disk}"
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.zvol_timeout
-        while not await asyncio.to_thread(self._host(node).exists):
+        while not await asyncio.to_thread(self._host_path(node).exists):
             if loop.time() >= deadline:
                 raise DriverError(f"{node} did not appear within {self.config.zvol_timeout:g}s of the clone")
             await asyncio.sleep(min(self.config.poll_interval, 0.1))
 
     async def boot(self, spec: VmSpec) -> None:
         vm = validate_vm_name(spec.name)
+        # The brand silently boots with user-data of its own when the file is
+        # gone (boot.py); the job would only time out. Say why, now.
+        problem = await asyncio.to_thread(check_user_data, self._state(vm) / "user-data")
+        if problem:
+            await self._cleanup_after_failure(vm)
+            raise ProvisionError(f"could not boot VM {vm}: the user-data {problem}")
+        self._start_console(vm)  # before boot: bhyve drops output until someone is connected
         try:
-            await self._run(self.config.zoneadm, "-z", vm, "boot")
+            await self.zones.run(self.config.zoneadm, "-z", vm, "boot")
         except DriverError as err:
             tail = await self.console_tail(vm)
             await self._cleanup_after_failure(vm)
             raise ProvisionError(f"could not boot VM {vm}: {err}", tail) from err
-        self._start_console(vm)
 
     async def wait_ready(self, spec: VmSpec, ready: asyncio.Event, timeout: float) -> None:
         vm = validate_vm_name(spec.name)
@@ -168,7 +238,9 @@ class BhyveDriver:
         while True:
             remaining = deadline - loop.time()
             if remaining <= 0:
-                raise BootTimeout(vm, timeout, await self.console_tail(vm))
+                console = await asyncio.to_thread(tail_file, self._state(vm) / "console.log", 2000)
+                raise BootTimeout(vm, timeout, await self.console_tail(vm),
+                                  timeout_reason(vm, console, spec.bootstrap.orchestrator))
             try:
                 await asyncio.wait_for(ready.wait(), min(remaining, self.config.poll_interval))
                 return
@@ -176,26 +248,31 @@ class BhyveDriver:
                 pass
             # "running" only means bhyve started (§6.4); a zone that fell back
             # to installed means bhyve or the guest stopped.
-            state = await self._zone_state(vm)
-            if state != "running" and not ready.is_set():
+            state = await self.zones.state(vm)
+            if ready.is_set():
+                return
+            if state == "running":
+                why = await asyncio.to_thread(self._diagnose, vm)
+                if why:
+                    raise BootFailed(vm, why, await self.console_tail(vm))
+            elif state not in (None, "shutting_down", "down"):
                 # bhyve is gone, so the console socket closes: let the capture
                 # write the guest's last words before the tail is read.
                 await self._settle_console(vm, CONSOLE_SETTLE_SECONDS)
-                raise VmDied(vm, f"zone is {state or 'gone'}", await self.console_tail(vm))
+                why = await asyncio.to_thread(self._diagnose, vm)
+                detail = f"zone is {'gone' if state == GONE else state}" + (f": {why}" if why else "")
+                raise VmDied(vm, detail, await self.console_tail(vm))
+
+    def _diagnose(self, vm: str) -> str | None:
+        zonepath = self._host_path(self._zonepath(vm))
+        return diagnose(vm, tail_file(zonepath / "root" / "tmp" / "init.log", 200),
+                        tail_file(self._state(vm) / "console.log", 2000))
 
     async def stop(self, name: str) -> None:
         vm = validate_vm_name(name)
         async with self._lock(vm):
-            await self._stop(vm)
-
-    async def _stop(self, vm: str) -> None:
-        state = await self._zone_state(vm)
-        if state in ("running", "ready"):
-            # halt alone sends ACPI power-off and may wait up to 30 min for the
-            # guest (§1.6); a CI VM is disposable, so pull the plug first.
-            await self._run(self.config.bhyvectl, f"--vm={vm}", "--destroy", check=False)
-            await self._run(self.config.zoneadm, "-z", vm, "halt", timeout=self.config.halt_timeout)
-        await self._stop_console(vm)
+            await self.zones.stop(vm)
+            await self._stop_console(vm)
 
     async def destroy(self, name: str) -> None:
         vm = validate_vm_name(name)
@@ -204,39 +281,16 @@ class BhyveDriver:
 
     async def _destroy(self, vm: str) -> None:
         c = self.config
-        await self._remove_zone(vm)
+        await self.zones.remove(vm)
         await self._stop_console(vm)
-        await self._tolerate(GONE_LINK, c.dladm, "delete-vnic", vnic_name(vm))
-        await self._tolerate(GONE_DATASET, c.zfs, "destroy", "-r", self._zonepath_dataset(vm))
-        await self._tolerate(GONE_DATASET, c.zfs, "destroy", self._disk(vm))
+        await self.zones.tolerate(GONE_LINK, c.dladm, "delete-vnic", vnic_name(vm))
+        await self.zones.tolerate(GONE_DATASET, c.zfs, "destroy", "-r", self._zonepath_dataset(vm))
+        await self.zones.tolerate(GONE_DATASET, c.zfs, "destroy", self._disk(vm))
         await asyncio.to_thread(shutil.rmtree, self._state(vm), True)
+        if self._store is not None:  # last: the address is free only once nothing uses it
+            await self._store.release_address(self._host, vm)
         self._locks.pop(vm, None)
         self._active.discard(vm)
-
-    async def _remove_zone(self, vm: str) -> None:
-        """illumos.md §7: act on the zone's state until it is gone."""
-        c = self.config
-        for _ in range(MAX_TEARDOWN_ROUNDS):
-            state = await self._zone_state(vm)
-            try:
-                if state is None:
-                    return
-                if state in ("running", "ready"):
-                    await self._stop(vm)
-                elif state in ("shutting_down", "down"):
-                    await asyncio.sleep(c.poll_interval)
-                elif state in ("installed", "incomplete"):
-                    await self._run(c.zoneadm, "-z", vm, "uninstall", "-F")
-                elif state == "configured":
-                    await self._run(c.zonecfg, "-z", vm, "delete", "-F")
-                elif state == "mounted":
-                    await self._run(c.zoneadm, "-z", vm, "unmount")
-            except CommandFailed as err:
-                # Someone else (a concurrent destroy, reconciliation, the guest
-                # powering off) may have moved the zone on; look again.
-                log.info("teardown step failed; re-reading the zone state",
-                         extra={"fields": {"vm": vm, "error": str(err)}})
-        raise DriverError(f"VM {vm}: the zone did not go away after {MAX_TEARDOWN_ROUNDS} teardown steps")
 
     async def _cleanup_after_failure(self, vm: str) -> None:
         try:
@@ -245,37 +299,27 @@ class BhyveDriver:
             log.error("cleanup after a failed provision failed; reconciliation will retry",
                       extra={"fields": {"vm": vm, "error": str(err)}})
 
-    async def _tolerate(self, gone: str, *argv: str) -> None:
-        result = await self._run(*argv, check=False)
-        if result.exit_code != 0 and gone not in result.stderr:
-            raise CommandFailed(result.argv, result.exit_code, result.stderr)
-
-    async def _zone_state(self, vm: str) -> str | None:
-        result = await self._run(self.config.zoneadm, "-z", vm, "list", "-p", check=False)
-        if result.exit_code != 0:
-            if GONE_ZONE in result.stderr:
-                return None
-            raise CommandFailed(result.argv, result.exit_code, result.stderr)
-        for line in result.stdout.splitlines():
-            fields = line.split(":")
-            if len(fields) >= 3 and fields[1] == vm:
-                return fields[2]
-        return None
-
     # -- reconciliation and reports -----------------------------------------
     async def list_owned(self) -> set[str]:
+        """Every Solstice VM of this host: zones, VNICs, datasets, state directories, address leases.
+
+        Running zones without a console capture (a restarted orchestrator)
+        get one again here, so their console keeps being recorded.
+        """
         c = self.config
         owned: set[str] = set()
-        zones = await self._run(c.zoneadm, "list", "-cp")
+        zones = await self.zones.run(c.zoneadm, "list", "-cp")
         for line in zones.stdout.splitlines():
             fields = line.split(":")
-            if len(fields) >= 2 and is_vm_name(fields[1]):
+            if len(fields) >= 3 and is_vm_name(fields[1]):
                 owned.add(fields[1])
-        vnics = await self._run(c.dladm, "show-vnic", "-p", "-o", "link")
+                if fields[2] == "running" and fields[1] not in self._consoles:
+                    self._start_console(fields[1])
+        vnics = await self.zones.run(c.dladm, "show-vnic", "-p", "-o", "link")
         owned.update(vm for vm in map(vm_of_vnic, vnics.stdout.split()) if vm)
         for parent in (c.vm_dataset, c.zones_dataset):
-            result = await self._run(c.zfs, "list", "-H", "-o", "name", "-t", "filesystem,volume",
-                                     "-d", "1", parent, check=False)
+            result = await self.zones.run(c.zfs, "list", "-H", "-o", "name", "-t", "filesystem,volume",
+                                          "-d", "1", parent, check=False)
             if result.exit_code != 0:
                 if GONE_DATASET in result.stderr:
                     continue
@@ -285,11 +329,14 @@ class BhyveDriver:
                     owned.add(line[len(parent) + 1:])
         with contextlib.suppress(OSError):
             owned.update(p.name for p in c.state_dir.iterdir() if is_vm_name(p.name))
+        if self._store is not None:  # an address leased by a process killed before it made anything
+            owned.update(lease.vm_name for lease in await self._store.address_leases(host=self._host)
+                         if is_vm_name(lease.vm_name))
         return owned
 
     async def console_tail(self, name: str, lines: int = 50) -> str:
         vm = validate_vm_name(name)
-        zonepath = self._host(self._zonepath(vm))
+        zonepath = self._host_path(self._zonepath(vm))
         parts = []
         for title, path in (
             ("guest console", self._state(vm) / "console.log"),
@@ -306,16 +353,23 @@ class BhyveDriver:
         old = self._consoles.pop(vm, None)
         if old is not None:
             old.cancel()
-        sock = self._host(self._zonepath(vm)) / "root" / CONSOLE_SOCKET.lstrip("/")
-        out = self._state(vm) / "console.log"
-        self._consoles[vm] = asyncio.create_task(
-            capture_console(sock, out, connect_within=60.0), name=f"console {vm}"
-        )
+        sock = self._host_path(self._zonepath(vm)) / "root" / CONSOLE_SOCKET.lstrip("/")
+        self._state(vm).mkdir(parents=True, exist_ok=True, mode=0o700)
+        capture = ConsoleCapture(sock, self._state(vm) / "console.log")
+        self._consoles[vm] = asyncio.create_task(capture.run(), name=f"console {vm}")
 
     async def _settle_console(self, vm: str, timeout: float) -> None:
-        task = self._consoles.get(vm)
-        if task is not None:
-            await asyncio.wait({task}, timeout=timeout)
+        """Give the capture up to ``timeout`` s to copy what bhyve wrote before it went away."""
+        path = self._state(vm) / "console.log"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        size = -1
+        while loop.time() < deadline:
+            now = await asyncio.to_thread(lambda: path.stat().st_size if path.exists() else 0)
+            if now == size:
+                return
+            size = now
+            await asyncio.sleep(0.2)
 
     async def _stop_console(self, vm: str) -> None:
         task = self._consoles.pop(vm, None)

@@ -8,11 +8,16 @@ Conservative choices (see docs/illumos.md):
   on-demand VNIC), so teardown does not depend on a clean halt.
 * The boot volume lives outside the zonepath (``<vm_dataset>/<vm>``): cloning
   into the zonepath before install was reported to break install (pkg5#330).
-* ``console=socket,/tmp/vm.com1,wait`` so the driver can capture the guest
-  console without a tty (``zlogin -C`` needs one), and so bhyve holds the
-  guest until the driver's capture is connected: whether output written with
-  no client connected is kept is UNCONFIRMED, and the first lines of a guest
-  that dies at once are the ones an error report needs.
+* ``console=socket,/tmp/vm.com1`` so the driver can capture the guest
+  console without a tty (``zlogin -C`` needs one). Nothing may follow the
+  path: illumos bhyve's socket backend takes the path only and fails device
+  init on any option (``uart_backend.c`` ``uart_sock_backend``), after
+  ``zoneadm boot`` has returned 0 (illumos-review.md §1.1). bhyve drops what
+  the guest writes while no client is connected, so the capture connects as
+  soon as the socket exists (bhyve_console.py).
+* The guest's address, when its link has a pool: ``allowed-address`` and
+  ``defrouter`` on the net resource and the ``resolvers``/``dns-domain``
+  attributes (bhyve_net.py); the boot ROM and ``memreserve`` per image.
 * Every value is double-quoted (``,`` and ``=`` would otherwise end a token);
   values never contain ``"`` because every name is validated first.
 """
@@ -35,6 +40,12 @@ class ZoneConfig:
     vcpus: int
     ram: str
     user_data: str  # absolute path of the NoCloud user-data file in the global zone
+    bootrom: str = "BHYVE_RELEASE"
+    memreserve: bool = False
+    address: str = ""  # allowed-address, "10.9.0.21/24"; "" = none (DHCP)
+    gateway: str = ""  # defrouter (only with an address)
+    resolvers: tuple[str, ...] = ()
+    dns_domain: str = ""
 
 
 def _quoted(value: str) -> str:
@@ -49,9 +60,21 @@ def render_zonecfg(cfg: ZoneConfig) -> str:
         ("bootdisk", cfg.disk),
         ("ram", cfg.ram),
         ("vcpus", str(cfg.vcpus)),
+        ("bootrom", cfg.bootrom),
         ("cloud-init", cfg.user_data),
-        ("console", f"socket,{CONSOLE_SOCKET},wait"),
+        ("console", f"socket,{CONSOLE_SOCKET}"),
     ]
+    if cfg.memreserve:
+        attrs.append(("memreserve", "on"))
+    if cfg.address and cfg.resolvers:
+        attrs.append(("resolvers", ",".join(cfg.resolvers)))
+    if cfg.address and cfg.dns_domain:
+        attrs.append(("dns-domain", cfg.dns_domain))
+    net = [f"    set physical={cfg.vnic}"]
+    if cfg.address:
+        net.append(f"    set allowed-address={_quoted(cfg.address)}")
+        if cfg.gateway:
+            net.append(f"    set defrouter={_quoted(cfg.gateway)}")
     lines = [
         f"# Solstice CI job VM {cfg.zone}",
         "create -b",
@@ -60,7 +83,7 @@ def render_zonecfg(cfg: ZoneConfig) -> str:
         f"set zonepath={cfg.zonepath}",
         "set autoboot=false",
         "add net",
-        f"    set physical={cfg.vnic}",
+        *net,
         "end",
         "add device",
         f"    set match={_quoted('/dev/zvol/rdsk/' + cfg.disk)}",

@@ -1,37 +1,103 @@
-"""``solstice-orchestrator check``: verify a host with read-only commands.
+"""``solstice-orchestrator check``: what would fail a job on this host, from read-only probes.
 
-For the bhyve driver: the four tools (plus bhyvectl) exist, the bhyve brand
-is installed, ``zoneadm list`` answers, the VM and zones parent datasets exist
-(the zones one mounted at ``zones_path``), every catalog image's golden
-snapshot exists and is a volume snapshot, and every image's link exists.
-For the local driver: the runner program can be found, the state
-directory can be created and, with ``isolate_network``, ``unshare`` can make
-a network namespace. Nothing is created, changed or destroyed.
+Nothing is created, changed or destroyed. The result is one table: a line
+per probe with its verdict (``ok``, ``warn``: jobs run but something is off,
+``FAIL``: jobs would fail), what was found, and what to do about it; then a
+summary. ``--json`` prints the same as a document. The exit status is 1 when
+any line is ``FAIL``.
+
+The probes per driver are registered in ``CHECKS``: the bhyve driver's live
+in bhyve_check.py; another part adds lines for its driver with
+``register_check(driver, probe)`` (a probe is an async function of a
+``CheckContext`` returning ``CheckLine``s), without touching this module.
 """
 
 from __future__ import annotations
 
+import enum
+import json
 import os
 import shutil
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from common.config import _build, read_yaml  # noqa: PLC2701 - the node file's drivers section only
-from orchestrator.catalog import BhyveConfig, DriverConfig, LocalConfig
-from orchestrator.commands import run_command
+from orchestrator.catalog import DriverConfig, LocalConfig
+from orchestrator.commands import CommandResult, run_command
 from orchestrator.drivers.errors import CommandFailed
 
-BRAND_DIR = "usr/lib/brand/bhyve"
+
+class Verdict(str, enum.Enum):
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "FAIL"
 
 
 @dataclass(frozen=True)
-class CheckResult:
-    """One verified prerequisite: what, whether it holds, and what to do if not."""
+class CheckLine:
+    """One probe: what, the verdict, what was found, and what to do if it is not ``ok``."""
 
     what: str
-    ok: bool
+    verdict: Verdict
     detail: str = ""
+    fix: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """False only for a line that would fail jobs."""
+        return self.verdict is not Verdict.FAIL
+
+
+def ok(what: str, detail: str = "") -> CheckLine:
+    return CheckLine(what, Verdict.OK, detail)
+
+
+def warn(what: str, detail: str, fix: str = "") -> CheckLine:
+    return CheckLine(what, Verdict.WARN, detail, fix)
+
+
+def fail(what: str, detail: str, fix: str = "") -> CheckLine:
+    return CheckLine(what, Verdict.FAIL, detail, fix)
+
+
+@dataclass(frozen=True)
+class NodeFacts:
+    """What the check needs from the rest of the node file: how many VMs at once, what guests dial."""
+
+    capacity: int = 4
+    runner_address: str = "127.0.0.1:50051"
+
+
+@dataclass(frozen=True)
+class CheckContext:
+    """Everything a probe may look at."""
+
+    config: DriverConfig
+    node: NodeFacts = field(default_factory=NodeFacts)
+    euid: int = field(default_factory=os.geteuid)
+
+
+Probe = Callable[[CheckContext], Awaitable[list[CheckLine]]]
+CHECKS: dict[str, list[Probe]] = {}
+
+
+def register_check(driver: str, probe: Probe) -> None:
+    """Run ``probe`` when the node's driver is ``driver`` (its lines follow the ones registered before)."""
+    CHECKS.setdefault(driver, []).append(probe)
+
+
+async def probe_command(argv: list[str], timeout: float, env: Mapping[str, str] | None = None) -> CommandResult:
+    """Run a read-only command; a program that cannot start is a result with exit 127, not an error."""
+    try:
+        return await run_command(argv, timeout=timeout, check=False, env=env)
+    except CommandFailed as err:
+        return CommandResult(tuple(argv), err.exit_code, "", err.stderr or str(err), 0.0)
+
+
+def last_line(result: CommandResult) -> str:
+    return (result.stderr.strip().splitlines() or result.stdout.strip().splitlines() or ["no output"])[-1]
 
 
 def load_driver_config(path: Path | None, env: Mapping[str, str] | None = None) -> DriverConfig:
@@ -42,81 +108,83 @@ def load_driver_config(path: Path | None, env: Mapping[str, str] | None = None) 
     return _build(DriverConfig, section, os.environ if env is None else env, "SOLSTICE_", "drivers.")
 
 
-async def _ok(argv: list[str], timeout: float) -> tuple[bool, str]:
-    try:
-        result = await run_command(argv, timeout=timeout, check=False)
-    except CommandFailed as err:
-        return False, str(err)
-    detail = (result.stderr.strip().splitlines() or [""])[-1]
-    return result.exit_code == 0, result.stdout if result.exit_code == 0 else detail
+def load_node_facts(path: Path | None, env: Mapping[str, str] | None = None) -> NodeFacts:
+    """``node.capacity`` and the runner address (``grpc.advertise``, else ``grpc.listen``) of the node file."""
+    env = os.environ if env is None else env
+    data = read_yaml(path) if path is not None else {}
+    node = data.get("node") if isinstance(data.get("node"), dict) else {}
+    grpc = data.get("grpc") if isinstance(data.get("grpc"), dict) else {}
+    capacity = env.get("SOLSTICE_NODE_CAPACITY") or node.get("capacity") or NodeFacts.capacity
+    address = (env.get("SOLSTICE_GRPC_ADVERTISE") or grpc.get("advertise") or env.get("SOLSTICE_GRPC_LISTEN")
+               or grpc.get("listen") or NodeFacts.runner_address)
+    return NodeFacts(int(capacity), str(address))
 
 
-async def check_bhyve(c: BhyveConfig) -> list[CheckResult]:
-    out: list[CheckResult] = []
-    t = c.command_timeout
-    for tool in (c.zonecfg, c.zoneadm, c.zfs, c.dladm, c.bhyvectl):
-        present = os.access(tool, os.X_OK)
-        out.append(CheckResult(f"tool {tool}", present, "" if present else "not found or not executable"))
-    brand = c.fs_root / BRAND_DIR
-    out.append(CheckResult("bhyve zone brand", brand.is_dir(),
-                           "" if brand.is_dir() else "install it: pkg install system/zones/brand/bhyve"))
-    ok, detail = await _ok([c.zoneadm, "list", "-cp"], t)
-    out.append(CheckResult("zoneadm list -cp", ok, "" if ok else detail))
-    for what, ds in (("VM dataset", c.vm_dataset), ("zones dataset", c.zones_dataset)):
-        ok, text = await _ok([c.zfs, "list", "-H", "-o", "name,type", ds], t)
-        good = ok and text.strip().split("\t")[-1] == "filesystem"
-        problem = text if not ok else "not a filesystem"
-        out.append(CheckResult(f"{what} {ds}", good, "" if good else f"{problem}; create it: zfs create -p {ds}"))
-    ok, text = await _ok([c.zfs, "get", "-H", "-o", "value", "mountpoint", c.zones_dataset], t)
-    mounted = ok and text.strip() == str(c.zones_path)
-    out.append(CheckResult(f"{c.zones_dataset} mounted at {c.zones_path}", mounted,
-                           "" if mounted else f"zfs set mountpoint={c.zones_path} {c.zones_dataset}"))
-    if not c.images:
-        out.append(CheckResult("image catalog", False, "no images configured under drivers.bhyve.images"))
-    links: set[str] = set()
-    for label, image in sorted(c.images.items()):
-        ok, text = await _ok([c.zfs, "list", "-H", "-o", "name", "-t", "snapshot", image.source], t)
-        out.append(CheckResult(f"image {label}: snapshot {image.source}", ok, "" if ok else text))
-        ok, text = await _ok([c.zfs, "list", "-H", "-o", "type", image.dataset], t)
-        vol = ok and text.strip() == "volume"
-        out.append(CheckResult(f"image {label}: {image.dataset} is a volume", vol,
-                               "" if vol else (text or "not a volume (bhyve boots from a zvol)")))
-        links.add(image.link)
-    for link in sorted(links):
-        ok, text = await _ok([c.dladm, "show-link", "-p", "-o", "link", link], t)
-        out.append(CheckResult(f"link {link}", ok, "" if ok else text))
-    return out
-
-
-async def check_local(c: LocalConfig) -> list[CheckResult]:
+async def check_local(ctx: CheckContext) -> list[CheckLine]:
+    c: LocalConfig = ctx.config.local
     prog = c.runner_argv[0]
-    found = shutil.which(prog) is not None
-    out = [CheckResult(f"runner {prog}", found, "" if found else "not on PATH")]
+    out = [ok(f"runner {prog}", shutil.which(prog) or "") if shutil.which(prog) else
+           fail(f"runner {prog}", "not on PATH", "install solstice-runner or set drivers.local.runner_argv")]
     parent = c.state_dir
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
-    writable = os.access(parent, os.W_OK)
-    out.append(CheckResult(f"state directory {c.state_dir}", writable, "" if writable else f"{parent} is not writable"))
+    if os.access(parent, os.W_OK):
+        out.append(ok(f"state directory {c.state_dir}"))
+    else:
+        out.append(fail(f"state directory {c.state_dir}", f"{parent} is not writable",
+                        "choose a writable drivers.local.state_dir"))
     if c.isolate_network:
         # Makes a network namespace that vanishes at once: nothing on the host changes.
-        ok, detail = await _ok([c.unshare, "--net", "--map-root-user", "--", "true"], 30)
-        out.append(CheckResult("network isolation (unshare --net --map-root-user)", ok,
-                               "" if ok else detail or "unshare failed"))
+        what = "network isolation (unshare --net --map-root-user)"
+        result = await probe_command([c.unshare, "--net", "--map-root-user", "--", "true"], 30)
+        out.append(ok(what) if result.ok else fail(
+            what, last_line(result), "install util-linux unshare and allow unprivileged user namespaces, "
+                                     "or set drivers.local.isolate_network: false"))
     return out
 
 
-async def check_host(config: DriverConfig) -> list[CheckResult]:
-    """Every prerequisite of the configured driver, in order."""
-    if config.driver == "bhyve":
-        return await check_bhyve(config.bhyve)
-    if config.driver == "local":
-        return await check_local(config.local)
-    return [CheckResult(f"driver {config.driver}", False, "unknown driver; choose bhyve or local")]
+register_check("local", check_local)
 
 
-def render(results: list[CheckResult]) -> str:
-    lines = [f"{'ok' if r.ok else 'MISSING':8}{r.what}" + ("" if r.ok or not r.detail else f": {r.detail}")
-             for r in results]
-    missing = sum(not r.ok for r in results)
-    lines.append("host is ready" if not missing else f"{missing} problem(s) found")
-    return "\n".join(lines)
+async def check_host(ctx: CheckContext) -> list[CheckLine]:
+    """Every probe of the configured driver, in order."""
+    import orchestrator.drivers.bhyve_check  # noqa: F401 - registers the bhyve probes
+
+    probes = CHECKS.get(ctx.config.driver)
+    if not probes:
+        return [fail(f"driver {ctx.config.driver}", "unknown driver", f"choose one of: {', '.join(sorted(CHECKS))}")]
+    lines: list[CheckLine] = []
+    for probe in probes:
+        lines += await probe(ctx)
+    return lines
+
+
+def render(lines: list[CheckLine]) -> str:
+    """The table: verdict, check, what was found, and ``-> fix`` for lines that are not ok."""
+    width = max((len(line.what) for line in lines), default=0)
+    rows = [f"{'VERDICT':<8}{'CHECK':<{width}}  FOUND / FIX"]
+    for line in lines:
+        found = line.detail + (f" -> {line.fix}" if line.fix and line.verdict is not Verdict.OK else "")
+        rows.append(f"{line.verdict.value:<8}{line.what:<{width}}  {found}".rstrip())
+    failed = sum(line.verdict is Verdict.FAIL for line in lines)
+    warned = sum(line.verdict is Verdict.WARN for line in lines)
+    if failed:
+        rows.append(f"{failed} problem(s) would fail jobs" + (f", {warned} warning(s)" if warned else ""))
+    else:
+        rows.append("host is ready" + (f" ({warned} warning(s))" if warned else ""))
+    return "\n".join(rows)
+
+
+def render_json(lines: list[CheckLine]) -> str:
+    doc: dict[str, Any] = {
+        "ready": all(line.ok for line in lines),
+        "checks": [{**asdict(line), "verdict": line.verdict.name.lower()} for line in lines],
+    }
+    return json.dumps(doc, indent=2)
+
+
+async def run_check(config_path: Path | None, as_json: bool = False) -> tuple[str, int]:
+    """What ``solstice-orchestrator check`` prints, and its exit status."""
+    ctx = CheckContext(load_driver_config(config_path), load_node_facts(config_path))
+    lines = await check_host(ctx)
+    return (render_json(lines) if as_json else render(lines)), (0 if all(line.ok for line in lines) else 1)

@@ -7,6 +7,7 @@
         │   └── CommandTimeout      ... or did not finish within its timeout and was killed
         ├── ProvisionError          a VM could not be prepared or booted
         ├── BootTimeout             the runner never called in (carries the console tail)
+        ├── BootFailed              the VM cannot come up and waiting longer will not help
         ├── VmDied                  the VM/process stopped before the runner called in
         └── UnknownDriver           the configuration names a driver that does not exist
 
@@ -59,10 +60,19 @@ class ProvisionError(DriverError):
 
 
 class BootTimeout(DriverError):
-    """The VM booted but its runner did not call in before the boot timeout."""
+    """The VM booted but its runner did not call in before the boot timeout (``why``: what the driver saw)."""
 
-    def __init__(self, name: str, timeout: float, console_tail: str) -> None:
-        super().__init__(f"VM {name}: the runner did not call in within {timeout:g}s")
+    def __init__(self, name: str, timeout: float, console_tail: str, why: str = "") -> None:
+        super().__init__(f"VM {name}: the runner did not call in within {timeout:g}s" + (f": {why}" if why else ""))
+        self.name = name
+        self.console_tail = console_tail
+
+
+class BootFailed(DriverError):
+    """The VM runs (or ran) but cannot come up, e.g. the host is out of memory for it."""
+
+    def __init__(self, name: str, why: str, console_tail: str = "") -> None:
+        super().__init__(f"VM {name} cannot boot: {why}")
         self.name = name
         self.console_tail = console_tail
 

@@ -52,6 +52,18 @@ def make_driver(config: DriverConfig) -> Driver:
     return factory(config)
 
 
+def attach_store(driver: Driver, store: object, host: str) -> None:
+    """Hand the open state store and the node's name to every driver that wants them.
+
+    The bhyve driver leases guest addresses there (``BhyveDriver.attach_store``);
+    a router of several drivers (singlenode) passes it to each child.
+    """
+    for child in getattr(driver, "children", [driver]):
+        attach = getattr(child, "attach_store", None)
+        if attach is not None:
+            attach(store, host)
+
+
 async def reconcile(driver: Driver, live_names: set[str]) -> list[str]:
     """Destroy every VM the driver owns that is not in ``live_names``; return their names.
 

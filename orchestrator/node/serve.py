@@ -20,7 +20,7 @@ from common.queue.publisher import RabbitJobPublisher
 from common.queue.topology import Topology
 from common.tokens import TokenIssuer
 from orchestrator.admin import admin_servicer_factory
-from orchestrator.drivers.registry import make_driver
+from orchestrator.drivers.registry import attach_store, make_driver
 from orchestrator.logstore import LogStore
 from orchestrator.node.node import Node, NodeError, NodeParts
 from orchestrator.node.settings import NodeSettings
@@ -48,6 +48,7 @@ async def open_parts(settings: NodeSettings) -> AsyncIterator[NodeParts]:
         events = await stack.enter_async_context(RabbitEventPublisher(settings.amqp_url, topology))
         logstore = await stack.enter_async_context(LogStore(settings.data_dir / "logs"))
         stack.push_async_callback(driver.aclose)
+        attach_store(driver, store, settings.node.host)  # bhyve: guest address leases
         gateway = RunnerGateway(logstore, TokenIssuer(settings.token_key(), settings.grpc.token_ttl))
         attach = getattr(driver, "attach_gateway", None)
         if attach is not None:  # the instant driver's in-process fake runner calls it directly

@@ -48,7 +48,7 @@ from integration.runtime import Integration
 from integration.webhooks import FORGE_NAMES, SECRET_SETTINGS
 from orchestrator.admin import admin_servicer_factory
 from orchestrator.drivers.base import Driver
-from orchestrator.drivers.registry import make_driver
+from orchestrator.drivers.registry import attach_store, make_driver
 from orchestrator.logstore import LogStore
 from orchestrator.node.node import Node, NodeParts
 from orchestrator.runnerapi import RunnerGateway
@@ -145,6 +145,7 @@ async def _run(settings: ServeSettings, say: Callable[[str], None], stop: asynci
         logstore = await stack.enter_async_context(LogStore(data / "logs"))
         driver = _make_driver(settings)
         stack.push_async_callback(driver.aclose)
+        attach_store(driver, store, node_settings.node.host)  # bhyve: guest address leases
         gateway = RunnerGateway(logstore, TokenIssuer(node_settings.token_key(), node_settings.grpc.token_ttl))
         secrets = await stack.enter_async_context(
             open_secrets(node_settings.secrets, store, node_settings.node.host, default_key_file=data / "secrets.key"))

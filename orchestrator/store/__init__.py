@@ -24,6 +24,7 @@ from orchestrator.store.errors import (
 from orchestrator.store.interface import Store
 from orchestrator.store.postgres import PostgresStore
 from orchestrator.store.records import (
+    AddressLease,
     AttemptRecord,
     HostRecord,
     JobFilter,
@@ -36,8 +37,8 @@ from orchestrator.store.states import TERMINAL, IgnoreReason, JobState, StepStat
 from orchestrator.store.url import open_store, store_for_url
 
 __all__ = [
-    "AttemptNotFound", "AttemptRecord", "ConstraintViolation", "HostNotFound", "HostRecord", "IgnoreReason",
-    "InvalidStoreUrl", "OperatorTokenRecord",
+    "AddressLease", "AttemptNotFound", "AttemptRecord", "ConstraintViolation", "HostNotFound", "HostRecord",
+    "IgnoreReason", "InvalidStoreUrl", "OperatorTokenRecord",
     "JobFilter", "JobNotFound", "JobRecord", "JobState", "MigrationError", "PostgresStore", "RetryNotAllowed",
     "SqliteStore", "StepRecord", "StepState", "Store", "StoreError", "StoreUnavailable", "TERMINAL",
     "can_move", "open_store", "store_for_url",

@@ -15,11 +15,12 @@ made by conditional writes in the database, never by reading and then writing.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 
 from common.rpc import jobs_pb2
 from orchestrator.store.records import (
+    AddressLease,
     AttemptRecord,
     HostRecord,
     JobFilter,
@@ -190,6 +191,26 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def live_vm_names(self, host: str) -> set[str]:
         """VM names of the host's attempts that are provisioning or running (reconciliation keeps these)."""
+
+    # -- guest address leases (bhyve address pools) --------------------------
+    @abc.abstractmethod
+    async def lease_address(self, pool: str, host: str, vm_name: str, candidates: Iterable[str]) -> str | None:
+        """Give VM ``vm_name`` of ``host`` the first of ``candidates`` no VM holds in ``pool``.
+
+        Returns that address, or None when every candidate is taken. Asking
+        again for a VM that holds an address of ``pool`` returns it unchanged;
+        a VM holds one address at most (``ValueError`` if it holds another
+        pool's). No two VMs ever hold one address of a pool, however many
+        stores, processes and hosts lease at once.
+        """
+
+    @abc.abstractmethod
+    async def release_address(self, host: str, vm_name: str) -> bool:
+        """Give back the address VM ``vm_name`` of ``host`` holds; False when it held none."""
+
+    @abc.abstractmethod
+    async def address_leases(self, pool: str | None = None, host: str | None = None) -> list[AddressLease]:
+        """The leases held, by pool then address; only ``pool``'s / ``host``'s when given."""
 
     # -- event outbox (durable, at-least-once) ------------------------------
     @abc.abstractmethod

@@ -171,6 +171,21 @@ class HostRecord:
 
 
 @dataclass(frozen=True)
+class AddressLease:
+    """One guest address a VM holds from an address pool (bhyve driver)."""
+
+    pool: str
+    address: str
+    host: str
+    vm_name: str
+    leased_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Row) -> AddressLease:
+        return cls(row["pool"], row["address"], row["host"], row["vm_name"], _required_time(row["leased_at"]))
+
+
+@dataclass(frozen=True)
 class JobFilter:
     """Which jobs ``Store.list_jobs`` returns (``None`` = any); newest first, at most ``limit``."""
 

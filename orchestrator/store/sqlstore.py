@@ -28,6 +28,7 @@ from orchestrator.store.credsql import CredentialsSql
 from orchestrator.store.errors import AttemptNotFound, ConstraintViolation, JobNotFound, RetryNotAllowed, StoreError
 from orchestrator.store.hostsql import HostsSql
 from orchestrator.store.interface import Store
+from orchestrator.store.leases import LeasesSql
 from orchestrator.store.outbox import OutboxSql, outbox_cte, outbox_insert
 from orchestrator.store.records import AttemptRecord, JobFilter, JobRecord, Row, StepRecord
 from orchestrator.store.sqltext import (
@@ -46,7 +47,7 @@ class _Phase(enum.Enum):
     CLOSED = "closed"
 
 
-class SqlStore(OutboxSql, HostsSql, TokensSql, CredentialsSql, Store):
+class SqlStore(OutboxSql, HostsSql, TokensSql, CredentialsSql, LeasesSql, Store):
     """A ``Store`` over a ``Backend``; ``host_stale_after`` (s) is the default for ``HostRecord.alive``."""
 
     def __init__(self, backend: Backend, host_stale_after: float = 30.0) -> None:

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.catalog import BhyveConfig, LocalConfig
-from tests.drivers.support import CALLIN, Gateway, bhyve_config, seed
+from orchestrator.store.sqlite import SqliteStore
+from tests.drivers.support import CALLIN, POOL, Gateway, bhyve_config, seed
 from tests.fakes.illumos.host import FakeHost
 
 
@@ -44,6 +45,19 @@ def fake_host(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHost]:
 @pytest.fixture
 def bhyve_cfg(fake_host: FakeHost, tmp_path: Path) -> BhyveConfig:
     return bhyve_config(fake_host, tmp_path / "bhyve-state")
+
+
+@pytest.fixture
+def pool_cfg(fake_host: FakeHost, tmp_path: Path) -> BhyveConfig:
+    """igb0 with a static address pool (support.POOL)."""
+    return bhyve_config(fake_host, tmp_path / "bhyve-state", links={"igb0": POOL})
+
+
+@pytest.fixture
+async def lease_store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    """A real (SQLite) state store for address leases."""
+    async with SqliteStore(tmp_path / "state.db") as store:
+        yield store
 
 
 @pytest.fixture

@@ -9,13 +9,14 @@ import uuid
 from pathlib import Path
 
 from common.bootstrap import RunnerBootstrap
-from orchestrator.catalog import BhyveConfig, ImageEntry
+from orchestrator.catalog import BhyveConfig, ImageEntry, LinkNetwork
 from orchestrator.drivers.base import VmSpec
 from tests.fakes.illumos.host import FakeHost
 
 CALLIN = Path(__file__).resolve().parent / "callin_runner.py"
 IMAGE = "rpool/solstice/images/illumos-stable"
 SNAPSHOT = "2026-11-01"
+SRC = f"{IMAGE}@{SNAPSHOT}"
 GiB = 2**30
 
 
@@ -71,13 +72,19 @@ class Gateway:
             await self.server.wait_closed()
 
 
-def bhyve_config(host: FakeHost, state_dir: Path, **images: ImageEntry) -> BhyveConfig:
+POOL = LinkNetwork(cidr="10.9.0.0/24", gateway="10.9.0.1", first="10.9.0.10", resolvers=("10.9.0.1",))
+
+
+def bhyve_config(host: FakeHost, state_dir: Path, links: dict[str, LinkNetwork] | None = None,
+                 **images: ImageEntry) -> BhyveConfig:
+    """The fake host's bhyve config; igb0 is a DHCP link unless ``links`` says otherwise."""
     images = images or {
         "illumos-stable": ImageEntry(dataset=IMAGE, snapshot=SNAPSHOT, vcpus=2, ram="2G",
                                      disk_size="20G", link="igb0"),
     }
     return BhyveConfig(
         images=dict(images),
+        links=links or {"igb0": LinkNetwork(dhcp=True)},
         vm_dataset="rpool/solstice/vms",
         zones_dataset="rpool/solstice/zones",
         zones_path=Path("/solstice/zones"),

@@ -25,18 +25,21 @@ def zone_state(host: FakeHost, vm: str) -> str | None:
     return zone["state"] if zone else None
 
 
-async def test_happy_path_runs_exactly_these_commands(fake_host: FakeHost, bhyve_cfg: BhyveConfig, gateway: Gateway):
-    driver = BhyveDriver(bhyve_cfg)
+async def test_happy_path_runs_exactly_these_commands(fake_host: FakeHost, pool_cfg: BhyveConfig, gateway: Gateway,
+                                                     lease_store):
+    driver = BhyveDriver(pool_cfg)
+    driver.attach_store(lease_store, "host-a")
     spec = gateway.spec()
     vm, vnic, disk = spec.name, vnic_name(spec.name), f"rpool/solstice/vms/{spec.name}"
-    cfgfile = str(bhyve_cfg.state_dir / vm / "zonecfg")
+    cfgfile = str(pool_cfg.state_dir / vm / "zonecfg")
 
     await driver.prepare(spec)
     await driver.boot(spec)
     await driver.wait_ready(spec, gateway.event(spec.bootstrap.token), 30)
 
     calls = fake_host.calls()
-    assert calls[:6] == [
+    assert calls[:7] == [
+        ["zfs", "get", "-Hp", "-o", "value", "volsize", f"{IMAGE}@{SNAPSHOT}"],  # disk_size >= the image's
         ["zfs", "clone", f"{IMAGE}@{SNAPSHOT}", disk],
         ["zfs", "set", "volsize=20G", disk],
         ["dladm", "create-vnic", "-t", "-l", "igb0", vnic],
@@ -45,42 +48,45 @@ async def test_happy_path_runs_exactly_these_commands(fake_host: FakeHost, bhyve
         ["zoneadm", "-z", vm, "boot"],
     ]
     # Waiting only ever polls the zone's state (read-only).
-    assert all(c == ["zoneadm", "-z", vm, "list", "-p"] for c in calls[6:])
+    assert all(c == ["zoneadm", "-z", vm, "list", "-p"] for c in calls[7:])
 
     zone = fake_host.state()["zones"][vm]
     assert zone["state"] == "running"
     cfg = zone["config"]
     assert (cfg["brand"], cfg["ip-type"], cfg["autoboot"]) == ("bhyve", "exclusive", "false")
     assert cfg["zonepath"] == f"/solstice/zones/{vm}"
-    assert [n["physical"] for n in cfg["nets"]] == [vnic]
+    assert [(n["physical"], n["allowed-address"], n["defrouter"]) for n in cfg["nets"]] == [
+        (vnic, "10.9.0.10/24", "10.9.0.1")]
     assert [d["match"] for d in cfg["devices"]] == [f"/dev/zvol/rdsk/{disk}"]
     attrs = {a["name"]: a["value"] for a in cfg["attrs"]}
     assert attrs == {
-        "bootdisk": disk, "ram": "2G", "vcpus": "2", "console": "socket,/tmp/vm.com1,wait",
-        "cloud-init": str(bhyve_cfg.state_dir / vm / "user-data"),
+        "bootdisk": disk, "ram": "2G", "vcpus": "2", "console": "socket,/tmp/vm.com1", "bootrom": "BHYVE_RELEASE",
+        "cloud-init": str(pool_cfg.state_dir / vm / "user-data"), "resolvers": "10.9.0.1",
     }
-    assert (bhyve_cfg.state_dir / vm / "user-data").stat().st_mode & 0o077 == 0
+    assert (pool_cfg.state_dir / vm / "user-data").stat().st_mode & 0o077 == 0
     assert fake_host.fs(f"/dev/zvol/rdsk/{disk}").exists()
     ds = fake_host.state()["datasets"]
     assert ds[disk]["origin"] == f"{IMAGE}@{SNAPSHOT}" and ds[disk]["volsize"] == 20 * 2**30
     assert ds[disk]["in_use"]
+    assert [(lease.address, lease.vm_name) for lease in await lease_store.address_leases()] == [("10.9.0.10", vm)]
 
     fake_host.clear_calls()
     await driver.stop(vm)
     await driver.destroy(vm)
     listp = ["zoneadm", "-z", vm, "list", "-p"]
-    assert fake_host.calls() == [
-        listp, ["bhyvectl", f"--vm={vm}", "--destroy"], ["zoneadm", "-z", vm, "halt"],
-        listp, ["zoneadm", "-z", vm, "uninstall", "-F"],
-        listp, ["zonecfg", "-z", vm, "delete", "-F"],
-        listp,
+    calls = fake_host.calls()
+    assert [c for c in calls if c != listp] == [
+        ["bhyvectl", f"--vm={vm}", "--force-poweroff"],  # zoneadmd halts the zone by itself
+        ["zoneadm", "-z", vm, "uninstall", "-F"],
+        ["zonecfg", "-z", vm, "delete", "-F"],
         ["dladm", "delete-vnic", vnic],
         ["zfs", "destroy", "-r", f"rpool/solstice/zones/{vm}"],
         ["zfs", "destroy", disk],
     ]
     assert fake_host.owned() == NOTHING
-    assert not (bhyve_cfg.state_dir / vm).exists()
+    assert not (pool_cfg.state_dir / vm).exists()
     assert not fake_host.fs(f"/dev/zvol/rdsk/{disk}").exists()
+    assert await lease_store.address_leases() == []
     # The golden image is untouched.
     assert f"{IMAGE}@{SNAPSHOT}" in fake_host.state()["datasets"]
     await driver.aclose()

@@ -120,7 +120,7 @@ def test_zfs_list_format(fake_host):
 
 # -- dladm -------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["vnic01", "9vnic0", "vn-ic0", "vnic", "a" * 20 + "-1"])
+@pytest.mark.parametrize("name", ["vnic0a", "9vnic0", "vn-ic0", "vnic", "a" * 20 + "-1"])
 def test_dladm_invalid_vnic_names(fake_host, name):
     r = run(fake_host, "dladm", "create-vnic", "-l", "igb0", name)
     assert (r.returncode, r.stderr) == (1, f"dladm: invalid link name '{name}'\n")
@@ -186,8 +186,8 @@ def test_zonecfg_missing_end_saves_nothing(fake_host, tmp_path):
     [
         ("", "zonepath not specified"),
         ("set zonepath=/z/a\nset ip-type=exclusive\nadd net\nend\n", "net: physical not specified"),
-        ("set zonepath=/z/a\nset ip-type=exclusive\nadd net\nset physical=vnic01\nend\n",
-         "vnic01: invalid physical interface name"),
+        ("set zonepath=/z/a\nset ip-type=exclusive\nadd net\nset physical=vnic0a\nend\n",
+         "vnic0a: invalid physical interface name"),
         ("set zonepath=/z/a\nset ip-type=exclusive\nadd net\nset physical=vnic0\nset address=10.0.0.2\nend\n",
          "net: address cannot be specified for an exclusive IP type"),
         ("set zonepath=/z/a\nset ip-type=exclusive\nadd net\nset physical=vnic0\nset defrouter=10.0.0.1\nend\n",

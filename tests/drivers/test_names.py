@@ -8,7 +8,7 @@ from hypothesis import strategies as s
 
 from common.bootstrap import RunnerBootstrap
 from common.errors import ConfigError
-from orchestrator.catalog import BhyveConfig, ImageEntry
+from orchestrator.catalog import BhyveConfig, ImageEntry, LinkNetwork
 from orchestrator.drivers.base import VmSpec
 from orchestrator.drivers.bhyve import BhyveDriver
 from orchestrator.drivers.errors import NameInvalid
@@ -83,8 +83,11 @@ def test_bad_attempts(attempt):
 
 @pytest.mark.parametrize(
     ("name", "ok"),
-    [("vnic0", True), ("vnic10", True), ("e1000g0", True), ("vnic01", False), ("0vnic1", False),
-     ("vnic", False), ("vn-ic1", False), ("a" * 31 + "1", False), ("a" * 30 + "1", True)],
+    # illumos-gate libdladm dladm_valid_linkname: < 32 chars, no leading digit, a trailing
+    # digit, [A-Za-z0-9_.]; nothing about leading zeros (an operator's net01 is a valid link).
+    [("vnic0", True), ("vnic10", True), ("e1000g0", True), ("vnic01", True), ("net.2", True), ("_0", True),
+     ("0vnic1", False), ("vnic", False), ("vn-ic1", False), ("a" * 31 + "1", False), ("a" * 30 + "1", True),
+     ("", False), ("vnïc1", False)],
 )
 def test_link_rules_match_illumos(name, ok):
     assert valid_linkname(name) is ok
@@ -111,3 +114,37 @@ def test_catalog_refuses_bad_values(fields):
     base = {"dataset": "rpool/images/x", "snapshot": "v1", "link": "igb0"}
     with pytest.raises(ConfigError):
         ImageEntry(**{**base, **fields})
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [({"firmware": "efi"}, "firmware 'efi' is not one of"), ({"bootrom": "BHYVE_RELEASE\"x"}, "bootrom"),
+     ({"bootrom": "relative.fd"}, "bootrom"), ({"egress": "none"}, "egress 'none' is not one of")],
+)
+def test_catalog_refuses_bad_boot_and_egress_settings(fields, message):
+    base = {"dataset": "rpool/images/x", "snapshot": "v1", "link": "igb0"}
+    with pytest.raises(ConfigError, match=message):
+        ImageEntry(**{**base, **fields})
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [({}, "needs a cidr"), ({"cidr": "10.9.0.1/24"}, "has host bits set"), ({"cidr": "10.9.0.0/31"}, "no room"),
+     ({"cidr": "10.9.0.0/24", "gateway": "10.8.0.1"}, "gateway 10.8.0.1 is outside"),
+     ({"cidr": "10.9.0.0/24", "first": "10.9.0.9", "last": "10.9.0.5"}, "comes after"),
+     ({"cidr": "10.9.0.0/24", "resolvers": ("dns.example",)}, "not an IPv4 address"),
+     ({"dhcp": True, "cidr": "10.9.0.0/24"}, "either dhcp"), ({"cidr": "fd00::/64"}, "cidr")],
+)
+def test_address_pools_refuse_what_cannot_work(fields, message):
+    with pytest.raises(ConfigError, match=message):
+        LinkNetwork(**fields)
+
+
+def test_every_image_link_needs_an_address_pool():
+    image = ImageEntry(dataset="rpool/images/x", snapshot="v1", link="igb0")
+    with pytest.raises(ConfigError, match="link igb0 has no address pool; add drivers.bhyve.links.igb0"):
+        BhyveConfig(images={"x": image})
+    pool = LinkNetwork(cidr="10.9.0.0/28", gateway="10.9.0.1", resolvers=("10.9.0.2",))
+    assert BhyveConfig(images={"x": image}, links={"igb0": pool}).links["igb0"].candidates() == [
+        f"10.9.0.{n}" for n in range(3, 15)]
+    assert ImageEntry(dataset="rpool/images/x", snapshot="v1", link="igb0", firmware="bios").rom == "BHYVE_RELEASE_CSM"

@@ -59,3 +59,17 @@ async def test_reconcile_keeps_live_and_survives_a_stuck_vm():
     reaped = await registry.reconcile(d, {"solstice-00000001-1", "solstice-99999999-1"})  # type: ignore[arg-type]
     assert reaped == ["solstice-00000003-1"]
     assert d.owned == {"solstice-00000001-1", "solstice-00000002-1"}
+
+
+def test_attach_store_reaches_the_bhyve_driver_also_behind_a_router(bhyve_cfg, local_cfg):
+    from orchestrator.drivers.bhyve import BhyveDriver
+    from orchestrator.drivers.local import LocalDriver
+    from orchestrator.drivers.registry import attach_store
+    from orchestrator.singlenode.routing import LabelRouter
+
+    store = object()
+    alone, behind = BhyveDriver(bhyve_cfg), BhyveDriver(bhyve_cfg)
+    attach_store(alone, store, "host-a")
+    attach_store(LabelRouter(LocalDriver(local_cfg), {"illumos-stable": behind}), store, "host-b")
+    assert (alone._store, alone._host) == (store, "host-a")
+    assert (behind._store, behind._host) == (store, "host-b")

@@ -1,11 +1,18 @@
-"""Fake ``bhyvectl --vm=NAME --destroy|--force-poweroff``: kill the VM; the zone falls to installed."""
+"""Fake ``bhyvectl --vm=NAME --force-poweroff|--destroy``.
+
+Like the real one (which suspends the VM through ``/dev/vmm/NAME``) it only
+asks: it returns at once, and the fake bhyve process of the zone powers off
+on its own time, after which zoneadmd halts the zone (``vm.py``: running ->
+shutting_down -> installed). A VM that is not running cannot be opened.
+"""
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 
 from tests.fakes.illumos import state as st
-from tests.fakes.illumos.zoneadm import kill_vm, to_installed
 
 
 def main(argv: list[str]) -> int:
@@ -15,12 +22,15 @@ def main(argv: list[str]) -> int:
         st.err("Usage: bhyvectl --vm=<vmname> [--destroy] [--force-poweroff] ...")
         return 1
     with st.locked() as state:
+        rule = st.check_fault(state, "bhyvectl", "poweroff")
         zone = state["zones"].get(vm)
-        if zone is None or zone["state"] != "running":
-            st.err(f"vm_open: {vm} could not be opened: No such file or directory")  # wording UNCONFIRMED
-            return 1
-        kill_vm(zone)
-        to_installed(state, vm)
+        pid, started = (zone or {}).get("vm_pid"), (zone or {}).get("vm_start")
+    if rule:
+        return st.apply_fault(rule)
+    if zone is None or zone["state"] != "running" or not pid or st.proc_start_time(pid) != started:
+        st.err(f"vm_open: {vm} could not be opened: No such file or directory")  # wording UNCONFIRMED
+        return 1
+    os.kill(pid, signal.SIGUSR2)
     return 0
 
 

@@ -25,13 +25,9 @@ LINK_FIELDS = ("link", "class", "mtu", "state", "bridge", "over")
 
 
 def valid_linkname(name: str) -> bool:
-    """dladm_valid_linkname: [A-Za-z0-9_.], no leading digit, ends in a number w/o leading 0."""
-    if not name or len(name) > 31 or name[0].isdigit():
-        return False
-    if not re.fullmatch(r"[A-Za-z0-9_.]+", name):
-        return False
-    m = re.search(r"[0-9]+$", name)
-    return bool(m) and not (len(m.group(0)) > 1 and m.group(0)[0] == "0")
+    """illumos-gate libdladm ``dladm_valid_linkname``: shorter than MAXLINKNAMELEN (32),
+    not starting with a digit, ending with one, only ``[A-Za-z0-9_.]``."""
+    return bool(re.fullmatch(r"[A-Za-z_.][A-Za-z0-9_.]{0,29}[0-9]", name, re.ASCII))
 
 
 def usage() -> int:

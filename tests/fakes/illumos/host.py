@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,8 +46,9 @@ class FakeHost:
         filesystems: Sequence[tuple[str, str | None]] = (),
         images: Sequence[tuple[str, str, int]] = (),
         links: Sequence[str] = ("igb0",),
+        firmware: Sequence[str] = ("BHYVE_RELEASE", "BHYVE_RELEASE_CSM", "BHYVE_VARS"),
     ) -> None:
-        """Pool root, filesystems (name, mountpoint), image zvols (name, snapshot, volsize), links."""
+        """Pool root, filesystems (name, mountpoint), image zvols (name, snapshot, volsize), links, ROMs."""
         with st.locked(self.root) as state:
             state["datasets"][pool] = zfs.new_ds(state, "filesystem", mountpoint=f"/{pool}")
             for name, mp in filesystems:
@@ -60,9 +62,41 @@ class FakeHost:
             for link in links:
                 state["links"][link] = {"class": "phys", "over": None, "vid": 0, "mac": "0:c:29:1:2:3",
                                         "macaddrtype": "fixed", "zone": None}
+        for rom in firmware:  # what system/bhyve delivers (bhyve.7 "bootrom")
+            path = self.fs(f"/usr/share/bhyve/firmware/{rom}.fd")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"")
+
+    def _config(self, **changes: Any) -> None:
+        path = self.root / "config.json"
+        config = json.loads(path.read_text()) if path.exists() else {}
+        path.write_text(json.dumps({**config, **changes}))
 
     def set_runner(self, argv: Sequence[str]) -> None:
-        (self.root / "config.json").write_text(json.dumps({"runner_argv": list(argv)}))
+        """What a guest's ``runcmd: solstice-runner`` starts."""
+        self._config(runner_argv=list(argv))
+
+    def set_memory(self, mib: int | None) -> None:
+        """The host memory guests share (None: unlimited); see vm.py."""
+        self._config(memory_mib=mib)
+
+    def set_guest_cloud_init(self, mode: str) -> None:
+        """nocloud (default), ignores-seed or off: what the image's cloud-init does (vm.py)."""
+        self._config(cloud_init=mode)
+
+    def set_shutdown_hold(self, seconds: float) -> None:
+        """How long a powered-off zone stays ``shutting_down`` (vm.py)."""
+        self._config(shutdown_hold=seconds)
+
+    def guest_reboot(self, vm: str) -> None:
+        """The guest reboots: bhyve restarts in the same zone and binds its console anew."""
+        pid = self.state()["zones"][vm]["vm_pid"]
+        os.kill(pid, signal.SIGUSR1)
+
+    def set_host(self, **facts: Any) -> None:
+        """What the fake kstat/isainfo/ping/route report (hosttools.py)."""
+        with st.locked(self.root) as state:
+            state.setdefault("host", {}).update(facts)
 
     def set_faults(self, rules: list[dict[str, Any]]) -> None:
         (self.root / "faults.json").write_text(json.dumps(rules))

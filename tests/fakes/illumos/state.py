@@ -11,6 +11,13 @@ Everything lives under ``$SOLSTICE_FAKE_ILLUMOS_ROOT``:
   starts as the "guest" (the runner);
 * ``fs/`` - where absolute zone paths live (``/solstice/zones/x`` is
   ``$ROOT/fs/solstice/zones/x``).
+
+Locale: the real tools ``gettext`` their messages, so a caller that matches
+stderr on English text must run them with ``LC_ALL=C``. The fakes stand for a
+host with translated catalogues: when the message locale (``LC_ALL``, else
+``LC_MESSAGES``, else ``LANG``) is anything but ``C``/``POSIX``/unset, every
+message ``err`` prints is "translated" (each word reversed), so English
+matching fails exactly as it would on such a host.
 """
 
 from __future__ import annotations
@@ -118,8 +125,24 @@ def apply_fault(rule: dict[str, Any]) -> int:
     return int(rule.get("exit", 1))
 
 
+def message_locale() -> str:
+    """The locale gettext would translate messages into (LC_ALL > LC_MESSAGES > LANG)."""
+    for var in ("LC_ALL", "LC_MESSAGES", "LANG"):
+        value = os.environ.get(var)
+        if value:
+            return value
+    return "C"
+
+
+def translate(msg: str) -> str:
+    """``msg`` as a translated catalogue would print it outside the C locale."""
+    if message_locale().split(".")[0] in ("C", "POSIX"):
+        return msg
+    return "\n".join(" ".join(word[::-1] for word in line.split(" ")) for line in msg.split("\n"))
+
+
 def err(msg: str) -> None:
-    sys.stderr.write(msg + "\n")
+    sys.stderr.write(translate(msg) + "\n")
 
 
 def proc_start_time(pid: int) -> str | None:

@@ -1,4 +1,9 @@
-"""Fake ``zfs``: datasets, snapshots and clones with the real rules (illumos.md §4, §8)."""
+"""Fake ``zfs``: datasets, snapshots and clones with the real rules (illumos.md §4, §8).
+
+User properties (``module:name``, e.g. ``solstice:runner-version``) can be
+set on any dataset and are inherited like the real ones: ``zfs get`` on a
+snapshot or a child shows its dataset's or parent's value, ``-`` when unset.
+"""
 
 from __future__ import annotations
 
@@ -324,8 +329,20 @@ TYPES = {"filesystem": "filesystem", "fs": "filesystem", "volume": "volume", "vo
          "snapshot": "snapshot", "snap": "snapshot"}
 
 
+def user_prop(state: dict[str, Any], name: str, prop: str) -> str:
+    """A user property (``module:name``): set here, else inherited (a snapshot from its dataset), else ``-``."""
+    while name:
+        d = state["datasets"].get(name, {})
+        if prop in d.get("user_props", {}):
+            return d["user_props"][prop]
+        name = name.split("@")[0] if "@" in name else (parent_of(name) or "")
+    return "-"
+
+
 def prop_value(state: dict[str, Any], name: str, prop: str, parsable: bool) -> str:
     d = state["datasets"][name]
+    if ":" in prop:
+        return user_prop(state, name, prop)
     if prop == "name":
         return name
     if prop == "origin":
@@ -444,6 +461,8 @@ def cmd_set(state: dict[str, Any], args: list[str]) -> int:
                 rc = 1
             else:
                 d["volsize"] = size
+        elif ":" in prop:  # a user property: module:name
+            d.setdefault("user_props", {})[prop] = value
         elif prop == "mountpoint":
             if d["type"] != "filesystem":
                 err(f"cannot set property for '{name}': 'mountpoint' does not apply to datasets of this type")
@@ -485,7 +504,7 @@ def cmd_get(state: dict[str, Any], args: list[str]) -> int:
             rc = 1
             continue
         for p in props:
-            if p not in LIST_FIELDS:
+            if p not in LIST_FIELDS and ":" not in p:
                 err(f"bad property list: invalid property '{p}'")
                 return usage_exit()
             row = {"name": n, "property": p, "value": prop_value(state, n, p, parsable), "source": "-"}

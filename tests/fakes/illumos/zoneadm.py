@@ -1,9 +1,19 @@
 """Fake ``zoneadm`` (illumos.md §3, §8): list, install, boot, halt, shutdown, uninstall.
 
 ``boot`` does what the bhyve brand's boot hook checks (disks exist and are
-matched by a device, links exist), materialises the NoCloud seed from the
-``cloud-init`` attribute (§6.1) and starts the fake VM process
+matched by a device, links exist, the ``bootrom`` file exists under
+``/usr/share/bhyve/firmware``), loads ``<zonepath>/etc/ipf.conf`` (and
+``ipf6.conf``) into the zone's GZ-controlled firewall as the brand's READY
+poststate does (pkg5 ``src/brand/shared/firewall.ksh``; a file the fake
+``ipf`` parser refuses fails the boot), materialises the NoCloud seed from
+the ``cloud-init`` attribute (§6.1) and starts the fake VM process
 (``tests.fakes.illumos.vm``), which runs the runner from that seed.
+
+``list -p`` leaves out a zone that is ``shutting_down`` or ``down``: the real
+``zone_print`` skips a zone that shut down while it collected data, and the
+fake holds that window open for the whole shutdown. ``halt`` follows
+zoneadmd's ``server()``: ``installed`` is "already halted" (exit 0),
+``configured``/``incomplete`` are refused.
 """
 
 from __future__ import annotations
@@ -19,11 +29,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from tests.fakes.illumos import ipf
 from tests.fakes.illumos import state as st
 from tests.fakes.illumos import zfs
 from tests.fakes.illumos.state import err
 
 REPO = Path(__file__).resolve().parents[3]
+FIRMWARE = "/usr/share/bhyve/firmware"
 STATES = ("configured", "incomplete", "installed", "ready", "running", "shutting_down", "down", "mounted")
 USAGE = """usage:  zoneadm [-z <zone>] [-u <uuid-match>] <subcommand>
 subcommand:
@@ -103,6 +115,7 @@ def to_installed(state: dict[str, Any], name: str) -> None:
         if ds in state["datasets"]:
             state["datasets"][ds]["in_use"] = False
     zone["busy"] = []
+    zone.pop("firewall", None)
     for net in zone["config"]["nets"]:
         link = state["links"].get(net.get("physical"))
         if link and link.get("zone") == name:
@@ -139,7 +152,9 @@ def cmd_list(state: dict[str, Any], zone: str | None, args: list[str]) -> int:
         return 1
     running = [n for n in state["index"] if state["zones"][n]["state"] in ("ready", "running")]
     others = [n for n in state["index"] if n not in running]
-    if zone is not None:
+    if zone == "global":
+        names = []
+    elif zone is not None:
         names = [zone]
     elif "c" in flags:
         names = running + others
@@ -147,6 +162,8 @@ def cmd_list(state: dict[str, Any], zone: str | None, args: list[str]) -> int:
         names = running + [n for n in others if rank(state["zones"][n]["state"]) >= rank("installed")]
     else:
         names = running
+    # zone_print skips a zone that shut down while the list was collected.
+    names = [n for n in names if n == "global" or state["zones"][n]["state"] not in ("shutting_down", "down")]
     show_global = zone is None and "n" not in flags or zone == "global"
     if "v" in flags:
         print("%*s %-16s %-10s %-30s %-8s %-6s" % (4, "ID", "NAME", "STATUS", "PATH", "BRAND", "IP"))
@@ -166,6 +183,24 @@ def cmd_list(state: dict[str, Any], zone: str | None, args: list[str]) -> int:
         for n in names:
             print(n)
     return 0
+
+
+def load_firewall(zonepath: str) -> dict[str, list[dict[str, Any]]] | str | None:
+    """The READY poststate's setup_firewall: rules of ``<zonepath>/etc/ipf{,6}.conf``,
+    None when there is no ipf.conf, or the failure message."""
+    etc = st.host_path(zonepath) / "etc"
+    if not (etc / "ipf.conf").is_file():
+        return None
+    rules: dict[str, list[dict[str, Any]]] = {}
+    for family, name in (("ipv4", "ipf.conf"), ("ipv6", "ipf6.conf")):
+        path = etc / name
+        if not path.is_file():
+            continue
+        try:
+            rules[family] = ipf.parse(path.read_text(), ipv6=family == "ipv6")
+        except ipf.IpfSyntax as problem:
+            return f"error loading ipf config for {'IPv6' if family == 'ipv6' else 'IPv4'}: {problem}"
+    return rules
 
 
 def boot_hook_fail(state: dict[str, Any], name: str, why: str) -> int:
@@ -242,6 +277,13 @@ def cmd_boot(state: dict[str, Any], name: str) -> int:
     vcpus = attr(zone, "vcpus")
     if vcpus is not None and vcpus.isdigit() and not 1 <= int(vcpus) <= 32:
         return boot_hook_fail(state, name, f"Invalid vcpus value {vcpus}")
+    bootrom = attr(zone, "bootrom") or "BHYVE_RELEASE_CSM"
+    rom = bootrom if bootrom.startswith("/") else f"{FIRMWARE}/{bootrom.removesuffix('.fd')}.fd"
+    if not st.host_path(rom).is_file():
+        return boot_hook_fail(state, name, f"bootrom {bootrom} not found.")
+    firewall = load_firewall(cfg["zonepath"])
+    if isinstance(firewall, str):
+        return boot_hook_fail(state, name, firewall)
     root = st.host_path(cfg["zonepath"]) / "root"
     (root / "tmp").mkdir(parents=True, exist_ok=True)
     (root / "tmp" / "init.log").unlink(missing_ok=True)
@@ -254,6 +296,8 @@ def cmd_boot(state: dict[str, Any], name: str) -> int:
             [sys.executable, "-m", "tests.fakes.illumos.vm", name],
             cwd=str(REPO), env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
             start_new_session=True,
+            # Held until the VM installed its handlers: a bhyvectl right after boot is not lost.
+            preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1, signal.SIGUSR2}),
         )
     started = None
     while started is None:  # /proc/<pid>/stat exists as soon as fork returns
@@ -262,6 +306,8 @@ def cmd_boot(state: dict[str, Any], name: str) -> int:
         state["datasets"][ds]["in_use"] = True
     for net in cfg["nets"]:
         links[net["physical"]]["zone"] = name
+    if firewall:
+        zone["firewall"] = firewall
     zone.update(state="running", zoneid=state["next_zoneid"], vm_pid=proc.pid, vm_start=started, busy=busy)
     state["next_zoneid"] += 1
     return 0
@@ -273,7 +319,8 @@ def cmd_halt(state: dict[str, Any], name: str) -> int:
         err(f"zone '{name}': zone is already halted")
         return 0
     if rank(zone["state"]) < rank("installed"):
-        err(f"zoneadm: zone '{name}': must be installed before halt.")  # wording UNCONFIRMED
+        err(f"zone '{name}': halt operation is invalid for zones in state '{zone['state']}'")
+        err(f"zoneadm: zone '{name}': call to zoneadmd failed")
         return 1
     kill_vm(zone)
     to_installed(state, name)
@@ -365,7 +412,12 @@ def main(argv: list[str]) -> int:
     with st.locked() as state:
         rule = st.check_fault(state, "zoneadm", sub)
         if rule and zone in state["zones"] and rule.get("state"):
-            state["zones"][zone]["state"] = rule["state"]
+            z = state["zones"][zone]
+            if rule["state"] == "installed" and z["state"] == "running":
+                kill_vm(z)  # the zone's own halt won the race: a real halt, then this call fails
+                to_installed(state, zone)
+            else:
+                z["state"] = rule["state"]
     if rule:
         if "exit" in rule:
             return st.apply_fault(rule)
