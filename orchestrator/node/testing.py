@@ -48,6 +48,7 @@ import grpc
 
 from common.bootstrap import RunnerBootstrap
 from common.rpc import admin_pb2, jobs_pb2, runner_pb2
+from common.version import VERSION
 from orchestrator.catalog import DriverConfig, LocalConfig
 from orchestrator.drivers import registry
 from orchestrator.drivers.base import VmSpec
@@ -192,7 +193,7 @@ def _named_like_vms(state_dir: Path) -> set[str]:
 
 async def _fake_runner(conn: Connection | DirectConnection) -> None:
     try:
-        job = await conn.get_job("instant", "instant")
+        job = await conn.get_job("instant", VERSION)
         results, state, reason = [], jobs_pb2.JOB_STATE_SUCCEEDED, ""
         logged = 0
         for index, step in enumerate(job.steps):

@@ -5,7 +5,8 @@ whole group). Like cloud-init, it reads the NoCloud seed the boot
 materialised (``<zoneroot>/cloud-init/user-data``), writes its
 ``write_files`` into the guest's disk (``<zoneroot>/guest``) and runs its
 ``runcmd``; the image's one program, ``solstice-runner``, is started as
-``config.json`` ``runner_argv`` says. The guest's console goes to the
+``config.json`` ``runner_argv`` says - by a ``runcmd`` naming it, or else by
+the image's runner service once ``/etc/solstice/runner.env`` exists. The guest's console goes to the
 ``console=socket,PATH[,wait]`` socket if the zone has one; with ``wait`` the
 guest starts only once a client is connected. Without ``wait``, output is
 buffered until the first client connects and lost if the guest stops before
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import yaml
 
+from common.bootstrap import RUNNER_ENV_PATH
 from tests.fakes.illumos import state as st
 from tests.fakes.illumos.zoneadm import attr, to_installed
 
@@ -147,6 +149,12 @@ def cloud_init(seed: Path, guest: Path, installed: list[str] | None, console: Co
             continue
         console.line("cloud-init: runcmd: " + " ".join(cmd))
         return [*installed, *(str(guest / a.lstrip("/")) if a.startswith("/") else a for a in cmd[1:])]
+    # The golden image's runner service (images/services/) starts once
+    # write_files has delivered the bootstrap.
+    env = guest / RUNNER_ENV_PATH.lstrip("/")
+    if installed and env.is_file():
+        console.line("solstice-runner service: starting")
+        return [*installed, "run", "--env-file", str(env)]
     console.line("cloud-init: nothing to run")
     return None
 
