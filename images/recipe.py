@@ -40,6 +40,7 @@ _SUITE = re.compile(r"^[a-z][a-z0-9-]{1,30}$")
 _PLATFORM = re.compile(r"^[A-Za-z0-9_.]{1,64}$")
 _PYTHON = re.compile(r"^3\.[0-9]{1,2}$")
 _MODE = re.compile(r"^0?[0-7]{3}$")
+_EXCLUDE = re.compile(r"^/[A-Za-z0-9_.*/+-]{1,200}$")
 SIZE_UNITS = {"M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 BOOTROMS = {"uefi": "BHYVE_RELEASE", "bios": "BHYVE_RELEASE_CSM"}
 OSES = ("linux", "illumos")
@@ -56,15 +57,17 @@ class Debootstrap:
     suite: str
     variant: str = "minbase"
     sources: str = "host"  # "host": this machine's apt sources; else a sources file path
+    exclude: tuple[str, ...] = ()  # dpkg path-exclude globs (e.g. kernel modules a VM never loads)
 
 
 @dataclass(frozen=True)
 class BaseImage:
     """Start from a published disk image, verified by its SHA-256."""
 
-    sha256: str
+    sha256: str  # "" when sha256_url names the published checksum instead
     url: str = ""
     path: str = ""
+    sha256_url: str = ""  # a published "<hex>  <file>" checksum file, fetched over HTTPS
     format: str = "raw"  # raw | qcow2
     compression: str = "none"  # none | xz | zstd | gzip
 
@@ -238,18 +241,27 @@ class _Reader:
         if len(kinds) != 1:
             self.fail(node, "base must name exactly one of 'debootstrap' or 'image'")
         if "debootstrap" in kinds:
-            m = self.mapping(kinds["debootstrap"], "base.debootstrap", {"suite"}, {"variant", "sources"})
+            m = self.mapping(kinds["debootstrap"], "base.debootstrap", {"suite"}, {"variant", "sources", "exclude"})
             suite = self.string(m["suite"], "base.debootstrap.suite", _SUITE, "a Debian suite name")
             variant = self.choice(m["variant"], "variant", ("minbase", "essential", "apt", "required")) \
                 if "variant" in m else "minbase"
             sources = self.scalar(m["sources"], "sources") if "sources" in m else "host"
             if sources != "host" and not PurePosixPath(sources).is_absolute():
                 self.fail(m["sources"], "base.debootstrap.sources is 'host' or an absolute path")
-            return Debootstrap(suite, variant, sources)
-        m = self.mapping(kinds["image"], "base.image", {"sha256"}, {"url", "path", "format", "compression"})
-        sha = self.scalar(m["sha256"], "sha256").lower()
-        if not _SHA256.fullmatch(sha):
+            exclude = tuple(self.string(n, "base.debootstrap.exclude[]", _EXCLUDE, "an absolute path glob")
+                            for n in self.sequence(m["exclude"], "base.debootstrap.exclude")) \
+                if "exclude" in m else ()
+            return Debootstrap(suite, variant, sources, exclude)
+        m = self.mapping(kinds["image"], "base.image", set(),
+                         {"sha256", "sha256_url", "url", "path", "format", "compression"})
+        if ("sha256" in m) == ("sha256_url" in m):
+            self.fail(kinds["image"], "base.image needs exactly one of 'sha256' or 'sha256_url'")
+        sha = self.scalar(m["sha256"], "sha256").lower() if "sha256" in m else ""
+        if "sha256" in m and not _SHA256.fullmatch(sha):
             self.fail(m["sha256"], f"base.image.sha256 {sha[:80]!r} is not 64 hex digits")
+        sha_url = self.scalar(m["sha256_url"], "sha256_url") if "sha256_url" in m else ""
+        if sha_url and not sha_url.startswith("https://"):
+            self.fail(m["sha256_url"], f"base.image.sha256_url {sha_url!r} must be an https:// URL")
         url = self.scalar(m["url"], "url") if "url" in m else ""
         path = self.scalar(m["path"], "path") if "path" in m else ""
         if bool(url) == bool(path):
@@ -261,7 +273,7 @@ class _Reader:
                         if (url or path).endswith(s)), "none")
         comp = self.choice(m["compression"], "compression", ("none", "xz", "zstd", "gzip")) \
             if "compression" in m else default
-        return BaseImage(sha, url, path, fmt, comp)
+        return BaseImage(sha, url, path, sha_url, fmt, comp)
 
     def runner(self, node: yaml.Node) -> RunnerSpec:
         m = self.mapping(node, "runner", set(), {"python", "platform", "prefix"})

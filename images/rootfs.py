@@ -47,7 +47,8 @@ def base_key(recipe: Recipe) -> str:
     base = recipe.base
     assert isinstance(base, Debootstrap)
     h = hashlib.sha256()
-    for part in (base.suite, base.variant, sources_file(base).read_text(), *sorted(recipe.packages)):
+    for part in (base.suite, base.variant, sources_file(base).read_text(), *sorted(recipe.packages),
+                 "exclude", *base.exclude):
         h.update(part.encode() + b"\0")
     return h.hexdigest()[:16]
 
@@ -64,7 +65,7 @@ async def base_tarball(recipe: Recipe, cache: Path) -> tuple[Path, bool]:
     tmp.unlink(missing_ok=True)
     argv = ["mmdebstrap", "--quiet", "--mode=auto", f"--variant={base.variant}",
             f"--include={','.join(recipe.packages)}", "--aptopt=Acquire::Languages \"none\""]
-    argv += [f"--dpkgopt=path-exclude={pattern}" for pattern in DPKG_EXCLUDES]
+    argv += [f"--dpkgopt=path-exclude={pattern}" for pattern in (*DPKG_EXCLUDES, *base.exclude)]
     argv += [base.suite, str(tmp), str(sources_file(base))]
     await run_command(argv, timeout=MMDEBSTRAP_TIMEOUT)
     os.replace(tmp, out)
