@@ -92,10 +92,14 @@ def code_digest() -> str:
     return h.hexdigest()
 
 
+def image_digest(recipe: Recipe) -> str:
+    """8 hex digits of everything an image is built from: the recipe, its files, the runner's code."""
+    return hashlib.sha256((recipe.digest + code_digest()).encode()).hexdigest()[:8]
+
+
 def image_version(recipe: Recipe, today: datetime.date | None = None) -> str:
     day = (today or datetime.datetime.now(datetime.timezone.utc).date()).strftime("%Y%m%d")
-    digest = hashlib.sha256((recipe.digest + code_digest()).encode()).hexdigest()[:8]
-    return f"{day}-{digest}"
+    return f"{day}-{image_digest(recipe)}"
 
 
 async def build(recipe: Recipe, out_dir: Path, cache: Path, progress: Progress,

@@ -17,6 +17,7 @@ Every command goes through ``orchestrator.commands.run_command``.
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,7 +73,7 @@ class DiskLayout:
 
 def find_kernel(tree: Path) -> BootEntry:
     """The newest kernel and its initrd under ``tree/boot`` (Debian's names)."""
-    kernels = sorted((tree / "boot").glob("vmlinuz-*"))
+    kernels = sorted((tree / "boot").glob("vmlinuz-*"), key=_version_key)
     if not kernels:
         raise FileNotFoundError(f"no kernel (boot/vmlinuz-*) in {tree}: the recipe must install one")
     version = kernels[-1].name.removeprefix("vmlinuz-")
@@ -80,6 +81,11 @@ def find_kernel(tree: Path) -> BootEntry:
     if not initrd.is_file():
         raise FileNotFoundError(f"no initrd for kernel {version} in {tree}/boot")
     return BootEntry(f"boot/vmlinuz-{version}", f"boot/initrd.img-{version}", "")
+
+
+def _version_key(path: Path) -> list[object]:
+    """``vmlinuz-6.1.0-10`` after ``vmlinuz-6.1.0-9``: numbers compare as numbers."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
 
 
 async def build_disk(tree: Path, out: Path, size: int, cmdline: str, work: Path) -> str:

@@ -51,6 +51,16 @@ class RecipeError(SolsticeError):
 
 
 @dataclass(frozen=True)
+class FileEntry:
+    """A file put into the image: ``content`` inline or ``source`` (relative to the recipe)."""
+
+    path: str
+    content: str | None = None
+    source: str | None = None
+    mode: int = 0o644
+
+
+@dataclass(frozen=True)
 class Debootstrap:
     """Build the root file system from Debian packages (mmdebstrap)."""
 
@@ -58,6 +68,7 @@ class Debootstrap:
     variant: str = "minbase"
     sources: str = "host"  # "host": this machine's apt sources; else a sources file path
     exclude: tuple[str, ...] = ()  # dpkg path-exclude globs (e.g. kernel modules a VM never loads)
+    early_files: tuple[FileEntry, ...] = ()  # in place before any package installs (initramfs config)
 
 
 @dataclass(frozen=True)
@@ -70,16 +81,6 @@ class BaseImage:
     sha256_url: str = ""  # a published "<hex>  <file>" checksum file, fetched over HTTPS
     format: str = "raw"  # raw | qcow2
     compression: str = "none"  # none | xz | zstd | gzip
-
-
-@dataclass(frozen=True)
-class FileEntry:
-    """A file put into the image: ``content`` inline or ``source`` (relative to the recipe)."""
-
-    path: str
-    content: str | None = None
-    source: str | None = None
-    mode: int = 0o644
 
 
 @dataclass(frozen=True)
@@ -241,7 +242,8 @@ class _Reader:
         if len(kinds) != 1:
             self.fail(node, "base must name exactly one of 'debootstrap' or 'image'")
         if "debootstrap" in kinds:
-            m = self.mapping(kinds["debootstrap"], "base.debootstrap", {"suite"}, {"variant", "sources", "exclude"})
+            m = self.mapping(kinds["debootstrap"], "base.debootstrap", {"suite"},
+                             {"variant", "sources", "exclude", "early_files"})
             suite = self.string(m["suite"], "base.debootstrap.suite", _SUITE, "a Debian suite name")
             variant = self.choice(m["variant"], "variant", ("minbase", "essential", "apt", "required")) \
                 if "variant" in m else "minbase"
@@ -251,7 +253,11 @@ class _Reader:
             exclude = tuple(self.string(n, "base.debootstrap.exclude[]", _EXCLUDE, "an absolute path glob")
                             for n in self.sequence(m["exclude"], "base.debootstrap.exclude")) \
                 if "exclude" in m else ()
-            return Debootstrap(suite, variant, sources, exclude)
+            early = tuple(self.file(n) for n in self.sequence(m["early_files"], "base.debootstrap.early_files")) \
+                if "early_files" in m else ()
+            if any(f.source is not None for f in early):
+                self.fail(m["early_files"], "early_files take 'content' only")
+            return Debootstrap(suite, variant, sources, exclude, early)
         m = self.mapping(kinds["image"], "base.image", set(),
                          {"sha256", "sha256_url", "url", "path", "format", "compression"})
         if ("sha256" in m) == ("sha256_url" in m):

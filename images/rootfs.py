@@ -47,8 +47,9 @@ def base_key(recipe: Recipe) -> str:
     base = recipe.base
     assert isinstance(base, Debootstrap)
     h = hashlib.sha256()
+    early = [f"{f.path}\0{f.mode:o}\0{f.content}" for f in base.early_files]
     for part in (base.suite, base.variant, sources_file(base).read_text(), *sorted(recipe.packages),
-                 "exclude", *base.exclude):
+                 "exclude", *base.exclude, "early", *early):
         h.update(part.encode() + b"\0")
     return h.hexdigest()[:16]
 
@@ -66,8 +67,18 @@ async def base_tarball(recipe: Recipe, cache: Path) -> tuple[Path, bool]:
     argv = ["mmdebstrap", "--quiet", "--mode=auto", f"--variant={base.variant}",
             f"--include={','.join(recipe.packages)}", "--aptopt=Acquire::Languages \"none\""]
     argv += [f"--dpkgopt=path-exclude={pattern}" for pattern in (*DPKG_EXCLUDES, *base.exclude)]
+    early = cache / f"early-{base_key(recipe)}"
+    if base.early_files:
+        shutil.rmtree(early, ignore_errors=True)
+        for entry in base.early_files:
+            assert entry.content is not None
+            _write(early, entry.path, entry.content, mode=entry.mode)
+        argv.append(f"--setup-hook=sync-in {early} /")  # mmdebstrap's special hook: no shell
     argv += [base.suite, str(tmp), str(sources_file(base))]
-    await run_command(argv, timeout=MMDEBSTRAP_TIMEOUT)
+    try:
+        await run_command(argv, timeout=MMDEBSTRAP_TIMEOUT)
+    finally:
+        shutil.rmtree(early, ignore_errors=True)
     os.replace(tmp, out)
     return out, False
 
