@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
 
@@ -103,7 +104,14 @@ def import_command(image: Path, dataset: str, label: str | None, catalog: Path |
         click.echo(f"catalog {catalog}: images.{plan.label} now serves {result.snapshot}", err=True)
 
 
-main = run_cli(cli)
+_run = run_cli(cli)
+
+
+def main() -> None:
+    # One log line per external command would drown the progress report:
+    # warnings only, unless --log-level or $SOLSTICE_LOG_LEVEL says otherwise.
+    os.environ.setdefault("SOLSTICE_LOG_LEVEL", "warning")
+    _run()
 
 
 if __name__ == "__main__":
