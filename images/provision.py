@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import shlex
-import uuid
 from pathlib import Path
 
 import yaml
@@ -24,20 +23,11 @@ from common.errors import SolsticeError
 from common.version import IMAGE_FILE
 from images.bundle import SERVICES
 from images.recipe import Recipe
+from images.rootfs import CLOUD_CFG, SMF_MANIFEST, UNIT
 from orchestrator.commands import run_command
 from orchestrator.drivers.bhyve_console import tail_file
-from orchestrator.drivers.nocloud import Seed, SeedNet, build_seed_iso
-from orchestrator.drivers.qemu_command import (
-    DNS_ALIAS,
-    GUEST_ADDRESS,
-    HOST_ALIAS,
-    NIC,
-    QemuVm,
-    choose_accel,
-    mac_for,
-    qemu_argv,
-)
-from images.rootfs import CLOUD_CFG, SMF_MANIFEST, UNIT
+from orchestrator.drivers.nocloud import build_seed_iso
+from orchestrator.drivers.qemu_command import QemuVm, choose_accel, qemu_argv, user_mode_seed
 
 PROVISIONED = "solstice-image: PROVISIONED"
 TIMEOUT = 1800.0
@@ -101,8 +91,7 @@ async def provision(recipe: Recipe, raw: Path, bundle: Path, image_id: str, work
 
     A boot that runs past ``timeout`` is killed (CommandTimeout, a DriverError)."""
     work.mkdir(parents=True, exist_ok=True)
-    seed = Seed(instance_id=str(uuid.uuid4()), hostname=VM_NAME, user_data=user_data(recipe, bundle, image_id),
-                nets=(SeedNet(NIC, mac_for(VM_NAME), GUEST_ADDRESS, HOST_ALIAS),), resolvers=(DNS_ALIAS,))
+    seed = user_mode_seed(VM_NAME, user_data(recipe, bundle, image_id))
     iso = work / "cidata.iso"
     await build_seed_iso(seed, work / "seed", iso)
     console = work / "console.log"

@@ -19,12 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import os
 import shutil
-import signal
-import uuid
 from pathlib import Path
 
 from common.bootstrap import RunnerBootstrap, render_user_data
@@ -33,19 +29,9 @@ from orchestrator.commands import run_command
 from orchestrator.drivers.base import VmSpec
 from orchestrator.drivers.bhyve_console import tail_file
 from orchestrator.drivers.errors import BootTimeout, DriverError, ProvisionError, VmDied
-from orchestrator.drivers.local import process_start_time
-from orchestrator.drivers.nocloud import Seed, SeedNet, build_seed_iso
-from orchestrator.drivers.qemu_command import (
-    DNS_ALIAS,
-    GUEST_ADDRESS,
-    HOST_ALIAS,
-    NIC,
-    QemuVm,
-    choose_accel,
-    guest_view,
-    mac_for,
-    qemu_argv,
-)
+from orchestrator.drivers.nocloud import build_seed_iso
+from orchestrator.drivers.process import kill_group, recorded_pid, write_pid_file
+from orchestrator.drivers.qemu_command import QemuVm, choose_accel, guest_view, qemu_argv, user_mode_seed
 from orchestrator.names import is_vm_name, validate_vm_name
 
 log = logging.getLogger(__name__)
@@ -86,10 +72,7 @@ class QemuDriver:
             await run_command([c.qemu_img, "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(image.path),
                                str(d / "disk.qcow2")], timeout=c.command_timeout)
             boot = RunnerBootstrap(guest_view(spec.bootstrap.orchestrator), spec.bootstrap.token)
-            seed = Seed(
-                instance_id=str(uuid.uuid4()), hostname=vm, user_data=render_user_data(boot),
-                nets=(SeedNet(NIC, mac_for(vm), GUEST_ADDRESS, HOST_ALIAS),), resolvers=(DNS_ALIAS,),
-            )
+            seed = user_mode_seed(vm, render_user_data(boot))
             await build_seed_iso(seed, d / "seed", d / "cidata.iso", timeout=c.command_timeout)
             (d / "serial").write_text(seed.smbios_serial)
         except (DriverError, OSError) as err:
@@ -114,9 +97,7 @@ class QemuDriver:
             await self.destroy(vm)
             raise ProvisionError(f"cannot start {argv[0]} for {vm}: {err.strerror}") from err
         self._procs[vm] = proc
-        tmp = d / "pid.tmp"
-        tmp.write_text(json.dumps({"pid": proc.pid, "start": process_start_time(proc.pid)}))
-        os.replace(tmp, d / "pid")
+        write_pid_file(d, proc.pid)
         log.info("VM started", extra={"fields": {"vm": vm, "pid": proc.pid, "accel": self.accel}})
 
     def _alive_pid(self, vm: str) -> int | None:
@@ -124,15 +105,7 @@ class QemuDriver:
         proc = self._procs.get(vm)
         if proc is not None:
             return proc.pid if proc.returncode is None else None
-        try:
-            info = json.loads((self._dir(vm) / "pid").read_text())
-        except (OSError, ValueError):
-            return None
-        pid, started = info.get("pid"), info.get("start")
-        if not isinstance(pid, int) or pid <= 1:
-            return None
-        now = process_start_time(pid)
-        return pid if now is not None and now == started else None
+        return recorded_pid(self._dir(vm))
 
     async def wait_ready(self, spec: VmSpec, ready: asyncio.Event, timeout: float) -> None:
         vm = validate_vm_name(spec.name)
@@ -159,32 +132,12 @@ class QemuDriver:
     async def stop(self, name: str) -> None:
         vm = validate_vm_name(name)
         pid = self._alive_pid(vm)
-        if pid is not None:
-            await self._kill(vm, pid)
+        if pid is not None and not await kill_group(pid, self.config.stop_grace, self._procs.get(vm),
+                                                    lambda: self._alive_pid(vm) is not None):
+            log.warning("qemu did not die after SIGKILL", extra={"fields": {"vm": vm, "pid": pid}})
         proc = self._procs.pop(vm, None)
         if proc is not None:
             await proc.wait()
-
-    async def _kill(self, vm: str, pid: int) -> None:
-        loop = asyncio.get_running_loop()
-        for sig, grace in ((signal.SIGTERM, self.config.stop_grace), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(pid, sig)
-            except ProcessLookupError:
-                return
-            deadline = loop.time() + grace
-            while loop.time() < deadline:
-                proc = self._procs.get(vm)
-                if proc is not None:
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(proc.wait(), max(0.0, deadline - loop.time()))
-                    if proc.returncode is not None:
-                        return
-                elif self._alive_pid(vm) is None:
-                    return
-                else:
-                    await asyncio.sleep(0.05)
-        log.warning("qemu did not die after SIGKILL", extra={"fields": {"vm": vm, "pid": pid}})
 
     async def destroy(self, name: str) -> None:
         vm = validate_vm_name(name)

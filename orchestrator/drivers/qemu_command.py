@@ -13,9 +13,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestrator.drivers.nocloud import Seed, SeedNet
 from orchestrator.names import validate_zone_name
 
 GUEST_ADDRESS = "10.0.2.15/24"
@@ -84,6 +86,12 @@ def mac_for(name: str) -> str:
     """A stable locally administered MAC (QEMU's 52:54:00 prefix) for VM ``name``."""
     digest = hashlib.sha256(name.encode()).digest()
     return "52:54:00:" + ":".join(f"{b:02x}" for b in digest[:3])
+
+
+def user_mode_seed(name: str, user_data: str) -> Seed:
+    """The NoCloud seed of VM ``name`` on QEMU's user-mode network (a fresh instance id)."""
+    return Seed(instance_id=str(uuid.uuid4()), hostname=name, user_data=user_data,
+                nets=(SeedNet(NIC, mac_for(name), GUEST_ADDRESS, HOST_ALIAS),), resolvers=(DNS_ALIAS,))
 
 
 def guest_view(address: str) -> str:
