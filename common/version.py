@@ -26,7 +26,8 @@ MIN_RUNNER = "0.1"
 # the runner sends it along with its version so a refusal names the image.
 IMAGE_FILE = "/etc/solstice/image"
 
-_VERSION = re.compile(r"^(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})(?:\.(0|[1-9][0-9]{0,5}))?([.+-][0-9A-Za-z.+-]{1,40})?$")
+_NUMBER = r"(0|[1-9][0-9]{0,5})"
+_VERSION = re.compile(rf"^{_NUMBER}\.{_NUMBER}(?:\.{_NUMBER})?([.+-][0-9A-Za-z.+-]{{1,40}})?$")
 
 
 class RunnerRefused(SolsticeError):

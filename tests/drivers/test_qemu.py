@@ -39,12 +39,25 @@ def config(tmp_path: Path, image: Path) -> QemuConfig:
                       stop_grace=2, poll_interval=0.05)  # type: ignore[arg-type]
 
 
+@pytest.fixture
+async def driver(config: QemuConfig):
+    """The driver under test; whatever VM a test leaves (a failed assertion) is reaped after it."""
+    d = QemuDriver(config)
+    try:
+        yield d
+    finally:
+        await d.aclose()
+        reaper = QemuDriver(config)
+        for vm in await reaper.list_owned():
+            await reaper.destroy(vm)
+
+
 def spec(job: str = "job-1", label: str = "debian-12", address: str = "127.0.0.1:50051") -> VmSpec:
     return VmSpec.for_job(job, 1, label, RunnerBootstrap(address, "eyJ.a.b"))
 
 
-async def test_prepare_makes_an_overlay_and_the_brands_seed(config: QemuConfig, image: Path):
-    driver, s = QemuDriver(config), spec()
+async def test_prepare_makes_an_overlay_and_the_brands_seed(driver: QemuDriver, config: QemuConfig, image: Path):
+    s = spec()
     await driver.prepare(s)
     d = config.state_dir / s.name
     assert stat.S_IMODE(d.stat().st_mode) == 0o700
@@ -60,8 +73,8 @@ async def test_prepare_makes_an_overlay_and_the_brands_seed(config: QemuConfig, 
     assert not d.exists()
 
 
-async def test_a_job_vm_boots_runs_and_is_torn_down(config: QemuConfig):
-    driver, s = QemuDriver(config), spec()
+async def test_a_job_vm_boots_runs_and_is_torn_down(driver: QemuDriver, config: QemuConfig):
+    s = spec()
     await driver.prepare(s)
     await driver.boot(s)
     d = config.state_dir / s.name
@@ -80,9 +93,9 @@ async def test_a_job_vm_boots_runs_and_is_torn_down(config: QemuConfig):
     assert await driver.list_owned() == set() and not d.exists()
 
 
-async def test_a_guest_that_powers_off_before_calling_in_dies_with_its_console(config, monkeypatch):
+async def test_a_guest_that_powers_off_before_calling_in_dies_with_its_console(driver: QemuDriver, monkeypatch):
     monkeypatch.setenv("FAKE_QEMU_MODE", "poweroff")
-    driver, s = QemuDriver(config), spec()
+    s = spec()
     await driver.prepare(s)
     await driver.boot(s)
     with pytest.raises(VmDied) as info:
@@ -92,9 +105,9 @@ async def test_a_guest_that_powers_off_before_calling_in_dies_with_its_console(c
     await driver.destroy(s.name)
 
 
-async def test_qemu_failing_to_start_says_why(config, monkeypatch):
+async def test_qemu_failing_to_start_says_why(driver: QemuDriver, monkeypatch):
     monkeypatch.setenv("FAKE_QEMU_MODE", "fail")
-    driver, s = QemuDriver(config), spec()
+    s = spec()
     await driver.prepare(s)
     await driver.boot(s)
     with pytest.raises(VmDied) as info:
@@ -103,8 +116,8 @@ async def test_qemu_failing_to_start_says_why(config, monkeypatch):
     await driver.destroy(s.name)
 
 
-async def test_a_runner_that_never_calls_in_times_out(config: QemuConfig):
-    driver, s = QemuDriver(config), spec()
+async def test_a_runner_that_never_calls_in_times_out(driver: QemuDriver, config: QemuConfig):
+    s = spec()
     await driver.prepare(s)
     await driver.boot(s)
     console = config.state_dir / s.name / "console.log"
@@ -115,8 +128,7 @@ async def test_a_runner_that_never_calls_in_times_out(config: QemuConfig):
     await driver.destroy(s.name)
 
 
-async def test_prepare_failures_leave_nothing(config: QemuConfig, image: Path):
-    driver = QemuDriver(config)
+async def test_prepare_failures_leave_nothing(driver: QemuDriver, config: QemuConfig, image: Path):
     with pytest.raises(ProvisionError, match="no qemu image serves runs_on label 'nope'"):
         await driver.prepare(spec(label="nope"))
     image.unlink()
@@ -125,8 +137,8 @@ async def test_prepare_failures_leave_nothing(config: QemuConfig, image: Path):
     assert await driver.list_owned() == set()
 
 
-async def test_a_restarted_orchestrator_reaps_what_no_job_claims(config: QemuConfig):
-    first = QemuDriver(config)
+async def test_a_restarted_orchestrator_reaps_what_no_job_claims(driver: QemuDriver, config: QemuConfig):
+    first = driver
     live, orphan = spec("job-live"), spec("job-orphan")
     for s in (live, orphan):
         await first.prepare(s)
@@ -141,8 +153,8 @@ async def test_a_restarted_orchestrator_reaps_what_no_job_claims(config: QemuCon
     assert process_start_time(pids[live.name]) is None
 
 
-async def test_a_recycled_pid_is_never_signalled(config: QemuConfig):
-    driver, s = QemuDriver(config), spec()
+async def test_a_recycled_pid_is_never_signalled(driver: QemuDriver, config: QemuConfig):
+    s = spec()
     await driver.prepare(s)
     d = config.state_dir / s.name
     # A pid file naming this very test process, with another start time: a recycled pid.

@@ -87,7 +87,8 @@ def test_an_image_base_needs_url_or_path_not_both(tmp_path: Path):
     both = GOOD.replace("  debootstrap:\n    suite: bookworm\n",
                         f"  image:\n    url: https://x.invalid/a.raw\n    path: a.raw\n    sha256: {SHA}\n")
     assert "needs exactly one of 'url' or 'path'" in error(both, tmp_path)
-    ftp = GOOD.replace("  debootstrap:\n    suite: bookworm\n", f"  image:\n    url: ftp://x/a.raw\n    sha256: {SHA}\n")
+    ftp = GOOD.replace("  debootstrap:\n    suite: bookworm\n",
+                       f"  image:\n    url: ftp://x/a.raw\n    sha256: {SHA}\n")
     assert "is not an http(s):// or file:// URL" in error(ftp, tmp_path)
 
 

@@ -4,7 +4,8 @@ the bhyve brand builds it, and the runner inside calls the real orchestrator on 
 One node (SQLite, its real RunnerService on loopback) with the qemu driver runs two jobs at
 once, each in its own VM booted from a copy-on-write overlay of the image:
 
-* a job with two steps: the runner fetches it, runs both, streams the logs, reports success;
+* a job with two steps: the runner fetches it, checks out its commit (git over HTTP from this
+  host), runs both steps, streams the logs, reports success;
 * the same guest handed a forged bootstrap token: the orchestrator refuses the runner, the
   runner says why on the serial console and the guest powers off; the job ends errored with
   that reason, taken from the console.
@@ -14,9 +15,15 @@ KVM is used where it really works here, else TCG (a few minutes per boot on 2 co
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
+import http.server
 import os
+import subprocess
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,8 +35,11 @@ from images.build import BuiltImage
 from orchestrator.catalog import DriverConfig, QemuConfig, QemuImage
 from orchestrator.drivers.base import VmSpec
 from orchestrator.drivers.qemu import QemuDriver
+from orchestrator.drivers.qemu_command import HOST_ALIAS
+from orchestrator.names import vm_name
 from orchestrator.store import JobState, StepState
 from tests.node.harness import job, local_node, local_settings
+from tests.runner.helpers import make_repo
 from tests.waiting import async_wait_until
 
 LABEL = "debian-12"
@@ -51,6 +61,23 @@ class ForgingDriver(QemuDriver):
         await super().prepare(spec)
 
 
+@contextlib.contextmanager
+def served_repo(root: Path) -> Iterator[tuple[str, str]]:
+    """A git repository served over plain HTTP on this host's loopback: (URL as the guest
+    dials it, commit). git's "dumb" HTTP protocol needs only files (update-server-info)."""
+    repo = make_repo(root, {"hello.txt": "hello from the host's git\n"})
+    subprocess.run(["git", "update-server-info"], cwd=root, check=True)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root / ".git"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://{HOST_ALIAS}:{server.server_address[1]}/", repo.sha
+    finally:
+        server.shutdown()
+        thread.join()
+
+
 @pytest.mark.timeout(2400)  # includes building the image once on a fresh machine
 async def test_jobs_run_in_real_vms_booted_from_the_golden_image(guest_image: BuiltImage, tmp_path: Path):
     qemu = QemuConfig(images={LABEL: QemuImage(path=Path(guest_image.path), vcpus=1, ram="1G")},
@@ -60,26 +87,30 @@ async def test_jobs_run_in_real_vms_booted_from_the_golden_image(guest_image: Bu
         timeouts__prepare=Seconds(120), timeouts__boot=Seconds(60), timeouts__runner=Seconds(BOOT),
         timeouts__job=Seconds(600), timeouts__runner_silence=Seconds(120), timeouts__teardown=Seconds(60))
     driver = ForgingDriver(qemu, forged={"bad-token"})
-    steps = ('echo "host=$(hostname) image=$(cat /etc/solstice/image)"',
+    steps = ('cat hello.txt; echo "host=$(hostname) image=$(cat /etc/solstice/image)"',
              'python3 -c "import sys; print(\'python\', sys.version.split()[0])"; echo "kernel=$(uname -s)"')
-    async with local_node(settings, driver=driver) as node:
-        await node.publish(job("in-vm", label=LABEL, steps=steps), job("bad-token", label=LABEL, steps=("echo never",)))
+    in_vm = job("in-vm", label=LABEL, steps=steps)
+    with served_repo(tmp_path / "repo") as (url, sha):
+        in_vm.checkout.clone_url, in_vm.checkout.sha = url, sha
+        async with local_node(settings, driver=driver) as node:
+            await node.publish(in_vm, job("bad-token", label=LABEL, steps=("echo never",)))
 
-        async def ended(job_id: str):
-            record = await node.store.get_job(job_id)
-            return record if record is not None and record.state.terminal else None
-        good = await async_wait_until(lambda: ended("in-vm"), timeout=BOOT + 300, what="the job in the VM")
-        bad = await async_wait_until(lambda: ended("bad-token"), timeout=BOOT + 300, what="the forged job")
-        steps_run = await node.store.steps("in-vm", 1)
-        lines = [line.content.decode() for line in
-                 await (await node.node.parts.gateway.logstore.open("in-vm", 1, create=False)).read_all()]
-        events = {j: node.events.job_states(j) for j in ("in-vm", "bad-token")}
-        owned = await driver.list_owned()
-    vm = VmSpec.for_job("in-vm", 1, LABEL, RunnerBootstrap("127.0.0.1:1", "x.y.z")).name
+            async def ended(job_id: str):
+                record = await node.store.get_job(job_id)
+                return record if record is not None and record.state.terminal else None
+            good = await async_wait_until(lambda: ended("in-vm"), timeout=BOOT + 300, what="the job in the VM")
+            bad = await async_wait_until(lambda: ended("bad-token"), timeout=BOOT + 300, what="the forged job")
+            steps_run = await node.store.steps("in-vm", 1)
+            lines = [line.content.decode() for line in
+                     await (await node.node.parts.gateway.logstore.open("in-vm", 1, create=False)).read_all()]
+            events = {j: node.events.job_states(j) for j in ("in-vm", "bad-token")}
+            owned = await driver.list_owned()
+    vm = vm_name("in-vm", 1)
 
     assert good.state is JobState.SUCCEEDED, good.reason
     assert [(s.index, s.state) for s in steps_run] == [(0, StepState.SUCCEEDED), (1, StepState.SUCCEEDED)]
     # cloud-init named the guest after the VM (meta-data), the image names itself, the logs came home.
+    assert "hello from the host's git" in lines  # the commit was checked out in the guest
     assert f"host={vm} image={guest_image.image_id}" in lines
     assert any(line.startswith("python 3.11") for line in lines) and "kernel=Linux" in lines
     assert events["in-vm"][-2:] == [JobState.RUNNING, JobState.SUCCEEDED]
