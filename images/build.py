@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import common
+import images
 import runner
 from common.errors import SolsticeError
 from common.version import VERSION
@@ -40,7 +41,10 @@ from images.progress import Progress
 from images.recipe import BaseImage, Recipe
 from orchestrator.drivers.errors import DriverError
 
-KERNEL_CMDLINE = "console=tty0 console=ttyS0,115200n8 net.ifnames=0"
+# ttyS0 last: it is /dev/console, the serial port drivers capture. Quiet: a driver
+# reports the console's last lines when a VM fails, and those should be the
+# runner's and systemd's errors, not pages of shutdown chatter.
+KERNEL_CMDLINE = "console=tty0 console=ttyS0,115200n8 net.ifnames=0 quiet systemd.show_status=error"
 
 
 class BuildError(SolsticeError):
@@ -81,9 +85,9 @@ class BuiltImage:
 
 
 def code_digest() -> str:
-    """SHA-256 over the runner's code and the service definitions baked into images."""
+    """SHA-256 over the runner's code, the builder's, and the service definitions baked into images."""
     h = hashlib.sha256(VERSION.encode())
-    for package in (common, runner):
+    for package in (common, runner, images):
         root = Path(package.__file__).parent
         for path in sorted(root.rglob("*.py")):
             h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
