@@ -25,7 +25,7 @@ import yaml
 from common.errors import ConfigError, SolsticeError
 from images.build import BuiltImage, sha256_file
 from images.disk import MIB, copy_sparse
-from orchestrator.catalog import _LABEL
+from orchestrator.catalog import is_label
 from orchestrator.commands import run_command
 from orchestrator.drivers.check import load_driver_config
 from orchestrator.drivers.errors import CommandFailed, NameInvalid
@@ -71,7 +71,7 @@ def _validate(plan: ImportPlan) -> str:
         snapshot = validate_dataset_name(f"{plan.dataset}@{plan.built.version}", snapshot=True)
     except NameInvalid as err:
         raise ImportError_(str(err)) from None
-    if not _LABEL.fullmatch(plan.label):
+    if not is_label(plan.label):
         raise ImportError_(f"label {plan.label!r} is not a valid runs_on label")
     return snapshot
 

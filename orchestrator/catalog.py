@@ -40,6 +40,11 @@ _SIZE = re.compile(r"^[1-9][0-9]*[KMGT]?$")
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
+def is_label(text: str) -> bool:
+    """True for a valid ``runs_on`` label (what a catalog entry is keyed by)."""
+    return bool(_LABEL.fullmatch(text))
+
+
 def _check(what: str, check, value: str) -> None:  # type: ignore[no-untyped-def]
     try:
         check(value)

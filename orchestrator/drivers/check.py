@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.config import _build, read_yaml  # noqa: PLC2701 - the node file's drivers section only
-from orchestrator.catalog import BhyveConfig, DriverConfig, LocalConfig
+from orchestrator.catalog import BhyveConfig, DriverConfig, LocalConfig, QemuConfig
 from orchestrator.commands import run_command
 from orchestrator.drivers.errors import CommandFailed
+from orchestrator.drivers.qemu_command import choose_accel
 
 BRAND_DIR = "usr/lib/brand/bhyve"
 
@@ -105,13 +106,36 @@ async def check_local(c: LocalConfig) -> list[CheckResult]:
     return out
 
 
+async def check_qemu(c: QemuConfig) -> list[CheckResult]:
+    out = []
+    for tool in (c.qemu, c.qemu_img, "genisoimage"):
+        found = shutil.which(tool) is not None
+        out.append(CheckResult(f"tool {tool}", found, "" if found else "not found: apt-get install qemu-system-x86 "
+                               "qemu-utils genisoimage"))
+    if any(image.bootrom == "uefi" for image in c.images.values()):
+        present = c.firmware.is_file()
+        out.append(CheckResult(f"UEFI firmware {c.firmware}", present, "" if present else "apt-get install ovmf"))
+    accel = await choose_accel(c.accel, c.qemu, c.firmware) if shutil.which(c.qemu) else "none"
+    out.append(CheckResult(f"accelerator: {accel}", accel != "none",
+                           "" if accel == "kvm" else "TCG emulation: VMs work, boots take minutes instead of seconds"))
+    if not c.images:
+        out.append(CheckResult("image catalog", False, "no images configured under drivers.qemu.images"))
+    for label, image in sorted(c.images.items()):
+        readable = os.access(image.path, os.R_OK)
+        out.append(CheckResult(f"image {label}: {image.path}", readable,
+                               "" if readable else "missing or unreadable (solstice-image build makes it)"))
+    return out
+
+
 async def check_host(config: DriverConfig) -> list[CheckResult]:
     """Every prerequisite of the configured driver, in order."""
     if config.driver == "bhyve":
         return await check_bhyve(config.bhyve)
     if config.driver == "local":
         return await check_local(config.local)
-    return [CheckResult(f"driver {config.driver}", False, "unknown driver; choose bhyve or local")]
+    if config.driver == "qemu":
+        return await check_qemu(config.qemu)
+    return [CheckResult(f"driver {config.driver}", False, "unknown driver; choose bhyve, local or qemu")]
 
 
 def render(results: list[CheckResult]) -> str:

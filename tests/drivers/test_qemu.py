@@ -15,6 +15,7 @@ import pytest
 from common.bootstrap import RunnerBootstrap, read_user_data
 from orchestrator.catalog import DriverConfig, QemuConfig, QemuImage
 from orchestrator.drivers.base import VmSpec
+from orchestrator.drivers.check import check_host
 from orchestrator.drivers.errors import BootTimeout, ProvisionError, VmDied
 from orchestrator.drivers.local import process_start_time
 from orchestrator.drivers.qemu import QemuDriver
@@ -166,3 +167,14 @@ async def test_a_recycled_pid_is_never_signalled(driver: QemuDriver, config: Qem
 def test_the_registry_builds_it(config: QemuConfig):
     driver = make_driver(DriverConfig(driver="qemu", qemu=config))
     assert isinstance(driver, QemuDriver) and driver.serves("debian-12") and not driver.serves("other")
+
+
+async def test_the_host_check_lists_what_the_qemu_driver_needs(config: QemuConfig, image: Path):
+    results = {r.what: r for r in await check_host(DriverConfig(driver="qemu", qemu=config))}
+    assert results[f"tool {FAKE_QEMU}"].ok and results["tool qemu-img"].ok
+    assert results["accelerator: tcg"].ok and "TCG emulation" in results["accelerator: tcg"].detail
+    assert results[f"image debian-12: {image}"].ok
+    image.unlink()
+    results = {r.what: r for r in await check_host(DriverConfig(driver="qemu", qemu=config))}
+    assert not results[f"image debian-12: {image}"].ok
+    assert "solstice-image build makes it" in results[f"image debian-12: {image}"].detail
