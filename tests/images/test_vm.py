@@ -15,15 +15,9 @@ KVM is used where it really works here, else TCG (a few minutes per boot on 2 co
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import functools
-import http.server
 import os
-import subprocess
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,11 +29,10 @@ from images.build import BuiltImage
 from orchestrator.catalog import DriverConfig, QemuConfig, QemuImage
 from orchestrator.drivers.base import VmSpec
 from orchestrator.drivers.qemu import QemuDriver
-from orchestrator.drivers.qemu_command import HOST_ALIAS
 from orchestrator.names import vm_name
 from orchestrator.store import JobState, StepState
+from tests.images.support import served_repo
 from tests.node.harness import job, local_node, local_settings
-from tests.runner.helpers import make_repo
 from tests.waiting import async_wait_until
 
 LABEL = "debian-12"
@@ -59,23 +52,6 @@ class ForgingDriver(QemuDriver):
             token = TokenIssuer(os.urandom(32), 600.0).issue(spec.job_id, spec.attempt, time.time())
             spec = dataclasses.replace(spec, bootstrap=RunnerBootstrap(spec.bootstrap.orchestrator, token))
         await super().prepare(spec)
-
-
-@contextlib.contextmanager
-def served_repo(root: Path) -> Iterator[tuple[str, str]]:
-    """A git repository served over plain HTTP on this host's loopback: (URL as the guest
-    dials it, commit). git's "dumb" HTTP protocol needs only files (update-server-info)."""
-    repo = make_repo(root, {"hello.txt": "hello from the host's git\n"})
-    subprocess.run(["git", "update-server-info"], cwd=root, check=True)
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root / ".git"))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://{HOST_ALIAS}:{server.server_address[1]}/", repo.sha
-    finally:
-        server.shutdown()
-        thread.join()
 
 
 @pytest.mark.timeout(2400)  # includes building the image once on a fresh machine
