@@ -9,7 +9,8 @@ Errors::
 
     SolsticeError
     └── ConnectionError_
-        ├── Refused           UNAUTHENTICATED / PERMISSION_DENIED / INVALID_ARGUMENT
+        ├── Refused           UNAUTHENTICATED / PERMISSION_DENIED / INVALID_ARGUMENT,
+        │                     and FAILED_PRECONDITION on GetJob (a runner version it does not speak)
         └── OrchestratorGone  unreachable for longer than the offline limit
 """
 

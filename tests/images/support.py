@@ -20,7 +20,7 @@ def served_repo(root: Path) -> Iterator[tuple[str, str]]:
     dials it, commit). git's "dumb" HTTP protocol needs only files (update-server-info)."""
     repo = make_repo(root, {"hello.txt": "hello from the host's git\n"})
     subprocess.run(["git", "update-server-info"], cwd=root, check=True)
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root / ".git"))
+    handler = functools.partial(_QuietHandler, directory=str(root / ".git"))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -29,3 +29,8 @@ def served_repo(root: Path) -> Iterator[tuple[str, str]]:
     finally:
         server.shutdown()
         thread.join()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 -- the base class's name
+        pass  # one line per object git fetches is noise in test output
