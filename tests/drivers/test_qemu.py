@@ -20,6 +20,8 @@ from orchestrator.drivers.errors import BootTimeout, ProvisionError, VmDied
 from orchestrator.drivers.local import process_start_time
 from orchestrator.drivers.qemu import QemuDriver
 from orchestrator.drivers.registry import make_driver, reconcile
+from orchestrator.node.node import _catalog_labels
+from tests.node.harness import local_settings
 from tests.waiting import async_wait_until
 
 FAKE_QEMU = Path(__file__).parents[1] / "fakes" / "qemu" / "qemu-system-x86_64"
@@ -178,3 +180,8 @@ async def test_the_host_check_lists_what_the_qemu_driver_needs(config: QemuConfi
     results = {r.what: r for r in await check_host(DriverConfig(driver="qemu", qemu=config))}
     assert not results[f"image debian-12: {image}"].ok
     assert "solstice-image build makes it" in results[f"image debian-12: {image}"].detail
+
+
+def test_a_qemu_node_serves_its_images_labels(config: QemuConfig, tmp_path: Path):
+    settings = local_settings(tmp_path, labels=(), drivers=DriverConfig(driver="qemu", qemu=config))
+    assert _catalog_labels(settings) == ("debian-12",)
