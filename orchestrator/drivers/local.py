@@ -40,7 +40,14 @@ from orchestrator.drivers.base import VmSpec
 from orchestrator.drivers.bhyve_console import tail_file
 from orchestrator.drivers.errors import BootTimeout, ProvisionError, VmDied
 from orchestrator.drivers.local_relay import Relay
-from orchestrator.drivers.process import kill_group, process_start_time, read_pid_file, recorded_pid, write_pid_file
+from orchestrator.drivers.process import (
+    kill_group,
+    live_pid,
+    process_start_time,
+    read_pid_file,
+    wait_for_call_in,
+    write_pid_file,
+)
 from orchestrator.names import is_vm_name, validate_vm_name
 
 log = logging.getLogger(__name__)
@@ -133,26 +140,18 @@ class LocalDriver:
 
     def _alive_pid(self, vm: str) -> int | None:
         """The runner's pid if it is (still) the process we started."""
-        proc = self._procs.get(vm)
-        if proc is not None:
-            return proc.pid if proc.returncode is None else None
-        return recorded_pid(self._dir(vm))
+        return live_pid(self._procs.get(vm), self._dir(vm))
 
     async def wait_ready(self, spec: VmSpec, ready: asyncio.Event, timeout: float) -> None:
         vm = validate_vm_name(spec.name)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not ready.is_set():
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise BootTimeout(vm, timeout, await self.console_tail(vm))
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(ready.wait(), min(remaining, 0.1))
-            if not ready.is_set() and self._alive_pid(vm) is None:
-                proc = self._procs.get(vm)
-                code = proc.returncode if proc is not None else None
-                detail = f"the runner exited with status {code}" if code is not None else "the runner is not running"
-                raise VmDied(vm, detail, await self.console_tail(vm))
+        outcome = await wait_for_call_in(ready, timeout, 0.1, lambda: self._alive_pid(vm) is not None)
+        if outcome == "timeout":
+            raise BootTimeout(vm, timeout, await self.console_tail(vm))
+        if outcome == "died":
+            proc = self._procs.get(vm)
+            code = proc.returncode if proc is not None else None
+            detail = f"the runner exited with status {code}" if code is not None else "the runner is not running"
+            raise VmDied(vm, detail, await self.console_tail(vm))
 
     async def stop(self, name: str) -> None:
         vm = validate_vm_name(name)

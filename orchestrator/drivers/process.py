@@ -66,6 +66,29 @@ def recorded_pid(directory: Path) -> int | None:
     return pid if now is not None and now == started else None
 
 
+def live_pid(proc: asyncio.subprocess.Process | None, directory: Path) -> int | None:
+    """The VM's pid while it runs: ``proc`` if this process started it, else the pid file's."""
+    if proc is not None:
+        return proc.pid if proc.returncode is None else None
+    return recorded_pid(directory)
+
+
+async def wait_for_call_in(ready: asyncio.Event, timeout: float, poll: float, alive: Callable[[], bool]) -> str:
+    """Wait until ``ready`` is set: ``"ready"``, ``"died"`` (``alive()`` turned false first)
+    or ``"timeout"``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not ready.is_set():
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return "timeout"
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(ready.wait(), min(remaining, poll))
+        if not ready.is_set() and not alive():
+            return "died"
+    return "ready"
+
+
 async def kill_group(pid: int, grace: float, proc: asyncio.subprocess.Process | None,
                      alive: Callable[[], bool]) -> bool:
     """SIGTERM process group ``pid``, SIGKILL it after ``grace`` s; True once it is gone.

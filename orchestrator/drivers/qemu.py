@@ -18,7 +18,6 @@ pid's start time still matches the pid file (a recycled pid is never signalled).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import shutil
 from pathlib import Path
@@ -30,7 +29,7 @@ from orchestrator.drivers.base import VmSpec
 from orchestrator.drivers.bhyve_console import tail_file
 from orchestrator.drivers.errors import BootTimeout, DriverError, ProvisionError, VmDied
 from orchestrator.drivers.nocloud import build_seed_iso
-from orchestrator.drivers.process import kill_group, recorded_pid, write_pid_file
+from orchestrator.drivers.process import kill_group, live_pid, wait_for_call_in, write_pid_file
 from orchestrator.drivers.qemu_command import QemuVm, choose_accel, guest_view, qemu_argv, user_mode_seed
 from orchestrator.names import is_vm_name, validate_vm_name
 
@@ -102,28 +101,21 @@ class QemuDriver:
 
     def _alive_pid(self, vm: str) -> int | None:
         """QEMU's pid if it is (still) the process we started."""
-        proc = self._procs.get(vm)
-        if proc is not None:
-            return proc.pid if proc.returncode is None else None
-        return recorded_pid(self._dir(vm))
+        return live_pid(self._procs.get(vm), self._dir(vm))
 
     async def wait_ready(self, spec: VmSpec, ready: asyncio.Event, timeout: float) -> None:
         vm = validate_vm_name(spec.name)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not ready.is_set():
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise BootTimeout(vm, timeout, await self.console_tail(vm))
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(ready.wait(), min(remaining, self.config.poll_interval))
-            if not ready.is_set() and self._alive_pid(vm) is None:
-                proc = self._procs.get(vm)
-                code = proc.returncode if proc is not None else None
-                detail = "the guest powered off" if code == 0 else (
-                    f"qemu exited with status {code}: {await self._qemu_error(vm)}" if code is not None
-                    else "qemu is not running")
-                raise VmDied(vm, detail, await self.console_tail(vm))
+        outcome = await wait_for_call_in(ready, timeout, self.config.poll_interval,
+                                         lambda: self._alive_pid(vm) is not None)
+        if outcome == "timeout":
+            raise BootTimeout(vm, timeout, await self.console_tail(vm))
+        if outcome == "died":
+            proc = self._procs.get(vm)
+            code = proc.returncode if proc is not None else None
+            detail = "the guest powered off" if code == 0 else (
+                f"qemu exited with status {code}: {await self._qemu_error(vm)}" if code is not None
+                else "qemu is not running")
+            raise VmDied(vm, detail, await self.console_tail(vm))
 
     async def _qemu_error(self, vm: str) -> str:
         text = await asyncio.to_thread(tail_file, self._dir(vm) / "qemu.log", 3)
