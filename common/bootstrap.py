@@ -1,10 +1,10 @@
 """How a VM's runner learns where its orchestrator is and which job it runs.
 
 The contract between VM drivers (which write it) and the runner (which reads
-it). On bhyve it travels as NoCloud cloud-init user-data (illumos.md §6.1,
-§6.2 option A): a ``#cloud-config`` document whose ``write_files`` puts
-``/etc/solstice/runner.env`` in the guest and whose ``runcmd`` starts the
-runner with that file. The local driver passes the same two values through
+it). On bhyve and qemu it travels as NoCloud cloud-init user-data
+(illumos.md §6.1, §6.2 option A): a ``#cloud-config`` document whose
+``write_files`` puts ``/etc/solstice/runner.env`` in the guest, where the
+golden image's runner service starts the runner with that file. The local driver passes the same two values through
 argv/environment instead.
 """
 
@@ -53,9 +53,16 @@ class RunnerBootstrap:
         return f"{ENV_ORCHESTRATOR}={self.orchestrator}\n{ENV_TOKEN}={self.token}\n"
 
 
-def render_user_data(boot: RunnerBootstrap, runner_command: str = "solstice-runner") -> str:
-    """The NoCloud user-data that makes a golden image run this job's runner."""
-    doc = {
+def render_user_data(boot: RunnerBootstrap, runner_command: str | None = None) -> str:
+    """The NoCloud user-data that hands this job's bootstrap to a golden image.
+
+    Golden images start the runner themselves once ``write_files`` has put
+    ``/etc/solstice/runner.env`` in place (the image's systemd unit or SMF
+    service, images/services/). ``runner_command`` adds a ``runcmd`` that
+    starts it instead, for a hand-made image without that service; never use
+    both, or the job runs twice.
+    """
+    doc: dict[str, object] = {
         "write_files": [
             {
                 "path": RUNNER_ENV_PATH,
@@ -64,8 +71,9 @@ def render_user_data(boot: RunnerBootstrap, runner_command: str = "solstice-runn
                 "content": boot.env_file(),
             }
         ],
-        "runcmd": [[runner_command, "run", "--env-file", RUNNER_ENV_PATH]],
     }
+    if runner_command is not None:
+        doc["runcmd"] = [[runner_command, "run", "--env-file", RUNNER_ENV_PATH]]
     return "#cloud-config\n" + yaml.safe_dump(doc, sort_keys=True)
 
 

@@ -55,6 +55,11 @@ EGRESS = ("open", "runner")
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
+def is_label(text: str) -> bool:
+    """True for a valid ``runs_on`` label (what a catalog entry is keyed by)."""
+    return bool(_LABEL.fullmatch(text))
+
+
 def _check(what: str, check, value: str) -> None:  # type: ignore[no-untyped-def]
     try:
         check(value)
@@ -255,6 +260,48 @@ class LocalConfig:
 
 
 @dataclass(frozen=True)
+class QemuImage:
+    """One golden image for the qemu driver: a raw disk from ``solstice-image build``."""
+
+    path: Path = Path()
+    vcpus: int = 2
+    ram: str = "2G"
+    bootrom: str = "uefi"  # uefi (OVMF, like bhyve's BHYVE_RELEASE) or bios (SeaBIOS)
+
+    def __post_init__(self) -> None:
+        if not self.path.is_absolute():
+            raise ConfigError(f"qemu image path {str(self.path)!r} must be absolute")
+        if not 1 <= self.vcpus <= 64:
+            raise ConfigError(f"qemu image vcpus must be 1..64, not {self.vcpus}")
+        if not _SIZE.fullmatch(self.ram):
+            raise ConfigError(f"qemu image ram {self.ram!r} is not N[KMGT] (no suffix = MiB)")
+        if self.bootrom not in ("uefi", "bios"):
+            raise ConfigError(f"qemu image bootrom {self.bootrom!r} is not uefi or bios")
+
+
+@dataclass(frozen=True)
+class QemuConfig:
+    """The qemu driver: each job in a QEMU VM on a copy-on-write overlay of its image (Linux hosts)."""
+
+    images: dict[str, QemuImage] = field(default_factory=dict)
+    state_dir: Path = Path("/var/lib/solstice/qemu")  # per VM: overlay, seed, console log, pid
+    qemu: str = "qemu-system-x86_64"
+    qemu_img: str = "qemu-img"
+    firmware: Path = Path("/usr/share/ovmf/OVMF.fd")  # UEFI firmware for bootrom uefi
+    accel: str = "auto"  # kvm if /dev/kvm opens, else tcg; or force one
+    stop_grace: Seconds = Seconds(5)  # SIGTERM, then SIGKILL after this long
+    command_timeout: Seconds = Seconds(60)
+    poll_interval: Seconds = Seconds(0.5)
+
+    def __post_init__(self) -> None:
+        for label in self.images:
+            if not _LABEL.fullmatch(label):
+                raise ConfigError(f"image label {label!r} is not a valid runs_on label")
+        if self.accel not in ("auto", "kvm", "tcg"):
+            raise ConfigError(f"qemu accel {self.accel!r} is not auto, kvm or tcg")
+
+
+@dataclass(frozen=True)
 class DriverConfig:
     """Which driver this node uses, and each driver's own settings."""
 
@@ -262,3 +309,4 @@ class DriverConfig:
     boot_timeout: Seconds = Seconds(300)
     local: LocalConfig = field(default_factory=LocalConfig)
     bhyve: BhyveConfig = field(default_factory=BhyveConfig)
+    qemu: QemuConfig = field(default_factory=QemuConfig)

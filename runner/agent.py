@@ -28,6 +28,7 @@ from common import log as common_log
 from common.bootstrap import RunnerBootstrap
 from common.logbatch import JOB_STEP, job_masker, secret_values
 from common.rpc import jobs_pb2, runner_pb2
+from common.version import VERSION
 from runner.checkout import CheckoutError, checkout
 from runner.connection import Connection, ConnectionError_, OrchestratorGone, Refused
 from runner.settings import RunnerSettings
@@ -43,7 +44,6 @@ EXIT_ERROR = 1
 EXIT_NO_BOOTSTRAP = 3
 EXIT_REFUSED = 4
 EXIT_ORCHESTRATOR_GONE = 5
-VERSION = "0.1.0"
 
 # Only these variables pass from the runner's own environment to steps: the
 # rest (the job token above all) stays out of user code.

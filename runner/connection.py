@@ -9,7 +9,8 @@ Errors::
 
     SolsticeError
     └── ConnectionError_
-        ├── Refused           UNAUTHENTICATED / PERMISSION_DENIED / INVALID_ARGUMENT
+        ├── Refused           UNAUTHENTICATED / PERMISSION_DENIED / INVALID_ARGUMENT,
+        │                     and FAILED_PRECONDITION on GetJob (a runner version it does not speak)
         └── OrchestratorGone  unreachable for longer than the offline limit
 """
 
@@ -20,6 +21,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
 
 import grpc
@@ -28,6 +30,7 @@ from common.bootstrap import RunnerBootstrap
 from common.errors import SolsticeError
 from common.grpc_options import client_options
 from common.rpc import runner_pb2, runner_pb2_grpc
+from common.version import IMAGE_FILE
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -139,17 +142,31 @@ class Connection:
                 )
             await asyncio.sleep(backoff.next_delay())
 
-    async def get_job(self, hostname: str, version: str) -> runner_pb2.RunnerJob:
-        req = runner_pb2.GetRunnerJobRequest(hostname=hostname, runner_version=version)
+    async def get_job(self, hostname: str, version: str, image_file: Path = Path(IMAGE_FILE)) -> runner_pb2.RunnerJob:
+        """The job; announces this runner's ``version`` and the image it was built into."""
+        req = runner_pb2.GetRunnerJobRequest(hostname=hostname, runner_version=version, image=read_image(image_file))
         # The token names the job; the request must name the same one.
         claims = _unverified_claims(self.boot.token)
         req.job.job_id, req.job.attempt = claims
-        job = await self.call("GetJob", lambda: self.stub.GetJob(req, metadata=self.metadata, timeout=self.rpc_timeout))
+        try:
+            job = await self.call("GetJob", lambda: self.stub.GetJob(req, metadata=self.metadata,
+                                                                      timeout=self.rpc_timeout))
+        except grpc.aio.AioRpcError as err:
+            # FAILED_PRECONDITION here: the orchestrator does not speak this runner's version.
+            raise Refused(f"the orchestrator refused this runner: {err.details()}") from err
         self.job.CopyFrom(job.job)
         return job
 
     async def close(self) -> None:
         await self.channel.close()
+
+
+def read_image(path: Path) -> str:
+    """The ``name@version`` that ``solstice-image build`` wrote into the guest, or ``""``."""
+    try:
+        return path.read_text(errors="replace").strip()[:200]
+    except OSError:
+        return ""
 
 
 def _unverified_claims(token: str) -> tuple[str, int]:

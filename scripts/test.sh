@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The whole test suite: installs Solstice CI with its test extras into .venv,
-# makes sure RabbitMQ and PostgreSQL answer and the examples' tools are there,
-# then runs pytest, printing each test as it ends and the 15 slowest at the end.
+# makes sure RabbitMQ and PostgreSQL answer and the examples' tools and the VM
+# tools (QEMU, mmdebstrap, ...) are there, then runs pytest, printing each test
+# as it ends and the 15 slowest at the end.
 # Extra arguments go to pytest (e.g. scripts/test.sh -k workflow; -q for dots).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh test
 bash scripts/ensure-services.sh
 bash scripts/ensure-tools.sh
+bash scripts/ensure-vm-tools.sh
 export PATH="$PWD/.venv/bin:$PATH"
 exec .venv/bin/python -m pytest -v "$@"

@@ -16,6 +16,7 @@ PROGRAMS = {
     "solstice-orchestrator": "orchestrator.cli",
     "solstice-integration": "integration.cli",
     "solstice-runner": "runner.cli",
+    "solstice-image": "images.cli",
     "ciadm": "ciadm.cli",
     "cidev": "cidev.cli",
 }

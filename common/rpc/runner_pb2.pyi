@@ -18,14 +18,16 @@ class JobRef(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class GetRunnerJobRequest(_message.Message):
-    __slots__ = ("job", "runner_version", "hostname")
+    __slots__ = ("job", "runner_version", "hostname", "image")
     JOB_FIELD_NUMBER: _ClassVar[int]
     RUNNER_VERSION_FIELD_NUMBER: _ClassVar[int]
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
     job: JobRef
     runner_version: str
     hostname: str
-    def __init__(self, job: _Optional[_Union[JobRef, _Mapping]] = ..., runner_version: _Optional[str] = ..., hostname: _Optional[str] = ...) -> None: ...
+    image: str
+    def __init__(self, job: _Optional[_Union[JobRef, _Mapping]] = ..., runner_version: _Optional[str] = ..., hostname: _Optional[str] = ..., image: _Optional[str] = ...) -> None: ...
 
 class RunnerJob(_message.Message):
     __slots__ = ("job", "name", "checkout", "steps", "env", "secrets", "timeout_seconds", "shell", "kill_grace_seconds", "heartbeat_interval_seconds")

@@ -77,9 +77,8 @@ class BhyveDriver:
 
     name = "bhyve"
 
-    def __init__(self, config: BhyveConfig, runner_command: str = "solstice-runner") -> None:
+    def __init__(self, config: BhyveConfig) -> None:
         self.config = config
-        self.runner_command = runner_command
         self.zones = ZoneTools(config)
         self._consoles: dict[str, asyncio.Task[None]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -178,7 +177,7 @@ class BhyveDriver:
         await run(c.dladm, "create-vnic", "-t", "-l", image.link, vnic)
         state = self._state(vm)
         await asyncio.to_thread(_write_private, state, "user-data",
-                                render_guest_user_data(vm, spec.bootstrap, self.runner_command))
+                                render_guest_user_data(vm, spec.bootstrap))
         zonecfg = render_zonecfg(ZoneConfig(
             zone=vm, zonepath=self._zonepath(vm), vnic=vnic, disk=disk, vcpus=image.vcpus, ram=image.ram,
             user_data=str(state / "user-data"), bootrom=image.rom, memreserve=image.memreserve,

@@ -1,7 +1,7 @@
 """What the guest is given (its user-data) and what its logs say about a boot going wrong.
 
-The user-data is the runner's bootstrap (common/bootstrap.py) with one
-``runcmd`` in front: ``echo solstice-ci: user-data of <vm> applied
+The user-data is the runner's bootstrap (common/bootstrap.py: the golden
+image's runner service starts the runner once it is written) and one ``runcmd``: ``echo solstice-ci: user-data of <vm> applied
 >/dev/console``. On the serial console (the driver's ``console.log``) that
 line proves the guest ran *our* user-data: a guest without it either ignored
 the NoCloud seed or got the brand's generated one (boot.py falls back to it
@@ -35,10 +35,10 @@ def marker(vm: str) -> str:
     return f"solstice-ci: user-data of {vm} applied"
 
 
-def render_guest_user_data(vm: str, boot: RunnerBootstrap, runner_command: str) -> str:
-    """The runner's NoCloud user-data with the console marker run first."""
-    doc = yaml.safe_load(render_user_data(boot, runner_command))
-    doc["runcmd"].insert(0, ["sh", "-c", f"echo {marker(vm)} >/dev/console"])
+def render_guest_user_data(vm: str, boot: RunnerBootstrap) -> str:
+    """The runner's NoCloud user-data (the image's service starts the runner) with the console marker."""
+    doc = yaml.safe_load(render_user_data(boot))
+    doc.setdefault("runcmd", []).insert(0, ["sh", "-c", f"echo {marker(vm)} >/dev/console"])
     return "#cloud-config\n" + yaml.safe_dump(doc, sort_keys=True)
 
 

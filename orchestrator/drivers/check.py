@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from common.config import _build, read_yaml  # noqa: PLC2701 - the node file's drivers section only
-from orchestrator.catalog import DriverConfig, LocalConfig
+from orchestrator.catalog import DriverConfig, LocalConfig, QemuConfig
 from orchestrator.commands import CommandResult, run_command
 from orchestrator.drivers.errors import CommandFailed
+from orchestrator.drivers.qemu_command import choose_accel
 
 
 class Verdict(str, enum.Enum):
@@ -144,6 +145,37 @@ async def check_local(ctx: CheckContext) -> list[CheckLine]:
 
 
 register_check("local", check_local)
+
+
+async def check_qemu(ctx: CheckContext) -> list[CheckLine]:
+    c: QemuConfig = ctx.config.qemu
+    out = []
+    for tool in (c.qemu, c.qemu_img, "genisoimage"):
+        found = shutil.which(tool)
+        out.append(ok(f"tool {tool}", found) if found else
+                   fail(f"tool {tool}", "not found", "apt-get install qemu-system-x86 qemu-utils genisoimage"))
+    if any(image.bootrom == "uefi" for image in c.images.values()):
+        what = f"UEFI firmware {c.firmware}"
+        out.append(ok(what) if c.firmware.is_file() else fail(what, "missing", "apt-get install ovmf"))
+    accel = await choose_accel(c.accel, c.qemu, c.firmware) if shutil.which(c.qemu) else "none"
+    what = "accelerator"
+    if accel == "kvm":
+        out.append(ok(what, "kvm"))
+    elif accel == "none":
+        out.append(fail(what, "none", f"install {c.qemu}"))
+    else:
+        out.append(warn(what, f"{accel}: VMs work, boots take minutes instead of seconds",
+                        "use a host whose /dev/kvm runs guests"))
+    if not c.images:
+        out.append(fail("image catalog", "no images configured", "add drivers.qemu.images"))
+    for label, image in sorted(c.images.items()):
+        what = f"image {label}: {image.path}"
+        out.append(ok(what) if os.access(image.path, os.R_OK) else
+                   fail(what, "missing or unreadable", "solstice-image build makes it"))
+    return out
+
+
+register_check("qemu", check_qemu)
 
 
 async def check_host(ctx: CheckContext) -> list[CheckLine]:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -41,27 +40,17 @@ from orchestrator.drivers.base import VmSpec
 from orchestrator.drivers.bhyve_console import tail_file
 from orchestrator.drivers.errors import BootTimeout, ProvisionError, VmDied
 from orchestrator.drivers.local_relay import Relay
+from orchestrator.drivers.process import (
+    kill_group,
+    live_pid,
+    process_start_time,
+    read_pid_file,
+    wait_for_call_in,
+    write_pid_file,
+)
 from orchestrator.names import is_vm_name, validate_vm_name
 
 log = logging.getLogger(__name__)
-
-
-def process_start_time(pid: int) -> str | None:
-    """The kernel's start time of ``pid`` (None if it is gone or a zombie)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        if not Path("/proc/self/stat").exists():  # no procfs: best effort
-            try:
-                os.killpg(pid, 0)
-                return "unknown"
-            except (ProcessLookupError, PermissionError):
-                return None
-        return None
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    return None if fields[0] in ("Z", "X") else fields[19]
 
 
 def session_members(session: int) -> list[int]:
@@ -146,42 +135,23 @@ class LocalDriver:
             await self.destroy(vm)
             raise ProvisionError(f"cannot start the runner for {vm} ({argv[0]}): {err.strerror}") from err
         self._procs[vm] = proc
-        started = process_start_time(proc.pid)
-        tmp = d / "pid.tmp"
-        tmp.write_text(json.dumps({"pid": proc.pid, "start": started}))
-        os.replace(tmp, d / "pid")
+        write_pid_file(d, proc.pid)
         log.info("runner started", extra={"fields": {"vm": vm, "pid": proc.pid}})
 
     def _alive_pid(self, vm: str) -> int | None:
         """The runner's pid if it is (still) the process we started."""
-        proc = self._procs.get(vm)
-        if proc is not None:
-            return proc.pid if proc.returncode is None else None
-        try:
-            info = json.loads((self._dir(vm) / "pid").read_text())
-        except (OSError, ValueError):
-            return None
-        pid, started = info.get("pid"), info.get("start")
-        if not isinstance(pid, int) or pid <= 1:
-            return None
-        now = process_start_time(pid)
-        return pid if now is not None and now == started else None
+        return live_pid(self._procs.get(vm), self._dir(vm))
 
     async def wait_ready(self, spec: VmSpec, ready: asyncio.Event, timeout: float) -> None:
         vm = validate_vm_name(spec.name)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not ready.is_set():
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise BootTimeout(vm, timeout, await self.console_tail(vm))
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(ready.wait(), min(remaining, 0.1))
-            if not ready.is_set() and self._alive_pid(vm) is None:
-                proc = self._procs.get(vm)
-                code = proc.returncode if proc is not None else None
-                detail = f"the runner exited with status {code}" if code is not None else "the runner is not running"
-                raise VmDied(vm, detail, await self.console_tail(vm))
+        outcome = await wait_for_call_in(ready, timeout, 0.1, lambda: self._alive_pid(vm) is not None)
+        if outcome == "timeout":
+            raise BootTimeout(vm, timeout, await self.console_tail(vm))
+        if outcome == "died":
+            proc = self._procs.get(vm)
+            code = proc.returncode if proc is not None else None
+            detail = f"the runner exited with status {code}" if code is not None else "the runner is not running"
+            raise VmDied(vm, detail, await self.console_tail(vm))
 
     async def stop(self, name: str) -> None:
         vm = validate_vm_name(name)
@@ -208,13 +178,10 @@ class LocalDriver:
         proc = self._procs.get(vm)
         if proc is not None:
             return proc.pid
-        try:
-            info = json.loads((self._dir(vm) / "pid").read_text())
-        except (OSError, ValueError):
+        record = read_pid_file(self._dir(vm))
+        if record is None:
             return None
-        pid, started = info.get("pid"), info.get("start")
-        if not isinstance(pid, int) or pid <= 1:
-            return None
+        pid, started = record
         now = process_start_time(pid)
         return pid if now is None or now == started else None
 
@@ -235,25 +202,9 @@ class LocalDriver:
             log.warning("step processes did not die after SIGKILL", extra={"fields": {"vm": vm}})
 
     async def _kill_group(self, vm: str, pid: int) -> None:
-        for sig, grace in ((signal.SIGTERM, self.config.stop_grace), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(pid, sig)
-            except ProcessLookupError:
-                return
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + grace
-            while loop.time() < deadline:
-                proc = self._procs.get(vm)
-                if proc is not None:
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(proc.wait(), max(0.0, deadline - loop.time()))
-                    if proc.returncode is not None:
-                        return
-                elif self._alive_pid(vm) is None:
-                    return
-                else:
-                    await asyncio.sleep(0.02)
-        log.warning("runner did not die after SIGKILL", extra={"fields": {"vm": vm, "pid": pid}})
+        if not await kill_group(pid, self.config.stop_grace, self._procs.get(vm),
+                                lambda: self._alive_pid(vm) is not None):
+            log.warning("runner did not die after SIGKILL", extra={"fields": {"vm": vm, "pid": pid}})
 
     async def destroy(self, name: str) -> None:
         vm = validate_vm_name(name)

@@ -40,8 +40,15 @@ def _local(config: DriverConfig) -> Driver:
     return LocalDriver(config.local)
 
 
+def _qemu(config: DriverConfig) -> Driver:
+    from orchestrator.drivers.qemu import QemuDriver
+
+    return QemuDriver(config.qemu)
+
+
 register("bhyve", _bhyve)
 register("local", _local)
+register("qemu", _qemu)
 
 
 def make_driver(config: DriverConfig) -> Driver:

@@ -274,6 +274,8 @@ class AttemptRun:
             raise PhaseFailed(_with_console(str(err), console)) from err
         except PhaseFailed as err:
             raise PhaseFailed(_with_console(err.reason, await self._console())) from err
+        if session.refused is not None:  # the runner called in, but speaks no version we do
+            raise PhaseFailed(session.refused)
         running = job_event(self.job, JobState.RUNNING, attempt=self.attempt, host=s.host)
         try:
             applied = await announce_transition(s.store, s.events, s.host, self.job.job_id, self.attempt,

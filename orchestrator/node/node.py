@@ -57,10 +57,12 @@ class NodeError(SolsticeError):
 
 
 def _catalog_labels(settings: NodeSettings) -> tuple[str, ...]:
-    """The labels the configured driver's catalog names (bhyve images; local/instant labels)."""
+    """The labels the configured driver's catalog names (bhyve or qemu images; local/instant labels)."""
     drivers = settings.drivers
     if drivers.driver == "bhyve":
         return tuple(drivers.bhyve.images)
+    if drivers.driver == "qemu":
+        return tuple(drivers.qemu.images)
     return tuple(drivers.local.labels)
 
 

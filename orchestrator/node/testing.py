@@ -51,6 +51,7 @@ import grpc
 
 from common.bootstrap import RunnerBootstrap
 from common.rpc import admin_pb2, jobs_pb2, runner_pb2
+from common.version import VERSION
 from orchestrator.catalog import DriverConfig, LocalConfig
 from orchestrator.drivers import registry
 from orchestrator.drivers.base import VmSpec
@@ -202,7 +203,7 @@ def _expand(text: str, job: runner_pb2.RunnerJob) -> str:
 
 async def _fake_runner(conn: Connection | DirectConnection, secrets_received: dict[str, list[str]]) -> None:
     try:
-        job = await conn.get_job("instant", "instant")
+        job = await conn.get_job("instant", VERSION)
         secrets_received[job.job.job_id] = sorted(job.secrets)
         results, state, reason = [], jobs_pb2.JOB_STATE_SUCCEEDED, ""
         logged = 0

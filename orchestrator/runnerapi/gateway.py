@@ -86,6 +86,7 @@ class RunnerSession:
         self.connected = asyncio.Event()  # set by the first authenticated call
         self.last_heartbeat = 0.0  # time.monotonic() of the last call of any kind
         self.cancel_reason: str | None = None
+        self.refused: str | None = None  # why the runner was turned away (its version), if it was
         self.steps: dict[int, jobs_pb2.StepResult] = {}
         self._outcome: asyncio.Future[JobOutcome] = asyncio.get_running_loop().create_future()
         self._log: JobLog | None = None
@@ -142,6 +143,12 @@ class RunnerSession:
                 await self.on_step(result)
             except Exception:  # the scheduler's bug must not fail the runner's call
                 log.exception("step callback failed", extra={"fields": {"job": self.job.job_id}})
+
+    async def refuse(self, reason: str) -> None:
+        """The runner cannot run this job (``reason``): the attempt ends errored before it starts."""
+        if self.refused is None and not self.finished:
+            self.refused = reason
+        await self.finish(jobs_pb2.JOB_STATE_ERRORED, reason)
 
     async def finish(self, state: jobs_pb2.JobState.ValueType, reason: str,
                      steps: list[jobs_pb2.StepResult] | None = None) -> JobOutcome:

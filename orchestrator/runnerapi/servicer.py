@@ -2,7 +2,9 @@
 
 Refusals happen before anything is touched: no token or a bad/expired one is
 UNAUTHENTICATED; a good token naming another job attempt, or an attempt no
-longer assigned here, is PERMISSION_DENIED.
+longer assigned here, is PERMISSION_DENIED. A runner whose version this
+orchestrator does not speak (common/version.py) is FAILED_PRECONDITION on
+GetJob, and its attempt ends errored with the same reason.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from common.errors import SolsticeError
 from common.logbatch import BatchError, check
 from common.rpc import jobs_pb2, runner_pb2, runner_pb2_grpc
 from common.tokens import TokenClaims, TokenError, TokenExpired
+from common.version import RunnerRefused, check_runner
 from orchestrator.logstore import LogClosed, LogGap, LogStoreError
 from orchestrator.runnerapi.gateway import TERMINAL, RunnerGateway, RunnerSession
 
@@ -63,6 +66,12 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer):
 
     async def GetJob(self, request, context):  # type: ignore[no-untyped-def]
         session = await self._session(context, request.job)
+        try:
+            check_runner(request.runner_version, request.image)
+        except RunnerRefused as err:
+            await session.refuse(str(err))
+            log.warning("runner refused", extra={"fields": {"job": session.job.job_id, "reason": str(err)}})
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(err))
         job = session.job
         req = job.request
         reply = runner_pb2.RunnerJob(

@@ -15,6 +15,7 @@ import pytest
 from common.bootstrap import RunnerBootstrap
 from common.rpc import admin_pb2, jobs_pb2
 from common.tokens import TokenIssuer
+from common.version import VERSION
 from orchestrator.catalog import DriverConfig, LocalConfig
 from orchestrator.logstore import LogStore
 from orchestrator.node.settings import GrpcConfig
@@ -73,13 +74,13 @@ async def test_the_direct_connection_is_refused_like_a_grpc_one(tmp_path: Path) 
         session = gateway.assign(AssignedJob("j1", 1, jobs_pb2.JobRequest(job_id="j1")))
 
         good = DirectConnection(servicer, RunnerBootstrap("unused:1", session.token), "j1", 1)
-        assert (await good.get_job("h", "v")).job.job_id == "j1"
+        assert (await good.get_job("h", VERSION)).job.job_id == "j1"
         assert session.connected.is_set()
 
         forged = TokenIssuer(os.urandom(32), 3600.0).issue("j1", 1)
         with pytest.raises(Refused, match="not valid"):
-            await DirectConnection(servicer, RunnerBootstrap("unused:1", forged), "j1", 1).get_job("h", "v")
+            await DirectConnection(servicer, RunnerBootstrap("unused:1", forged), "j1", 1).get_job("h", VERSION)
         unassigned = issuer.issue("j1", 2)
         with pytest.raises(Refused, match="not assigned here"):
-            await DirectConnection(servicer, RunnerBootstrap("unused:1", unassigned), "j1", 2).get_job("h", "v")
+            await DirectConnection(servicer, RunnerBootstrap("unused:1", unassigned), "j1", 2).get_job("h", VERSION)
         await gateway.release("j1", 1)

@@ -12,6 +12,7 @@ import pytest
 from common import grpc_options
 from common.logbatch import STDOUT
 from common.rpc import jobs_pb2, runner_pb2
+from common.version import VERSION
 from tests.protocol.harness import assigned, bearer, orchestrator, stub
 
 
@@ -35,8 +36,10 @@ async def test_get_job_hands_out_secrets_only_when_trusted(tmp_path):
         untrusted = orch.gateway.assign(assigned("job-b", STEPS, secrets={"TOKEN": "s3cr3t-value"}, trusted=False))
         channel, client = stub(orch.server.address)
         async with channel:
-            a = await client.GetJob(runner_pb2.GetRunnerJobRequest(job=ref("job-a")), metadata=bearer(trusted.token))
-            b = await client.GetJob(runner_pb2.GetRunnerJobRequest(job=ref("job-b")), metadata=bearer(untrusted.token))
+            a = await client.GetJob(runner_pb2.GetRunnerJobRequest(job=ref("job-a"), runner_version=VERSION),
+                                    metadata=bearer(trusted.token))
+            b = await client.GetJob(runner_pb2.GetRunnerJobRequest(job=ref("job-b"), runner_version=VERSION),
+                                    metadata=bearer(untrusted.token))
     assert dict(a.secrets) == {"TOKEN": "s3cr3t-value"} and dict(b.secrets) == {}
     assert [s.run for s in a.steps] == ["true"] and list(a.shell) == ["bash", "-eo", "pipefail", "-c"]
     assert a.heartbeat_interval_seconds == pytest.approx(0.2)

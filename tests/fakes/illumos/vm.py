@@ -37,7 +37,9 @@ brand's init gives bhyve. What it does, after illumos-gate's bhyve
   ``write_files`` into the guest's disk (``<zoneroot>/guest``) and runs its
   ``runcmd``: ``sh -c "echo TEXT >/dev/console"`` prints TEXT on the serial
   console, and ``solstice-runner`` is started as ``config.json``
-  ``runner_argv`` says; anything else is "not found". When the runner exits
+  ``runner_argv`` says; anything else is "not found". Without a runcmd naming
+  it, the image's runner service (images/services/) starts the runner once
+  ``write_files`` has delivered ``/etc/solstice/runner.env``. When the runner exits
   the guest powers off (bhyve exit 1), which drops the zone to ``installed``
   (illumos.md §1.3).
 """
@@ -56,6 +58,7 @@ from typing import Any
 
 import yaml
 
+from common.bootstrap import RUNNER_ENV_PATH
 from tests.fakes.illumos import state as st
 from tests.fakes.illumos.zoneadm import attr, to_installed
 
@@ -294,6 +297,13 @@ def cloud_init(seed: Path, guest: Path, installed: list[str] | None, console: Co
             continue
         console.line("cloud-init: runcmd: " + " ".join(cmd))
         return [*installed, *(str(guest / a.lstrip("/")) if a.startswith("/") else a for a in cmd[1:])]
+    # The golden image's runner service (images/services/) starts once
+    # write_files has delivered the bootstrap.
+    env = guest / RUNNER_ENV_PATH.lstrip("/")
+    if installed and env.is_file():
+        console.line(CLOUD_INIT_DONE)  # the final stage is over; the service starts independently
+        console.line("solstice-runner service: starting")
+        return [*installed, "run", "--env-file", str(env)]
     console.line("cloud-init: nothing to run")
     console.line(CLOUD_INIT_DONE)
     return None
