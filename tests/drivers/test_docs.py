@@ -66,7 +66,7 @@ def test_the_node_file_example_loads_with_the_real_loaders(tmp_path: Path):
 
 def test_the_user_data_example_is_what_the_driver_writes():
     (doc,) = [b for b in blocks("yaml") if b.startswith("#cloud-config")]
-    rendered = render_guest_user_data(VM, RunnerBootstrap("10.9.0.1:50051", "eyJ.job.token"), "solstice-runner")
+    rendered = render_guest_user_data(VM, RunnerBootstrap("10.9.0.1:50051", "eyJ.job.token"))
     assert doc == rendered.replace("eyJ.job.token", "<the job token>")
 
 

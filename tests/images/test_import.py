@@ -46,7 +46,13 @@ async def test_import_creates_writes_and_snapshots_the_volume(fake_host: FakeHos
     result = await import_image(plan(fake_host, raw, built, link="igb0"), None)
     assert result.snapshot == f"{DATASET}@20261201-1a2b3c4d"
     assert zfs_calls(fake_host) == [["create", "-p", "-V", str(4 << 20), DATASET],
-                                    ["snapshot", f"{DATASET}@20261201-1a2b3c4d"]]
+                                    ["snapshot", f"{DATASET}@20261201-1a2b3c4d"],
+                                    ["set", f"solstice:runner-version={built.runner_version}",
+                                     f"{DATASET}@20261201-1a2b3c4d"]]
+    # what `solstice-orchestrator check` reads to name the runner an image holds
+    shown = subprocess.run([fake_host.tool("zfs"), "get", "-Hp", "-o", "value", "solstice:runner-version",
+                            f"{DATASET}@20261201-1a2b3c4d"], capture_output=True, text=True, check=True)
+    assert shown.stdout.strip() == built.runner_version
     datasets = fake_host.state()["datasets"]
     assert datasets[DATASET]["type"] == "volume" and datasets[DATASET]["volsize"] == 4 << 20
     assert datasets[f"{DATASET}@20261201-1a2b3c4d"]["type"] == "snapshot"
@@ -64,7 +70,9 @@ async def test_rolling_forward_keeps_the_old_snapshot_and_its_clones(fake_host: 
     raw2, built2 = built_image(tmp_path, "20261215-5e6f7a8b", b"B")
     fake_host.clear_calls()
     await import_image(plan(fake_host, raw2, built2), None)
-    assert zfs_calls(fake_host) == [["snapshot", f"{DATASET}@20261215-5e6f7a8b"]]  # the volume is reused
+    assert zfs_calls(fake_host) == [["snapshot", f"{DATASET}@20261215-5e6f7a8b"],  # the volume is reused
+                                    ["set", f"solstice:runner-version={built2.runner_version}",
+                                     f"{DATASET}@20261215-5e6f7a8b"]]
     datasets = fake_host.state()["datasets"]
     assert {f"{DATASET}@20261201-1a2b3c4d", f"{DATASET}@20261215-5e6f7a8b", vm_disk} <= set(datasets)
     assert datasets[vm_disk]["origin"] == f"{DATASET}@20261201-1a2b3c4d"
@@ -103,8 +111,9 @@ async def test_a_changed_image_file_is_refused(fake_host: FakeHost, tmp_path: Pa
 
 async def test_the_catalog_is_updated_and_stays_valid(fake_host: FakeHost, tmp_path: Path):
     catalog = tmp_path / "orchestrator.yaml"
-    catalog.write_text(yaml.safe_dump({"drivers": {"driver": "bhyve", "bhyve": {"images": {
-        "debian-12": {"dataset": DATASET, "snapshot": "old", "vcpus": 4, "ram": "8G", "link": "igb0"}}}}}))
+    catalog.write_text(yaml.safe_dump({"drivers": {"driver": "bhyve", "bhyve": {
+        "links": {"igb0": {"dhcp": True}},
+        "images": {"debian-12": {"dataset": DATASET, "snapshot": "old", "vcpus": 4, "ram": "8G", "link": "igb0"}}}}}))
     raw, built = built_image(tmp_path, "20261201-1a2b3c4d", b"A")
     result = await import_image(plan(fake_host, raw, built), catalog)
     entry = load_driver_config(catalog, env={}).bhyve.images["debian-12"]
