@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The whole test suite: installs Solstice CI with its test extras into .venv,
-# makes sure RabbitMQ and PostgreSQL answer, then runs pytest.
+# makes sure RabbitMQ and PostgreSQL answer and the job user of contained
+# local jobs exists, then runs pytest.
 # Extra arguments go to pytest (e.g. scripts/test.sh -k workflow).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh test
 bash scripts/ensure-services.sh
+bash scripts/ensure-job-user.sh
 export PATH="$PWD/.venv/bin:$PATH"
 exec .venv/bin/python -m pytest "$@"

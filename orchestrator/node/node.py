@@ -145,7 +145,7 @@ class Node:
         self._outbox_task = asyncio.create_task(self.outbox.run(), name="event outbox")
         services = NodeServices(
             host=self.host, store=p.store, driver=p.driver, gateway=p.gateway, events=self.outbox,
-            timeouts=s.timeouts, runner_address=s.grpc.advertise or self.server.address,
+            timeouts=s.timeouts, runner_address=s.grpc.advertise or self.server.address, logs=s.logs,
         )
         self.scheduler = Scheduler(services, self.capacity, p.publisher, max_waiting=s.node.max_waiting,
                                    needs_poll=s.timers.needs_poll, on_change=self._slots_changed,
