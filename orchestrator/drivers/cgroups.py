@@ -300,7 +300,7 @@ def _under(point: Path, own: str, configured: str) -> Path:
     return point / own.lstrip("/") / PARENT
 
 
-def _v2(mount: _Mount, own: str, configured: str) -> CgroupV2 | None:
+def _v2(mount: _Mount, own: str, configured: str, create: bool) -> CgroupV2 | None:
     """A v2 back-end if the hierarchy offers memory and pids below our group, else None."""
     parent = _under(mount.point, own, configured)
     base = parent.parent
@@ -310,6 +310,8 @@ def _v2(mount: _Mount, own: str, configured: str) -> CgroupV2 | None:
         return None
     if not set(V2_CONTROLLERS) <= available:
         return None
+    if not create:
+        return CgroupV2(parent)
     try:
         # Our group hands memory and pids down to `solstice`, which hands them to each job.
         _write(base / "cgroup.subtree_control", " ".join(f"+{c}" for c in V2_CONTROLLERS) + "\n")
@@ -324,12 +326,14 @@ def _v2(mount: _Mount, own: str, configured: str) -> CgroupV2 | None:
 
 
 def detect(configured_parent: str = "", mountinfo: str | None = None,
-           proc_cgroup: str | None = None) -> tuple[Cgroups | None, str]:
+           proc_cgroup: str | None = None, create: bool = True) -> tuple[Cgroups | None, str]:
     """The back-end this host offers, and a sentence saying which (or why none).
 
     v2 is preferred when its hierarchy has the memory and pids controllers;
-    otherwise the v1 memory, pids and freezer hierarchies. Parents are
-    created here (the only change made to the host's cgroup tree at start).
+    otherwise the v1 memory, pids and freezer hierarchies. With ``create``
+    the parents are made here (the only change to the host's cgroup tree at
+    start); without it (``check``) nothing is changed and the answer may be
+    too hopeful where v2 would refuse to delegate.
     """
     try:
         mountinfo = Path("/proc/self/mountinfo").read_text() if mountinfo is None else mountinfo
@@ -340,7 +344,7 @@ def detect(configured_parent: str = "", mountinfo: str | None = None,
     own_v1, own_v2 = _own_paths(proc_cgroup)
     for mount in mounts:
         if mount.kind == "cgroup2" and own_v2 is not None:
-            v2 = _v2(mount, own_v2, configured_parent)
+            v2 = _v2(mount, own_v2, configured_parent, create)
             if v2 is not None:
                 return v2, v2.describe()
     parents: dict[str, Path] = {}
@@ -349,10 +353,13 @@ def detect(configured_parent: str = "", mountinfo: str | None = None,
         if mount is None or controller not in own_v1:
             continue
         parent = _under(mount.point, own_v1[controller], configured_parent)
-        try:
-            parent.mkdir(exist_ok=True)
-        except OSError as err:
-            return None, f"no usable cgroups: cannot create {parent}: {err.strerror}"
+        if create:
+            try:
+                parent.mkdir(exist_ok=True)
+            except OSError as err:
+                return None, f"no usable cgroups: cannot create {parent}: {err.strerror}"
+        elif not os.access(parent if parent.exists() else parent.parent, os.W_OK):
+            return None, f"no usable cgroups: {parent} cannot be created"
         parents[controller] = parent
     missing = [c for c in V1_CONTROLLERS if c not in parents]
     if missing:

@@ -5,12 +5,15 @@ is installed, ``zoneadm list`` answers, the VM and zones parent datasets exist
 (the zones one mounted at ``zones_path``), every catalog image's golden
 snapshot exists and is a volume snapshot, and every image's link exists.
 For the local driver: the runner program can be found, the state
-directory can be created and, with ``isolate_network``, ``unshare`` can make
-a network namespace. Nothing is created, changed or destroyed.
+directory can be created, with ``isolate_network`` ``unshare`` can make
+a network namespace and, with ``contain``, whether jobs can be contained
+(root, PID and mount namespaces, cgroups) and untrusted ones isolated (the
+job user exists). Nothing is created, changed or destroyed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from collections.abc import Mapping
@@ -20,6 +23,8 @@ from pathlib import Path
 from common.config import _build, read_yaml  # noqa: PLC2701 - the node file's drivers section only
 from orchestrator.catalog import BhyveConfig, DriverConfig, LocalConfig
 from orchestrator.commands import run_command
+from orchestrator.drivers.cgroups import detect
+from orchestrator.drivers.local_contain import REFUSAL, find_job_user, probe_namespaces
 from orchestrator.drivers.errors import CommandFailed
 
 BRAND_DIR = "usr/lib/brand/bhyve"
@@ -102,6 +107,31 @@ async def check_local(c: LocalConfig) -> list[CheckResult]:
         ok, detail = await _ok([c.unshare, "--net", "--map-root-user", "--", "true"], 30)
         out.append(CheckResult("network isolation (unshare --net --map-root-user)", ok,
                                "" if ok else detail or "unshare failed"))
+    if c.contain:
+        out += await asyncio.to_thread(check_containment, c)
+    return out
+
+
+def check_containment(c: LocalConfig) -> list[CheckResult]:
+    """Whether jobs can be contained and untrusted ones isolated (local_contain.py); changes nothing."""
+    out = []
+    root = os.geteuid() == 0
+    out.append(CheckResult("running as root (to contain jobs)", root,
+                           "" if root else "jobs run uncontained; untrusted jobs are refused"))
+    problem = probe_namespaces(c.unshare)  # a namespace that vanishes at once
+    out.append(CheckResult("PID and mount namespaces (unshare --pid --mount-proc)", not problem, problem))
+    cgroups, where = detect(c.cgroup_parent, create=False)
+    out.append(CheckResult(f"cgroups: {where}" if cgroups else "cgroups", cgroups is not None,
+                           "" if cgroups else where))
+    user, why = find_job_user(c.job_user)
+    out.append(CheckResult(f"job user {c.job_user or '(none)'}", user is not None, why))
+    mount = c.job_mount if c.job_mount.exists() else c.job_mount.parent
+    ok = mount.is_dir() and os.access(mount, os.W_OK if mount != c.job_mount else os.R_OK)
+    out.append(CheckResult(f"job mount point {c.job_mount}", ok, "" if ok else f"{mount} is not usable"))
+    isolated = root and not problem and cgroups is not None and user is not None and ok
+    detail = "" if isolated else (
+        "they run anyway: local.allow_untrusted is on" if c.allow_untrusted else REFUSAL)
+    out.append(CheckResult("untrusted jobs (fork pull requests) isolated", isolated or c.allow_untrusted, detail))
     return out
 
 
