@@ -21,7 +21,8 @@ from typing import Any, Protocol
 
 from common.queue.errors import QueueError
 from common.queue.publisher import JobPublisher
-from common.workflow import WorkflowInvalid, parse_workflow
+from common.workflow import WorkflowInvalid
+from common.workflow.offload import WorkflowParser
 from integration.cancel import CancelRequest, JobCanceller, JobRetrier, LoggingRetrier, RetryRequest
 from integration.errors import ForgeAuthError, ForgeRejected, ForgeUnavailable, StoreError
 from integration.events import (
@@ -102,8 +103,10 @@ class WebhookService:
         forges: Mapping[Forge, ForgeLink],
         canceller: JobCanceller,
         retrier: JobRetrier | None = None,
+        parser: WorkflowParser | None = None,
     ) -> None:
         self.settings = settings
+        self.parser = parser or WorkflowParser()  # off the loop, size and time limited
         self._secrets = dict(secrets)
         self.store = store
         self.publisher = publisher
@@ -249,7 +252,7 @@ class WebhookService:
         if text is None:
             return Outcome(200, "no workflow", f"{build.repo.full_name} has no {path} at {build.sha[:12]}")
         try:
-            workflow = parse_workflow(text, path)
+            workflow = await self.parser.parse(text, path)
         except WorkflowInvalid as err:
             await link.reporter.report_invalid_workflow(build, err.errors, deadline)
             return Outcome(200, "invalid workflow", str(err))

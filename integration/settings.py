@@ -15,6 +15,7 @@ from pathlib import Path
 
 from common.config import Seconds
 from common.errors import ConfigError
+from common.workflow.limits import WorkflowLimits
 
 FORK_POLICIES = ("untrusted", "label", "approval")
 
@@ -104,6 +105,7 @@ class IntegrationSettings:
     forgejo: ForgejoSettings = ForgejoSettings()
     webhooks: WebhookSettings = WebhookSettings()
     report: ReportSettings = ReportSettings()
+    workflow_limits: WorkflowLimits = WorkflowLimits()
     public_url: str = field(default="http://127.0.0.1:8080", metadata=_env("SOLSTICE_PUBLIC_URL"))
     listen: str = field(default="127.0.0.1:8081", metadata=_env("SOLSTICE_INTEGRATION_LISTEN"))
     # sqlite file path, or a postgresql:// DSN (multi-host: share dedupe between replicas)

@@ -37,6 +37,7 @@ from pathlib import Path
 
 from common.config import Seconds
 from common.errors import ConfigError
+from common.workflow.limits import WorkflowLimits
 from integration.settings import (
     ForgejoSettings,
     GitHubSettings,
@@ -47,6 +48,7 @@ from integration.settings import (
 from orchestrator.catalog import DriverConfig, LocalConfig
 from orchestrator.node.settings import (
     GrpcConfig,
+    LogConfig,
     NodeConfig,
     NodeSettings,
     TimeoutConfig,
@@ -98,9 +100,11 @@ class ServeSettings:
     forgejo: ForgejoSettings = ForgejoSettings()
     webhooks: WebhookSettings = WebhookSettings()
     report: ReportSettings = ReportSettings()
+    workflow_limits: WorkflowLimits = WorkflowLimits()
     timeouts: TimeoutConfig = field(default_factory=TimeoutConfig)
     timers: TimerConfig = field(default_factory=TimerConfig)
     drivers: DriverConfig = field(default_factory=DriverConfig)
+    logs: LogConfig = field(default_factory=LogConfig)
 
     def __post_init__(self) -> None:
         split_address(self.listen, "listen (SOLSTICE_LISTEN)")
@@ -175,11 +179,13 @@ class ServeSettings:
             timers=dataclasses.replace(self.timers, shutdown_grace=self.shutdown_grace),
             grpc=GrpcConfig(listen=self.grpc, advertise=self.grpc_advertise),
             drivers=self.driver_config(),
+            logs=self.logs,
         )
 
     def integration_settings(self) -> IntegrationSettings:
         """The embedded integration's settings (its dedupe store lives in ``data_dir``)."""
         return IntegrationSettings(
             github=self.github, forgejo=self.forgejo, webhooks=self.webhooks, report=self.report,
+            workflow_limits=self.workflow_limits,
             public_url=self.http_url(), listen=self.listen, store=str(self.data_dir / "integration.sqlite"),
         )
