@@ -28,6 +28,7 @@ from common.queue.events import EventPublisher
 from common.queue.publisher import JobPublisher
 from common.rpc import admin_pb2, admin_pb2_grpc
 from orchestrator.logstore import LogNotFound, LogStore, LogStoreError
+from orchestrator.logstore.reader import lines_of
 from orchestrator.node.cancel import cancel_job
 from orchestrator.node.events import announce, job_event, settle
 from orchestrator.store import (
@@ -219,19 +220,14 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             except LogStoreError as err:
                 await context.abort(grpc.StatusCode.UNAVAILABLE, str(err))
         start = max(1, request.from_sequence)
-        lines = joblog.follow(start) if request.follow else _iterate(await joblog.read_all(), start)
-        async for line in lines:
-            chunk = admin_pb2.LogChunk(sequence=line.sequence, step=line.step, stream=line.stream,
-                                       content=line.content, continuation=line.continuation)
-            chunk.at.FromNanoseconds(int(line.at * 1e9))
-            yield chunk
+        # Piece by piece from the file, decoded on a worker thread: bounded memory for any log.
+        async for lines in joblog.chunks(lines_of, start, follow=request.follow):
+            for line in lines:
+                chunk = admin_pb2.LogChunk(sequence=line.sequence, step=line.step, stream=line.stream,
+                                           content=line.content, continuation=line.continuation)
+                chunk.at.FromNanoseconds(int(line.at * 1e9))
+                yield chunk
         yield admin_pb2.LogChunk(end=True)
-
-
-async def _iterate(lines, start: int):  # type: ignore[no-untyped-def]
-    for line in lines:
-        if line.sequence >= start:
-            yield line
 
 
 def admin_servicer_factory(node):  # type: ignore[no-untyped-def]
