@@ -65,10 +65,12 @@ Exit codes:
               help="Seconds a log line may wait for its batch to fill.")
 @click.option("--step-user", default=None, metavar="USER",
               help="Run steps as USER; the runner must be root [default: $SOLSTICE_RUNNER_STEP_USER].")
+@click.option("--pipe-grace", type=float, default=5.0, show_default=True,
+              help="Seconds a step's output is still read after its process exited.")
 @logging_options
 def run(orchestrator: str | None, token: str | None, env_file: tuple[Path, ...], nocloud: tuple[Path, ...],
         root: Path | None, offline_limit: float, batch_bytes: int, batch_delay: float,
-        step_user: str | None) -> None:
+        step_user: str | None, pipe_grace: float) -> None:
     """Fetch this VM's job, check out its commit, run its steps and report home."""
     kwargs = {}
     if env_file:
@@ -80,7 +82,8 @@ def run(orchestrator: str | None, token: str | None, env_file: tuple[Path, ...],
     except BootstrapError as err:
         click.echo(f"ERROR: {err}", err=True)
         sys.exit(EXIT_NO_BOOTSTRAP)
-    settings = RunnerSettings(offline_limit=offline_limit, batch_bytes=batch_bytes, batch_delay=batch_delay)
+    settings = RunnerSettings(offline_limit=offline_limit, batch_bytes=batch_bytes, batch_delay=batch_delay,
+                              pipe_grace=pipe_grace)
     changes: dict[str, object] = {}
     if root is not None:
         changes["root"] = root
