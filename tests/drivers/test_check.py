@@ -83,7 +83,8 @@ def test_bad_config_is_one_error_line(tmp_path: Path):
 def test_local_driver_with_network_isolation(tmp_path: Path):
     env = dict(os.environ, PATH=str(EXE.parent) + os.pathsep + os.environ.get("PATH", ""),
                SOLSTICE_DRIVERS_DRIVER="local", SOLSTICE_DRIVERS_LOCAL_STATE_DIR=str(tmp_path / "vms"),
-               SOLSTICE_DRIVERS_LOCAL_ISOLATE_NETWORK="true")
+               SOLSTICE_DRIVERS_LOCAL_ISOLATE_NETWORK="true",
+               SOLSTICE_DRIVERS_LOCAL_CONTAIN="false")  # containment: the next test
     argv = [str(EXE), "check", "--log-level", "warning"]
     good = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env, check=False)
     assert good.returncode == 0, good.stdout + good.stderr
@@ -95,4 +96,20 @@ def test_local_driver_with_network_isolation(tmp_path: Path):
     assert line.startswith("MISSING network isolation (unshare --net --map-root-user): ")
     assert line.endswith(f"cannot run {tmp_path / 'no-unshare'}: No such file or directory")
     assert bad.stdout.splitlines()[-1] == "1 problem(s) found"
+    assert not (tmp_path / "vms").exists()
+
+
+def test_local_driver_containment_names_a_missing_job_user(tmp_path: Path):
+    env = dict(os.environ, PATH=str(EXE.parent) + os.pathsep + os.environ.get("PATH", ""),
+               SOLSTICE_DRIVERS_DRIVER="local", SOLSTICE_DRIVERS_LOCAL_STATE_DIR=str(tmp_path / "vms"),
+               SOLSTICE_DRIVERS_LOCAL_JOB_USER="solstice-nobody")
+    done = subprocess.run([str(EXE), "check", "--log-level", "warning"], capture_output=True, text=True,
+                          timeout=60, env=env, check=False)
+    missing = [ln for ln in done.stdout.splitlines() if ln.startswith("MISSING")]
+    assert ("MISSING job user solstice-nobody: the job user solstice-nobody does not exist (create it: "
+            "useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "
+            "solstice-nobody)") in missing
+    assert ("MISSING untrusted jobs (fork pull requests) isolated: this node cannot isolate untrusted jobs; "
+            "see docs/security.md") in missing
+    assert done.returncode == 1
     assert not (tmp_path / "vms").exists()
