@@ -12,8 +12,9 @@ signal reaches) is killed and the pool replaced.
 Processes, not threads: a parse is pure-Python CPU work, which in a thread
 would still take turns with the event loop for the GIL and could not be
 stopped. Workers come from a ``forkserver`` (forking the threaded server
-itself is unsafe) with the parser preloaded, and the pool is warmed at
-``start`` so the first webhook does not pay for it.
+itself is unsafe) with the parser preloaded, run at a lower priority (nice
+10: on a busy host the server's event loop gets the CPU first), and the pool
+is warmed at ``start`` so the first webhook does not pay for it.
 
 Lifecycle: ``start()`` (or ``async with``), ``parse()`` concurrently, ``aclose()``.
 """
@@ -24,6 +25,7 @@ import asyncio
 import concurrent.futures
 import logging
 import multiprocessing
+import os
 import signal
 from concurrent.futures.process import BrokenProcessPool
 
@@ -36,6 +38,7 @@ log = logging.getLogger(__name__)
 
 KILL_AFTER = 5.0
 WORKERS = 2
+WORKER_NICENESS = 10
 
 
 class _Overtime(Exception):
@@ -70,6 +73,12 @@ def _warm() -> bool:
     return True
 
 
+def _worker_start() -> None:
+    # A parse must never take the CPU from the server it works for: on a busy
+    # host the scheduler then runs the event loop first.
+    os.nice(WORKER_NICENESS)
+
+
 class WorkflowParser:
     """Parses workflows in worker processes; safe to call concurrently from the loop."""
 
@@ -82,7 +91,7 @@ class WorkflowParser:
     def _new_pool(self) -> concurrent.futures.ProcessPoolExecutor:
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["common.workflow.offload"])
-        return concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=context)
+        return concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=context, initializer=_worker_start)
 
     async def start(self) -> None:
         """Start the workers (and the fork server) now rather than on the first parse."""
