@@ -20,18 +20,15 @@ import aiohttp
 import pytest
 
 from orchestrator.drivers.local_contain import REFUSAL
-from tests.fakes.forges import FakeForgejo, FakeGitHub
 from tests.integration.test_e2e_single_node import (
-    APP_ID,
     FORGEJO_SECRET,
     FORGEJO_TOKEN,
     GH_REPO,
     GITHUB_SECRET,
     Single,
-    local_repo,
+    single_node,
     wait_for,
 )
-from tests.singlenode.harness import ServeProcess
 
 # One node for every test here: files up to 2 MiB (the 1 MB workflow), a 1 MB log limit for `tiny` jobs.
 CONFIG = """\
@@ -47,40 +44,20 @@ MiB = 1024 * 1024
 
 @pytest.fixture
 async def node(tmp_path: Path, fixtures_dir: Path, app_key: tuple[bytes, bytes]) -> AsyncIterator[Single]:
-    async for single in serve(tmp_path, fixtures_dir, app_key, CONFIG):
+    async with single_node(tmp_path, fixtures_dir, app_key, CONFIG) as single:
         yield single
 
 
-async def serve(tmp_path: Path, fixtures_dir: Path, app_key: tuple[bytes, bytes], config: str,
-                extra_env: dict[str, str] | None = None) -> AsyncIterator[Single]:
-    private, public = app_key
-    github = FakeGitHub(fixtures=fixtures_dir / "forge" / "github", app_id=APP_ID, public_key=public)
-    forgejo = FakeForgejo(fixtures=fixtures_dir / "forge" / "forgejo", token=FORGEJO_TOKEN)
-    await github.start()
-    await forgejo.start()
-    key = tmp_path / "app.pem"
-    key.write_bytes(private)
-    (tmp_path / "solstice.yaml").write_text(config)
-    repo, sha = local_repo(tmp_path / "repo")
-    env = {
-        "SOLSTICE_GITHUB_WEBHOOK_SECRET": GITHUB_SECRET, "SOLSTICE_GITHUB_APP_ID": APP_ID,
-        "SOLSTICE_GITHUB_PRIVATE_KEY_FILE": str(key), "SOLSTICE_GITHUB_API_URL": github.url,
-        "SOLSTICE_FORGEJO_WEBHOOK_SECRET": FORGEJO_SECRET, "SOLSTICE_FORGEJO_URL": forgejo.url,
-        "SOLSTICE_FORGEJO_TOKEN": FORGEJO_TOKEN, **(extra_env or {}),
-    }
-    node = ServeProcess(tmp_path / "data", env=env, args=("--config", str(tmp_path / "solstice.yaml")))
-    client = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600))
-    try:
-        await asyncio.to_thread(node.start)
-        yield Single(node, github, forgejo, repo, sha, fixtures_dir, client)
-    finally:
-        await client.close()
-        code = await asyncio.to_thread(node.stop)
-        if node.proc is not None and node.proc.stdout is not None:
-            node.proc.stdout.close()
-        await forgejo.close()
-        await github.close()
-    assert code == 0, node.output()
+async def healthz_while(single: Single, work: asyncio.Future[object]) -> int:
+    """Ask /healthz every few ms until ``work`` is done; every answer must be 200. How many there were."""
+    answered = 0
+    async with aiohttp.ClientSession() as client:
+        while not work.done():
+            async with client.get(single.node.url + "/healthz") as health:
+                assert health.status == 200
+                answered += 1
+            await asyncio.sleep(0.01)
+    return answered
 
 
 def fork_pull_request(single: Single) -> dict:  # type: ignore[type-arg]
@@ -162,13 +139,7 @@ async def test_healthz_answers_while_a_1mb_workflow_is_parsed(node: Single):
     assert len(text) > MiB
     node.github.put_file(GH_REPO, node.sha, text)
     delivery = asyncio.create_task(node.deliver_github("push", node.payload("github/push.new-branch")))
-    answered = 0
-    async with aiohttp.ClientSession() as client:
-        while not delivery.done():
-            async with client.get(node.node.url + "/healthz") as health:
-                assert health.status == 200
-                answered += 1
-            await asyncio.sleep(0.01)
+    answered = await healthz_while(node, delivery)
     status, answer = await delivery
     assert (status, answer["result"]) == (200, "invalid workflow"), answer
     assert "workflow_limits.max_jobs" in answer["detail"] or "workflow_limits.parse_seconds" in answer["detail"]
@@ -214,7 +185,6 @@ async def test_serving_a_200_mb_log_keeps_the_server_small_and_healthz_answering
     Path(f"/proc/{node.node.proc.pid}/clear_refs").write_text("5")  # the peak RSS starts again from now
     before = status_kb(node, "VmRSS")
     received = 0
-    healthy = 0
 
     async def download() -> bytes:
         nonlocal received
@@ -227,12 +197,7 @@ async def test_serving_a_200_mb_log_keeps_the_server_small_and_healthz_answering
         return last
 
     fetch = asyncio.create_task(download())
-    async with aiohttp.ClientSession() as client:
-        while not fetch.done():
-            async with client.get(node.node.url + "/healthz") as health:
-                assert health.status == 200
-                healthy += 1
-            await asyncio.sleep(0.05)
+    healthy = await healthz_while(node, fetch)
     end = await fetch
     peak = status_kb(node, "VmHWM")
     assert received > 200 * 1000 * 1000
@@ -243,8 +208,8 @@ async def test_serving_a_200_mb_log_keeps_the_server_small_and_healthz_answering
 
 async def test_a_node_that_cannot_isolate_refuses_the_fork_job_with_the_reason(tmp_path: Path, fixtures_dir: Path,
                                                                               app_key: tuple[bytes, bytes]):
-    async for single in serve(tmp_path, fixtures_dir, app_key, CONFIG,
-                              {"SOLSTICE_DRIVERS_LOCAL_JOB_USER": "solstice-nobody"}):
+    async with single_node(tmp_path, fixtures_dir, app_key, CONFIG,
+                           {"SOLSTICE_DRIVERS_LOCAL_JOB_USER": "solstice-nobody"}) as single:
         single.github.put_file(GH_REPO, single.sha, 'workflow {\n  job id="fork" runs_on="any" {\n'
                                                     '    step run="echo never"\n  }\n}\n')
         status, answer = await single.deliver_github("pull_request", fork_pull_request(single))
