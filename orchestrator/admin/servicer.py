@@ -26,9 +26,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from common.queue.errors import InvalidMessage, QueueError
 from common.queue.events import EventPublisher
 from common.queue.publisher import JobPublisher
-from common.rpc import admin_pb2, admin_pb2_grpc
+from common.rpc import admin_pb2, admin_pb2_grpc, runner_pb2
 from orchestrator.logstore import LogNotFound, LogStore, LogStoreError
-from orchestrator.logstore.reader import lines_of
+from orchestrator.logstore.reader import LINE_PIECE, lines_of
 from orchestrator.node.cancel import cancel_job
 from orchestrator.node.events import announce, job_event, settle
 from orchestrator.store import (
@@ -220,14 +220,22 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             except LogStoreError as err:
                 await context.abort(grpc.StatusCode.UNAVAILABLE, str(err))
         start = max(1, request.from_sequence)
-        # Piece by piece from the file, decoded on a worker thread: bounded memory for any log.
-        async for lines in joblog.chunks(lines_of, start, follow=request.follow):
-            for line in lines:
-                chunk = admin_pb2.LogChunk(sequence=line.sequence, step=line.step, stream=line.stream,
-                                           content=line.content, continuation=line.continuation)
-                chunk.at.FromNanoseconds(int(line.at * 1e9))
+        # Piece by piece from the file, read and turned into messages on a worker thread:
+        # bounded memory for a log of any size, and the event loop only sends.
+        async for chunks in joblog.chunks(_log_chunks, start, follow=request.follow, piece_bytes=LINE_PIECE):
+            for chunk in chunks:
                 yield chunk
         yield admin_pb2.LogChunk(end=True)
+
+
+def _log_chunks(batches: list[runner_pb2.LogBatch]) -> list[admin_pb2.LogChunk]:
+    chunks = []
+    for line in lines_of(batches):
+        chunk = admin_pb2.LogChunk(sequence=line.sequence, step=line.step, stream=line.stream,
+                                   content=line.content, continuation=line.continuation)
+        chunk.at.FromNanoseconds(int(line.at * 1e9))
+        chunks.append(chunk)
+    return chunks
 
 
 def admin_servicer_factory(node):  # type: ignore[no-untyped-def]

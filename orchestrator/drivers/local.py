@@ -266,9 +266,10 @@ class LocalDriver:
             raise DriverError(f"cannot kill the processes of {vm}: {err}") from err
         # unshare exits once its child (the init) is gone; one left by a lost orchestrator is killed.
         proc = self._procs.pop(vm, None)
-        if proc is None and pid is not None:
+        leftover = self._alive_pid(vm) if proc is None else None  # checked again: the pid may be reused by now
+        if leftover is not None:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+                os.kill(leftover, signal.SIGKILL)
         if proc is not None:
             if proc.returncode is None:
                 try:

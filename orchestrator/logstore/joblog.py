@@ -28,7 +28,7 @@ from common.masking import Masker
 from common.rpc import runner_pb2
 from orchestrator.logstore import frames
 from orchestrator.logstore.errors import LogClosed, LogCorrupt, LogGap
-from orchestrator.logstore.reader import lines_of, read_chunk
+from orchestrator.logstore.reader import LINE_PIECE, lines_of, read_chunk
 
 TAIL_LINES = 50
 T = TypeVar("T")
@@ -292,22 +292,23 @@ class JobLog:
 
     async def follow(self, from_sequence: int = 1) -> AsyncIterator[LogLine]:
         """Stored lines from ``from_sequence``, then live ones; ends when the log is closed."""
-        async for lines in self.chunks(lines_of, from_sequence, follow=True):
+        async for lines in self.chunks(lines_of, from_sequence, follow=True, piece_bytes=LINE_PIECE):
             for line in lines:
                 yield line
 
     async def chunks(self, transform: Callable[[list[runner_pb2.LogBatch]], T], from_sequence: int = 1,
-                     follow: bool = False) -> AsyncIterator[T]:
+                     follow: bool = False, piece_bytes: int | None = None) -> AsyncIterator[T]:
         """The log from ``from_sequence`` on, one ``transform(batches)`` per piece of at most
-        ``READ_CHUNK`` bytes; reading, decoding and ``transform`` run on a worker thread. Ends at
-        the durable end, or with ``follow`` once the log is closed."""
+        ``piece_bytes`` (``READ_CHUNK``) of frames - or one frame, if larger; reading, decoding and
+        ``transform`` run on a worker thread. Ends at the durable end, or with ``follow`` once the
+        log is closed."""
         pos = bisect.bisect_right(self._index_seqs, from_sequence) - 1
         offset = self._index_offsets[pos] if pos >= 0 else len(frames.MAGIC)
         while True:
             changed = self._changed
             end = self._end
             if offset < end:
-                chunk = await self._in_thread(read_chunk, offset, end, from_sequence, transform)
+                chunk = await self._in_thread(read_chunk, offset, end, from_sequence, transform, piece_bytes)
                 offset = chunk.next_offset
                 if chunk.value is not None:
                     yield chunk.value

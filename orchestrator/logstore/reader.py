@@ -26,6 +26,9 @@ from orchestrator.logstore import frames
 from orchestrator.logstore.errors import LogCorrupt
 
 READ_CHUNK = 4 * 1024 * 1024
+# Readers that make an object per line take the log in pieces this big (about one
+# batch, at most a few hundred thousand lines), so short lines cannot multiply memory.
+LINE_PIECE = 256 * 1024
 T = TypeVar("T")
 Read = Callable[[int, int], bytes]  # (size, offset) -> bytes
 
@@ -40,9 +43,10 @@ class Chunk(Generic[T]):
 
 
 def read_chunk(read: Read, offset: int, end: int, from_sequence: int,
-               transform: Callable[[list[runner_pb2.LogBatch]], T]) -> Chunk[T]:
-    """The frames at ``offset`` (before ``end``, the durable end), their batches from ``from_sequence`` on."""
-    buf = read(min(end - offset, READ_CHUNK), offset)
+               transform: Callable[[list[runner_pb2.LogBatch]], T], size: int | None = None) -> Chunk[T]:
+    """The frames in ``size`` bytes (default ``READ_CHUNK``) at ``offset`` (before ``end``, the durable
+    end), their batches from ``from_sequence`` on."""
+    buf = read(min(end - offset, size or READ_CHUNK), offset)
     found = list(frames.scan(buf, offset))
     if not found:  # a frame larger than READ_CHUNK: read it whole
         frame = frames.decode_at(read(end - offset, offset), 0, offset)
