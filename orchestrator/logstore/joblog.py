@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import collections
+import functools
 import os
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TypeVar
@@ -39,7 +40,7 @@ class JobLog:
 
     def __init__(self, log_path: Path, index_path: Path, masker: Masker,
                  on_closed: Callable[[JobLog], None] | None = None,
-                 writers: ThreadPoolExecutor | None = None) -> None:
+                 writers: ThreadPoolExecutor | None = None, readers: ThreadPoolExecutor | None = None) -> None:
         self.path = log_path
         self._index_path = index_path
         self._masker = masker
@@ -48,6 +49,9 @@ class JobLog:
         # loop on a busy host), or a thread of this log's own when used alone.
         self._owns_writer = writers is None
         self._writer: ThreadPoolExecutor | None = writers or ThreadPoolExecutor(1, thread_name_prefix="joblog")
+        # Reads go to the store's few reader threads (None: the loop's default executor). Few
+        # threads also mean few malloc arenas holding on to the memory of big reads.
+        self._readers = readers
         self._serial = asyncio.Lock()  # one change at a time, in call order
         self._changed = asyncio.Event()
         self._fd = -1
@@ -327,16 +331,24 @@ class JobLog:
     async def _in_thread(self, fn: Callable[..., T], *args: object) -> T:
         """``fn(read, *args)`` on a worker thread, ``read(size, offset)`` reading the log file:
         through the log's descriptor, or the file itself once closed."""
+        try:
+            return await self._read_in_thread(fn, *args)
+        except RuntimeError as err:  # the store's readers shut down meanwhile
+            raise LogClosed(f"the log store holding {self.path} was shut down") from err
+
+    async def _read_in_thread(self, fn: Callable[..., T], *args: object) -> T:
         self._check_open()
         if self._fd < 0:
             if not self.closed:
                 raise LogClosed(f"the log store holding {self.path} was shut down")
             path = self.path
-            return await asyncio.to_thread(fn, lambda size, offset: _pread_path(path, size, offset), *args)
+            return await self._loop.run_in_executor(
+                self._readers, functools.partial(fn, lambda size, offset: _pread_path(path, size, offset), *args))
         fd = self._fd
         self._reads += 1
         try:
-            return await asyncio.to_thread(fn, lambda size, offset: os.pread(fd, size, offset), *args)
+            return await self._loop.run_in_executor(
+                self._readers, functools.partial(fn, lambda size, offset: os.pread(fd, size, offset), *args))
         finally:
             self._reads -= 1
             if self._reads == 0 and self.closed and self._writer is None and not self._shut:

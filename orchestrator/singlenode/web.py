@@ -28,6 +28,8 @@ from orchestrator.store import JobRecord, StepRecord, Store, StoreError
 
 log = logging.getLogger(__name__)
 
+PIECE_BYTES = 1024 * 1024  # of the log file per write: a few MB in flight per reader
+
 
 @dataclass(frozen=True)
 class Backing:
@@ -101,7 +103,7 @@ class JobPages:
         text = TextRenderer()
         if joblog is not None:
             try:
-                async for piece in joblog.chunks(text.render):
+                async for piece in joblog.chunks(text.render, piece_bytes=PIECE_BYTES):
                     await answer.write(piece)
             except LogStoreError as err:  # the status is sent: all we can do is stop short
                 log.error("serving the log of %s failed: %s", job.job_id, err)
