@@ -312,17 +312,43 @@ def _v2(mount: _Mount, own: str, configured: str, create: bool) -> CgroupV2 | No
         return None
     if not create:
         return CgroupV2(parent)
+    enable = " ".join(f"+{c}" for c in V2_CONTROLLERS) + "\n"
     try:
         # Our group hands memory and pids down to `solstice`, which hands them to each job.
-        _write(base / "cgroup.subtree_control", " ".join(f"+{c}" for c in V2_CONTROLLERS) + "\n")
+        try:
+            _write(base / "cgroup.subtree_control", enable)
+        except CgroupError:
+            if configured:
+                raise
+            _leave_for_a_leaf(base)  # the "no internal processes" rule: we are in the way
+            _write(base / "cgroup.subtree_control", enable)
         parent.mkdir(exist_ok=True)
-        _write(parent / "cgroup.subtree_control", " ".join(f"+{c}" for c in V2_CONTROLLERS) + "\n")
+        _write(parent / "cgroup.subtree_control", enable)
     except (OSError, CgroupError) as err:
-        # A group with processes in it (ours) cannot delegate controllers
-        # (the "no internal processes" rule): cgroup_parent must name another.
-        log.warning("cgroup v2 at %s cannot delegate memory and pids: %s", base, err)
+        log.warning("cgroup v2 at %s cannot delegate memory and pids: %s; name a delegated cgroup "
+                    "in drivers.local.cgroup_parent (a systemd service: Delegate=yes)", base, err)
         return None
     return CgroupV2(parent)
+
+
+def _leave_for_a_leaf(group: Path) -> None:
+    """Move this process into ``<group>/orchestrator``, so ``group`` may delegate controllers.
+
+    A v2 group with processes of its own cannot hand controllers to children.
+    When the node is alone in its group (a systemd service with
+    ``Delegate=yes``, as systemd documents it) it moves itself to a leaf; a
+    group shared with other processes (a login shell's) is not ours to change.
+    """
+    members = _pids(group / "cgroup.procs")
+    if members != [os.getpid()]:
+        raise CgroupError(f"{group} holds other processes than this one ({len(members)} in all)")
+    leaf = group / "orchestrator"
+    try:
+        leaf.mkdir(exist_ok=True)
+    except OSError as err:
+        raise CgroupError(f"cannot create {leaf}: {err.strerror}") from err
+    _write(leaf / "cgroup.procs", f"{os.getpid()}\n")
+    log.info("moved this process to %s so that %s can delegate memory and pids to jobs", leaf, group)
 
 
 def detect(configured_parent: str = "", mountinfo: str | None = None,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.drivers import cgroups
 from orchestrator.drivers.cgroups import CgroupV1, CgroupV2, Limits, detect
 from tests.waiting import wait_until
 
@@ -98,3 +99,56 @@ def test_the_v2_kill_empties_a_real_group(tmp_path: Path):
         groups.kill(VM)  # whatever a failed assertion left
         groups.remove(VM)
         parent.rmdir()
+
+
+class FakeCgroupfs:
+    """The kernel's cgroup v2 rules that matter here, over a directory tree: a write to cgroup.procs
+    moves the process, and a group with processes of its own cannot enable controllers for children."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def write(self, path: Path, value: str) -> None:
+        if path.name == "cgroup.procs":
+            pid = value.strip()
+            for procs in self.root.rglob("cgroup.procs"):
+                procs.write_text("".join(f"{p}\n" for p in procs.read_text().split() if p != pid))
+            path.write_text(path.read_text() + f"{pid}\n" if path.exists() else f"{pid}\n")
+        elif path.name == "cgroup.subtree_control" and self.members(path.parent):
+            raise cgroups.CgroupError(f"cannot write {value.strip()!r} to {path}: Device or resource busy")
+        else:
+            path.write_text(value)
+
+    @staticmethod
+    def members(group: Path) -> list[str]:
+        procs = group / "cgroup.procs"  # the kernel makes it with the group
+        return procs.read_text().split() if procs.exists() else []
+
+
+def v2_host(tmp_path: Path, members: list[int]) -> Path:
+    own = tmp_path / "cgroup" / "system.slice" / "solstice.service"
+    own.mkdir(parents=True)
+    (own / "cgroup.controllers").write_text("cpu memory pids\n")
+    (own / "cgroup.procs").write_text("".join(f"{p}\n" for p in members))
+    return own
+
+
+def test_a_node_alone_in_its_v2_group_moves_itself_to_a_leaf_to_delegate(tmp_path: Path, monkeypatch):
+    own = v2_host(tmp_path, [os.getpid()])  # a systemd service with Delegate=yes
+    monkeypatch.setattr(cgroups, "_write", FakeCgroupfs(tmp_path).write)
+    found, _ = detect(mountinfo=mountinfo((str(tmp_path / "cgroup"), "cgroup2", "rw")),
+                      proc_cgroup="0::/system.slice/solstice.service\n")
+    assert isinstance(found, CgroupV2) and found.parent == own / "solstice"
+    assert (own / "orchestrator" / "cgroup.procs").read_text() == f"{os.getpid()}\n"
+    assert (own / "cgroup.procs").read_text() == ""
+    assert (own / "cgroup.subtree_control").read_text() == "+memory +pids\n"
+
+
+def test_a_v2_group_shared_with_other_processes_is_left_alone(tmp_path: Path, monkeypatch, caplog):
+    own = v2_host(tmp_path, [os.getpid(), 1])  # e.g. started from a login shell's scope
+    monkeypatch.setattr(cgroups, "_write", FakeCgroupfs(tmp_path).write)
+    found, what = detect(mountinfo=mountinfo((str(tmp_path / "cgroup"), "cgroup2", "rw")),
+                         proc_cgroup="0::/system.slice/solstice.service\n")
+    assert found is None
+    assert not (own / "orchestrator").exists() and (own / "cgroup.procs").read_text().split() == [str(os.getpid()), "1"]
+    assert any("name a delegated cgroup in drivers.local.cgroup_parent" in r.getMessage() for r in caplog.records)
