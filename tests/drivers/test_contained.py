@@ -125,6 +125,9 @@ ESCAPES = (
     "( (exec setsid sleep 1002 &) & ) ; "                           # a daemon's double fork
     "setsid bash -c 'trap \"\" TERM HUP INT; exec sleep 1003' & "   # a new session, ignoring SIGTERM
     "setsid --fork sleep 1004 ; "                                   # setsid(1) forking on its own
+    # Done once all four lead sessions of their own: before that the step's group kill could still get them.
+    "until [ $(for p in /proc/[0-9]*; do [ \"$(awk '{print $6}' $p/stat 2>/dev/null)\" = \"${p#/proc/}\" ] "
+    "&& tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done | grep -c '^sleep 100') -ge 4 ]; do sleep 0.05; done; "
     "echo spawned"
 )
 

@@ -52,7 +52,10 @@ def texts(lines, stream=None, step=None) -> list[str]:  # type: ignore[no-untype
 
 async def test_a_background_process_holding_stdout_does_not_hold_the_step(tmp_path: Path):
     pid_file = tmp_path / "daemon.pid"
-    steps = [step(f"setsid sleep 300 & echo $! > {pid_file}; echo main done", "Daemon"),
+    # The step ends only once the daemon leads its own session (before, the step's group kill would get it).
+    steps = [step(f"setsid sleep 300 & echo $! > {pid_file}; "
+                  "until [ \"$(awk '{print $6}' /proc/$!/stat)\" = \"$!\" ]; do sleep 0.02; done; echo main done",
+                  "Daemon"),
              step("echo next", "Next")]
     try:
         outcome, lines = await run_job(tmp_path, steps)
