@@ -54,7 +54,8 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def probe(client: aiohttp.ClientSession, url: str, until: asyncio.Future[object] | None, count: int = 0) -> list[float]:
+async def probe(client: aiohttp.ClientSession, url: str, until: asyncio.Future[object] | None,
+                count: int = 0) -> list[float]:
     samples: list[float] = []
     while (until is not None and not until.done()) or (until is None and len(samples) < count):
         start = time.perf_counter()

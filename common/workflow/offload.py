@@ -49,7 +49,8 @@ def _alarm(_signum: int, _frame: object) -> None:
     raise _Overtime
 
 
-def parse_with_deadline(text: str, filename: str, limits: WorkflowLimits) -> tuple[Workflow | None, list[WorkflowError]]:
+def parse_with_deadline(text: str, filename: str,
+                        limits: WorkflowLimits) -> tuple[Workflow | None, list[WorkflowError]]:
     """In a worker: the model, or the errors (returned, not raised: plain data crosses processes)."""
     previous = signal.signal(signal.SIGALRM, _alarm)
     signal.setitimer(signal.ITIMER_REAL, float(limits.parse_seconds))
