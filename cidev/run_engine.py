@@ -104,8 +104,10 @@ class LocalRun:
         issuer = TokenIssuer(secrets_module.token_bytes(32), ttl_seconds=48 * 3600)
         self._gateway = RunnerGateway(self._logstore, issuer, heartbeat_interval=HEARTBEAT)
         self._server = RunnerServer(self._gateway, "127.0.0.1", 0, grace_seconds=1.0)
+        # Plain processes, never contained: a developer runs their own workflow on their own
+        # machine, with its tools and files, as with `make` (docs/security.md).
         self._driver = LocalDriver(LocalConfig(state_dir=self.work_dir / "vms", runner_argv=self._argv,
-                                               stop_grace=5.0))
+                                               stop_grace=5.0, contain=False))
         await self._server.start()
         return self
 

@@ -46,6 +46,11 @@ def line_count(batch: runner_pb2.LogBatch) -> int:
     return sum(run.lines for run in batch.runs)
 
 
+def output_bytes(batch: runner_pb2.LogBatch) -> int:
+    """Bytes of output ``batch`` stands for: its lines and one newline each (what a log limit counts)."""
+    return sum(len(run.data) + run.lines for run in batch.runs)
+
+
 def check(batch: runner_pb2.LogBatch) -> int:
     """Validate the runs' line counts; return the number of lines."""
     total = 0

@@ -59,8 +59,9 @@ class TokenClaims:
 class TokenIssuer:
     """Issues and verifies runner tokens with one HMAC key.
 
-    ``ttl_seconds`` should exceed the longest job timeout plus boot time: a
-    token that expires mid-job cuts its runner off.
+    A token that expires mid-job cuts its runner off: the node issues each
+    attempt's token for its job timeout plus every phase around it
+    (``issue(..., ttl=...)``); ``ttl_seconds`` is the default and the least.
     """
 
     def __init__(self, key: bytes, ttl_seconds: float) -> None:
@@ -74,17 +75,19 @@ class TokenIssuer:
     def __repr__(self) -> str:  # the key is a credential
         return f"TokenIssuer(key=***, ttl_seconds={self.ttl_seconds})"
 
-    def issue(self, job_id: str, attempt: int, now: float | None = None) -> str:
-        """A token for ``job_id``/``attempt`` valid for ``ttl_seconds`` from ``now``."""
+    def issue(self, job_id: str, attempt: int, now: float | None = None, ttl: float | None = None) -> str:
+        """A token for ``job_id``/``attempt`` valid for ``ttl`` (default ``ttl_seconds``) from ``now``."""
         if not job_id:
             raise TokenError("cannot issue a token for an empty job id")
+        if ttl is not None and ttl <= 0:
+            raise TokenError("token lifetime must be positive")
         issued = time.time() if now is None else now
         claims = {
             "aud": AUDIENCE,
             "sub": job_id,
             "att": int(attempt),
             "iat": int(issued),
-            "exp": issued + self.ttl_seconds,
+            "exp": issued + (self.ttl_seconds if ttl is None else ttl),
             "jti": secrets.token_urlsafe(12),
         }
         return jwt.encode(claims, self._key, algorithm=ALGORITHM)

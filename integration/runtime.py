@@ -22,6 +22,7 @@ from common.lifecycle import StartClose
 from common.log import masker
 from common.queue.publisher import JobPublisher
 from common.validation import CloneRules
+from common.workflow.offload import WorkflowParser
 from integration.cancel import JobCanceller, JobRetrier, LoggingCanceller
 from integration.errors import IntegrationError
 from integration.events import Forge
@@ -64,6 +65,7 @@ class Integration(StartClose):
         self._reporter: EventReporter | None = None
         self.github: GitHubClient | None = None
         self.forgejo: ForgejoClient | None = None
+        self.parser = WorkflowParser(settings.workflow_limits)
 
     @property
     def service(self) -> WebhookService:
@@ -80,6 +82,7 @@ class Integration(StartClose):
     async def start(self) -> None:
         await self.store.open()
         try:
+            await self.parser.start()
             self._session = aiohttp.ClientSession()
             self._wire(self._session)
         except BaseException:
@@ -114,7 +117,7 @@ class Integration(StartClose):
             log.warning("Forgejo webhooks are accepted but SOLSTICE_FORGEJO_URL is not set: workflows cannot be read")
         secrets = {Forge.GITHUB: s.github.webhook_secret, Forge.FORGEJO: s.forgejo.webhook_secret}
         self._service = WebhookService(
-            s.webhooks, secrets, self.store, self.publisher, links, self.canceller, self.retrier)
+            s.webhooks, secrets, self.store, self.publisher, links, self.canceller, self.retrier, self.parser)
         self._reporter = EventReporter(self.store, reporters, s.report.give_up_after)
 
     def _clone_rules(self, forge_url: str) -> CloneRules:
@@ -151,4 +154,5 @@ class Integration(StartClose):
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()
+        await self.parser.aclose()
         await self.store.close()

@@ -26,7 +26,8 @@ from typing import Any, Protocol
 from common.queue.errors import QueueError
 from common.queue.publisher import JobPublisher
 from common.validation import CloneRules, RequestInvalid, ref_problem
-from common.workflow import WorkflowInvalid, decode_workflow, parse_workflow
+from common.workflow import WorkflowInvalid, decode_workflow
+from common.workflow.offload import WorkflowParser
 from integration.cancel import CancelRequest, JobCanceller, JobRetrier, LoggingRetrier, RetryRequest
 from integration.errors import ForgeAuthError, ForgeRejected, ForgeUnavailable, StoreError, UnsafeForgeUrl
 from integration.events import (
@@ -112,8 +113,10 @@ class WebhookService:
         forges: Mapping[Forge, ForgeLink],
         canceller: JobCanceller,
         retrier: JobRetrier | None = None,
+        parser: WorkflowParser | None = None,
     ) -> None:
         self.settings = settings
+        self.parser = parser or WorkflowParser()  # off the loop, size and time limited
         self._secrets = dict(secrets)
         self.store = store
         self.publisher = publisher
@@ -272,7 +275,7 @@ class WebhookService:
             return Outcome(200, "no workflow", f"{build.repo.full_name} has no {path} at {build.sha[:12]}")
         run_id = new_id("run")
         try:
-            workflow = parse_workflow(decode_workflow(data, path), path)
+            workflow = await self.parser.parse(decode_workflow(data, path), path)
             requests = checked_job_requests(workflow, build, run_id, link.clone_rules, path)
         except WorkflowInvalid as err:
             await link.reporter.report_invalid_workflow(build, err.errors, deadline)

@@ -53,6 +53,8 @@ _DNS_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0
 DEFAULT_ROM = {"uefi": "BHYVE_RELEASE", "bios": "BHYVE_RELEASE_CSM"}
 EGRESS = ("open", "runner")
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
 
 def is_label(text: str) -> bool:
@@ -237,9 +239,40 @@ class BhyveConfig:
             raise ConfigError(f"bhyve zones_path {self.zones_path} must be absolute")
 
 
+def size_bytes(text: str) -> int:
+    """``N[KMGT]`` as bytes; no suffix means MiB (as for bhyve's ``ram``)."""
+    if not _SIZE.fullmatch(text):
+        raise ConfigError(f"{text!r} is not a size N[KMGT] (no suffix = MiB)")
+    scale = {"K": 1, "M": 2, "G": 3, "T": 4}.get(text[-1], 2)
+    number = int(text[:-1] if text[-1] in "KMGT" else text)
+    return number * 1024**scale
+
+
+@dataclass(frozen=True)
+class LocalLimits:
+    """What one contained local job may use: memory (RAM + swap, N[KMGT]) and processes (tasks)."""
+
+    memory: str = "4G"
+    pids: int = 2048
+
+    def __post_init__(self) -> None:
+        if not _SIZE.fullmatch(self.memory) or size_bytes(self.memory) < 64 * 1024**2:
+            raise ConfigError(f"local memory limit {self.memory!r} must be a size N[KMGT] of at least 64M")
+        if not 16 <= self.pids <= 4_194_304:
+            raise ConfigError(f"local pids limit must be 16..4194304, not {self.pids}")
+
+
 @dataclass(frozen=True)
 class LocalConfig:
-    """The local driver: the runner as a plain subprocess on this machine."""
+    """The local driver: the runner as a subprocess on this machine, contained where the host allows.
+
+    With ``contain`` (the default) on a Linux host where the node runs as
+    root, each job gets PID and mount namespaces, a cgroup with ``limits``
+    (``label_limits`` per ``runs_on`` label) and runs its steps as
+    ``job_user``; local_contain.py says what else and what not. A host that
+    cannot isolate jobs refuses untrusted ones (fork pull requests) unless
+    ``allow_untrusted``.
+    """
 
     state_dir: Path = Path("~/.local/state/solstice/vms").expanduser()
     # argv the runner is started with; the driver appends nothing secret to it
@@ -253,10 +286,34 @@ class LocalConfig:
     isolate_network: bool = False
     unshare: str = "unshare"
     relay_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / f"solstice-relay-{os.getuid()}")
+    contain: bool = True  # namespaces + cgroup + job user where the host offers them
+    job_user: str = "solstice-job"  # steps run as this user when the node runs as root; "" = as root
+    limits: LocalLimits = field(default_factory=LocalLimits)
+    label_limits: dict[str, LocalLimits] = field(default_factory=dict)
+    cgroup_parent: str = ""  # under each hierarchy's root; "" = the node's own cgroup + /solstice
+    job_mount: Path = Path("/run/solstice-job")  # where a contained job sees its directory (an empty mount point)
+    allow_untrusted: bool = False  # run fork pull requests even where jobs cannot be isolated
+    # Variables passed from the node's environment to the runner besides the
+    # fixed allowlist (PATH, LANG, LC_*, TZ and, outside containment, HOME and USER).
+    pass_env: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.runner_argv:
             raise ConfigError("local runner_argv must name a program")
+        if self.job_user and not _USER.fullmatch(self.job_user):
+            raise ConfigError(f"local job_user {self.job_user!r} is not a valid user name")
+        for label in self.label_limits:
+            if not _LABEL.fullmatch(label):
+                raise ConfigError(f"local label_limits: {label!r} is not a valid runs_on label")
+        if not self.job_mount.is_absolute():
+            raise ConfigError(f"local job_mount {self.job_mount} must be absolute")
+        for name in self.pass_env:
+            if not _ENV_NAME.fullmatch(name) or name.startswith("SOLSTICE_"):
+                raise ConfigError(f"local pass_env: {name!r} is not a variable the runner may be given")
+
+    def limits_for(self, label: str) -> LocalLimits:
+        """The limits of a job with ``runs_on == label``."""
+        return self.label_limits.get(label, self.limits)
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,8 @@ from runner.settings import RunnerSettings
 from runner.shipper import LogShipper
 from runner.sink import LogSink
 from runner.spool import Spool
-from runner.steps import resolve_workdir, run_step
+from runner.steps import StepUser, resolve_workdir, run_step, script_argv
+from runner.workspace import hand_over, step_user, write_script
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,9 @@ class JobRun:
         self.cancelled = asyncio.Event()
         self.cancel_reason = ""
         self.internal_error = ""  # set when a background task died: the job ends errored
+        self.failure = ""  # set when the job must end failed whatever its steps do (log limit)
         self.current_step = JOB_STEP
+        self._started = time.monotonic()
         self._reports: asyncio.Queue[jobs_pb2.StepResult] = asyncio.Queue()
 
     async def run(self) -> int:
@@ -83,7 +86,8 @@ class JobRun:
         common_log.masker.add(*secret_values(job.secrets.values()))  # our own log lines too
         spool = Spool(self.settings.spool / f"{ref.job_id}-{ref.attempt}.spool")
         sink = LogSink(ref, masker, spool, self.settings.batch_bytes, self.settings.batch_delay,
-                       self.settings.chunk_bytes)
+                       self.settings.chunk_bytes, limit_bytes=job.log_limit_bytes,
+                       on_limit=self._log_full if job.log_limit_fails else None)
         shipper = LogShipper(self.conn, spool)
         background = [
             asyncio.create_task(shipper.run(), name="log-shipper"),
@@ -132,6 +136,12 @@ class JobRun:
                     self.cancel_reason = self.internal_error
                     self.cancelled.set()
 
+    def _log_full(self, limit: int) -> None:
+        if not self.cancelled.is_set():
+            self.failure = f"the job's log reached its limit of {limit} bytes"
+            self.cancel_reason = self.failure
+            self.cancelled.set()
+
     async def _complete(self, ref: runner_pb2.JobRef, state: int, reason: str,
                         steps: list[jobs_pb2.StepResult], sink: LogSink, shipper: LogShipper) -> None:
         request = runner_pb2.CompleteRequest(job=ref, state=state, reason=reason,
@@ -167,17 +177,25 @@ class JobRun:
     async def _steps(self, job: runner_pb2.RunnerJob, sink: LogSink, masker
                      ) -> tuple[int, str, list[jobs_pb2.StepResult]]:  # type: ignore[no-untyped-def]
         settings = self.settings
-        started = time.monotonic()
+        started = self._started = time.monotonic()
         deadline = started + job.timeout_seconds if job.timeout_seconds > 0 else None
         workspace = settings.workspace / f"{job.job.job_id}-{job.job.attempt}"
         if workspace.exists():
             shutil.rmtree(workspace)
         results: list[jobs_pb2.StepResult] = []
+        user: StepUser | None = None
+        try:
+            user = step_user(settings.step_user) if settings.step_user else None
+        except ValueError as err:
+            sink.note(JOB_STEP, str(err))
+            return jobs_pb2.JOB_STATE_ERRORED, str(err), self._skipped(job, 0, results)
         try:
             await checkout(job.checkout, workspace, masker, lambda text: sink.note(JOB_STEP, text))
         except CheckoutError as err:
             sink.note(JOB_STEP, f"checkout failed: {err}")
             return jobs_pb2.JOB_STATE_ERRORED, f"checkout failed: {err}", self._skipped(job, 0, results)
+        if user is not None:
+            await asyncio.to_thread(hand_over, workspace, settings.home, user)
         shell = list(job.shell) or ["bash", "-eo", "pipefail", "-c"]
         state, reason = jobs_pb2.JOB_STATE_SUCCEEDED, ""
         for index, step in enumerate(job.steps):
@@ -197,20 +215,29 @@ class JobRun:
                 result = jobs_pb2.StepResult(index=index, name=name, state=jobs_pb2.STEP_STATE_FAILED, exit_code=-1)
                 run = None
             else:
-                env = self._env(job, step, workspace)
-                run = await run_step([*shell, step.run], env, cwd, sink, index,
-                                     step.timeout_seconds or None, deadline, self.cancelled,
-                                     job.kill_grace_seconds or 10.0)
+                env = self._env(job, step, workspace, user)
+                script = await asyncio.to_thread(
+                    write_script, settings.scripts, f"{job.job.job_id}-{job.job.attempt}-{index + 1}", step.run)
+                try:
+                    run = await run_step(script_argv(shell, script), env, cwd, sink, index,
+                                         step.timeout_seconds or None, deadline, self.cancelled,
+                                         job.kill_grace_seconds or 10.0, user, settings.pipe_grace)
+                finally:
+                    script.unlink(missing_ok=True)
                 ok = run.exit_code == 0 and run.stopped is None
                 result = jobs_pb2.StepResult(
                     index=index, name=name, exit_code=run.exit_code, duration_seconds=run.duration,
                     state=jobs_pb2.STEP_STATE_SUCCEEDED if ok else jobs_pb2.STEP_STATE_CANCELLED
                     if run.stopped == "cancelled" else jobs_pb2.STEP_STATE_FAILED)
-                sink.note(index, _summary(run))
+                if run.pipes_held:
+                    sink.note(index, f"output still open {settings.pipe_grace:g}s after the step ended "
+                                     "(a background process holds it): no longer read")
+                sink.note(index, _summary(run, step.timeout_seconds, job.timeout_seconds))
             results.append(result)
             self._report(result)
             if run is not None and run.stopped == "cancelled":
-                final = jobs_pb2.JOB_STATE_ERRORED if self.internal_error else jobs_pb2.JOB_STATE_CANCELLED
+                final = jobs_pb2.JOB_STATE_ERRORED if self.internal_error else (
+                    jobs_pb2.JOB_STATE_FAILED if self.failure else jobs_pb2.JOB_STATE_CANCELLED)
                 return final, self.cancel_reason or "cancelled", self._skipped(job, index + 1, results)
             if run is not None and run.stopped == "job-timeout":
                 return jobs_pb2.JOB_STATE_FAILED, f"job timed out after {job.timeout_seconds:g}s", \
@@ -226,6 +253,8 @@ class JobRun:
     def _final(self, state: int, reason: str, deadline: float | None) -> int:
         if self.internal_error:
             return jobs_pb2.JOB_STATE_ERRORED
+        if self.failure:
+            return jobs_pb2.JOB_STATE_FAILED
         if self.cancelled.is_set():
             return jobs_pb2.JOB_STATE_CANCELLED
         if self.conn.gone:
@@ -240,7 +269,7 @@ class JobRun:
         if self.conn.gone:
             return "the orchestrator became unreachable"
         if deadline and time.monotonic() >= deadline:
-            return "job timed out"
+            return f"job timed out after {deadline - self._started:g}s"
         return reason
 
     def _skipped(self, job: runner_pb2.RunnerJob, start: int, results: list[jobs_pb2.StepResult]
@@ -250,8 +279,12 @@ class JobRun:
                                                state=jobs_pb2.STEP_STATE_SKIPPED))
         return results
 
-    def _env(self, job: runner_pb2.RunnerJob, step: jobs_pb2.Step, workspace) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    def _env(self, job: runner_pb2.RunnerJob, step: jobs_pb2.Step, workspace,  # type: ignore[no-untyped-def]
+             user: StepUser | None) -> dict[str, str]:
         env = {k: os.environ[k] for k in PASS_ENV if k in os.environ}
+        if user is not None:  # a home and a temporary directory of the step user's own
+            home = self.settings.home
+            env.update(HOME=str(home), USER=user.name, LOGNAME=user.name, TMPDIR=str(home / "tmp"))
         env.update(CI="true", SOLSTICE="true", SOLSTICE_JOB_ID=job.job.job_id,
                    SOLSTICE_ATTEMPT=str(job.job.attempt), SOLSTICE_SHA=job.checkout.sha,
                    SOLSTICE_REF=job.checkout.ref, SOLSTICE_WORKSPACE=str(workspace))
@@ -310,8 +343,9 @@ def _as_env(secrets: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in secrets.items() if k and "=" not in k}
 
 
-def _summary(run) -> str:  # type: ignore[no-untyped-def]
-    what = {"timeout": "timed out", "job-timeout": "stopped: job timed out", "cancelled": "cancelled"}
+def _summary(run, step_timeout: float, job_timeout: float) -> str:  # type: ignore[no-untyped-def]
+    what = {"timeout": f"timed out after {step_timeout:g}s", "cancelled": "cancelled",
+            "job-timeout": f"stopped: the job timed out after {job_timeout:g}s"}
     head = what.get(run.stopped, "exited")
     return f"{head} with exit code {run.exit_code} after {run.duration:.1f}s"
 

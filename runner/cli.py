@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import sys
 from pathlib import Path
 
 import click
 
-from common.bootstrap import BootstrapError
-from common.cli import logging_options, run_cli
-from runner import bootstrap
-from runner.agent import EXIT_NO_BOOTSTRAP, run_job
-from runner.settings import RunnerSettings
+# Steps run as another user start with fork() rather than vfork() (Python
+# needs a real fork to change credentials), and gRPC's fork handlers then
+# run in a child of this multi-threaded process and crash it (SIGSEGV before
+# the step's exec). The runner never uses gRPC in a child: switch them off
+# before gRPC starts.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
+
+from common.bootstrap import BootstrapError  # noqa: E402 - after the gRPC setting above
+from common.cli import logging_options, run_cli  # noqa: E402
+from runner import bootstrap  # noqa: E402
+from runner.agent import EXIT_NO_BOOTSTRAP, run_job  # noqa: E402
+from runner.settings import RunnerSettings  # noqa: E402
 
 
 @click.group(
@@ -55,9 +63,14 @@ Exit codes:
 @click.option("--batch-bytes", type=int, default=256 * 1024, show_default=True, help="Seal a log batch at this size.")
 @click.option("--batch-delay", type=float, default=0.05, show_default=True,
               help="Seconds a log line may wait for its batch to fill.")
+@click.option("--step-user", default=None, metavar="USER",
+              help="Run steps as USER; the runner must be root [default: $SOLSTICE_RUNNER_STEP_USER].")
+@click.option("--pipe-grace", type=float, default=5.0, show_default=True,
+              help="Seconds a step's output is still read after its process exited.")
 @logging_options
 def run(orchestrator: str | None, token: str | None, env_file: tuple[Path, ...], nocloud: tuple[Path, ...],
-        root: Path | None, offline_limit: float, batch_bytes: int, batch_delay: float) -> None:
+        root: Path | None, offline_limit: float, batch_bytes: int, batch_delay: float,
+        step_user: str | None, pipe_grace: float) -> None:
     """Fetch this VM's job, check out its commit, run its steps and report home."""
     kwargs = {}
     if env_file:
@@ -69,10 +82,14 @@ def run(orchestrator: str | None, token: str | None, env_file: tuple[Path, ...],
     except BootstrapError as err:
         click.echo(f"ERROR: {err}", err=True)
         sys.exit(EXIT_NO_BOOTSTRAP)
-    settings = RunnerSettings(offline_limit=offline_limit, batch_bytes=batch_bytes, batch_delay=batch_delay)
+    settings = RunnerSettings(offline_limit=offline_limit, batch_bytes=batch_bytes, batch_delay=batch_delay,
+                              pipe_grace=pipe_grace)
+    changes: dict[str, object] = {}
     if root is not None:
-        settings = RunnerSettings(root=root, offline_limit=offline_limit, batch_bytes=batch_bytes,
-                                  batch_delay=batch_delay)
+        changes["root"] = root
+    if step_user is not None:
+        changes["step_user"] = step_user
+    settings = dataclasses.replace(settings, **changes)  # type: ignore[arg-type]
     sys.exit(asyncio.run(run_job(boot, settings)))
 
 

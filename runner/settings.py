@@ -24,6 +24,10 @@ class RunnerSettings:
     backoff_initial: float = 0.1
     backoff_max: float = 5.0
     rpc_timeout: float = 15.0
+    # Run steps as this user (the runner must be root): set by the local driver
+    # for a contained job (SOLSTICE_RUNNER_STEP_USER). "" runs them as the runner.
+    step_user: str = field(default_factory=lambda: os.environ.get("SOLSTICE_RUNNER_STEP_USER", ""))
+    pipe_grace: float = 5.0  # a step's pipes are read this long after its process exited
 
     @property
     def workspace(self) -> Path:
@@ -32,3 +36,12 @@ class RunnerSettings:
     @property
     def spool(self) -> Path:
         return self.root / "spool"
+
+    @property
+    def scripts(self) -> Path:
+        return self.root / "scripts"
+
+    @property
+    def home(self) -> Path:
+        """HOME (and TMPDIR below it) of steps run as ``step_user``."""
+        return self.root / "home"

@@ -3,12 +3,18 @@
 Lines are handled in blocks, never one by one: a block of complete lines is
 masked with one regex pass and becomes one run of the batch, which is what
 lets a million-line step reach durable storage in about a second.
+
+A job's output is capped at ``limit_bytes`` (its lines and their newlines;
+Solstice's own notes are not counted): the lines that fit are kept, one note
+says the log was truncated, and later output is read (so the step never
+blocks on a full pipe) and dropped. ``on_limit`` hears of it once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 from common.logbatch import SYSTEM, mask_data
 from common.masking import Masker
@@ -22,7 +28,8 @@ class LogSink:
     """Numbers lines job-wide and seals them into batches in the spool."""
 
     def __init__(self, job: runner_pb2.JobRef, masker: Masker, spool: Spool,
-                 batch_bytes: int, batch_delay: float, chunk_bytes: int) -> None:
+                 batch_bytes: int, batch_delay: float, chunk_bytes: int,
+                 limit_bytes: int = 0, on_limit: Callable[[int], None] | None = None) -> None:
         self.job = job
         self.masker = masker
         self.spool = spool
@@ -34,6 +41,10 @@ class LogSink:
         self._batch_lines = 0
         self._batch_size = 0
         self._opened = asyncio.Event()  # a batch has lines waiting for the timer
+        self.limit_bytes = limit_bytes  # 0 = no limit
+        self.on_limit = on_limit
+        self.logged_bytes = 0  # output counted against the limit
+        self.truncated = False
 
     @property
     def last_sequence(self) -> int:
@@ -42,6 +53,30 @@ class LogSink:
     def add(self, step: int, stream: int, at: float, data: bytes, first_continues: bool = False) -> None:
         """Add the ``\\n``-joined lines ``data`` (no trailing newline)."""
         data = mask_data(self.masker, data)
+        if self.limit_bytes and stream != SYSTEM:
+            if self.truncated:
+                return
+            size = len(data) + 1
+            room = self.limit_bytes - self.logged_bytes
+            if size > room:
+                self._truncate(step, stream, at, data, first_continues, room)
+                return
+            self.logged_bytes += size
+        self._add(step, stream, at, data, first_continues)
+
+    def _truncate(self, step: int, stream: int, at: float, data: bytes, first_continues: bool, room: int) -> None:
+        """Keep the whole lines of ``data`` that fit in ``room`` bytes, then say the log ends here."""
+        cut = data.rfind(b"\n", 0, room)
+        if cut > 0:
+            self._add(step, stream, at, data[:cut], first_continues)
+            self.logged_bytes += cut + 1
+        self.truncated = True
+        self.note(step, f"log truncated at {self.limit_bytes} bytes (this job's log limit): the rest of "
+                        "its output is not kept anywhere")
+        if self.on_limit is not None:
+            self.on_limit(self.limit_bytes)
+
+    def _add(self, step: int, stream: int, at: float, data: bytes, first_continues: bool) -> None:
         conts: list[int] = [0] if first_continues else []
         if len(data) > self.chunk_bytes:
             parts = data.split(b"\n")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,3 +41,20 @@ def amqp_vhost_url() -> Iterator[str]:
 def fixtures_dir() -> Path:
     """tests/fixtures: real forge payloads and API schemas (``forge/github``, ``forge/forgejo``)."""
     return FIXTURES
+
+
+@pytest.fixture
+def job_dir() -> Iterator[Path]:
+    """A directory the steps of a local job may write to and the test reads.
+
+    A contained job (the default as root) runs its steps as the job user, who
+    cannot reach pytest's 0700 ``tmp_path``: this one is a fresh directory
+    under the system temporary directory, writable by anyone (sticky), and
+    removed after the test.
+    """
+    path = Path(tempfile.mkdtemp(prefix="solstice-job-test-"))
+    path.chmod(0o1777)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -12,6 +12,7 @@ import json
 from common.durations import parse_duration
 from common.errors import DurationError
 from common.workflow.errors import WorkflowError
+from common.workflow.limits import DEFAULT_LIMITS, WorkflowLimits, show_bytes
 from common.workflow.model import Env
 from common.workflow.names import ENV_NAME_RULE, is_env_name
 from common.workflow.syntax import RawNode, SourceMap
@@ -29,7 +30,8 @@ def _seconds(text: str) -> float:
 class NodeChecker:
     """Collects errors with positions and checks the shapes every node kind shares."""
 
-    def __init__(self, text: str, filename: str) -> None:
+    def __init__(self, text: str, filename: str, limits: WorkflowLimits = DEFAULT_LIMITS) -> None:
+        self.limits = limits
         self._file = filename
         self._map = SourceMap(text)
         self._found: list[tuple[int, WorkflowError]] = []
@@ -98,11 +100,16 @@ class NodeChecker:
             return None
         text, offset = found["timeout"]
         try:
-            return _seconds(str(text))
+            seconds = _seconds(str(text))
         except DurationError as err:
             reason = str(err).split(": ", 1)[-1]
             self.error(offset, path, f"invalid timeout {json.dumps(text)}: {reason}")
             return None
+        if seconds > self.limits.max_timeout:
+            self.error(offset, path, f"timeout {json.dumps(text)} is longer than the limit of "
+                                     f"{self.limits.max_timeout:g}s {self.limits.setting('max_timeout')}")
+            return None
+        return seconds
 
     def single_line(self, found: dict[str, tuple[object, int]], key: str, path: str) -> str | None:
         if key not in found:
@@ -111,6 +118,10 @@ class NodeChecker:
         text = str(text)
         if not text.strip() or "\n" in text or "\r" in text:
             self.error(offset, path, f'property "{key}" must be a non-empty single line')
+            return None
+        if len(text) > self.limits.max_name_chars:
+            self.error(offset, path, f'property "{key}" is {len(text)} characters long; the limit is '
+                                     f"{self.limits.max_name_chars} {self.limits.setting('max_name_chars')}")
             return None
         return text
 
@@ -141,6 +152,15 @@ class NodeChecker:
                         f'env "{prop.key}" is set twice (first at {self.at(first_at[prop.key])})',
                     )
                     continue
+                if len(first_at) == self.limits.max_env_vars:
+                    self.error(prop.start, env_path, f"more than {self.limits.max_env_vars} env variables "
+                                                     f"here {self.limits.setting('max_env_vars')}")
+                size = len(str(value).encode())
+                if size > self.limits.max_env_value_bytes:
+                    self.error(prop.value.start, env_path,
+                               f'env "{prop.key}" is {show_bytes(size)}; the limit is '
+                               f"{show_bytes(self.limits.max_env_value_bytes)} "
+                               f"{self.limits.setting('max_env_value_bytes')}")
                 first_at[prop.key] = prop.start
                 pairs[prop.key] = str(value)
         return tuple(pairs.items())

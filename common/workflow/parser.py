@@ -15,6 +15,7 @@ from pathlib import Path
 from common.workflow.checks import NodeChecker
 from common.workflow.errors import WorkflowError, WorkflowInvalid, WorkflowNotFound
 from common.workflow.graph import find_cycles
+from common.workflow.limits import DEFAULT_LIMITS, WorkflowLimits, show_bytes
 from common.workflow.model import Env, Job, Step, Workflow
 from common.workflow.names import ENV_NAME_RULE, ID_RULE, is_env_name, is_id, workdir_problem
 from common.workflow.syntax import KdlSyntaxError, RawNode, parse_kdl
@@ -112,6 +113,11 @@ class _Checker(NodeChecker):
         script, run_at = str(run[0]), run[1]
         if not script.strip():
             self.error(run_at, path, "run script is empty")
+        size = len(script.encode())
+        if size > self.limits.max_script_bytes:
+            self.error(run_at, path, f"run script is {show_bytes(size)}; the limit is "
+                                     f"{show_bytes(self.limits.max_script_bytes)} "
+                                     f"{self.limits.setting('max_script_bytes')}")
         name = self.single_line(found, "name", path)
         workdir = None
         if "workdir" in found:
@@ -170,6 +176,9 @@ class _Checker(NodeChecker):
             if child.name == "env":
                 env_nodes.append(child)
             elif child.name == "step":
+                if len(steps) == self.limits.max_steps:
+                    self.error(child.start, path, f"job has more than {self.limits.max_steps} steps "
+                                                  f"{self.limits.setting('max_steps')}")
                 steps.append(self.step(child, f"{path} > step #{len(steps) + 1}"))
             elif child.name in ("needs", "secret"):
                 self.list_node(child, path, needs if child.name == "needs" else secrets)
@@ -235,6 +244,9 @@ class _Checker(NodeChecker):
             if child.name == "env":
                 env_nodes.append(child)
             elif child.name == "job":
+                if len(drafts) == self.limits.max_jobs:
+                    self.error(child.start, path, f"workflow has more than {self.limits.max_jobs} jobs "
+                                                  f"{self.limits.setting('max_jobs')}")
                 drafts.append(self.job(child, len(drafts) + 1))
             else:
                 self.unknown_child(child, path, _WORKFLOW_CHILDREN)
@@ -293,16 +305,21 @@ class _Checker(NodeChecker):
                     )
 
 
-def parse_workflow(text: str, filename: str = str(DEFAULT_PATH)) -> Workflow:
-    """Parse and validate workflow ``text``; raise WorkflowInvalid listing every problem."""
-    checker = _Checker(text, filename)
+def parse_workflow(text: str, filename: str = str(DEFAULT_PATH), limits: WorkflowLimits = DEFAULT_LIMITS) -> Workflow:
+    """Parse and validate workflow ``text``; raise WorkflowInvalid listing every problem.
+
+    A file over ``limits.max_file_bytes`` is refused before KDL parsing starts."""
+    check_size(len(text.encode("utf-8", errors="surrogatepass")), filename, limits)
+    checker = _Checker(text, filename, limits)
     try:
         nodes = parse_kdl(text)
+        workflow = checker.document(nodes)
     except KdlSyntaxError as err:
         raise WorkflowInvalid(
             [WorkflowError(filename, err.line, err.col, "", f"KDL syntax error: {err.message}")]
         ) from err
-    workflow = checker.document(nodes)
+    except RecursionError:  # thousands of nested nodes: no workflow is shaped like that
+        raise WorkflowInvalid([WorkflowError(filename, 1, 1, "", "nodes are nested too deeply to read")]) from None
     errors = checker.errors
     if errors or workflow is None:
         raise WorkflowInvalid(errors)
@@ -321,7 +338,15 @@ def decode_workflow(data: bytes, filename: str = str(DEFAULT_PATH)) -> str:
         ) from err
 
 
-def load_workflow(path: str | Path = DEFAULT_PATH) -> Workflow:
+def check_size(size: int, filename: str, limits: WorkflowLimits = DEFAULT_LIMITS) -> None:
+    """WorkflowInvalid if a file of ``size`` bytes is over the limit (checked before anything is parsed)."""
+    if size > limits.max_file_bytes:
+        raise WorkflowInvalid([WorkflowError(
+            filename, 1, 1, "", f"the file is {show_bytes(size)}; the limit is "
+                                f"{show_bytes(limits.max_file_bytes)} {limits.setting('max_file_bytes')}")])
+
+
+def load_workflow(path: str | Path = DEFAULT_PATH, limits: WorkflowLimits = DEFAULT_LIMITS) -> Workflow:
     """Read and validate the workflow file at ``path``.
 
     Raises WorkflowNotFound if the file cannot be read and WorkflowInvalid
@@ -336,4 +361,5 @@ def load_workflow(path: str | Path = DEFAULT_PATH) -> Workflow:
         raise WorkflowNotFound(f"{str(path)!r} is a directory, not a workflow file") from err
     except OSError as err:
         raise WorkflowNotFound(f"cannot read workflow file {str(path)!r}: {err.strerror}") from err
-    return parse_workflow(decode_workflow(data, str(path)), str(path))
+    check_size(len(data), str(path), limits)
+    return parse_workflow(decode_workflow(data, str(path)), str(path), limits)

@@ -31,13 +31,14 @@ from common.queue.errors import InvalidMessage, QueueError
 from common.queue.events import EventPublisher
 from common.queue.publisher import JobPublisher
 from common.cloneurl import redact_url
-from common.rpc import admin_pb2, admin_pb2_grpc, jobs_pb2
+from common.rpc import admin_pb2, admin_pb2_grpc, jobs_pb2, runner_pb2
 from common.validation import CloneRules, RequestInvalid, check_requests
 from orchestrator.admin.admission import admit
 from orchestrator.admin.auth import current_principal
 from orchestrator.admin.secrets import SecretRpcs
 from orchestrator.admin.token_rpcs import TokenRpcs
 from orchestrator.logstore import LogNotFound, LogStore, LogStoreError
+from orchestrator.logstore.reader import LINE_PIECE, lines_of
 from orchestrator.node.cancel import cancel_job
 from orchestrator.node.events import announce, job_event, settle
 from orchestrator.operators import OperatorTokenError, OperatorTokens
@@ -267,19 +268,22 @@ class AdminServicer(TokenRpcs, SecretRpcs, admin_pb2_grpc.AdminServiceServicer):
             except LogStoreError as err:
                 await context.abort(grpc.StatusCode.UNAVAILABLE, str(err))
         start = max(1, request.from_sequence)
-        lines = joblog.follow(start) if request.follow else _iterate(await joblog.read_all(), start)
-        async for line in lines:
-            chunk = admin_pb2.LogChunk(sequence=line.sequence, step=line.step, stream=line.stream,
-                                       content=line.content, continuation=line.continuation)
-            chunk.at.FromNanoseconds(int(line.at * 1e9))
-            yield chunk
+        # Piece by piece from the file, read and turned into messages on a worker thread:
+        # bounded memory for a log of any size, and the event loop only sends.
+        async for chunks in joblog.chunks(_log_chunks, start, follow=request.follow, piece_bytes=LINE_PIECE):
+            for chunk in chunks:
+                yield chunk
         yield admin_pb2.LogChunk(end=True)
 
 
-async def _iterate(lines, start: int):  # type: ignore[no-untyped-def]
-    for line in lines:
-        if line.sequence >= start:
-            yield line
+def _log_chunks(batches: list[runner_pb2.LogBatch]) -> list[admin_pb2.LogChunk]:
+    chunks = []
+    for line in lines_of(batches):
+        chunk = admin_pb2.LogChunk(sequence=line.sequence, step=line.step, stream=line.stream,
+                                   content=line.content, continuation=line.continuation)
+        chunk.at.FromNanoseconds(int(line.at * 1e9))
+        chunks.append(chunk)
+    return chunks
 
 
 def admin_servicer_factory(node) -> AdminServicer:  # type: ignore[no-untyped-def]

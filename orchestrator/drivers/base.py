@@ -36,6 +36,9 @@ class VmSpec:
     ``name`` is validated (``solstice-<8 hex>-<attempt>``); build it with
     ``VmSpec.for_job`` rather than by hand. ``bootstrap`` carries the
     orchestrator address and the attempt's token to the runner in the VM.
+    ``trusted`` is False for a job whose code comes from outside the
+    repository (a fork pull request): a driver that cannot isolate it
+    refuses it in ``prepare`` (``JobRefused``).
     """
 
     name: str
@@ -43,13 +46,15 @@ class VmSpec:
     attempt: int
     label: str
     bootstrap: RunnerBootstrap
+    trusted: bool = True
 
     def __post_init__(self) -> None:
         validate_vm_name(self.name)
 
     @classmethod
-    def for_job(cls, job_id: str, attempt: int, label: str, bootstrap: RunnerBootstrap) -> VmSpec:
-        return cls(vm_name(job_id, attempt), job_id, attempt, label, bootstrap)
+    def for_job(cls, job_id: str, attempt: int, label: str, bootstrap: RunnerBootstrap,
+                trusted: bool = True) -> VmSpec:
+        return cls(vm_name(job_id, attempt), job_id, attempt, label, bootstrap, trusted)
 
 
 @runtime_checkable
@@ -67,7 +72,8 @@ class Driver(Protocol):
 
         bhyve: clone the boot volume, create the VNIC, configure and install
         the zone. local: the work directory. On failure, everything created
-        so far is destroyed and ``ProvisionError`` is raised.
+        so far is destroyed and ``ProvisionError`` is raised; a job the
+        driver will not run here raises ``JobRefused`` before anything is made.
         """
         ...
 

@@ -10,10 +10,15 @@ The probes per driver are registered in ``CHECKS``: the bhyve driver's live
 in bhyve_check.py; another part adds lines for its driver with
 ``register_check(driver, probe)`` (a probe is an async function of a
 ``CheckContext`` returning ``CheckLine``s), without touching this module.
+
+The local driver's probes also say whether jobs can be contained (root, PID
+and mount namespaces, cgroups) and untrusted ones isolated (the job user
+exists).
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import json
 import os
@@ -26,6 +31,8 @@ from typing import Any
 from common.config import _build, read_yaml  # noqa: PLC2701 - the node file's drivers section only
 from orchestrator.catalog import DriverConfig, LocalConfig, QemuConfig
 from orchestrator.commands import CommandResult, run_command
+from orchestrator.drivers.cgroups import detect
+from orchestrator.drivers.local_contain import REFUSAL, find_job_user, probe_namespaces
 from orchestrator.drivers.errors import CommandFailed
 from orchestrator.drivers.qemu_command import choose_accel
 
@@ -141,6 +148,43 @@ async def check_local(ctx: CheckContext) -> list[CheckLine]:
         out.append(ok(what) if result.ok else fail(
             what, last_line(result), "install util-linux unshare and allow unprivileged user namespaces, "
                                      "or set drivers.local.isolate_network: false"))
+    if c.contain:
+        out += await asyncio.to_thread(check_containment, c)
+    return out
+
+
+def check_containment(c: LocalConfig) -> list[CheckLine]:
+    """Whether jobs can be contained and untrusted ones isolated (local_contain.py); changes nothing.
+
+    What is missing is a warning (trusted jobs still run, uncontained) except the last line: a node
+    that cannot isolate untrusted jobs refuses them, which fails those jobs."""
+    out = []
+    root = os.geteuid() == 0
+    what = "running as root (to contain jobs)"
+    out.append(ok(what) if root else warn(what, "not root: jobs run uncontained; untrusted jobs are refused",
+                                          "run the node as root"))
+    problem = probe_namespaces(c.unshare)  # a namespace that vanishes at once
+    what = "PID and mount namespaces (unshare --pid --mount-proc)"
+    out.append(ok(what) if not problem else warn(what, problem, "install util-linux; run as root"))
+    cgroups, where = detect(c.cgroup_parent, create=False)
+    out.append(ok(f"cgroups: {where}") if cgroups else warn("cgroups", where, "mount cgroup v2, or the v1 "
+                                                                               "memory, pids and freezer controllers"))
+    user, why = find_job_user(c.job_user)
+    what = f"job user {c.job_user or '(none)'}"
+    out.append(ok(what) if user is not None else warn(what, why))  # why says how to create it
+    mount = c.job_mount if c.job_mount.exists() else c.job_mount.parent
+    usable = mount.is_dir() and os.access(mount, os.W_OK if mount != c.job_mount else os.R_OK)
+    what = f"job mount point {c.job_mount}"
+    out.append(ok(what) if usable else warn(what, f"{mount} is not usable", "choose drivers.local.job_mount"))
+    isolated = root and not problem and cgroups is not None and user is not None and usable
+    what = "untrusted jobs (fork pull requests) isolated"
+    if isolated:
+        out.append(ok(what))
+    elif c.allow_untrusted:
+        out.append(warn(what, "not isolated, and they run anyway: local.allow_untrusted is on",
+                        "fix the lines above, or turn allow_untrusted off"))
+    else:
+        out.append(fail(what, REFUSAL, "fix the lines above"))
     return out
 
 

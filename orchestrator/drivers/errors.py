@@ -6,6 +6,7 @@
         ├── CommandFailed           an external command exited non-zero (argv, exit, stderr)
         │   └── CommandTimeout      ... or did not finish within its timeout and was killed
         ├── ProvisionError          a VM could not be prepared or booted
+        ├── JobRefused              the driver will not run this job here (untrusted, cannot isolate)
         ├── BootTimeout             the runner never called in (carries the console tail)
         ├── BootFailed              the VM cannot come up and waiting longer will not help
         ├── VmDied                  the VM/process stopped before the runner called in
@@ -57,6 +58,10 @@ class ProvisionError(DriverError):
     def __init__(self, message: str, console_tail: str = "") -> None:
         super().__init__(message)
         self.console_tail = console_tail
+
+
+class JobRefused(DriverError):
+    """The driver will not run this job on this host; the job ends ``failed`` with the message."""
 
 
 class BootTimeout(DriverError):

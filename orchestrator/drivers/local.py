@@ -22,6 +22,14 @@ With ``isolate_network`` (Linux) the runner starts under ``unshare --net
 --map-root-user`` in a network namespace of its own and dials the
 orchestrator through a Unix socket relay (local_relay.py): a job's steps
 reach no network at all.
+
+Where the host allows it (local_contain.py: Linux, root, namespaces,
+cgroups), each job is *contained* instead: the runner starts under
+``unshare`` in PID and mount namespaces of its own, with a namespace init
+(local_init.py) that puts the job in its cgroup first; stopping the VM asks
+that init to end the runner (SIGTERM, ``stop_grace``), then kills the whole
+cgroup, whatever its processes did. The runner's environment is an
+allowlist (``runner_env``), never the node's.
 """
 
 from __future__ import annotations
@@ -38,7 +46,17 @@ from common.bootstrap import ENV_ORCHESTRATOR, ENV_TOKEN
 from orchestrator.catalog import LocalConfig
 from orchestrator.drivers.base import VmSpec
 from orchestrator.drivers.bhyve_console import tail_file
-from orchestrator.drivers.errors import BootTimeout, ProvisionError, VmDied
+from orchestrator.drivers.cgroups import CgroupError
+from orchestrator.drivers.errors import BootTimeout, DriverError, JobRefused, ProvisionError, VmDied
+from orchestrator.drivers.local_contain import (
+    REFUSAL,
+    Containment,
+    announce,
+    cgroup_limits,
+    contained_argv,
+    detect_containment,
+    runner_env,
+)
 from orchestrator.drivers.local_relay import Relay
 from orchestrator.drivers.process import (
     kill_group,
@@ -51,6 +69,15 @@ from orchestrator.drivers.process import (
 from orchestrator.names import is_vm_name, validate_vm_name
 
 log = logging.getLogger(__name__)
+
+
+def _first_child(pid: int) -> int | None:
+    """The first child of ``pid`` (the namespace init under ``unshare``), None if it has none."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return None
+    return int(children[0]) if children else None
 
 
 def session_members(session: int) -> list[int]:
@@ -78,8 +105,10 @@ class LocalDriver:
 
     name = "local"
 
-    def __init__(self, config: LocalConfig) -> None:
+    def __init__(self, config: LocalConfig, containment: Containment | None = None) -> None:
         self.config = config
+        self.contain = containment if containment is not None else detect_containment(config)
+        announce(config, self.contain)
         self._procs: dict[str, asyncio.subprocess.Process] = {}
         self._relays: dict[str, Relay] = {}
 
@@ -91,6 +120,8 @@ class LocalDriver:
 
     async def prepare(self, spec: VmSpec) -> None:
         vm = validate_vm_name(spec.name)
+        if not spec.trusted and not self.contain.isolated and not self.config.allow_untrusted:
+            raise JobRefused(REFUSAL)
         proc = self._procs.get(vm)
         if proc is not None and proc.returncode is None:
             raise ProvisionError(f"VM name {vm} is in use by a live job on this host")
@@ -98,16 +129,28 @@ class LocalDriver:
             # A runner of this very VM left by an orchestrator that died while
             # starting it (a redelivered claim of the same attempt).
             await self.stop(vm)
+        work = self._dir(vm) / "work"
         try:
-            (self._dir(vm) / "work").mkdir(parents=True, exist_ok=True, mode=0o700)
+            work.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chmod(self._dir(vm), 0o700)  # console log, pid file: the node's only
+            if self.contain.contained:
+                # The job user passes through to its own 0700 directories the runner makes in here.
+                os.chmod(work, 0o711)
         except OSError as err:
             raise ProvisionError(f"cannot create the work directory of {vm}: {err.strerror}") from err
+        if self.contain.cgroups is not None:
+            try:
+                await asyncio.to_thread(self.contain.cgroups.create, vm, cgroup_limits(self.config, spec.label))
+            except CgroupError as err:
+                await self.destroy(vm)
+                raise ProvisionError(f"cannot create the cgroup of {vm}: {err}") from err
 
     async def boot(self, spec: VmSpec) -> None:
         vm = validate_vm_name(spec.name)
         d = self._dir(vm)
         address = spec.bootstrap.orchestrator
         argv = [*self.config.runner_argv]
+        contained = self.contain.contained
         if self.config.isolate_network:
             relay = Relay(self.config.relay_dir / f"{vm}.sock", address)
             try:
@@ -117,14 +160,17 @@ class LocalDriver:
                 raise ProvisionError(f"cannot listen for the isolated runner of {vm}: {err.strerror}") from err
             self._relays[vm] = relay
             address = relay.address
-            argv = [self.config.unshare, "--net", "--map-root-user", "--", *argv]
+            if not contained:
+                argv = [self.config.unshare, "--net", "--map-root-user", "--", *argv]
         argv += ["--orchestrator", address]
-        env = dict(os.environ)
-        env.update({
-            ENV_ORCHESTRATOR: address,
-            ENV_TOKEN: spec.bootstrap.token,
-            "SOLSTICE_RUNNER_DIR": str(d / "work"),
-        })
+        runner_dir = self.config.job_mount if contained else d / "work"
+        extra = {ENV_ORCHESTRATOR: address, ENV_TOKEN: spec.bootstrap.token, "SOLSTICE_RUNNER_DIR": str(runner_dir)}
+        if contained:
+            extra["HOME"] = str(runner_dir)
+            if self.contain.user is not None:
+                extra["SOLSTICE_RUNNER_STEP_USER"] = self.contain.user.name
+            argv = contained_argv(self.config, self.contain, vm, d / "work", argv, self.config.isolate_network)
+        env = runner_env(self.config, self.contain, extra)
         try:
             with open(d / "console.log", "ab") as out:
                 proc = await asyncio.create_subprocess_exec(
@@ -155,6 +201,9 @@ class LocalDriver:
 
     async def stop(self, name: str) -> None:
         vm = validate_vm_name(name)
+        if self.contain.cgroups is not None:
+            await self._stop_contained(vm)
+            return
         session = self._session_id(vm)
         pid = self._alive_pid(vm)
         if pid is not None:
@@ -164,6 +213,40 @@ class LocalDriver:
         proc = self._procs.pop(vm, None)
         if proc is not None:
             await proc.wait()
+        relay = self._relays.pop(vm, None)
+        if relay is not None:
+            await relay.close()
+
+    async def _stop_contained(self, vm: str) -> None:
+        """Ask the namespace init to end the runner; after ``stop_grace`` kill the whole cgroup."""
+        cgroups = self.contain.cgroups
+        assert cgroups is not None
+        loop = asyncio.get_running_loop()
+        pid = self._alive_pid(vm)
+        init = _first_child(pid) if pid is not None else None
+        if init is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(init, signal.SIGTERM)  # the init passes it to the runner
+            deadline = loop.time() + self.config.stop_grace
+            while loop.time() < deadline and await asyncio.to_thread(cgroups.members, vm):
+                await asyncio.sleep(0.05)
+        try:
+            await asyncio.to_thread(cgroups.kill, vm)
+        except CgroupError as err:
+            raise DriverError(f"cannot kill the processes of {vm}: {err}") from err
+        # unshare exits once its child (the init) is gone; one left by a lost orchestrator is killed.
+        proc = self._procs.pop(vm, None)
+        leftover = self._alive_pid(vm) if proc is None else None  # checked again: the pid may be reused by now
+        if leftover is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(leftover, signal.SIGKILL)
+        if proc is not None:
+            if proc.returncode is None:
+                try:
+                    await asyncio.wait_for(proc.wait(), 5.0)
+                except TimeoutError:
+                    proc.kill()
+                    await proc.wait()
         relay = self._relays.pop(vm, None)
         if relay is not None:
             await relay.close()
@@ -209,15 +292,23 @@ class LocalDriver:
     async def destroy(self, name: str) -> None:
         vm = validate_vm_name(name)
         await self.stop(vm)
+        if self.contain.cgroups is not None:
+            try:
+                await asyncio.to_thread(self.contain.cgroups.remove, vm)
+            except CgroupError as err:
+                raise DriverError(f"cannot remove the cgroup of {vm}: {err}") from err
         await asyncio.to_thread(shutil.rmtree, self._dir(vm), True)
         # A relay socket left by an orchestrator that died.
         (self.config.relay_dir / f"{vm}.sock").unlink(missing_ok=True)
 
     async def list_owned(self) -> set[str]:
         try:
-            return {p.name for p in self.config.state_dir.iterdir() if is_vm_name(p.name)}
+            names = {p.name for p in self.config.state_dir.iterdir() if is_vm_name(p.name)}
         except FileNotFoundError:
-            return set()
+            names = set()
+        if self.contain.cgroups is not None:
+            names |= await asyncio.to_thread(self.contain.cgroups.owned)
+        return names
 
     async def console_tail(self, name: str, lines: int = 50) -> str:
         vm = validate_vm_name(name)

@@ -17,8 +17,10 @@ from __future__ import annotations
 import asyncio
 import bisect
 import collections
+import functools
 import os
 from collections.abc import AsyncIterator, Callable, Iterable
+from typing import TypeVar
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -27,9 +29,10 @@ from common.masking import Masker
 from common.rpc import runner_pb2
 from orchestrator.logstore import frames
 from orchestrator.logstore.errors import LogClosed, LogCorrupt, LogGap
+from orchestrator.logstore.reader import LINE_PIECE, lines_of, read_chunk
 
 TAIL_LINES = 50
-READ_CHUNK = 4 * 1024 * 1024
+T = TypeVar("T")
 
 
 class JobLog:
@@ -37,7 +40,7 @@ class JobLog:
 
     def __init__(self, log_path: Path, index_path: Path, masker: Masker,
                  on_closed: Callable[[JobLog], None] | None = None,
-                 writers: ThreadPoolExecutor | None = None) -> None:
+                 writers: ThreadPoolExecutor | None = None, readers: ThreadPoolExecutor | None = None) -> None:
         self.path = log_path
         self._index_path = index_path
         self._masker = masker
@@ -46,6 +49,9 @@ class JobLog:
         # loop on a busy host), or a thread of this log's own when used alone.
         self._owns_writer = writers is None
         self._writer: ThreadPoolExecutor | None = writers or ThreadPoolExecutor(1, thread_name_prefix="joblog")
+        # Reads go to the store's few reader threads (None: the loop's default executor). Few
+        # threads also mean few malloc arenas holding on to the memory of big reads.
+        self._readers = readers
         self._serial = asyncio.Lock()  # one change at a time, in call order
         self._changed = asyncio.Event()
         self._fd = -1
@@ -290,37 +296,30 @@ class JobLog:
 
     async def follow(self, from_sequence: int = 1) -> AsyncIterator[LogLine]:
         """Stored lines from ``from_sequence``, then live ones; ends when the log is closed."""
+        async for lines in self.chunks(lines_of, from_sequence, follow=True, piece_bytes=LINE_PIECE):
+            for line in lines:
+                yield line
+
+    async def chunks(self, transform: Callable[[list[runner_pb2.LogBatch]], T], from_sequence: int = 1,
+                     follow: bool = False, piece_bytes: int | None = None) -> AsyncIterator[T]:
+        """The log from ``from_sequence`` on, one ``transform(batches)`` per piece of at most
+        ``piece_bytes`` (``READ_CHUNK``) of frames - or one frame, if larger; reading, decoding and
+        ``transform`` run on a worker thread. Ends at the durable end, or with ``follow`` once the
+        log is closed."""
         pos = bisect.bisect_right(self._index_seqs, from_sequence) - 1
         offset = self._index_offsets[pos] if pos >= 0 else len(frames.MAGIC)
         while True:
             changed = self._changed
             end = self._end
             if offset < end:
-                buf = await self._pread(min(end - offset, READ_CHUNK), offset)
-                progressed = False
-                for frame in frames.scan(buf, offset):
-                    progressed = True
-                    offset = frame.offset + frame.size
-                    if frame.end:
-                        return
-                    if frame.last_sequence < from_sequence:
-                        continue
-                    for line in iter_lines(runner_pb2.LogBatch.FromString(frame.payload)):
-                        if line.sequence >= from_sequence:
-                            yield line
-                if not progressed:  # a frame larger than READ_CHUNK
-                    buf = await self._pread(end - offset, offset)
-                    frame = frames.decode_at(buf, 0, offset)
-                    if frame is None:
-                        raise LogCorrupt(f"{self.path}: unreadable frame at offset {offset}")
-                    offset = frame.offset + frame.size
-                    if frame.end:
-                        return
-                    for line in iter_lines(runner_pb2.LogBatch.FromString(frame.payload)):
-                        if line.sequence >= from_sequence:
-                            yield line
+                chunk = await self._in_thread(read_chunk, offset, end, from_sequence, transform, piece_bytes)
+                offset = chunk.next_offset
+                if chunk.value is not None:
+                    yield chunk.value
+                if chunk.ended:
+                    return
                 continue
-            if self.closed:
+            if self.closed or not follow:
                 return
             self._check_open()
             await changed.wait()
@@ -329,20 +328,35 @@ class JobLog:
         if self._shut:
             raise LogClosed(f"the log store holding {self.path} was shut down")
 
-    async def _pread(self, size: int, offset: int) -> bytes:
-        """``size`` bytes at ``offset``: through the log's descriptor, or the file itself once closed."""
+    async def _in_thread(self, fn: Callable[..., T], *args: object) -> T:
+        """``fn(read, *args)`` on a worker thread, ``read(size, offset)`` reading the log file:
+        through the log's descriptor, or the file itself once closed."""
+        try:
+            return await self._read_in_thread(fn, *args)
+        except RuntimeError as err:  # the store's readers shut down meanwhile
+            raise LogClosed(f"the log store holding {self.path} was shut down") from err
+
+    async def _read_in_thread(self, fn: Callable[..., T], *args: object) -> T:
         self._check_open()
         if self._fd < 0:
             if not self.closed:
                 raise LogClosed(f"the log store holding {self.path} was shut down")
-            return await asyncio.to_thread(_pread_path, self.path, size, offset)
+            path = self.path
+            return await self._loop.run_in_executor(
+                self._readers, functools.partial(fn, lambda size, offset: _pread_path(path, size, offset), *args))
+        fd = self._fd
         self._reads += 1
         try:
-            return await asyncio.to_thread(os.pread, self._fd, size, offset)
+            return await self._loop.run_in_executor(
+                self._readers, functools.partial(fn, lambda size, offset: os.pread(fd, size, offset), *args))
         finally:
             self._reads -= 1
             if self._reads == 0 and self.closed and self._writer is None and not self._shut:
                 self.drop_resources()  # the close happened while this read used the descriptor
+
+    async def _pread(self, size: int, offset: int) -> bytes:
+        """``size`` bytes at ``offset`` (see ``_in_thread``)."""
+        return await self._in_thread(lambda read: read(size, offset))
 
     async def read_all(self) -> list[LogLine]:
         """Every stored line (ends at the durable end even if the log is open)."""

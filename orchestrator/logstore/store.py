@@ -18,6 +18,8 @@ from orchestrator.logstore.joblog import JobLog
 
 # Writer threads shared by the logs of one store (a host runs a few dozen jobs at once).
 WRITER_THREADS = 4
+# Threads that read and render logs for readers (pages, TailLogs, followers).
+READER_THREADS = 2
 # Job ids become directory names: no separators, no leading dot.
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")
 
@@ -37,6 +39,7 @@ class LogStore:
         self._logs: dict[tuple[str, int], JobLog] = {}
         # Shared by every log: each log still makes one change at a time.
         self._writers = ThreadPoolExecutor(WRITER_THREADS, thread_name_prefix="joblog")
+        self._readers = ThreadPoolExecutor(READER_THREADS, thread_name_prefix="logread")
         self._lock = asyncio.Lock()
         self._closed = False
 
@@ -65,7 +68,7 @@ class LogStore:
             if not create and not path.exists():
                 raise LogNotFound(f"no log for job {job_id} attempt {attempt}")
             log = JobLog(path, path.with_suffix(".idx"), job_masker(secrets), on_closed=self._forget,
-                         writers=self._writers)
+                         writers=self._writers, readers=self._readers)
 
             def _open() -> None:
                 path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -111,6 +114,7 @@ class LogStore:
             # Let a write in flight finish before its descriptors close; a change
             # asked for from now on is refused with LogClosed.
             self._writers.shutdown(wait=True)
+            self._readers.shutdown(wait=False, cancel_futures=True)  # a read in flight fails its reader
             for log in self._logs.values():
                 log.release()
             self._logs.clear()

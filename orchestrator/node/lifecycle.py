@@ -25,16 +25,16 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from common.bootstrap import RunnerBootstrap
 from common.queue.events import EventPublisher
 from common.rpc import jobs_pb2
 from orchestrator.drivers.base import Driver, VmSpec
-from orchestrator.drivers.errors import DriverError
+from orchestrator.drivers.errors import DriverError, JobRefused
 from orchestrator.node.events import announce, announce_applied, announce_transition, job_event, step_event
-from orchestrator.node.settings import TimeoutConfig
+from orchestrator.node.settings import LogConfig, TimeoutConfig
 from orchestrator.runnerapi import AssignedJob, JobOutcome, RunnerGateway
 from orchestrator.secrets.broker import Granted, SecretBroker, SecretsRefused
 from orchestrator.secrets.errors import SecretError
@@ -43,6 +43,7 @@ from orchestrator.store import JobRecord, JobState, Store, StoreError
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 CONSOLE_LINES = 20
+TOKEN_SLACK = 300.0  # beyond the last deadline: clocks, a slow Complete
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class NodeServices:
     timeouts: TimeoutConfig
     runner_address: str  # HOST:PORT the runner in the VM dials
     secrets: SecretBroker | None = None  # None: a job that declares secrets is refused them
+    logs: LogConfig = field(default_factory=LogConfig)
 
 
 class AttemptControl:
@@ -138,6 +140,11 @@ async def _phase(name: str, awaitable: Awaitable[T], timeout: float, control: At
     raise PhaseFailed(f"{name} did not finish within {timeout:g}s")
 
 
+def token_lifetime(t: TimeoutConfig, job_timeout: float) -> float:
+    """How long an attempt's runner token must live: every phase until the runner's last call, with room."""
+    return job_timeout + t.prepare + t.boot + t.runner + t.job_margin + t.cancel_grace + TOKEN_SLACK
+
+
 def _with_console(message: str, console: str) -> str:
     lines = [line for line in console.splitlines() if line.strip()][-CONSOLE_LINES:]
     return message if not lines else message + "\nconsole (last lines):\n" + "\n".join(lines)
@@ -198,10 +205,13 @@ class AttemptRun:
         timeout = job.request.timeout_seconds or float(s.timeouts.job)
         session = s.gateway.assign(
             AssignedJob(job.job_id, self.attempt, job.request, granted.values, timeout_seconds=timeout,
-                        clone_userinfo=await self._clone_userinfo()),
+                        clone_userinfo=await self._clone_userinfo(),
+                        log_limit_bytes=s.logs.limit_for(job.runs_on), log_limit_fails=s.logs.fail_at_limit),
             on_step=self._on_step, on_delivery=granted.delivered,
+            token_ttl=token_lifetime(s.timeouts, timeout),
         )
-        spec = VmSpec(self.vm, job.job_id, self.attempt, job.runs_on, RunnerBootstrap(s.runner_address, session.token))
+        spec = VmSpec(self.vm, job.job_id, self.attempt, job.runs_on, RunnerBootstrap(s.runner_address, session.token),
+                      trusted=job.request.trusted)
         state: JobState
         reason = ""
         try:
@@ -214,6 +224,8 @@ class AttemptRun:
                     state, reason = JobState.CANCELLED, self.control.cancel_reason or "cancelled"
             except PhaseFailed as err:
                 state, reason = JobState.ERRORED, err.reason
+            except JobRefused as err:  # not the system failing: this node will not run such a job
+                state, reason = JobState.FAILED, str(err)
         finally:
             self._started.set()  # the job never started: step reports wait no longer
             await self._teardown()
@@ -264,11 +276,16 @@ class AttemptRun:
 
     async def _provision_and_run(self, spec: VmSpec, session, timeout: float) -> tuple[JobState, str]:  # type: ignore[no-untyped-def]
         s, t, control = self.s, self.s.timeouts, self.control
+        if timeout > t.job_max:
+            raise JobRefused(f"the job timeout of {timeout:g}s is over this node's limit of "
+                             f"{t.job_max:g}s (timeouts.job_max)")
         try:
             await _phase("preparing the VM", s.driver.prepare(spec), t.prepare, control)
             await _phase("booting the VM", s.driver.boot(spec), t.boot, control)
             await _phase("waiting for the runner", s.driver.wait_ready(spec, session.connected, t.runner),
                          t.runner + 5.0, control)
+        except JobRefused:
+            raise
         except DriverError as err:
             console = getattr(err, "console_tail", "") or await self._console()
             raise PhaseFailed(_with_console(str(err), console)) from err

@@ -166,6 +166,7 @@ class Node:
         services = NodeServices(
             host=self.host, store=p.store, driver=p.driver, gateway=p.gateway, events=self.outbox,
             timeouts=s.timeouts, runner_address=s.grpc.advertise or self.server.address, secrets=p.secrets,
+            logs=s.logs,
         )
         self.scheduler = Scheduler(services, self.capacity, p.publisher, max_waiting=s.node.max_waiting,
                                    needs_poll=s.timers.needs_poll, on_change=self._slots_changed,

@@ -33,7 +33,7 @@ from pathlib import Path
 from common.config import Seconds
 from common.errors import ConfigError
 from orchestrator.admin.settings import AdminConfig
-from orchestrator.catalog import DriverConfig
+from orchestrator.catalog import DriverConfig, size_bytes
 from orchestrator.secrets.settings import SecretsConfig
 
 
@@ -70,10 +70,36 @@ class TimeoutConfig:
     boot: Seconds = Seconds(120)  # driver.boot returning
     runner: Seconds = Seconds(300)  # the runner calling in after boot (drivers.boot_timeout if larger)
     job: Seconds = Seconds(3600)  # a job without its own timeout_seconds
+    job_max: Seconds = Seconds(24 * 3600)  # a job asking for longer is refused (failed)
     job_margin: Seconds = Seconds(60)  # beyond the job timeout before the node gives up on the runner
     cancel_grace: Seconds = Seconds(30)  # a cancelled runner's time to report before teardown
     runner_silence: Seconds = Seconds(60)  # a running job's runner silent this long (died, hung) ends errored
     teardown: Seconds = Seconds(600)  # stop + destroy
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """How much output one job attempt may log (sizes N[KMGT]; ``label_max_bytes`` per runs_on label).
+
+    Past the limit the runner stops shipping and the log ends with one line
+    saying so; the job goes on, or ends ``failed`` with ``fail_at_limit``.
+    """
+
+    max_bytes: str = "256M"
+    label_max_bytes: dict[str, str] = field(default_factory=dict)
+    fail_at_limit: bool = False
+
+    def __post_init__(self) -> None:
+        for where, text in (("logs.max_bytes", self.max_bytes),
+                            *((f"logs.label_max_bytes.{k}", v) for k, v in self.label_max_bytes.items())):
+            try:
+                size_bytes(str(text))
+            except ConfigError as err:
+                raise ConfigError(f"{where}: {err}") from None
+
+    def limit_for(self, label: str) -> int:
+        """Bytes a job with ``runs_on == label`` may log."""
+        return size_bytes(str(self.label_max_bytes.get(label, self.max_bytes)))
 
 
 @dataclass(frozen=True)
@@ -101,6 +127,8 @@ class GrpcConfig:
     listen: str = "127.0.0.1:50051"
     advertise: str = ""  # what VMs dial; "" = the listen address
     token_key_file: Path | None = None  # HMAC key of runner tokens; None = a random key per process
+    # Least lifetime of a runner token; each attempt's token lives at least its
+    # job timeout plus every phase around it (lifecycle.token_lifetime).
     token_ttl: Seconds = Seconds(6 * 3600)
 
     def split(self) -> tuple[str, int]:
@@ -128,6 +156,7 @@ class NodeSettings:
     admin: AdminConfig = field(default_factory=AdminConfig)
     drivers: DriverConfig = field(default_factory=DriverConfig)
     secrets: SecretsConfig = field(default_factory=SecretsConfig)
+    logs: LogConfig = field(default_factory=LogConfig)
 
     def token_key(self) -> bytes:
         """The runner-token key: from ``grpc.token_key_file`` or fresh random bytes."""

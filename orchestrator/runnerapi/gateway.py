@@ -52,6 +52,8 @@ class AssignedJob:
     shell: tuple[str, ...] = DEFAULT_SHELL
     kill_grace_seconds: float = 10.0
     clone_userinfo: str = ""  # the clone URL's user:password, kept apart from the request (Store.clone_credentials)
+    log_limit_bytes: int = 0  # output bytes the runner may ship; 0 = no limit
+    log_limit_fails: bool = False  # past the limit the job fails instead of going on unlogged
 
     def __repr__(self) -> str:  # secrets stay out of logs and tracebacks
         return f"AssignedJob(job_id={self.job_id!r}, attempt={self.attempt}, secrets=***)"
@@ -85,6 +87,7 @@ class RunnerSession:
         self.on_delivery = on_delivery  # records the secrets' delivery (audit) before they leave
         self.connected = asyncio.Event()  # set by the first authenticated call
         self.last_heartbeat = 0.0  # time.monotonic() of the last call of any kind
+        self.logged_bytes = 0  # output bytes received (counted against job.log_limit_bytes)
         self.cancel_reason: str | None = None
         self.refused: str | None = None  # why the runner was turned away (its version), if it was
         self.steps: dict[int, jobs_pb2.StepResult] = {}
@@ -188,18 +191,21 @@ class RunnerGateway:
         self._issued: dict[str, TokenClaims] = {}  # token of each assigned session -> its claims
 
     def assign(self, job: AssignedJob, on_step: StepCallback | None = None,
-               on_delivery: DeliveryCallback | None = None) -> RunnerSession:
+               on_delivery: DeliveryCallback | None = None, token_ttl: float = 0.0) -> RunnerSession:
         """Start a session for ``job``; its ``token`` goes to the VM. Must run on the loop.
-        ``on_delivery`` is awaited each time GetJob is about to hand out the job's secrets."""
+
+        ``on_delivery`` is awaited each time GetJob is about to hand out the job's secrets.
+        The token lives ``token_ttl`` seconds, or the issuer's lifetime if that is longer."""
         key = (job.job_id, job.attempt)
         if key in self._sessions:
             raise GatewayError(f"job {job.job_id} attempt {job.attempt} is already assigned")
         self.logstore.path(job.job_id, job.attempt)  # refuse ids that cannot name a log
         now = time.time()
-        session = RunnerSession(job, self.issuer.issue(job.job_id, job.attempt, now), on_step, on_delivery)
+        ttl = max(self.issuer.ttl_seconds, token_ttl)
+        session = RunnerSession(job, self.issuer.issue(job.job_id, job.attempt, now, ttl=ttl), on_step, on_delivery)
         session._logstore = self.logstore
         self._sessions[key] = session
-        self._issued[session.token] = TokenClaims(job.job_id, job.attempt, now + self.issuer.ttl_seconds)
+        self._issued[session.token] = TokenClaims(job.job_id, job.attempt, now + ttl)
         return session
 
     def verify(self, token: str) -> TokenClaims:

@@ -16,7 +16,7 @@ import grpc
 
 from common.cloneurl import with_userinfo
 from common.errors import SolsticeError
-from common.logbatch import BatchError, check
+from common.logbatch import BatchError, check, output_bytes
 from common.rpc import jobs_pb2, runner_pb2, runner_pb2_grpc
 from common.tokens import TokenClaims, TokenError, TokenExpired
 from common.version import RunnerRefused, check_runner
@@ -24,6 +24,10 @@ from orchestrator.logstore import LogClosed, LogGap, LogStoreError
 from orchestrator.runnerapi.gateway import TERMINAL, RunnerGateway, RunnerSession
 
 log = logging.getLogger(__name__)
+
+# Past a job's log limit the runner still sends its truncation line and the
+# step banners and results; more than this beyond the limit is refused.
+LOG_LIMIT_SLACK = 1 << 20
 
 
 class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer):
@@ -80,6 +84,8 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer):
             shell=list(job.shell),
             kill_grace_seconds=job.kill_grace_seconds,
             heartbeat_interval_seconds=self.gateway.heartbeat_interval,
+            log_limit_bytes=job.log_limit_bytes,
+            log_limit_fails=job.log_limit_fails,
         )
         reply.job.job_id, reply.job.attempt = job.job_id, job.attempt
         reply.checkout.CopyFrom(req.checkout)
@@ -108,7 +114,9 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer):
             if (batch.job.job_id, batch.job.attempt) != ref:
                 await context.abort(grpc.StatusCode.PERMISSION_DENIED, "this token belongs to another job attempt")
             try:
-                check(batch)
+                lines = check(batch)
+                if batch.first_sequence + lines - 1 > joblog.highest_sequence:  # not a resend
+                    await self._count_log(session, batch, context)
                 durable = await joblog.append(batch)
             except BatchError as err:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
@@ -121,6 +129,17 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer):
                 await context.abort(grpc.StatusCode.UNAVAILABLE, "the orchestrator cannot store logs right now")
             session.touch()
             yield runner_pb2.LogAck(durable_sequence=durable)
+
+    async def _count_log(self, session: RunnerSession, batch: runner_pb2.LogBatch,
+                         context: grpc.aio.ServicerContext) -> None:
+        """Hold a runner to its log limit: one that ships past it (a job that took over
+        its VM's runner) ends the job ``failed`` instead of filling the node's disk."""
+        session.logged_bytes += output_bytes(batch)
+        limit = session.job.log_limit_bytes
+        if limit and session.logged_bytes > limit + LOG_LIMIT_SLACK:
+            reason = f"the runner sent more log than the job's limit of {limit} bytes"
+            await session.finish(jobs_pb2.JOB_STATE_FAILED, reason)
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, reason)
 
     async def ReportStep(self, request, context):  # type: ignore[no-untyped-def]
         session = await self._session(context, request.job)

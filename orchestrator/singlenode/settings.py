@@ -43,6 +43,7 @@ from pathlib import Path
 from common.config import Seconds
 from common.errors import ConfigError
 from common.files import private_dir, private_file
+from common.workflow.limits import WorkflowLimits
 from integration.httpserver import HttpLimits
 from integration.settings import (
     ForgejoSettings,
@@ -55,6 +56,7 @@ from orchestrator.admin.settings import AdminConfig
 from orchestrator.catalog import DriverConfig, LocalConfig
 from orchestrator.node.settings import (
     GrpcConfig,
+    LogConfig,
     NodeConfig,
     NodeSettings,
     TimeoutConfig,
@@ -112,10 +114,12 @@ class ServeSettings:
     report: ReportSettings = ReportSettings()
     http: HttpLimits = HttpLimits()  # the HTTP listener's deadlines and per-client connection cap
     admin: AdminConfig = AdminConfig()  # AdminService: <data_dir>/admin.sock, optional TLS listener
+    workflow_limits: WorkflowLimits = WorkflowLimits()
     timeouts: TimeoutConfig = field(default_factory=TimeoutConfig)
     timers: TimerConfig = field(default_factory=TimerConfig)
     drivers: DriverConfig = field(default_factory=DriverConfig)
     secrets: SecretsConfig = field(default_factory=SecretsConfig)  # key file default: <data_dir>/secrets.key
+    logs: LogConfig = field(default_factory=LogConfig)
 
     def __post_init__(self) -> None:
         split_address(self.listen, "listen (SOLSTICE_LISTEN)")
@@ -203,6 +207,7 @@ class ServeSettings:
             admin=self.admin,
             drivers=self.driver_config(),
             secrets=self.secrets,
+            logs=self.logs,
         )
 
     def integration_settings(self) -> IntegrationSettings:
@@ -210,5 +215,6 @@ class ServeSettings:
         webhooks = dataclasses.replace(self.webhooks, allow_local_checkouts=self.allow_local_checkouts)
         return IntegrationSettings(
             github=self.github, forgejo=self.forgejo, webhooks=webhooks, report=self.report, http=self.http,
+            workflow_limits=self.workflow_limits,
             public_url=self.http_url(), listen=self.listen, store=str(self.data_dir / "integration.sqlite"),
         )

@@ -26,11 +26,13 @@ from common.rpc import admin_pb2, jobs_pb2
 from integration.httpserver import harden
 from integration.runtime import Integration
 from orchestrator.logstore import LogNotFound, LogStore, LogStoreError
+from orchestrator.logstore.reader import TextRenderer
 from orchestrator.store import JobRecord, StepRecord, Store, StoreError
 
 log = logging.getLogger(__name__)
 
 _ATTEMPT = re.compile(r"[0-9]{1,9}")  # ASCII digits only: "²".isdigit() is True, int("²") fails
+PIECE_BYTES = 1024 * 1024  # of the log file per write: a few MB in flight per reader
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,7 @@ class JobPages:
             raise web.HTTPServiceUnavailable(text=f"the state store failed: {err}\n") from None
         return web.Response(text=render_job(job, steps, backing), content_type="text/html")
 
-    async def job_log(self, request: web.Request) -> web.Response:
+    async def job_log(self, request: web.Request) -> web.StreamResponse:
         backing, job = await self._job(request)
         attempt_text = request.query.get("attempt", str(job.attempt))
         if not _ATTEMPT.fullmatch(attempt_text) or not 1 <= int(attempt_text) <= job.attempt:
@@ -98,24 +100,27 @@ class JobPages:
         attempt = int(attempt_text)
         try:
             joblog = await backing.logstore.open(job.job_id, attempt, create=False)
-            lines = await joblog.read_all()
         except LogNotFound:
             if attempt == job.attempt and not job.terminal:
                 raise web.HTTPNotFound(text=f"no log yet for job {job.job_id} attempt {attempt_text}\n") from None
-            lines = []  # the attempt ended without a line: no log is stored
+            joblog = None  # the attempt ended without a line: no log is stored
         except LogStoreError as err:
             raise web.HTTPServiceUnavailable(text=f"the log store failed: {err}\n") from None
-        out: list[str] = []
-        for line in lines:
-            # A continuation chunk is the rest of the previous line (long lines are split in transit).
-            if line.continuation and out:
-                out[-1] += line.text()
-            elif line.stream == admin_pb2.LOG_STREAM_SYSTEM:
-                out.append("## " + line.text())  # Solstice's own lines, marked as `ciadm logs` does
-            else:
-                out.append(line.text())
-        body = "".join(text + "\n" for text in out)
-        return web.Response(text=body, content_type="text/plain", charset="utf-8")
+        # Streamed from the file a piece at a time, read and rendered on a worker
+        # thread: a log of any size costs a few MB and never holds the event loop.
+        answer = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
+        await answer.prepare(request)
+        text = TextRenderer()
+        if joblog is not None:
+            try:
+                async for piece in joblog.chunks(text.render, piece_bytes=PIECE_BYTES):
+                    await answer.write(piece)
+            except LogStoreError as err:  # the status is sent: all we can do is stop short
+                log.error("serving the log of %s failed: %s", job.job_id, err)
+                return answer
+        await answer.write(text.finish())
+        await answer.write_eof()
+        return answer
 
 
 def source_text(request: jobs_pb2.JobRequest) -> str:

@@ -193,8 +193,6 @@ def test_a_step_cannot_reach_admin_service_by_the_runner_address(node: ServeProc
     assert job["state"] == "succeeded"
 
 
-@pytest.mark.xfail(strict=True, reason="needs issue 14's unprivileged step user: steps still run as the node's "
-                                       "user, whom the socket rightly trusts")
 def test_a_step_cannot_reach_admin_service_by_the_socket(node: ServeProcess, tmp_path: Path) -> None:
     job, log = probe_job(node, tmp_path, node.admin)
     assert "PROBE refused" in log, log

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.drivers.local import process_start_time
+from tests.procs import host_pid, job_namespace
 from tests.singlenode.harness import BIN, ServeProcess, ciadm, git_repo
 from tests.waiting import wait_until
 
@@ -131,9 +132,14 @@ def test_cancel_mid_run_ends_the_job_and_its_processes(node: ServeProcess, tmp_p
         found = re.search(r"^started pid=(\d+)$", text, re.MULTILINE) if status == 200 else None
         return int(found.group(1)) if found else None
 
-    step_pid = wait_until(started, 60, "the slow step to start")
+    ns_pid = wait_until(started, 60, "the slow step to start")
     [pid_file] = list((node.data_dir / "vms").glob("*/pid"))
     runner_pid = json.loads(pid_file.read_text())["pid"]
+    # A contained job numbers its processes in its own PID namespace: find the step on the host.
+    namespace = job_namespace(runner_pid)
+    assert namespace is not None
+    step_pid = host_pid(namespace, ns_pid)
+    assert step_pid is not None
     assert process_start_time(runner_pid) is not None and process_start_time(step_pid) is not None
 
     cancelled = node.ciadm("cancel", job_id, "--reason", "not needed")

@@ -208,7 +208,8 @@ def test_bad_config_is_one_error_line(tmp_path: Path):
 def test_local_driver_with_network_isolation(tmp_path: Path):
     env = dict(os.environ, PATH=str(EXE.parent) + os.pathsep + os.environ.get("PATH", ""),
                SOLSTICE_DRIVERS_DRIVER="local", SOLSTICE_DRIVERS_LOCAL_STATE_DIR=str(tmp_path / "vms"),
-               SOLSTICE_DRIVERS_LOCAL_ISOLATE_NETWORK="true")
+               SOLSTICE_DRIVERS_LOCAL_ISOLATE_NETWORK="true",
+               SOLSTICE_DRIVERS_LOCAL_CONTAIN="false")  # containment: the next test
     argv = [str(EXE), "check", "--log-level", "warning"]
     good = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env, check=False)
     assert good.returncode == 0, good.stdout + good.stderr
@@ -221,4 +222,23 @@ def test_local_driver_with_network_isolation(tmp_path: Path):
     assert "network isolation (unshare --net --map-root-user)" in line
     assert f"cannot run {tmp_path / 'no-unshare'}: No such file or directory" in line
     assert bad.stdout.splitlines()[-1] == "1 problem(s) would fail jobs"
+    assert not (tmp_path / "vms").exists()
+
+
+def test_local_driver_containment_names_a_missing_job_user(tmp_path: Path):
+    env = dict(os.environ, PATH=str(EXE.parent) + os.pathsep + os.environ.get("PATH", ""),
+               SOLSTICE_DRIVERS_DRIVER="local", SOLSTICE_DRIVERS_LOCAL_STATE_DIR=str(tmp_path / "vms"),
+               SOLSTICE_DRIVERS_LOCAL_JOB_USER="solstice-nobody")
+    done = subprocess.run([str(EXE), "check", "--json", "--log-level", "warning"], capture_output=True,
+                          text=True, timeout=60, env=env, check=False)
+    lines = {line["what"]: line for line in json.loads(done.stdout)["checks"]}
+    user = lines["job user solstice-nobody"]
+    assert user["verdict"] == "warn"  # trusted jobs still run, uncontained
+    assert user["detail"] == ("the job user solstice-nobody does not exist (create it: useradd --system "
+                              "--user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "
+                              "solstice-nobody)")
+    untrusted = lines["untrusted jobs (fork pull requests) isolated"]
+    assert untrusted["verdict"] == "fail"  # what would fail jobs: fork PRs are refused
+    assert untrusted["detail"] == "this node cannot isolate untrusted jobs; see docs/security.md"
+    assert done.returncode == 1
     assert not (tmp_path / "vms").exists()

@@ -21,16 +21,15 @@ from tests.runner.helpers import make_repo
 
 RUNNER = str(Path(sys.executable).parent / "solstice-runner")
 
-PROBE = """
-import os, socket, sys
-print(os.readlink("/proc/self/ns/net"))
-s = socket.socket()
-s.settimeout(5)
-try:
-    s.connect(("127.0.0.1", int(sys.argv[1])))
-    print("reached the outside")
-except OSError as err:
-    print("no network:", type(err).__name__)
+# bash rather than Python: a contained job's steps run as the job user, who may not reach this
+# interpreter (a venv's base Python can live under /root).
+PROBE = """\
+readlink /proc/self/ns/net
+if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+    echo "reached the outside"
+else
+    echo "no network: connect failed"
+fi
 """
 
 
@@ -46,12 +45,11 @@ async def run_probe(tmp_path: Path, isolate: bool) -> tuple[list[str], int, str,
 
     outside = await asyncio.start_server(count, "127.0.0.1", 0)
     port = outside.sockets[0].getsockname()[1]
-    (tmp_path / "probe.py").write_text(PROBE)
-    repo = make_repo(tmp_path / "repo", {"a": "b"})
+    repo = make_repo(tmp_path / "repo", {"probe.sh": PROBE})  # in the checkout: a contained job's user reads it
     cfg = LocalConfig(state_dir=tmp_path / "local", runner_argv=(RUNNER, "run"), isolate_network=isolate,
                       relay_dir=Path("/tmp") / f"srt-{os.getpid()}-{int(isolate)}")
     driver = LocalDriver(cfg)
-    steps = [jobs_pb2.Step(name="Probe", run=f"{sys.executable} {tmp_path / 'probe.py'} {port}"),
+    steps = [jobs_pb2.Step(name="Probe", run=f"bash probe.sh {port}"),
              jobs_pb2.Step(name="Hello", run="echo hello from the job")]
     try:
         async with orchestrator(tmp_path / "logs") as orch:

@@ -100,16 +100,19 @@ async def test_real_job_through_the_local_driver(tmp_path: Path):
     finally:
         await driver.aclose()
     assert_job(outcome, by_step)
-    assert by_step[1][0].startswith(str(cfg.state_dir / spec.name / "work" / "work"))
+    # A contained job sees its directory at the neutral mount point; a plain one where it is.
+    where = cfg.job_mount if driver.contain.contained else cfg.state_dir / spec.name / "work"
+    assert by_step[1][0].startswith(str(where / "work"))
     assert await driver.list_owned() == set()
     assert not (cfg.state_dir / spec.name).exists()
 
 
 async def test_local_driver_job_cancelled_mid_step(tmp_path: Path):
-    """Cancellation reaches a runner the driver started; its step's process group dies."""
+    """Cancellation reaches a runner the driver started; its step's process group dies (a plain,
+    uncontained job: the step writes pids this test reads; test_contained.py has the contained case)."""
     marker, pid_file = tmp_path / "started", tmp_path / "sleeper.pid"
     repo = make_repo(tmp_path / "repo", {"a": "b"})
-    cfg = LocalConfig(state_dir=tmp_path / "local", runner_argv=(RUNNER, "run"))
+    cfg = LocalConfig(state_dir=tmp_path / "local", runner_argv=(RUNNER, "run"), contain=False)
     driver = LocalDriver(cfg)
     steps = [jobs_pb2.Step(name="Long", run=f"sleep 300 & echo $! > {pid_file}; touch {marker}; wait")]
     async with orchestrator(tmp_path / "logs") as orch:

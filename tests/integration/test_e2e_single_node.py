@@ -10,6 +10,7 @@ the real fixtures with ``after`` set to a commit of a local git repository and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -146,8 +147,11 @@ def local_repo(path: Path) -> tuple[Path, str]:
     return path, git(path, "rev-parse", "HEAD")
 
 
-@pytest.fixture
-async def single(tmp_path: Path, fixtures_dir: Path, app_key: tuple[bytes, bytes]) -> AsyncIterator[Single]:
+@contextlib.asynccontextmanager
+async def single_node(tmp_path: Path, fixtures_dir: Path, app_key: tuple[bytes, bytes], config: str = CONFIG,
+                      extra_env: dict[str, str] | None = None) -> AsyncIterator[Single]:
+    """A ``solstice serve`` process wired to both fake forges, its environment holding both webhook
+    secrets and the Forgejo token; on the way out it must exit 0 without having printed a secret."""
     private, public = app_key
     github = FakeGitHub(fixtures=fixtures_dir / "forge" / "github", app_id=APP_ID, public_key=public)
     forgejo = FakeForgejo(fixtures=fixtures_dir / "forge" / "forgejo", token=FORGEJO_TOKEN)
@@ -155,16 +159,16 @@ async def single(tmp_path: Path, fixtures_dir: Path, app_key: tuple[bytes, bytes
     await forgejo.start()
     key = tmp_path / "app.pem"
     key.write_bytes(private)
-    config = tmp_path / "solstice.yaml"
-    config.write_text(CONFIG)
+    config_file = tmp_path / "solstice.yaml"
+    config_file.write_text(config)
     repo, sha = local_repo(tmp_path / "repo")
     env = {
         "SOLSTICE_GITHUB_WEBHOOK_SECRET": GITHUB_SECRET, "SOLSTICE_GITHUB_APP_ID": APP_ID,
         "SOLSTICE_GITHUB_PRIVATE_KEY_FILE": str(key), "SOLSTICE_GITHUB_API_URL": github.url,
         "SOLSTICE_FORGEJO_WEBHOOK_SECRET": FORGEJO_SECRET, "SOLSTICE_FORGEJO_URL": forgejo.url,
-        "SOLSTICE_FORGEJO_TOKEN": FORGEJO_TOKEN,
+        "SOLSTICE_FORGEJO_TOKEN": FORGEJO_TOKEN, **(extra_env or {}),
     }
-    node = ServeProcess(tmp_path / "data", env=env, args=("--config", str(config)))
+    node = ServeProcess(tmp_path / "data", env=env, args=("--config", str(config_file)))
     client = aiohttp.ClientSession()
     try:
         # start() polls synchronously; the fakes must keep answering on this loop meanwhile.
@@ -181,6 +185,12 @@ async def single(tmp_path: Path, fixtures_dir: Path, app_key: tuple[bytes, bytes
     assert code == 0, output
     for secret in (GITHUB_SECRET, FORGEJO_SECRET, FORGEJO_TOKEN):
         assert secret not in output
+
+
+@pytest.fixture
+async def single(tmp_path: Path, fixtures_dir: Path, app_key: tuple[bytes, bytes]) -> AsyncIterator[Single]:
+    async with single_node(tmp_path, fixtures_dir, app_key) as node:
+        yield node
 
 
 async def wait_for(predicate: Callable[[], Any], what: str) -> Any:

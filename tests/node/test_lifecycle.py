@@ -260,3 +260,13 @@ async def test_a_new_attempt_arriving_while_the_old_winds_down_here_still_runs(t
         assert vm_name("twice", 1) in node.driver.destroyed and vm_name("twice", 2) in node.driver.destroyed
         assert [(a.attempt, a.state) for a in await node.store.attempts("twice")] == [(1, E), (2, S)]
         assert scheduler.idle
+
+
+async def test_a_job_timeout_over_the_nodes_limit_is_refused_failed_without_a_vm(tmp_path: Path) -> None:
+    async with local_node(local_settings(tmp_path)) as node:
+        await node.publish(job("forever", timeout=48 * 3600.0))  # past timeouts.job_max (24 h)
+        record = await finished(node, "forever")
+        assert record.state is F
+        assert record.reason == "the job timeout of 172800s is over this node's limit of 86400s (timeouts.job_max)"
+        assert [call for call, name in node.driver.events if call == "boot"] == []  # no VM was started
+        assert node.events.job_states("forever")[-1] is F

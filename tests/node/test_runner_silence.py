@@ -30,10 +30,14 @@ async def test_a_runner_killed_mid_job_ends_errored_and_its_steps_die(tmp_path: 
             "echo about to kill the runner; kill -9 $PPID; sleep 300")
     settings = local_settings(tmp_path / "node", timeouts__runner=Seconds(60), timeouts__runner_silence=Seconds(2),
                               timeouts__job_margin=Seconds(60))
-    driver = LocalDriver(LocalConfig(state_dir=tmp_path / "vms", runner_argv=(RUNNER, "run"), stop_grace=Seconds(2)))
+    # Uncontained: a contained job's steps run as the job user, who cannot signal the runner at all
+    # (and whose processes die with the namespace when the runner does: test_contained.py).
+    driver = LocalDriver(LocalConfig(state_dir=tmp_path / "vms", runner_argv=(RUNNER, "run"), stop_grace=Seconds(2),
+                                     contain=False))
     request = job("j-silent", steps=(step,), timeout=600.0)
     request.checkout.clone_url = repo.url
     request.checkout.sha = repo.sha
+    request.trusted = True  # an uncontained node runs trusted jobs only
     async with local_node(settings, driver=driver) as node:  # type: ignore[arg-type]
         await node.publish(request)
 
@@ -41,7 +45,7 @@ async def test_a_runner_killed_mid_job_ends_errored_and_its_steps_die(tmp_path: 
             record = await node.store.get_job("j-silent")
             return record if record is not None and record.terminal and node.events.terminal("j-silent") else None
         record = await async_wait_until(finished, timeout=60, what="the silent runner's job to end")
-        assert record.state is JobState.ERRORED
+        assert record.state is JobState.ERRORED, record.reason
         assert record.reason.startswith("the runner stopped answering for 2s")
         [event] = node.events.terminal("j-silent")
         assert event.reason == record.reason

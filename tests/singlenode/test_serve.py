@@ -64,8 +64,8 @@ def test_a_restart_keeps_jobs_and_logs(tmp_path: Path) -> None:
         assert [j["job_id"] for j in again.ciadm_json("list")] == [job["job_id"]]
 
 
-def test_a_job_cut_off_by_shutdown_runs_again_after_restart(tmp_path: Path) -> None:
-    marker = tmp_path / "first-run"
+def test_a_job_cut_off_by_shutdown_runs_again_after_restart(tmp_path: Path, job_dir: Path) -> None:
+    marker = job_dir / "first-run"
     repo = git_repo(tmp_path / "repo", f"""\
 workflow name="twice" {{
   job id="twice" runs_on="illumos-stable" {{

@@ -26,7 +26,8 @@ SINGLE_LINE = st.text(
     min_size=1,
     max_size=30,
 ).filter(lambda s: s.strip() and "\n" not in s and "\r" not in s)
-DURATIONS = st.one_of(st.none(), st.integers(1, 10**6).map(float), st.integers(1, 10**7).map(lambda ms: ms / 1000))
+# Up to the default limit of 24 h (workflow_limits.max_timeout).
+DURATIONS = st.one_of(st.none(), st.integers(1, 86400).map(float), st.integers(1, 10**7).map(lambda ms: ms / 1000))
 WORKDIRS = st.one_of(
     st.none(),
     st.lists(st.text(alphabet=string.ascii_letters + "._- ", min_size=1, max_size=8), min_size=1, max_size=3)
@@ -93,7 +94,7 @@ _TRICKY = Workflow(
             secrets=("false",),
             steps=(
                 Step(run='echo "#"\nend"#', workdir="src dir/x"),
-                Step(run="crlf\r\nscript", name="#", timeout=90061.0, continue_on_error=True),
+                Step(run="crlf\r\nscript", name="#", timeout=86399.0, continue_on_error=True),
                 Step(run='r#"raw"#\n"##', env=(("A", '"#'),)),
             ),
         ),
