@@ -225,10 +225,12 @@ class JobRun:
                 finally:
                     script.unlink(missing_ok=True)
                 ok = run.exit_code == 0 and run.stopped is None
+                # Stopped for the job's own failure (log limit, a runner fault) is failed, not cancelled.
+                cancelled = run.stopped == "cancelled" and not (self.failure or self.internal_error)
                 result = jobs_pb2.StepResult(
                     index=index, name=name, exit_code=run.exit_code, duration_seconds=run.duration,
                     state=jobs_pb2.STEP_STATE_SUCCEEDED if ok else jobs_pb2.STEP_STATE_CANCELLED
-                    if run.stopped == "cancelled" else jobs_pb2.STEP_STATE_FAILED)
+                    if cancelled else jobs_pb2.STEP_STATE_FAILED)
                 if run.pipes_held:
                     sink.note(index, f"output still open {settings.pipe_grace:g}s after the step ended "
                                      "(a background process holds it): no longer read")

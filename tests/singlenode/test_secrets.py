@@ -71,9 +71,9 @@ def check_run_of(fake: FakeGitHub, job_id: str) -> dict[str, Any] | None:
 
 
 async def test_trusted_push_gets_secrets_masked_everywhere_forks_and_other_refs_get_none(
-        tmp_path: Path, fixtures_dir: Path, github: tuple[FakeGitHub, bytes]) -> None:  # noqa: F811
+        tmp_path: Path, fixtures_dir: Path, github: tuple[FakeGitHub, bytes], job_dir: Path) -> None:  # noqa: F811
     fake = github[0]
-    release = tmp_path / "release"
+    release = job_dir / "release"  # where the contained job's user can look
     repo, sha, env = served_repo(tmp_path, github, workflow(release))
     fake.put_file(REPO, "f" * 40, RELEASE_WORKFLOW)
     push = json.loads((fixtures_dir / "forge" / "github" / "push.new-branch.json").read_text())
