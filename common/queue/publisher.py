@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 from typing import Protocol
@@ -11,7 +10,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange
 
 from common.queue.codec import encode_job_request
-from common.queue.connection import LinkedPublisher
+from common.queue.connection import LinkedPublisher, publish_all
 from common.queue.errors import PublishFailed
 from common.queue.topology import (
     JOB_ID_HEADER,
@@ -70,9 +69,7 @@ class RabbitJobPublisher(LinkedPublisher):
     async def publish(self, requests: Sequence[jobs_pb2.JobRequest]) -> None:
         """Publish all ``requests`` concurrently; return when all are confirmed."""
         messages = [(request.runs_on, job_message(request)) for request in requests]  # validates first
-        async with asyncio.TaskGroup() as group:
-            for label, message in messages:
-                group.create_task(self._publish_one(label, message), name=f"publish {message.message_id}")
+        await publish_all([self._publish_one(label, message) for label, message in messages])
 
     async def _publish_one(self, label: str, message: aio_pika.Message) -> None:
         assert self._jobs is not None and self._dead is not None, "start() the publisher first"

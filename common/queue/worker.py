@@ -15,6 +15,11 @@ message is settled only after the handler returns:
 * the handler raised: the message is put back at the end of its queue with
   an attempt counter header; after ``max_attempts`` failures it is
   dead-lettered with the last error.
+* the handler met an outage (``ServiceUnavailable``: the store or the broker
+  cannot be reached): after a pause that grows while outages go on
+  (``OutagePause``, at most a few seconds) the message is put back with its
+  attempt counter unchanged - for as long as the outage lasts. Counted as
+  ``deferred`` and logged each time.
 
 If the connection drops (or the node dies) before the settle, the broker
 delivers the message again flagged ``redelivered``: handlers must be
@@ -39,9 +44,9 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 from aio_pika.robust_channel import RobustChannel
 
-from common.queue.disposition import Action, Disposition, call_handler, unsettled_reason
+from common.queue.disposition import Action, Disposition, OutagePause, call_handler, unsettled_reason
 from common.queue.errors import QueueError, QueueUnavailable
-from common.queue.tasks import finish_or_cancel
+from common.queue.tasks import finish_or_cancel, pause
 from common.queue.topology import ATTEMPTS_HEADER, REASON_HEADER, ROUTING_KEY_HEADER
 
 log = logging.getLogger(__name__)
@@ -55,11 +60,12 @@ def attempts_of(message: AbstractIncomingMessage) -> int:
     return value if isinstance(value, int) else 0
 
 
-def copy_message(message: AbstractIncomingMessage, **headers: object) -> aio_pika.Message:
-    """A persistent copy of ``message`` with extra ``headers``."""
+def copy_message(message: AbstractIncomingMessage, drop: tuple[str, ...] = (), **headers: object) -> aio_pika.Message:
+    """A persistent copy of ``message`` with extra ``headers``, without the headers named in ``drop``."""
+    kept = {key: value for key, value in (message.headers or {}).items() if key not in drop}
     return aio_pika.Message(
         message.body,
-        headers={**(message.headers or {}), **headers},
+        headers={**kept, **headers},
         message_id=message.message_id,
         content_type=message.content_type,
         type=message.type,
@@ -77,6 +83,7 @@ class WorkerStats:
     acked: int = 0  # acks sent on a live channel
     requeued: int = 0  # REQUEUE dispositions sent
     retried: int = 0  # handler raised; put back with an attempt counter
+    deferred: int = 0  # handler met an outage; put back after a pause, the attempt counter unchanged
     dead_lettered: int = 0
     unsettled: int = 0  # settling failed on a lost channel; the broker delivers the message again
 
@@ -85,7 +92,9 @@ class QueueWorker:
     """Consumes queues on one channel of ``connection`` and settles each message after ``handler``.
 
     ``dead_exchange`` receives dead letters; None means the message is
-    dropped with an error line (for queues that are copies of dead letters).
+    dropped with an error line (for queues that are copies of dead letters:
+    a handler that keeps failing there is given up on, though never for an
+    outage).
 
     Lifetime: ``open(prefetch)`` once; then ``consume`` queues declared on
     ``channel``; ``set_prefetch`` any time (0 pauses consuming); ``stop`` once.
@@ -112,6 +121,8 @@ class QueueWorker:
         self._prefetch = 0
         self._inflight: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self._stopped = asyncio.Event()  # ends outage pauses early: a stopping worker settles at once
+        self._outage = OutagePause()
         self._counts: collections.Counter[str] = collections.Counter()
         self._prefetch_lock = asyncio.Lock()
 
@@ -209,6 +220,7 @@ class QueueWorker:
         messages are unacknowledged, so the broker delivers them again.
         """
         self._stopping = True
+        self._stopped.set()
         if self._channel is None:
             return
         try:
@@ -256,6 +268,17 @@ class QueueWorker:
             return
         self._counts["handled"] += 1
         outcome = await call_handler(lambda: self._handler(message), attempts_of(message), self.max_attempts)
+        self._outage.note(outcome)
+        if outcome.deferred:
+            delay = self._outage.next_delay()
+            log.warning(
+                "%s: %s; retrying in %.1fs (an outage: not counted as an attempt)", self.name, outcome.error, delay,
+                extra={"fields": {"message_id": message.message_id}},
+            )
+            await pause(delay, self._stopped)
+            await self._put_back(queue_name, message, outcome.attempts)
+            self._counts["deferred"] += 1
+            return
         if outcome.disposition is None:
             log.warning(
                 "%s: handler failed (attempt %d of %d), retrying later: %s",
@@ -303,7 +326,9 @@ class QueueWorker:
             self._counts["dead_lettered"] += 1
             return
         dead = await self.channel.get_exchange(self._dead_exchange_name, ensure=False)
-        copy = copy_message(message, **{REASON_HEADER: reason, ROUTING_KEY_HEADER: message.routing_key or ""})
+        # Without the attempt counter: whoever handles the dead letter gets attempts of its own.
+        copy = copy_message(message, drop=(ATTEMPTS_HEADER,),
+                            **{REASON_HEADER: reason, ROUTING_KEY_HEADER: message.routing_key or ""})
         await dead.publish(copy, routing_key=message.routing_key or "")
         await message.ack()
         self._counts["dead_lettered"] += 1

@@ -173,7 +173,8 @@ class LocalQueue(SqliteQueueFile):
 
     async def _deliver(self, seq: int, job_id: str, body: bytes, attempts: int) -> None:
         outcome = await handle_stored(lambda: self._on_job(decode_job_request(body)), attempts, self.max_attempts)
-        if outcome.retry:
+        await self._pause_after(outcome, job_id)
+        if outcome.retry and not outcome.deferred:
             log.warning("local queue: on_job failed (attempt %d of %d): %s", outcome.attempts, self.max_attempts, outcome.error)
         elif outcome.disposition is not None and outcome.disposition.action is Action.DEAD_LETTER:
             log.warning("job dead-lettered", extra={"fields": {"job_id": job_id, "reason": outcome.disposition.reason}})
@@ -191,8 +192,10 @@ class LocalQueue(SqliteQueueFile):
                 job_id = job_id_in(body)
             try:
                 await self._on_dead_letter(job_id, reason, request_in(body))
-            except Exception as err:  # noqa: BLE001 - retried on the next pass; the row stays
-                log.error("local queue: on_dead_letter failed for %s: %s", job_id, err)
+            except Exception as err:  # noqa: BLE001 - retried after a pause; the row stays
+                log.error("local queue: on_dead_letter failed for %s (tried again shortly): %s", job_id, err)
+                self._retry_later()
                 continue
+            self._outage.reset()
             async with self._transaction() as db:
                 await db.execute("UPDATE queue_dead_letters SET notified = 1 WHERE seq = ?", (seq,))
