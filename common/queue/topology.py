@@ -18,6 +18,10 @@ the queue ``solstice.events.dead``.
 
 Every name starts with a configurable prefix so deployments and tests can
 share a broker without seeing each other's messages.
+
+Priorities: a job's first attempt is published with ``NEW_WORK``; every later
+attempt (requeued from a lost host, retried) with ``ANOTHER_ATTEMPT``, so it
+goes ahead of new work instead of waiting behind the whole queue.
 """
 
 from __future__ import annotations
@@ -36,6 +40,18 @@ ATTEMPTS_HEADER = "x-solstice-attempts"  # failed handler runs so far
 REASON_HEADER = "x-solstice-dead-reason"
 JOB_ID_HEADER = "x-solstice-job-id"
 ROUTING_KEY_HEADER = "x-solstice-routing-key"  # the key a dead letter was sent with
+
+# Message priorities of job requests (label queues are declared with x-max-priority MAX_PRIORITY;
+# one level above ANOTHER_ATTEMPT is left free so a later class needs no second queue migration).
+NEW_WORK = 0
+ANOTHER_ATTEMPT = 1
+MAX_PRIORITY = 2
+
+
+def attempt_priority(attempt: int) -> int:
+    """The queue priority of a job request for ``attempt``: later attempts go ahead of new work."""
+    return ANOTHER_ATTEMPT if attempt > 1 else NEW_WORK
+
 
 # A label is a routing key and part of a queue name: no AMQP wildcards, and
 # short enough for the 255-byte queue-name limit with any sane prefix.

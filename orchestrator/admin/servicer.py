@@ -24,12 +24,13 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from common.queue.errors import InvalidMessage, QueueError
-from common.queue.events import EventPublisher
-from common.queue.publisher import JobPublisher
+from common.queue.topology import NEW_WORK
 from common.rpc import admin_pb2, admin_pb2_grpc
 from orchestrator.logstore import LogNotFound, LogStore, LogStoreError
 from orchestrator.node.cancel import cancel_job
-from orchestrator.node.events import announce, job_event, settle
+from orchestrator.node.events import job_event, new_event_id
+from orchestrator.node.outbox import Outbox
+from orchestrator.node.requeue import retry_job
 from orchestrator.store import (
     HostNotFound,
     HostRecord,
@@ -37,6 +38,8 @@ from orchestrator.store import (
     JobNotFound,
     JobRecord,
     JobState,
+    OutboxMessage,
+    OutboxRequest,
     RetryNotAllowed,
     Store,
     StoreError,
@@ -85,11 +88,10 @@ def host_info(host: HostRecord) -> admin_pb2.HostInfo:
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     """AdminService on one node; see the module docstring."""
 
-    def __init__(self, store: Store, publisher: JobPublisher, events: EventPublisher, logstore: LogStore,
-                 node: LocalNode, log_poll: float = 0.5) -> None:
+    def __init__(self, store: Store, outbox: Outbox, logstore: LogStore, node: LocalNode,
+                 log_poll: float = 0.5) -> None:
         self.store = store
-        self.publisher = publisher
-        self.events = events
+        self.outbox = outbox  # the node's: events and job requests leave in order with the node's own
         self.logstore = logstore
         self.node = node
         self.log_poll = log_poll
@@ -142,12 +144,14 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
                 if not job.job_id or not job.runs_on:
                     raise AdminError(grpc.StatusCode.INVALID_ARGUMENT, "every job needs a job_id and a runs_on label")
             stored = [await self.store.submit(job) for job in request.jobs]
-            # `queued` before publishing: a node's `provisioning` event must not overtake it.
-            await announce(self.events, *(job_event(job, job.state) for job in stored if job.state is JobState.QUEUED))
-            await settle(self.events)
-            # A job submitted again that already finished is not sent round the queue again.
-            queued = {job.job_id for job in stored if job.state is JobState.QUEUED}
-            await self.publisher.publish([job for job in request.jobs if job.job_id in queued])
+            # A job submitted again that already finished is not sent round the queue again. Each
+            # queued one's event, then its request, through the outbox: durable once this returns,
+            # and a node's `provisioning` event cannot overtake the `queued` one.
+            messages: list[OutboxMessage] = []
+            for job in stored:
+                if job.state is JobState.QUEUED:
+                    messages += [job_event(job, job.state), OutboxRequest(new_event_id(), job.request, NEW_WORK)]
+            await self.outbox.send(messages)
             return admin_pb2.SubmitResponse(jobs=[await self.job_info(job) for job in stored])
         return await self._call(context, go())
 
@@ -171,16 +175,13 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     async def Cancel(self, request, context):  # type: ignore[no-untyped-def]
         async def go() -> admin_pb2.JobInfo:
             reason = request.reason or "cancelled by an operator"
-            job = await cancel_job(self.store, self.events, self.node, request.job_id, reason)
+            job = await cancel_job(self.store, self.outbox, self.node, request.job_id, reason)
             return await self.job_info(job)
         return await self._call(context, go())
 
     async def Retry(self, request, context):  # type: ignore[no-untyped-def]
         async def go() -> admin_pb2.JobInfo:
-            job = await self.store.retry(request.job_id)
-            await announce(self.events, job_event(job, JobState.QUEUED))
-            await settle(self.events)
-            await self.publisher.publish([job.request])
+            job = await retry_job(self.store, self.outbox, request.job_id)
             return await self.job_info(job)
         return await self._call(context, go())
 
@@ -240,7 +241,7 @@ def admin_servicer_factory(node):  # type: ignore[no-untyped-def]
     def add(server: grpc.aio.Server) -> None:
         parts = node.parts
         # The node's outbox: the admin's events keep their order with the node's own.
-        servicer = AdminServicer(parts.store, parts.publisher, node.outbox, parts.gateway.logstore, node)
+        servicer = AdminServicer(parts.store, node.outbox, parts.gateway.logstore, node)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(servicer, server)
 
     return add

@@ -4,16 +4,19 @@
         await node.wait()                          # until stop(), drained exit, or a loop dies
 
 Start-up: gRPC server (RunnerService + AdminService) -> take back the
-attempts this host's previous process held (in the store) -> register ->
-reconcile orphan VMs -> start consuming (which declares the label queues)
--> republish the attempts taken back. Then named long-lived tasks run: ``heartbeat``,
-``sweeper``, ``reconciler``, ``store watcher``, ``free slots``. If one of
-them ends, the node fails loudly ("X stopped early").
+attempts this host's previous process held (in the store, their requests in
+the outbox) -> register -> reconcile orphan VMs -> start consuming (which
+declares the label queues) -> start the outbox, which publishes what the
+previous process left and the attempts taken back (only now: on a fresh
+broker the requests are routable instead of dead-lettered). Then named
+long-lived tasks run: ``heartbeat``, ``sweeper``, ``reconciler``, ``store
+watcher``, ``free slots``. If one of them (or the outbox) ends, the node
+fails loudly ("X stopped early").
 
 Shutdown (``stop()``, SIGTERM, or drained with ``exit_when_drained``): stop
 taking work (free slots 0; held deliveries are requeued), abort attempts
 that are not running yet, let running jobs finish (``timers.shutdown_grace``),
-requeue whatever is left with ``Store.requeue_host`` and republish it, then
+requeue whatever is left with ``Store.requeue_host`` (through the outbox), then
 stop the consumer, the loops and the server. Heartbeats continue until the last job is done, so no
 other node takes running jobs away meanwhile.
 """
@@ -30,10 +33,11 @@ from common.queue.events import EventPublisher
 from common.queue.publisher import JobPublisher
 from orchestrator.drivers.base import Driver
 from orchestrator.node.capacity import Capacity
-from orchestrator.node.events import EventOutbox
-from orchestrator.node.heartbeat import heartbeat_loop, republish, sweep_loop, take_back_own
+from orchestrator.node.heartbeat import heartbeat_loop, sweep_loop
 from orchestrator.node.lifecycle import NodeServices
+from orchestrator.node.outbox import Outbox
 from orchestrator.node.reconcile import reconcile_loop, reconcile_once
+from orchestrator.node.requeue import take_back_own
 from orchestrator.node.scheduler import Scheduler
 from orchestrator.node.settings import NodeSettings
 from orchestrator.queue.contract import JobConsumer, OnDeadLetter, OnJob
@@ -89,8 +93,9 @@ class Node:
         self._slots_dirty = asyncio.Event()
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._state = "new"
-        # Attempts announce through it, so a broker outage never stalls a job.
-        self.outbox = EventOutbox(parts.events, durable=(parts.store, self.host))
+        # Attempts announce through it, so a broker outage never stalls a job; requeues and
+        # retries queue their new attempts through it, so none is lost to a failed publish.
+        self.outbox = Outbox(parts.events, parts.publisher, durable=(parts.store, self.host))
         self._outbox_task: asyncio.Task[None] | None = None
 
     def _labels(self) -> tuple[str, ...]:
@@ -142,7 +147,6 @@ class Node:
         assert self.server is not None
         # Before anything is announced: what the previous process left goes out first.
         await self.outbox.recover()
-        self._outbox_task = asyncio.create_task(self.outbox.run(), name="event outbox")
         services = NodeServices(
             host=self.host, store=p.store, driver=p.driver, gateway=p.gateway, events=self.outbox,
             timeouts=s.timeouts, runner_address=s.grpc.advertise or self.server.address,
@@ -150,7 +154,7 @@ class Node:
         self.scheduler = Scheduler(services, self.capacity, p.publisher, max_waiting=s.node.max_waiting,
                                    needs_poll=s.timers.needs_poll, on_change=self._slots_changed,
                                    needs_wait=s.timers.needs_wait)
-        taken_back = await p.store.requeue_host(self.host, s.timers.max_attempts, "its node restarted")
+        await take_back_own(p.store, self.outbox, self.host, s.timers.max_attempts, "its node restarted")
         host = await p.store.register_host(self.host, self.labels, s.node.capacity)
         self.draining = host.draining
         self.scheduler.set_accepting(not host.draining)
@@ -158,13 +162,13 @@ class Node:
         self.consumer = p.consumer_factory(self.labels, self.scheduler.on_job, self.scheduler.on_dead_letter,
                                            self.scheduler.wanted_free_slots())
         await self.consumer.start()
-        # Republished only now: the consumer has declared the label queues, so on
-        # a fresh broker the requests are routable instead of dead-lettered.
-        await republish(taken_back, p.publisher, self.outbox)
+        # Publishing only now: the consumer has declared the label queues, so on a
+        # fresh broker the requests taken back are routable instead of dead-lettered.
+        self._outbox_task = asyncio.create_task(self.outbox.run(), name="outbox")
         t = s.timers
         self._spawn("heartbeat", heartbeat_loop(p.store, self.host, t.heartbeat, lambda: len(self.scheduler.active),
                                                 self.set_draining))
-        self._spawn("sweeper", sweep_loop(p.store, p.publisher, self.outbox, t.stale_after, t.max_attempts, t.sweep))
+        self._spawn("sweeper", sweep_loop(p.store, self.outbox, t.stale_after, t.max_attempts, t.sweep))
         self._spawn("reconciler", reconcile_loop(p.store, p.driver, self.host, self.scheduler.local_vms, t.reconcile))
         self._spawn("store watcher", self._watch_store(t.cancel_poll))
         self._spawn("free slots", self._sync_slots())
@@ -240,7 +244,7 @@ class Node:
         finally:
             stop.cancel()
             await asyncio.gather(stop, return_exceptions=True)
-        for name, task in [*self._loops.items(), ("event outbox", self._outbox_task)]:
+        for name, task in [*self._loops.items(), ("outbox", self._outbox_task)]:
             if task is not None and task.done():
                 err = None if task.cancelled() else task.exception()
                 raise NodeError(f"{name} stopped early" + (f": {type(err).__name__}: {err}" if err else ""))
@@ -261,8 +265,7 @@ class Node:
                     await self.consumer.set_free_slots(0)
                 await self.scheduler.shutdown(s.timers.shutdown_grace)
                 try:
-                    await take_back_own(p.store, self.host, s.timers.max_attempts, p.publisher, self.outbox,
-                                        "its node shut down")
+                    await take_back_own(p.store, self.outbox, self.host, s.timers.max_attempts, "its node shut down")
                 except SolsticeError as err:
                     log.error("could not requeue this node's unfinished jobs: %s", err)
                 if self.consumer is not None:
@@ -279,7 +282,8 @@ class Node:
         if task is None:
             return
         if not task.done() and not await self.outbox.flush(grace):
-            log.error("%d job events were not published before shutdown", self.outbox.pending)
+            log.error("%d outbox messages were not published before shutdown (they wait in the store)",
+                      self.outbox.pending)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 

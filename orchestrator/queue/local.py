@@ -21,11 +21,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import aiosqlite
+
 from common.queue.codec import decode_job_request, encode_job_request, job_id_in
 from common.queue.disposition import Action, handle_stored
 from common.queue.sqlite import QueueTable, SqliteQueueFile
 from common.queue.tasks import finish_or_cancel
-from common.queue.topology import validate_label
+from common.queue.topology import NEW_WORK, validate_label
 from common.rpc import jobs_pb2
 from orchestrator.queue.contract import DEFAULT_MAX_ATTEMPTS, OnDeadLetter, OnJob, dead_letter_call, request_in
 
@@ -40,7 +42,8 @@ CREATE TABLE IF NOT EXISTS queue_jobs (
     attempts INTEGER NOT NULL DEFAULT 0,   -- failed on_job calls so far
     deliveries INTEGER NOT NULL DEFAULT 0,
     in_flight INTEGER NOT NULL DEFAULT 0,
-    enqueued_at REAL NOT NULL
+    enqueued_at REAL NOT NULL,
+    priority INTEGER NOT NULL DEFAULT 0    -- higher goes first (a later attempt before new work)
 );
 CREATE INDEX IF NOT EXISTS queue_jobs_ready ON queue_jobs (in_flight, label, seq);
 CREATE TABLE IF NOT EXISTS queue_dead_letters (
@@ -57,7 +60,7 @@ CREATE TABLE IF NOT EXISTS queue_dead_letters (
 TABLE = QueueTable(
     rows="queue_jobs",
     dead="queue_dead_letters",
-    kept=("job_id", "label", "body", "deliveries"),
+    kept=("job_id", "label", "body", "deliveries", "priority"),
     dead_kept=("job_id", "label", "body"),
 )
 
@@ -118,16 +121,25 @@ class LocalQueue(SqliteQueueFile):
         self._free_slots = free_slots
         self._wake.set()
 
-    async def publish(self, requests: Sequence[jobs_pb2.JobRequest]) -> None:
-        """Store ``requests`` durably (one transaction); unserved labels are dead-lettered."""
+    async def _prepare(self, db: aiosqlite.Connection) -> None:
+        """A queue file of a version before priorities gets the column (new work keeps 0)."""
+        cursor = await db.execute("PRAGMA table_info(queue_jobs)")
+        if "priority" not in {row[1] for row in await cursor.fetchall()}:
+            await db.execute("ALTER TABLE queue_jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0")
+
+    async def publish(self, requests: Sequence[jobs_pb2.JobRequest], priority: int = NEW_WORK) -> None:
+        """Store ``requests`` durably (one transaction); unserved labels are dead-lettered.
+
+        A higher ``priority`` is handed out first (``topology.ANOTHER_ATTEMPT``: ahead of new work).
+        """
         rows = [(request.job_id, request.runs_on, encode_job_request(request)) for request in requests]
         now = time.time()
         async with self._transaction() as db:
             for job_id, label, body in rows:
                 if self.every_label or label in self.labels:
                     await db.execute(
-                        "INSERT INTO queue_jobs (job_id, label, body, enqueued_at) VALUES (?, ?, ?, ?)",
-                        (job_id, label, body, now),
+                        "INSERT INTO queue_jobs (job_id, label, body, enqueued_at, priority) VALUES (?, ?, ?, ?, ?)",
+                        (job_id, label, body, now, priority),
                     )
                 else:
                     reason = f"unroutable: this node serves no runs_on label {label!r}"
@@ -159,7 +171,8 @@ class LocalQueue(SqliteQueueFile):
         which = "" if self.every_label else f"AND label IN ({','.join('?' * len(labels))}) "
         async with self._transaction() as db:
             cursor = await db.execute(
-                f"SELECT seq, job_id, body, attempts FROM queue_jobs WHERE in_flight = 0 {which}ORDER BY seq LIMIT ?",
+                f"SELECT seq, job_id, body, attempts FROM queue_jobs WHERE in_flight = 0 {which}"
+                "ORDER BY priority DESC, seq LIMIT ?",
                 (*labels, room),
             )
             rows = list(await cursor.fetchall())

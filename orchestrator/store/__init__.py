@@ -22,6 +22,7 @@ from orchestrator.store.errors import (
     StoreUnavailable,
 )
 from orchestrator.store.interface import Store
+from orchestrator.store.outbox import Announce, OutboxMessage, OutboxRequest, message_id
 from orchestrator.store.postgres import PostgresStore
 from orchestrator.store.records import AttemptRecord, HostRecord, JobFilter, JobRecord, StepRecord
 from orchestrator.store.sqlite import SqliteStore
@@ -29,6 +30,7 @@ from orchestrator.store.states import TERMINAL, IgnoreReason, JobState, StepStat
 from orchestrator.store.url import open_store, store_for_url
 
 __all__ = [
+    "Announce", "OutboxMessage", "OutboxRequest", "message_id",
     "AttemptNotFound", "AttemptRecord", "ConstraintViolation", "HostNotFound", "HostRecord", "IgnoreReason",
     "InvalidStoreUrl",
     "JobFilter", "JobNotFound", "JobRecord", "JobState", "MigrationError", "PostgresStore", "RetryNotAllowed",

@@ -17,7 +17,7 @@ import pytest
 
 from common.queue import PublishFailed, QueueError, RabbitEventPublisher, RabbitJobPublisher
 from common.rpc import jobs_pb2
-from orchestrator.node.events import EventOutbox
+from orchestrator.node.outbox import Outbox
 from orchestrator.queue import RabbitJobConsumer
 from orchestrator.store import StoreUnavailable
 from tests.queue.conftest import Disposition, LocalHarness, RabbitHarness, Recorder, job
@@ -113,7 +113,7 @@ async def test_a_publish_outlasting_publish_timeout_raises_one_queue_error(rabbi
             await events.publish([event("e1", "j1"), event("e2", "j2")])
 
         # The event outbox of a node rides out the same outage, however long, and delivers after.
-        outbox = EventOutbox(events, retry_delay=0.05)
+        outbox = Outbox(events, retry_delay=0.05)
         task = asyncio.create_task(outbox.run())
         try:
             await outbox.publish([event("e3", "j3")])
