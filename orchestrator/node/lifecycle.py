@@ -9,12 +9,13 @@ the driver has one). A running job's runner must also make some call at
 least every ``timeouts.runner_silence`` s (it heartbeats every couple of
 seconds): a runner that died or hangs ends the attempt ``errored`` ("the
 runner stopped answering for 60s") instead of holding it to the job
-timeout. A cancel (``AttemptControl.cancel``) stops provisioning at once, or reaches a running runner through ``gateway.cancel`` and gives it
-``cancel_grace`` to report. An abort (the node shutting down, or the store
-saying the attempt is no longer ours) tears the VM down but leaves the
-store untouched, so the attempt is requeued (``Store.requeue_host`` /
-``requeue_lapsed``) and runs again elsewhere - unless the store already
-says it was cancelled, which is then announced (the holder announces).
+timeout. A cancel (``AttemptControl.cancel``) stops provisioning at once, or
+reaches a running runner through ``gateway.cancel`` and gives it
+``cancel_grace`` to report; a cancel the store already holds was announced by
+whoever made it, so the attempt only records its steps. An abort (the node
+shutting down, or the store saying the attempt is no longer ours) tears the
+VM down but leaves the store untouched, so the attempt is requeued
+(``Store.requeue_host`` / ``requeue_lapsed``) and runs again elsewhere.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from common.queue.events import EventPublisher
 from common.rpc import jobs_pb2
 from orchestrator.drivers.base import Driver, VmSpec
 from orchestrator.drivers.errors import DriverError
-from orchestrator.node.events import announce, announce_applied, announce_transition, job_event, step_event
+from orchestrator.node.events import announce_applied, announce_transition, job_event, step_event
 from orchestrator.node.settings import TimeoutConfig
 from orchestrator.runnerapi import AssignedJob, JobOutcome, RunnerGateway
 from orchestrator.store import JobRecord, JobState, Store, StoreError
@@ -186,7 +187,6 @@ class AttemptRun:
             if self.on_torn_down is not None:
                 self.on_torn_down()
         if self.control.aborted:
-            await self._announce_cancel_if_recorded()
             log.info("attempt aborted", extra={"fields": {"job": job.job_id, "attempt": self.attempt}})
             return None
         if self.control.cancel_reason is not None and (self.control.cancel_recorded or state is not JobState.SUCCEEDED):
@@ -255,18 +255,6 @@ class AttemptRun:
             finished.cancel()
             await asyncio.gather(finished, return_exceptions=True)
 
-    async def _announce_cancel_if_recorded(self) -> None:
-        """Aborted, but the store already says this attempt was cancelled: nobody requeues
-        it, and the holder announces a cancellation, so do that."""
-        try:
-            now = await self.s.store.get_job(self.job.job_id)
-        except StoreError as err:
-            log.error("cannot read the job after an abort: %s", err, extra={"fields": {"job": self.job.job_id}})
-            return
-        if now is not None and now.attempt == self.attempt and now.state is JobState.CANCELLED:
-            await announce(self.s.events, job_event(self.job, JobState.CANCELLED, attempt=self.attempt,
-                                                    host=self.s.host, reason=now.reason))
-
     async def _lost_claim(self) -> None:
         """The RUNNING transition was refused: cancelled meanwhile, or taken from us."""
         now = await self.s.store.get_job(self.job.job_id)
@@ -313,8 +301,10 @@ class AttemptRun:
         tail = outcome.log_tail if outcome is not None else []
         event = job_event(job, state, attempt=self.attempt, host=s.host, reason=reason, steps=steps, log_tail=tail)
         if self.control.cancel_recorded and state is JobState.CANCELLED:
-            await announce(s.events, event)  # cancelled in the store already: the holder announces it
-        elif not await announce_transition(s.store, s.events, s.host, job.job_id, self.attempt, state, reason, event):
+            # Cancelled in the store already: whoever cancelled it announced it (cancel.py).
+            log.info("job cancelled", extra={"fields": {"job": job.job_id, "attempt": self.attempt}})
+            return
+        if not await announce_transition(s.store, s.events, s.host, job.job_id, self.attempt, state, reason, event):
             log.info("final state not applied (the attempt moved on)",
                      extra={"fields": {"job": job.job_id, "attempt": self.attempt, "state": state.name}})
             return
