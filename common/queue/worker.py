@@ -97,7 +97,8 @@ class QueueWorker:
     outage).
 
     Lifetime: ``open(prefetch)`` once; then ``consume`` queues declared on
-    ``channel``; ``set_prefetch`` any time (0 pauses consuming); ``stop`` once.
+    ``channel``; ``set_prefetch`` any time (0 pauses consuming), ``set_paused``
+    any time (those queues are not consumed); ``stop`` once.
     """
 
     def __init__(
@@ -118,6 +119,7 @@ class QueueWorker:
         self._channel: AbstractChannel | None = None
         self._queues: list[AbstractQueue] = []
         self._tags: dict[str, str] = {}  # queue name -> consumer tag while consuming
+        self._paused: frozenset[str] = frozenset()  # queue names not to consume
         self._prefetch = 0
         self._inflight: set[asyncio.Task[None]] = set()
         self._stopping = False
@@ -156,9 +158,9 @@ class QueueWorker:
             self._channel.reopen_callbacks.add(self._reapply_prefetch)
 
     async def consume(self, queue: AbstractQueue) -> None:
-        """Start delivering ``queue``'s messages (unless paused by a prefetch of 0)."""
+        """Start delivering ``queue``'s messages (unless paused by a prefetch of 0 or ``set_paused``)."""
         self._queues.append(queue)
-        if self._prefetch > 0:
+        if self._prefetch > 0 and queue.name not in self._paused:
             await self._consume(queue)
 
     async def _consume(self, queue: AbstractQueue) -> None:
@@ -184,6 +186,17 @@ class QueueWorker:
         except CONNECTION_EXCEPTIONS as err:
             log.warning("%s: prefetch %d applies once the connection is back: %s", self.name, prefetch, err)
 
+    async def set_paused(self, names: frozenset[str]) -> None:
+        """Consume none of the queues named (and again every other one); like ``set_prefetch``,
+        a change made while the connection is down applies when it is back."""
+        self._paused = frozenset(names)
+        if self._channel is None or not self._connection.connected.is_set():
+            return
+        try:
+            await self._apply_prefetch()
+        except CONNECTION_EXCEPTIONS as err:
+            log.warning("%s: paused queues apply once the connection is back: %s", self.name, err)
+
     async def _apply_prefetch(self) -> None:
         async with self._prefetch_lock:
             prefetch = self._prefetch
@@ -194,8 +207,11 @@ class QueueWorker:
             # global_: one budget shared by every queue of the channel.
             await self.channel.set_qos(prefetch_count=prefetch, global_=True)
             for queue in self._queues:
-                if queue.name not in self._tags and not self._stopping:
+                wanted = queue.name not in self._paused and not self._stopping
+                if wanted and queue.name not in self._tags:
                     await self._consume(queue)
+                elif not wanted and queue.name in self._tags:
+                    await queue.cancel(self._tags.pop(queue.name))
 
     async def _reapply_prefetch(self, _channel: object) -> None:
         # aio-pika restores the qos and consumers it knew of when the channel

@@ -184,12 +184,17 @@ class Node:
         self._slots_dirty.set()
 
     async def _sync_slots(self) -> None:
-        """Keep the consumer's free slots equal to what the scheduler wants (coalesced)."""
+        """Keep the consumer's free slots and paused labels as the scheduler wants them (coalesced)."""
         applied: int | None = None
+        paused: frozenset[str] = frozenset()
         while True:
             await self._slots_dirty.wait()
             self._slots_dirty.clear()
             assert self.scheduler is not None and self.consumer is not None
+            full = self.scheduler.paused_labels()
+            if full != paused:
+                await self.consumer.set_paused_labels(full)
+                paused = full
             wanted = self.scheduler.wanted_free_slots()
             if wanted != applied:
                 await self.consumer.set_free_slots(wanted)

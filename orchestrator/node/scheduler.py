@@ -13,9 +13,10 @@
    otherwise cancels the job ("dependency X failed"); needs still unfinished
    ``needs_wait`` s after the job was queued end it ``failed`` (a need that
    was never submitted must not hold a job forever).
-3. A capacity slot (total and the label's limit). A delivery whose label
-   is at its limit while other slots are free is held like a ``needs``
-   hold, so one busy label cannot use up the prefetch of the others.
+3. A capacity slot (total and the label's limit). The node does not
+   consume a label at its limit (``paused_labels``); a delivery of it that
+   was already on its way is held like a ``needs`` hold, so one busy label
+   cannot use up the prefetch of the others.
 4. ``Store.claim`` (durable) - only then is the delivery acknowledged, and
    the attempt's ``AttemptRun`` starts as a task the scheduler owns.
 
@@ -71,7 +72,6 @@ class Scheduler:
         self.needs_wait = needs_wait
         self.active: dict[str, ActiveAttempt] = {}
         self.waiting = 0  # deliveries held unacknowledged that the prefetch must not count
-        self._label_holds = 0
         self.accepting = True
         self.stopping = asyncio.Event()  # set with accepting=False: holds end with REQUEUE
         self._intake_closed = asyncio.Event()
@@ -91,6 +91,10 @@ class Scheduler:
         if not self.accepting:
             return 0
         return self.capacity.free() + self.waiting
+
+    def paused_labels(self) -> frozenset[str]:
+        """The labels the consumer must not deliver now: those at their limit."""
+        return self.capacity.full_labels()
 
     @property
     def idle(self) -> bool:
@@ -211,26 +215,28 @@ class Scheduler:
         return True
 
     async def _acquire(self, job: JobRecord) -> Slot | None:
-        """A capacity slot; None when intake closes first.
+        """A capacity slot; None when intake closes first (or too many deliveries are held).
 
-        A job whose label is at its limit while the node has free slots is
-        held like a ``needs`` hold (not counted against the prefetch, at most
-        ``capacity.total`` such holds): otherwise a few deliveries of one busy
-        label would use up the prefetch and starve every other label.
+        A job whose label is at its limit cannot start however many slots are free: it is held
+        like a ``needs`` hold (not counted against the prefetch; the node also stops consuming
+        that label meanwhile, so only deliveries already on their way are held), else it would
+        use up credit another label could start a job with. A job that waits for any slot
+        (the node is full) keeps its credit: no other job could start either.
         """
         slot = self.capacity.try_acquire(job.runs_on, job.job_id)
         if slot is not None:
             return slot
-        held = self.capacity.free() > 0 and self._label_holds < self.capacity.total
+        held = self.capacity.label_full(job.runs_on)
         if held:
-            self._label_holds += 1
+            if self.waiting >= self.max_waiting:
+                await self._wait_tick(self.needs_poll)  # round the queue again, after a pause
+                return None
             self.waiting += 1
             self._on_change()
         try:
             return await self.capacity.acquire(job.runs_on, job.job_id, self._intake_closed)
         finally:
             if held:
-                self._label_holds -= 1
                 self.waiting -= 1
                 self._on_change()
 

@@ -99,6 +99,7 @@ class LocalQueue(SqliteQueueFile):
         self._on_job = on_job
         self._on_dead_letter = dead_letter_call(on_dead_letter)
         self._free_slots = free_slots
+        self._paused: frozenset[str] = frozenset()
         self._inflight: set[asyncio.Task[None]] = set()
 
     @property
@@ -126,6 +127,11 @@ class LocalQueue(SqliteQueueFile):
         cursor = await db.execute("PRAGMA table_info(queue_jobs)")
         if "priority" not in {row[1] for row in await cursor.fetchall()}:
             await db.execute("ALTER TABLE queue_jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0")
+
+    async def set_paused_labels(self, labels: frozenset[str]) -> None:
+        """Hand out no request of ``labels`` (again those of every label not named)."""
+        self._paused = frozenset(labels)
+        self._wake.set()
 
     async def publish(self, requests: Sequence[jobs_pb2.JobRequest], priority: int = NEW_WORK) -> None:
         """Store ``requests`` durably (one transaction); unserved labels are dead-lettered.
@@ -167,12 +173,16 @@ class LocalQueue(SqliteQueueFile):
         room = self._free_slots - len(self._inflight)
         if room <= 0 or not (self.labels or self.every_label):
             return
-        labels = () if self.every_label else tuple(sorted(self.labels))
-        which = "" if self.every_label else f"AND label IN ({','.join('?' * len(labels))}) "
+        if self.every_label:
+            labels, which = tuple(sorted(self._paused)), "label NOT IN"
+        else:
+            labels, which = tuple(sorted(self.labels - self._paused)), "label IN"
+            if not labels:
+                return
         async with self._transaction() as db:
             cursor = await db.execute(
-                f"SELECT seq, job_id, body, attempts FROM queue_jobs WHERE in_flight = 0 {which}"
-                "ORDER BY priority DESC, seq LIMIT ?",
+                f"SELECT seq, job_id, body, attempts FROM queue_jobs WHERE in_flight = 0 "
+                f"AND {which} ({','.join('?' * len(labels))}) ORDER BY priority DESC, seq LIMIT ?",
                 (*labels, room),
             )
             rows = list(await cursor.fetchall())

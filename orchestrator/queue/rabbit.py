@@ -54,6 +54,7 @@ class RabbitJobConsumer:
         self._on_job = on_job
         self._on_dead_letter = dead_letter_call(on_dead_letter)
         self._free_slots = free_slots
+        self._paused: frozenset[str] = frozenset()
         self._max_attempts = max_attempts
         self._watch = watch_dead_letters
         self._link = BrokerLink(url)
@@ -82,6 +83,7 @@ class RabbitJobConsumer:
         self._jobs = QueueWorker(
             connection, self._handle_job, self.topology.jobs_dead_exchange, self._max_attempts, name="job consumer"
         )
+        await self._jobs.set_paused(frozenset(self.topology.label_queue(label) for label in self._paused))
         await self._jobs.open(self._free_slots)
         for label in self.labels:
             await self._jobs.consume(await self.topology.declare_label_queue(self._jobs.channel, label))
@@ -99,6 +101,12 @@ class RabbitJobConsumer:
         self._free_slots = free_slots
         if self._jobs is not None:
             await self._jobs.set_prefetch(free_slots)
+
+    async def set_paused_labels(self, labels: frozenset[str]) -> None:
+        """Stop consuming the queues of ``labels`` (resume the others); never blocks on an outage."""
+        self._paused = frozenset(labels)
+        if self._jobs is not None:
+            await self._jobs.set_paused(frozenset(self.topology.label_queue(label) for label in labels))
 
     async def stop(self, grace: float = 30.0) -> None:
         for worker in (self._jobs, self._dead):

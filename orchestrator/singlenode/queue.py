@@ -81,5 +81,8 @@ class _Intake:
     async def set_free_slots(self, free_slots: int) -> None:
         await self.owner.queue.set_free_slots(free_slots)
 
+    async def set_paused_labels(self, labels: frozenset[str]) -> None:
+        await self.owner.queue.set_paused_labels(labels)
+
     async def stop(self, grace: float = 30.0) -> None:
         await self.owner.queue.pause(grace)
