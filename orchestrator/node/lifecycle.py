@@ -15,7 +15,9 @@ reaches a running runner through ``gateway.cancel`` and gives it
 whoever made it, so the attempt only records its steps. An abort (the node
 shutting down, or the store saying the attempt is no longer ours) tears the
 VM down but leaves the store untouched, so the attempt is requeued
-(``Store.requeue_host`` / ``requeue_lapsed``) and runs again elsewhere.
+(``Store.requeue_host`` / ``requeue_lapsed``) and runs again elsewhere -
+unless the runner had already finished: an outcome in hand is recorded
+whatever the abort (the store refuses it if the attempt was taken away).
 """
 
 from __future__ import annotations
@@ -187,8 +189,12 @@ class AttemptRun:
             if self.on_torn_down is not None:
                 self.on_torn_down()
         if self.control.aborted:
-            log.info("attempt aborted", extra={"fields": {"job": job.job_id, "attempt": self.attempt}})
-            return None
+            if self.outcome is None:
+                log.info("attempt aborted", extra={"fields": {"job": job.job_id, "attempt": self.attempt}})
+                return None
+            # The runner had finished: its outcome stands whatever the abort (a shutdown reaching
+            # the teardown). If the attempt was really taken away, the store refuses it.
+            state, reason = JobState.from_proto(self.outcome.state), self.outcome.reason
         if self.control.cancel_reason is not None and (self.control.cancel_recorded or state is not JobState.SUCCEEDED):
             state, reason = JobState.CANCELLED, self.control.cancel_reason
         await self._finalize(state, reason)

@@ -273,6 +273,9 @@ class Node:
                     await take_back_own(p.store, self.outbox, self.host, s.timers.max_attempts, "its node shut down")
                 except SolsticeError as err:
                     log.error("could not requeue this node's unfinished jobs: %s", err)
+                # What this node must publish leaves before the consumer stops: in single-node mode
+                # the local queue is also the publisher of the requests just taken back.
+                await self._stop_outbox()
                 if self.consumer is not None:
                     await self.consumer.stop(grace=5.0)
         finally:

@@ -77,6 +77,9 @@ class Scheduler:
         self._intake_closed = asyncio.Event()
         self._vms: set[str] = set()
         self._claiming: dict[str, int] = {}  # job id -> the attempt whose claim is in flight
+        self._intake_calls = 0  # on_job calls running: shutdown waits for them (a claim may be in flight)
+        self._intake_idle = asyncio.Event()
+        self._intake_idle.set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._tick = asyncio.Event()  # replaced each time an attempt ends (wakes `needs` holds)
         self._on_change = on_change
@@ -117,6 +120,16 @@ class Scheduler:
 
     # -- the consumer's callbacks -------------------------------------------
     async def on_job(self, request: jobs_pb2.JobRequest) -> Disposition:
+        self._intake_calls += 1
+        self._intake_idle.clear()
+        try:
+            return await self._take(request)
+        finally:
+            self._intake_calls -= 1
+            if not self._intake_calls:
+                self._intake_idle.set()
+
+    async def _take(self, request: jobs_pb2.JobRequest) -> Disposition:
         if not self.accepting:
             return Disposition.REQUEUE
         if not request.needs:
@@ -223,8 +236,8 @@ class Scheduler:
         use up credit another label could start a job with. A job that waits for any slot
         (the node is full) keeps its credit: no other job could start either.
         """
-        slot = self.capacity.try_acquire(job.runs_on, job.job_id)
-        if slot is not None:
+        slot = self.capacity.try_acquire(job.runs_on, job.job_id) if self.accepting else None
+        if slot is not None or not self.accepting:
             return slot
         held = self.capacity.label_full(job.runs_on)
         if held:
@@ -257,7 +270,7 @@ class Scheduler:
         """Step 0 of ``on_job`` (``Store.submit_claimed``); None, having changed nothing, when it
         does not apply: the caller goes the ordinary way."""
         job_id = request.job_id
-        if job_id in self._claiming or job_id in self.active:
+        if job_id in self._claiming or job_id in self.active or not self.accepting:
             return None
         slot = self.capacity.try_acquire(request.runs_on, job_id)
         if slot is None:
@@ -276,6 +289,9 @@ class Scheduler:
         return Disposition.ACK
 
     async def _claim(self, job: JobRecord, slot: Slot) -> Disposition:
+        if not self.accepting:  # a slot came free as the node stopped taking work
+            self.capacity.release(slot)
+            return Disposition.REQUEUE
         previous = self.active.get(job.job_id)
         claiming = self._claiming.get(job.job_id, 0)
         if claiming >= job.attempt or (previous is not None and previous.attempt >= job.attempt):
@@ -378,8 +394,15 @@ class Scheduler:
                 active.control.cancel(now.reason, recorded=True)
 
     async def shutdown(self, grace: float) -> None:
-        """Abort what has not started running, give running jobs ``grace`` s, abort the rest, await all."""
+        """Wait for the claims in flight, abort what has not started running, give running jobs
+        ``grace`` s, abort the rest, await all."""
         self.stop_intake()
+        # A delivery that passed the intake check may be claiming right now (one store write):
+        # its attempt must be started - and so aborted and taken back below - before this returns.
+        try:
+            await asyncio.wait_for(self._intake_idle.wait(), grace)
+        except TimeoutError:
+            log.warning("deliveries still being claimed after %gs; shutting down anyway", grace)
         for active in self.active.values():
             if not self._is_running(active):
                 active.control.abort()
