@@ -118,6 +118,10 @@ class Topology:
     def label_queue(self, label: str) -> str:
         return f"{self.prefix}solstice.jobs.{validate_label(label)}"
 
+    def migrating_queue(self, label: str) -> str:
+        """Where ``label``'s requests wait while its queue is re-declared (``label_queues``)."""
+        return f"{self.prefix}solstice.migrating.{validate_label(label)}"
+
     def event_queue(self, name: str) -> str:
         if not _NAME.fullmatch(name):
             raise InvalidMessage(f"event subscriber name {name!r} may only hold letters, digits, '.', '_', '-'")
@@ -131,13 +135,22 @@ class Topology:
             await queue.bind(dead, routing_key="")
         return await channel.declare_exchange(self.jobs_exchange, aio_pika.ExchangeType.TOPIC, durable=True)
 
-    async def declare_label_queue(self, channel: AbstractChannel, label: str) -> AbstractQueue:
-        """Declare (and bind) the durable queue of one label."""
+    def label_queue_arguments(self, priorities: bool = True) -> dict[str, object]:
+        """What a label queue is declared with (``priorities=False``: as before priorities)."""
+        arguments: dict[str, object] = {"x-dead-letter-exchange": self.jobs_dead_exchange}
+        if priorities:
+            arguments["x-max-priority"] = MAX_PRIORITY
+        return arguments
+
+    async def declare_label_queue(self, channel: AbstractChannel, label: str,
+                                  arguments: dict[str, object] | None = None) -> AbstractQueue:
+        """Declare (and bind) the durable queue of one label: with priorities, unless ``arguments``
+        (from ``label_queues.prepare_label_queue``) say otherwise."""
         jobs = await self.declare_jobs(channel)
         queue = await channel.declare_queue(
             self.label_queue(label),
             durable=True,
-            arguments={"x-dead-letter-exchange": self.jobs_dead_exchange},
+            arguments=arguments or self.label_queue_arguments(),
         )
         await queue.bind(jobs, routing_key=label)
         return queue

@@ -69,6 +69,7 @@ def copy_message(message: AbstractIncomingMessage, drop: tuple[str, ...] = (), *
         message_id=message.message_id,
         content_type=message.content_type,
         type=message.type,
+        priority=message.priority,
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
     )
 

@@ -35,9 +35,10 @@ from common.rpc import jobs_pb2
 from orchestrator.drivers.base import Driver, VmSpec
 from orchestrator.drivers.errors import DriverError
 from orchestrator.node.events import announce_applied, announce_transition, job_event, step_event
+from orchestrator.node.outcomes import Outcomes, while_unavailable
 from orchestrator.node.settings import TimeoutConfig
 from orchestrator.runnerapi import AssignedJob, JobOutcome, RunnerGateway
-from orchestrator.store import JobRecord, JobState, Store, StoreError
+from orchestrator.store import JobRecord, JobState, Store, StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -55,6 +56,7 @@ class NodeServices:
     events: EventPublisher
     timeouts: TimeoutConfig
     runner_address: str  # HOST:PORT the runner in the VM dials
+    outcomes: Outcomes  # records final states, however long the store is away
 
 
 class AttemptControl:
@@ -65,6 +67,7 @@ class AttemptControl:
         self.cancel_reason: str | None = None
         self.cancel_recorded = False  # the store already holds the cancellation
         self.aborted = False
+        self.aborting = asyncio.Event()  # set by abort(): stop waiting for an unreachable store
         self._stopped: asyncio.Future[None] | None = None
 
     def stopped(self) -> asyncio.Future[None]:
@@ -91,6 +94,7 @@ class AttemptControl:
     def abort(self) -> None:
         """Tear down without finalizing: the attempt will be requeued."""
         self.aborted = True
+        self.aborting.set()
         self._interrupt()
 
 
@@ -214,8 +218,13 @@ class AttemptRun:
             raise PhaseFailed(_with_console(err.reason, await self._console())) from err
         running = job_event(self.job, JobState.RUNNING, attempt=self.attempt, host=s.host)
         try:
-            applied = await announce_transition(s.store, s.events, s.host, self.job.job_id, self.attempt,
-                                                JobState.RUNNING, "", running)
+            # Retried while the store is away (the runner works on meanwhile, its step reports wait).
+            applied = await while_unavailable(
+                lambda: announce_transition(s.store, s.events, s.host, self.job.job_id, self.attempt,
+                                            JobState.RUNNING, "", running),
+                control.interrupted, "record that the job runs", self.job.job_id)
+        except StoreUnavailable:
+            raise Interrupted("starting the job") from None  # cancelled or aborted meanwhile
         finally:
             self._started.set()
         if not applied:
@@ -263,7 +272,11 @@ class AttemptRun:
 
     async def _lost_claim(self) -> None:
         """The RUNNING transition was refused: cancelled meanwhile, or taken from us."""
-        now = await self.s.store.get_job(self.job.job_id)
+        try:
+            now = await while_unavailable(lambda: self.s.store.get_job(self.job.job_id), self.control.interrupted,
+                                          "read the job", self.job.job_id)
+        except StoreUnavailable:
+            raise Interrupted("starting the job") from None
         if now is not None and now.attempt == self.attempt and now.state is JobState.CANCELLED:
             self.control.cancel(now.reason, recorded=True)
         else:
@@ -295,23 +308,29 @@ class AttemptRun:
             await self.s.driver.destroy(self.vm)
 
     async def _finalize(self, state: JobState, reason: str) -> None:
+        """Record the final state with the steps not stored yet, and announce it - retried while
+        the store is away, the outcome kept on the node's disk meanwhile (``Outcomes``)."""
         s, job, outcome = self.s, self.job, self.outcome
         steps = list(outcome.steps) if outcome is not None else []
-        for step in steps:
-            if step.index in self._final_steps:
-                continue  # already stored from the runner's own report (a final step never changes)
-            try:
-                await s.store.record_step(job.job_id, self.attempt, step)
-            except StoreError as err:
-                log.error("cannot record a step: %s", err, extra={"fields": {"job": job.job_id}})
-        tail = outcome.log_tail if outcome is not None else []
-        event = job_event(job, state, attempt=self.attempt, host=s.host, reason=reason, steps=steps, log_tail=tail)
+        # A step stored from the runner's own final report never changes.
+        unreported = [step for step in steps if step.index not in self._final_steps]
         if self.control.cancel_recorded and state is JobState.CANCELLED:
             # Cancelled in the store already: whoever cancelled it announced it (cancel.py).
+            try:
+                await while_unavailable(lambda: self._record_steps(unreported), self.control.aborting,
+                                        "record the steps", job.job_id)
+            except StoreError as err:
+                log.error("cannot record the steps: %s", err, extra={"fields": {"job": job.job_id}})
             log.info("job cancelled", extra={"fields": {"job": job.job_id, "attempt": self.attempt}})
             return
-        if not await announce_transition(s.store, s.events, s.host, job.job_id, self.attempt, state, reason, event):
-            log.info("final state not applied (the attempt moved on)",
+        tail = outcome.log_tail if outcome is not None else []
+        event = job_event(job, state, attempt=self.attempt, host=s.host, reason=reason, steps=steps, log_tail=tail)
+        if not await s.outcomes.record(event, self.control.aborting, unreported):
+            log.info("final state not applied (the attempt moved on, or waits on disk for the store)",
                      extra={"fields": {"job": job.job_id, "attempt": self.attempt, "state": state.name}})
             return
         log.info("job finished", extra={"fields": {"job": job.job_id, "attempt": self.attempt, "state": state.name}})
+
+    async def _record_steps(self, steps: list[jobs_pb2.StepResult]) -> None:
+        for step in steps:
+            await self.s.store.record_step(self.job.job_id, self.attempt, step)

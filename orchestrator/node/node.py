@@ -33,11 +33,12 @@ from common.queue.events import EventPublisher
 from common.queue.publisher import JobPublisher
 from orchestrator.drivers.base import Driver
 from orchestrator.node.capacity import Capacity
-from orchestrator.node.heartbeat import heartbeat_loop, sweep_loop
+from orchestrator.node.heartbeat import StoreHealth, heartbeat_loop, sweep_loop
 from orchestrator.node.lifecycle import NodeServices
 from orchestrator.node.outbox import Outbox
+from orchestrator.node.outcomes import Outcomes
 from orchestrator.node.reconcile import reconcile_loop, reconcile_once
-from orchestrator.node.requeue import take_back_own
+from orchestrator.node.requeue import finish_lost, take_back_own
 from orchestrator.node.scheduler import Scheduler
 from orchestrator.node.settings import NodeSettings
 from orchestrator.queue.contract import JobConsumer, OnDeadLetter, OnJob
@@ -96,6 +97,9 @@ class Node:
         # Attempts announce through it, so a broker outage never stalls a job; requeues and
         # retries queue their new attempts through it, so none is lost to a failed publish.
         self.outbox = Outbox(parts.events, parts.publisher, durable=(parts.store, self.host))
+        # Final states the store could not take yet wait here, on disk.
+        self.outcomes = Outcomes(parts.store, self.outbox, self.host, settings.data_dir / "outcomes")
+        self.store_health = StoreHealth()
         self._outbox_task: asyncio.Task[None] | None = None
 
     def _labels(self) -> tuple[str, ...]:
@@ -149,11 +153,13 @@ class Node:
         await self.outbox.recover()
         services = NodeServices(
             host=self.host, store=p.store, driver=p.driver, gateway=p.gateway, events=self.outbox,
-            timeouts=s.timeouts, runner_address=s.grpc.advertise or self.server.address,
+            timeouts=s.timeouts, runner_address=s.grpc.advertise or self.server.address, outcomes=self.outcomes,
         )
         self.scheduler = Scheduler(services, self.capacity, p.publisher, max_waiting=s.node.max_waiting,
                                    needs_poll=s.timers.needs_poll, on_change=self._slots_changed,
                                    needs_wait=s.timers.needs_wait)
+        # The ends the previous process could not record are recorded; what else it held is requeued.
+        await self.outcomes.replay()
         await take_back_own(p.store, self.outbox, self.host, s.timers.max_attempts, "its node restarted")
         host = await p.store.register_host(self.host, self.labels, s.node.capacity)
         self.draining = host.draining
@@ -166,9 +172,13 @@ class Node:
         # fresh broker the requests taken back are routable instead of dead-lettered.
         self._outbox_task = asyncio.create_task(self.outbox.run(), name="outbox")
         t = s.timers
-        self._spawn("heartbeat", heartbeat_loop(p.store, self.host, t.heartbeat, lambda: len(self.scheduler.active),
-                                                self.set_draining))
-        self._spawn("sweeper", sweep_loop(p.store, self.outbox, t.stale_after, t.max_attempts, t.sweep))
+        scheduler = self.scheduler
+        self._spawn("heartbeat", heartbeat_loop(p.store, self.host, t.heartbeat, lambda: len(scheduler.active),
+                                                self.set_draining, self.store_health))
+        self._spawn("sweeper", sweep_loop(
+            p.store, self.outbox, t.stale_after, t.max_attempts, t.sweep, self.store_health,
+            own=lambda: finish_lost(p.store, self.outbox, self.outcomes, self.host, scheduler.live_jobs,
+                                    t.max_attempts)))
         self._spawn("reconciler", reconcile_loop(p.store, p.driver, self.host, self.scheduler.local_vms, t.reconcile))
         self._spawn("store watcher", self._watch_store(t.cancel_poll))
         self._spawn("free slots", self._sync_slots())

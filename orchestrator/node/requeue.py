@@ -1,6 +1,7 @@
 """New attempts reach the job queue through the node's outbox, stored with the attempt.
 
-A requeue (a lapsed host's jobs, this host's own at start-up or shutdown) and a
+A requeue (a lapsed host's jobs, this host's own at start-up or shutdown, or
+the ones it lost track of while it runs: ``finish_lost``) and a
 retry make attempt N+1 ``queued`` in ONE store transaction that also puts, in
 this node's outbox, the job's event and - for a queued attempt - its request
 (``requeue_messages``). The outbox then publishes them in order: the ``queued``
@@ -13,11 +14,12 @@ always reaches the queue.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from common.queue.topology import attempt_priority
 from orchestrator.node.events import job_event, new_event_id
 from orchestrator.node.outbox import Outbox
+from orchestrator.node.outcomes import Outcomes
 from orchestrator.store import JobRecord, JobState, OutboxMessage, OutboxRequest, Store
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,20 @@ async def take_back_own(store: Store, outbox: Outbox, host: str, max_attempts: i
     changed = await outbox.apply(
         lambda announce: store.requeue_host(host, max_attempts, why, announce=announce, keep=keep), requeue_messages)
     _log_changed(changed, "requeued this host's jobs")
+    return changed
+
+
+async def finish_lost(store: Store, outbox: Outbox, outcomes: Outcomes, host: str, live: Callable[[], set[str]],
+                      max_attempts: int) -> list[JobRecord]:
+    """Finish the attempts the store says ``host`` runs but it does not (``live()``: the jobs it
+    runs or is claiming): an end kept on disk while the store was away is recorded; the rest
+    (an end that could not be recorded at all, a claim whose answer was lost) are requeued.
+    Returns the jobs requeued."""
+    await outcomes.replay(skip=live())
+    changed = await take_back_own(store, outbox, host, max_attempts, "stopped running it without recording its end",
+                                  keep=live())
+    for job in changed:
+        log.warning("finished an attempt this node had lost track of", extra={"fields": {"job": job.job_id}})
     return changed
 
 

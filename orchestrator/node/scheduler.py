@@ -89,6 +89,11 @@ class Scheduler:
     def local_vms(self) -> set[str]:
         return set(self._vms)
 
+    def live_jobs(self) -> set[str]:
+        """The jobs this node runs or is claiming right now (taken before a store read: a claim
+        that commits after it was already claiming)."""
+        return set(self.active) | set(self._claiming)
+
     def wanted_free_slots(self) -> int:
         """The consumer's free slots: free capacity plus the held jobs (0 when not accepting)."""
         if not self.accepting:
@@ -349,10 +354,11 @@ class Scheduler:
         except Exception as err:  # noqa: BLE001 - a bug must still end the job, not leave it held
             log.exception("attempt failed unexpectedly", extra={"fields": {"job": job.job_id}})
             reason = f"internal error on {self.s.host}: {type(err).__name__}: {err}"
+            event = job_event(job, JobState.ERRORED, attempt=active.attempt, host=self.s.host, reason=reason)
             try:
-                await self._end(job, active.attempt, JobState.ERRORED, reason, host=self.s.host)
+                await self.s.outcomes.record(event, active.control.aborting)  # retried while the store is away
             except StoreError as store_err:
-                log.error("cannot record the failure: %s", store_err)
+                log.error("cannot record the failure (the node's sweep finishes it): %s", store_err)
         finally:
             if self.active.get(job.job_id) is active:
                 del self.active[job.job_id]

@@ -10,6 +10,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from common.queue.codec import decode_job_request, job_id_in
 from common.queue.connection import BrokerLink
 from common.queue.disposition import Disposition
+from common.queue.label_queues import prepare_label_queue
 from common.queue.topology import JOB_ID_HEADER, REASON_HEADER, Topology, validate_label
 from common.queue.worker import QueueWorker, WorkerStats
 from orchestrator.queue.contract import DEFAULT_MAX_ATTEMPTS, OnDeadLetter, OnJob, dead_letter_call, request_in
@@ -86,7 +87,8 @@ class RabbitJobConsumer:
         await self._jobs.set_paused(frozenset(self.topology.label_queue(label) for label in self._paused))
         await self._jobs.open(self._free_slots)
         for label in self.labels:
-            await self._jobs.consume(await self.topology.declare_label_queue(self._jobs.channel, label))
+            arguments = await prepare_label_queue(connection, self.topology, label)  # priorities, or as it is
+            await self._jobs.consume(await self.topology.declare_label_queue(self._jobs.channel, label, arguments))
         if self._watch:
             self._dead = QueueWorker(
                 connection, self._handle_dead_letter, None, self._max_attempts, name="dead-letter watcher"

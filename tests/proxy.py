@@ -1,14 +1,18 @@
-"""A TCP proxy between a client and RabbitMQ whose connections a test can cut.
+"""A TCP proxy between a client and a service (RabbitMQ, PostgreSQL) whose connections a test can cut.
 
 Cutting aborts both sides of every open connection, as a network failure
 would; new connections are accepted again at once, so robust clients
 reconnect through the same address - unless ``refusing`` is set, which makes
-the proxy hang up on every new connection (the broker looks down).
+the proxy hang up on every new connection (the service looks down).
+``outage()`` does both, for the length of a block. The shared services
+themselves are never stopped: other tests use them at the same time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from urllib.parse import urlsplit, urlunsplit
 
 
@@ -34,6 +38,22 @@ class TcpProxy:
         auth = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
         query = "&".join(q for q in (parts.query, "reconnect_interval=1") if q)
         return urlunsplit((parts.scheme, f"{auth}127.0.0.1:{self.port}", parts.path, query, parts.fragment))
+
+    def dsn_for(self, dsn: str) -> str:
+        """A PostgreSQL ``dsn`` pointed at this proxy."""
+        parts = urlsplit(dsn)
+        auth = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
+        return urlunsplit((parts.scheme, f"{auth}127.0.0.1:{self.port}", parts.path, parts.query, parts.fragment))
+
+    @contextlib.asynccontextmanager
+    async def outage(self) -> AsyncIterator[None]:
+        """The service is unreachable for the block: open connections cut, new ones refused."""
+        self.refusing = True
+        self.cut()
+        try:
+            yield
+        finally:
+            self.refusing = False
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
