@@ -105,3 +105,15 @@ class TcpProxy:
             await asyncio.wait(set(self._pipes))
         if self._server is not None:
             await self._server.wait_closed()
+
+
+@contextlib.asynccontextmanager
+async def proxy_to(url: str, default_port: int) -> AsyncIterator[TcpProxy]:
+    """A started proxy to the service at ``url`` (an amqp:// or postgresql:// URL), closed after the block."""
+    parts = urlsplit(url)
+    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or default_port)
+    await proxy.start()
+    try:
+        yield proxy
+    finally:
+        await proxy.close()

@@ -39,6 +39,7 @@ from common.rpc import jobs_pb2
 from orchestrator.names import vm_name
 from orchestrator.node import needs
 from orchestrator.node.capacity import Capacity, Slot
+from orchestrator.node.dead_letters import fail_dead_letter
 from orchestrator.node.events import announce_applied, announce_transition, first_claim_event, job_event
 from orchestrator.node.lifecycle import AttemptControl, AttemptRun, NodeServices
 from orchestrator.store import JobRecord, JobState, StoreError
@@ -160,25 +161,8 @@ class Scheduler:
 
     async def on_dead_letter(self, job_id: str | None, reason: str,
                              request: jobs_pb2.JobRequest | None = None) -> None:
-        """A request the queue gave up on: its job ends ``failed`` with the reason.
-
-        A request no node ever stored (unroutable: no node serves its label) is
-        stored first from ``request``, so it still ends as a failed job with its
-        event - nothing is dropped silently. Only an undecodable body with no
-        job id is left to the retained dead-letter copy (logged).
-        """
-        job = await self.s.store.get_job(job_id) if job_id else None
-        if job is None and request is not None:
-            job = await self.s.store.submit(request)
-        if job is None:
-            log.error("dead letter of an unknown job: %s", reason, extra={"fields": {"job": job_id or "?"}})
-            return
-        if job.state is not JobState.QUEUED:
-            # A host holds (or finished) it: the copy the queue gave up on changes nothing.
-            log.warning("dead letter of a job that is %s: ignored (%s)", job.state.name.lower(), reason,
-                        extra={"fields": {"job": job.job_id}})
-            return
-        await self._end(job, job.attempt, JobState.FAILED, reason)
+        """A request the queue gave up on: its job ends ``failed`` with the reason (dead_letters.py)."""
+        await fail_dead_letter(self.s, job_id, reason, request)
 
     async def _end(self, job: JobRecord, attempt: int, state: JobState, reason: str, host: str = "") -> None:
         """End ``attempt`` in ``state`` and announce it - one store transaction with a durable outbox."""

@@ -6,7 +6,7 @@ connection and refuse new ones for an outage; the shared services keep running f
 else. The test's own store, publisher and event log connect directly. Three outages, one after
 the other, while jobs arrive and run:
 
-1. PostgreSQL unreachable for 4 s (longer than ``stale_after``) while jobs arrive and others
+1. PostgreSQL unreachable for 4 s (as long as ``stale_after``) while jobs arrive and others
    finish: deliveries wait it out without using up their attempts, the ends of the finishing
    jobs wait on the nodes' disks, and no node takes the others' jobs away afterwards.
 2. RabbitMQ unreachable for 3 s, three times ``publish_timeout`` (1 s), while the nodes run
@@ -24,17 +24,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 
 from common.queue import RabbitJobPublisher, Topology
 from orchestrator.store import JobRecord, JobState, Store, open_store
 from tests.node.harness import EventLog, event_log, job, prefix
-from tests.node.test_multihost import EXE, NodeProcess, held_by, taken_back
-from tests.proxy import TcpProxy
+from tests.node.test_multihost import EXE, NodeProcess, held_by, node_yaml, taken_back
+from tests.proxy import proxy_to
 from tests.waiting import async_wait_until
 
 HOSTS = ("fs-1", "fs-2", "fs-3")
@@ -43,49 +41,6 @@ RUN = "faults"
 STORE_OUTAGE = 4.0
 BROKER_OUTAGE = 3.0
 PUBLISH_TIMEOUT = 1.0
-
-
-def node_yaml(pg: str, amqp: str, pfx: str, root: Path, host: str) -> str:
-    return f"""\
-store_url: "{pg}"
-amqp_url: "{amqp}"
-queue_prefix: "{pfx}"
-publish_timeout: {PUBLISH_TIMEOUT:g}s
-data_dir: "{root / host}"
-node:
-  host: {host}
-  labels: [lab-a]
-  capacity: 4
-grpc:
-  listen: 127.0.0.1:0
-drivers:
-  driver: instant
-  local:
-    state_dir: "{root / host / 'vms'}"
-timers:
-  heartbeat: 0.5s
-  stale_after: 3s
-  sweep: 0.5s
-  reconcile: 2s
-  cancel_poll: 0.2s
-timeouts:
-  prepare: 10s
-  boot: 10s
-  runner: 20s
-  job: 60s
-  teardown: 20s
-"""
-
-
-@contextlib.asynccontextmanager
-async def proxy_to(url: str, default_port: int) -> AsyncIterator[TcpProxy]:
-    parts = urlsplit(url)
-    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or default_port)
-    await proxy.start()
-    try:
-        yield proxy
-    finally:
-        await proxy.close()
 
 
 class Run:
@@ -134,7 +89,9 @@ async def test_jobs_end_once_through_store_and_broker_outages_and_a_lost_host(
         nodes = {}
         for host in HOSTS:
             config = tmp_path / f"{host}.yaml"
-            config.write_text(node_yaml(pg.dsn_for(pg_database), mq.url_for(amqp_vhost_url), pfx, tmp_path, host))
+            # The multi-host test's node, with a short publish_timeout (stale_after 4s, heartbeat 0.5s).
+            yaml = node_yaml(pg.dsn_for(pg_database), mq.url_for(amqp_vhost_url), pfx, tmp_path, host)
+            config.write_text(f"{yaml}publish_timeout: {PUBLISH_TIMEOUT:g}s\n")
             nodes[host] = NodeProcess(config, tmp_path, host)
             stack.callback(nodes[host].ensure_dead)
         for node in nodes.values():
