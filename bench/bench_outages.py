@@ -11,8 +11,8 @@ goes away: it cuts every connection and refuses new ones for the outage (the sha
 keep running). The benchmark's own store, publisher and event observer connect directly.
 
 * store outage of N s: 4 jobs (``sleep 1``) are running when it starts, 8 more are published
-  during it. From the moment it ends: the first new job claimed, the 4 finished jobs recorded,
-  every job terminal with its terminal event.
+  during it. Measured from the moment it ends: the first new job claimed, the 4 finished jobs
+  recorded, every job terminal, every terminal event received.
 * broker outage of N s (> ``publish_timeout``): 8 jobs (``sleep 1``) running or queued when it
   starts, 4 more published during it. From its end: every terminal event received, every job
   terminal.
@@ -47,9 +47,9 @@ from tests.node.harness import EventLog, event_log, job, node_settings, prefix, 
 from tests.proxy import proxy_to  # noqa: E402
 
 
-async def until(predicate: Callable[[], Awaitable[bool]], timeout: float = 120.0) -> float:
-    """Seconds until ``predicate`` holds (polled every 20 ms)."""
-    start = time.monotonic()
+async def until(predicate: Callable[[], Awaitable[bool]], since: float | None = None, timeout: float = 120.0) -> float:
+    """Seconds from ``since`` (a ``time.monotonic()``; default now) until ``predicate`` holds (polled every 20 ms)."""
+    start = time.monotonic() if since is None else since
     while not await predicate():
         if time.monotonic() - start > timeout:
             raise SystemExit(f"gave up after {timeout:g}s")
@@ -84,14 +84,15 @@ class World:
 
     def any_claimed(self, job_ids: list[str]) -> Callable[[], Awaitable[bool]]:
         async def check() -> bool:
-            return any((await self.state(j)) not in (None, JobState.QUEUED) for j in job_ids)
+            states = [await self.state(j) for j in job_ids]
+            return any(s not in (None, JobState.QUEUED) for s in states)
         return check
 
 
 @contextlib.asynccontextmanager
 async def world(root: Path) -> AsyncIterator[World]:
-    database = services.create_database()
-    vhost = services.create_vhost()
+    database = await asyncio.to_thread(services.create_database)  # they run event loops of their own
+    vhost = await asyncio.to_thread(services.create_vhost)
     made = World(services.pg_dsn(database), services.amqp_url(vhost), root)
     try:
         async with contextlib.AsyncExitStack() as stack:
@@ -100,8 +101,8 @@ async def world(root: Path) -> AsyncIterator[World]:
             made.publisher = await stack.enter_async_context(RabbitJobPublisher(made.amqp, Topology(made.prefix)))
             yield made
     finally:
-        services.delete_vhost(vhost)
-        services.drop_database(database)
+        await asyncio.to_thread(services.delete_vhost, vhost)
+        await asyncio.to_thread(services.drop_database, database)
 
 
 async def store_outage(root: Path, seconds: float) -> str:
@@ -113,17 +114,18 @@ async def store_outage(root: Path, seconds: float) -> str:
             await w.publisher.publish([job(j, steps=("sleep 1",)) for j in finishing])
 
             async def running() -> bool:
-                return all((await w.state(j)) is JobState.RUNNING for j in finishing)
+                return [await w.state(j) for j in finishing] == [JobState.RUNNING] * len(finishing)
             await until(running)
             async with pg.outage():
                 await w.publisher.publish([job(j) for j in arriving])
                 await asyncio.sleep(seconds)  # the outage's length
-            first = await until(w.any_claimed(arriving))
-            recorded = await until(w.all_terminal(finishing))
-            done = await until(w.all_terminal(finishing + arriving))
-            announced = await until(w.all_announced(finishing + arriving))
+            back = time.monotonic()
+            first = await until(w.any_claimed(arriving), back)
+            recorded = await until(w.all_terminal(finishing), back)
+            done = await until(w.all_terminal(finishing + arriving), back)
+            announced = await until(w.all_announced(finishing + arriving), back)
             stats = node.consumer.stats  # type: ignore[union-attr]
-            lost = [j for j in finishing + arriving if (await w.state(j)) is not JobState.SUCCEEDED]
+            lost = [j for j in finishing + arriving if await w.state(j) is not JobState.SUCCEEDED]
             return (f"store away {seconds:4.1f}s | after it: first new job claimed {first:5.2f}s, the 4 finished "
                     f"recorded {recorded:5.2f}s, all 12 done {done:5.2f}s (events {announced:5.2f}s) | deferred "
                     f"deliveries {stats.deferred}, dead letters {stats.dead_lettered}, ends kept on disk "
@@ -139,13 +141,14 @@ async def broker_outage(root: Path, seconds: float, publish_timeout: float) -> s
             await w.publisher.publish([job(j, steps=("sleep 1",)) for j in before])
 
             async def four_running() -> bool:
-                return sum((await w.state(j)) is JobState.RUNNING for j in before) >= 4
+                return [await w.state(j) for j in before].count(JobState.RUNNING) >= 4
             await until(four_running)
             async with mq.outage():
                 await w.publisher.publish([job(j) for j in during])
                 await asyncio.sleep(seconds)
-            done = await until(w.all_terminal(before + during))
-            announced = await until(w.all_announced(before + during))
+            back = time.monotonic()
+            done = await until(w.all_terminal(before + during), back)
+            announced = await until(w.all_announced(before + during), back)
             return (f"broker away {seconds:4.1f}s (publish_timeout {publish_timeout:g}s) | after it: all 12 done "
                     f"{done:5.2f}s, every terminal event received {announced:5.2f}s; the node kept running")
 
@@ -164,11 +167,13 @@ async def lost_host(root: Path, seconds: float) -> str:
                 started = time.monotonic()
 
                 async def requeued() -> bool:
-                    return all((rec := await w.store.get_job(j)) is not None and rec.attempt == 2 for j in held)
+                    records = [await w.store.get_job(j) for j in held]
+                    return all(r is not None and r.attempt == 2 for r in records)
                 found = await until(requeued)
                 await asyncio.sleep(max(0.0, seconds - (time.monotonic() - started)))
-            done = await until(w.all_terminal(held))
-            announced = await until(w.all_announced(held))
+            back = time.monotonic()
+            done = await until(w.all_terminal(held), back)
+            announced = await until(w.all_announced(held), back)
             return (f"host lost, broker away {seconds:4.1f}s | its jobs requeued in the store {found:5.2f}s into the "
                     f"outage; after it: all done {done:5.2f}s, events {announced:5.2f}s")
 

@@ -112,7 +112,7 @@ class OutagePause:
     no outage ends the outage.
     """
 
-    def __init__(self, initial: float = 0.2, cap: float = 5.0,
+    def __init__(self, initial: float = 0.2, cap: float = 2.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.initial = initial
         self.cap = cap

@@ -17,7 +17,7 @@ message is settled only after the handler returns:
   dead-lettered with the last error.
 * the handler met an outage (``ServiceUnavailable``: the store or the broker
   cannot be reached): after a pause that grows while outages go on
-  (``OutagePause``, at most a few seconds) the message is put back with its
+  (``OutagePause``, at most 2 s) the message is put back with its
   attempt counter unchanged - for as long as the outage lasts. Counted as
   ``deferred`` and logged each time.
 

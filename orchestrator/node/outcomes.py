@@ -5,8 +5,9 @@ that end recorded, or it stays ``running`` in the store with a live host that
 keeps heartbeating - no sweep would ever take it. ``Outcomes.record`` writes
 the final state (and the steps, and the terminal event in the same
 transaction) and, while the store cannot be reached, keeps the terminal event
-on the node's disk and tries again after a pause that grows to a few seconds,
-for as long as the outage lasts. It stops trying only when told to (the node
+on the node's disk and tries again after a pause that grows to 2 s (one small
+write per attempt; the end is recorded within 2 s of the store's return), for
+as long as the outage lasts. It stops trying only when told to (the node
 shutting down); what it kept is applied by the next ``replay`` - at the
 node's next start, before it takes back its attempts, or by the node's sweep
 (``finish_lost``, requeue.py) while it runs.
@@ -40,7 +41,7 @@ SUFFIX = ".pb"
 
 async def while_unavailable(write: Callable[[], Awaitable[T]], stop: asyncio.Event, what: str, job_id: str,
                             on_outage: Callable[[], Awaitable[None]] | None = None,
-                            pauses: tuple[float, float] = (0.2, 5.0)) -> T:
+                            pauses: tuple[float, float] = (0.1, 2.0)) -> T:
     """``write()``, again after a pause growing to ``pauses[1]`` s for as long as it raises
     ``StoreUnavailable``; the last such error once ``stop`` is set. ``on_outage`` runs once,
     at the first failure. Every failure is logged (``what`` failed, the pause)."""
@@ -69,7 +70,7 @@ class Outcomes:
     """Records attempts' final states for ``host``; keeps them under ``directory`` while the store is away."""
 
     def __init__(self, store: Store, outbox: Outbox, host: str, directory: Path,
-                 initial_pause: float = 0.2, max_pause: float = 5.0) -> None:
+                 initial_pause: float = 0.1, max_pause: float = 2.0) -> None:
         self.store = store
         self.outbox = outbox
         self.host = host
