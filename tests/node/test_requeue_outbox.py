@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 
 from common.queue.errors import PublishFailed
 from common.rpc import admin_pb2, jobs_pb2
@@ -20,8 +21,9 @@ from orchestrator.node import Node, NodeSettings
 from orchestrator.node.serve import open_parts
 from orchestrator.store import JobState
 from tests.node.conftest import Cluster
-from tests.node.harness import admin_stub, job
+from tests.node.harness import admin_stub, job, local_node, local_settings
 from tests.node.test_heartbeat import attempt_done, ghost_holds
+from tests.waiting import async_wait_until
 
 E, S, Q = JobState.ERRORED, JobState.SUCCEEDED, JobState.QUEUED
 
@@ -82,3 +84,43 @@ async def test_a_retry_reaches_the_queue_although_the_publish_fails(cluster: Clu
         assert info.attempt == 2 and info.state == jobs_pb2.JOB_STATE_QUEUED
         await attempt_done(cluster, "flaky", 2)
         assert publisher.refused == 1
+
+
+async def test_a_requeued_attempt_goes_ahead_of_new_work(tmp_path: Path) -> None:
+    """Issue 20: a job requeued from a lost host does not wait behind the whole queue."""
+    async with local_node(local_settings(tmp_path, capacity=1)) as node:
+        store = node.store
+        await node.publish(job("blocker", steps=("sleep 6",)))
+        await async_wait_until(lambda: _state_is(store, "blocker", JobState.RUNNING), what="blocker running")
+        await node.publish(*(job(f"new-{n}") for n in range(3)))  # queued behind it
+        await store.register_host("ghost", ["lab-a"], 1)
+        await store.submit(job("orphan"))
+        assert await store.claim("orphan", 1, "ghost", vm_name("orphan", 1))
+        # The ghost stops heartbeating; once it lapsed, the node's sweep requeues "orphan" as attempt 2.
+        await async_wait_until(lambda: _attempt_is(store, "orphan", 2), what="orphan requeued")
+        assert await node.node.outbox.flush(10)  # its request is in the queue, behind the 3 new ones
+        assert await _state_is(store, "blocker", JobState.RUNNING), "too late: the blocker ended first"
+        for job_id in ("blocker", "orphan", "new-0", "new-1", "new-2"):
+            await async_wait_until(lambda j=job_id: _terminal(store, j), what=f"{job_id} done")
+        started = {}
+        for job_id in ("orphan", "new-0", "new-1", "new-2"):
+            last = (await store.attempts(job_id))[-1]
+            assert last.state is S and last.started_at is not None
+            started[job_id] = last.started_at
+        assert (await store.get_job("orphan")).attempt == 2  # type: ignore[union-attr]
+        assert min(started, key=started.__getitem__) == "orphan"
+
+
+async def _state_is(store, job_id: str, state: JobState) -> bool:  # type: ignore[no-untyped-def]
+    record = await store.get_job(job_id)
+    return record is not None and record.state is state
+
+
+async def _attempt_is(store, job_id: str, attempt: int) -> bool:  # type: ignore[no-untyped-def]
+    record = await store.get_job(job_id)
+    return record is not None and record.attempt == attempt
+
+
+async def _terminal(store, job_id: str) -> bool:  # type: ignore[no-untyped-def]
+    record = await store.get_job(job_id)
+    return record is not None and record.terminal
