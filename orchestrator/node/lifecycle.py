@@ -271,12 +271,16 @@ class AttemptRun:
             await asyncio.gather(finished, return_exceptions=True)
 
     async def _lost_claim(self) -> None:
-        """The RUNNING transition was refused: cancelled meanwhile, or taken from us."""
+        """The RUNNING transition was refused: cancelled meanwhile, or taken from us - or it
+        applied before, and its answer was lost with the connection (then carry on)."""
         try:
             now = await while_unavailable(lambda: self.s.store.get_job(self.job.job_id), self.control.interrupted,
                                           "read the job", self.job.job_id)
         except StoreUnavailable:
             raise Interrupted("starting the job") from None
+        ours = now is not None and now.attempt == self.attempt and now.host == self.s.host
+        if ours and now.state is JobState.RUNNING:  # type: ignore[union-attr]
+            return
         if now is not None and now.attempt == self.attempt and now.state is JobState.CANCELLED:
             self.control.cancel(now.reason, recorded=True)
         else:

@@ -178,7 +178,7 @@ class Node:
         self._spawn("sweeper", sweep_loop(
             p.store, self.outbox, t.stale_after, t.max_attempts, t.sweep, self.store_health,
             own=lambda: finish_lost(p.store, self.outbox, self.outcomes, self.host, scheduler.live_jobs,
-                                    t.max_attempts)))
+                                    t.max_attempts, settled=t.stale_after)))
         self._spawn("reconciler", reconcile_loop(p.store, p.driver, self.host, self.scheduler.local_vms, t.reconcile))
         self._spawn("store watcher", self._watch_store(t.cancel_poll))
         self._spawn("free slots", self._sync_slots())

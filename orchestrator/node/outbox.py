@@ -52,6 +52,7 @@ class Outbox:
         # (store, host): the store's outbox backs the queue; ids of the queued messages it holds
         self.durable = durable
         self._stored: set[str] = set()
+        self._deleting: set[str] = set()  # published, their rows being deleted: not to be recovered again
         self.limit = limit
         self.batch = batch
         self.retry_delay = retry_delay
@@ -183,13 +184,18 @@ class Outbox:
         if self.durable is None or not ids:
             return
         self._stored.difference_update(ids)
+        self._deleting.update(ids)
         try:
             await self.durable[0].outbox_delete(ids)
         except StoreError as err:
             log.error("could not delete published messages from the outbox (sent again later): %s", err)
+        finally:
+            self._deleting.difference_update(ids)
 
     async def recover(self) -> int:
-        """Queue what this host's previous process left in the outbox; call before announcing anything."""
+        """Queue what this host's outbox holds that is not queued here: what its previous process
+        left (call it before announcing anything), and what a store write that committed but whose
+        answer was lost (the connection died) stored with it."""
         if self.durable is None:
             return 0
         store, host = self.durable
@@ -203,7 +209,7 @@ class Outbox:
         return self._requeue(await store.outbox_adopt(host, stale_after))
 
     def _requeue(self, rows: Sequence[tuple[int, OutboxMessage]]) -> int:
-        fresh = [message for _, message in rows if message_id(message) not in self._stored]
+        fresh = [message for _, message in rows if message_id(message) not in self._stored | self._deleting]
         if fresh:
             log.info("publishing %d messages left in the outbox", len(fresh))
             self.publish_stored(fresh)

@@ -41,24 +41,29 @@ def _log_changed(changed: Sequence[JobRecord], what: str) -> None:
 
 
 async def take_back_own(store: Store, outbox: Outbox, host: str, max_attempts: int, why: str,
-                        keep: Collection[str] = ()) -> list[JobRecord]:
-    """Requeue every provisioning/running attempt ``host`` holds, but those of the jobs in ``keep``;
-    returns the jobs changed."""
+                        keep: Collection[str] = (), claimed_before: float = 0.0) -> list[JobRecord]:
+    """Requeue every provisioning/running attempt ``host`` holds, but those of the jobs in ``keep``
+    and those claimed less than ``claimed_before`` s ago; returns the jobs changed."""
     changed = await outbox.apply(
-        lambda announce: store.requeue_host(host, max_attempts, why, announce=announce, keep=keep), requeue_messages)
+        lambda announce: store.requeue_host(host, max_attempts, why, announce=announce, keep=keep,
+                                            claimed_before=claimed_before),
+        requeue_messages)
     _log_changed(changed, "requeued this host's jobs")
     return changed
 
 
 async def finish_lost(store: Store, outbox: Outbox, outcomes: Outcomes, host: str, live: Callable[[], set[str]],
-                      max_attempts: int) -> list[JobRecord]:
+                      max_attempts: int, settled: float) -> list[JobRecord]:
     """Finish the attempts the store says ``host`` runs but it does not (``live()``: the jobs it
     runs or is claiming): an end kept on disk while the store was away is recorded; the rest
-    (an end that could not be recorded at all, a claim whose answer was lost) are requeued.
-    Returns the jobs requeued."""
+    (an end that could not be recorded at all, a claim whose answer was lost) are requeued -
+    those claimed at least ``settled`` s ago: a claim that commits while this looks was not
+    in ``live()`` yet when it was read. Also publishes what a write whose answer was lost stored
+    in this host's outbox. Returns the jobs requeued."""
+    await outbox.recover()
     await outcomes.replay(skip=live())
     changed = await take_back_own(store, outbox, host, max_attempts, "stopped running it without recording its end",
-                                  keep=live())
+                                  keep=live(), claimed_before=settled)
     for job in changed:
         log.warning("finished an attempt this node had lost track of", extra={"fields": {"job": job.job_id}})
     return changed

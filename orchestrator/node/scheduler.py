@@ -42,6 +42,7 @@ from orchestrator.node.capacity import Capacity, Slot
 from orchestrator.node.dead_letters import fail_dead_letter
 from orchestrator.node.events import announce_applied, announce_transition, first_claim_event, job_event
 from orchestrator.node.lifecycle import AttemptControl, AttemptRun, NodeServices
+from orchestrator.node.outbox import Outbox
 from orchestrator.store import JobRecord, JobState, StoreError
 
 log = logging.getLogger(__name__)
@@ -145,9 +146,15 @@ class Scheduler:
         # No shortcut on `job_id in self.active`: the request may be of a NEW attempt
         # (a retry, a lapsed-host requeue) while the old one is still winding down here.
         job = await self.s.store.submit(request)
-        if job.state is not JobState.QUEUED:
+        # Provisioning here but not running here: this node's claim committed and its answer was
+        # lost (the connection died after the commit). The redelivery takes it up (the claim of
+        # an attempt a host holds applies again for that host), instead of leaving it to the sweep.
+        answer_lost = job.state is JobState.PROVISIONING and job.host == self.s.host
+        if job.state is not JobState.QUEUED and not answer_lost:
             return Disposition.ACK  # finished, or another host (or attempt) holds it
-        if request.needs:
+        if answer_lost and isinstance(self.s.events, Outbox):
+            await self.s.events.recover()  # the `provisioning` event the lost claim stored goes out first
+        if request.needs and not answer_lost:
             verdict = await self._hold_for_needs(job)
             if verdict is not None:
                 return verdict
@@ -157,7 +164,7 @@ class Scheduler:
         slot = await self._acquire(job)
         if slot is None:
             return Disposition.REQUEUE
-        return await self._claim(job, slot)
+        return await self._claim(job, slot, announce=not answer_lost)
 
     async def on_dead_letter(self, job_id: str | None, reason: str,
                              request: jobs_pb2.JobRequest | None = None) -> None:
@@ -277,7 +284,9 @@ class Scheduler:
         self._start(stored[0], slot, vm)
         return Disposition.ACK
 
-    async def _claim(self, job: JobRecord, slot: Slot) -> Disposition:
+    async def _claim(self, job: JobRecord, slot: Slot, announce: bool = True) -> Disposition:
+        """Claim ``job``'s attempt with ``slot`` and start it (its `provisioning` event stored with the
+        claim, unless ``announce`` is False: a claim made again, whose first commit stored it)."""
         if not self.accepting:  # a slot came free as the node stopped taking work
             self.capacity.release(slot)
             return Disposition.REQUEUE
@@ -287,24 +296,26 @@ class Scheduler:
             self.capacity.release(slot)
             return Disposition.ACK  # a redelivery of what is being claimed or runs here
         vm = vm_name(job.job_id, job.attempt)
-        provisioning = job_event(job, JobState.PROVISIONING, attempt=job.attempt, host=self.s.host)
+        provisioning = [job_event(job, JobState.PROVISIONING, attempt=job.attempt, host=self.s.host)]
+        if not announce:
+            provisioning = []
         if await self._make_claim(
                 job.job_id, job.attempt, vm, slot,
                 lambda stored: self.s.store.claim(job.job_id, job.attempt, self.s.host, vm, events=stored),
-                provisioning):
+                *provisioning):
             self._start(job, slot, vm)
         return Disposition.ACK  # started, or not ours
 
     async def _make_claim(self, job_id: str, attempt: int, vm: str, slot: Slot,
                           write: Callable[[Sequence[jobs_pb2.JobEvent]], Awaitable[bool]],
-                          provisioning: jobs_pb2.JobEvent) -> bool:
+                          *provisioning: jobs_pb2.JobEvent) -> bool:
         """Claim through ``write``, which stores the PROVISIONING event with the claim (one
         statement on PostgreSQL). False, with the VM name and ``slot`` let go, when it did not apply."""
         self._vms.add(vm)  # before the claim: reconciliation must never see it as an orphan
         self._claiming[job_id] = attempt
         claimed = False
         try:
-            claimed = await announce_applied(self.s.events, write, provisioning)
+            claimed = await announce_applied(self.s.events, write, *provisioning)
         finally:
             if self._claiming.get(job_id) == attempt:
                 del self._claiming[job_id]

@@ -69,7 +69,7 @@ class HostsSql:
             "SELECT a.job_id, a.attempt, a.host FROM attempts a JOIN hosts h ON h.name = a.host"
             f" WHERE a.state IN {ACTIVE_SQL} AND h.last_heartbeat < {{now}} - $1"
             " ORDER BY a.job_id{skip_locked}",
-            float(stale_after_seconds),
+            (float(stale_after_seconds),),
             why=lambda host, attempt: (
                 f"host {host} sent no heartbeat for over {stale_after_seconds:g}s during attempt {attempt}"),
             max_attempts=max_attempts,
@@ -77,11 +77,11 @@ class HostsSql:
         )
 
     async def requeue_host(self, host: str, max_attempts: int, why: str = "restarted", announce: Announce | None = None,
-                           keep: Collection[str] = ()) -> list[JobRecord]:
+                           keep: Collection[str] = (), claimed_before: float = 0.0) -> list[JobRecord]:
         return await self._take_back_all(
             f"SELECT a.job_id, a.attempt, a.host FROM attempts a WHERE a.host = $1 AND a.state IN {ACTIVE_SQL}"
-            " ORDER BY a.job_id{skip_locked}",
-            host,
+            " AND (a.started_at IS NULL OR a.started_at <= {now} - $2) ORDER BY a.job_id{skip_locked}",
+            (host, float(claimed_before)),
             why=lambda host, attempt: f"host {host} {why} during attempt {attempt}",
             max_attempts=max_attempts,
             announce=announce,
@@ -89,7 +89,7 @@ class HostsSql:
         )
 
     async def _take_back_all(
-        self, select: str, arg: object, why: Callable[[str, int], str], max_attempts: int,
+        self, select: str, args: tuple[object, ...], why: Callable[[str, int], str], max_attempts: int,
         announce: Announce | None, keep: Collection[str] = (),
     ) -> list[JobRecord]:
         """End each attempt ``select`` finds (but those of the jobs in ``keep``) as errored; queue a
@@ -99,7 +99,7 @@ class HostsSql:
         changed: list[JobRecord] = []
         messages: list[OutboxMessage] = []
         async with self._tx() as tx:
-            for found in await tx.fetch(select, arg):
+            for found in await tx.fetch(select, *args):
                 job_id, attempt = found["job_id"], int(found["attempt"])
                 if job_id in keep:
                     continue

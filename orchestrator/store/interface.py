@@ -178,14 +178,18 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def requeue_host(self, host: str, max_attempts: int, why: str = "restarted",
-                           announce: Announce | None = None, keep: Collection[str] = ()) -> list[JobRecord]:
+                           announce: Announce | None = None, keep: Collection[str] = (),
+                           claimed_before: float = 0.0) -> list[JobRecord]:
         """Take back every provisioning/running job of ``host``, as ``requeue_lapsed`` does,
-        except the jobs whose ids are in ``keep``.
+        except the jobs whose ids are in ``keep`` and attempts claimed less than
+        ``claimed_before`` s ago (by the database's clock).
 
         For a node starting up: attempts its previous process held died with
         it, and its fresh heartbeat would hide them from ``requeue_lapsed``.
         Call it before registering/consuming. A running node passes the jobs it
-        runs as ``keep`` to finish the attempts it lost track of.
+        runs as ``keep``, and a ``claimed_before`` longer than a claim takes, to
+        finish the attempts it lost track of (a claim committing while this
+        runs is not in ``keep`` yet).
         """
 
     @abc.abstractmethod

@@ -71,6 +71,18 @@ class Run:
         wanted = job_ids if job_ids is not None else list(self.expected)
         return all(j in jobs and jobs[j].terminal and self.events.terminal(j) for j in wanted)
 
+    async def all_done(self, what: str, timeout: float = 60.0) -> None:
+        """Wait until every job is done; on timeout, say which are not and how they stand."""
+        try:
+            await async_wait_until(self.done, timeout=timeout, what=what)
+        except AssertionError:
+            jobs = await self.jobs()
+            left = {j: (jobs[j].state.name, jobs[j].attempt, jobs[j].host, len(self.events.terminal(j)))
+                    if j in jobs else "not stored" for j in self.expected
+                    if j not in jobs or not jobs[j].terminal or not self.events.terminal(j)}
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}: "
+                                 f"(state, attempt, host, terminal events) {left}") from None
+
     async def running(self, at_least: int) -> bool:
         return sum(j.state is JobState.RUNNING for j in (await self.jobs()).values()) >= at_least
 
@@ -108,7 +120,7 @@ async def test_jobs_end_once_through_store_and_broker_outages_and_a_lost_host(
             await run.publish(12)  # delivered during the outage
             await asyncio.sleep(STORE_OUTAGE - (time.monotonic() - started))  # the fault's length, not a race
         back = time.monotonic()
-        await async_wait_until(run.done, timeout=60, what="every job after the store outage")
+        await run.all_done("every job after the store outage")
         recovery = {"store away 4s": time.monotonic() - back}
 
         # 2. The broker away for three times publish_timeout while the nodes run jobs.
@@ -119,7 +131,7 @@ async def test_jobs_end_once_through_store_and_broker_outages_and_a_lost_host(
             await run.publish(6)  # waits in the queue for the nodes to reconnect
             await asyncio.sleep(BROKER_OUTAGE - (time.monotonic() - started))  # the fault's length
         back = time.monotonic()
-        await async_wait_until(run.done, timeout=60, what="every job after the broker outage")
+        await run.all_done("every job after the broker outage")
         recovery["broker away 3s"] = time.monotonic() - back
 
         # 3. A node lost while the broker is away.
@@ -140,7 +152,7 @@ async def test_jobs_end_once_through_store_and_broker_outages_and_a_lost_host(
                 return all(jobs[j].attempt == 2 for j in held)
             await async_wait_until(requeued_in_store, timeout=60, what="the victim's jobs requeued in the store")
         back = time.monotonic()
-        await async_wait_until(run.done, timeout=90, what="every job after the lost host")
+        await run.all_done("every job after the lost host", timeout=90)
         recovery["host lost, broker away"] = time.monotonic() - back
         print("\nevery job done and announced, after the service came back: "
               + ", ".join(f"{what} {seconds:.1f}s" for what, seconds in recovery.items()))
@@ -152,8 +164,11 @@ async def test_jobs_end_once_through_store_and_broker_outages_and_a_lost_host(
             history = await store.attempts(job_id)
             ended = [a for a in history if not taken_back(a)]
             assert len(ended) == 1 and ended[0] is history[-1], (job_id, history)
-            # Only the killed node's attempts were ever taken back: no false lapse after an outage.
-            assert all(a.host == VICTIM for a in history if taken_back(a)), (job_id, history)
+            # Only the killed node's attempts were taken back from their host by others: no false
+            # lapse after the store outage. (A live node may finish an attempt of its own whose claim
+            # committed as the connection died, once it is sure it does not run it.)
+            assert all(a.host == VICTIM or "without recording its end" in a.reason
+                       for a in history if taken_back(a)), (job_id, history)
             ends = {e.event_id: e for e in events.terminal(job_id)}  # a redelivered copy counts once
             assert len(ends) == 1, f"{job_id} announced terminal {len(ends)} times"
             [end] = ends.values()

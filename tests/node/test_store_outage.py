@@ -15,14 +15,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from common.config import Seconds
 from orchestrator.queue import RabbitJobConsumer
 from orchestrator.names import vm_name
-from orchestrator.store import JobState
+from orchestrator.store import JobState, StoreUnavailable
 from tests.node.conftest import Cluster
-from tests.node.harness import driver_of, job
+from tests.node.harness import driver_of, job, local_node, local_settings
 from tests.proxy import TcpProxy
 from tests.waiting import async_wait_until
 
@@ -108,3 +109,34 @@ async def test_a_node_finishes_its_own_attempts_it_no_longer_runs(cluster: Clust
         assert (record.state, record.attempt, record.host) == (S, 2, "node-a")
         [first, _] = await cluster.store.attempts("lost")
         assert first.state is JobState.ERRORED and "without recording its end" in first.reason
+
+
+async def test_a_claim_whose_answer_was_lost_is_taken_up_by_its_redelivery(tmp_path: Path) -> None:
+    """The claim committed, then the connection died before its answer came: the delivery is
+    tried again, finds the attempt provisioning on this very node, and starts it - attempt 1, not
+    a requeue by the sweep (and before, not a job left provisioning for good)."""
+    async with local_node(local_settings(tmp_path)) as node:
+        store = node.store
+        submit_claimed = store.submit_claimed
+        lost: list[str] = []
+
+        async def answer_lost(request, *args, **kwargs):  # type: ignore[no-untyped-def]
+            record = await submit_claimed(request, *args, **kwargs)
+            if not lost:
+                lost.append(request.job_id)
+                raise StoreUnavailable("lost the connection to SQLite database state.db after the commit")
+            return record
+
+        store.submit_claimed = answer_lost  # type: ignore[method-assign]
+        await node.publish(job("unlucky"))
+        await async_wait_until(lambda: _terminal(store, "unlucky"), what="unlucky done")
+        assert lost == ["unlucky"]
+        [attempt] = await store.attempts("unlucky")
+        assert (attempt.attempt, attempt.state, attempt.host) == (1, S, "node-a")
+        await async_wait_until(lambda: node.events.terminal("unlucky"), what="its terminal event")
+        assert node.events.job_states("unlucky") == [JobState.PROVISIONING, R, S]
+
+
+async def _terminal(store, job_id: str) -> bool:  # type: ignore[no-untyped-def]
+    record = await store.get_job(job_id)
+    return record is not None and record.terminal
