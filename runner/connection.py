@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import TypeVar
 
 import grpc
 
+from common.backoff import Backoff
 from common.bootstrap import RunnerBootstrap
 from common.errors import SolsticeError
 from common.grpc_options import client_options
@@ -53,22 +53,6 @@ class Refused(ConnectionError_):
 
 class OrchestratorGone(ConnectionError_):
     """The orchestrator has been unreachable for longer than the offline limit."""
-
-
-class Backoff:
-    """Capped exponential backoff with "equal jitter" (AWS architecture blog): each
-    delay is uniform in [d/2, d] where d doubles from ``initial`` up to ``cap``."""
-
-    def __init__(self, initial: float, cap: float) -> None:
-        self.initial, self.cap, self.attempt = initial, cap, 0
-
-    def next_delay(self) -> float:
-        ceiling = min(self.cap, self.initial * (2**self.attempt))
-        self.attempt += 1
-        return random.uniform(ceiling / 2, ceiling)
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 class Connection:

@@ -15,7 +15,7 @@ import collections
 import enum
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
@@ -208,6 +208,22 @@ async def _publish_confirmed(exchange: AbstractExchange, message: aio_pika.Messa
                                 properties=message.properties, mandatory=True, timeout=timeout, wait=False)
 
 
+async def publish_all(publishes: Sequence[Awaitable[None]]) -> None:
+    """Await ``publishes`` concurrently, all of them; then raise the first failure as it is.
+
+    Not a ``TaskGroup``: it raises an ``ExceptionGroup``, which no caller expecting a
+    ``PublishFailed`` (a ``QueueError``) catches - a broker outage longer than
+    ``publish_timeout`` then ended the loops that publish (the event outbox, the sweep)
+    instead of delaying them. None is left running when this returns or raises.
+    """
+    if len(publishes) == 1:
+        await publishes[0]
+        return
+    for result in await asyncio.gather(*publishes, return_exceptions=True):
+        if isinstance(result, BaseException):
+            raise result
+
+
 class LinkedPublisher(StartClose):
     """Base of the publishers: a ``BrokerLink`` opened by ``start`` and closed by ``close``.
 
@@ -236,4 +252,5 @@ class LinkedPublisher(StartClose):
         await self._link.close()
 
 
-__all__ = ["BrokerLink", "LinkState", "LinkedPublisher", "PublishStats", "connect", "redact_url", "start_error"]
+__all__ = ["BrokerLink", "LinkState", "LinkedPublisher", "PublishStats", "connect", "publish_all", "redact_url",
+           "start_error"]

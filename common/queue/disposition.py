@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import enum
+import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
+from common.errors import ServiceUnavailable
 from common.queue.errors import PoisonMessage
 
 
@@ -47,11 +50,13 @@ def unsettled_reason(attempts: int) -> str:
 
 @dataclass(frozen=True)
 class HandlerOutcome:
-    """What became of one handler call: a disposition, or (``retry``) put the message back with ``attempts``."""
+    """What became of one handler call: a disposition, or (``retry``) put the message back with
+    ``attempts``; ``deferred``: after a pause (``OutagePause``), the attempts as they were."""
 
     disposition: Disposition | None
     attempts: int
     error: Exception | None = None
+    deferred: bool = False  # the handler met an outage (``ServiceUnavailable``): not the message's fault
 
     @property
     def retry(self) -> bool:
@@ -63,12 +68,17 @@ async def call_handler(call: Callable[[], Awaitable[Disposition]], attempts: int
 
     ``attempts`` counts the failed handler calls so far. A handler that raises is retried
     (one more attempt) until ``max_attempts``, then its message is dead-lettered with the last
-    error; ``PoisonMessage`` dead-letters at once.
+    error; ``PoisonMessage`` dead-letters at once. A handler that met an outage
+    (``ServiceUnavailable``: the store or the broker cannot be reached) is retried with its
+    attempts unchanged, however long the outage lasts: the message is not at fault, and
+    dead-lettering it would lose a job nobody stored.
     """
     try:
         return HandlerOutcome(await call(), attempts)
     except PoisonMessage as err:
         return HandlerOutcome(Disposition.dead_letter(err.reason), attempts)
+    except ServiceUnavailable as err:
+        return HandlerOutcome(None, attempts, err, deferred=True)
     except Exception as err:  # noqa: BLE001 - a failing handler is retried, then dead-lettered
         attempts += 1
         if attempts >= max_attempts:
@@ -89,3 +99,37 @@ async def handle_stored(
     if attempts >= max_attempts:
         return HandlerOutcome(Disposition.dead_letter(unsettled_reason(attempts)), attempts)
     return await call_handler(call, attempts, max_attempts)
+
+
+class OutagePause:
+    """How long a consumer waits before putting back a message whose handler met an outage.
+
+    One per consumer. The pause grows with the outage, not with the number of messages
+    meeting it: about half the time since the first handler call of this outage met it,
+    at least ``initial`` and at most ``cap`` s (jittered down to half). So waiting messages
+    are tried a bounded number of times however long the outage lasts, and the first call
+    after it ends comes within half its length (at most ``cap``). A handler call that met
+    no outage ends the outage.
+    """
+
+    def __init__(self, initial: float = 0.2, cap: float = 2.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.initial = initial
+        self.cap = cap
+        self._clock = clock
+        self._since: float | None = None
+
+    def next_delay(self) -> float:
+        now = self._clock()
+        if self._since is None:
+            self._since = now
+        ceiling = min(self.cap, max(self.initial, (now - self._since) / 2))
+        return random.uniform(ceiling / 2, ceiling)
+
+    def note(self, outcome: HandlerOutcome) -> None:
+        """A handler call ended: one that met no outage ends the outage."""
+        if not outcome.deferred:
+            self.reset()
+
+    def reset(self) -> None:
+        self._since = None

@@ -2,27 +2,29 @@
 
     SolsticeError
     └── QueueError                the queue could not do what was asked
-        ├── QueueUnavailable      the broker (or queue file) cannot be reached
-        ├── PublishFailed         a message was not confirmed as stored
+        ├── QueueUnavailable      the broker (or queue file) cannot be reached  (*)
+        ├── PublishFailed         a message was not confirmed as stored         (*)
         ├── InvalidMessage        a message cannot be published as it is
         └── PoisonMessage         a received message cannot be processed;
                                   carries the reason written to the dead letter
+
+(*) also ``common.errors.ServiceUnavailable``: an outage, not the message's fault.
 """
 
 from __future__ import annotations
 
-from common.errors import SolsticeError
+from common.errors import ServiceUnavailable, SolsticeError
 
 
 class QueueError(SolsticeError):
     """The job queue or event bus failed."""
 
 
-class QueueUnavailable(QueueError):
+class QueueUnavailable(QueueError, ServiceUnavailable):
     """The broker or the queue database cannot be reached."""
 
 
-class PublishFailed(QueueError):
+class PublishFailed(QueueError, ServiceUnavailable):
     """A publish was not confirmed by the broker; the caller must not assume it is queued."""
 
 

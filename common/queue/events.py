@@ -7,7 +7,6 @@ to the forge. Routing keys are described in ``common.queue.topology``.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
@@ -16,7 +15,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
 
 from common.queue.codec import decode_job_event, encode_job_event, event_routing_key
-from common.queue.connection import BrokerLink, LinkedPublisher
+from common.queue.connection import BrokerLink, LinkedPublisher, publish_all
 from common.queue.disposition import Disposition
 from common.queue.errors import PublishFailed
 from common.queue.topology import JOB_ID_HEADER, SCHEMA_HEADER, Topology
@@ -81,9 +80,7 @@ class RabbitEventPublisher(LinkedPublisher):
             )
             for event in events
         ]
-        async with asyncio.TaskGroup() as group:
-            for key, message in messages:
-                group.create_task(self._publish_one(key, message), name=f"publish event {message.message_id}")
+        await publish_all([self._publish_one(key, message) for key, message in messages])
 
     async def _publish_one(self, key: str, message: aio_pika.Message) -> None:
         assert self._events is not None

@@ -216,7 +216,8 @@ class LocalEventBus(SqliteQueueFile):
 
     async def _deliver(self, sub: Subscription, seq: int, event_id: str, body: bytes, attempts: int) -> None:
         outcome = await handle_stored(lambda: sub.handler(decode_job_event(body)), attempts, self.max_attempts)
-        if outcome.retry:
+        await self._pause_after(outcome, f"{sub.name} on {event_id}")
+        if outcome.retry and not outcome.deferred:
             log.warning("local event bus: %s failed on %s (attempt %d): %s", sub.name, event_id, outcome.attempts, outcome.error)
         elif outcome.disposition is not None and outcome.disposition.action is Action.DEAD_LETTER:
             log.warning("event dead-lettered", extra={"fields": {"event_id": event_id, "reason": outcome.disposition.reason}})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 from typing import Protocol
@@ -11,10 +10,11 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange
 
 from common.queue.codec import encode_job_request
-from common.queue.connection import LinkedPublisher
+from common.queue.connection import LinkedPublisher, publish_all
 from common.queue.errors import PublishFailed
 from common.queue.topology import (
     JOB_ID_HEADER,
+    NEW_WORK,
     REASON_HEADER,
     ROUTING_KEY_HEADER,
     SCHEMA_HEADER,
@@ -31,19 +31,22 @@ class JobPublisher(Protocol):
     ``publish`` returns only when every request is durably stored (queued for
     its label, or dead-lettered with a reason when no node serves the label);
     otherwise it raises a ``QueueError``. A request may be stored twice after
-    a lost confirm: consumers deduplicate on ``job_id``.
+    a lost confirm: consumers deduplicate on ``job_id``. ``priority``
+    (``topology.NEW_WORK`` or ``ANOTHER_ATTEMPT``): higher goes first.
     """
 
-    async def publish(self, requests: Sequence[jobs_pb2.JobRequest]) -> None: ...
+    async def publish(self, requests: Sequence[jobs_pb2.JobRequest], priority: int = NEW_WORK) -> None: ...
 
 
-def job_message(request: jobs_pb2.JobRequest, headers: dict[str, object] | None = None) -> aio_pika.Message:
+def job_message(request: jobs_pb2.JobRequest, headers: dict[str, object] | None = None,
+                priority: int = NEW_WORK) -> aio_pika.Message:
     """The persistent AMQP message carrying ``request``."""
     body = encode_job_request(request)
     return aio_pika.Message(
         body,
         message_id=request.job_id,
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        priority=priority or None,
         content_type="application/x-protobuf",
         type="solstice.v1.JobRequest",
         headers={
@@ -67,12 +70,11 @@ class RabbitJobPublisher(LinkedPublisher):
         self._jobs = await self.topology.declare_jobs(channel)
         self._dead = await channel.get_exchange(self.topology.jobs_dead_exchange)
 
-    async def publish(self, requests: Sequence[jobs_pb2.JobRequest]) -> None:
+    async def publish(self, requests: Sequence[jobs_pb2.JobRequest], priority: int = NEW_WORK) -> None:
         """Publish all ``requests`` concurrently; return when all are confirmed."""
-        messages = [(request.runs_on, job_message(request)) for request in requests]  # validates first
-        async with asyncio.TaskGroup() as group:
-            for label, message in messages:
-                group.create_task(self._publish_one(label, message), name=f"publish {message.message_id}")
+        # Encoding validates every request before any is published.
+        messages = [(request.runs_on, job_message(request, priority=priority)) for request in requests]
+        await publish_all([self._publish_one(label, message) for label, message in messages])
 
     async def _publish_one(self, label: str, message: aio_pika.Message) -> None:
         assert self._jobs is not None and self._dead is not None, "start() the publisher first"

@@ -22,9 +22,9 @@ from typing import ClassVar
 import aiosqlite
 
 from common.lifecycle import StartStop
-from common.queue.disposition import Action, HandlerOutcome
+from common.queue.disposition import Action, HandlerOutcome, OutagePause
 from common.queue.errors import QueueError, QueueUnavailable
-from common.queue.tasks import finish_or_cancel
+from common.queue.tasks import finish_or_cancel, pause
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +137,11 @@ class SqliteQueueFile(StartStop):
     ``stop(grace)`` ends the dispatcher, gives the running handler tasks
     (``_running``) ``grace`` s, cancels the rest (their rows are delivered
     again on the next start) and closes. Also an async context manager.
+
+    A handler that met an outage is put back after ``_pause_after`` (as on
+    RabbitMQ: a pause growing while outages go on, the attempts unchanged);
+    work the dispatcher could not finish for an outage is tried again after
+    such a pause too (``_retry_later``), not only when something wakes it.
     """
 
     what: ClassVar[str]  # "the local queue": names it in errors and logs
@@ -150,6 +155,9 @@ class SqliteQueueFile(StartStop):
         self._wake = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
         self._stopping = False
+        self._stopped = asyncio.Event()  # ends outage pauses early
+        self._outage = OutagePause()
+        self._retry_in: float | None = None  # set by _retry_later: wake the dispatcher after this long
 
     async def start(self) -> None:
         if self._db is not None:
@@ -167,6 +175,7 @@ class SqliteQueueFile(StartStop):
         are delivered again on the next start.
         """
         self._stopping = True
+        self._stopped.set()
         self._wake.set()
         if self._dispatcher is not None:
             await self._dispatcher
@@ -195,11 +204,32 @@ class SqliteQueueFile(StartStop):
     async def _dispatch(self) -> None:
         while not self._stopping:
             self._wake.clear()
+            self._retry_in = None
             try:
                 await self._dispatch_once()
             except QueueUnavailable as err:
                 log.error("%s: %s", self.what, err)
-            await self._wake.wait()
+                self._retry_later()
+            if self._retry_in is None:
+                await self._wake.wait()
+            else:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self._retry_in)
+                except TimeoutError:
+                    pass
+
+    def _retry_later(self) -> None:
+        """Have the dispatcher run again after an outage pause even if nothing wakes it."""
+        self._retry_in = self._outage.next_delay()
+
+    async def _pause_after(self, outcome: HandlerOutcome, what: str) -> None:
+        """After a handler call: if it met an outage, log it and pause before its row is put back."""
+        self._outage.note(outcome)
+        if outcome.deferred:
+            delay = self._outage.next_delay()
+            log.warning("%s: %s: %s; retrying in %.1fs (an outage: not counted as an attempt)",
+                        self.what, what, outcome.error, delay)
+            await pause(delay, self._stopped)
 
     def _track(self, task: asyncio.Task[None], running: set[asyncio.Task[None]]) -> None:
         """Count ``task`` in ``running`` until it ends; then look for more work."""

@@ -1,4 +1,4 @@
-"""Ending a set of owned tasks on shutdown: a grace period, then cancellation."""
+"""Ending a set of owned tasks on shutdown: a grace period, then cancellation; pauses that end early on stop."""
 
 from __future__ import annotations
 
@@ -17,3 +17,13 @@ async def finish_or_cancel(tasks: Iterable[asyncio.Task[None]], grace: float) ->
     if pending:
         await asyncio.wait(pending)
     return len(pending)
+
+
+async def pause(delay: float, stop: asyncio.Event) -> None:
+    """Sleep ``delay`` s, or less if ``stop`` is set meanwhile (a stopping consumer settles at once)."""
+    if stop.is_set():
+        return
+    try:
+        await asyncio.wait_for(stop.wait(), delay)
+    except TimeoutError:
+        pass

@@ -18,6 +18,10 @@ the queue ``solstice.events.dead``.
 
 Every name starts with a configurable prefix so deployments and tests can
 share a broker without seeing each other's messages.
+
+Priorities: a job's first attempt is published with ``NEW_WORK``; every later
+attempt (requeued from a lost host, retried) with ``ANOTHER_ATTEMPT``, so it
+goes ahead of new work instead of waiting behind the whole queue.
 """
 
 from __future__ import annotations
@@ -37,6 +41,17 @@ ATTEMPTS_HEADER = "x-solstice-attempts"  # failed handler runs so far
 REASON_HEADER = "x-solstice-dead-reason"
 JOB_ID_HEADER = "x-solstice-job-id"
 ROUTING_KEY_HEADER = "x-solstice-routing-key"  # the key a dead letter was sent with
+
+# Message priorities of job requests (label queues are declared with x-max-priority MAX_PRIORITY;
+# one level above ANOTHER_ATTEMPT is left free so a later class needs no second queue migration).
+NEW_WORK = 0
+ANOTHER_ATTEMPT = 1
+MAX_PRIORITY = 2
+
+
+def attempt_priority(attempt: int) -> int:
+    """The queue priority of a job request for ``attempt``: later attempts go ahead of new work."""
+    return ANOTHER_ATTEMPT if attempt > 1 else NEW_WORK
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _PREFIX = re.compile(r"[A-Za-z0-9._-]{0,60}")
@@ -93,6 +108,10 @@ class Topology:
     def label_queue(self, label: str) -> str:
         return f"{self.prefix}solstice.jobs.{validate_label(label)}"
 
+    def migrating_queue(self, label: str) -> str:
+        """Where ``label``'s requests wait while its queue is re-declared (``label_queues``)."""
+        return f"{self.prefix}solstice.migrating.{validate_label(label)}"
+
     def event_queue(self, name: str) -> str:
         if not _NAME.fullmatch(name):
             raise InvalidMessage(f"event subscriber name {name!r} may only hold letters, digits, '.', '_', '-'")
@@ -106,13 +125,22 @@ class Topology:
             await queue.bind(dead, routing_key="")
         return await channel.declare_exchange(self.jobs_exchange, aio_pika.ExchangeType.TOPIC, durable=True)
 
-    async def declare_label_queue(self, channel: AbstractChannel, label: str) -> AbstractQueue:
-        """Declare (and bind) the durable queue of one label."""
+    def label_queue_arguments(self, priorities: bool = True) -> dict[str, object]:
+        """What a label queue is declared with (``priorities=False``: as before priorities)."""
+        arguments: dict[str, object] = {"x-dead-letter-exchange": self.jobs_dead_exchange}
+        if priorities:
+            arguments["x-max-priority"] = MAX_PRIORITY
+        return arguments
+
+    async def declare_label_queue(self, channel: AbstractChannel, label: str,
+                                  arguments: dict[str, object] | None = None) -> AbstractQueue:
+        """Declare (and bind) the durable queue of one label: with priorities, unless ``arguments``
+        (from ``label_queues.prepare_label_queue``) say otherwise."""
         jobs = await self.declare_jobs(channel)
         queue = await channel.declare_queue(
             self.label_queue(label),
             durable=True,
-            arguments={"x-dead-letter-exchange": self.jobs_dead_exchange},
+            arguments=arguments or self.label_queue_arguments(),
         )
         await queue.bind(jobs, routing_key=label)
         return queue

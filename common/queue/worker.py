@@ -15,6 +15,11 @@ message is settled only after the handler returns:
 * the handler raised: the message is put back at the end of its queue with
   an attempt counter header; after ``max_attempts`` failures it is
   dead-lettered with the last error.
+* the handler met an outage (``ServiceUnavailable``: the store or the broker
+  cannot be reached): after a pause that grows while outages go on
+  (``OutagePause``, at most 2 s) the message is put back with its
+  attempt counter unchanged - for as long as the outage lasts. Counted as
+  ``deferred`` and logged each time.
 
 If the connection drops (or the node dies) before the settle, the broker
 delivers the message again flagged ``redelivered``: handlers must be
@@ -39,9 +44,9 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 from aio_pika.robust_channel import RobustChannel
 
-from common.queue.disposition import Action, Disposition, call_handler, unsettled_reason
+from common.queue.disposition import Action, Disposition, OutagePause, call_handler, unsettled_reason
 from common.queue.errors import QueueError, QueueUnavailable
-from common.queue.tasks import finish_or_cancel
+from common.queue.tasks import finish_or_cancel, pause
 from common.queue.topology import ATTEMPTS_HEADER, REASON_HEADER, ROUTING_KEY_HEADER
 
 log = logging.getLogger(__name__)
@@ -55,14 +60,16 @@ def attempts_of(message: AbstractIncomingMessage) -> int:
     return value if isinstance(value, int) else 0
 
 
-def copy_message(message: AbstractIncomingMessage, **headers: object) -> aio_pika.Message:
-    """A persistent copy of ``message`` with extra ``headers``."""
+def copy_message(message: AbstractIncomingMessage, drop: tuple[str, ...] = (), **headers: object) -> aio_pika.Message:
+    """A persistent copy of ``message`` with extra ``headers``, without the headers named in ``drop``."""
+    kept = {key: value for key, value in (message.headers or {}).items() if key not in drop}
     return aio_pika.Message(
         message.body,
-        headers={**(message.headers or {}), **headers},
+        headers={**kept, **headers},
         message_id=message.message_id,
         content_type=message.content_type,
         type=message.type,
+        priority=message.priority,
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
     )
 
@@ -77,6 +84,7 @@ class WorkerStats:
     acked: int = 0  # acks sent on a live channel
     requeued: int = 0  # REQUEUE dispositions sent
     retried: int = 0  # handler raised; put back with an attempt counter
+    deferred: int = 0  # handler met an outage; put back after a pause, the attempt counter unchanged
     dead_lettered: int = 0
     unsettled: int = 0  # settling failed on a lost channel; the broker delivers the message again
 
@@ -85,10 +93,13 @@ class QueueWorker:
     """Consumes queues on one channel of ``connection`` and settles each message after ``handler``.
 
     ``dead_exchange`` receives dead letters; None means the message is
-    dropped with an error line (for queues that are copies of dead letters).
+    dropped with an error line (for queues that are copies of dead letters:
+    a handler that keeps failing there is given up on, though never for an
+    outage).
 
     Lifetime: ``open(prefetch)`` once; then ``consume`` queues declared on
-    ``channel``; ``set_prefetch`` any time (0 pauses consuming); ``stop`` once.
+    ``channel``; ``set_prefetch`` any time (0 pauses consuming), ``set_paused``
+    any time (those queues are not consumed); ``stop`` once.
     """
 
     def __init__(
@@ -109,9 +120,12 @@ class QueueWorker:
         self._channel: AbstractChannel | None = None
         self._queues: list[AbstractQueue] = []
         self._tags: dict[str, str] = {}  # queue name -> consumer tag while consuming
+        self._paused: frozenset[str] = frozenset()  # queue names not to consume
         self._prefetch = 0
         self._inflight: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self._stopped = asyncio.Event()  # ends outage pauses early: a stopping worker settles at once
+        self._outage = OutagePause()
         self._counts: collections.Counter[str] = collections.Counter()
         self._prefetch_lock = asyncio.Lock()
 
@@ -145,9 +159,9 @@ class QueueWorker:
             self._channel.reopen_callbacks.add(self._reapply_prefetch)
 
     async def consume(self, queue: AbstractQueue) -> None:
-        """Start delivering ``queue``'s messages (unless paused by a prefetch of 0)."""
+        """Start delivering ``queue``'s messages (unless paused by a prefetch of 0 or ``set_paused``)."""
         self._queues.append(queue)
-        if self._prefetch > 0:
+        if self._prefetch > 0 and queue.name not in self._paused:
             await self._consume(queue)
 
     async def _consume(self, queue: AbstractQueue) -> None:
@@ -173,6 +187,17 @@ class QueueWorker:
         except CONNECTION_EXCEPTIONS as err:
             log.warning("%s: prefetch %d applies once the connection is back: %s", self.name, prefetch, err)
 
+    async def set_paused(self, names: frozenset[str]) -> None:
+        """Consume none of the queues named (and again every other one); like ``set_prefetch``,
+        a change made while the connection is down applies when it is back."""
+        self._paused = frozenset(names)
+        if self._channel is None or not self._connection.connected.is_set():
+            return
+        try:
+            await self._apply_prefetch()
+        except CONNECTION_EXCEPTIONS as err:
+            log.warning("%s: paused queues apply once the connection is back: %s", self.name, err)
+
     async def _apply_prefetch(self) -> None:
         async with self._prefetch_lock:
             prefetch = self._prefetch
@@ -183,8 +208,11 @@ class QueueWorker:
             # global_: one budget shared by every queue of the channel.
             await self.channel.set_qos(prefetch_count=prefetch, global_=True)
             for queue in self._queues:
-                if queue.name not in self._tags and not self._stopping:
+                wanted = queue.name not in self._paused and not self._stopping
+                if wanted and queue.name not in self._tags:
                     await self._consume(queue)
+                elif not wanted and queue.name in self._tags:
+                    await queue.cancel(self._tags.pop(queue.name))
 
     async def _reapply_prefetch(self, _channel: object) -> None:
         # aio-pika restores the qos and consumers it knew of when the channel
@@ -209,6 +237,7 @@ class QueueWorker:
         messages are unacknowledged, so the broker delivers them again.
         """
         self._stopping = True
+        self._stopped.set()
         if self._channel is None:
             return
         try:
@@ -256,6 +285,17 @@ class QueueWorker:
             return
         self._counts["handled"] += 1
         outcome = await call_handler(lambda: self._handler(message), attempts_of(message), self.max_attempts)
+        self._outage.note(outcome)
+        if outcome.deferred:
+            delay = self._outage.next_delay()
+            log.warning(
+                "%s: %s; retrying in %.1fs (an outage: not counted as an attempt)", self.name, outcome.error, delay,
+                extra={"fields": {"message_id": message.message_id}},
+            )
+            await pause(delay, self._stopped)
+            await self._put_back(queue_name, message, outcome.attempts)
+            self._counts["deferred"] += 1
+            return
         if outcome.disposition is None:
             log.warning(
                 "%s: handler failed (attempt %d of %d), retrying later: %s",
@@ -303,7 +343,9 @@ class QueueWorker:
             self._counts["dead_lettered"] += 1
             return
         dead = await self.channel.get_exchange(self._dead_exchange_name, ensure=False)
-        copy = copy_message(message, **{REASON_HEADER: reason, ROUTING_KEY_HEADER: message.routing_key or ""})
+        # Without the attempt counter: whoever handles the dead letter gets attempts of its own.
+        copy = copy_message(message, drop=(ATTEMPTS_HEADER,),
+                            **{REASON_HEADER: reason, ROUTING_KEY_HEADER: message.routing_key or ""})
         await dead.publish(copy, routing_key=message.routing_key or "")
         await message.ack()
         self._counts["dead_lettered"] += 1

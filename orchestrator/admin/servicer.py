@@ -28,9 +28,8 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from common.queue.errors import InvalidMessage, QueueError
-from common.queue.events import EventPublisher
-from common.queue.publisher import JobPublisher
 from common.cloneurl import redact_url
+from common.queue.topology import NEW_WORK
 from common.rpc import admin_pb2, admin_pb2_grpc, jobs_pb2, runner_pb2
 from common.validation import CloneRules, RequestInvalid, check_requests
 from orchestrator.admin.admission import admit
@@ -40,7 +39,9 @@ from orchestrator.admin.token_rpcs import TokenRpcs
 from orchestrator.logstore import LogNotFound, LogStore, LogStoreError
 from orchestrator.logstore.reader import LINE_PIECE, lines_of
 from orchestrator.node.cancel import cancel_job
-from orchestrator.node.events import announce, job_event, settle
+from orchestrator.node.events import job_event, new_event_id
+from orchestrator.node.outbox import Outbox
+from orchestrator.node.requeue import retry_job
 from orchestrator.operators import OperatorTokenError, OperatorTokens
 from orchestrator.secrets import SecretBroker
 from orchestrator.store import (
@@ -51,6 +52,8 @@ from orchestrator.store import (
     JobNotFound,
     JobRecord,
     JobState,
+    OutboxMessage,
+    OutboxRequest,
     RetryNotAllowed,
     Store,
     StoreError,
@@ -113,14 +116,13 @@ class AdminServicer(TokenRpcs, SecretRpcs, admin_pb2_grpc.AdminServiceServicer):
     ``rules`` says which clone URLs Submit takes.
     """
 
-    def __init__(self, store: Store, publisher: JobPublisher, events: EventPublisher, logstore: LogStore,
-                 node: LocalNode, log_poll: float = 0.5, trusted_submit: bool = False,
+    def __init__(self, store: Store, outbox: Outbox, logstore: LogStore, node: LocalNode,
+                 log_poll: float = 0.5, trusted_submit: bool = False,
                  secrets: SecretBroker | None = None, rules: CloneRules = CloneRules()) -> None:
         self.secrets = secrets
         self.store = store
         self.rules = rules  # which clone URLs Submit takes
-        self.publisher = publisher
-        self.events = events
+        self.outbox = outbox  # the node's: events and job requests leave in order with the node's own
         self.logstore = logstore
         self.node = node
         self.log_poll = log_poll
@@ -185,12 +187,14 @@ class AdminServicer(TokenRpcs, SecretRpcs, admin_pb2_grpc.AdminServiceServicer):
             check_requests(request.jobs, self.rules)  # all of it, before anything is stored
             jobs = await self._admit(request.jobs)
             stored = [await self.store.submit(job) for job in jobs]
-            # `queued` before publishing: a node's `provisioning` event must not overtake it.
-            await announce(self.events, *(job_event(job, job.state) for job in stored if job.state is JobState.QUEUED))
-            await settle(self.events)
-            # A job submitted again that already finished is not sent round the queue again.
-            queued = {job.job_id for job in stored if job.state is JobState.QUEUED}
-            await self.publisher.publish([job for job in jobs if job.job_id in queued])
+            # A job submitted again that already finished is not sent round the queue again. Each
+            # queued one's event, then its request, through the outbox: durable once this returns,
+            # and a node's `provisioning` event cannot overtake the `queued` one.
+            messages: list[OutboxMessage] = []
+            for job in stored:
+                if job.state is JobState.QUEUED:
+                    messages += [job_event(job, job.state), OutboxRequest(new_event_id(), job.request, NEW_WORK)]
+            await self.outbox.send(messages)
             return admin_pb2.SubmitResponse(jobs=[await self.job_info(job) for job in stored])
         return await self._call(context, go())
 
@@ -216,7 +220,7 @@ class AdminServicer(TokenRpcs, SecretRpcs, admin_pb2_grpc.AdminServiceServicer):
             reason = request.reason or "cancelled by an operator"
             before = await self._get(request.job_id)
             job = before if before.terminal else await cancel_job(
-                self.store, self.events, self.node, request.job_id, reason)
+                self.store, self.outbox, self.node, request.job_id, reason)
             if before.terminal or job.state is not JobState.CANCELLED:
                 # Said as a refusal (exit 1 in ciadm), never as if this call had cancelled it.
                 raise AdminError(grpc.StatusCode.FAILED_PRECONDITION,
@@ -226,10 +230,7 @@ class AdminServicer(TokenRpcs, SecretRpcs, admin_pb2_grpc.AdminServiceServicer):
 
     async def Retry(self, request, context):  # type: ignore[no-untyped-def]
         async def go() -> admin_pb2.JobInfo:
-            job = await self.store.retry(request.job_id)
-            await announce(self.events, job_event(job, JobState.QUEUED))
-            await settle(self.events)
-            await self.publisher.publish([job.request])
+            job = await retry_job(self.store, self.outbox, request.job_id)
             return await self.job_info(job)
         return await self._call(context, go())
 
@@ -289,7 +290,7 @@ def _log_chunks(batches: list[runner_pb2.LogBatch]) -> list[admin_pb2.LogChunk]:
 def admin_servicer_factory(node) -> AdminServicer:  # type: ignore[no-untyped-def]
     """``NodeParts.admin``: the AdminService of ``node`` (the node serves it on its management listeners)."""
     parts = node.parts
-    # The node's outbox: the admin's events keep their order with the node's own.
-    return AdminServicer(parts.store, parts.publisher, node.outbox, parts.gateway.logstore, node,
+    # The node's outbox: the admin's events and requests keep their order with the node's own.
+    return AdminServicer(parts.store, node.outbox, parts.gateway.logstore, node,
                          trusted_submit=node.settings.admin.trusted_submit, secrets=parts.secrets,
                          rules=CloneRules(allow_local=node.settings.allow_local_checkouts))

@@ -1,10 +1,12 @@
 """Cancelling a job from outside its attempt (operators, a closed pull request).
 
 ``cancel_job`` moves the job's current attempt to ``cancelled`` with a
-conditional transition, so whoever applied it is known and the cancellation
-is announced exactly once: here when no node ever claimed the attempt,
-otherwise by the node holding it (at once when that is this node, through
-its store watcher when it is another).
+conditional transition that stores the ``cancelled`` event with it
+(``Store.transition_announced``): whoever applied it announces it, exactly
+once, by construction - whether or not a node holds the attempt. The node
+holding it stops it (at once when that is this node, through its store
+watcher when it is another) and announces nothing: its own final transition
+is refused, since the attempt already ended.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from common.queue.events import EventPublisher
-from orchestrator.node.events import announce, job_event
+from orchestrator.node.events import announce_transition, job_event
 from orchestrator.store import JobNotFound, JobRecord, JobState, Store
 
 
@@ -32,13 +34,13 @@ async def cancel_job(store: Store, events: EventPublisher, node: CancelTarget, j
     for _ in range(3):
         if job.terminal:
             break
-        applied = await store.transition(job.job_id, job.attempt, JobState.CANCELLED, reason)
+        event = job_event(job, JobState.CANCELLED, reason=reason)  # host: the attempt's holder, if any
+        applied = await announce_transition(store, events, node.host, job.job_id, job.attempt,
+                                            JobState.CANCELLED, reason, event)
         job = await _get(store, job_id)
         if not applied:
             continue
-        if not job.host:
-            await announce(events, job_event(job, JobState.CANCELLED, reason=reason))
-        elif job.host == node.host:
+        if job.host == node.host:
             node.cancel_local(job.job_id, reason)
         break
     return job

@@ -2,11 +2,12 @@
 
 A ``Capacity`` hands out ``Slot``s. The queue's prefetch follows it: the
 node keeps ``free_slots`` of its consumer equal to ``free()`` plus the jobs
-held waiting for their ``needs`` (those are deliveries that must not block
-capacity). A label limit cannot be expressed as a prefetch on one channel,
-so a delivery of a label at its limit waits in ``acquire`` (still
-unacknowledged: if the node dies, the broker gives it to another node); the
-scheduler does not count such waits against the prefetch either.
+held waiting for their ``needs`` or for a slot of their label (deliveries
+that must not block capacity). A label limit cannot be expressed as a
+prefetch on one channel, so the node stops consuming the labels at their
+limit (``full_labels``) and resumes once a slot of theirs is free; a delivery
+of such a label that arrived meanwhile waits in ``acquire`` (still
+unacknowledged: if the node dies, the broker gives it to another node).
 """
 
 from __future__ import annotations
@@ -49,6 +50,15 @@ class Capacity:
     def free(self) -> int:
         """Slots free in total (ignoring label limits)."""
         return max(0, self.total - self._in_use)
+
+    def label_full(self, label: str) -> bool:
+        """``label`` is at its limit: none of its jobs can start, however many slots are free."""
+        limit = self.label_limits.get(label)
+        return limit is not None and self._used[label] >= limit
+
+    def full_labels(self) -> frozenset[str]:
+        """Every label at its limit (the node stops consuming them)."""
+        return frozenset(label for label, limit in self.label_limits.items() if self._used[label] >= limit)
 
     def can_take(self, label: str) -> bool:
         limit = self.label_limits.get(label)

@@ -4,10 +4,14 @@
   whether an operator drained it.
 * ``sweep_loop``: any live node takes the jobs of hosts whose heartbeat
   lapsed (``Store.requeue_lapsed``; concurrent sweeps change each job once)
-  and republishes the new attempts; a job out of attempts ends ``errored``.
-  It also takes over the event-outbox rows such hosts left unpublished.
-* ``take_back_own``: at start-up, the attempts this host's previous process
-  held died with it - requeue them before the fresh heartbeat hides them.
+  and queues the new attempts through its outbox (requeue.py); a job out of
+  attempts ends ``errored``. It also takes over the outbox rows such hosts
+  left unpublished.
+
+After this node could not reach the store (its heartbeats failed), its sweep
+trusts other hosts' heartbeat ages again only once its own have gone through
+for ``stale_after`` (``StoreHealth``): a store outage stops every host's
+heartbeats, and sweeping right after it would take every running job away.
 
 A store or broker outage is logged and retried on the next tick; these loops
 only end when cancelled (the supervisor treats any other end as fatal).
@@ -17,63 +21,69 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Awaitable, Callable
 
 from common.queue.errors import QueueError
-from common.queue.events import EventPublisher
-from common.queue.publisher import JobPublisher
-from orchestrator.node.events import EventOutbox, announce, job_event, settle
-from orchestrator.store import JobRecord, JobState, Store, StoreError
+from orchestrator.node.outbox import Outbox
+from orchestrator.node.requeue import requeue_lapsed
+from orchestrator.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 
 
-async def republish(changed: Sequence[JobRecord], publisher: JobPublisher, events: EventPublisher) -> None:
-    """Announce each changed job; put the ``queued`` ones back on the queue."""
-    if not changed:
-        return
-    queued = [job for job in changed if job.state is JobState.QUEUED]
-    # Announce first: once published, a node may start the new attempt and its
-    # `provisioning` event must not overtake this `queued` one.
-    await announce(events, *(job_event(job, job.state, reason=job.reason) for job in changed))
-    if queued:
-        await settle(events)
-        await publisher.publish([job.request for job in queued])
-    log.info("requeued jobs of lapsed hosts", extra={"fields": {
-        "requeued": len(queued), "errored": len(changed) - len(queued)}})
+class StoreHealth:
+    """Whether this node's heartbeats have reached the store for long enough to judge others'."""
 
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._back_since: float | None = float("-inf")  # None while heartbeats fail
 
-async def take_back_own(store: Store, host: str, max_attempts: int, publisher: JobPublisher,
-                        events: EventPublisher, why: str) -> list[JobRecord]:
-    """Requeue every provisioning/running attempt ``host`` holds; returns the jobs changed."""
-    changed = await store.requeue_host(host, max_attempts, why)
-    await republish(changed, publisher, events)
-    return changed
+    def succeeded(self) -> None:
+        if self._back_since is None:
+            self._back_since = self._clock()
+            log.info("the store answers heartbeats again")
+
+    def failed(self) -> None:
+        self._back_since = None
+
+    def steady_for(self, seconds: float) -> bool:
+        """Every heartbeat of the last ``seconds`` s went through."""
+        return self._back_since is not None and self._clock() - self._back_since >= seconds
 
 
 async def heartbeat_loop(store: Store, host: str, interval: float, running: Callable[[], int],
-                         on_draining: Callable[[bool], None]) -> None:
+                         on_draining: Callable[[bool], None], health: StoreHealth | None = None) -> None:
     """Heartbeat every ``interval`` s; report the drain flag through ``on_draining``."""
+    health = health or StoreHealth()
     while True:
         try:
             record = await store.heartbeat(host, running())
         except StoreError as err:
+            health.failed()
             log.error("heartbeat failed: %s", err)
         else:
+            health.succeeded()
             on_draining(record.draining)
         await asyncio.sleep(interval)
 
 
-async def sweep_loop(store: Store, publisher: JobPublisher, events: EventPublisher,
-                     stale_after: float, max_attempts: int, interval: float) -> None:
-    """Requeue the jobs of lapsed hosts every ``interval`` s; forget finished jobs' clone credentials."""
+async def sweep_loop(store: Store, outbox: Outbox, stale_after: float, max_attempts: int, interval: float,
+                     health: StoreHealth | None = None, own: Callable[[], Awaitable[object]] | None = None) -> None:
+    """Every ``interval`` s: ``own()`` (this host's lost attempts), forget finished jobs' clone
+    credentials, then requeue the jobs of lapsed hosts."""
+    health = health or StoreHealth()
     while True:
         await asyncio.sleep(interval)
         try:
-            changed = await store.requeue_lapsed(stale_after, max_attempts)
-            await republish(changed, publisher, events)
-            if isinstance(events, EventOutbox):
-                await events.adopt(stale_after)  # the events a dead host announced but never sent
+            if own is not None:
+                await own()
             await store.purge_clone_credentials()
+            if not health.steady_for(stale_after):
+                log.info("lapsed-host sweep skipped: this node's heartbeats reached the store again less than "
+                         "%gs ago", stale_after)
+                continue
+            await requeue_lapsed(store, outbox, stale_after, max_attempts)
+            await outbox.adopt(stale_after)  # what a dead host stored but never published
         except (StoreError, QueueError) as err:
             log.error("lapsed-host sweep failed: %s", err)

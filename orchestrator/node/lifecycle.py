@@ -11,12 +11,15 @@ one-line reason (plus the VM's console tail when the driver has one). A running 
 least every ``timeouts.runner_silence`` s (it heartbeats every couple of
 seconds): a runner that died or hangs ends the attempt ``errored`` ("the
 runner stopped answering for 60s") instead of holding it to the job
-timeout. A cancel (``AttemptControl.cancel``) stops provisioning at once, or reaches a running runner through ``gateway.cancel`` and gives it
-``cancel_grace`` to report. An abort (the node shutting down, or the store
-saying the attempt is no longer ours) tears the VM down but leaves the
-store untouched, so the attempt is requeued (``Store.requeue_host`` /
-``requeue_lapsed``) and runs again elsewhere - unless the store already
-says it was cancelled, which is then announced (the holder announces).
+timeout. A cancel (``AttemptControl.cancel``) stops provisioning at once, or
+reaches a running runner through ``gateway.cancel`` and gives it
+``cancel_grace`` to report; a cancel the store already holds was announced by
+whoever made it, so the attempt only records its steps. An abort (the node
+shutting down, or the store saying the attempt is no longer ours) tears the
+VM down but leaves the store untouched, so the attempt is requeued
+(``Store.requeue_host`` / ``requeue_lapsed``) and runs again elsewhere -
+unless the runner had already finished: an outcome in hand is recorded
+whatever the abort (the store refuses it if the attempt was taken away).
 """
 
 from __future__ import annotations
@@ -33,12 +36,13 @@ from common.queue.events import EventPublisher
 from common.rpc import jobs_pb2
 from orchestrator.drivers.base import Driver, VmSpec
 from orchestrator.drivers.errors import DriverError, JobRefused
-from orchestrator.node.events import announce, announce_applied, announce_transition, job_event, step_event
+from orchestrator.node.events import announce_applied, announce_transition, job_event, step_event
+from orchestrator.node.outcomes import Outcomes, while_unavailable
 from orchestrator.node.settings import LogConfig, TimeoutConfig
 from orchestrator.runnerapi import AssignedJob, JobOutcome, RunnerGateway
 from orchestrator.secrets.broker import Granted, SecretBroker, SecretsRefused
 from orchestrator.secrets.errors import SecretError
-from orchestrator.store import JobRecord, JobState, Store, StoreError
+from orchestrator.store import JobRecord, JobState, Store, StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -57,6 +61,7 @@ class NodeServices:
     events: EventPublisher
     timeouts: TimeoutConfig
     runner_address: str  # HOST:PORT the runner in the VM dials
+    outcomes: Outcomes  # records final states, however long the store is away
     secrets: SecretBroker | None = None  # None: a job that declares secrets is refused them
     logs: LogConfig = field(default_factory=LogConfig)
 
@@ -69,6 +74,7 @@ class AttemptControl:
         self.cancel_reason: str | None = None
         self.cancel_recorded = False  # the store already holds the cancellation
         self.aborted = False
+        self.aborting = asyncio.Event()  # set by abort(): stop waiting for an unreachable store
         self._stopped: asyncio.Future[None] | None = None
 
     def stopped(self) -> asyncio.Future[None]:
@@ -95,6 +101,7 @@ class AttemptControl:
     def abort(self) -> None:
         """Tear down without finalizing: the attempt will be requeued."""
         self.aborted = True
+        self.aborting.set()
         self._interrupt()
 
 
@@ -232,9 +239,12 @@ class AttemptRun:
             if self.on_torn_down is not None:
                 self.on_torn_down()
         if self.control.aborted:
-            await self._announce_cancel_if_recorded()
-            log.info("attempt aborted", extra={"fields": {"job": job.job_id, "attempt": self.attempt}})
-            return None
+            if self.outcome is None:
+                log.info("attempt aborted", extra={"fields": {"job": job.job_id, "attempt": self.attempt}})
+                return None
+            # The runner had finished: its outcome stands whatever the abort (a shutdown reaching
+            # the teardown). If the attempt was really taken away, the store refuses it.
+            state, reason = JobState.from_proto(self.outcome.state), self.outcome.reason
         if self.control.cancel_reason is not None and (self.control.cancel_recorded or state is not JobState.SUCCEEDED):
             state, reason = JobState.CANCELLED, self.control.cancel_reason
         await self._finalize(state, reason)
@@ -295,8 +305,13 @@ class AttemptRun:
             raise PhaseFailed(session.refused)
         running = job_event(self.job, JobState.RUNNING, attempt=self.attempt, host=s.host)
         try:
-            applied = await announce_transition(s.store, s.events, s.host, self.job.job_id, self.attempt,
-                                                JobState.RUNNING, "", running)
+            # Retried while the store is away (the runner works on meanwhile, its step reports wait).
+            applied = await while_unavailable(
+                lambda: announce_transition(s.store, s.events, s.host, self.job.job_id, self.attempt,
+                                            JobState.RUNNING, "", running),
+                control.interrupted, "record that the job runs", self.job.job_id)
+        except StoreUnavailable:
+            raise Interrupted("starting the job") from None  # cancelled or aborted meanwhile
         finally:
             self._started.set()
         if not applied:
@@ -342,21 +357,17 @@ class AttemptRun:
             finished.cancel()
             await asyncio.gather(finished, return_exceptions=True)
 
-    async def _announce_cancel_if_recorded(self) -> None:
-        """Aborted, but the store already says this attempt was cancelled: nobody requeues
-        it, and the holder announces a cancellation, so do that."""
-        try:
-            now = await self.s.store.get_job(self.job.job_id)
-        except StoreError as err:
-            log.error("cannot read the job after an abort: %s", err, extra={"fields": {"job": self.job.job_id}})
-            return
-        if now is not None and now.attempt == self.attempt and now.state is JobState.CANCELLED:
-            await announce(self.s.events, job_event(self.job, JobState.CANCELLED, attempt=self.attempt,
-                                                    host=self.s.host, reason=now.reason))
-
     async def _lost_claim(self) -> None:
-        """The RUNNING transition was refused: cancelled meanwhile, or taken from us."""
-        now = await self.s.store.get_job(self.job.job_id)
+        """The RUNNING transition was refused: cancelled meanwhile, or taken from us - or it
+        applied before, and its answer was lost with the connection (then carry on)."""
+        try:
+            now = await while_unavailable(lambda: self.s.store.get_job(self.job.job_id), self.control.interrupted,
+                                          "read the job", self.job.job_id)
+        except StoreUnavailable:
+            raise Interrupted("starting the job") from None
+        ours = now is not None and now.attempt == self.attempt and now.host == self.s.host
+        if ours and now.state is JobState.RUNNING:  # type: ignore[union-attr]
+            return
         if now is not None and now.attempt == self.attempt and now.state is JobState.CANCELLED:
             self.control.cancel(now.reason, recorded=True)
         else:
@@ -388,21 +399,25 @@ class AttemptRun:
             await self.s.driver.destroy(self.vm)
 
     async def _finalize(self, state: JobState, reason: str) -> None:
+        """Record the final state with the steps not stored yet, and announce it - retried while
+        the store is away, the outcome kept on the node's disk meanwhile (``Outcomes``)."""
         s, job, outcome = self.s, self.job, self.outcome
         steps = list(outcome.steps) if outcome is not None else []
-        for step in steps:
-            if step.index in self._final_steps:
-                continue  # already stored from the runner's own report (a final step never changes)
+        # A step stored from the runner's own final report never changes.
+        unreported = [step for step in steps if step.index not in self._final_steps]
+        if self.control.cancel_recorded and state is JobState.CANCELLED:
+            # Cancelled in the store already: whoever cancelled it announced it (cancel.py).
             try:
-                await s.store.record_step(job.job_id, self.attempt, step)
+                await while_unavailable(lambda: self._record_steps(unreported), self.control.aborting,
+                                        "record the steps", job.job_id)
             except StoreError as err:
-                log.error("cannot record a step: %s", err, extra={"fields": {"job": job.job_id}})
+                log.error("cannot record the steps: %s", err, extra={"fields": {"job": job.job_id}})
+            log.info("job cancelled", extra={"fields": {"job": job.job_id, "attempt": self.attempt}})
+            return
         tail = outcome.log_tail if outcome is not None else []
         event = job_event(job, state, attempt=self.attempt, host=s.host, reason=reason, steps=steps, log_tail=tail)
-        if self.control.cancel_recorded and state is JobState.CANCELLED:
-            await announce(s.events, event)  # cancelled in the store already: the holder announces it
-        elif not await announce_transition(s.store, s.events, s.host, job.job_id, self.attempt, state, reason, event):
-            log.info("final state not applied (the attempt moved on)",
+        if not await s.outcomes.record(event, self.control.aborting, unreported):
+            log.info("final state not applied (the attempt moved on, or waits on disk for the store)",
                      extra={"fields": {"job": job.job_id, "attempt": self.attempt, "state": state.name}})
             return
         fields: dict[str, object] = {"job": job.job_id, "attempt": self.attempt, "state": state.name}
@@ -412,3 +427,7 @@ class AttemptRun:
         if skipped:
             fields["skipped"] = "steps " + ", ".join(skipped) if len(skipped) > 1 else "step " + skipped[0]
         log.info("job finished", extra={"fields": fields})
+
+    async def _record_steps(self, steps: list[jobs_pb2.StepResult]) -> None:
+        for step in steps:
+            await self.s.store.record_step(self.job.job_id, self.attempt, step)

@@ -5,17 +5,19 @@
 
 Start-up: the runners' gRPC server (RunnerService only) -> AdminService on
 its management listeners (``admin.AdminServer``: a 0600 Unix socket, TCP
-with TLS if configured) -> take back the
-attempts this host's previous process held (in the store) -> register ->
-reconcile orphan VMs -> start consuming (which declares the label queues)
--> republish the attempts taken back. Then named long-lived tasks run: ``heartbeat``,
+with TLS if configured) -> take back the attempts this host's previous
+process held (in the store, their requests in the outbox) -> register ->
+reconcile orphan VMs -> start consuming (which declares the label queues) ->
+start the outbox, which publishes what the previous process left and the
+attempts taken back (only now: on a fresh broker the requests are routable
+instead of dead-lettered). Then named long-lived tasks run: ``heartbeat``,
 ``sweeper``, ``reconciler``, ``store watcher``, ``free slots``. If one of
-them ends, the node fails loudly ("X stopped early").
+them (or the outbox) ends, the node fails loudly ("X stopped early").
 
 Shutdown (``stop()``, SIGTERM, or drained with ``exit_when_drained``): stop
 taking work (free slots 0; held deliveries are requeued), abort attempts
 that are not running yet, let running jobs finish (``timers.shutdown_grace``),
-requeue whatever is left with ``Store.requeue_host`` and republish it, then
+requeue whatever is left with ``Store.requeue_host`` (through the outbox), then
 stop the consumer, the loops and the server. Heartbeats continue until the last job is done, so no
 other node takes running jobs away meanwhile.
 """
@@ -34,10 +36,12 @@ from common.queue.publisher import JobPublisher
 from orchestrator.admin.listeners import AdminServer
 from orchestrator.drivers.base import Driver
 from orchestrator.node.capacity import Capacity
-from orchestrator.node.events import EventOutbox
-from orchestrator.node.heartbeat import heartbeat_loop, republish, sweep_loop, take_back_own
+from orchestrator.node.heartbeat import StoreHealth, heartbeat_loop, sweep_loop
 from orchestrator.node.lifecycle import NodeServices
+from orchestrator.node.outbox import Outbox
+from orchestrator.node.outcomes import Outcomes
 from orchestrator.node.reconcile import reconcile_loop, reconcile_once
+from orchestrator.node.requeue import finish_lost, take_back_own
 from orchestrator.node.scheduler import Scheduler
 from orchestrator.node.settings import NodeSettings
 from orchestrator.operators import OperatorTokens
@@ -98,8 +102,12 @@ class Node:
         self._slots_dirty = asyncio.Event()
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._state = "new"
-        # Attempts announce through it, so a broker outage never stalls a job.
-        self.outbox = EventOutbox(parts.events, durable=(parts.store, self.host))
+        # Attempts announce through it, so a broker outage never stalls a job; requeues and
+        # retries queue their new attempts through it, so none is lost to a failed publish.
+        self.outbox = Outbox(parts.events, parts.publisher, durable=(parts.store, self.host))
+        # Final states the store could not take yet wait here, on disk.
+        self.outcomes = Outcomes(parts.store, self.outbox, self.host, settings.data_dir / "outcomes")
+        self.store_health = StoreHealth()
         self._outbox_task: asyncio.Task[None] | None = None
 
     def _labels(self) -> tuple[str, ...]:
@@ -162,16 +170,17 @@ class Node:
         assert self.server is not None
         # Before anything is announced: what the previous process left goes out first.
         await self.outbox.recover()
-        self._outbox_task = asyncio.create_task(self.outbox.run(), name="event outbox")
         services = NodeServices(
             host=self.host, store=p.store, driver=p.driver, gateway=p.gateway, events=self.outbox,
-            timeouts=s.timeouts, runner_address=s.grpc.advertise or self.server.address, secrets=p.secrets,
-            logs=s.logs,
+            timeouts=s.timeouts, runner_address=s.grpc.advertise or self.server.address, outcomes=self.outcomes,
+            secrets=p.secrets, logs=s.logs,
         )
         self.scheduler = Scheduler(services, self.capacity, p.publisher, max_waiting=s.node.max_waiting,
                                    needs_poll=s.timers.needs_poll, on_change=self._slots_changed,
                                    needs_wait=s.timers.needs_wait)
-        taken_back = await p.store.requeue_host(self.host, s.timers.max_attempts, "its node restarted")
+        # The ends the previous process could not record are recorded; what else it held is requeued.
+        await self.outcomes.replay()
+        await take_back_own(p.store, self.outbox, self.host, s.timers.max_attempts, "restarted")
         host = await p.store.register_host(self.host, self.labels, s.node.capacity)
         self.draining = host.draining
         self.scheduler.set_accepting(not host.draining)
@@ -179,13 +188,17 @@ class Node:
         self.consumer = p.consumer_factory(self.labels, self.scheduler.on_job, self.scheduler.on_dead_letter,
                                            self.scheduler.wanted_free_slots())
         await self.consumer.start()
-        # Republished only now: the consumer has declared the label queues, so on
-        # a fresh broker the requests are routable instead of dead-lettered.
-        await republish(taken_back, p.publisher, self.outbox)
+        # Publishing only now: the consumer has declared the label queues, so on a
+        # fresh broker the requests taken back are routable instead of dead-lettered.
+        self._outbox_task = asyncio.create_task(self.outbox.run(), name="outbox")
         t = s.timers
-        self._spawn("heartbeat", heartbeat_loop(p.store, self.host, t.heartbeat, lambda: len(self.scheduler.active),
-                                                self.set_draining))
-        self._spawn("sweeper", sweep_loop(p.store, p.publisher, self.outbox, t.stale_after, t.max_attempts, t.sweep))
+        scheduler = self.scheduler
+        self._spawn("heartbeat", heartbeat_loop(p.store, self.host, t.heartbeat, lambda: len(scheduler.active),
+                                                self.set_draining, self.store_health))
+        self._spawn("sweeper", sweep_loop(
+            p.store, self.outbox, t.stale_after, t.max_attempts, t.sweep, self.store_health,
+            own=lambda: finish_lost(p.store, self.outbox, self.outcomes, self.host, scheduler.live_jobs,
+                                    t.max_attempts, settled=t.stale_after)))
         self._spawn("reconciler", reconcile_loop(p.store, p.driver, self.host, self.scheduler.local_vms, t.reconcile))
         self._spawn("store watcher", self._watch_store(t.cancel_poll))
         self._spawn("free slots", self._sync_slots())
@@ -206,12 +219,17 @@ class Node:
         self._slots_dirty.set()
 
     async def _sync_slots(self) -> None:
-        """Keep the consumer's free slots equal to what the scheduler wants (coalesced)."""
+        """Keep the consumer's free slots and paused labels as the scheduler wants them (coalesced)."""
         applied: int | None = None
+        paused: frozenset[str] = frozenset()
         while True:
             await self._slots_dirty.wait()
             self._slots_dirty.clear()
             assert self.scheduler is not None and self.consumer is not None
+            full = self.scheduler.paused_labels()
+            if full != paused:
+                await self.consumer.set_paused_labels(full)
+                paused = full
             wanted = self.scheduler.wanted_free_slots()
             if wanted != applied:
                 await self.consumer.set_free_slots(wanted)
@@ -271,7 +289,7 @@ class Node:
         finally:
             stop.cancel()
             await asyncio.gather(stop, return_exceptions=True)
-        for name, task in [*self._loops.items(), ("event outbox", self._outbox_task)]:
+        for name, task in [*self._loops.items(), ("outbox", self._outbox_task)]:
             if task is not None and task.done():
                 err = None if task.cancelled() else task.exception()
                 raise NodeError(f"{name} stopped early" + (f": {type(err).__name__}: {err}" if err else ""))
@@ -292,10 +310,12 @@ class Node:
                     await self.consumer.set_free_slots(0)
                 await self.scheduler.shutdown(s.timers.shutdown_grace)
                 try:
-                    await take_back_own(p.store, self.host, s.timers.max_attempts, p.publisher, self.outbox,
-                                        "shut down")
+                    await take_back_own(p.store, self.outbox, self.host, s.timers.max_attempts, "shut down")
                 except SolsticeError as err:
                     log.error("could not requeue this node's unfinished jobs: %s", err)
+                # What this node must publish leaves before the consumer stops: in single-node mode
+                # the local queue is also the publisher of the requests just taken back.
+                await self._stop_outbox()
                 if self.consumer is not None:
                     await self.consumer.stop(grace=5.0)
         finally:
@@ -312,7 +332,8 @@ class Node:
         if task is None:
             return
         if not task.done() and not await self.outbox.flush(grace):
-            log.error("%d job events were not published before shutdown", self.outbox.pending)
+            log.error("%d outbox messages were not published before shutdown (they wait in the store)",
+                      self.outbox.pending)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 

@@ -13,9 +13,10 @@
    otherwise cancels the job ("dependency X failed"); needs still unfinished
    ``needs_wait`` s after the job was queued end it ``failed`` (a need that
    was never submitted must not hold a job forever).
-3. A capacity slot (total and the label's limit). A delivery whose label
-   is at its limit while other slots are free is held like a ``needs``
-   hold, so one busy label cannot use up the prefetch of the others.
+3. A capacity slot (total and the label's limit). The node does not
+   consume a label at its limit (``paused_labels``); a delivery of it that
+   was already on its way is held like a ``needs`` hold, so one busy label
+   cannot use up the prefetch of the others.
 4. ``Store.claim`` (durable) - only then is the delivery acknowledged, and
    the attempt's ``AttemptRun`` starts as a task the scheduler owns.
 
@@ -38,8 +39,10 @@ from common.rpc import jobs_pb2
 from orchestrator.names import vm_name
 from orchestrator.node import needs
 from orchestrator.node.capacity import Capacity, Slot
+from orchestrator.node.dead_letters import fail_dead_letter
 from orchestrator.node.events import announce_applied, announce_transition, first_claim_event, job_event
 from orchestrator.node.lifecycle import AttemptControl, AttemptRun, NodeServices
+from orchestrator.node.outbox import Outbox
 from orchestrator.store import JobRecord, JobState, StoreError
 
 log = logging.getLogger(__name__)
@@ -71,12 +74,14 @@ class Scheduler:
         self.needs_wait = needs_wait
         self.active: dict[str, ActiveAttempt] = {}
         self.waiting = 0  # deliveries held unacknowledged that the prefetch must not count
-        self._label_holds = 0
         self.accepting = True
         self.stopping = asyncio.Event()  # set with accepting=False: holds end with REQUEUE
         self._intake_closed = asyncio.Event()
         self._vms: set[str] = set()
         self._claiming: dict[str, int] = {}  # job id -> the attempt whose claim is in flight
+        self._intake_calls = 0  # on_job calls running: shutdown waits for them (a claim may be in flight)
+        self._intake_idle = asyncio.Event()
+        self._intake_idle.set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._tick = asyncio.Event()  # replaced each time an attempt ends (wakes `needs` holds)
         self._on_change = on_change
@@ -87,11 +92,20 @@ class Scheduler:
     def local_vms(self) -> set[str]:
         return set(self._vms)
 
+    def live_jobs(self) -> set[str]:
+        """The jobs this node runs or is claiming right now (taken before a store read: a claim
+        that commits after it was already claiming)."""
+        return set(self.active) | set(self._claiming)
+
     def wanted_free_slots(self) -> int:
         """The consumer's free slots: free capacity plus the held jobs (0 when not accepting)."""
         if not self.accepting:
             return 0
         return self.capacity.free() + self.waiting
+
+    def paused_labels(self) -> frozenset[str]:
+        """The labels the consumer must not deliver now: those at their limit."""
+        return self.capacity.full_labels()
 
     @property
     def idle(self) -> bool:
@@ -114,6 +128,16 @@ class Scheduler:
 
     # -- the consumer's callbacks -------------------------------------------
     async def on_job(self, request: jobs_pb2.JobRequest) -> Disposition:
+        self._intake_calls += 1
+        self._intake_idle.clear()
+        try:
+            return await self._take(request)
+        finally:
+            self._intake_calls -= 1
+            if not self._intake_calls:
+                self._intake_idle.set()
+
+    async def _take(self, request: jobs_pb2.JobRequest) -> Disposition:
         if not self.accepting:
             return Disposition.REQUEUE
         if not request.needs:
@@ -123,9 +147,15 @@ class Scheduler:
         # No shortcut on `job_id in self.active`: the request may be of a NEW attempt
         # (a retry, a lapsed-host requeue) while the old one is still winding down here.
         job = await self.s.store.submit(request)
-        if job.state is not JobState.QUEUED:
+        # Provisioning here but not running here: this node's claim committed and its answer was
+        # lost (the connection died after the commit). The redelivery takes it up (the claim of
+        # an attempt a host holds applies again for that host), instead of leaving it to the sweep.
+        answer_lost = job.state is JobState.PROVISIONING and job.host == self.s.host
+        if job.state is not JobState.QUEUED and not answer_lost:
             return Disposition.ACK  # finished, or another host (or attempt) holds it
-        if request.needs:
+        if answer_lost and isinstance(self.s.events, Outbox):
+            await self.s.events.recover()  # the `provisioning` event the lost claim stored goes out first
+        if request.needs and not answer_lost:
             verdict = await self._hold_for_needs(job)
             if verdict is not None:
                 return verdict
@@ -135,29 +165,12 @@ class Scheduler:
         slot = await self._acquire(job)
         if slot is None:
             return Disposition.REQUEUE
-        return await self._claim(job, slot)
+        return await self._claim(job, slot, announce=not answer_lost)
 
     async def on_dead_letter(self, job_id: str | None, reason: str,
                              request: jobs_pb2.JobRequest | None = None) -> None:
-        """A request the queue gave up on: its job ends ``failed`` with the reason.
-
-        A request no node ever stored (unroutable: no node serves its label) is
-        stored first from ``request``, so it still ends as a failed job with its
-        event - nothing is dropped silently. Only an undecodable body with no
-        job id is left to the retained dead-letter copy (logged).
-        """
-        job = await self.s.store.get_job(job_id) if job_id else None
-        if job is None and request is not None:
-            job = await self.s.store.submit(request)
-        if job is None:
-            log.error("dead letter of an unknown job: %s", reason, extra={"fields": {"job": job_id or "?"}})
-            return
-        if job.state is not JobState.QUEUED:
-            # A host holds (or finished) it: the copy the queue gave up on changes nothing.
-            log.warning("dead letter of a job that is %s: ignored (%s)", job.state.name.lower(), reason,
-                        extra={"fields": {"job": job.job_id}})
-            return
-        await self._end(job, job.attempt, JobState.FAILED, reason)
+        """A request the queue gave up on: its job ends ``failed`` with the reason (dead_letters.py)."""
+        await fail_dead_letter(self.s, job_id, reason, request)
 
     async def _end(self, job: JobRecord, attempt: int, state: JobState, reason: str, host: str = "") -> None:
         """End ``attempt`` in ``state`` and announce it - one store transaction with a durable outbox."""
@@ -212,26 +225,28 @@ class Scheduler:
         return True
 
     async def _acquire(self, job: JobRecord) -> Slot | None:
-        """A capacity slot; None when intake closes first.
+        """A capacity slot; None when intake closes first (or too many deliveries are held).
 
-        A job whose label is at its limit while the node has free slots is
-        held like a ``needs`` hold (not counted against the prefetch, at most
-        ``capacity.total`` such holds): otherwise a few deliveries of one busy
-        label would use up the prefetch and starve every other label.
+        A job whose label is at its limit cannot start however many slots are free: it is held
+        like a ``needs`` hold (not counted against the prefetch; the node also stops consuming
+        that label meanwhile, so only deliveries already on their way are held), else it would
+        use up credit another label could start a job with. A job that waits for any slot
+        (the node is full) keeps its credit: no other job could start either.
         """
-        slot = self.capacity.try_acquire(job.runs_on, job.job_id)
-        if slot is not None:
+        slot = self.capacity.try_acquire(job.runs_on, job.job_id) if self.accepting else None
+        if slot is not None or not self.accepting:
             return slot
-        held = self.capacity.free() > 0 and self._label_holds < self.capacity.total
+        held = self.capacity.label_full(job.runs_on)
         if held:
-            self._label_holds += 1
+            if self.waiting >= self.max_waiting:
+                await self._wait_tick(self.needs_poll)  # round the queue again, after a pause
+                return None
             self.waiting += 1
             self._on_change()
         try:
             return await self.capacity.acquire(job.runs_on, job.job_id, self._intake_closed)
         finally:
             if held:
-                self._label_holds -= 1
                 self.waiting -= 1
                 self._on_change()
 
@@ -252,7 +267,7 @@ class Scheduler:
         """Step 0 of ``on_job`` (``Store.submit_claimed``); None, having changed nothing, when it
         does not apply: the caller goes the ordinary way."""
         job_id = request.job_id
-        if job_id in self._claiming or job_id in self.active:
+        if job_id in self._claiming or job_id in self.active or not self.accepting:
             return None
         slot = self.capacity.try_acquire(request.runs_on, job_id)
         if slot is None:
@@ -270,31 +285,38 @@ class Scheduler:
         self._start(stored[0], slot, vm)
         return Disposition.ACK
 
-    async def _claim(self, job: JobRecord, slot: Slot) -> Disposition:
+    async def _claim(self, job: JobRecord, slot: Slot, announce: bool = True) -> Disposition:
+        """Claim ``job``'s attempt with ``slot`` and start it (its `provisioning` event stored with the
+        claim, unless ``announce`` is False: a claim made again, whose first commit stored it)."""
+        if not self.accepting:  # a slot came free as the node stopped taking work
+            self.capacity.release(slot)
+            return Disposition.REQUEUE
         previous = self.active.get(job.job_id)
         claiming = self._claiming.get(job.job_id, 0)
         if claiming >= job.attempt or (previous is not None and previous.attempt >= job.attempt):
             self.capacity.release(slot)
             return Disposition.ACK  # a redelivery of what is being claimed or runs here
         vm = vm_name(job.job_id, job.attempt)
-        provisioning = job_event(job, JobState.PROVISIONING, attempt=job.attempt, host=self.s.host)
+        provisioning = [job_event(job, JobState.PROVISIONING, attempt=job.attempt, host=self.s.host)]
+        if not announce:
+            provisioning = []
         if await self._make_claim(
                 job.job_id, job.attempt, vm, slot,
                 lambda stored: self.s.store.claim(job.job_id, job.attempt, self.s.host, vm, events=stored),
-                provisioning):
+                *provisioning):
             self._start(job, slot, vm)
         return Disposition.ACK  # started, or not ours
 
     async def _make_claim(self, job_id: str, attempt: int, vm: str, slot: Slot,
                           write: Callable[[Sequence[jobs_pb2.JobEvent]], Awaitable[bool]],
-                          provisioning: jobs_pb2.JobEvent) -> bool:
+                          *provisioning: jobs_pb2.JobEvent) -> bool:
         """Claim through ``write``, which stores the PROVISIONING event with the claim (one
         statement on PostgreSQL). False, with the VM name and ``slot`` let go, when it did not apply."""
         self._vms.add(vm)  # before the claim: reconciliation must never see it as an orphan
         self._claiming[job_id] = attempt
         claimed = False
         try:
-            claimed = await announce_applied(self.s.events, write, provisioning)
+            claimed = await announce_applied(self.s.events, write, *provisioning)
         finally:
             if self._claiming.get(job_id) == attempt:
                 del self._claiming[job_id]
@@ -328,10 +350,11 @@ class Scheduler:
         except Exception as err:  # noqa: BLE001 - a bug must still end the job, not leave it held
             log.exception("attempt failed unexpectedly", extra={"fields": {"job": job.job_id}})
             reason = f"internal error on {self.s.host}: {type(err).__name__}: {err}"
+            event = job_event(job, JobState.ERRORED, attempt=active.attempt, host=self.s.host, reason=reason)
             try:
-                await self._end(job, active.attempt, JobState.ERRORED, reason, host=self.s.host)
+                await self.s.outcomes.record(event, active.control.aborting)  # retried while the store is away
             except StoreError as store_err:
-                log.error("cannot record the failure: %s", store_err)
+                log.error("cannot record the failure (the node's sweep finishes it): %s", store_err)
         finally:
             if self.active.get(job.job_id) is active:
                 del self.active[job.job_id]
@@ -373,9 +396,15 @@ class Scheduler:
                 active.control.cancel(now.reason, recorded=True)
 
     async def shutdown(self, grace: float) -> None:
-        """Abort what has not started running, give running jobs ``grace`` s (or until ``hurry``),
-        abort the rest, await all."""
+        """Wait for the claims in flight, abort what has not started running, give running jobs
+        ``grace`` s (or until ``hurry``), abort the rest, await all."""
         self.stop_intake()
+        # A delivery that passed the intake check may be claiming right now (one store write):
+        # its attempt must be started - and so aborted and taken back below - before this returns.
+        try:
+            await asyncio.wait_for(self._intake_idle.wait(), grace)
+        except TimeoutError:
+            log.warning("deliveries still being claimed after %gs; shutting down anyway", grace)
         for active in self.active.values():
             if not self._is_running(active):
                 active.control.abort()

@@ -44,8 +44,9 @@ async def open_parts(settings: NodeSettings) -> AsyncIterator[NodeParts]:
     driver = make_driver(settings.drivers)
     async with contextlib.AsyncExitStack() as stack:
         store = await stack.enter_async_context(open_store(settings.store_url, host_stale_after=settings.timers.stale_after))
-        publisher = await stack.enter_async_context(RabbitJobPublisher(settings.amqp_url, topology))
-        events = await stack.enter_async_context(RabbitEventPublisher(settings.amqp_url, topology))
+        timeout = float(settings.publish_timeout)
+        publisher = await stack.enter_async_context(RabbitJobPublisher(settings.amqp_url, topology, timeout))
+        events = await stack.enter_async_context(RabbitEventPublisher(settings.amqp_url, topology, timeout))
         logstore = await stack.enter_async_context(LogStore(settings.data_dir / "logs"))
         stack.push_async_callback(driver.aclose)
         attach_store(driver, store, settings.node.host)  # bhyve: guest address leases

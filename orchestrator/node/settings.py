@@ -145,6 +145,7 @@ class NodeSettings:
     store_url: str = "postgresql://postgres@127.0.0.1:5432/solstice"
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     queue_prefix: str = ""  # share a broker between deployments (and tests)
+    publish_timeout: Seconds = Seconds(60)  # a publish not confirmed this long fails (the outbox retries it)
     data_dir: Path = Path("~/.local/state/solstice/node").expanduser()  # job logs and admin.sock live here
     # AdminService.Submit takes local paths and file:// clone URLs only when on:
     # a job of another host's checkout would read this host's files.

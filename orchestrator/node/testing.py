@@ -26,7 +26,8 @@ Each step's ``run`` says what the fake runner does:
 
 Faults for lifecycle tests are per job id: ``fail_prepare``, ``hang_prepare``,
 ``hang_boot`` (never return) and ``silent`` (the runner never calls in); and
-per VM name ``fail_destroy`` (the next destroy of that VM fails, once).
+per VM name ``fail_destroy`` (the next destroy of that VM fails, once) and
+``hold_destroy`` (a destroy of that VM waits until its event is set).
 ``secrets_received`` records, per job id, the secret NAMES its runner got.
 ``live``/``max_live`` count VMs between prepare and destroy (``max_by_label``
 per label); ``events`` records every driver call as ``(call, vm)``.
@@ -81,6 +82,7 @@ class InstantDriver:
         self.hang_boot: set[str] = set()
         self.hang_prepare: set[str] = set()
         self.fail_destroy: set[str] = set()
+        self.hold_destroy: dict[str, asyncio.Event] = {}
         self.silent: set[str] = set()
         self.live = 0
         self.max_live = 0
@@ -150,6 +152,10 @@ class InstantDriver:
 
     async def destroy(self, name: str) -> None:
         await self.stop(name)
+        held = self.hold_destroy.get(name)
+        if held is not None:
+            self.events.append(("destroy held", name))
+            await held.wait()
         if name in self.fail_destroy:
             self.fail_destroy.discard(name)
             self.events.append(("destroy failed", name))

@@ -25,6 +25,8 @@ through ``dead_letter_call``, so two-argument callbacks keep working.
 
 At most ``free_slots`` requests are handed out and not yet settled;
 ``set_free_slots`` changes that as capacity changes (0 pauses deliveries).
+``set_paused_labels`` stops delivering the labels named (those at their
+limit on the node) until they are no longer named.
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ class JobConsumer(Protocol):
 
     async def set_free_slots(self, free_slots: int) -> None:
         """Allow at most ``free_slots`` unsettled requests from now on."""
+
+    async def set_paused_labels(self, labels: frozenset[str]) -> None:
+        """Deliver no request of ``labels`` (and again those of every label not named)."""
 
     async def stop(self, grace: float = 30.0) -> None:
         """Stop deliveries; let running ``on_job`` calls finish (up to ``grace`` s) or be redelivered; close."""

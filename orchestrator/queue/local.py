@@ -21,11 +21,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import aiosqlite
+
 from common.queue.codec import decode_job_request, encode_job_request, job_id_in
 from common.queue.disposition import Action, handle_stored
 from common.queue.sqlite import QueueTable, SqliteQueueFile
 from common.queue.tasks import finish_or_cancel
-from common.queue.topology import validate_label
+from common.queue.topology import NEW_WORK, validate_label
 from common.rpc import jobs_pb2
 from orchestrator.queue.contract import DEFAULT_MAX_ATTEMPTS, OnDeadLetter, OnJob, dead_letter_call, request_in
 
@@ -40,7 +42,8 @@ CREATE TABLE IF NOT EXISTS queue_jobs (
     attempts INTEGER NOT NULL DEFAULT 0,   -- failed on_job calls so far
     deliveries INTEGER NOT NULL DEFAULT 0,
     in_flight INTEGER NOT NULL DEFAULT 0,
-    enqueued_at REAL NOT NULL
+    enqueued_at REAL NOT NULL,
+    priority INTEGER NOT NULL DEFAULT 0    -- higher goes first (a later attempt before new work)
 );
 CREATE INDEX IF NOT EXISTS queue_jobs_ready ON queue_jobs (in_flight, label, seq);
 CREATE TABLE IF NOT EXISTS queue_dead_letters (
@@ -57,7 +60,7 @@ CREATE TABLE IF NOT EXISTS queue_dead_letters (
 TABLE = QueueTable(
     rows="queue_jobs",
     dead="queue_dead_letters",
-    kept=("job_id", "label", "body", "deliveries"),
+    kept=("job_id", "label", "body", "deliveries", "priority"),
     dead_kept=("job_id", "label", "body"),
 )
 
@@ -96,6 +99,7 @@ class LocalQueue(SqliteQueueFile):
         self._on_job = on_job
         self._on_dead_letter = dead_letter_call(on_dead_letter)
         self._free_slots = free_slots
+        self._paused: frozenset[str] = frozenset()
         self._inflight: set[asyncio.Task[None]] = set()
 
     @property
@@ -118,16 +122,30 @@ class LocalQueue(SqliteQueueFile):
         self._free_slots = free_slots
         self._wake.set()
 
-    async def publish(self, requests: Sequence[jobs_pb2.JobRequest]) -> None:
-        """Store ``requests`` durably (one transaction); unserved labels are dead-lettered."""
+    async def _prepare(self, db: aiosqlite.Connection) -> None:
+        """A queue file of a version before priorities gets the column (new work keeps 0)."""
+        cursor = await db.execute("PRAGMA table_info(queue_jobs)")
+        if "priority" not in {row[1] for row in await cursor.fetchall()}:
+            await db.execute("ALTER TABLE queue_jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0")
+
+    async def set_paused_labels(self, labels: frozenset[str]) -> None:
+        """Hand out no request of ``labels`` (again those of every label not named)."""
+        self._paused = frozenset(labels)
+        self._wake.set()
+
+    async def publish(self, requests: Sequence[jobs_pb2.JobRequest], priority: int = NEW_WORK) -> None:
+        """Store ``requests`` durably (one transaction); unserved labels are dead-lettered.
+
+        A higher ``priority`` is handed out first (``topology.ANOTHER_ATTEMPT``: ahead of new work).
+        """
         rows = [(request.job_id, request.runs_on, encode_job_request(request)) for request in requests]
         now = time.time()
         async with self._transaction() as db:
             for job_id, label, body in rows:
                 if self.every_label or label in self.labels:
                     await db.execute(
-                        "INSERT INTO queue_jobs (job_id, label, body, enqueued_at) VALUES (?, ?, ?, ?)",
-                        (job_id, label, body, now),
+                        "INSERT INTO queue_jobs (job_id, label, body, enqueued_at, priority) VALUES (?, ?, ?, ?, ?)",
+                        (job_id, label, body, now, priority),
                     )
                 else:
                     reason = f"unroutable: this node serves no runs_on label {label!r}"
@@ -155,11 +173,16 @@ class LocalQueue(SqliteQueueFile):
         room = self._free_slots - len(self._inflight)
         if room <= 0 or not (self.labels or self.every_label):
             return
-        labels = () if self.every_label else tuple(sorted(self.labels))
-        which = "" if self.every_label else f"AND label IN ({','.join('?' * len(labels))}) "
+        if self.every_label:
+            labels, which = tuple(sorted(self._paused)), "label NOT IN"
+        else:
+            labels, which = tuple(sorted(self.labels - self._paused)), "label IN"
+            if not labels:
+                return
         async with self._transaction() as db:
             cursor = await db.execute(
-                f"SELECT seq, job_id, body, attempts FROM queue_jobs WHERE in_flight = 0 {which}ORDER BY seq LIMIT ?",
+                f"SELECT seq, job_id, body, attempts FROM queue_jobs WHERE in_flight = 0 "
+                f"AND {which} ({','.join('?' * len(labels))}) ORDER BY priority DESC, seq LIMIT ?",
                 (*labels, room),
             )
             rows = list(await cursor.fetchall())
@@ -173,7 +196,8 @@ class LocalQueue(SqliteQueueFile):
 
     async def _deliver(self, seq: int, job_id: str, body: bytes, attempts: int) -> None:
         outcome = await handle_stored(lambda: self._on_job(decode_job_request(body)), attempts, self.max_attempts)
-        if outcome.retry:
+        await self._pause_after(outcome, job_id)
+        if outcome.retry and not outcome.deferred:
             log.warning("local queue: on_job failed (attempt %d of %d): %s", outcome.attempts, self.max_attempts, outcome.error)
         elif outcome.disposition is not None and outcome.disposition.action is Action.DEAD_LETTER:
             log.warning("job dead-lettered", extra={"fields": {"job_id": job_id, "reason": outcome.disposition.reason}})
@@ -191,8 +215,10 @@ class LocalQueue(SqliteQueueFile):
                 job_id = job_id_in(body)
             try:
                 await self._on_dead_letter(job_id, reason, request_in(body))
-            except Exception as err:  # noqa: BLE001 - retried on the next pass; the row stays
-                log.error("local queue: on_dead_letter failed for %s: %s", job_id, err)
+            except Exception as err:  # noqa: BLE001 - retried after a pause; the row stays
+                log.error("local queue: on_dead_letter failed for %s (tried again shortly): %s", job_id, err)
+                self._retry_later()
                 continue
+            self._outage.reset()
             async with self._transaction() as db:
                 await db.execute("UPDATE queue_dead_letters SET notified = 1 WHERE seq = ?", (seq,))

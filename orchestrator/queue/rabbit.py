@@ -10,6 +10,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from common.queue.codec import decode_job_request, job_id_in
 from common.queue.connection import BrokerLink
 from common.queue.disposition import Disposition
+from common.queue.label_queues import prepare_label_queue
 from common.queue.topology import JOB_ID_HEADER, REASON_HEADER, Topology, validate_label
 from common.queue.worker import QueueWorker, WorkerStats
 from orchestrator.queue.contract import DEFAULT_MAX_ATTEMPTS, OnDeadLetter, OnJob, dead_letter_call, request_in
@@ -54,6 +55,7 @@ class RabbitJobConsumer:
         self._on_job = on_job
         self._on_dead_letter = dead_letter_call(on_dead_letter)
         self._free_slots = free_slots
+        self._paused: frozenset[str] = frozenset()
         self._max_attempts = max_attempts
         self._watch = watch_dead_letters
         self._link = BrokerLink(url)
@@ -82,9 +84,11 @@ class RabbitJobConsumer:
         self._jobs = QueueWorker(
             connection, self._handle_job, self.topology.jobs_dead_exchange, self._max_attempts, name="job consumer"
         )
+        await self._jobs.set_paused(frozenset(self.topology.label_queue(label) for label in self._paused))
         await self._jobs.open(self._free_slots)
         for label in self.labels:
-            await self._jobs.consume(await self.topology.declare_label_queue(self._jobs.channel, label))
+            arguments = await prepare_label_queue(connection, self.topology, label)  # priorities, or as it is
+            await self._jobs.consume(await self.topology.declare_label_queue(self._jobs.channel, label, arguments))
         if self._watch:
             self._dead = QueueWorker(
                 connection, self._handle_dead_letter, None, self._max_attempts, name="dead-letter watcher"
@@ -99,6 +103,12 @@ class RabbitJobConsumer:
         self._free_slots = free_slots
         if self._jobs is not None:
             await self._jobs.set_prefetch(free_slots)
+
+    async def set_paused_labels(self, labels: frozenset[str]) -> None:
+        """Stop consuming the queues of ``labels`` (resume the others); never blocks on an outage."""
+        self._paused = frozenset(labels)
+        if self._jobs is not None:
+            await self._jobs.set_paused(frozenset(self.topology.label_queue(label) for label in labels))
 
     async def stop(self, grace: float = 30.0) -> None:
         for worker in (self._jobs, self._dead):

@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 
 from common.queue.events import EventPublisher
-from common.queue.publisher import JobPublisher
 from integration.cancel import CancelRequest, RetryRequest
 from orchestrator.node.cancel import cancel_job
-from orchestrator.node.events import announce, job_event
 from orchestrator.node.node import Node
+from orchestrator.node.outbox import Outbox
+from orchestrator.node.requeue import retry_job
 from orchestrator.store import JobFilter, JobNotFound, JobState, RetryNotAllowed, Store
 
 log = logging.getLogger(__name__)
@@ -51,12 +51,12 @@ class NodeCanceller:
 
 
 class NodeRetrier:
-    """Starts a new attempt of a finished job of the asking repository, and queues it."""
+    """Starts a new attempt of a finished job of the asking repository, and queues it (through
+    the node's outbox: the new attempt and its request are stored together)."""
 
-    def __init__(self, store: Store, publisher: JobPublisher, events: EventPublisher) -> None:
+    def __init__(self, store: Store, outbox: Outbox) -> None:
         self.store = store
-        self.publisher = publisher
-        self.events = events
+        self.outbox = outbox
 
     async def retry(self, request: RetryRequest) -> bool:
         fields = {"job_id": request.job_id, "repo": request.repo, "forge": request.forge}
@@ -66,11 +66,9 @@ class NodeRetrier:
             log.warning("re-run refused: no such job of this repository", extra={"fields": fields})
             return False
         try:
-            job = await self.store.retry(job.job_id)
+            job = await retry_job(self.store, self.outbox, job.job_id)
         except RetryNotAllowed as err:
             log.info("re-run refused: %s", err, extra={"fields": fields})
             return False
-        await self.publisher.publish([job.request])  # the single node's queue is a local file
-        await announce(self.events, job_event(job, JobState.QUEUED))
         log.info("job re-run", extra={"fields": {**fields, "attempt": job.attempt, "reason": request.reason}})
         return True

@@ -17,6 +17,7 @@ from pathlib import Path
 from common.lifecycle import StartStop
 from common.queue.disposition import Disposition
 from common.queue.errors import QueueUnavailable
+from common.queue.topology import NEW_WORK
 from common.rpc import jobs_pb2
 from orchestrator.queue.contract import OnDeadLetter, OnJob, dead_letter_call
 from orchestrator.queue.local import LocalQueue
@@ -41,8 +42,8 @@ class SingleNodeQueue(StartStop):
     async def stop(self, grace: float = 30.0) -> None:
         await self.queue.stop(grace)
 
-    async def publish(self, requests: Sequence[jobs_pb2.JobRequest]) -> None:
-        await self.queue.publish(requests)
+    async def publish(self, requests: Sequence[jobs_pb2.JobRequest], priority: int = NEW_WORK) -> None:
+        await self.queue.publish(requests, priority)
 
     async def dead_letters(self) -> list[tuple[str | None, str]]:
         return await self.queue.dead_letters()
@@ -79,6 +80,9 @@ class _Intake:
 
     async def set_free_slots(self, free_slots: int) -> None:
         await self.owner.queue.set_free_slots(free_slots)
+
+    async def set_paused_labels(self, labels: frozenset[str]) -> None:
+        await self.owner.queue.set_paused_labels(labels)
 
     async def stop(self, grace: float = 30.0) -> None:
         await self.owner.queue.pause(grace)

@@ -156,8 +156,8 @@ async def _run(settings: ServeSettings, say: Callable[[str], None], stop: asynci
         hurrier = asyncio.create_task(_hurry_on(hurry, node, say), name="second interrupt")
         stack.push_async_callback(_cancelled, hurrier)
         await stack.enter_async_context(node)
-        late.canceller = NodeCanceller(store, events, node)
-        late.retrier = NodeRetrier(store, queue, events)
+        late.canceller = NodeCanceller(store, node.outbox, node)
+        late.retrier = NodeRetrier(store, node.outbox)
         labels_note = "every runs_on label" if settings.every_label else ", ".join(node.labels)
         if settings.label_drivers:
             routes = ", ".join(f"{label} -> {name}" for label, name in sorted(settings.label_drivers.items()))

@@ -22,6 +22,7 @@ from orchestrator.store.errors import (
     StoreUnavailable,
 )
 from orchestrator.store.interface import Store
+from orchestrator.store.outbox import Announce, OutboxMessage, OutboxRequest, message_id
 from orchestrator.store.postgres import PostgresStore
 from orchestrator.store.records import (
     AddressLease,
@@ -37,7 +38,8 @@ from orchestrator.store.states import TERMINAL, IgnoreReason, JobState, StepStat
 from orchestrator.store.url import open_store, store_for_url
 
 __all__ = [
-    "AddressLease", "AttemptNotFound", "AttemptRecord", "ConstraintViolation", "HostNotFound", "HostRecord",
+    "AddressLease", "Announce", "OutboxMessage", "OutboxRequest", "message_id",
+    "AttemptNotFound", "AttemptRecord", "ConstraintViolation", "HostNotFound", "HostRecord",
     "IgnoreReason", "InvalidStoreUrl", "OperatorTokenRecord",
     "JobFilter", "JobNotFound", "JobRecord", "JobState", "MigrationError", "PostgresStore", "RetryNotAllowed",
     "SqliteStore", "StepRecord", "StepState", "Store", "StoreError", "StoreUnavailable", "TERMINAL",

@@ -2,7 +2,8 @@
 
     SolsticeError
     └── StoreError                    the state store could not do what was asked
-        ├── StoreUnavailable          the database cannot be reached or failed mid-way
+        ├── StoreUnavailable          the database cannot be reached, or is overloaded or
+        │                             restarting (also ``common.errors.ServiceUnavailable``)
         ├── InvalidStoreUrl           a store URL is not sqlite:... or postgresql://...
         ├── MigrationError            the schema cannot be brought up to date
         ├── ConstraintViolation       a write broke a key or constraint (a bug, or a race lost)
@@ -12,21 +13,22 @@
         └── RetryNotAllowed           a job that has not finished cannot be retried
 
 Library errors (asyncpg, sqlite3) never leave the store: each back-end
-translates them into ``StoreUnavailable``/``StoreError`` with a sentence
-naming the database, chained (``raise ... from``) to the original.
+translates them into ``StoreUnavailable`` (an outage: worth waiting out) or
+``StoreError`` (the statement itself failed) with a sentence naming the
+database, chained (``raise ... from``) to the original.
 """
 
 from __future__ import annotations
 
-from common.errors import SolsticeError
+from common.errors import ServiceUnavailable, SolsticeError
 
 
 class StoreError(SolsticeError):
     """The state store failed; ``str(err)`` says what and where."""
 
 
-class StoreUnavailable(StoreError):
-    """The database cannot be reached, or a statement failed in the database."""
+class StoreUnavailable(StoreError, ServiceUnavailable):
+    """The database cannot be reached (or is restarting, overloaded, out of connections)."""
 
 
 class InvalidStoreUrl(StoreError, ValueError):

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 
 from orchestrator.store.backend import Tx
 from orchestrator.store.errors import HostNotFound
+from orchestrator.store.outbox import Announce, OutboxMessage, outbox_insert
 from orchestrator.store.records import HostRecord, JobRecord, Row
 from orchestrator.store.sqltext import ACTIVE_SQL, HOST_COLUMNS, JOBS_SELECT, NEW_ATTEMPT
 from orchestrator.store.states import JobState
 
 log = logging.getLogger(__name__)
+_OUTBOX_ROWS = 1000  # outbox rows per INSERT of a large take-back
 
 
 class HostsSql:
@@ -61,36 +63,46 @@ class HostsSql:
         rows = await self._run(f"SELECT {HOST_COLUMNS} FROM hosts ORDER BY name")
         return [HostRecord.from_row(row, limit) for row in rows]
 
-    async def requeue_lapsed(self, stale_after_seconds: float, max_attempts: int) -> list[JobRecord]:
+    async def requeue_lapsed(self, stale_after_seconds: float, max_attempts: int,
+                             announce: Announce | None = None) -> list[JobRecord]:
         return await self._take_back_all(
             "SELECT a.job_id, a.attempt, a.host FROM attempts a JOIN hosts h ON h.name = a.host"
             f" WHERE a.state IN {ACTIVE_SQL} AND h.last_heartbeat < {{now}} - $1"
             " ORDER BY a.job_id{skip_locked}",
-            float(stale_after_seconds),
+            (float(stale_after_seconds),),
             why=lambda host, attempt: (
                 f"host {host} sent no heartbeat for over {stale_after_seconds:g}s during attempt {attempt}"),
             max_attempts=max_attempts,
+            announce=announce,
         )
 
-    async def requeue_host(self, host: str, max_attempts: int, why: str = "restarted") -> list[JobRecord]:
+    async def requeue_host(self, host: str, max_attempts: int, why: str = "restarted", announce: Announce | None = None,
+                           keep: Collection[str] = (), claimed_before: float = 0.0) -> list[JobRecord]:
         return await self._take_back_all(
             f"SELECT a.job_id, a.attempt, a.host FROM attempts a WHERE a.host = $1 AND a.state IN {ACTIVE_SQL}"
-            " ORDER BY a.job_id{skip_locked}",
-            host,
+            " AND (a.started_at IS NULL OR a.started_at <= {now} - $2) ORDER BY a.job_id{skip_locked}",
+            (host, float(claimed_before)),
             why=lambda host, attempt: f"host {host} {why} during attempt {attempt}",
             max_attempts=max_attempts,
+            announce=announce,
+            keep=keep,
         )
 
     async def _take_back_all(
-        self, select: str, arg: object, why: Callable[[str, int], str], max_attempts: int
+        self, select: str, args: tuple[object, ...], why: Callable[[str, int], str], max_attempts: int,
+        announce: Announce | None, keep: Collection[str] = (),
     ) -> list[JobRecord]:
-        """End each attempt ``select`` finds as errored; queue a new attempt unless it was attempt ``max_attempts``."""
+        """End each attempt ``select`` finds (but those of the jobs in ``keep``) as errored; queue a
+        new attempt unless it was attempt ``max_attempts``; store what ``announce`` says with it."""
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         changed: list[JobRecord] = []
+        messages: list[OutboxMessage] = []
         async with self._tx() as tx:
-            for found in await tx.fetch(select, arg):
+            for found in await tx.fetch(select, *args):
                 job_id, attempt = found["job_id"], int(found["attempt"])
+                if job_id in keep:
+                    continue
                 lapse = why(found["host"], attempt)
                 again = attempt < max_attempts
                 reason = f"{lapse}; requeued as attempt {attempt + 1}" if again else (
@@ -109,6 +121,10 @@ class HostsSql:
                 row = await tx.fetchrow(f"{JOBS_SELECT} WHERE j.job_id = $1", job_id)
                 assert row is not None
                 changed.append(JobRecord.from_row(row))
+                if announce is not None:
+                    messages.extend(announce.messages(changed[-1]))
+            for start in range(0, len(messages), _OUTBOX_ROWS):  # bounded statements: 5 parameters a row
+                await tx.execute(*outbox_insert(announce.host, messages[start:start + _OUTBOX_ROWS]))  # type: ignore[union-attr]
         for record in changed:
             log.warning("job %s: %s", record.job_id, record.reason)
         return changed

@@ -15,10 +15,11 @@ made by conditional writes in the database, never by reading and then writing.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from types import TracebackType
 
 from common.rpc import jobs_pb2
+from orchestrator.store.outbox import Announce, OutboxMessage, OutboxRow
 from orchestrator.store.records import (
     AddressLease,
     AttemptRecord,
@@ -106,10 +107,12 @@ class Store(abc.ABC):
         """Cancel the job's current attempt unless it already finished; returns the job. ``JobNotFound``."""
 
     @abc.abstractmethod
-    async def retry(self, job_id: str) -> JobRecord:
-        """Start attempt N+1 in ``queued`` for a finished job; the caller publishes it.
+    async def retry(self, job_id: str, announce: Announce | None = None) -> JobRecord:
+        """Start attempt N+1 in ``queued`` for a finished job; returns the job as it is now.
 
-        ``JobNotFound``, or ``RetryNotAllowed`` when the job has not finished.
+        ``announce`` stores the messages that publish it (its event and request) in the
+        same transaction; without it the caller publishes the request. ``JobNotFound``,
+        or ``RetryNotAllowed`` when the job has not finished.
         """
 
     @abc.abstractmethod
@@ -167,25 +170,34 @@ class Store(abc.ABC):
         """Every host by name; ``alive`` = last heartbeat at most ``stale_after`` s ago (default: the store's)."""
 
     @abc.abstractmethod
-    async def requeue_lapsed(self, stale_after_seconds: float, max_attempts: int) -> list[JobRecord]:
+    async def requeue_lapsed(self, stale_after_seconds: float, max_attempts: int,
+                             announce: Announce | None = None) -> list[JobRecord]:
         """Take jobs away from hosts whose heartbeat is older than ``stale_after_seconds``.
 
         Each provisioning/running job of such a host has its attempt ended
         as ``errored`` and gets a NEW attempt in ``queued`` - or, when it has
         already had ``max_attempts`` attempts, the job ends ``errored`` with
-        the reason. Returns every job changed, as it is now: republish those
-        in ``queued``, report the ``errored`` ones. Concurrent sweeps by
-        several hosts change each job once. Jobs of hosts that never
-        registered are left alone.
+        the reason. Returns every job changed, as it is now. ``announce``
+        stores, in the same transaction, what publishes each change (the
+        ``queued`` ones' requests, every change's event); without it the
+        caller publishes them. Concurrent sweeps by several hosts change
+        each job once. Jobs of hosts that never registered are left alone.
         """
 
     @abc.abstractmethod
-    async def requeue_host(self, host: str, max_attempts: int, why: str = "restarted") -> list[JobRecord]:
-        """Take back every provisioning/running job of ``host``, as ``requeue_lapsed`` does.
+    async def requeue_host(self, host: str, max_attempts: int, why: str = "restarted",
+                           announce: Announce | None = None, keep: Collection[str] = (),
+                           claimed_before: float = 0.0) -> list[JobRecord]:
+        """Take back every provisioning/running job of ``host``, as ``requeue_lapsed`` does,
+        except the jobs whose ids are in ``keep`` and attempts claimed less than
+        ``claimed_before`` s ago (by the database's clock).
 
         For a node starting up: attempts its previous process held died with
         it, and its fresh heartbeat would hide them from ``requeue_lapsed``.
-        Call it before registering/consuming; republish the ``queued`` jobs returned.
+        Call it before registering/consuming. A running node passes the jobs it
+        runs as ``keep``, and a ``claimed_before`` longer than a claim takes, to
+        finish the attempts it lost track of (a claim committing while this
+        runs is not in ``keep`` yet).
         """
 
     @abc.abstractmethod
@@ -212,21 +224,21 @@ class Store(abc.ABC):
     async def address_leases(self, pool: str | None = None, host: str | None = None) -> list[AddressLease]:
         """The leases held, by pool then address; only ``pool``'s / ``host``'s when given."""
 
-    # -- event outbox (durable, at-least-once) ------------------------------
+    # -- outbox of events and job requests (durable, at-least-once) ----------------
     @abc.abstractmethod
-    async def outbox_add(self, host: str, events: Sequence[jobs_pb2.JobEvent]) -> None:
-        """Store ``events`` (in order, one statement) for ``host`` to publish."""
+    async def outbox_add(self, host: str, messages: Sequence[OutboxMessage]) -> None:
+        """Store ``messages`` (events, ``OutboxRequest``s; in order, one statement) for ``host`` to publish."""
 
     @abc.abstractmethod
-    async def outbox_rows(self, host: str) -> list[tuple[int, jobs_pb2.JobEvent]]:
-        """Every unpublished ``(seq, event)`` of ``host``, oldest first."""
+    async def outbox_rows(self, host: str) -> list[OutboxRow]:
+        """Every unpublished ``(seq, message)`` of ``host``, oldest first."""
 
     @abc.abstractmethod
     async def outbox_delete(self, event_ids: Sequence[str]) -> None:
-        """Forget events the broker confirmed; unknown ids are ignored."""
+        """Forget messages the broker confirmed, by ``message_id``; unknown ids are ignored."""
 
     @abc.abstractmethod
-    async def outbox_adopt(self, host: str, stale_after_seconds: float) -> list[tuple[int, jobs_pb2.JobEvent]]:
+    async def outbox_adopt(self, host: str, stale_after_seconds: float) -> list[OutboxRow]:
         """Give ``host`` the rows of hosts whose heartbeat is older than ``stale_after_seconds``
         (or that never registered); concurrent adopters get disjoint rows. Oldest first."""
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from orchestrator.store.backend import Backend
-from orchestrator.store.errors import MigrationError, StoreUnavailable
+from orchestrator.store.errors import MigrationError, StoreError
 
 _NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 
@@ -55,7 +55,9 @@ async def apply(backend: Backend) -> list[int]:
     applied_now: list[int] = []
     try:
         await _apply(backend, migrations, applied_now)
-    except StoreUnavailable as err:
+    except MigrationError:
+        raise
+    except StoreError as err:
         raise MigrationError(f"cannot bring the schema of {backend.where} up to date: {err}") from err
     return applied_now
 

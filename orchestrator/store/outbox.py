@@ -1,32 +1,74 @@
-"""The durable event outbox in SQL (``event_outbox``, migration 002), mixed into ``SqlStore``.
+"""The durable outbox in SQL (``event_outbox``, migrations 002 and 003), mixed into ``SqlStore``.
 
-A node writes each job event it announces here right after the state change
-the event reports, publishes it, and deletes the row once the broker
-confirmed. Rows left by a crash are published by the same host when it
-starts again, or taken over by any live node once that host's heartbeat
-lapsed (``outbox_adopt``). Delivery is at least once; consumers dedupe on
-``event_id``. ``seq`` is the announce order, so each job's events keep theirs.
+It holds what a node must publish: the job events it announces, written with
+(or right after) the state change each reports, and the job requests of the
+attempts a requeue or a retry queued, written in the same transaction as the
+new attempt (``Announce``). The node publishes the rows and deletes each once
+the broker confirmed it. Rows left by a crash are published by the same host
+when it starts again, or taken over by any live node once that host's
+heartbeat lapsed (``outbox_adopt``). Delivery is at least once; consumers
+dedupe (events on ``event_id``, requests by the idempotent claim). ``seq`` is
+the write order, so each job's messages keep theirs (a requeue's ``queued``
+event goes before its request).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 
 from common.rpc import jobs_pb2
 from orchestrator.store.backend import Backend, Tx
-from orchestrator.store.records import Row
+from orchestrator.store.records import JobRecord, Row
 
-OutboxRow = tuple[int, jobs_pb2.JobEvent]  # (seq, event)
+_EVENT, _REQUEST = 0, 1  # event_outbox.kind
 
-def outbox_insert(host: str, events: Sequence[jobs_pb2.JobEvent]) -> tuple[object, ...]:
-    """``(sql, *args)``: ONE statement storing ``events`` in order (atomic on its own)."""
+
+@dataclass(frozen=True)
+class OutboxRequest:
+    """A job request for the outbox to publish: the new attempt of a requeue or a retry."""
+
+    message_id: str  # what a confirmed publish deletes its row by (unique, like an event id)
+    request: jobs_pb2.JobRequest
+    priority: int = 0  # the queue priority it is published with
+
+    @property
+    def job_id(self) -> str:
+        return self.request.job_id
+
+
+OutboxMessage = jobs_pb2.JobEvent | OutboxRequest
+OutboxRow = tuple[int, OutboxMessage]  # (seq, message)
+
+
+def message_id(message: OutboxMessage) -> str:
+    """The id a message's outbox row is deleted by."""
+    return message.message_id if isinstance(message, OutboxRequest) else message.event_id
+
+
+@dataclass(frozen=True)
+class Announce:
+    """What a store change that makes new attempts stores in ``host``'s outbox, in the SAME
+    transaction: ``messages(job)`` for each job it changed, as the job is after the change
+    (``Store.requeue_lapsed``, ``requeue_host``, ``retry``)."""
+
+    host: str
+    messages: Callable[[JobRecord], Sequence[OutboxMessage]]
+
+
+def outbox_insert(host: str, messages: Sequence[OutboxMessage]) -> tuple[object, ...]:
+    """``(sql, *args)``: ONE statement storing ``messages`` in order (atomic on its own)."""
     values, args = [], []
-    for n in range(len(events)):
-        values.append(f"($1, ${3 * n + 2}, ${3 * n + 3}, ${3 * n + 4}, {{now}})")
-    for event in events:
-        args += [event.job_id, event.event_id, event.SerializeToString()]
-    sql = "INSERT INTO event_outbox (host, job_id, event_id, event, created_at) VALUES " + ", ".join(values)
+    for n, message in enumerate(messages):
+        values.append(f"($1, ${5 * n + 2}, ${5 * n + 3}, ${5 * n + 4}, ${5 * n + 5}, ${5 * n + 6}, {{now}})")
+        if isinstance(message, OutboxRequest):
+            args += [message.job_id, message.message_id, message.request.SerializeToString(), _REQUEST,
+                     message.priority]
+        else:
+            args += [message.job_id, message.event_id, message.SerializeToString(), _EVENT, 0]
+    sql = ("INSERT INTO event_outbox (host, job_id, event_id, event, kind, priority, created_at) VALUES "
+           + ", ".join(values))
     return (sql, host, *args)
 
 
@@ -47,12 +89,20 @@ def outbox_cte(guard: str, first: int, host: str, events: Sequence[jobs_pb2.JobE
 
 
 def _rows(rows: Sequence[Row]) -> list[OutboxRow]:
-    found = []
+    found: list[OutboxRow] = []
     for row in rows:
-        event = jobs_pb2.JobEvent()
-        event.ParseFromString(bytes(row["event"]))
-        found.append((int(row["seq"]), event))
+        if int(row["kind"]) == _REQUEST:
+            request = jobs_pb2.JobRequest()
+            request.ParseFromString(bytes(row["event"]))
+            found.append((int(row["seq"]), OutboxRequest(row["event_id"], request, int(row["priority"]))))
+        else:
+            event = jobs_pb2.JobEvent()
+            event.ParseFromString(bytes(row["event"]))
+            found.append((int(row["seq"]), event))
     return found
+
+
+_COLUMNS = "seq, event, kind, priority, event_id"
 
 
 class OutboxSql:
@@ -85,18 +135,18 @@ class OutboxSql:
                 await tx.execute(*outbox_insert(host, events))
         return bool(applied)
 
-    async def outbox_add(self, host: str, events: Sequence[jobs_pb2.JobEvent]) -> None:
-        """Store ``events`` (in order) for ``host`` to publish."""
-        if events:
-            sql, *args = outbox_insert(host, events)
+    async def outbox_add(self, host: str, messages: Sequence[OutboxMessage]) -> None:
+        """Store ``messages`` (in order) for ``host`` to publish."""
+        if messages:
+            sql, *args = outbox_insert(host, messages)
             await self._run(str(sql), *args)
 
     async def outbox_rows(self, host: str) -> list[OutboxRow]:
-        """Every unpublished event of ``host``, oldest first."""
-        return _rows(await self._run("SELECT seq, event FROM event_outbox WHERE host = $1 ORDER BY seq", host))
+        """Every unpublished message of ``host``, oldest first."""
+        return _rows(await self._run(f"SELECT {_COLUMNS} FROM event_outbox WHERE host = $1 ORDER BY seq", host))
 
     async def outbox_delete(self, event_ids: Sequence[str]) -> None:
-        """Forget published events (unknown ids are ignored)."""
+        """Forget published messages, by ``message_id`` (unknown ids are ignored)."""
         if not event_ids:
             return
         # Padded to a power of two (with a repeated id): a handful of statement shapes to
@@ -113,7 +163,7 @@ class OutboxSql:
         """
         rows = await self._run(
             "UPDATE event_outbox SET host = $1 WHERE host <> $1 AND host NOT IN"
-            " (SELECT name FROM hosts WHERE last_heartbeat >= {now} - $2) RETURNING seq, event",
+            f" (SELECT name FROM hosts WHERE last_heartbeat >= {{now}} - $2) RETURNING {_COLUMNS}",
             host, float(stale_after_seconds),
         )
         return sorted(_rows(rows), key=lambda row: row[0])

@@ -31,6 +31,10 @@ _SKIP_LOCKED = " FOR UPDATE OF a SKIP LOCKED"
 MIGRATION_LOCK = 0x536F6C7374696365
 # What asyncpg raises when the server or the network goes away.
 _CONNECTION_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError)
+# SQLSTATE classes of a server that cannot serve now, whatever the statement: connection
+# exception, transaction rollback (serialization, deadlock), insufficient resources,
+# operator intervention (shutting down, starting up, cancelled), system error (I/O).
+_OUTAGE_CLASSES = frozenset({"08", "40", "53", "57", "58"})
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
@@ -119,7 +123,9 @@ class PostgresBackend(Backend):
         if isinstance(err, asyncpg.IntegrityConstraintViolationError):
             return ConstraintViolation(f"{self.where} refused a write: {err}")
         if isinstance(err, asyncpg.PostgresError) and not isinstance(err, asyncpg.PostgresConnectionError):
-            return StoreUnavailable(f"{self.where} failed: {err}")
+            if (getattr(err, "sqlstate", None) or "")[:2] in _OUTAGE_CLASSES:
+                return StoreUnavailable(f"{self.where} cannot serve now: {err}")
+            return StoreError(f"{self.where} failed: {err}")  # the statement itself: retrying will not help
         return StoreUnavailable(f"lost the connection to {self.where}: {err or type(err).__name__}")
 
     async def run(self, sql: str, *args: Any) -> Sequence[Row]:

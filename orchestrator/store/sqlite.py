@@ -135,7 +135,9 @@ class SqliteBackend(Backend):
     def _translate(self, err: sqlite3.Error, doing: str = "failed") -> StoreError:
         if isinstance(err, sqlite3.IntegrityError):
             return ConstraintViolation(f"{self.where} refused a write: {err}")
-        return StoreUnavailable(f"{self.where} {doing}: {err}")
+        if isinstance(err, sqlite3.OperationalError):  # locked, disk I/O, cannot open: the file, not the SQL
+            return StoreUnavailable(f"{self.where} {doing}: {err}")
+        return StoreError(f"{self.where} {doing}: {err}")
 
     def _connection(self) -> aiosqlite.Connection:
         if self._conn is None:

@@ -29,7 +29,7 @@ from orchestrator.store.errors import AttemptNotFound, ConstraintViolation, JobN
 from orchestrator.store.hostsql import HostsSql
 from orchestrator.store.interface import Store
 from orchestrator.store.leases import LeasesSql
-from orchestrator.store.outbox import OutboxSql, outbox_cte, outbox_insert
+from orchestrator.store.outbox import Announce, OutboxSql, outbox_cte, outbox_insert
 from orchestrator.store.records import AttemptRecord, JobFilter, JobRecord, Row, StepRecord
 from orchestrator.store.sqltext import (
     ACTIVE_SQL, FILTER_COLUMNS, INSERT_JOB, JOBS_SELECT, NEW_ATTEMPT, PROVISIONING, QUEUED, STEP_OPEN_SQL,
@@ -204,7 +204,7 @@ class SqlStore(OutboxSql, HostsSql, TokensSql, CredentialsSql, LeasesSql, Store)
             raise JobNotFound(job_id)
         return record
 
-    async def retry(self, job_id: str) -> JobRecord:
+    async def retry(self, job_id: str, announce: Announce | None = None) -> JobRecord:
         async with self._tx() as tx:
             # The EXISTS re-checks under the row lock: of racing retries only the first sees a finished attempt.
             moved = await tx.fetch(
@@ -216,9 +216,12 @@ class SqlStore(OutboxSql, HostsSql, TokensSql, CredentialsSql, LeasesSql, Store)
             if moved:
                 await tx.execute(NEW_ATTEMPT, job_id, int(moved[0]["attempt"]), "")
             row = await tx.fetchrow(f"{JOBS_SELECT} WHERE j.job_id = $1", job_id)
-        if row is None:
+            record = None if row is None else JobRecord.from_row(row)
+            messages = announce.messages(record) if moved and record is not None and announce is not None else ()
+            if messages:
+                await tx.execute(*outbox_insert(announce.host, messages))  # type: ignore[union-attr]
+        if record is None:
             raise JobNotFound(job_id)
-        record = JobRecord.from_row(row)
         if not moved:
             raise RetryNotAllowed(
                 f"job {job_id!r} is {record.state.name.lower()} (attempt {record.attempt}); "

@@ -165,10 +165,10 @@ class LocalIntake:
         self.path = path
         self.queue: LocalQueue | None = None
 
-    async def publish(self, requests: Sequence[jobs_pb2.JobRequest]) -> None:
+    async def publish(self, requests: Sequence[jobs_pb2.JobRequest], priority: int = 0) -> None:
         if self.queue is None:
             raise QueueError("the local queue is not started yet")
-        await self.queue.publish(requests)
+        await self.queue.publish(requests, priority)
 
     def consumer(self, labels: Sequence[str], on_job: OnJob, on_dead: OnDeadLetter, free: int) -> LocalQueue:
         self.queue = LocalQueue(self.path, labels, on_job, on_dead, free)

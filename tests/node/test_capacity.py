@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from common.config import Seconds
 from orchestrator.node import Node, NodeError
 from orchestrator.node.testing import InstantDriver
 from orchestrator.store import JobState
@@ -104,3 +105,34 @@ async def test_a_slot_is_free_once_the_vm_is_gone_not_when_the_state_is_stored(t
         await async_wait_until(lambda: _terminal(store, "first"), what="first done")
         assert (await store.get_job("first")).state is JobState.SUCCEEDED  # type: ignore[union-attr]
         assert node.driver.max_live == 1  # never two VMs at once
+
+
+LIMITED = {"timers__shutdown_grace": Seconds(0.2), "node__label_limits": {"lab-b": 1}}
+
+
+async def starve_attempt(store, publish) -> None:  # type: ignore[no-untyped-def]
+    """A backlog of a label at its ``label_limit`` must not hold the prefetch: before, the
+    deliveries of lab-b beyond ``capacity`` that waited for a lab-b slot used up the credit, so
+    a lab-a job waited for a lab-b job to end although 3 of 4 slots were free."""
+    backlog = [f"b{i}" for i in range(12)]
+    await publish(*(job(job_id, label="lab-b", steps=("sleep 60",)) for job_id in backlog))
+
+    async def one_b_running() -> bool:
+        return any(r is not None and r.state is JobState.RUNNING for r in [await store.get_job(j) for j in backlog])
+    await async_wait_until(one_b_running, what="a lab-b job running")
+    await publish(job("a1", label="lab-a"))
+    await async_wait_until(lambda: _terminal(store, "a1"), timeout=50, what="the lab-a job done")
+    assert (await store.get_job("a1")).state is JobState.SUCCEEDED
+    # ...while every lab-b job is still running or waiting: it did not wait for one to end.
+    assert [job_id for job_id in backlog if await _terminal(store, job_id)] == []
+
+
+async def test_a_label_at_its_limit_leaves_the_free_slots_to_the_others(cluster: Cluster) -> None:
+    await cluster.declare("lab-b")
+    async with cluster.node(cluster.settings(labels=("lab-a", "lab-b"), **LIMITED)):
+        await starve_attempt(cluster.store, cluster.publish)
+
+
+async def test_a_label_at_its_limit_leaves_the_free_slots_to_the_others_locally(tmp_path: Path) -> None:
+    async with local_node(local_settings(tmp_path, labels=("lab-a", "lab-b"), **LIMITED)) as node:
+        await starve_attempt(node.store, node.publish)

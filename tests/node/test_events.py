@@ -11,7 +11,7 @@ import pytest
 
 from common.queue.errors import InvalidMessage, PublishFailed
 from common.rpc import jobs_pb2
-from orchestrator.node.events import EventOutbox, settle
+from orchestrator.node.outbox import Outbox
 from orchestrator.store import JobState, open_store
 from orchestrator.store.sqlstore import SqlStore
 from tests.node.harness import job, local_node, local_settings
@@ -41,7 +41,7 @@ def event(n: int, job_id: str = "j") -> jobs_pb2.JobEvent:
 
 async def test_events_wait_out_an_outage_in_order_and_once() -> None:
     bus = FlakyBus()
-    outbox = EventOutbox(bus, batch=2, retry_delay=0.01)
+    outbox = Outbox(bus, batch=2, retry_delay=0.01)
     task = asyncio.create_task(outbox.run())
     try:
         for n in range(5):
@@ -54,7 +54,6 @@ async def test_events_wait_out_an_outage_in_order_and_once() -> None:
         await outbox.publish([event(5)])
         assert await outbox.flush(10)
         assert bus.accepted == [f"e{n}" for n in range(6)]
-        await settle(outbox)  # nothing left: returns at once
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -62,7 +61,7 @@ async def test_events_wait_out_an_outage_in_order_and_once() -> None:
 
 async def test_past_the_limit_the_oldest_events_are_dropped_and_counted() -> None:
     bus = FlakyBus()
-    outbox = EventOutbox(bus, limit=3)
+    outbox = Outbox(bus, limit=3)
     await outbox.publish([event(n) for n in range(5)])
     assert outbox.pending == 3 and outbox.dropped == 2
     bus.down = False
@@ -80,7 +79,7 @@ async def test_a_batch_holds_at_most_one_event_per_job() -> None:
     later event is passed over (not a stop), and each job's events still leave in order."""
     bus = FlakyBus()
     bus.down = False
-    outbox = EventOutbox(bus, batch=10)
+    outbox = Outbox(bus, batch=10)
     await outbox.publish([event(0, "a"), event(1, "b"), event(2, "a"), event(3, "c"), event(4, "b")])
     task = asyncio.create_task(outbox.run())
     try:
@@ -94,7 +93,7 @@ async def test_a_batch_holds_at_most_one_event_per_job() -> None:
 async def test_a_backlog_of_one_job_is_sent_in_order_with_the_others_alongside() -> None:
     bus = FlakyBus()
     bus.down = False
-    outbox = EventOutbox(bus, batch=3)
+    outbox = Outbox(bus, batch=3)
     await outbox.publish([event(n, "a") for n in range(20)] + [event(20, "b"), event(21, "c")])
     task = asyncio.create_task(outbox.run())
     try:
@@ -111,7 +110,7 @@ async def test_a_backlog_of_one_job_is_sent_in_order_with_the_others_alongside()
 
 
 async def test_an_event_that_can_never_be_published_is_refused_at_once() -> None:
-    outbox = EventOutbox(FlakyBus())
+    outbox = Outbox(FlakyBus())
     with pytest.raises(InvalidMessage):
         await outbox.publish([event(1), jobs_pb2.JobEvent(job_id="j")])  # no event_id
     assert outbox.pending == 0
@@ -122,7 +121,7 @@ async def test_a_durable_outbox_loses_nothing_when_its_process_dies(tmp_path: Pa
     in order; a published event's row is deleted."""
     async with open_store(f"sqlite://{tmp_path}/state.db") as store:
         bus = FlakyBus()
-        crashed = EventOutbox(bus, retry_delay=0.01, durable=(store, "node-a"))
+        crashed = Outbox(bus, retry_delay=0.01, durable=(store, "node-a"))
         task = asyncio.create_task(crashed.run())
         await crashed.publish([event(0, "a"), event(1, "b")])
         await crashed.publish([event(2, "a")])
@@ -131,7 +130,7 @@ async def test_a_durable_outbox_loses_nothing_when_its_process_dies(tmp_path: Pa
         await asyncio.gather(task, return_exceptions=True)
 
         bus.down = False
-        restarted = EventOutbox(bus, durable=(store, "node-a"))
+        restarted = Outbox(bus, durable=(store, "node-a"))
         assert await restarted.recover() == 3
         task = asyncio.create_task(restarted.run())
         try:
@@ -149,14 +148,14 @@ async def test_a_live_node_publishes_what_a_dead_host_left(tmp_path: Path) -> No
     async with open_store(f"sqlite://{tmp_path}/state.db") as store:
         await store.register_host("node-dead", ["l"], 1)
         await store.register_host("node-live", ["l"], 1)
-        dead = EventOutbox(FlakyBus(), durable=(store, "node-dead"))
+        dead = Outbox(FlakyBus(), durable=(store, "node-dead"))
         await dead.publish([event(0, "a"), event(1, "a")])  # never sent: its bus is down, then it dies
         assert isinstance(store, SqlStore)
         await store.backend.run("UPDATE hosts SET last_heartbeat = last_heartbeat - 600 WHERE name = 'node-dead'")
 
         bus = FlakyBus()
         bus.down = False
-        live = EventOutbox(bus, durable=(store, "node-live"))
+        live = Outbox(bus, durable=(store, "node-live"))
         assert await live.adopt(stale_after=60) == 2
         assert await live.adopt(stale_after=60) == 0  # taken once
         task = asyncio.create_task(live.run())

@@ -59,6 +59,8 @@ async def test_jobs_run_through_the_servicer_without_grpc(cluster: Cluster, tmp_
         await async_wait_until(running, what="slow running")
         await admin.Cancel(admin_pb2.CancelRequest(job_id="slow", reason="enough"))
         slow = await cluster.finished("slow")
+        # The cancel is announced when it is applied; the attempt then winds down and records its steps.
+        await async_wait_until(lambda: node.scheduler is not None and node.scheduler.idle, what="slow wound down")
         # the runner heard the cancel on a heartbeat and reported its step as ended by it
         assert (slow.state, slow.reason) == (JobState.CANCELLED, "enough")
         assert [s.exit_code for s in await cluster.store.steps("slow", 1)] == [143]

@@ -17,7 +17,7 @@ from common.queue import Disposition, RabbitJobPublisher, Topology
 from common.rpc import jobs_pb2
 from orchestrator.queue import LocalQueue, RabbitJobConsumer
 from tests.queue.broker import amqp_channel, messages_ready
-from tests.queue.proxy import TcpProxy
+from tests.proxy import TcpProxy
 
 Behaviour = Callable[[jobs_pb2.JobRequest], Awaitable[Disposition]]
 
@@ -106,9 +106,9 @@ class RabbitHarness:
         self.publishers.append(publisher)
         return publisher
 
-    async def publish(self, requests: Sequence[jobs_pb2.JobRequest]) -> None:
+    async def publish(self, requests: Sequence[jobs_pb2.JobRequest], priority: int = 0) -> None:
         publisher = self.publishers[0] if self.publishers else await self.publisher()
-        await publisher.publish(requests)
+        await publisher.publish(requests, priority)
 
     async def ready(self, label: str) -> int:
         """Messages waiting (not handed out) in the label's queue."""
@@ -149,8 +149,8 @@ class LocalHarness:
         self.nodes.append(node)
         return node
 
-    async def publish(self, requests: Sequence[jobs_pb2.JobRequest]) -> None:
-        await self.nodes[-1].publish(requests)
+    async def publish(self, requests: Sequence[jobs_pb2.JobRequest], priority: int = 0) -> None:
+        await self.nodes[-1].publish(requests, priority)
 
     async def ready(self, label: str) -> int:
         """Rows of ``label`` waiting to be handed out."""

@@ -170,3 +170,15 @@ async def test_requeued_and_failed_jobs_go_to_the_back_of_the_queue(harness: Har
     await node.set_free_slots(1)
     await async_wait_until(lambda: len(recorder.acked) == 3, timeout=60, what="all three acked")
     assert calls == ["requeued", "failing", "plain", "requeued", "failing"]
+
+
+async def test_paused_labels_wait_while_the_others_are_delivered(harness: Harness) -> None:
+    """A node stops consuming a label at its limit: its requests stay in the queue for any node."""
+    recorder = Recorder()
+    node = await harness.node(["a", "b"], recorder, free_slots=4)
+    await node.set_paused_labels(frozenset({"b"}))
+    await harness.publish([job("b1", "b"), job("a1", "a"), job("b2", "b"), job("a2", "a")])
+    await async_wait_until(lambda: sorted(recorder.acked) == ["a1", "a2"], timeout=60, what="the a jobs")
+    assert await harness.ready("b") == 2
+    await node.set_paused_labels(frozenset())
+    await async_wait_until(lambda: sorted(recorder.acked) == ["a1", "a2", "b1", "b2"], timeout=60, what="the b jobs")

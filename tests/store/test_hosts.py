@@ -133,3 +133,13 @@ async def test_requeue_host_takes_back_a_restarted_nodes_jobs(store: Store) -> N
     [gave_up] = await store.requeue_host("host-a", max_attempts=2, why="was drained by force")
     assert (gave_up.job_id, gave_up.state) == ("p", JobState.ERRORED)
     assert "host host-a was drained by force during attempt 2; gave up after 2 attempts" == gave_up.reason
+
+
+async def test_requeue_host_leaves_what_it_is_told_to_keep_and_fresh_claims(store: Store) -> None:
+    await store.register_host("host-a", ["illumos"], capacity=4)
+    await drive(store, "kept", JobState.RUNNING, host="host-a")
+    await drive(store, "fresh", JobState.PROVISIONING, host="host-a")
+    assert await store.requeue_host("host-a", max_attempts=3, keep={"kept"}, claimed_before=3600) == []
+    [taken] = await store.requeue_host("host-a", max_attempts=3, keep={"kept"})
+    assert (taken.job_id, taken.state, taken.attempt) == ("fresh", JobState.QUEUED, 2)
+    assert (await store.get_job("kept")).state is JobState.RUNNING  # type: ignore[union-attr]

@@ -1,11 +1,14 @@
-"""The durable event outbox, on both back-ends: order, delete, and adoption of a dead host's rows."""
+"""The durable outbox, on both back-ends: order, delete, adoption of a dead host's rows, and the job
+requests a requeue or a retry stores with its new attempt."""
 
 from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from common.rpc import jobs_pb2
-from orchestrator.store import JobState, Store
+from orchestrator.store import Announce, JobRecord, JobState, OutboxMessage, OutboxRequest, RetryNotAllowed, Store
 from orchestrator.store.sqlstore import SqlStore
 from tests.store.conftest import OpenStores, drive
 
@@ -85,3 +88,53 @@ async def test_a_lapsed_hosts_rows_are_adopted_once(store: Store, open_stores: O
     assert await store.outbox_rows("dead") == []
     assert sorted(ids(await store.outbox_rows("live-1")) + ids(await store.outbox_rows("live-2"))) == [
         "e1", "e2", "e3", "e4"]
+
+
+def messages_of(job: JobRecord) -> list[OutboxMessage]:
+    """What the node stores for a requeued or retried job: its event, then its request."""
+    return [jobs_pb2.JobEvent(event_id=f"ev-{job.job_id}-{job.attempt}", job_id=job.job_id, attempt=job.attempt,
+                              state=job.state.to_proto()),
+            OutboxRequest(f"rq-{job.job_id}-{job.attempt}", job.request, priority=1)]
+
+
+def described(rows: list[tuple[int, OutboxMessage]]) -> list[tuple[str, str]]:
+    return [("request", m.message_id) if isinstance(m, OutboxRequest) else ("event", m.event_id) for _, m in rows]
+
+
+async def test_job_requests_share_the_outbox_in_order_with_their_priority(store: Store) -> None:
+    request = jobs_pb2.JobRequest(job_id="j1", runs_on="illumos", run_id="r")
+    await store.outbox_add("host-a", [event(1), OutboxRequest("rq1", request, priority=1), event(2)])
+    rows = await store.outbox_rows("host-a")
+    assert described(rows) == [("event", "e1"), ("request", "rq1"), ("event", "e2")]
+    stored = rows[1][1]
+    assert isinstance(stored, OutboxRequest) and stored.request == request and stored.priority == 1
+    await store.outbox_delete(["rq1"])
+    assert described(await store.outbox_rows("host-a")) == [("event", "e1"), ("event", "e2")]
+
+
+async def test_a_requeue_stores_its_announcement_in_the_same_transaction(store: Store) -> None:
+    await store.register_host("host-a", ["illumos"], capacity=4)
+    await drive(store, "p", JobState.PROVISIONING, host="host-a")
+    await drive(store, "r", JobState.RUNNING, host="host-a")
+    [changed] = await store.requeue_host("host-a", max_attempts=3, announce=Announce("host-b", messages_of),
+                                         keep={"p"})
+    assert (changed.job_id, changed.state, changed.attempt) == ("r", JobState.QUEUED, 2)
+    assert (await store.get_job("p")).state is JobState.PROVISIONING  # type: ignore[union-attr]  # kept
+    assert described(await store.outbox_rows("host-b")) == [("event", "ev-r-2"), ("request", "rq-r-2")]
+
+    def broken(job: JobRecord) -> list[OutboxMessage]:
+        raise RuntimeError("the announcement cannot be built")
+
+    with pytest.raises(RuntimeError):  # nothing of the change stays without its announcement
+        await store.requeue_host("host-a", max_attempts=3, announce=Announce("host-b", broken))
+    assert (await store.get_job("p")).attempt == 1  # type: ignore[union-attr]
+
+
+async def test_a_retry_stores_its_announcement_in_the_same_transaction(store: Store) -> None:
+    await drive(store, "f", JobState.FAILED)
+    retried = await store.retry("f", announce=Announce("host-a", messages_of))
+    assert (retried.state, retried.attempt) == (JobState.QUEUED, 2)
+    assert described(await store.outbox_rows("host-a")) == [("event", "ev-f-2"), ("request", "rq-f-2")]
+    with pytest.raises(RetryNotAllowed):
+        await store.retry("f", announce=Announce("host-a", messages_of))
+    assert len(await store.outbox_rows("host-a")) == 2  # a refused retry stores nothing
