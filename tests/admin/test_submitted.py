@@ -9,6 +9,7 @@ import grpc
 
 from common.cloneurl import redact_url, split_userinfo, with_userinfo
 from common.rpc import admin_pb2, admin_pb2_grpc, jobs_pb2, runner_pb2
+from common.version import VERSION
 from orchestrator.admin.settings import AdminConfig
 from orchestrator.operators import OperatorTokens, Role
 from orchestrator.runnerapi import AssignedJob
@@ -117,7 +118,8 @@ async def test_the_runner_gets_the_credentials_back_in_its_clone_url(tmp_path: P
         session = orch.gateway.assign(AssignedJob("j-creds", 1, request, clone_userinfo=f"ci-bot:{PASSWORD}"))
         channel, runner = stub(orch.server.address)
         async with channel:
-            reply = await runner.GetJob(runner_pb2.GetRunnerJobRequest(job=runner_pb2.JobRef(job_id="j-creds", attempt=1)),
+            reply = await runner.GetJob(runner_pb2.GetRunnerJobRequest(job=runner_pb2.JobRef(job_id="j-creds", attempt=1),
+                                                                    runner_version=VERSION),
                                         metadata=runner_bearer(session.token))
         assert reply.checkout.clone_url == URL
         assert session.job.masked() == [PASSWORD]  # what the job's stored log lines are masked for
