@@ -290,37 +290,39 @@ class JobLog:
 
     async def follow(self, from_sequence: int = 1) -> AsyncIterator[LogLine]:
         """Stored lines from ``from_sequence``, then live ones; ends when the log is closed."""
+        async for found in self.read_frames(from_sequence):
+            for frame in found:
+                for line in iter_lines(runner_pb2.LogBatch.FromString(frame.payload)):
+                    if line.sequence >= from_sequence:
+                        yield line
+
+    async def read_frames(self, from_sequence: int = 1, follow: bool = True) -> AsyncIterator[list[frames.Frame]]:
+        """The stored frames holding sequences from ``from_sequence`` (the first may start
+        before it), a read's worth at a time; then with ``follow`` live ones until the log is
+        closed; without, up to the durable end as it is now. The end frame is not yielded."""
         pos = bisect.bisect_right(self._index_seqs, from_sequence) - 1
         offset = self._index_offsets[pos] if pos >= 0 else len(frames.MAGIC)
+        stop = None if follow else self._end
         while True:
             changed = self._changed
-            end = self._end
+            end = self._end if stop is None else stop
             if offset < end:
                 buf = await self._pread(min(end - offset, READ_CHUNK), offset)
-                progressed = False
-                for frame in frames.scan(buf, offset):
-                    progressed = True
-                    offset = frame.offset + frame.size
-                    if frame.end:
-                        return
-                    if frame.last_sequence < from_sequence:
-                        continue
-                    for line in iter_lines(runner_pb2.LogBatch.FromString(frame.payload)):
-                        if line.sequence >= from_sequence:
-                            yield line
-                if not progressed:  # a frame larger than READ_CHUNK
-                    buf = await self._pread(end - offset, offset)
-                    frame = frames.decode_at(buf, 0, offset)
+                found = list(frames.scan(buf, offset))
+                if not found:  # a frame larger than READ_CHUNK
+                    frame = frames.decode_at(await self._pread(end - offset, offset), 0, offset)
                     if frame is None:
                         raise LogCorrupt(f"{self.path}: unreadable frame at offset {offset}")
-                    offset = frame.offset + frame.size
-                    if frame.end:
-                        return
-                    for line in iter_lines(runner_pb2.LogBatch.FromString(frame.payload)):
-                        if line.sequence >= from_sequence:
-                            yield line
+                    found = [frame]
+                offset = found[-1].offset + found[-1].size
+                done = found[-1].end
+                wanted = [f for f in found if not f.end and f.last_sequence >= from_sequence]
+                if wanted:
+                    yield wanted
+                if done:
+                    return
                 continue
-            if self.closed:
+            if self.closed or stop is not None:
                 return
             self._check_open()
             await changed.wait()

@@ -57,6 +57,7 @@ class NodeServices:
     timeouts: TimeoutConfig
     runner_address: str  # HOST:PORT the runner in the VM dials
     secrets: SecretBroker | None = None  # None: a job that declares secrets is refused them
+    log_done: Callable[[str, int], None] | None = None  # (job id, attempt) ended here: archive its log
 
 
 class AttemptControl:
@@ -219,6 +220,7 @@ class AttemptRun:
             await self._teardown()
             if self.on_torn_down is not None:
                 self.on_torn_down()
+            self._log_done()
         if self.control.aborted:
             await self._announce_cancel_if_recorded()
             log.info("attempt aborted", extra={"fields": {"job": job.job_id, "attempt": self.attempt}})
@@ -253,6 +255,7 @@ class AttemptRun:
         self._started.set()
         if self.on_torn_down is not None:
             self.on_torn_down()
+        self._log_done()
         if self.control.aborted:
             await self._announce_cancel_if_recorded()
             return None
@@ -349,6 +352,12 @@ class AttemptRun:
             return await asyncio.wait_for(self.s.driver.console_tail(self.vm, CONSOLE_LINES), 10.0)
         except (TimeoutError, DriverError):
             return ""
+
+    def _log_done(self) -> None:
+        """The attempt's log is closed (``_teardown`` released its session) or it never had
+        one: hand it to the archive. Queued only; shipping never holds up the job's result."""
+        if self.s.log_done is not None:
+            self.s.log_done(self.job.job_id, self.attempt)
 
     async def _teardown(self) -> None:
         """Stop and destroy the VM, release the session - whatever happened before."""

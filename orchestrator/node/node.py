@@ -33,6 +33,7 @@ from common.queue.events import EventPublisher
 from common.queue.publisher import JobPublisher
 from orchestrator.admin.listeners import AdminServer
 from orchestrator.drivers.base import Driver
+from orchestrator.logstore.service import NodeLogs
 from orchestrator.node.capacity import Capacity
 from orchestrator.node.events import EventOutbox
 from orchestrator.node.heartbeat import heartbeat_loop, republish, sweep_loop, take_back_own
@@ -76,6 +77,7 @@ class NodeParts:
     consumer_factory: ConsumerFactory  # (labels, on_job, on_dead_letter, free_slots) -> consumer
     admin: AdminFactory | None = None
     secrets: SecretBroker | None = None  # None: jobs that declare secrets are refused them
+    logs: NodeLogs | None = None  # None: logs are read from this node's files only, never archived
 
 
 class Node:
@@ -164,6 +166,7 @@ class Node:
         services = NodeServices(
             host=self.host, store=p.store, driver=p.driver, gateway=p.gateway, events=self.outbox,
             timeouts=s.timeouts, runner_address=s.grpc.advertise or self.server.address, secrets=p.secrets,
+            log_done=p.logs.finished if p.logs is not None else None,
         )
         self.scheduler = Scheduler(services, self.capacity, p.publisher, max_waiting=s.node.max_waiting,
                                    needs_poll=s.timers.needs_poll, on_change=self._slots_changed,
@@ -173,6 +176,9 @@ class Node:
         self.draining = host.draining
         self.scheduler.set_accepting(not host.draining)
         await reconcile_once(p.store, p.driver, self.host, self.scheduler.local_vms)
+        if p.logs is not None:  # before any attempt runs: what an earlier process left is shipped first
+            await p.logs.start()
+            self._loops.update(p.logs.tasks)
         self.consumer = p.consumer_factory(self.labels, self.scheduler.on_job, self.scheduler.on_dead_letter,
                                            self.scheduler.wanted_free_slots())
         await self.consumer.start()
@@ -296,6 +302,8 @@ class Node:
                 if self.consumer is not None:
                     await self.consumer.stop(grace=5.0)
         finally:
+            if p.logs is not None:
+                await p.logs.stop()  # the finished attempts' logs reach the archive first (bounded)
             await self._stop_loops()
             if self.admin is not None:
                 await self.admin.stop()

@@ -20,6 +20,10 @@ Example (docs/orchestrator.md has the full list)::
       tls_key: /etc/solstice/admin.key
     drivers:
       driver: bhyve
+    logs:                       # orchestrator.logstore.settings: archive, peer reads, retention
+      peer_listen: 0.0.0.0:50053
+      peer_advertise: 10.0.0.5:50053
+      peer_key_file: /etc/solstice/peer.key
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from common.config import Seconds
 from common.errors import ConfigError
 from orchestrator.admin.settings import AdminConfig
 from orchestrator.catalog import DriverConfig
+from orchestrator.logstore.settings import LogsConfig
 from orchestrator.secrets.settings import SecretsConfig
 
 
@@ -128,6 +133,7 @@ class NodeSettings:
     admin: AdminConfig = field(default_factory=AdminConfig)
     drivers: DriverConfig = field(default_factory=DriverConfig)
     secrets: SecretsConfig = field(default_factory=SecretsConfig)
+    logs: LogsConfig = field(default_factory=LogsConfig)  # archive, peer reads, retention
 
     def token_key(self) -> bytes:
         """The runner-token key: from ``grpc.token_key_file`` or fresh random bytes."""

@@ -245,7 +245,7 @@ async def _report(conn: Connection | DirectConnection, job: runner_pb2.RunnerJob
 
 async def _log_line(conn: Connection | DirectConnection, job: runner_pb2.RunnerJob, sequence: int, step: int, line: bytes) -> None:
     """Send one log line and wait until the node says it is durable."""
-    batch = runner_pb2.LogBatch(job=job.job, first_sequence=sequence, runs=[runner_pb2.LogRun(
+    batch = runner_pb2.LogBatch(job=job.job, first_sequence=sequence, runs=[admin_pb2.LogRun(
         step=step, stream=admin_pb2.LOG_STREAM_STDOUT, at=time.time(), lines=1, data=line)])
     call = conn.stub.StreamLogs(metadata=conn.metadata, timeout=conn.rpc_timeout)
     await call.read()  # where the node stands

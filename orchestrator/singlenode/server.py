@@ -50,6 +50,7 @@ from orchestrator.admin import admin_servicer_factory
 from orchestrator.drivers.base import Driver
 from orchestrator.drivers.registry import make_driver
 from orchestrator.logstore import LogStore
+from orchestrator.logstore.service import open_node_logs
 from orchestrator.node.node import Node, NodeParts
 from orchestrator.runnerapi import RunnerGateway
 from orchestrator.secrets import open_secrets
@@ -148,8 +149,10 @@ async def _run(settings: ServeSettings, say: Callable[[str], None], stop: asynci
         gateway = RunnerGateway(logstore, TokenIssuer(node_settings.token_key(), node_settings.grpc.token_ttl))
         secrets = await stack.enter_async_context(
             open_secrets(node_settings.secrets, store, node_settings.node.host, default_key_file=data / "secrets.key"))
+        logs = await stack.enter_async_context(
+            open_node_logs(node_settings.logs, store, logstore, node_settings.node.host))
         parts = NodeParts(store=store, driver=driver, gateway=gateway, publisher=queue, events=events,
-                          consumer_factory=queue.intake, admin=admin_servicer_factory, secrets=secrets)
+                          consumer_factory=queue.intake, admin=admin_servicer_factory, secrets=secrets, logs=logs)
         node = Node(parts, node_settings)
         # Owned before the node is entered, so it still listens while the node closes.
         hurrier = asyncio.create_task(_hurry_on(hurry, node, say), name="second interrupt")

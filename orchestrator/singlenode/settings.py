@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.config import Seconds
+from orchestrator.logstore.settings import LogsConfig
 from common.errors import ConfigError
 from common.files import private_dir, private_file
 from integration.httpserver import HttpLimits
@@ -116,6 +117,8 @@ class ServeSettings:
     timers: TimerConfig = field(default_factory=TimerConfig)
     drivers: DriverConfig = field(default_factory=DriverConfig)
     secrets: SecretsConfig = field(default_factory=SecretsConfig)  # key file default: <data_dir>/secrets.key
+    # Logs stay in <data_dir>/logs (no archive); retention and keepalive apply.
+    logs: LogsConfig = field(default_factory=lambda: LogsConfig(archive="none"))
 
     def __post_init__(self) -> None:
         split_address(self.listen, "listen (SOLSTICE_LISTEN)")
@@ -203,6 +206,7 @@ class ServeSettings:
             admin=self.admin,
             drivers=self.driver_config(),
             secrets=self.secrets,
+            logs=self.logs,
         )
 
     def integration_settings(self) -> IntegrationSettings:

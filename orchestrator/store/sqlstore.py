@@ -30,6 +30,7 @@ from orchestrator.store.hostsql import HostsSql
 from orchestrator.store.interface import Store
 from orchestrator.store.outbox import OutboxSql, outbox_cte, outbox_insert
 from orchestrator.store.records import AttemptRecord, JobFilter, JobRecord, Row, StepRecord
+from orchestrator.store.retentionsql import RetentionSql
 from orchestrator.store.sqltext import (
     ACTIVE_SQL, FILTER_COLUMNS, INSERT_JOB, JOBS_SELECT, NEW_ATTEMPT, PROVISIONING, QUEUED, STEP_OPEN_SQL,
     SUBMIT_ONE_STATEMENT, TERMINAL_SQL, UNFINISHED_SQL, job_keys, move_sql, submit_claimed_statement,
@@ -46,7 +47,7 @@ class _Phase(enum.Enum):
     CLOSED = "closed"
 
 
-class SqlStore(OutboxSql, HostsSql, TokensSql, CredentialsSql, Store):
+class SqlStore(OutboxSql, HostsSql, TokensSql, CredentialsSql, RetentionSql, Store):
     """A ``Store`` over a ``Backend``; ``host_stale_after`` (s) is the default for ``HostRecord.alive``."""
 
     def __init__(self, backend: Backend, host_stale_after: float = 30.0) -> None:
