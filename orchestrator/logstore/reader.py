@@ -123,6 +123,20 @@ class LogReader:
                 return record
         raise LogRequestError(f"job {job_id} has no attempt {wanted}")
 
+    async def lines_stored(self, job_id: str, attempt: int = 0) -> int:
+        """How many lines of the attempt's log can be read now (for ``?tail=N``)."""
+        record = await self.attempt_of(job_id, attempt)
+        if await self.logstore.exists(record.job_id, record.attempt):
+            return (await self.logstore.open(record.job_id, record.attempt, create=False)).highest_sequence
+        archived = await self._archived(record.job_id, record.attempt)
+        if archived is not None and (archived.complete or not record.host or self.peers is None):
+            return archived.lines
+        last = 0
+        async for page in self._pages(record, 1, follow=False):  # on another node: count them
+            if page.runs:
+                last = last_sequence(page)
+        return last
+
     async def pages(self, job_id: str, attempt: int = 0, from_sequence: int = 1,
                     follow: bool = False) -> AsyncIterator[admin_pb2.LogPage]:
         """Pages of the attempt's log from ``from_sequence``; the first says which attempt.
@@ -215,7 +229,7 @@ class LogReader:
                 return
             if not follow:
                 if next_seq == start and record.state in (JobState.QUEUED, JobState.PROVISIONING):
-                    raise LogNotFound(f"no log of job {job_id} attempt {attempt} yet")
+                    raise LogNotFound(f"no log yet for job {job_id} attempt {attempt}")
                 return
             yield admin_pb2.LogPage(keepalive=True)
             await asyncio.sleep(self.archive_poll)

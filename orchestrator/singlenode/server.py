@@ -165,7 +165,7 @@ async def _run(settings: ServeSettings, say: Callable[[str], None], stop: asynci
             routes = ", ".join(f"{label} -> {name}" for label, name in sorted(settings.label_drivers.items()))
             labels_note += f" ({routes}, the rest -> {settings.drivers.driver})"
         pages.attach(Backing(store, logstore, node.host, settings.drivers.driver, labels_note,
-                             dict(settings.label_drivers)))
+                             dict(settings.label_drivers), reader=logs.reader))
         pages.ready = True
         stack.callback(setattr, pages, "ready", False)  # unwinds first: /healthz says 503 while stopping
         _announce(settings, node, driver.name, labels_note, say)

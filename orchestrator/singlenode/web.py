@@ -4,8 +4,9 @@
     POST /webhooks/github  GitHub deliveries      (integration.webhooks)
     POST /webhooks/forgejo Forgejo deliveries
     GET  /jobs/<id>        the job as plain HTML (the URL forge statuses link to)
-    GET  /jobs/<id>/log    the current attempt's log as text/plain (?attempt=N for another);
-                           Solstice's own lines (checkout, step banners) start with "## "
+    GET  /jobs/<id>/log    the current attempt's log as text/plain (?attempt=N for another), streamed;
+                           Solstice's own lines (checkout, step banners) start with "## ";
+                           ?tail=N and Range requests (orchestrator.logstore.httplog)
 
 The application exists before the node does (webhooks are accepted while the
 node starts; the queue keeps them), so ``JobPages`` answers 503 until
@@ -22,10 +23,12 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from common.rpc import admin_pb2, jobs_pb2
+from common.rpc import jobs_pb2
 from integration.httpserver import harden
 from integration.runtime import Integration
-from orchestrator.logstore import LogNotFound, LogStore, LogStoreError
+from orchestrator.logstore import LogStore
+from orchestrator.logstore.httplog import serve_log
+from orchestrator.logstore.reader import LogReader
 from orchestrator.store import JobRecord, StepRecord, Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -43,6 +46,7 @@ class Backing:
     driver: str  # the default driver
     labels_note: str  # "every runs_on label" or the list
     routes: Mapping[str, str] = field(default_factory=dict)  # label -> its driver, when not the default
+    reader: LogReader | None = None  # any attempt's log (the node's); None: read logstore's files
 
 
 class JobPages:
@@ -90,32 +94,13 @@ class JobPages:
             raise web.HTTPServiceUnavailable(text=f"the state store failed: {err}\n") from None
         return web.Response(text=render_job(job, steps, backing), content_type="text/html")
 
-    async def job_log(self, request: web.Request) -> web.Response:
+    async def job_log(self, request: web.Request) -> web.StreamResponse:
         backing, job = await self._job(request)
         attempt_text = request.query.get("attempt", str(job.attempt))
         if not _ATTEMPT.fullmatch(attempt_text) or not 1 <= int(attempt_text) <= job.attempt:
             raise web.HTTPBadRequest(text=f"attempt must be 1..{job.attempt}\n")
-        attempt = int(attempt_text)
-        try:
-            joblog = await backing.logstore.open(job.job_id, attempt, create=False)
-            lines = await joblog.read_all()
-        except LogNotFound:
-            if attempt == job.attempt and not job.terminal:
-                raise web.HTTPNotFound(text=f"no log yet for job {job.job_id} attempt {attempt_text}\n") from None
-            lines = []  # the attempt ended without a line: no log is stored
-        except LogStoreError as err:
-            raise web.HTTPServiceUnavailable(text=f"the log store failed: {err}\n") from None
-        out: list[str] = []
-        for line in lines:
-            # A continuation chunk is the rest of the previous line (long lines are split in transit).
-            if line.continuation and out:
-                out[-1] += line.text()
-            elif line.stream == admin_pb2.LOG_STREAM_SYSTEM:
-                out.append("## " + line.text())  # Solstice's own lines, marked as `ciadm logs` does
-            else:
-                out.append(line.text())
-        body = "".join(text + "\n" for text in out)
-        return web.Response(text=body, content_type="text/plain", charset="utf-8")
+        reader = backing.reader or LogReader(backing.store, backing.logstore, backing.host)
+        return await serve_log(request, reader, job.job_id, int(attempt_text))
 
 
 def source_text(request: jobs_pb2.JobRequest) -> str:
