@@ -275,7 +275,11 @@ def _log_printer(job_id: str, follow: bool, from_sequence: int, as_json: bool,
         out = sys.stdout.buffer
         text = TextBlocks()
         async for page in client.tail_logs(job_id, follow=follow, from_sequence=from_sequence, attempt=attempt):
-            if as_json:
+            if page.keepalive:
+                # Nothing new for a while: end the last line now rather than hold it back in
+                # case its rest comes (a long line split in transit); grep on the other side waits.
+                out.write(text.finish())
+            elif as_json:
                 out.write(fmt.page_json_lines(page))
             else:
                 block = text.page(page)

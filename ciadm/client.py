@@ -184,8 +184,8 @@ class AdminClient:
 
     async def tail_logs(self, job_id: str, follow: bool = False, from_sequence: int = 1,
                         attempt: int = 0) -> AsyncIterator[admin_pb2.LogPage]:
-        """The log's pages from ``from_sequence`` (keepalive pages left out); with ``follow``,
-        live ones until the log ends.
+        """The log's pages from ``from_sequence``; with ``follow``, live ones until the log ends
+        (and a ``keepalive`` page whenever nothing happened for a few seconds).
 
         No deadline bounds the read: it may take long (a big log, a job running for
         hours). What bounds it is progress: a stream with no page - not even the
@@ -209,8 +209,6 @@ class AdminClient:
                         return
                     if page.attempt:
                         request.attempt = page.attempt  # a resume reads the same attempt
-                    if page.keepalive:
-                        continue
                     if page.runs:
                         request.from_sequence = page.first_sequence + sum(run.lines for run in page.runs)
                         failures = 0

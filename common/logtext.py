@@ -9,7 +9,9 @@ call per line. Solstice's own lines (stream SYSTEM) start with ``## ``; a
 chunk marked as a continuation is joined to the line before it (a long line
 split in transit). Every line ends with ``\\n``, but the newline of a page's
 last line is written with the next page (or by ``finish``): that page may
-begin with the rest of the line.
+begin with the rest of the line. A follower calls ``finish`` when the log has
+been quiet a while (a keepalive), so the last line does not wait for the next;
+a rest of it that still comes then starts a line of its own.
 """
 
 from __future__ import annotations
