@@ -33,7 +33,10 @@ from ciadm.session import run as _run
 from ciadm.session import show as _show
 from ciadm.target import ENV_ORCHESTRATOR, config_path, load_settings, with_flags
 from common.cli import fail, run_cli
+from common.durations import parse_duration
+from common.errors import DurationError
 from common.rpc import admin_pb2, jobs_pb2
+from common.tables import iso_time
 
 __all__ = ["EXIT_UNREACHABLE", "cli", "main"]
 
@@ -98,7 +101,7 @@ orchestrator unreachable.
 @click.pass_context
 def cli(ctx: click.Context, orchestrator: str | None, token: str | None, tls_ca: Path | None,
         tls_cert: Path | None, tls_key: Path | None, timeout: float) -> None:
-    """Operate Solstice CI: submit, list, follow, cancel and retry jobs; drain hosts; tokens; secrets.
+    """Operate Solstice CI: submit, list, follow, cancel and retry jobs; drain hosts; gc; tokens; secrets.
 
     Talks to an orchestrator's AdminService: the local node's socket, or
     $SOLSTICE_ORCHESTRATOR.
@@ -381,6 +384,43 @@ Examples:
 def undrain(ctx: click.Context, host: str, as_json: bool) -> None:
     """Let a drained host take jobs again."""
     _set_draining(ctx, host, as_json, undrain=True)
+
+
+@cli.command(
+    epilog="""\b
+Examples:
+  ciadm gc --dry-run                  # what a retention pass would delete now
+  ciadm gc --dry-run --older-than 30d --json
+  ciadm gc                            # delete it now (every node also does so every logs.gc_interval)
+
+\b
+A job goes once its last attempt finished longer ago than the age: its
+record, attempts and steps, its archived logs and its log files on the node
+answering. Jobs still queued or running are never touched. Needs the admin role.
+"""
+)
+@click.option("--dry-run", is_flag=True, help="Only say what would be deleted.")
+@click.option("--older-than", "older_than", metavar="DURATION", default=None,
+              help="Age instead of the node's logs.retention (90d by default), e.g. 30d, 12h.")
+@_json_option
+@click.pass_context
+def gc(ctx: click.Context, dry_run: bool, older_than: str | None, as_json: bool) -> None:
+    """Delete job records and logs older than the retention age (--dry-run: only show them)."""
+    try:
+        seconds = parse_duration(older_than) if older_than is not None else 0.0
+    except DurationError as err:
+        fail(f"--older-than: {err}", 2)
+    report = _run(ctx, lambda client: client.collect_garbage(dry_run, seconds))
+    verb = "would delete" if report.dry_run else "deleted"
+    size = f"{report.log_bytes / 1e6:.1f} MB" if report.log_bytes >= 100_000 else f"{report.log_bytes} bytes"
+    cutoff = iso_time(report.cutoff) or "-"
+    lines = [f"{verb} {report.jobs} job{'s' * (report.jobs != 1)} and {report.logs} "
+             f"log{'s' * (report.logs != 1)} ({size}) that finished before {cutoff}"]
+    lines.extend(f"  {job_id}" for job_id in report.job_ids)
+    if report.jobs > len(report.job_ids):
+        lines.append(f"  ... and {report.jobs - len(report.job_ids)} more")
+    _show(as_json, {"dry_run": report.dry_run, "cutoff": cutoff, "jobs": report.jobs, "logs": report.logs,
+                    "log_bytes": report.log_bytes, "job_ids": list(report.job_ids)}, lines)
 
 
 import ciadm.secrets  # noqa: E402,F401 - registers the `secret` command group on `cli`
