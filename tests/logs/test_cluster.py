@@ -27,6 +27,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import grpc
 import pytest
 
 from common.config import Seconds
@@ -84,11 +85,19 @@ async def test_finished_and_running_logs_read_through_every_node(cluster: Cluste
             assert pages[0].attempt == 1 and pages[-1].end and not pages[-1].ended, name
 
         # running on node-a, which ships nothing to the archive until the job ends
-        await cluster.publish(job("live", label="lab-a", steps=("seq 1 20000", f"wait {gate}", "seq 20001 40000")))
+        start = tmp_path / "start"
+        await cluster.publish(job("live", label="lab-a", steps=(f"wait {start}", "seq 1 20000", f"wait {gate}",
+                                                                 "seq 20001 40000")))
+        await async_wait_until(lambda: cluster.store.get_job("live"), what="node-a to take the job")
         followers = {name: asyncio.create_task(read(node, "live", follow=True)) for name, node in nodes.items()}
+        start.touch()  # the followers were there before the first line
         async with admin_stub(nodes["node-c"]) as admin:
             async def first_half() -> bool:
-                pages = await collect(admin.TailLogs(admin_pb2.TailLogsRequest(job_id="live")))
+                try:
+                    pages = await collect(admin.TailLogs(admin_pb2.TailLogsRequest(job_id="live")))
+                except grpc.aio.AioRpcError as err:
+                    assert err.code() == grpc.StatusCode.NOT_FOUND  # no line logged yet
+                    return False
                 return [ln.content for ln in lines_of(pages)] == numbers(1, 20000) and not pages[-1].end
             await async_wait_until(first_half, timeout=30, what="node-c to read the first half from node-a")
         archive = SqlLogArchive(cluster.store.backend)  # type: ignore[attr-defined]
