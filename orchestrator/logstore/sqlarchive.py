@@ -7,13 +7,14 @@ conditional ``UPDATE ... WHERE lines = <what the chunk continues>`` decides
 (two nodes shipping the same attempt cannot interleave chunks); the chunk
 row goes in with it. With an ``ObjectStore`` the chunk's bytes are put there
 first (under a key naming its first and last sequence, so a writer that loses
-the race never overwrites the winner's bytes) and the row keeps NULL data.
+the race never touches the winner's bytes) and the row keeps that key.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+import secrets
 import zlib
 from collections.abc import Sequence
 
@@ -29,10 +30,11 @@ _COLUMNS = "job_id, attempt, host, lines, stored_bytes, complete"
 
 
 def object_key(job_id: str, attempt: int, first: int, last: int) -> str:
-    """Where a chunk's bytes live in object storage (names checked: they become a path)."""
+    """A new key for a chunk's bytes in object storage (names checked: they become a path;
+    a random part makes each write's key its own)."""
     if not _JOB_ID.match(job_id) or attempt < 1:
         raise ArchiveError(f"job {job_id!r} attempt {attempt} cannot name an archived log")
-    return f"{job_id}/{attempt}/{first:012d}-{last:012d}.zlib"
+    return f"{job_id}/{attempt}/{first:012d}-{last:012d}-{secrets.token_hex(4)}.zlib"
 
 
 def _archived(row: Row) -> ArchivedLog:
@@ -81,10 +83,10 @@ class SqlLogArchive(LogArchive):
                     job_id, attempt, host, chunk.last_sequence, len(data), len(chunk.page), chunk.first_sequence - 1)
                 if moved:
                     await tx.execute(
-                        "INSERT INTO log_chunks (job_id, attempt, first_sequence, last_sequence, raw_bytes, data)"
-                        " VALUES ($1, $2, $3, $4, $5, $6)",
+                        "INSERT INTO log_chunks (job_id, attempt, first_sequence, last_sequence, raw_bytes, data,"
+                        " object_key) VALUES ($1, $2, $3, $4, $5, $6, $7)",
                         job_id, attempt, chunk.first_sequence, chunk.last_sequence, len(chunk.page),
-                        None if key else data)
+                        None if key else data, key)
         except StoreError as err:
             raise ArchiveError(f"cannot archive log lines of job {job_id} attempt {attempt}: {err}") from err
         if not moved and key is not None:
@@ -108,16 +110,16 @@ class SqlLogArchive(LogArchive):
 
     async def chunks(self, job_id: str, attempt: int, from_sequence: int, limit: int = 8) -> list[Chunk]:
         rows = await self._run(
-            "SELECT first_sequence, last_sequence, data FROM log_chunks WHERE job_id = $1 AND attempt = $2"
+            "SELECT first_sequence, last_sequence, data, object_key FROM log_chunks WHERE job_id = $1 AND attempt = $2"
             " AND last_sequence >= $3 ORDER BY first_sequence LIMIT $4", job_id, attempt, from_sequence, limit)
         out = []
         for row in rows:
             first, last, data = int(row["first_sequence"]), int(row["last_sequence"]), row["data"]
             if data is None:
-                if self.objects is None:
+                if self.objects is None or not row["object_key"]:
                     raise ArchiveError(f"chunk {first}-{last} of job {job_id} attempt {attempt} is in object "
                                        "storage, but none is configured (logs.archive)")
-                data = await self.objects.get(object_key(job_id, attempt, first, last))
+                data = await self.objects.get(row["object_key"])
             try:
                 page = await asyncio.to_thread(zlib.decompress, bytes(data))
             except zlib.error as err:
@@ -142,10 +144,9 @@ class SqlLogArchive(LogArchive):
         deleted = 0
         for job_id in job_ids:
             if self.objects is not None:
-                rows = await self._run("SELECT attempt, first_sequence, last_sequence FROM log_chunks"
-                                       " WHERE job_id = $1", job_id)
-                keys = [object_key(job_id, int(r["attempt"]), int(r["first_sequence"]), int(r["last_sequence"]))
-                        for r in rows]
+                rows = await self._run("SELECT object_key FROM log_chunks WHERE job_id = $1"
+                                       " AND object_key IS NOT NULL", job_id)
+                keys = [r["object_key"] for r in rows]
                 if keys:
                     await self.objects.delete(keys)
             try:

@@ -1,9 +1,12 @@
-"""The log archive's contract, on SQLite and on PostgreSQL (the cluster's default), and the
-``Archiver`` shipping a node's real log files into it while they grow and once they end."""
+"""The log archive's contract - on SQLite, on PostgreSQL (the cluster's default) and with the
+chunks in S3-compatible storage (moto's S3 server, over real HTTP: no S3 server installs
+here; tests/logs/s3.py) - and the ``Archiver`` shipping a node's real log files into it
+while they grow and once they end."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,9 +18,11 @@ from orchestrator.logstore import LogStore
 from orchestrator.logstore.archive import ArchiveError, Chunk, LogArchive
 from orchestrator.logstore.archiver import Archiver
 from orchestrator.logstore.pages import join_payloads
+from orchestrator.logstore.s3 import S3Objects
 from orchestrator.logstore.sqlarchive import SqlLogArchive
 from orchestrator.store import Store, open_store
 from tests.logs.pages import lines_of
+from tests.logs.s3 import moto_endpoint, object_keys, s3_bucket, s3_config  # noqa: F401 - fixtures
 
 
 def page(first: int, *lines: bytes) -> bytes:
@@ -30,11 +35,11 @@ def chunk(first: int, last: int) -> Chunk:
     return Chunk(first, last, page(first, *(b"line %d" % n for n in range(first, last + 1))))
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "postgres", "s3"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite://{tmp_path}/state.db"
-    return request.getfixturevalue("pg_database")
+    if request.param == "postgres":
+        return request.getfixturevalue("pg_database")
+    return f"sqlite://{tmp_path}/state.db"  # s3: the index in SQLite, the chunks in the bucket
 
 
 @pytest.fixture
@@ -44,8 +49,15 @@ async def store(store_url: str) -> AsyncIterator[Store]:
 
 
 @pytest.fixture
-def archive(store: Store) -> LogArchive:
-    return SqlLogArchive(store.backend)  # type: ignore[attr-defined]
+async def archive(request: pytest.FixtureRequest, store: Store, tmp_path: Path) -> AsyncIterator[LogArchive]:
+    objects = None
+    if request.node.callspec.params["store_url"] == "s3":
+        objects = await S3Objects.open(s3_config(request.getfixturevalue("s3_bucket"), tmp_path))
+    archive = SqlLogArchive(store.backend, objects)  # type: ignore[attr-defined]
+    try:
+        yield archive
+    finally:
+        await archive.close()
 
 
 async def read_all(archive: LogArchive, job_id: str, attempt: int, start: int = 1) -> list[bytes]:
@@ -98,7 +110,11 @@ async def test_delete_takes_every_attempt_of_the_jobs_named_and_nothing_else(arc
 
 async def test_a_damaged_chunk_is_an_error_not_a_short_log(archive: LogArchive, store: Store) -> None:
     assert await archive.append("job-1", 1, "node-a", chunk(1, 3))
-    await store.backend.run("UPDATE log_chunks SET data = $1", b"not zlib")  # type: ignore[attr-defined]
+    if isinstance(archive, SqlLogArchive) and archive.objects is not None:
+        [row] = await store.backend.run("SELECT object_key FROM log_chunks")  # type: ignore[attr-defined]
+        await archive.objects.put(row["object_key"], b"not zlib")
+    else:
+        await store.backend.run("UPDATE log_chunks SET data = $1", b"not zlib")  # type: ignore[attr-defined]
     with pytest.raises(ArchiveError, match="damaged"):
         await archive.chunks("job-1", 1, 1)
 
@@ -160,3 +176,31 @@ def test_join_payloads_is_one_page_of_consecutive_batches() -> None:
     joined = admin_pb2.LogPage.FromString(join_payloads(7, [page(7, b"a", b"b"), page(9, b"c")]))
     assert joined.first_sequence == 7
     assert [(ln.sequence, ln.content) for ln in lines_of([joined])] == [(7, b"a"), (8, b"b"), (9, b"c")]
+
+
+async def test_with_s3_the_bytes_are_in_the_bucket_and_only_the_index_in_the_database(
+        store: Store, s3_bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    archive = SqlLogArchive(store.backend, await S3Objects.open(s3_config(s3_bucket, tmp_path)))  # type: ignore[attr-defined]
+    try:
+        assert await archive.append("job-1", 1, "node-a", chunk(1, 10))
+        assert await archive.append("job-1", 1, "node-a", chunk(11, 20))
+        rows = await store.backend.run("SELECT data, object_key FROM log_chunks ORDER BY first_sequence")  # type: ignore[attr-defined]
+        assert [row["data"] for row in rows] == [None, None]
+        keys = object_keys(s3_bucket)
+        assert keys == ["logs/" + row["object_key"] for row in rows]
+        assert keys[0].startswith("logs/job-1/1/000000000001-000000000010-")
+        assert not await archive.append("job-1", 1, "node-a", chunk(1, 10))  # a resend: refused,
+        assert object_keys(s3_bucket) == keys  # and the first copy kept
+        assert await read_all(archive, "job-1", 1, 15) == [b"line %d" % n for n in range(15, 21)]
+        assert not await archive.append("job-1", 1, "node-a", chunk(5, 25))  # refused: its object goes too
+        assert len(object_keys(s3_bucket)) == 2
+        assert await archive.delete(["job-1"]) == 1
+        assert object_keys(s3_bucket) == []
+    finally:
+        await archive.close()
+
+
+async def test_a_bucket_that_is_not_there_is_one_clear_error(s3_bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    config = s3_config(s3_bucket, tmp_path)
+    with pytest.raises(ArchiveError, match="cannot use the S3 bucket 'no-such-bucket'"):
+        await S3Objects.open(dataclasses.replace(config, bucket="no-such-bucket"))

@@ -19,8 +19,9 @@ CREATE TABLE log_archives (
 CREATE INDEX log_archives_open_by_host ON log_archives (host) WHERE NOT complete;
 
 -- One chunk: the lines first_sequence..last_sequence as one zlib-compressed
--- serialized LogPage. `data` is NULL when the bytes live in object storage
--- (logs.archive: s3), under a key made of the same three columns.
+-- serialized LogPage: in `data`, or (logs.archive: s3) in object storage under
+-- `object_key` (unique per write, so a writer that lost the race to store a
+-- chunk deletes its own copy, never the winner's).
 CREATE TABLE log_chunks (
     job_id TEXT NOT NULL,
     attempt INTEGER NOT NULL,
@@ -28,6 +29,7 @@ CREATE TABLE log_chunks (
     last_sequence BIGINT NOT NULL,
     raw_bytes BIGINT NOT NULL,
     data BYTEA,
+    object_key TEXT,
     PRIMARY KEY (job_id, attempt, first_sequence)
 );
 
