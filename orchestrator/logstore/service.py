@@ -95,9 +95,10 @@ class NodeLogs:
 async def open_node_logs(config: LogsConfig, store: Store, logstore: LogStore, host: str) -> AsyncIterator[NodeLogs]:
     """``NodeLogs`` with its archive opened (and closed on the way out)."""
     archive: LogArchive | None = None
-    if config.archive == "database":
+    kind = config.archive_or("database")  # a cluster node's default (the single node says "none")
+    if kind == "database":
         archive = SqlLogArchive(store.backend)  # type: ignore[attr-defined]
-    elif config.archive == "s3":
+    elif kind == "s3":
         from orchestrator.logstore.s3 import S3Objects
 
         objects = await S3Objects.open(config.s3)

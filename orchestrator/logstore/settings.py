@@ -3,7 +3,8 @@
 YAML (the ``logs`` section; or ``SOLSTICE_LOGS_*``)::
 
     logs:
-      archive: database          # database (the state store's: PostgreSQL in a cluster), s3, or none
+      archive: database          # database (the state store's: PostgreSQL in a cluster), s3, or none;
+                                 # default: database on a cluster node, none on the single node
       archive_interval: 5s       # a running attempt's new lines reach the archive this often
       peer_listen: 0.0.0.0:50053 # other nodes read the logs this node holds here
       peer_advertise: 10.0.0.5:50053
@@ -56,7 +57,7 @@ class S3Config:
 class LogsConfig:
     """See the module docstring."""
 
-    archive: str = "database"
+    archive: str = ""  # "" = database on a cluster node, none on the single node (``solstice serve``)
     archive_interval: Seconds = Seconds(5)
     peer_listen: str = ""  # HOST:PORT; "" = this node serves no peer reads
     peer_advertise: str = ""  # what other nodes dial; "" = the listen address
@@ -68,7 +69,7 @@ class LogsConfig:
     s3: S3Config = field(default_factory=S3Config)
 
     def __post_init__(self) -> None:
-        if self.archive not in ARCHIVES:
+        if self.archive and self.archive not in ARCHIVES:
             raise ConfigError(f"logs.archive must be one of {', '.join(ARCHIVES)}, not {self.archive!r}")
         if self.archive == "s3" and not self.s3.bucket:
             raise ConfigError("logs.archive: s3 needs logs.s3.bucket")
@@ -81,6 +82,10 @@ class LogsConfig:
         if self.peer_listen and self.peer_key_file is None:
             raise ConfigError("logs.peer_listen needs logs.peer_key_file: other nodes prove who they are "
                               "with tokens signed by that key")
+
+    def archive_or(self, default: str) -> str:
+        """The archive to use: the configured one, else ``default`` (the kind of node decides)."""
+        return self.archive or default
 
     def peer_key(self) -> bytes | None:
         """The cluster's peer key, or None when none is configured."""

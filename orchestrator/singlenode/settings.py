@@ -117,8 +117,8 @@ class ServeSettings:
     timers: TimerConfig = field(default_factory=TimerConfig)
     drivers: DriverConfig = field(default_factory=DriverConfig)
     secrets: SecretsConfig = field(default_factory=SecretsConfig)  # key file default: <data_dir>/secrets.key
-    # Logs stay in <data_dir>/logs (no archive); retention and keepalive apply.
-    logs: LogsConfig = field(default_factory=lambda: LogsConfig(archive="none"))
+    # Logs stay in <data_dir>/logs (logs.archive: none unless set); retention and keepalive apply.
+    logs: LogsConfig = field(default_factory=LogsConfig)
 
     def __post_init__(self) -> None:
         split_address(self.listen, "listen (SOLSTICE_LISTEN)")
@@ -206,7 +206,7 @@ class ServeSettings:
             admin=self.admin,
             drivers=self.driver_config(),
             secrets=self.secrets,
-            logs=self.logs,
+            logs=dataclasses.replace(self.logs, archive=self.logs.archive_or("none")),
         )
 
     def integration_settings(self) -> IntegrationSettings:
