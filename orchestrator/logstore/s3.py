@@ -2,7 +2,7 @@
 
 The archive's index stays in the state store's database (``SqlLogArchive``);
 only the chunks' bytes go to the bucket, one object per chunk under
-``<prefix><job>/<attempt>/<first>-<last>.zlib``. Needs the ``s3`` extra
+``<prefix><job>/<attempt>/<first>-<last>-<random>.zst``. Needs the ``s3`` extra
 (aiobotocore): ``pip install 'solstice-ci[s3]'``. Credentials are
 ``logs.s3.access_key_id`` with ``secret_access_key_file``, or (both unset)
 botocore's usual chain: the environment, a profile, an instance role.

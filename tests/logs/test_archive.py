@@ -112,9 +112,9 @@ async def test_a_damaged_chunk_is_an_error_not_a_short_log(archive: LogArchive, 
     assert await archive.append("job-1", 1, "node-a", chunk(1, 3))
     if isinstance(archive, SqlLogArchive) and archive.objects is not None:
         [row] = await store.backend.run("SELECT object_key FROM log_chunks")  # type: ignore[attr-defined]
-        await archive.objects.put(row["object_key"], b"not zlib")
+        await archive.objects.put(row["object_key"], b"not zstd")
     else:
-        await store.backend.run("UPDATE log_chunks SET data = $1", b"not zlib")  # type: ignore[attr-defined]
+        await store.backend.run("UPDATE log_chunks SET data = $1", b"not zstd")  # type: ignore[attr-defined]
     with pytest.raises(ArchiveError, match="damaged"):
         await archive.chunks("job-1", 1, 1)
 

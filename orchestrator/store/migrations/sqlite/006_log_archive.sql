@@ -18,7 +18,7 @@ CREATE TABLE log_archives (
 );
 CREATE INDEX log_archives_open_by_host ON log_archives (host) WHERE NOT complete;
 
--- One chunk: the lines first_sequence..last_sequence as one zlib-compressed
+-- One chunk: the lines first_sequence..last_sequence as one zstd-compressed
 -- serialized LogPage: in `data`, or (logs.archive: s3) in object storage under
 -- `object_key` (unique per write, so a writer that lost the race to store a
 -- chunk deletes its own copy, never the winner's).
