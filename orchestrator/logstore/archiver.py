@@ -67,17 +67,17 @@ class Archiver:
             self._busy = True
             try:
                 if item is not None:
-                    await self._guarded(self.ship, *item, True)
+                    await self._guarded(*item, final=True)
                 if loop.time() >= next_pass:
                     for job_id, attempt in self.logstore.open_logs():
-                        await self._guarded(self.ship, job_id, attempt, False)
+                        await self._guarded(job_id, attempt, final=False)
                     next_pass = loop.time() + self.interval
             finally:
                 self._busy = False
 
-    async def _guarded(self, ship, job_id: str, attempt: int, final: bool) -> None:  # type: ignore[no-untyped-def]
+    async def _guarded(self, job_id: str, attempt: int, final: bool) -> None:
         try:
-            await ship(job_id, attempt, final)
+            await self.ship(job_id, attempt, final)
         except (ArchiveError, LogStoreError) as err:
             # The next pass (or the next start's recovery) tries again from where the archive stands.
             log.error("cannot archive a log: %s", err, extra={"fields": {"job": job_id, "attempt": attempt}})

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterable
 
+from common.logbatch import drop_first
 from common.rpc import admin_pb2
 from orchestrator.logstore.frames import Frame
 
@@ -60,23 +61,11 @@ def last_sequence(page: admin_pb2.LogPage) -> int:
 
 
 def trim(page: admin_pb2.LogPage, from_sequence: int) -> admin_pb2.LogPage:
-    """``page`` without its lines before ``from_sequence`` (in place when there is nothing to drop)."""
+    """``page`` without its lines before ``from_sequence`` (itself when there is nothing to drop)."""
     skip = from_sequence - page.first_sequence
     if skip <= 0 or not page.runs:
         return page
-    out = admin_pb2.LogPage(first_sequence=page.first_sequence + skip, attempt=page.attempt)
-    for run in page.runs:
-        if skip >= run.lines:
-            skip -= run.lines
-            continue
-        if skip:
-            data = run.data.split(b"\n", skip)[skip]
-            out.runs.add(step=run.step, stream=run.stream, at=run.at, lines=run.lines - skip, data=data)
-            skip = 0
-        else:
-            out.runs.append(run)
-    out.continuations.extend(s for s in page.continuations if s >= out.first_sequence)
-    return out
+    return drop_first(page, skip)
 
 
 async def frame_pages(reads: AsyncIterator[list[Frame]], from_sequence: int) -> AsyncIterator[admin_pb2.LogPage]:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from common.errors import SolsticeError
 from orchestrator.logstore.archive import LogArchive
 from orchestrator.logstore.store import LogStore
 from orchestrator.store import Store, StoreError
@@ -142,7 +143,7 @@ class Retention:
             await asyncio.sleep(interval)
             try:
                 await self.collect()
-            except StoreError as err:
+            except SolsticeError as err:  # the store or the archive: the next pass tries again
                 log.error("retention pass failed: %s", err)
 
 

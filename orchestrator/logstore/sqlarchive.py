@@ -29,6 +29,10 @@ from orchestrator.store.records import Row
 LEVEL = 3
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")
 _COLUMNS = "job_id, attempt, host, lines, stored_bytes, complete"
+# The attempt's row, so that the conditional update after it has something to decide on.
+_ENSURE_ROW = ("INSERT INTO log_archives (job_id, attempt, host, lines, stored_bytes, raw_bytes, complete,"
+               " created_at, updated_at) VALUES ($1, $2, $3, 0, 0, 0, FALSE, {now}, {now})"
+               " ON CONFLICT (job_id, attempt) DO NOTHING")
 
 
 def object_key(job_id: str, attempt: int, first: int, last: int) -> str:
@@ -82,10 +86,7 @@ class SqlLogArchive(LogArchive):
             await self.objects.put(key, data)
         try:
             async with self.backend.transaction() as tx:
-                await tx.execute(
-                    "INSERT INTO log_archives (job_id, attempt, host, lines, stored_bytes, raw_bytes, complete,"
-                    " created_at, updated_at) VALUES ($1, $2, $3, 0, 0, 0, FALSE, {now}, {now})"
-                    " ON CONFLICT (job_id, attempt) DO NOTHING", job_id, attempt, host)
+                await tx.execute(_ENSURE_ROW, job_id, attempt, host)
                 moved = await tx.fetch(
                     "UPDATE log_archives SET lines = $4, stored_bytes = stored_bytes + $5,"
                     " raw_bytes = raw_bytes + $6, host = $3, updated_at = {now}"
@@ -106,10 +107,7 @@ class SqlLogArchive(LogArchive):
     async def complete(self, job_id: str, attempt: int, host: str, lines: int) -> bool:
         try:
             async with self.backend.transaction() as tx:
-                await tx.execute(
-                    "INSERT INTO log_archives (job_id, attempt, host, lines, stored_bytes, raw_bytes, complete,"
-                    " created_at, updated_at) VALUES ($1, $2, $3, 0, 0, 0, FALSE, {now}, {now})"
-                    " ON CONFLICT (job_id, attempt) DO NOTHING", job_id, attempt, host)
+                await tx.execute(_ENSURE_ROW, job_id, attempt, host)
                 done = await tx.fetch(
                     "UPDATE log_archives SET complete = TRUE, updated_at = {now}"
                     " WHERE job_id = $1 AND attempt = $2 AND lines = $3 AND NOT complete RETURNING lines",

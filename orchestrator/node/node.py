@@ -148,6 +148,8 @@ class Node:
                 await self.admin.start()
             await self._start_rest()
         except BaseException:
+            if p.logs is not None:
+                await p.logs.stop(0.0)
             await self._stop_loops()
             if self.consumer is not None:
                 await self.consumer.stop(grace=0.0)
