@@ -16,16 +16,16 @@ a job cancelled before it ran, whose log is empty: its final state is the answer
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import click
 
 from ciadm import format as fmt
 from ciadm.client import AdminClient
-from ciadm.escape import escape_controls
+from common.escape import escape_block
+from common.logtext import SYSTEM_PREFIX, TextBlocks
 from ciadm.session import EXIT_UNREACHABLE, F, Session
 from ciadm.session import echo_json as _echo_json
 from ciadm.session import json_option as _json_option
@@ -33,7 +33,10 @@ from ciadm.session import run as _run
 from ciadm.session import show as _show
 from ciadm.target import ENV_ORCHESTRATOR, config_path, load_settings, with_flags
 from common.cli import fail, run_cli
+from common.durations import parse_duration
+from common.errors import DurationError
 from common.rpc import admin_pb2, jobs_pb2
+from common.tables import iso_time
 
 __all__ = ["EXIT_UNREACHABLE", "cli", "main"]
 
@@ -98,7 +101,7 @@ orchestrator unreachable.
 @click.pass_context
 def cli(ctx: click.Context, orchestrator: str | None, token: str | None, tls_ca: Path | None,
         tls_cert: Path | None, tls_key: Path | None, timeout: float) -> None:
-    """Operate Solstice CI: submit, list, follow, cancel and retry jobs; drain hosts; tokens; secrets.
+    """Operate Solstice CI: submit, list, follow, cancel and retry jobs; drain hosts; gc; tokens; secrets.
 
     Talks to an orchestrator's AdminService: the local node's socket, or
     $SOLSTICE_ORCHESTRATOR.
@@ -216,12 +219,17 @@ def list_jobs(ctx: click.Context, repo: str | None, ref: str | None, state: str 
 Examples:
   ciadm logs job-0f3c...
   ciadm logs --follow job-0f3c...      # until the job ends; exit 0 if it succeeded
+  ciadm logs --attempt 1 job-0f3c...   # an earlier attempt (a retry, or a requeue after a lost host)
   ciadm logs --json job-0f3c... | jq -r .text
 
 \b
 Lines Solstice adds (checkout, step banners) start with "## ". --follow
 ends with the job's final state on stderr ("job <id> <state>: <reason>"),
 also for a job cancelled before it ever ran; exit 0 only if it succeeded.
+Any node prints any job's log. The log of an attempt whose host was lost
+ends with a "## " line saying so, after the last line that was saved.
+A dropped connection is resumed where it stopped: no line is missed or
+printed twice.
 
 \b
 On a terminal, control characters the job printed are shown escaped
@@ -231,20 +239,24 @@ bytes are printed as the job wrote them; --raw prints them so everywhere.
 """,
     click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the job ends."),
     click.option("--from", "from_sequence", type=click.IntRange(1), default=1, help="First line number to print."),
+    click.option("--attempt", type=click.IntRange(1), default=None,
+                 help="Which attempt's log [default: the current one]."),
     click.option("--raw", is_flag=True, help="Print control characters as they are, also on a terminal."),
 )
-def logs(ctx: click.Context, job_id: str, follow: bool, from_sequence: int, raw: bool, as_json: bool) -> None:
-    """Print a job's log (its current attempt); --follow streams it live."""
+def logs(ctx: click.Context, job_id: str, follow: bool, from_sequence: int, attempt: int | None, raw: bool,
+         as_json: bool) -> None:
+    """Print a job's log (its current attempt, or --attempt N); --follow streams it live."""
     escape = not raw and sys.stdout.isatty()
     if follow:
-        _follow_log(ctx, job_id, from_sequence, as_json, escape)
+        _follow_log(ctx, job_id, from_sequence, as_json, escape, attempt or 0)
     else:
-        _run(ctx, _log_printer(job_id, False, from_sequence, as_json, escape))
+        _run(ctx, _log_printer(job_id, False, from_sequence, as_json, escape, attempt or 0))
 
 
-def _follow_log(ctx: click.Context, job_id: str, from_sequence: int, as_json: bool, escape: bool) -> None:
+def _follow_log(ctx: click.Context, job_id: str, from_sequence: int, as_json: bool, escape: bool,
+                attempt: int = 0) -> None:
     """Print the log until the job ends, then its final state on stderr; exit 1 unless it succeeded."""
-    printer = _log_printer(job_id, True, from_sequence, as_json, escape)
+    printer = _log_printer(job_id, True, from_sequence, as_json, escape, attempt)
 
     async def work(client: AdminClient) -> admin_pb2.JobInfo:
         await printer(client)  # an attempt that ended without a line reads as an empty log
@@ -258,29 +270,28 @@ def _follow_log(ctx: click.Context, job_id: str, from_sequence: int, as_json: bo
 
 
 def _log_printer(job_id: str, follow: bool, from_sequence: int, as_json: bool,
-                 escape: bool) -> Callable[[AdminClient], Awaitable[None]]:
-    """Prints a job's log lines (system lines with "## "; control bytes escaped with ``escape``);
-    with ``follow`` until the log ends."""
+                 escape: bool, attempt: int = 0) -> Callable[[AdminClient], Awaitable[None]]:
+    """Prints a job's log a page at a time (system lines with "## "; control bytes escaped
+    with ``escape``); with ``follow`` until the log ends."""
 
     async def work(client: AdminClient) -> None:
-        pending = b""
-        async for chunk in client.tail_logs(job_id, follow=follow, from_sequence=from_sequence):
-            if chunk.end:
-                break
-            if as_json:
-                click.echo(json.dumps(fmt.chunk_json(chunk)))
-                continue
-            content = chunk.content
-            if chunk.stream == admin_pb2.LOG_STREAM_SYSTEM and not chunk.continuation:
-                content = b"## " + content
-            if chunk.continuation:
-                pending += content
-                continue
-            if pending:
-                _write_line(pending, escape)
-            pending = content
-        if pending:
-            _write_line(pending, escape)
+        out = sys.stdout.buffer
+        text = TextBlocks()
+        async for page in client.tail_logs(job_id, follow=follow, from_sequence=from_sequence, attempt=attempt):
+            if page.keepalive:
+                # Nothing new for a while: end the last line now rather than hold it back in
+                # case its rest comes (a long line split in transit); grep on the other side waits.
+                out.write(text.finish())
+            elif as_json:
+                out.write(fmt.page_json_lines(page))
+            else:
+                block = text.page(page)
+                if page.ended:
+                    block += text.line(SYSTEM_PREFIX + page.ended.encode())
+                out.write(escape_block(block) if escape else block)
+            out.flush()
+        out.write(text.finish())
+        out.flush()
 
     return work
 
@@ -298,12 +309,6 @@ async def _settled(client: AdminClient, job_id: str) -> admin_pb2.JobInfo:
         await asyncio.sleep(0.2)
         job = await client.get(job_id)
     return job
-
-
-def _write_line(content: bytes, escape: bool) -> None:
-    # Steps may print any bytes; pass them through (escaped for a terminal) rather than guess an encoding.
-    sys.stdout.buffer.write((escape_controls(content) if escape else content) + b"\n")
-    sys.stdout.buffer.flush()
 
 
 def _show_changed_job(job: admin_pb2.JobInfo, verb: str, as_json: bool) -> None:
@@ -379,6 +384,43 @@ Examples:
 def undrain(ctx: click.Context, host: str, as_json: bool) -> None:
     """Let a drained host take jobs again."""
     _set_draining(ctx, host, as_json, undrain=True)
+
+
+@cli.command(
+    epilog="""\b
+Examples:
+  ciadm gc --dry-run                  # what a retention pass would delete now
+  ciadm gc --dry-run --older-than 30d --json
+  ciadm gc                            # delete it now (every node also does so every logs.gc_interval)
+
+\b
+A job goes once its last attempt finished longer ago than the age: its
+record, attempts and steps, its archived logs and its log files on the node
+answering. Jobs still queued or running are never touched. Needs the admin role.
+"""
+)
+@click.option("--dry-run", is_flag=True, help="Only say what would be deleted.")
+@click.option("--older-than", "older_than", metavar="DURATION", default=None,
+              help="Age instead of the node's logs.retention (90d by default), e.g. 30d, 12h.")
+@_json_option
+@click.pass_context
+def gc(ctx: click.Context, dry_run: bool, older_than: str | None, as_json: bool) -> None:
+    """Delete job records and logs older than the retention age (--dry-run: only show them)."""
+    try:
+        seconds = parse_duration(older_than) if older_than is not None else 0.0
+    except DurationError as err:
+        fail(f"--older-than: {err}", 2)
+    report = _run(ctx, lambda client: client.collect_garbage(dry_run, seconds))
+    verb = "would delete" if report.dry_run else "deleted"
+    size = f"{report.log_bytes / 1e6:.1f} MB" if report.log_bytes >= 100_000 else f"{report.log_bytes} bytes"
+    cutoff = iso_time(report.cutoff) or "-"
+    lines = [f"{verb} {report.jobs} job{'s' * (report.jobs != 1)} and {report.logs} "
+             f"log{'s' * (report.logs != 1)} ({size}) that finished before {cutoff}"]
+    lines.extend(f"  {job_id}" for job_id in report.job_ids)
+    if report.jobs > len(report.job_ids):
+        lines.append(f"  ... and {report.jobs - len(report.job_ids)} more")
+    _show(as_json, {"dry_run": report.dry_run, "cutoff": cutoff, "jobs": report.jobs, "logs": report.logs,
+                    "log_bytes": report.log_bytes, "job_ids": list(report.job_ids)}, lines)
 
 
 import ciadm.secrets  # noqa: E402,F401 - registers the `secret` command group on `cli`

@@ -2,7 +2,7 @@
 
     async with AdminClient(resolve(settings)) as admin:       # or AdminClient("unix:/path/admin.sock")
         job = await admin.get("job-...")
-        async for chunk in admin.tail_logs("job-...", follow=True): ...
+        async for page in admin.tail_logs("job-...", follow=True): ...   # LogPage: runs of lines
 
 A Unix socket is dialled as is; a TCP address with TLS (``Target.credentials``).
 The target's token goes with every call as ``authorization: Bearer <token>``.
@@ -19,6 +19,7 @@ Errors (a ``SolsticeError`` each, so ``ciadm`` prints ``ERROR: ...``):
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 
@@ -29,6 +30,12 @@ from common.grpc_options import client_options
 from ciadm.target import ENV_ORCHESTRATOR, Target, config_path, grpc_target
 from common.rpc import admin_pb2, admin_pb2_grpc, jobs_pb2
 
+# A log stream that broke this way is asked again from where it stopped.
+RESUMABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED,
+                       grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN})
+RESUMES = 5  # times in a row without a line between
+RESUME_BACKOFF = 0.2
+STALL_FLOOR = 15.0  # never call a stream stalled sooner: the server's keepalive comes every 5 s
 TOKEN_HINT = "give a token with --token, $SOLSTICE_TOKEN or 'token:' in {config}"
 
 
@@ -171,15 +178,56 @@ class AdminClient:
     async def revoke_token(self, name: str) -> admin_pb2.TokenInfo:
         return await self._call(self.stub.RevokeToken, admin_pb2.RevokeTokenRequest(name=name))
 
-    async def tail_logs(self, job_id: str, follow: bool = False, from_sequence: int = 1) -> AsyncIterator[admin_pb2.LogChunk]:
-        """Stored chunks from ``from_sequence``; with ``follow``, live ones until the job's log ends."""
-        request = admin_pb2.TailLogsRequest(job_id=job_id, follow=follow, from_sequence=from_sequence)
-        # A followed log has no deadline: a job may run for hours.
-        call = self.stub.TailLogs(request, timeout=None if follow else self.timeout, metadata=self._metadata)
-        try:
-            async for chunk in call:
-                yield chunk
-        except grpc.aio.AioRpcError as err:
-            raise _translate(err, self.address) from None
-        finally:
-            call.cancel()
+    async def collect_garbage(self, dry_run: bool, older_than: float = 0.0) -> admin_pb2.GarbageReport:
+        request = admin_pb2.GarbageRequest(dry_run=dry_run, older_than_seconds=older_than)
+        return await self._call(self.stub.CollectGarbage, request)
+
+    async def tail_logs(self, job_id: str, follow: bool = False, from_sequence: int = 1,
+                        attempt: int = 0) -> AsyncIterator[admin_pb2.LogPage]:
+        """The log's pages from ``from_sequence``; with ``follow``, live ones until the log ends
+        (and a ``keepalive`` page whenever nothing happened for a few seconds).
+
+        No deadline bounds the read: it may take long (a big log, a job running for
+        hours). What bounds it is progress: a stream with no page - not even the
+        keepalive the server sends while nothing happens - for ``self.timeout``
+        seconds is stalled. A stalled or dropped stream is asked again from the
+        sequence after the last line received (up to ``RESUMES`` times in a row
+        without a line between), so nothing is missed and nothing printed twice.
+        """
+        request = admin_pb2.TailLogsRequest(job_id=job_id, follow=follow, from_sequence=from_sequence,
+                                            attempt=attempt)
+        failures = 0
+        while True:
+            call = self.stub.TailLogs(request, metadata=self._metadata)
+            try:
+                while True:
+                    try:
+                        page = await asyncio.wait_for(call.read(), max(self.timeout, STALL_FLOOR))
+                    except TimeoutError:
+                        raise _Stalled() from None
+                    if page is grpc.aio.EOF:
+                        return
+                    if page.attempt:
+                        request.attempt = page.attempt  # a resume reads the same attempt
+                    if page.runs:
+                        request.from_sequence = page.first_sequence + sum(run.lines for run in page.runs)
+                        failures = 0
+                    yield page
+                    if page.end:
+                        return
+            except (_Stalled, grpc.aio.AioRpcError) as err:
+                resumable = isinstance(err, _Stalled) or err.code() in RESUMABLE
+                failures += 1
+                if not resumable or failures > RESUMES:
+                    if isinstance(err, _Stalled):
+                        raise OrchestratorUnreachable(
+                            f"the log stream from {self.address} stalled (nothing for "
+                            f"{max(self.timeout, STALL_FLOOR):g}s, {failures} times)") from None
+                    raise _translate(err, self.address) from None
+                await asyncio.sleep(min(RESUME_BACKOFF * failures, 2.0))
+            finally:
+                call.cancel()
+
+
+class _Stalled(Exception):
+    """No page within the stall limit."""

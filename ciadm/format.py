@@ -6,12 +6,14 @@ durations in seconds) so scripts need not know the protobuf enums.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from common.logbatch import iter_lines
 from common.rpc import admin_pb2, jobs_pb2
 from common.tables import iso_time as _time
 from common.tables import table
@@ -100,12 +102,19 @@ def host_json(host: admin_pb2.HostInfo) -> dict[str, Any]:
     }
 
 
-def chunk_json(chunk: admin_pb2.LogChunk) -> dict[str, Any]:
-    return {
-        "sequence": chunk.sequence, "step": chunk.step, "stream": stream_name(chunk.stream),
-        "text": chunk.content.decode("utf-8", "replace"), "continuation": chunk.continuation,
-        "at": _time(chunk.at),
-    }
+def page_json_lines(page: admin_pb2.LogPage) -> bytes:
+    """One JSON object per line of ``page`` (``ciadm logs --json``), each ending in a newline;
+    a log that ended early adds ``{"ended": "<why>"}``."""
+    out = []
+    for line in iter_lines(page):
+        at = datetime.fromtimestamp(line.at, timezone.utc).isoformat(timespec="seconds") if line.at else None
+        out.append(json.dumps({
+            "sequence": line.sequence, "step": line.step, "stream": stream_name(line.stream),
+            "text": line.text(), "continuation": line.continuation, "at": at,
+        }))
+    if page.ended:
+        out.append(json.dumps({"ended": page.ended}))
+    return "".join(item + "\n" for item in out).encode()
 
 
 def jobs_table(jobs: Sequence[admin_pb2.JobInfo]) -> list[str]:

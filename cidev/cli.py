@@ -160,6 +160,11 @@ Examples:
 Every job runs here with the local driver, whatever its runs_on. Exit
 status: 0 every job succeeded, 1 a job failed (or the workflow is invalid),
 2 usage error.
+
+\b
+On a terminal, control characters the job printed are shown escaped
+(ESC as \\x1b, CR as \\x0d, ...); colours pass. Piped or redirected,
+job output is printed as the job wrote it; --raw prints it so everywhere.
 """
 )
 @click.argument("path", required=False, metavar="[PATH]")
@@ -171,8 +176,9 @@ status: 0 every job succeeded, 1 a job failed (or the workflow is invalid),
               help="Give a secret the workflow names; masked in all output. Repeatable.")
 @click.option("--boot-timeout", type=float, default=60.0, show_default=True,
               help="Seconds a job's runner may take to call in.")
+@click.option("--raw", is_flag=True, help="Print control characters of job output as they are, also on a terminal.")
 def run(path: str | None, jobs: tuple[str, ...], dirty: bool, env: tuple[str, ...],
-        secrets: tuple[str, ...], boot_timeout: float) -> None:
+        secrets: tuple[str, ...], boot_timeout: float, raw: bool) -> None:
     """Run a workflow end to end on this machine with real runners, no server needed.
 
     Builds the committed HEAD of the checkout holding PATH (a workflow file
@@ -193,12 +199,12 @@ def run(path: str | None, jobs: tuple[str, ...], dirty: bool, env: tuple[str, ..
         options = RunOptions(
             workflow_path=file, workflow=workflow, jobs=jobs, dirty=dirty,
             env=parse_assignments(env, "--env"), secrets=parse_assignments(secrets, "--secret"),
-            boot_timeout=boot_timeout,
+            boot_timeout=boot_timeout, raw=raw,
         )
         select_jobs(workflow, jobs)
     except SelectionError as err:
         fail(str(err), USAGE_ERROR)
-    raise SystemExit(asyncio.run(run_workflow(options, click.echo, terminal=_terminal_writer())))
+    raise SystemExit(asyncio.run(run_workflow(options, click.echo, terminal=_terminal_writer(), write=_write_block)))
 
 
 @cli.command(
@@ -230,6 +236,11 @@ def init(example: str, directory: Path) -> None:
     click.echo(f"cidev: made the git repository {created.root} with examples/{created.example} "
                f"committed on {created.branch} ({created.sha[:12]})")
     click.echo(f"next: cd {created.root} && cidev run")
+
+
+def _write_block(block: bytes) -> None:
+    """Job output as it is (bytes: steps may print anything), one write per block."""
+    click.echo(block, nl=False)
 
 
 def _terminal_writer() -> Callable[[str], None] | None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cidev.run_engine import LocalRun
-from cidev.run_output import Echo, LinePrinter, summary_lines
+from cidev.run_output import Echo, LinePrinter, WriteBytes, summary_lines
 from cidev.run_progress import ProgressDisplay, Write
 from cidev.run_requests import workflow_requests
 from cidev.run_source import resolve_source
@@ -34,17 +34,19 @@ class RunOptions:
     env: Mapping[str, str] | None = None
     secrets: Mapping[str, str] | None = None
     boot_timeout: float = 60.0
+    raw: bool = False  # control bytes of job output as they are, also on a terminal
 
     def __repr__(self) -> str:  # secret values stay out of tracebacks
         return f"RunOptions(workflow_path={self.workflow_path!r}, jobs={self.jobs!r}, dirty={self.dirty})"
 
 
 async def run_workflow(options: RunOptions, echo: Echo, argv: Sequence[str] | None = None,
-                       terminal: Write | None = None) -> int:
-    """Run ``options`` and print progress with ``echo``; the exit status.
+                       terminal: Write | None = None, write: WriteBytes | None = None) -> int:
+    """Run ``options`` and print progress with ``echo``, log blocks with ``write``; the exit status.
 
     With ``terminal`` (a raw writer to a TTY) a status line is also kept at
-    the bottom while jobs run (``run_progress``).
+    the bottom while jobs run (``run_progress``) and control bytes in job
+    output are escaped unless ``options.raw``.
     """
     secrets = dict(options.secrets or {})
     masker = Masker(secrets.values())
@@ -69,11 +71,13 @@ async def run_workflow(options: RunOptions, echo: Echo, argv: Sequence[str] | No
         if missing:
             echo(f"cidev: [{request.key}] secret{'s' * (len(missing) > 1)} {', '.join(missing)} not given "
                  f"(--secret NAME=VALUE); the job runs without")
-    progress = ProgressDisplay(terminal, masker, len(requests)) if terminal is not None else None
+    escape = terminal is not None and not options.raw
+    progress = ProgressDisplay(terminal, masker, len(requests), write_bytes=write,
+                               escape=escape) if terminal is not None else None
     with tempfile.TemporaryDirectory(prefix="cidev-run-") as tmp:
         async with LocalRun(Path(tmp), secrets=secrets, boot_timeout=options.boot_timeout, argv=argv) as run:
             if progress is None:
-                results = await run.run(requests, LinePrinter(echo, masker))
+                results = await run.run(requests, LinePrinter(echo, masker, write))
             else:
                 ticker = asyncio.create_task(progress.tick(), name="cidev progress line")
                 try:

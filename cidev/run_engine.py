@@ -24,14 +24,14 @@ from pathlib import Path
 from typing import Protocol
 
 from common.bootstrap import RunnerBootstrap
-from common.logbatch import LogLine
-from common.rpc import jobs_pb2
+from common.rpc import admin_pb2, jobs_pb2
 from common.tokens import TokenIssuer
 from orchestrator.catalog import LocalConfig
 from orchestrator.drivers.base import VmSpec
 from orchestrator.drivers.errors import DriverError
 from orchestrator.drivers.local import LocalDriver
 from orchestrator.logstore import LogStore
+from orchestrator.logstore.pages import frame_pages
 from orchestrator.runnerapi import AssignedJob, RunnerGateway, RunnerServer
 from orchestrator.singlenode.settings import installed_runner_argv
 
@@ -68,7 +68,7 @@ class Reporter(Protocol):
 
     def step(self, request: jobs_pb2.JobRequest, result: jobs_pb2.StepResult) -> None: ...
 
-    def line(self, request: jobs_pb2.JobRequest, line: LogLine) -> None: ...
+    def page(self, request: jobs_pb2.JobRequest, page: admin_pb2.LogPage) -> None: ...
 
     def job_finished(self, request: jobs_pb2.JobRequest, result: JobResult) -> None: ...
 
@@ -205,5 +205,5 @@ class LocalRun:
 
     @staticmethod
     async def _follow(request: jobs_pb2.JobRequest, joblog, reporter: Reporter) -> None:  # type: ignore[no-untyped-def]
-        async for line in joblog.follow():
-            reporter.line(request, line)
+        async for page in frame_pages(joblog.read_frames(1), 1):
+            reporter.page(request, page)

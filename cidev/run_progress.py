@@ -17,10 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from cidev.run_engine import JobResult
-from cidev.run_output import LinePrinter, seconds
-from common.logbatch import JOB_STEP, LogLine
+from cidev.run_output import LinePrinter, WriteBytes, seconds
+from common.logbatch import JOB_STEP
 from common.masking import Masker
-from common.rpc import jobs_pb2
+from common.rpc import admin_pb2, jobs_pb2
 
 Write = Callable[[str], None]  # writes text as it is: no newline added, flushed
 
@@ -39,8 +39,10 @@ class ProgressDisplay:
 
     def __init__(self, write: Write, masker: Masker, jobs: int,
                  clock: Callable[[], float] = time.monotonic,
-                 width: Callable[[], int] = lambda: shutil.get_terminal_size().columns) -> None:
+                 width: Callable[[], int] = lambda: shutil.get_terminal_size().columns,
+                 write_bytes: WriteBytes | None = None, escape: bool = True) -> None:
         self._write = write
+        self._write_bytes = write_bytes or (lambda block: write(block.decode("utf-8", "replace")))
         self._masker = masker
         self._jobs = jobs
         self._clock = clock
@@ -49,7 +51,7 @@ class ProgressDisplay:
         self._running: dict[str, _Running] = {}
         self._shown = False
         self._closed = False
-        self._lines = LinePrinter(self._print, masker)
+        self._lines = LinePrinter(self._print, masker, self._print_block, escape)
 
     def status(self) -> str:
         """The status line as it would be drawn now (before cutting to the width)."""
@@ -91,6 +93,11 @@ class ProgressDisplay:
         self._shown = False
         self.redraw()
 
+    def _print_block(self, block: bytes) -> None:
+        self._write_bytes((ERASE.encode() if self._shown else b"") + block)
+        self._shown = False
+        self.redraw()
+
     # -- Reporter ---------------------------------------------------------------
 
     def job_started(self, request: jobs_pb2.JobRequest) -> None:
@@ -104,10 +111,11 @@ class ProgressDisplay:
         if moved:
             self.redraw()  # a step that starts prints nothing of its own
 
-    def line(self, request: jobs_pb2.JobRequest, line: LogLine) -> None:
-        if line.step != JOB_STEP:
-            self._at_step(request, line.step)
-        self._lines.line(request, line)
+    def page(self, request: jobs_pb2.JobRequest, page: admin_pb2.LogPage) -> None:
+        for run in page.runs:
+            if run.step != JOB_STEP:
+                self._at_step(request, run.step)
+        self._lines.page(request, page)
 
     def job_finished(self, request: jobs_pb2.JobRequest, result: JobResult) -> None:
         self._running.pop(request.key, None)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 from common.errors import SolsticeError
 from common.masking import Masker
@@ -20,6 +21,7 @@ STDOUT = admin_pb2.LOG_STREAM_STDOUT
 STDERR = admin_pb2.LOG_STREAM_STDERR
 SYSTEM = admin_pb2.LOG_STREAM_SYSTEM
 JOB_STEP = -1  # the ``step`` of lines that belong to no step (checkout, runner notes)
+B = TypeVar("B", runner_pb2.LogBatch, admin_pb2.LogPage)
 
 
 class BatchError(SolsticeError):
@@ -77,10 +79,15 @@ def iter_lines(batch: runner_pb2.LogBatch) -> Iterator[LogLine]:
             seq += 1
 
 
-def drop_first(batch: runner_pb2.LogBatch, count: int) -> runner_pb2.LogBatch:
-    """A copy of ``batch`` without its first ``count`` lines (already stored ones)."""
-    out = runner_pb2.LogBatch(first_sequence=batch.first_sequence + count)
-    out.job.CopyFrom(batch.job)
+def drop_first(batch: B, count: int) -> B:
+    """A copy of ``batch`` without its first ``count`` lines (already stored, or before where a
+    reader starts). ``batch`` is a ``LogBatch`` or an ``admin_pb2.LogPage`` (the same fields);
+    its other fields are copied as they are."""
+    out = type(batch)()
+    out.CopyFrom(batch)
+    del out.runs[:]
+    del out.continuations[:]
+    out.first_sequence = batch.first_sequence + count
     skip = count
     for run in batch.runs:
         if skip >= run.lines:

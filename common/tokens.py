@@ -62,15 +62,18 @@ class TokenIssuer:
     A token that expires mid-job cuts its runner off: the node issues each
     attempt's token for its job timeout plus every phase around it
     (``issue(..., ttl=...)``); ``ttl_seconds`` is the default and the least.
+    ``audience`` is the token's scope: a token of one audience is refused by an
+    issuer of another (nodes reading each other's logs use ``solstice-log-peer``).
     """
 
-    def __init__(self, key: bytes, ttl_seconds: float) -> None:
+    def __init__(self, key: bytes, ttl_seconds: float, audience: str = AUDIENCE) -> None:
         if len(key) < MIN_KEY_BYTES:
             raise TokenError(f"the token signing key must be at least {MIN_KEY_BYTES} bytes")
         if ttl_seconds <= 0:
             raise TokenError("token lifetime must be positive")
         self._key = key
         self.ttl_seconds = ttl_seconds
+        self.audience = audience
 
     def __repr__(self) -> str:  # the key is a credential
         return f"TokenIssuer(key=***, ttl_seconds={self.ttl_seconds})"
@@ -83,7 +86,7 @@ class TokenIssuer:
             raise TokenError("token lifetime must be positive")
         issued = time.time() if now is None else now
         claims = {
-            "aud": AUDIENCE,
+            "aud": self.audience,
             "sub": job_id,
             "att": int(attempt),
             "iat": int(issued),
@@ -99,7 +102,7 @@ class TokenIssuer:
                 token,
                 self._key,
                 algorithms=[ALGORITHM],  # never let the token pick ("none", RS/HS confusion)
-                audience=AUDIENCE,
+                audience=self.audience,
                 options={"require": ["exp", "sub", "att", "aud", "jti"]},
             )
         except jwt.ExpiredSignatureError as err:

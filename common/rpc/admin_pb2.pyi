@@ -153,32 +153,48 @@ class AttemptInfo(_message.Message):
     def __init__(self, attempt: _Optional[int] = ..., host: _Optional[str] = ..., state: _Optional[_Union[_jobs_pb2.JobState, str]] = ..., reason: _Optional[str] = ..., queued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class TailLogsRequest(_message.Message):
-    __slots__ = ("job_id", "from_sequence", "follow")
+    __slots__ = ("job_id", "from_sequence", "follow", "attempt")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     FROM_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     from_sequence: int
     follow: bool
-    def __init__(self, job_id: _Optional[str] = ..., from_sequence: _Optional[int] = ..., follow: _Optional[bool] = ...) -> None: ...
+    attempt: int
+    def __init__(self, job_id: _Optional[str] = ..., from_sequence: _Optional[int] = ..., follow: _Optional[bool] = ..., attempt: _Optional[int] = ...) -> None: ...
 
-class LogChunk(_message.Message):
-    __slots__ = ("sequence", "step", "stream", "content", "continuation", "at", "end")
-    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+class LogRun(_message.Message):
+    __slots__ = ("step", "stream", "at", "lines", "data")
     STEP_FIELD_NUMBER: _ClassVar[int]
     STREAM_FIELD_NUMBER: _ClassVar[int]
-    CONTENT_FIELD_NUMBER: _ClassVar[int]
-    CONTINUATION_FIELD_NUMBER: _ClassVar[int]
     AT_FIELD_NUMBER: _ClassVar[int]
-    END_FIELD_NUMBER: _ClassVar[int]
-    sequence: int
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
     step: int
     stream: LogStream
-    content: bytes
-    continuation: bool
-    at: _timestamp_pb2.Timestamp
+    at: float
+    lines: int
+    data: bytes
+    def __init__(self, step: _Optional[int] = ..., stream: _Optional[_Union[LogStream, str]] = ..., at: _Optional[float] = ..., lines: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class LogPage(_message.Message):
+    __slots__ = ("first_sequence", "runs", "continuations", "end", "keepalive", "attempt", "ended")
+    FIRST_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    CONTINUATIONS_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    KEEPALIVE_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    ENDED_FIELD_NUMBER: _ClassVar[int]
+    first_sequence: int
+    runs: _containers.RepeatedCompositeFieldContainer[LogRun]
+    continuations: _containers.RepeatedScalarFieldContainer[int]
     end: bool
-    def __init__(self, sequence: _Optional[int] = ..., step: _Optional[int] = ..., stream: _Optional[_Union[LogStream, str]] = ..., content: _Optional[bytes] = ..., continuation: _Optional[bool] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[bool] = ...) -> None: ...
+    keepalive: bool
+    attempt: int
+    ended: str
+    def __init__(self, first_sequence: _Optional[int] = ..., runs: _Optional[_Iterable[_Union[LogRun, _Mapping]]] = ..., continuations: _Optional[_Iterable[int]] = ..., end: _Optional[bool] = ..., keepalive: _Optional[bool] = ..., attempt: _Optional[int] = ..., ended: _Optional[str] = ...) -> None: ...
 
 class HostsRequest(_message.Message):
     __slots__ = ()
@@ -215,6 +231,30 @@ class DrainRequest(_message.Message):
     host: str
     undrain: bool
     def __init__(self, host: _Optional[str] = ..., undrain: _Optional[bool] = ...) -> None: ...
+
+class GarbageRequest(_message.Message):
+    __slots__ = ("dry_run", "older_than_seconds")
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    OLDER_THAN_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    dry_run: bool
+    older_than_seconds: float
+    def __init__(self, dry_run: _Optional[bool] = ..., older_than_seconds: _Optional[float] = ...) -> None: ...
+
+class GarbageReport(_message.Message):
+    __slots__ = ("dry_run", "cutoff", "jobs", "logs", "log_bytes", "job_ids")
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    CUTOFF_FIELD_NUMBER: _ClassVar[int]
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    LOGS_FIELD_NUMBER: _ClassVar[int]
+    LOG_BYTES_FIELD_NUMBER: _ClassVar[int]
+    JOB_IDS_FIELD_NUMBER: _ClassVar[int]
+    dry_run: bool
+    cutoff: _timestamp_pb2.Timestamp
+    jobs: int
+    logs: int
+    log_bytes: int
+    job_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, dry_run: _Optional[bool] = ..., cutoff: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., jobs: _Optional[int] = ..., logs: _Optional[int] = ..., log_bytes: _Optional[int] = ..., job_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SetSecretRequest(_message.Message):
     __slots__ = ("scope", "name", "value", "refs")

@@ -63,7 +63,7 @@ class AdminServiceStub:
         self.TailLogs = channel.unary_stream(
                 '/solstice.v1.AdminService/TailLogs',
                 request_serializer=solstice_dot_v1_dot_admin__pb2.TailLogsRequest.SerializeToString,
-                response_deserializer=solstice_dot_v1_dot_admin__pb2.LogChunk.FromString,
+                response_deserializer=solstice_dot_v1_dot_admin__pb2.LogPage.FromString,
                 _registered_method=True)
         self.Hosts = channel.unary_unary(
                 '/solstice.v1.AdminService/Hosts',
@@ -74,6 +74,11 @@ class AdminServiceStub:
                 '/solstice.v1.AdminService/Drain',
                 request_serializer=solstice_dot_v1_dot_admin__pb2.DrainRequest.SerializeToString,
                 response_deserializer=solstice_dot_v1_dot_admin__pb2.HostInfo.FromString,
+                _registered_method=True)
+        self.CollectGarbage = channel.unary_unary(
+                '/solstice.v1.AdminService/CollectGarbage',
+                request_serializer=solstice_dot_v1_dot_admin__pb2.GarbageRequest.SerializeToString,
+                response_deserializer=solstice_dot_v1_dot_admin__pb2.GarbageReport.FromString,
                 _registered_method=True)
         self.SetSecret = channel.unary_unary(
                 '/solstice.v1.AdminService/SetSecret',
@@ -148,7 +153,12 @@ class AdminServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def TailLogs(self, request, context):
-        """Stored log lines from `from_sequence`, then (with follow) new ones until the job ends.
+        """A job attempt's log from `from_sequence` as pages of lines (runs, as the
+        runner's LogBatch carries them), then with follow new ones until the log
+        ends. Any node answers for any job: from its own files, from the log
+        archive, or forwarded to the node that runs the attempt. A follower gets a
+        keepalive page when nothing happened for a while; after a dropped
+        connection it resumes from its last sequence + 1 (docs/orchestrator.md).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -162,6 +172,14 @@ class AdminServiceServicer:
 
     def Drain(self, request, context):
         """Stop (or with undrain=true, resume) taking work on a host.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CollectGarbage(self, request, context):
+        """Delete job records and archived logs older than the retention age (or say
+        what would go, with dry_run).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -245,7 +263,7 @@ def add_AdminServiceServicer_to_server(servicer, server):
             'TailLogs': grpc.unary_stream_rpc_method_handler(
                     servicer.TailLogs,
                     request_deserializer=solstice_dot_v1_dot_admin__pb2.TailLogsRequest.FromString,
-                    response_serializer=solstice_dot_v1_dot_admin__pb2.LogChunk.SerializeToString,
+                    response_serializer=solstice_dot_v1_dot_admin__pb2.LogPage.SerializeToString,
             ),
             'Hosts': grpc.unary_unary_rpc_method_handler(
                     servicer.Hosts,
@@ -256,6 +274,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.Drain,
                     request_deserializer=solstice_dot_v1_dot_admin__pb2.DrainRequest.FromString,
                     response_serializer=solstice_dot_v1_dot_admin__pb2.HostInfo.SerializeToString,
+            ),
+            'CollectGarbage': grpc.unary_unary_rpc_method_handler(
+                    servicer.CollectGarbage,
+                    request_deserializer=solstice_dot_v1_dot_admin__pb2.GarbageRequest.FromString,
+                    response_serializer=solstice_dot_v1_dot_admin__pb2.GarbageReport.SerializeToString,
             ),
             'SetSecret': grpc.unary_unary_rpc_method_handler(
                     servicer.SetSecret,
@@ -454,7 +477,7 @@ class AdminService:
             target,
             '/solstice.v1.AdminService/TailLogs',
             solstice_dot_v1_dot_admin__pb2.TailLogsRequest.SerializeToString,
-            solstice_dot_v1_dot_admin__pb2.LogChunk.FromString,
+            solstice_dot_v1_dot_admin__pb2.LogPage.FromString,
             options,
             channel_credentials,
             insecure,
@@ -509,6 +532,33 @@ class AdminService:
             '/solstice.v1.AdminService/Drain',
             solstice_dot_v1_dot_admin__pb2.DrainRequest.SerializeToString,
             solstice_dot_v1_dot_admin__pb2.HostInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CollectGarbage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/solstice.v1.AdminService/CollectGarbage',
+            solstice_dot_v1_dot_admin__pb2.GarbageRequest.SerializeToString,
+            solstice_dot_v1_dot_admin__pb2.GarbageReport.FromString,
             options,
             channel_credentials,
             insecure,

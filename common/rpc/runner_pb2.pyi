@@ -71,20 +71,6 @@ class RunnerJob(_message.Message):
     log_limit_fails: bool
     def __init__(self, job: _Optional[_Union[JobRef, _Mapping]] = ..., name: _Optional[str] = ..., checkout: _Optional[_Union[_jobs_pb2.Checkout, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[_jobs_pb2.Step, _Mapping]]] = ..., env: _Optional[_Mapping[str, str]] = ..., secrets: _Optional[_Mapping[str, str]] = ..., timeout_seconds: _Optional[float] = ..., shell: _Optional[_Iterable[str]] = ..., kill_grace_seconds: _Optional[float] = ..., heartbeat_interval_seconds: _Optional[float] = ..., log_limit_bytes: _Optional[int] = ..., log_limit_fails: _Optional[bool] = ...) -> None: ...
 
-class LogRun(_message.Message):
-    __slots__ = ("step", "stream", "at", "lines", "data")
-    STEP_FIELD_NUMBER: _ClassVar[int]
-    STREAM_FIELD_NUMBER: _ClassVar[int]
-    AT_FIELD_NUMBER: _ClassVar[int]
-    LINES_FIELD_NUMBER: _ClassVar[int]
-    DATA_FIELD_NUMBER: _ClassVar[int]
-    step: int
-    stream: _admin_pb2.LogStream
-    at: float
-    lines: int
-    data: bytes
-    def __init__(self, step: _Optional[int] = ..., stream: _Optional[_Union[_admin_pb2.LogStream, str]] = ..., at: _Optional[float] = ..., lines: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
-
 class LogBatch(_message.Message):
     __slots__ = ("job", "first_sequence", "runs", "continuations")
     JOB_FIELD_NUMBER: _ClassVar[int]
@@ -93,9 +79,9 @@ class LogBatch(_message.Message):
     CONTINUATIONS_FIELD_NUMBER: _ClassVar[int]
     job: JobRef
     first_sequence: int
-    runs: _containers.RepeatedCompositeFieldContainer[LogRun]
+    runs: _containers.RepeatedCompositeFieldContainer[_admin_pb2.LogRun]
     continuations: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, job: _Optional[_Union[JobRef, _Mapping]] = ..., first_sequence: _Optional[int] = ..., runs: _Optional[_Iterable[_Union[LogRun, _Mapping]]] = ..., continuations: _Optional[_Iterable[int]] = ...) -> None: ...
+    def __init__(self, job: _Optional[_Union[JobRef, _Mapping]] = ..., first_sequence: _Optional[int] = ..., runs: _Optional[_Iterable[_Union[_admin_pb2.LogRun, _Mapping]]] = ..., continuations: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class LogAck(_message.Message):
     __slots__ = ("durable_sequence",)

@@ -30,7 +30,7 @@ SERVICE = "solstice.v1.AdminService"
 METHOD_ROLES: Mapping[str, Role] = {
     "Get": Role.READ, "List": Role.READ, "TailLogs": Role.READ, "Hosts": Role.READ,
     "Submit": Role.OPERATE, "Cancel": Role.OPERATE, "Retry": Role.OPERATE,
-    "Drain": Role.ADMIN, "CreateToken": Role.ADMIN, "ListTokens": Role.ADMIN, "RevokeToken": Role.ADMIN,
+    "Drain": Role.ADMIN, "CollectGarbage": Role.ADMIN, "CreateToken": Role.ADMIN, "ListTokens": Role.ADMIN, "RevokeToken": Role.ADMIN,
     # Secrets (docs/secrets.md): setting or removing one decides which credentials jobs
     # receive, like token management; listing and the audit show names, never values.
     "SetSecret": Role.ADMIN, "DeleteSecret": Role.ADMIN, "ListSecrets": Role.OPERATE, "SecretAudit": Role.OPERATE,

@@ -1,8 +1,8 @@
 """AdminService over gRPC: operators' (ciadm) view of the whole cluster.
 
-Any node answers for every job: state is in the shared store. Job logs are
-kept by the node that ran the attempt, so ``TailLogs`` answers on that node
-(``JobInfo.host`` names it) and says so elsewhere. Who may call what is
+Any node answers for every job: state is in the shared store, and logs are
+read wherever they are - this node's files, the log archive, or the node
+that runs the attempt (``log_rpcs``, ``orchestrator.logstore.reader``). Who may call what is
 checked before a method runs (``auth.AdminAuth`` on each management listener,
 ``listeners.AdminServer``); ``Submit`` marks each job as the caller's
 (``admission``); no answer carries a clone URL's credentials.
@@ -19,9 +19,7 @@ Errors are gRPC status codes with one-line messages:
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator
 from typing import Protocol
 
 import grpc
@@ -30,14 +28,15 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from common.queue.errors import InvalidMessage, QueueError
 from common.cloneurl import redact_url
 from common.queue.topology import NEW_WORK
-from common.rpc import admin_pb2, admin_pb2_grpc, jobs_pb2, runner_pb2
+from common.rpc import admin_pb2, admin_pb2_grpc, jobs_pb2
 from common.validation import CloneRules, RequestInvalid, check_requests
 from orchestrator.admin.admission import admit
 from orchestrator.admin.auth import current_principal
 from orchestrator.admin.secrets import SecretRpcs
 from orchestrator.admin.token_rpcs import TokenRpcs
-from orchestrator.logstore import LogNotFound, LogStore, LogStoreError
-from orchestrator.logstore.reader import LINE_PIECE, lines_of
+from orchestrator.admin.log_rpcs import LogRpcs
+from orchestrator.logstore.reader import LogReader
+from orchestrator.logstore.retention import Retention
 from orchestrator.node.cancel import cancel_job
 from orchestrator.node.events import job_event, new_event_id
 from orchestrator.node.outbox import Outbox
@@ -109,23 +108,24 @@ def attempt_info(attempt: AttemptRecord) -> admin_pb2.AttemptInfo:
     return info
 
 
-class AdminServicer(TokenRpcs, SecretRpcs, admin_pb2_grpc.AdminServiceServicer):
-    """AdminService on one node; see the module docstring (token calls: token_rpcs.py, secret calls: secrets.py).
+class AdminServicer(LogRpcs, TokenRpcs, SecretRpcs, admin_pb2_grpc.AdminServiceServicer):
+    """AdminService on one node; see the module docstring (log calls: log_rpcs.py, token calls:
+    token_rpcs.py, secret calls: secrets.py).
 
     ``trusted_submit`` (``admin.trusted_submit``) lets an admin-role caller submit trusted jobs;
     ``rules`` says which clone URLs Submit takes.
     """
 
-    def __init__(self, store: Store, outbox: Outbox, logstore: LogStore, node: LocalNode,
-                 log_poll: float = 0.5, trusted_submit: bool = False,
-                 secrets: SecretBroker | None = None, rules: CloneRules = CloneRules()) -> None:
+    def __init__(self, store: Store, outbox: Outbox, logs: LogReader, node: LocalNode,
+                 trusted_submit: bool = False, secrets: SecretBroker | None = None,
+                 rules: CloneRules = CloneRules(), retention: Retention | None = None) -> None:
         self.secrets = secrets
         self.store = store
         self.rules = rules  # which clone URLs Submit takes
         self.outbox = outbox  # the node's: events and job requests leave in order with the node's own
-        self.logstore = logstore
+        self.logs = logs
+        self.retention = retention
         self.node = node
-        self.log_poll = log_poll
         self.trusted_submit = trusted_submit
         self.tokens = OperatorTokens(store)
 
@@ -248,49 +248,14 @@ class AdminServicer(TokenRpcs, SecretRpcs, admin_pb2_grpc.AdminServiceServicer):
             return host_info(host)
         return await self._call(context, go())
 
-    async def TailLogs(self, request, context) -> AsyncIterator[admin_pb2.LogChunk]:  # type: ignore[no-untyped-def, override]
-        job = await self._call(context, self._get(request.job_id))
-        joblog = None
-        while joblog is None:
-            try:
-                joblog = await self.logstore.open(job.job_id, job.attempt, create=False)
-            except LogNotFound:
-                if job.host and job.host != self.node.host:
-                    await context.abort(grpc.StatusCode.NOT_FOUND, f"no log of job {job.job_id} on "
-                                        f"{self.node.host} (attempt {job.attempt} ran on {job.host})")
-                if job.terminal:
-                    # Ended here (or before any host took it) without a line: no log is stored.
-                    yield admin_pb2.LogChunk(end=True)
-                    return
-                if not request.follow:
-                    await context.abort(grpc.StatusCode.NOT_FOUND, f"no log of job {job.job_id} yet")
-                await asyncio.sleep(self.log_poll)  # queued or booting: its log appears when the runner calls in
-                job = await self._call(context, self._get(request.job_id))
-            except LogStoreError as err:
-                await context.abort(grpc.StatusCode.UNAVAILABLE, str(err))
-        start = max(1, request.from_sequence)
-        # Piece by piece from the file, read and turned into messages on a worker thread:
-        # bounded memory for a log of any size, and the event loop only sends.
-        async for chunks in joblog.chunks(_log_chunks, start, follow=request.follow, piece_bytes=LINE_PIECE):
-            for chunk in chunks:
-                yield chunk
-        yield admin_pb2.LogChunk(end=True)
-
-
-def _log_chunks(batches: list[runner_pb2.LogBatch]) -> list[admin_pb2.LogChunk]:
-    chunks = []
-    for line in lines_of(batches):
-        chunk = admin_pb2.LogChunk(sequence=line.sequence, step=line.step, stream=line.stream,
-                                   content=line.content, continuation=line.continuation)
-        chunk.at.FromNanoseconds(int(line.at * 1e9))
-        chunks.append(chunk)
-    return chunks
-
 
 def admin_servicer_factory(node) -> AdminServicer:  # type: ignore[no-untyped-def]
     """``NodeParts.admin``: the AdminService of ``node`` (the node serves it on its management listeners)."""
     parts = node.parts
     # The node's outbox: the admin's events and requests keep their order with the node's own.
-    return AdminServicer(parts.store, node.outbox, parts.gateway.logstore, node,
+    logs = parts.logs
+    reader = logs.reader if logs is not None else LogReader(parts.store, parts.gateway.logstore, node.host)
+    return AdminServicer(parts.store, node.outbox, reader, node,
                          trusted_submit=node.settings.admin.trusted_submit, secrets=parts.secrets,
-                         rules=CloneRules(allow_local=node.settings.allow_local_checkouts))
+                         rules=CloneRules(allow_local=node.settings.allow_local_checkouts),
+                         retention=logs.retention if logs is not None else None)

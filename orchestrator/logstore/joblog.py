@@ -29,7 +29,7 @@ from common.masking import Masker
 from common.rpc import runner_pb2
 from orchestrator.logstore import frames
 from orchestrator.logstore.errors import LogClosed, LogCorrupt, LogGap
-from orchestrator.logstore.reader import LINE_PIECE, lines_of, read_chunk
+from orchestrator.logstore.chunks import LINE_PIECE, READ_CHUNK, lines_of, read_chunk
 
 TAIL_LINES = 50
 T = TypeVar("T")
@@ -320,6 +320,38 @@ class JobLog:
                     return
                 continue
             if self.closed or not follow:
+                return
+            self._check_open()
+            await changed.wait()
+
+    async def read_frames(self, from_sequence: int = 1, follow: bool = True) -> AsyncIterator[list[frames.Frame]]:
+        """The stored frames holding sequences from ``from_sequence`` (the first may start
+        before it), a read's worth at a time; then with ``follow`` live ones until the log is
+        closed; without, up to the durable end as it is now. The end frame is not yielded.
+        (The archive ships frames as they are stored; ``chunks`` decodes them.)"""
+        pos = bisect.bisect_right(self._index_seqs, from_sequence) - 1
+        offset = self._index_offsets[pos] if pos >= 0 else len(frames.MAGIC)
+        stop = None if follow else self._end
+        while True:
+            changed = self._changed
+            end = self._end if stop is None else stop
+            if offset < end:
+                buf = await self._pread(min(end - offset, READ_CHUNK), offset)
+                found = list(frames.scan(buf, offset))
+                if not found:  # a frame larger than READ_CHUNK
+                    frame = frames.decode_at(await self._pread(end - offset, offset), 0, offset)
+                    if frame is None:
+                        raise LogCorrupt(f"{self.path}: unreadable frame at offset {offset}")
+                    found = [frame]
+                offset = found[-1].offset + found[-1].size
+                done = found[-1].end
+                wanted = [f for f in found if not f.end and f.last_sequence >= from_sequence]
+                if wanted:
+                    yield wanted
+                if done:
+                    return
+                continue
+            if self.closed or stop is not None:
                 return
             self._check_open()
             await changed.wait()

@@ -102,6 +102,10 @@ class LogStore:
         except OSError as err:
             raise LogStoreError(f"cannot look for the log {path}: {err.strerror}") from err
 
+    def open_logs(self) -> list[tuple[str, int]]:
+        """The (job id, attempt) of every log open for writing now."""
+        return list(self._logs)
+
     def _forget(self, log: JobLog) -> None:
         for key, known in list(self._logs.items()):
             if known is log:

@@ -36,9 +36,10 @@ from common.queue.events import EventPublisher
 from common.rpc import jobs_pb2
 from orchestrator.drivers.base import Driver, VmSpec
 from orchestrator.drivers.errors import DriverError, JobRefused
+from orchestrator.logstore.settings import LogsConfig
 from orchestrator.node.events import announce_applied, announce_transition, job_event, step_event
 from orchestrator.node.outcomes import Outcomes, while_unavailable
-from orchestrator.node.settings import LogConfig, TimeoutConfig
+from orchestrator.node.settings import TimeoutConfig
 from orchestrator.runnerapi import AssignedJob, JobOutcome, RunnerGateway
 from orchestrator.secrets.broker import Granted, SecretBroker, SecretsRefused
 from orchestrator.secrets.errors import SecretError
@@ -63,7 +64,8 @@ class NodeServices:
     runner_address: str  # HOST:PORT the runner in the VM dials
     outcomes: Outcomes  # records final states, however long the store is away
     secrets: SecretBroker | None = None  # None: a job that declares secrets is refused them
-    logs: LogConfig = field(default_factory=LogConfig)
+    logs: LogsConfig = field(default_factory=LogsConfig)
+    log_done: Callable[[str, int], None] | None = None  # (job id, attempt) ended here: archive its log
 
 
 class AttemptControl:
@@ -238,6 +240,7 @@ class AttemptRun:
             await self._teardown()
             if self.on_torn_down is not None:
                 self.on_torn_down()
+            self._log_done()
         if self.control.aborted:
             if self.outcome is None:
                 log.info("attempt aborted", extra={"fields": {"job": job.job_id, "attempt": self.attempt}})
@@ -275,6 +278,7 @@ class AttemptRun:
         self._started.set()
         if self.on_torn_down is not None:
             self.on_torn_down()
+        self._log_done()
         if self.control.aborted:
             await self._announce_cancel_if_recorded()
             return None
@@ -379,6 +383,12 @@ class AttemptRun:
             return await asyncio.wait_for(self.s.driver.console_tail(self.vm, CONSOLE_LINES), 10.0)
         except (TimeoutError, DriverError):
             return ""
+
+    def _log_done(self) -> None:
+        """The attempt's log is closed (``_teardown`` released its session) or it never had
+        one: hand it to the archive. Queued only; shipping never holds up the job's result."""
+        if self.s.log_done is not None:
+            self.s.log_done(self.job.job_id, self.attempt)
 
     async def _teardown(self) -> None:
         """Stop and destroy the VM, release the session - whatever happened before."""

@@ -35,6 +35,7 @@ from common.queue.events import EventPublisher
 from common.queue.publisher import JobPublisher
 from orchestrator.admin.listeners import AdminServer
 from orchestrator.drivers.base import Driver
+from orchestrator.logstore.service import NodeLogs
 from orchestrator.node.capacity import Capacity
 from orchestrator.node.heartbeat import StoreHealth, heartbeat_loop, sweep_loop
 from orchestrator.node.lifecycle import NodeServices
@@ -82,6 +83,7 @@ class NodeParts:
     consumer_factory: ConsumerFactory  # (labels, on_job, on_dead_letter, free_slots) -> consumer
     admin: AdminFactory | None = None
     secrets: SecretBroker | None = None  # None: jobs that declare secrets are refused them
+    logs: NodeLogs | None = None  # None: logs are read from this node's files only, never archived
 
 
 class Node:
@@ -156,6 +158,8 @@ class Node:
                 await self.admin.start()
             await self._start_rest()
         except BaseException:
+            if p.logs is not None:
+                await p.logs.stop(0.0)
             await self._stop_loops()
             if self.consumer is not None:
                 await self.consumer.stop(grace=0.0)
@@ -173,7 +177,7 @@ class Node:
         services = NodeServices(
             host=self.host, store=p.store, driver=p.driver, gateway=p.gateway, events=self.outbox,
             timeouts=s.timeouts, runner_address=s.grpc.advertise or self.server.address, outcomes=self.outcomes,
-            secrets=p.secrets, logs=s.logs,
+            secrets=p.secrets, logs=s.logs, log_done=p.logs.finished if p.logs is not None else None,
         )
         self.scheduler = Scheduler(services, self.capacity, p.publisher, max_waiting=s.node.max_waiting,
                                    needs_poll=s.timers.needs_poll, on_change=self._slots_changed,
@@ -185,6 +189,9 @@ class Node:
         self.draining = host.draining
         self.scheduler.set_accepting(not host.draining)
         await reconcile_once(p.store, p.driver, self.host, self.scheduler.local_vms)
+        if p.logs is not None:  # before any attempt runs: what an earlier process left is shipped first
+            await p.logs.start()
+            self._loops.update(p.logs.tasks)
         self.consumer = p.consumer_factory(self.labels, self.scheduler.on_job, self.scheduler.on_dead_letter,
                                            self.scheduler.wanted_free_slots())
         await self.consumer.start()
@@ -319,6 +326,8 @@ class Node:
                 if self.consumer is not None:
                     await self.consumer.stop(grace=5.0)
         finally:
+            if p.logs is not None:
+                await p.logs.stop()  # the finished attempts' logs reach the archive first (bounded)
             await self._stop_loops()
             if self.admin is not None:
                 await self.admin.stop()

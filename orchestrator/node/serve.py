@@ -1,8 +1,8 @@
 """Wiring for ``solstice-orchestrator serve``: open every part from settings, run the node.
 
 ``open_parts`` is an async context manager that opens (in order) the state
-store, the job and event publishers, the log store, the VM driver and the
-secret store, and closes them in reverse order. ``serve`` runs a node until SIGTERM/SIGINT or
+store, the job and event publishers, the log store, the VM driver, the
+secret store and the log archive, and closes them in reverse order. ``serve`` runs a node until SIGTERM/SIGINT or
 a drained exit, and returns the process exit status.
 """
 
@@ -22,6 +22,7 @@ from common.tokens import TokenIssuer
 from orchestrator.admin import admin_servicer_factory
 from orchestrator.drivers.registry import attach_store, make_driver
 from orchestrator.logstore import LogStore
+from orchestrator.logstore.service import open_node_logs
 from orchestrator.node.node import Node, NodeError, NodeParts
 from orchestrator.node.settings import NodeSettings
 from orchestrator.queue import RabbitJobConsumer
@@ -59,8 +60,9 @@ async def open_parts(settings: NodeSettings) -> AsyncIterator[NodeParts]:
             return RabbitJobConsumer(settings.amqp_url, labels, on_job, on_dead, free, topology)
 
         secrets = await stack.enter_async_context(open_secrets(settings.secrets, store, settings.node.host))
+        logs = await stack.enter_async_context(open_node_logs(settings.logs, store, logstore, settings.node.host))
         yield NodeParts(store=store, driver=driver, gateway=gateway, publisher=publisher, events=events,
-                        consumer_factory=consumer, admin=admin_servicer_factory, secrets=secrets)
+                        consumer_factory=consumer, admin=admin_servicer_factory, secrets=secrets, logs=logs)
 
 
 async def serve(settings: NodeSettings) -> int:

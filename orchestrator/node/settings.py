@@ -20,6 +20,10 @@ Example (docs/orchestrator.md has the full list)::
       tls_key: /etc/solstice/admin.key
     drivers:
       driver: bhyve
+    logs:                       # orchestrator.logstore.settings: archive, peer reads, retention
+      peer_listen: 0.0.0.0:50053
+      peer_advertise: 10.0.0.5:50053
+      peer_key_file: /etc/solstice/peer.key
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ from pathlib import Path
 from common.config import Seconds
 from common.errors import ConfigError
 from orchestrator.admin.settings import AdminConfig
-from orchestrator.catalog import DriverConfig, size_bytes
+from orchestrator.catalog import DriverConfig
+from orchestrator.logstore.settings import LogsConfig
 from orchestrator.secrets.settings import SecretsConfig
 
 
@@ -75,31 +80,6 @@ class TimeoutConfig:
     cancel_grace: Seconds = Seconds(30)  # a cancelled runner's time to report before teardown
     runner_silence: Seconds = Seconds(60)  # a running job's runner silent this long (died, hung) ends errored
     teardown: Seconds = Seconds(600)  # stop + destroy
-
-
-@dataclass(frozen=True)
-class LogConfig:
-    """How much output one job attempt may log (sizes N[KMGT]; ``label_max_bytes`` per runs_on label).
-
-    Past the limit the runner stops shipping and the log ends with one line
-    saying so; the job goes on, or ends ``failed`` with ``fail_at_limit``.
-    """
-
-    max_bytes: str = "256M"
-    label_max_bytes: dict[str, str] = field(default_factory=dict)
-    fail_at_limit: bool = False
-
-    def __post_init__(self) -> None:
-        for where, text in (("logs.max_bytes", self.max_bytes),
-                            *((f"logs.label_max_bytes.{k}", v) for k, v in self.label_max_bytes.items())):
-            try:
-                size_bytes(str(text))
-            except ConfigError as err:
-                raise ConfigError(f"{where}: {err}") from None
-
-    def limit_for(self, label: str) -> int:
-        """Bytes a job with ``runs_on == label`` may log."""
-        return size_bytes(str(self.label_max_bytes.get(label, self.max_bytes)))
 
 
 @dataclass(frozen=True)
@@ -157,7 +137,7 @@ class NodeSettings:
     admin: AdminConfig = field(default_factory=AdminConfig)
     drivers: DriverConfig = field(default_factory=DriverConfig)
     secrets: SecretsConfig = field(default_factory=SecretsConfig)
-    logs: LogConfig = field(default_factory=LogConfig)
+    logs: LogsConfig = field(default_factory=LogsConfig)  # output limits, archive, peer reads, retention
 
     def token_key(self) -> bytes:
         """The runner-token key: from ``grpc.token_key_file`` or fresh random bytes."""

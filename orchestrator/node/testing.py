@@ -22,6 +22,8 @@ Each step's ``run`` says what the fake runner does:
     ``sleep S``     the step takes S seconds (cancellable through heartbeats)
     ``echo TEXT``   the step logs the line TEXT (over StreamLogs) and succeeds; ``$NAME`` in
                     TEXT is the job's env or secret NAME, as a shell would expand it
+    ``seq A B``     the step logs the lines A..B (numbers, as ``seq`` prints them) in batches
+    ``wait PATH``   the step waits (heartbeating) until the file PATH exists
     anything else   succeeds at once
 
 Faults for lifecycle tests are per job id: ``fail_prepare``, ``hang_prepare``,
@@ -227,6 +229,12 @@ async def _fake_runner(conn: Connection | DirectConnection, secrets_received: di
             elif words and words[0] == "echo":
                 logged += 1
                 await _log_line(conn, job, logged, index, _expand(step.run[len("echo"):].strip(), job).encode())
+            elif len(words) == 3 and words[0] == "seq":
+                logged = await _log_numbers(conn, job, logged, index, int(words[1]), int(words[2]))
+            elif len(words) == 2 and words[0] == "wait":
+                if await _wait_for_file(conn, job, Path(words[1])):
+                    state, reason = jobs_pb2.JOB_STATE_CANCELLED, "cancelled"
+                    code = 143
             done = jobs_pb2.StepResult(index=index, name=step.name, exit_code=code,
                                        state=jobs_pb2.STEP_STATE_SUCCEEDED if code == 0 else jobs_pb2.STEP_STATE_FAILED)
             results.append(done)
@@ -252,7 +260,7 @@ async def _report(conn: Connection | DirectConnection, job: runner_pb2.RunnerJob
 
 async def _log_line(conn: Connection | DirectConnection, job: runner_pb2.RunnerJob, sequence: int, step: int, line: bytes) -> None:
     """Send one log line and wait until the node says it is durable."""
-    batch = runner_pb2.LogBatch(job=job.job, first_sequence=sequence, runs=[runner_pb2.LogRun(
+    batch = runner_pb2.LogBatch(job=job.job, first_sequence=sequence, runs=[admin_pb2.LogRun(
         step=step, stream=admin_pb2.LOG_STREAM_STDOUT, at=time.time(), lines=1, data=line)])
     call = conn.stub.StreamLogs(metadata=conn.metadata, timeout=conn.rpc_timeout)
     await call.read()  # where the node stands
@@ -260,6 +268,32 @@ async def _log_line(conn: Connection | DirectConnection, job: runner_pb2.RunnerJ
     while (await call.read()).durable_sequence < sequence:
         pass
     await call.done_writing()
+
+
+async def _log_numbers(conn: Connection | DirectConnection, job: runner_pb2.RunnerJob, logged: int, step: int,
+                       first: int, last: int, batch_lines: int = 20_000) -> int:
+    """Log the lines ``first..last`` in batches over one StreamLogs call; the new last sequence."""
+    call = conn.stub.StreamLogs(metadata=conn.metadata, timeout=conn.rpc_timeout)
+    await call.read()
+    for start in range(first, last + 1, batch_lines):
+        end = min(start + batch_lines - 1, last)
+        batch = runner_pb2.LogBatch(job=job.job, first_sequence=logged + 1, runs=[admin_pb2.LogRun(
+            step=step, stream=admin_pb2.LOG_STREAM_STDOUT, at=time.time(), lines=end - start + 1,
+            data=b"\n".join(b"%d" % n for n in range(start, end + 1)))])
+        await call.write(batch)
+        logged += end - start + 1
+        while (await call.read()).durable_sequence < logged:
+            pass
+    await call.done_writing()
+    return logged
+
+
+async def _wait_for_file(conn: Connection | DirectConnection, job: runner_pb2.RunnerJob, path: Path) -> bool:
+    """Wait until ``path`` exists, heartbeating; True when a heartbeat reply says cancel."""
+    while not path.exists():
+        if await _sleep_or_cancel(conn, job, 0.1):
+            return True
+    return False
 
 
 async def _sleep_or_cancel(conn: Connection | DirectConnection, job: runner_pb2.RunnerJob, seconds: float) -> bool:

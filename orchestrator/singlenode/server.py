@@ -50,6 +50,7 @@ from orchestrator.admin import admin_servicer_factory
 from orchestrator.drivers.base import Driver
 from orchestrator.drivers.registry import attach_store, make_driver
 from orchestrator.logstore import LogStore
+from orchestrator.logstore.service import open_node_logs
 from orchestrator.node.node import Node, NodeParts
 from orchestrator.runnerapi import RunnerGateway
 from orchestrator.secrets import open_secrets
@@ -149,8 +150,10 @@ async def _run(settings: ServeSettings, say: Callable[[str], None], stop: asynci
         gateway = RunnerGateway(logstore, TokenIssuer(node_settings.token_key(), node_settings.grpc.token_ttl))
         secrets = await stack.enter_async_context(
             open_secrets(node_settings.secrets, store, node_settings.node.host, default_key_file=data / "secrets.key"))
+        logs = await stack.enter_async_context(
+            open_node_logs(node_settings.logs, store, logstore, node_settings.node.host))
         parts = NodeParts(store=store, driver=driver, gateway=gateway, publisher=queue, events=events,
-                          consumer_factory=queue.intake, admin=admin_servicer_factory, secrets=secrets)
+                          consumer_factory=queue.intake, admin=admin_servicer_factory, secrets=secrets, logs=logs)
         node = Node(parts, node_settings)
         # Owned before the node is entered, so it still listens while the node closes.
         hurrier = asyncio.create_task(_hurry_on(hurry, node, say), name="second interrupt")
@@ -163,7 +166,7 @@ async def _run(settings: ServeSettings, say: Callable[[str], None], stop: asynci
             routes = ", ".join(f"{label} -> {name}" for label, name in sorted(settings.label_drivers.items()))
             labels_note += f" ({routes}, the rest -> {settings.drivers.driver})"
         pages.attach(Backing(store, logstore, node.host, settings.drivers.driver, labels_note,
-                             dict(settings.label_drivers)))
+                             dict(settings.label_drivers), reader=logs.reader))
         pages.ready = True
         stack.callback(setattr, pages, "ready", False)  # unwinds first: /healthz says 503 while stopping
         _announce(settings, node, driver.name, labels_note, say)

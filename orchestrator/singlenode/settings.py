@@ -54,9 +54,9 @@ from integration.settings import (
 )
 from orchestrator.admin.settings import AdminConfig
 from orchestrator.catalog import DriverConfig, LocalConfig
+from orchestrator.logstore.settings import LogsConfig
 from orchestrator.node.settings import (
     GrpcConfig,
-    LogConfig,
     NodeConfig,
     NodeSettings,
     TimeoutConfig,
@@ -119,7 +119,8 @@ class ServeSettings:
     timers: TimerConfig = field(default_factory=TimerConfig)
     drivers: DriverConfig = field(default_factory=DriverConfig)
     secrets: SecretsConfig = field(default_factory=SecretsConfig)  # key file default: <data_dir>/secrets.key
-    logs: LogConfig = field(default_factory=LogConfig)
+    # Logs stay in <data_dir>/logs (logs.archive: none unless set); limits, retention and keepalive apply.
+    logs: LogsConfig = field(default_factory=LogsConfig)
 
     def __post_init__(self) -> None:
         split_address(self.listen, "listen (SOLSTICE_LISTEN)")
@@ -207,7 +208,7 @@ class ServeSettings:
             admin=self.admin,
             drivers=self.driver_config(),
             secrets=self.secrets,
-            logs=self.logs,
+            logs=dataclasses.replace(self.logs, archive=self.logs.archive_or("none")),
         )
 
     def integration_settings(self) -> IntegrationSettings:

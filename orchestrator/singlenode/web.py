@@ -4,8 +4,9 @@
     POST /webhooks/github  GitHub deliveries      (integration.webhooks)
     POST /webhooks/forgejo Forgejo deliveries
     GET  /jobs/<id>        the job as plain HTML (the URL forge statuses link to)
-    GET  /jobs/<id>/log    the current attempt's log as text/plain (?attempt=N for another);
-                           Solstice's own lines (checkout, step banners) start with "## "
+    GET  /jobs/<id>/log    the current attempt's log as text/plain (?attempt=N for another), streamed;
+                           Solstice's own lines (checkout, step banners) start with "## ";
+                           ?tail=N and Range requests (orchestrator.logstore.httplog)
 
 The application exists before the node does (webhooks are accepted while the
 node starts; the queue keeps them), so ``JobPages`` answers 503 until
@@ -22,17 +23,17 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from common.rpc import admin_pb2, jobs_pb2
+from common.rpc import jobs_pb2
 from integration.httpserver import harden
 from integration.runtime import Integration
-from orchestrator.logstore import LogNotFound, LogStore, LogStoreError
-from orchestrator.logstore.reader import TextRenderer
+from orchestrator.logstore import LogStore
+from orchestrator.logstore.httplog import serve_log
+from orchestrator.logstore.reader import LogReader
 from orchestrator.store import JobRecord, StepRecord, Store, StoreError
 
 log = logging.getLogger(__name__)
 
 _ATTEMPT = re.compile(r"[0-9]{1,9}")  # ASCII digits only: "²".isdigit() is True, int("²") fails
-PIECE_BYTES = 1024 * 1024  # of the log file per write: a few MB in flight per reader
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class Backing:
     driver: str  # the default driver
     labels_note: str  # "every runs_on label" or the list
     routes: Mapping[str, str] = field(default_factory=dict)  # label -> its driver, when not the default
+    reader: LogReader | None = None  # any attempt's log (the node's); None: read logstore's files
 
 
 class JobPages:
@@ -97,30 +99,8 @@ class JobPages:
         attempt_text = request.query.get("attempt", str(job.attempt))
         if not _ATTEMPT.fullmatch(attempt_text) or not 1 <= int(attempt_text) <= job.attempt:
             raise web.HTTPBadRequest(text=f"attempt must be 1..{job.attempt}\n")
-        attempt = int(attempt_text)
-        try:
-            joblog = await backing.logstore.open(job.job_id, attempt, create=False)
-        except LogNotFound:
-            if attempt == job.attempt and not job.terminal:
-                raise web.HTTPNotFound(text=f"no log yet for job {job.job_id} attempt {attempt_text}\n") from None
-            joblog = None  # the attempt ended without a line: no log is stored
-        except LogStoreError as err:
-            raise web.HTTPServiceUnavailable(text=f"the log store failed: {err}\n") from None
-        # Streamed from the file a piece at a time, read and rendered on a worker
-        # thread: a log of any size costs a few MB and never holds the event loop.
-        answer = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
-        await answer.prepare(request)
-        text = TextRenderer()
-        if joblog is not None:
-            try:
-                async for piece in joblog.chunks(text.render, piece_bytes=PIECE_BYTES):
-                    await answer.write(piece)
-            except LogStoreError as err:  # the status is sent: all we can do is stop short
-                log.error("serving the log of %s failed: %s", job.job_id, err)
-                return answer
-        await answer.write(text.finish())
-        await answer.write_eof()
-        return answer
+        reader = backing.reader or LogReader(backing.store, backing.logstore, backing.host)
+        return await serve_log(request, reader, job.job_id, int(attempt_text))
 
 
 def source_text(request: jobs_pb2.JobRequest) -> str:

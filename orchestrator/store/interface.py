@@ -276,6 +276,17 @@ class Store(abc.ABC):
     async def purge_clone_credentials(self) -> int:
         """Forget the credentials of finished jobs (and of jobs never stored, after an hour); how many."""
 
+    # -- retention (orchestrator.logstore.retention) -------------------------
+    @abc.abstractmethod
+    async def expired_jobs(self, older_than: float, limit: int = 1000) -> list[str]:
+        """Jobs whose current attempt finished more than ``older_than`` s ago (by the store's
+        clock), oldest first, at most ``limit``."""
+
+    @abc.abstractmethod
+    async def delete_jobs(self, job_ids: Sequence[str], older_than: float) -> list[str]:
+        """Delete these jobs with their attempts and steps, each only if it is still expired
+        (a retry since ``expired_jobs`` keeps it); the ids deleted."""
+
     # -- counters ---------------------------------------------------------
     @abc.abstractmethod
     async def ignored_transitions(self) -> int:

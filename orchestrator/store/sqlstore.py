@@ -31,6 +31,7 @@ from orchestrator.store.interface import Store
 from orchestrator.store.leases import LeasesSql
 from orchestrator.store.outbox import Announce, OutboxSql, outbox_cte, outbox_insert
 from orchestrator.store.records import AttemptRecord, JobFilter, JobRecord, Row, StepRecord
+from orchestrator.store.retentionsql import RetentionSql
 from orchestrator.store.sqltext import (
     ACTIVE_SQL, FILTER_COLUMNS, INSERT_JOB, JOBS_SELECT, NEW_ATTEMPT, PROVISIONING, QUEUED, STEP_OPEN_SQL,
     SUBMIT_ONE_STATEMENT, TERMINAL_SQL, UNFINISHED_SQL, job_keys, move_sql, submit_claimed_statement,
@@ -47,7 +48,7 @@ class _Phase(enum.Enum):
     CLOSED = "closed"
 
 
-class SqlStore(OutboxSql, HostsSql, TokensSql, CredentialsSql, LeasesSql, Store):
+class SqlStore(OutboxSql, HostsSql, TokensSql, CredentialsSql, LeasesSql, RetentionSql, Store):
     """A ``Store`` over a ``Backend``; ``host_stale_after`` (s) is the default for ``HostRecord.alive``."""
 
     def __init__(self, backend: Backend, host_stale_after: float = 30.0) -> None:

@@ -21,8 +21,8 @@ from tests.node.harness import LocalNode, local_node, local_settings
 Call = Callable[[admin_pb2_grpc.AdminServiceStub, Any], Awaitable[Any]]
 
 
-async def _tail(stub: admin_pb2_grpc.AdminServiceStub, metadata: Any) -> list[admin_pb2.LogChunk]:
-    return [chunk async for chunk in stub.TailLogs(admin_pb2.TailLogsRequest(job_id="job-nope"), metadata=metadata)]
+async def _tail(stub: admin_pb2_grpc.AdminServiceStub, metadata: Any) -> list[admin_pb2.LogPage]:
+    return [page async for page in stub.TailLogs(admin_pb2.TailLogsRequest(job_id="job-nope"), metadata=metadata)]
 
 
 CALLS: dict[str, Call] = {
@@ -34,6 +34,7 @@ CALLS: dict[str, Call] = {
     "Cancel": lambda s, md: s.Cancel(admin_pb2.CancelRequest(job_id="job-nope"), metadata=md),
     "Retry": lambda s, md: s.Retry(admin_pb2.RetryRequest(job_id="job-nope"), metadata=md),
     "Drain": lambda s, md: s.Drain(admin_pb2.DrainRequest(host="no-such-host"), metadata=md),
+    "CollectGarbage": lambda s, md: s.CollectGarbage(admin_pb2.GarbageRequest(dry_run=True), metadata=md),
     "CreateToken": lambda s, md: s.CreateToken(admin_pb2.CreateTokenRequest(name=""), metadata=md),
     "ListTokens": lambda s, md: s.ListTokens(admin_pb2.ListTokensRequest(), metadata=md),
     "RevokeToken": lambda s, md: s.RevokeToken(admin_pb2.RevokeTokenRequest(name="nobody"), metadata=md),

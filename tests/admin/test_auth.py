@@ -21,7 +21,7 @@ REFUSED = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
 # The roles as issue 13 defines them, written out independently of METHOD_ROLES.
 READ = {"Get", "List", "TailLogs", "Hosts"}
 OPERATE = READ | {"Submit", "Cancel", "Retry", "ListSecrets", "SecretAudit"}  # issue 16: names, never values
-ADMIN = OPERATE | {"Drain", "CreateToken", "ListTokens", "RevokeToken", "SetSecret", "DeleteSecret"}
+ADMIN = OPERATE | {"Drain", "CollectGarbage", "CreateToken", "ListTokens", "RevokeToken", "SetSecret", "DeleteSecret"}
 ALLOWED = {Role.READ: READ, Role.OPERATE: OPERATE, Role.ADMIN: ADMIN}
 
 

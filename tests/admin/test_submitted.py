@@ -76,7 +76,8 @@ async def test_an_admin_job_is_marked_untrusted_and_keeps_its_credentials_apart(
             await async_wait_until(finished, what="j-admin to succeed")
             got = await stub.Get(admin_pb2.GetJobRequest(job_id="j-admin"))
             listed = await stub.List(admin_pb2.ListJobsRequest())
-            log = b"".join([c.content async for c in stub.TailLogs(admin_pb2.TailLogsRequest(job_id="j-admin"))])
+            log = b"\n".join([run.data async for page in stub.TailLogs(admin_pb2.TailLogsRequest(job_id="j-admin"))
+                              for run in page.runs])
             for shown in (got.SerializeToString(), listed.SerializeToString(), log):
                 assert PASSWORD.encode() not in shown
             assert b"cloned with" in log  # the line is there, the password masked

@@ -353,3 +353,22 @@ def test_status_shows_every_attempt(node: ServeProcess, tmp_path: Path) -> None:
         ("1", host, "failed: step 2 (Fails) failed with exit code 3"),
         ("2", host, "failed: step 2 (Fails) failed with exit code 3"),
     ]
+    # each attempt's own log (the second says the same: it ran the same steps)
+    for attempt in ("1", "2"):
+        shown = node.ciadm("logs", "--attempt", attempt, job["job_id"])
+        assert shown.returncode == 0 and shown.stdout.count("about to fail") == 1, shown.stderr
+    beyond = node.ciadm("logs", "--attempt", "3", job["job_id"])
+    assert beyond.returncode == 1 and "has attempts 1..2, not 3" in one_error_line(beyond.stderr)
+
+
+def test_gc_dry_run_shows_what_would_go_and_deletes_nothing(node: ServeProcess, tmp_path: Path) -> None:
+    [job] = node.ciadm_json("submit", cwd=git_repo(tmp_path / "failing", FAILING))
+    node.wait_state(job["job_id"], "failed")
+    report = node.ciadm_json("gc", "--dry-run", "--older-than", "1ms")
+    assert report["dry_run"] and report["jobs"] >= 1 and job["job_id"] in report["job_ids"]
+    assert report["logs"] >= 1 and report["log_bytes"] > 0
+    assert node.status(job["job_id"])["state"] == "failed"  # still there
+    shown = node.ciadm("gc", "--dry-run").stdout.splitlines()  # the default age: 90 days
+    assert shown[0].startswith("would delete 0 jobs and 0 logs (0 bytes) that finished before ")
+    bad = node.ciadm("gc", "--older-than", "soon")
+    assert bad.returncode == 2 and "--older-than" in one_error_line(bad.stderr)

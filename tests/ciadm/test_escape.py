@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ciadm.escape import escape_controls
+from common.escape import escape_controls
 
 
 @pytest.mark.parametrize(("raw", "shown"), [

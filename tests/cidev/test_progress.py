@@ -17,7 +17,6 @@ from pathlib import Path
 
 from cidev.run_engine import JobResult
 from cidev.run_progress import ERASE, ProgressDisplay
-from common.logbatch import LogLine
 from common.masking import Masker
 from common.rpc import admin_pb2, jobs_pb2
 from tests.cidev.test_run import CIDEV, cidev_run, make_repo
@@ -110,8 +109,8 @@ def test_status_line_follows_the_jobs_and_is_cut_to_the_width():
     progress.job_started(build)
     assert written[-1] == ERASE + "cidev: 0/2 jobs done | build: 0.00s"
     now[0] = 112.5
-    progress.line(build, LogLine(sequence=1, step=1, stream=admin_pb2.LOG_STREAM_STDOUT, content=b"hello",
-                                 continuation=False, at=now[0]))
+    progress.page(build, admin_pb2.LogPage(first_sequence=1, runs=[admin_pb2.LogRun(
+        step=1, stream=admin_pb2.LOG_STREAM_STDOUT, lines=1, at=now[0], data=b"hello")]))
     assert written[-2] == ERASE + "[build] | hello\n"  # the status is erased before the line
     assert written[-1] == ERASE + "cidev: 0/2 jobs done | build: step 2/2 12.5s"
     progress.job_started(lint)

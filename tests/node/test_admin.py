@@ -12,6 +12,7 @@ from orchestrator.node import Node
 from orchestrator.store import JobState
 from tests.node.conftest import Cluster
 from tests.node.harness import admin_stub, driver_of, job
+from tests.logs.pages import collect, lines_of
 from tests.waiting import async_wait_until
 
 Q, P, R, S, F, C = (JobState.QUEUED, JobState.PROVISIONING, JobState.RUNNING, JobState.SUCCEEDED, JobState.FAILED,
@@ -100,8 +101,8 @@ async def test_cancel_of_a_queued_job_means_it_never_starts(cluster: Cluster) ->
         assert [e.reason for e in cluster.events.terminal("later")] == ["not wanted"]
         # it never logged a line: its log reads empty and ends, followed or not
         for follow in (False, True):
-            chunks = [c async for c in admin.TailLogs(admin_pb2.TailLogsRequest(job_id="later", follow=follow))]
-            assert [c.end for c in chunks] == [True]
+            pages = await collect(admin.TailLogs(admin_pb2.TailLogsRequest(job_id="later", follow=follow)))
+            assert [(p.end, p.ended, p.attempt, len(p.runs)) for p in pages] == [(True, "", 1, 0)]
     # a node that serves lab-b now gets the request: it acknowledges it and runs nothing
     async with cluster.node(cluster.settings(host="node-b", labels=("lab-b",))) as other:
         await async_wait_until(lambda: _acked(other) == 1, what="the request acknowledged")
@@ -164,20 +165,20 @@ async def test_retry_is_a_new_attempt_and_refused_while_running(cluster: Cluster
 async def test_tail_logs_follows_live_until_the_job_ends(cluster: Cluster) -> None:
     async with cluster.node(cluster.settings()) as node, admin_stub(node) as admin:
         await admin.Submit(admin_pb2.SubmitRequest(jobs=[job("talk", steps=("echo one", "sleep 1", "echo two"))]))
-        chunks: list[admin_pb2.LogChunk] = []
+        pages: list[admin_pb2.LogPage] = []
         states_at_first_line: list[JobState] = []
-        async for chunk in admin.TailLogs(admin_pb2.TailLogsRequest(job_id="talk", follow=True)):
-            if not chunks:
+        async for page in admin.TailLogs(admin_pb2.TailLogsRequest(job_id="talk", follow=True)):
+            if page.runs and not states_at_first_line:
                 record = await cluster.store.get_job("talk")
                 assert record is not None
                 states_at_first_line.append(record.state)
-            chunks.append(chunk)
-        assert [(c.sequence, c.step, c.content) for c in chunks[:-1]] == [(1, 0, b"one"), (2, 2, b"two")]
-        assert chunks[-1].end
+            pages.append(page)
+        assert [(ln.sequence, ln.step, ln.content) for ln in lines_of(pages)] == [(1, 0, b"one"), (2, 2, b"two")]
+        assert pages[-1].end and not pages[-1].ended and pages[0].attempt == 1
         assert states_at_first_line == [R]  # the first line reached us while the job still ran
         await cluster.finished("talk")
-        again = [c async for c in admin.TailLogs(admin_pb2.TailLogsRequest(job_id="talk", from_sequence=2))]
-        assert [(c.content, c.end) for c in again] == [(b"two", False), (b"", True)]
+        again = await collect(admin.TailLogs(admin_pb2.TailLogsRequest(job_id="talk", from_sequence=2)))
+        assert [ln.content for ln in lines_of(again)] == [b"two"] and again[-1].end
 
 
 async def test_hosts_and_ignored_transitions_are_visible(cluster: Cluster) -> None:
@@ -223,12 +224,9 @@ async def test_cancel_through_another_node_reaches_the_one_running_it(cluster: C
         await async_wait_until(lambda: vm_name("far", 1) in driver_of(a).destroyed, what="node-a destroys the VM")
         assert cluster.events.job_states("far") == [P, R, C]
         assert [e.host for e in cluster.events.terminal("far")] == ["node-a"]
-        # its log lives on node-a: node-b says where, in one line
-        with pytest.raises(grpc.aio.AioRpcError) as err:
-            async for _ in admin_b.TailLogs(admin_pb2.TailLogsRequest(job_id="far")):
-                pass
-        assert err.value.code() == grpc.StatusCode.NOT_FOUND
-        assert "ran on node-a" in err.value.details() and "\n" not in err.value.details()
+        # its log was written on node-a; node-b reads it from the archive
+        pages = await collect(admin_b.TailLogs(admin_pb2.TailLogsRequest(job_id="far")))
+        assert [ln.content for ln in lines_of(pages)] == [b"hi"] and pages[-1].end and not pages[-1].ended
         assert driver_of(b).events == []
 
 

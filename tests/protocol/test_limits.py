@@ -13,7 +13,7 @@ import pytest
 
 from common.logbatch import STDOUT, SYSTEM, iter_lines
 from common.rpc import jobs_pb2, runner_pb2
-from orchestrator.logstore import LogStore, reader
+from orchestrator.logstore import LogStore, chunks
 from orchestrator.node.lifecycle import token_lifetime
 from orchestrator.node.settings import TimeoutConfig
 from tests.protocol.harness import assigned, bearer, orchestrator, stub
@@ -71,22 +71,8 @@ async def test_a_runner_that_ships_past_the_log_limit_ends_its_job_failed(tmp_pa
     assert 10 <= sequence <= 12  # it stopped at limit + slack, not later
 
 
-def reference_text(batches: list[runner_pb2.LogBatch]) -> str:
-    """The log page as it was rendered line by line before it was streamed."""
-    out: list[str] = []
-    for b in batches:
-        for line in iter_lines(b):
-            if line.continuation and out:
-                out[-1] += line.text()
-            elif line.stream == SYSTEM:
-                out.append("## " + line.text())
-            else:
-                out.append(line.text())
-    return "".join(text + "\n" for text in out)
-
-
-async def test_a_log_read_in_small_pieces_renders_exactly_as_read_whole(tmp_path: Path, monkeypatch):
-    monkeypatch.setattr(reader, "READ_CHUNK", 300)  # many pieces, and frames larger than one piece
+async def test_a_log_read_in_small_pieces_is_exactly_the_log_read_whole(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(chunks, "READ_CHUNK", 300)  # many pieces, and frames larger than one piece
     batches = [
         batch("job-r", 1, [b"## not a note", b"caf\xc3\xa9"]),
         batch("job-r", 3, [b"step 1: Build"], stream=SYSTEM),
@@ -98,13 +84,11 @@ async def test_a_log_read_in_small_pieces_renders_exactly_as_read_whole(tmp_path
         joblog = await store.open("job-r", 1)
         for b in batches:
             await joblog.append(b)
-        text = reader.TextRenderer()
-        pieces = [piece async for piece in joblog.chunks(text.render)]
-        streamed = b"".join(pieces) + text.finish()
+        pieces = [piece async for piece in joblog.chunks(chunks.lines_of)]
         assert len(pieces) > 2
-        assert streamed.decode() == reference_text(batches)
+        assert [ln for piece in pieces for ln in piece] == chunks.lines_of(batches)
         # from a sequence on: the batches are trimmed to it, whatever piece it falls in
-        lines = [ln for group in [g async for g in joblog.chunks(reader.lines_of, 8)] for ln in group]
+        lines = [ln for group in [g async for g in joblog.chunks(chunks.lines_of, 8)] for ln in group]
         assert [ln.sequence for ln in lines] == [8, 9, 10]
         await joblog.close()
         assert [ln.sequence async for ln in joblog.follow(9)] == [9, 10]  # a closed log: read from the file

@@ -18,12 +18,12 @@ def test_generated_stubs_are_current():
 
 
 def test_runner_service_has_every_call():
-    from common.rpc import runner_pb2
+    from common.rpc import admin_pb2, runner_pb2
 
     service = runner_pb2.DESCRIPTOR.services_by_name["RunnerService"]
     assert set(service.methods_by_name) == {"GetJob", "StreamLogs", "ReportStep", "Heartbeat", "Complete"}
     stream = service.methods_by_name["StreamLogs"]
     assert stream.client_streaming and stream.server_streaming
     # Log content must be bytes: steps print non-UTF-8.
-    data = runner_pb2.LogRun.DESCRIPTOR.fields_by_name["data"]
+    data = admin_pb2.LogRun.DESCRIPTOR.fields_by_name["data"]
     assert data.type == data.TYPE_BYTES

@@ -3,7 +3,7 @@
 A job prints whatever it likes; shown raw on the operator's terminal, an
 escape sequence could move the cursor over earlier lines, retitle the
 window, write the clipboard (OSC 52) or, on some terminals, answer back
-into the shell. ``ciadm logs`` on a terminal therefore shows:
+into the shell. ``ciadm logs`` and ``cidev run`` on a terminal therefore show:
 
 * ANSI SGR sequences (``ESC [ <digits;:> m``: colours, bold) as they are:
   they are what users expect to see;
@@ -14,6 +14,10 @@ into the shell. ``ciadm logs`` on a terminal therefore shows:
 
 Through a pipe or into a file the bytes stay exactly as the job printed them
 (``ciadm logs JOB > out.log`` keeps the log); ``--raw`` always prints them so.
+
+``escape_block`` does the same to a block of whole lines, keeping their
+newlines, with one pass over the block (and none at all for the usual block
+of printable ASCII).
 """
 
 from __future__ import annotations
@@ -31,7 +35,24 @@ def _escape(match: re.Match[str]) -> str:
     return f"\\x{ord(match.group(0)):02x}"
 
 
+# The same, but a newline passes: it separates the lines of a block.
+_UNSAFE_IN_BLOCK = re.compile(rf"({_SGR})|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Any byte that may need a look: controls but TAB and LF, DEL, and everything not ASCII.
+_SUSPECT = re.compile(rb"[\x00-\x08\x0b-\x1f\x7f-\xff]")
+
+
+def _escaped(content: bytes, pattern: re.Pattern[str]) -> bytes:
+    text = content.decode("utf-8", "backslashreplace")
+    return pattern.sub(_escape, text).encode("utf-8")
+
+
 def escape_controls(content: bytes) -> bytes:
     """``content`` with everything but colours and tabs that a terminal would act on made visible."""
-    text = content.decode("utf-8", "backslashreplace")
-    return _UNSAFE.sub(_escape, text).encode("utf-8")
+    return _escaped(content, _UNSAFE)
+
+
+def escape_block(block: bytes) -> bytes:
+    """``escape_controls`` of each line of ``block``, its newlines kept."""
+    if _SUSPECT.search(block) is None:
+        return block
+    return _escaped(block, _UNSAFE_IN_BLOCK)
