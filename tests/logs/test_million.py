@@ -112,8 +112,8 @@ def _http(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[st
 
 
 async def test_a_million_lines_reach_every_reader_whole_and_in_order(node: ServeProcess, pki: Pki,
-                                                                     tmp_path: Path) -> None:
-    first, second = tmp_path / "gate1", tmp_path / "gate2"
+                                                                     tmp_path: Path, job_dir: Path) -> None:
+    first, second = job_dir / "gate1", job_dir / "gate2"  # where the contained job's user can look
     repo = git_repo(tmp_path / "repo", workflow(first, second))
     submitted = node.ciadm_json("submit", cwd=repo)
     job_id = submitted[0]["job_id"]

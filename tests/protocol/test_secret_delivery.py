@@ -6,6 +6,7 @@ import grpc
 import pytest
 
 from common.rpc import jobs_pb2, runner_pb2
+from common.version import VERSION
 from orchestrator.store import StoreUnavailable
 from tests.protocol.harness import assigned, bearer, orchestrator, stub
 
@@ -30,7 +31,8 @@ async def test_each_get_job_records_the_delivery_first_and_a_failed_record_withh
         channel, client = stub(orch.server.address)
         async with channel:
             def get(job_id: str, token: str):  # type: ignore[no-untyped-def]
-                request = runner_pb2.GetRunnerJobRequest(job=runner_pb2.JobRef(job_id=job_id, attempt=1))
+                request = runner_pb2.GetRunnerJobRequest(job=runner_pb2.JobRef(job_id=job_id, attempt=1),
+                                                         runner_version=VERSION)
                 return client.GetJob(request, metadata=bearer(token))
 
             assert dict((await get("job-a", trusted.token)).secrets) == {"TOKEN": VALUE}
