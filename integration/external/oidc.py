@@ -67,19 +67,20 @@ class JwksCache:
         self.min_refresh_interval = min_refresh_interval
         self._clock = clock
         self._keys: dict[str, jwt.PyJWK] = {}
-        self._fetched_at: float | None = None
+        self._fetched_at: float | None = None  # the last fetch that gave keys
+        self._failed_at: float | None = None  # the last fetch that did not
+        self._unknown_refresh_at: float | None = None  # the last fetch an unknown kid caused
         self._lock = asyncio.Lock()
         self.fetches = 0
 
     async def _fetch(self) -> None:
+        self.fetches += 1
         try:
             answer = await self.http.request("GET", self.url, what="read the OIDC issuer's keys",
                                              headers={"User-Agent": USER_AGENT, "Accept": "application/json"})
         except ForgeError as err:
+            self._failed_at = self._clock()
             raise KeysUnavailable(f"the OIDC issuer's keys could not be read: {err}") from err
-        finally:
-            self._fetched_at = self._clock()
-            self.fetches += 1
         keys: dict[str, jwt.PyJWK] = {}
         entries = answer.body.get("keys") if isinstance(answer.body, dict) else None
         for entry in entries if isinstance(entries, list) else []:
@@ -90,28 +91,39 @@ class JwksCache:
             except jwt.PyJWTError as err:  # a key type PyJWT cannot use: skip it, keep the others
                 log.warning("OIDC key %r skipped: %s", entry["kid"], err)
         if not keys:
+            self._failed_at = self._clock()
             raise KeysUnavailable(f"the OIDC issuer's JWKS at {self.url} holds no usable key")
         self._keys = keys
+        self._fetched_at = self._clock()
         log.info("OIDC issuer keys fetched", extra={"fields": {"url": self.url, "keys": len(keys)}})
 
-    def _fresh(self) -> bool:
-        return self._fetched_at is not None and self._clock() - self._fetched_at < self.max_age and bool(self._keys)
+    def _since(self, at: float | None) -> float:
+        return float("inf") if at is None else self._clock() - at
 
     async def key(self, kid: str) -> jwt.PyJWK | None:
-        """The key ``kid``, fetching the JWKS when it is stale or (within the bound) when ``kid`` is unknown."""
-        if self._fresh() and kid in self._keys:
+        """The key ``kid``: the JWKS is fetched when stale, and again (within the bound) for an unknown ``kid``."""
+        if self._since(self._fetched_at) < self.max_age and kid in self._keys:
             return self._keys[kid]
         async with self._lock:
-            may_fetch = self._fetched_at is None or self._clock() - self._fetched_at >= self.min_refresh_interval
-            if (not self._fresh() or kid not in self._keys) and may_fetch:
+            if self._since(self._fetched_at) >= self.max_age:
+                # Never fetched, or stale; after a failed fetch, not again within the bound.
+                if self._since(self._failed_at) >= self.min_refresh_interval:
+                    try:
+                        await self._fetch()
+                    except KeysUnavailable:
+                        if not self._keys:
+                            raise
+                        log.warning("the OIDC issuer's keys could not be refreshed, the ones held are used")
+                elif not self._keys:
+                    raise KeysUnavailable("the OIDC issuer's keys could not be read a moment ago; "
+                                          "not asking again yet")
+            elif kid not in self._keys and self._since(self._unknown_refresh_at) >= self.min_refresh_interval:
+                # The issuer may have rotated its keys.
+                self._unknown_refresh_at = self._clock()
                 try:
                     await self._fetch()
-                except KeysUnavailable:
-                    if not self._keys:
-                        raise
-                    log.warning("the OIDC issuer's keys could not be refreshed, the ones held are used")
-            elif not self._keys:
-                raise KeysUnavailable("the OIDC issuer's keys could not be read a moment ago; not asking again yet")
+                except KeysUnavailable as err:
+                    log.warning("the OIDC issuer's keys could not be refreshed: %s", err)
             return self._keys.get(kid)
 
 
