@@ -72,7 +72,7 @@ def test_what_is_not_a_json_object_says_so():
 def test_every_missing_field_is_listed():
     listed = problems({"schema_version": 1})
     assert listed == [f"the body: {name!r} is a required property" for name in
-                      ("delivery_id", "job_id", "job_name", "run_attempt", "run_id", "status", "upstream")]
+                      ("delivery_id", "upstream", "run_id", "run_attempt", "job_id", "job_name", "status")]
 
 
 @pytest.mark.parametrize("name", ["results-v1.schema.json", "dispatch-v1.schema.json"])
