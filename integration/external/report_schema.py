@@ -37,9 +37,10 @@ _RULES = {
 class ReportInvalid(IntegrationError):
     """A report body that is not taken; ``problems`` lists each (``field: what is wrong``)."""
 
-    def __init__(self, problems: list[str]) -> None:
+    def __init__(self, problems: list[str], malformed: bool = False) -> None:
         super().__init__("; ".join(problems))
         self.problems = problems
+        self.malformed = malformed  # not a JSON object at all (400), rather than a JSON object that is wrong (422)
 
 
 def schema_text(version: int = 1) -> str:
@@ -92,16 +93,16 @@ def parse_report(body: bytes) -> ResultReport:
     try:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError) as err:
-        raise ReportInvalid([f"the body is not JSON: {err}"]) from None
+        raise ReportInvalid([f"the body is not JSON: {err}"], malformed=True) from None
     except RecursionError:
-        raise ReportInvalid(["the body nests deeper than the JSON parser allows"]) from None
+        raise ReportInvalid(["the body nests deeper than the JSON parser allows"], malformed=True) from None
     return check_report(doc)
 
 
 def check_report(doc: Any) -> ResultReport:
     """``doc`` (decoded JSON) as a report, checked against its schema version."""
     if not isinstance(doc, dict):
-        raise ReportInvalid(["the body must be a JSON object"])
+        raise ReportInvalid(["the body must be a JSON object"], malformed=True)
     version = doc.get("schema_version")
     if "schema_version" not in doc:
         raise ReportInvalid([f"schema_version is missing: this server takes {', '.join(map(str, SCHEMA_VERSIONS))}"])

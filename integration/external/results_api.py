@@ -143,8 +143,7 @@ class ResultsApi:
         try:
             report = parse_report(body)
         except ReportInvalid as err:
-            status = 400 if err.problems[0].startswith("the body") else 422
-            raise Refused(status, "invalid report", str(err), problems=err.problems) from None
+            raise Refused(400 if err.malformed else 422, "invalid report", str(err), problems=err.problems) from None
         fields.update(delivery=report.delivery_id, job=report.job_id, run=report.run_id, attempt=report.run_attempt)
         self._check_run(caller, report)
         dispatch = await self._dispatch(repo, report)
