@@ -25,7 +25,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.fakes.forges.base import FakeForge, json_body, json_error, load_schema, validation_error
+from tests.fakes.forges.base import FakeForge, json_body, json_error, load_schema, repo_of, validation_error
 
 DOCS = "https://docs.github.com/rest"
 
