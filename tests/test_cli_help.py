@@ -18,6 +18,7 @@ PROGRAMS = {
     "solstice-runner": "runner.cli",
     "ciadm": "ciadm.cli",
     "cidev": "cidev.cli",
+    "solstice-report": "integration.external.report_cli",
 }
 
 
