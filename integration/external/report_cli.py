@@ -141,7 +141,8 @@ def build_report(payload: dict[str, Any], status: str, conclusion: str | None, j
 
 
 @click.command(epilog="""\b
-Examples (in a GitHub Actions job started by the relay):
+Examples:
+  # in a GitHub Actions job started by the relay (permissions: id-token: write)
   solstice-report --status in_progress
   solstice-report --status completed --conclusion "${{ job.status }}" --junit 'reports/**/*.xml' \\
       --artifact-url "https://ci.example.org/runs/$GITHUB_RUN_ID"
