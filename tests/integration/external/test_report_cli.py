@@ -9,11 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from aiohttp import web
 
 from integration.external.allowlist import RepoKey
 from integration.external.junit import JUnitUnreadable, read_junit
 from integration.external.records import SuiteSummary
+from tests.conftest import REPO_ROOT
 from tests.fakes.oidc import FakeOidcIssuer
 from tests.fakes.serving import serve_on_loopback
 from tests.integration.external.conftest import AUDIENCE, SHA, UPSTREAM, ResultsServer
@@ -143,3 +145,14 @@ async def test_an_unreadable_junit_file_still_reports_without_counts(results: Re
     assert "::warning::solstice-report: " in out and "refused for safety" in out
     [stored] = await results.store.results_of_upstream(RepoKey.parse(UPSTREAM))
     assert stored.report.tests is None and stored.conclusion == "success"
+
+
+def test_the_composite_action_runs_solstice_report_with_inputs_from_the_environment():
+    action = yaml.safe_load((REPO_ROOT / "docs" / "actions" / "solstice-report" / "action.yml").read_text())
+    assert action["runs"]["using"] == "composite"
+    assert set(action["inputs"]) >= {"status", "conclusion", "junit", "artifact-url", "job-name"}
+    [install, run] = action["runs"]["steps"]
+    assert "solstice-report" in run["run"] and "pip install" in install["run"]
+    # Inputs reach the script only through the environment: never pasted into it (no script injection).
+    assert "${{" not in run["run"]
+    assert all(value.startswith("${{ inputs.") for value in run["env"].values())
