@@ -21,8 +21,9 @@ import jsonschema
 import pytest
 from aiohttp import web
 
-from integration.external.allowlist import RepoKey
-from integration.external.records import FAILED, SENT
+from integration.events import Delivery, Forge
+from integration.external.allowlist import RepoKey, parse_allowlist
+from integration.external.records import DROPPED, FAILED, SENT
 from integration.external.senders import SIGNATURE_HEADER, relay_secret
 from integration.signature import sign
 from tests.conftest import REPO_ROOT
@@ -182,7 +183,6 @@ async def test_a_replayed_webhook_dispatches_nothing_twice(world: World, payload
     assert (status, answer["result"]) == (200, "duplicate delivery")
     # Even offered again past the webhook's own dedupe, the relay records nothing new.
     relay = stack.integration.external.relay
-    from integration.events import Delivery, Forge
     assert await relay.offer(Delivery(Forge.GITHUB, "pull_request", "replayed"), body) == 0
     await relay.send_due()
     assert len(stack.github.dispatches) == 3 and len(world.forgejo.received) == 1
@@ -248,3 +248,23 @@ async def test_an_audience_mismatch_is_refused_end_to_end(world: World, payload)
                                 headers={"Authorization": f"Bearer {token}"}) as answer:
             assert answer.status == 401
             assert f"ask for audience {AUDIENCE!r}" in (await answer.json())["detail"]
+
+
+async def test_a_downstream_removed_before_its_dispatch_went_out_gets_nothing(world: World, payload):
+    stack = world.stack
+    relay = stack.integration.external.relay
+    body = payload("github/pull_request.opened")
+    assert await relay.offer(Delivery(Forge.GITHUB, "pull_request", "removed-1"), body) == 4
+    # No await since the offer: the sender has not run yet when the new version takes effect.
+    stack.integration.external.allowlist.current = parse_allowlist(
+        world.allowlist.read_text().replace("    acme/l1-ci: L1\n", ""), "test", allow_http=True)
+    store = stack.integration.external.store
+
+    async def settled() -> list[tuple[str, str]]:
+        records = await store.dispatches_of(RepoKey.parse(UPSTREAM), sha=PR_SHA)
+        states = sorted((r.downstream.name, r.state) for r in records)
+        return states if all(state != "pending" for _, state in states) else []
+
+    states = await async_wait_until(settled, what="every dispatch to settle")
+    assert states == [("acme/l1-ci", DROPPED), ("acme/l2-ci", SENT), ("acme/l4-ci", SENT), ("lab/riscv-ci", SENT)]
+    assert "acme/l1-ci" not in [repo for repo, _ in stack.github.dispatches]
