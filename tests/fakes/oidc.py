@@ -16,14 +16,14 @@ import base64
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any
 
 import jwt
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from tests.fakes.serving import serve_on_loopback
+from tests.fakes.serving import LoopbackFake
 
 REMOVE = object()  # a claim value that means: leave the claim out
 
@@ -33,7 +33,7 @@ def new_key() -> rsa.RSAPrivateKey:
 
 
 @dataclass
-class FakeOidcIssuer:
+class FakeOidcIssuer(LoopbackFake):
     """``keys``: kid -> private key, all published; ``audience`` the default ``aud`` of minted tokens."""
 
     keys: dict[str, rsa.RSAPrivateKey] = field(default_factory=dict)
@@ -104,21 +104,10 @@ class FakeOidcIssuer:
         repository = claims.pop("repository")
         return web.json_response({"count": 1, "value": self.mint(repository, aud=audience, **claims)})
 
-    async def start(self) -> str:
+    def make_app(self) -> web.Application:
         if not self.keys:
             self.keys["key-1"] = new_key()
         app = web.Application()
         app.router.add_get("/.well-known/jwks", self._jwks)
         app.router.add_get("/token", self._token)
-        self._runner, self.url = await serve_on_loopback(app)
-        return self.url
-
-    async def close(self) -> None:
-        await self._runner.cleanup()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+        return app
