@@ -29,7 +29,9 @@ from typing import Any
 from common.validation import CloneRules, RequestInvalid
 from integration.errors import ForgeAuthError, ForgeRejected, ForgeUnavailable, IntegrationError, UnsafeForgeUrl
 from integration.events import Delivery, Forge
+from integration.external.allowlist import RepoKey
 from integration.external.allowlist_source import AllowlistSource
+from integration.external.levels import Level
 from integration.external.records import DROPPED, FAILED, DispatchRecord
 from integration.external.senders import DispatchSender
 from integration.external.settings import ExternalSettings
@@ -101,7 +103,7 @@ class UpstreamRelay:
         return len(inserted)
 
     @staticmethod
-    def _record(change: UpstreamChange, downstream, level, body: str, now: float) -> DispatchRecord:  # type: ignore[no-untyped-def]
+    def _record(change: UpstreamChange, downstream: RepoKey, level: Level, body: str, now: float) -> DispatchRecord:
         return DispatchRecord(
             id=f"dsp-{uuid.uuid4().hex}", delivery=change.delivery, downstream=downstream, upstream=change.upstream,
             installation_id=change.installation_id, sha=change.sha, ref=change.ref, pr_number=change.pr_number,
