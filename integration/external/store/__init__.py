@@ -1,7 +1,7 @@
 """Where out-of-tree CI keeps its state: the integration store's database, tables of its own.
 
     ExternalStore            interface (``contract``)
-    SqlExternalStore         the SQL once (``sql``)
+    SqlExternalStore         the SQL once (``sql``; the tables in ``schema``)
     SqliteExternalStore      the integration's SQLite file
     PostgresExternalStore    the integration's PostgreSQL database (every node shares it)
     open_external_store      picks one from the integration's ``store`` setting

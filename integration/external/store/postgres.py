@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from integration.errors import StoreError
-from integration.external.store.sql import SqlExternalStore, schema
+from integration.external.store.schema import schema
+from integration.external.store.sql import SqlExternalStore
 from integration.store.postgres import PostgresSeenStore
 
 SCHEMA = schema("DOUBLE PRECISION")

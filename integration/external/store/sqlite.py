@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from integration.errors import StoreError
-from integration.external.store.sql import SqlExternalStore, schema
+from integration.external.store.schema import schema
+from integration.external.store.sql import SqlExternalStore
 from integration.store.sqlite import SqliteSeenStore
 
 SCHEMA = schema("REAL")
