@@ -11,6 +11,7 @@ job events in, GitHub Checks and Forgejo commit statuses out.
     cancel        JobCanceller interface (PR closed), LoggingCanceller
     store/        SeenStore: dedupe claims + report records (SQLite, PostgreSQL)
     reporting/    EventReporter (job events -> forge), GitHub check runs, Forgejo statuses
+    external/     out-of-tree CI: the relay to allowlisted downstreams, POST /api/v1/results, the read API
     runtime       Integration: everything wired from IntegrationSettings
     app, cli      the multi-host aiohttp app and ``solstice-integration serve``
 

@@ -14,7 +14,10 @@ from common.config import load_config
 from common.errors import ConfigError
 from common.queue import EventConsumer, RabbitJobPublisher, Topology
 from integration.app import make_app
+from common.validation import RequestInvalid
 from integration.errors import IntegrationError
+from integration.external.allowlist import RepoKey
+from integration.external.senders import relay_secret
 from integration.httpserver import GuardedSite, app_runner
 from integration.runtime import Integration
 from integration.settings import IntegrationSettings
@@ -78,7 +81,10 @@ async def _serve(settings: IntegrationSettings, host: str, port: int) -> None:
                 settings.amqp_url, "integration", integration.reporter.handle, topology, bindings=("job.#",)
             )
             await consumer.start()
-            runner = app_runner(make_app(integration.service, settings.http), settings.http)
+            app = make_app(integration.service, settings.http)
+            if integration.external is not None:
+                integration.external.add_routes(app)  # out-of-tree CI: the results API and its read side
+            runner = app_runner(app, settings.http)
             try:
                 await runner.setup()
                 await GuardedSite(runner, settings.http, host=host, port=port).start()
@@ -89,6 +95,33 @@ async def _serve(settings: IntegrationSettings, host: str, port: int) -> None:
                 await consumer.stop()
     finally:
         await publisher.close()
+
+
+@cli.command(
+    "relay-secret",
+    epilog="""\b
+Examples:
+  SOLSTICE_RELAY_WEBHOOK_SECRET=... solstice-integration relay-secret forgejo:lab/riscv-ci
+""",
+)
+@click.argument("repository")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="YAML settings file; SOLSTICE_RELAY_WEBHOOK_SECRET overrides it.")
+def relay_secret_command(repository: str, config_path: Path | None) -> None:
+    """Print the key a Forgejo downstream checks the relay's webhooks with.
+
+    REPOSITORY is forgejo:owner/name as in the allowlist. Each downstream
+    gets a key of its own, derived from SOLSTICE_RELAY_WEBHOOK_SECRET: give
+    it to that downstream's receiver (it checks X-Solstice-Signature-256).
+    """
+    settings = load_config(IntegrationSettings, config_path)
+    if not settings.external.webhook_secret:
+        raise ConfigError("SOLSTICE_RELAY_WEBHOOK_SECRET is not set: there is nothing to derive the key from")
+    try:
+        repo = RepoKey.parse(repository, "REPOSITORY")
+    except RequestInvalid as err:
+        raise ConfigError(str(err)) from None
+    click.echo(relay_secret(settings.external.webhook_secret, repo))
 
 
 async def _run_until_signal(integration: Integration) -> None:

@@ -25,6 +25,7 @@ from common.validation import CloneRules
 from common.workflow.offload import WorkflowParser
 from integration.cancel import JobCanceller, JobRetrier, LoggingCanceller
 from integration.errors import IntegrationError
+from integration.external.service import ExternalCI
 from integration.events import Forge
 from integration.forges.forgejo_api import ForgejoClient
 from integration.forges.github_api import GitHubClient
@@ -66,6 +67,7 @@ class Integration(StartClose):
         self.github: GitHubClient | None = None
         self.forgejo: ForgejoClient | None = None
         self.parser = WorkflowParser(settings.workflow_limits)
+        self.external: ExternalCI | None = None  # out-of-tree CI, when settings.external asks for it
 
     @property
     def service(self) -> WebhookService:
@@ -85,6 +87,7 @@ class Integration(StartClose):
             await self.parser.start()
             self._session = aiohttp.ClientSession()
             self._wire(self._session)
+            await self._start_external(self._session)
         except BaseException:
             await self.close()
             raise
@@ -120,6 +123,15 @@ class Integration(StartClose):
             s.webhooks, secrets, self.store, self.publisher, links, self.canceller, self.retrier, self.parser)
         self._reporter = EventReporter(self.store, reporters, s.report.give_up_after)
 
+    async def _start_external(self, session: aiohttp.ClientSession) -> None:
+        x = self.settings.external
+        if not (x.relays or x.ingests):
+            return
+        self.external = ExternalCI(self.settings, session, self.github, self.forgejo)
+        await self.external.start()
+        # The webhook flow's one call into the relay, after the upstream's own build (integration.webhooks).
+        self.service.relay = self.external.relay
+
     def _clone_rules(self, forge_url: str) -> CloneRules:
         # A forge reached over plain http hands out http clone URLs; trusting
         # those adds nothing to what its API answers over http already decide.
@@ -127,8 +139,10 @@ class Integration(StartClose):
                           allow_http=forge_url.lower().startswith("http://"))
 
     def add_routes(self, app: web.Application, prefix: str = "/webhooks") -> None:
-        """Mount the webhook endpoints on ``app`` (the single-node server's, or ``make_app``'s)."""
+        """Mount the webhook endpoints (and out-of-tree CI's, when on) on ``app`` (the single-node server's)."""
         add_webhook_routes(app, self.service, prefix)
+        if self.external is not None:
+            self.external.add_routes(app)
 
     async def maintain(self, interval: float = PURGE_INTERVAL, retry_interval: float | None = None) -> None:
         """Forever (run it as a supervised task): retry due deferred builds every ``retry_interval`` s
@@ -151,6 +165,9 @@ class Integration(StartClose):
             await asyncio.sleep(min(retry_every, interval))
 
     async def close(self) -> None:
+        if self.external is not None:
+            external, self.external = self.external, None
+            await external.close()
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()

@@ -21,7 +21,7 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from common.queue.errors import QueueError
 from common.queue.publisher import JobPublisher
@@ -47,6 +47,9 @@ from integration.payload import PayloadError
 from integration.reporting.contract import ForgeReporter
 from integration.settings import WebhookSettings
 from integration.store import SeenStore
+
+if TYPE_CHECKING:
+    from integration.external.relay import UpstreamRelay
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +127,8 @@ class WebhookService:
         self.canceller = canceller
         self.retrier = retrier or LoggingRetrier()
         self.published = 0  # job requests published since start
+        # Out-of-tree CI: offered every verified delivery after the upstream's own build (integration.external).
+        self.relay: UpstreamRelay | None = None
 
     def secret(self, forge: Forge) -> str:
         """The webhook secret of ``forge``; "" when that forge is not configured (every delivery gets 404)."""

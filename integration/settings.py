@@ -16,6 +16,7 @@ from pathlib import Path
 from common.config import Seconds
 from common.errors import ConfigError
 from common.workflow.limits import WorkflowLimits
+from integration.external.settings import ExternalSettings
 from integration.httpserver import HttpLimits
 
 FORK_POLICIES = ("untrusted", "label", "approval")
@@ -111,6 +112,7 @@ class IntegrationSettings:
     report: ReportSettings = ReportSettings()
     http: HttpLimits = HttpLimits()  # deadlines and the per-client connection cap (integration.httpserver)
     workflow_limits: WorkflowLimits = WorkflowLimits()
+    external: ExternalSettings = ExternalSettings()  # out-of-tree CI (integration.external); off by default
     public_url: str = field(default="http://127.0.0.1:8080", metadata=_env("SOLSTICE_PUBLIC_URL"))
     listen: str = field(default="127.0.0.1:8081", metadata=_env("SOLSTICE_INTEGRATION_LISTEN"))
     # sqlite file path, or a postgresql:// DSN (multi-host: share dedupe between replicas)

@@ -137,7 +137,11 @@ async def receive(request: web.Request, forge: Forge) -> web.Response:
         return _error(400, "malformed JSON", detail)
     if not isinstance(payload, dict):
         return _error(400, "malformed JSON", "the body must be a JSON object")
-    outcome = await service.handle(Delivery(forge, event, _first(request, _DELIVERY_HEADERS[forge])), payload)
+    delivery = Delivery(forge, event, _first(request, _DELIVERY_HEADERS[forge]))
+    outcome = await service.handle(delivery, payload)
+    if service.relay is not None and not 400 <= outcome.status < 500:
+        # Out-of-tree CI, after the upstream's own build: records dispatches, never raises, never slows it long.
+        await service.relay.offer(delivery, payload)
     return web.json_response(outcome.to_json(), status=outcome.status)
 
 

@@ -19,6 +19,7 @@ PROGRAMS = {
     "solstice-image": "images.cli",
     "ciadm": "ciadm.cli",
     "cidev": "cidev.cli",
+    "solstice-report": "integration.external.report_cli",
 }
 
 

@@ -91,9 +91,11 @@ class ForgeHttp:
         body: Any = None,
         allow: tuple[int, ...] = (),
         deadline: float | None = None,
+        data: bytes | None = None,
     ) -> Response:
         """Send until a 2xx (or a status in ``allow``) comes back.
 
+        ``body`` is sent as JSON; ``data`` instead sends those exact bytes (a signed body).
         ``deadline`` is a ``time.monotonic()`` instant after which no attempt starts.
         """
         last = "no attempt made"
@@ -105,7 +107,7 @@ class ForgeHttp:
                     break
             try:
                 async with self.session.request(
-                    method, url, headers=dict(headers), json=body,
+                    method, url, headers=dict(headers), **({"data": data} if data is not None else {"json": body}),
                     timeout=aiohttp.ClientTimeout(total=timeout),
                 ) as answer:
                     # Forges answer UTF-8 JSON; a proxy error page in another charset must not raise here.

@@ -44,6 +44,7 @@ from common.config import Seconds
 from common.errors import ConfigError
 from common.files import private_dir, private_file
 from common.workflow.limits import WorkflowLimits
+from integration.external.settings import ExternalSettings
 from integration.httpserver import HttpLimits
 from integration.settings import (
     ForgejoSettings,
@@ -113,6 +114,7 @@ class ServeSettings:
     webhooks: WebhookSettings = WebhookSettings()
     report: ReportSettings = ReportSettings()
     http: HttpLimits = HttpLimits()  # the HTTP listener's deadlines and per-client connection cap
+    external: ExternalSettings = ExternalSettings()  # out-of-tree CI: off until an allowlist is set
     admin: AdminConfig = AdminConfig()  # AdminService: <data_dir>/admin.sock, optional TLS listener
     workflow_limits: WorkflowLimits = WorkflowLimits()
     timeouts: TimeoutConfig = field(default_factory=TimeoutConfig)
@@ -216,6 +218,6 @@ class ServeSettings:
         webhooks = dataclasses.replace(self.webhooks, allow_local_checkouts=self.allow_local_checkouts)
         return IntegrationSettings(
             github=self.github, forgejo=self.forgejo, webhooks=webhooks, report=self.report, http=self.http,
-            workflow_limits=self.workflow_limits,
+            workflow_limits=self.workflow_limits, external=self.external,
             public_url=self.http_url(), listen=self.listen, store=str(self.data_dir / "integration.sqlite"),
         )

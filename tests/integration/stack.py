@@ -23,6 +23,7 @@ from common.queue.publisher import JobPublisher
 from common.rpc import jobs_pb2
 from integration.app import make_app
 from integration.cancel import JobRetrier, LoggingCanceller
+from integration.external.settings import ExternalSettings
 from integration.httpserver import GuardedSite, HttpLimits, app_runner
 from integration.runtime import Integration
 from integration.settings import (
@@ -108,6 +109,7 @@ class IntegrationStack:
         middlewares: tuple[Any, ...] = (),
         retrier: JobRetrier | None = None,
         http: HttpLimits = HttpLimits(),
+        external: ExternalSettings = ExternalSettings(),
     ) -> None:
         self.tmp = tmp
         private, public = app_key
@@ -119,7 +121,7 @@ class IntegrationStack:
         self.canceller = LoggingCanceller()
         self.retrier = retrier
         self._settings = dict(webhooks=webhooks, report=report, key_file=key_file, store=store or str(tmp / "integration.sqlite"),
-                              http=http)
+                              http=http, external=external)
         self.url = ""
         self.middlewares = middlewares  # extra aiohttp middlewares of the webhook app (bench timing)
 
@@ -133,12 +135,15 @@ class IntegrationStack:
             webhooks=s["webhooks"],
             report=s["report"],
             http=s["http"],
+            external=s["external"],
             public_url=PUBLIC_URL,
             store=s["store"],
         )
         self.integration = Integration(self.settings, self.publisher, self.canceller, retrier=self.retrier)
         await self.integration.start()
         app = make_app(self.integration.service, self.settings.http)
+        if self.integration.external is not None:
+            self.integration.external.add_routes(app)  # out-of-tree CI, as solstice-integration serve mounts it
         app.middlewares.extend(self.middlewares)
         self.runner = app_runner(app, self.settings.http)
         await self.runner.setup()

@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import jsonschema
 from aiohttp import web
 
-from tests.fakes.serving import serve_on_loopback
+from tests.fakes.serving import LoopbackFake
 
 
 def _is_datetime(value: object) -> bool:
@@ -81,7 +81,7 @@ class FileRequest:
 
 
 @dataclass
-class FakeForge:
+class FakeForge(LoopbackFake):
     """Base: owns the aiohttp runner, the repositories' files and the statuses posted.
 
     Subclasses add routes in ``routes`` and say in ``auth`` whether a request
@@ -127,21 +127,10 @@ class FakeForge:
         self.statuses.append((repo_of(request), request.match_info["sha"], body))
         return {"id": len(self.statuses), **body}
 
-    async def start(self) -> str:
+    def make_app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware])
         self.routes(app)
-        self._runner, self.url = await serve_on_loopback(app)
-        return self.url
-
-    async def close(self) -> None:
-        await self._runner.cleanup()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+        return app
 
     def fail_next(self, count: int, status: int = 502, path_contains: str = "", method: str = "") -> None:
         self.faults.append(Fault(count, status, path_contains, method))

@@ -25,7 +25,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.fakes.forges.base import FakeForge, json_body, json_error, load_schema, validation_error
+from tests.fakes.forges.base import FakeForge, json_body, json_error, load_schema, repo_of, validation_error
 
 DOCS = "https://docs.github.com/rest"
 
@@ -73,12 +73,15 @@ class FakeGitHub(FakeForge):
     check_runs: dict[int, dict[str, Any]] = field(default_factory=dict)  # id -> current state
     check_run_updates: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # (id, body) in order
     annotations: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # id -> all annotations so far
+    installations: dict[str, int] = field(default_factory=dict)  # repo -> installation id of the App on it
+    dispatches: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (repo, body) of each dispatch taken
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(1000)
         self._create = load_schema(self.fixtures / "schemas" / "check-run-create.json")
         self._update = load_schema(self.fixtures / "schemas" / "check-run-update.json")
         self._status = load_schema(self.fixtures / "schemas" / "status-create.json")
+        self._dispatch = load_schema(self.fixtures / "schemas" / "repository-dispatch-create.json")
         self._token_example = json.loads((self.fixtures / "installation-token-response.json").read_text())
         self._contents_example = json.loads((self.fixtures / "contents-file-response.json").read_text())
 
@@ -88,6 +91,12 @@ class FakeGitHub(FakeForge):
         app.router.add_post("/repos/{owner}/{repo}/check-runs", self.authed(self._create_check_run))
         app.router.add_patch("/repos/{owner}/{repo}/check-runs/{id}", self.authed(self._update_check_run))
         app.router.add_post("/repos/{owner}/{repo}/statuses/{sha}", self.authed(self._create_status))
+        app.router.add_get("/repos/{owner}/{repo}/installation", self._repo_installation)
+        app.router.add_post("/repos/{owner}/{repo}/dispatches", self.authed(self._create_dispatch))
+
+    def install(self, repo: str, installation: int) -> None:
+        """The App is installed on ``repo`` as ``installation``."""
+        self.installations[repo] = installation
 
     def check_run_statuses(self, name: str | None = None) -> list[tuple[int, str, str | None]]:
         """(check run id, status, conclusion) of every create and update, in order."""
@@ -115,7 +124,8 @@ class FakeGitHub(FakeForge):
             return json_error(401, "Bad credentials", documentation_url=DOCS)
         return None
 
-    async def _access_token(self, request: web.Request) -> web.Response:
+    def _app_jwt_refused(self, request: web.Request) -> web.Response | None:
+        """Calls as the App itself take only an RS256 App JWT signed by the App's key."""
         refused = self._user_agent(request)
         if refused:
             return refused
@@ -133,6 +143,12 @@ class FakeGitHub(FakeForge):
             return json_error(401, "'Issuer' claim ('iss') must be an Integer", documentation_url=DOCS)
         if claims["exp"] - time.time() > 600:
             return json_error(401, "'Expiration time' claim ('exp') is too far in the future", documentation_url=DOCS)
+        return None
+
+    async def _access_token(self, request: web.Request) -> web.Response:
+        refused = self._app_jwt_refused(request)
+        if refused:
+            return refused
         body = await json_body(request)
         if body is not None:
             problem = validation_error(TOKEN_REQUEST, body)
@@ -189,6 +205,30 @@ class FakeGitHub(FakeForge):
         self.annotations[run_id].extend(body.get("output", {}).get("annotations", []))
         self.check_run_updates.append((run_id, body))
         return web.json_response(self.check_runs[run_id])
+
+    async def _repo_installation(self, request: web.Request) -> web.Response:
+        """GET /repos/{owner}/{repo}/installation: the App's installation on a repository (App JWT only)."""
+        refused = self._app_jwt_refused(request)
+        if refused:
+            return refused
+        installation = self.installations.get(repo_of(request))
+        if installation is None:
+            return json_error(404, "Not Found", documentation_url=f"{DOCS}/apps/apps#get-a-repository-installation-for-the-authenticated-app")
+        return web.json_response({"id": installation, "app_id": int(self.app_id), "target_type": "Organization",
+                                  "account": {"login": request.match_info["owner"]}})
+
+    async def _create_dispatch(self, request: web.Request) -> web.Response:
+        """POST /repos/{owner}/{repo}/dispatches: 204 with no body; the token must be the repo's installation's."""
+        repo = repo_of(request)
+        token = request.headers.get("Authorization", "").partition(" ")[2]
+        if self.tokens[token][0] != self.installations.get(repo):
+            return json_error(404, "Not Found", documentation_url=f"{DOCS}/repos/repos#create-a-repository-dispatch-event")
+        body = await json_body(request)
+        problem = validation_error(self._dispatch, body)
+        if problem:
+            return json_error(422, f"Invalid request.\n\n{problem}", documentation_url=DOCS)
+        self.dispatches.append((repo, body))
+        return web.Response(status=204)
 
     async def _create_status(self, request: web.Request) -> web.Response:
         taken = await self.take_status(

@@ -1,0 +1,46 @@
+"""``ExternalStore`` in the integration's SQLite file (a connection of its own, the same WAL file)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+
+from integration.errors import StoreError
+from integration.external.store.schema import schema
+from integration.external.store.sql import SqlExternalStore
+from integration.store.sqlite import SqliteSeenStore
+
+SCHEMA = schema("REAL")
+
+
+class SqliteExternalStore(SqlExternalStore, SqliteSeenStore):
+    """The connection and primitives of ``SqliteSeenStore``, with the out-of-tree CI tables.
+
+    One statement at a time: the relay's sender, the poster and the results
+    API share the connection, and a commit while another coroutine's
+    ``UPDATE ... RETURNING`` still has rows to fetch fails with "SQL
+    statements in progress".
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__(path)
+        self._one_at_a_time = asyncio.Lock()
+
+    async def _execute(self, sql: str, args: Sequence[object]) -> int:
+        async with self._one_at_a_time:
+            return await super()._execute(sql, args)
+
+    async def _fetch(self, sql: str, args: Sequence[object]) -> list[tuple[object, ...]]:
+        async with self._one_at_a_time:
+            return await super()._fetch(sql, args)
+
+    async def open(self) -> None:
+        await super().open()
+        try:
+            await self.db.executescript(SCHEMA)
+            await self.db.commit()
+        except sqlite3.Error as err:
+            await self.close()
+            raise StoreError(f"cannot create the out-of-tree CI tables in {self.path}: {err}") from err
