@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 
 from common.errors import SolsticeError
 from common.rpc import jobs_pb2
+from common.workflow.limits import ENV_VALUE_CEILING, FILE_CEILING, NAME_CEILING, SCRIPT_CEILING, TIMEOUT_CEILING
 from common.workflow.names import ENV_NAME_RULE, ID_RULE, is_env_name, is_id, workdir_problem
 
 # Forges, and what ``Checkout.repo`` is for each.
@@ -68,13 +69,15 @@ MAX_URL = 2048
 # Sizes: a request is one queue message and one store row; these keep both small.
 MAX_JOBS_PER_SUBMIT = 256
 MAX_STEPS = 256
-MAX_SCRIPT_BYTES = 256 * 1024
-MAX_TEXT = 200  # names, workflow names, step names
+# The ceilings of the configurable workflow limits (common/workflow/limits.py): a
+# workflow within its limits always makes requests that pass here.
+MAX_SCRIPT_BYTES = SCRIPT_CEILING
+MAX_TEXT = NAME_CEILING  # names, workflow names, step names
 MAX_ENV_ENTRIES = 256
-MAX_ENV_VALUE_BYTES = 64 * 1024
+MAX_ENV_VALUE_BYTES = ENV_VALUE_CEILING
 MAX_LIST = 256  # needs, secrets
-MAX_TIMEOUT = 7 * 24 * 3600.0
-MAX_REQUEST_BYTES = 1024 * 1024
+MAX_TIMEOUT = TIMEOUT_CEILING
+MAX_REQUEST_BYTES = FILE_CEILING
 MAX_PULL_REQUEST = 2**31 - 1
 
 

@@ -20,6 +20,13 @@ SECTION = "workflow_limits"
 # GetJob carries a whole job: with the file capped below this, it always fits
 # the 16 MiB gRPC message limit (common/grpc_options.py).
 FILE_CEILING = 8 * 1024 * 1024
+# Hard ceilings of the settings below: what any job request may hold, whoever
+# sends it (common/validation.py checks every request, from a webhook or Submit,
+# against them), so a limit raised here never makes a request the node refuses.
+SCRIPT_CEILING = 4 * 1024 * 1024
+NAME_CEILING = 256
+ENV_VALUE_CEILING = 64 * 1024
+TIMEOUT_CEILING = 7 * 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,10 @@ class WorkflowLimits:
         if self.max_file_bytes > FILE_CEILING:
             raise ConfigError(f"{SECTION}.max_file_bytes must be at most {FILE_CEILING} "
                               "(a job must fit one 16 MiB gRPC message)")
+        for name, ceiling in (("max_script_bytes", SCRIPT_CEILING), ("max_name_chars", NAME_CEILING),
+                              ("max_env_value_bytes", ENV_VALUE_CEILING), ("max_timeout", TIMEOUT_CEILING)):
+            if getattr(self, name) > ceiling:
+                raise ConfigError(f"{SECTION}.{name} must be at most {ceiling:g} (what any job request may hold)")
         if self.max_timeout <= 0 or self.parse_seconds <= 0:
             raise ConfigError(f"{SECTION}.max_timeout and parse_seconds must be positive")
 

@@ -139,7 +139,7 @@ async def test_a_branch_git_allows_but_solstice_cannot_fetch_is_a_failed_check(
     (b'workflow {\n  job id="b\xff" runs_on="x" {\n', ".solstice/workflow.kdl:2:12: file is not UTF-8 text"),
     (b"workflow {\n" + b"a {\n" * 3000 + b"}\n" * 3000 + b"}\n", "nodes nest too deeply"),
     (WORKFLOW.replace('run="cargo test --workspace"', 'run="' + "x" * 300_000 + '"').encode(),
-     "job 'build' > steps[0].run: must be at most 262144 bytes"),
+     "the limit is 256 KiB (workflow_limits.max_file_bytes)"),
 ])
 async def test_an_unreadable_workflow_is_an_invalid_workflow_check_not_a_retry(
     stack: IntegrationStack, queue: RabbitQueue, payload, content, problem,

@@ -8,6 +8,7 @@ import grpc
 import pytest
 
 from common.rpc import admin_pb2, jobs_pb2
+from common.validation import MAX_SCRIPT_BYTES
 from orchestrator.store import JobFilter
 from tests.node.conftest import Cluster
 from tests.node.harness import admin_stub, job
@@ -58,7 +59,7 @@ BAD: list[tuple[str, Mutation, str]] = [
     ("a bad secret name", lambda r: r.secrets.append("1X"), "secrets[0]"),
     ("an empty step", _step(run="   "), "steps[1].run"),
     ("a step leaving the checkout", _step(run="true", workdir="../up"), "steps[1].workdir"),
-    ("a script over the size limit", _step(run="x" * (256 * 1024 + 1)), "steps[1].run"),
+    ("a script over the size limit", _step(run="x" * (MAX_SCRIPT_BYTES + 1)), "steps[1].run"),
     ("no steps", lambda r: r.ClearField("steps"), "steps"),
 ]
 
