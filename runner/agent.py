@@ -28,7 +28,7 @@ from common import log as common_log
 from common.bootstrap import RunnerBootstrap
 from common.logbatch import JOB_STEP, job_masker, secret_values
 from common.rpc import jobs_pb2, runner_pb2
-from runner.checkout import CheckoutError, checkout
+from runner.checkout import CheckoutCancelled, CheckoutError, CheckoutTimedOut, checkout
 from runner.connection import Connection, ConnectionError_, OrchestratorGone, Refused
 from runner.settings import RunnerSettings
 from runner.shipper import LogShipper
@@ -174,7 +174,16 @@ class JobRun:
             shutil.rmtree(workspace)
         results: list[jobs_pb2.StepResult] = []
         try:
-            await checkout(job.checkout, workspace, masker, lambda text: sink.note(JOB_STEP, text))
+            await checkout(job.checkout, workspace, masker, lambda text: sink.note(JOB_STEP, text),
+                           deadline, self.cancelled)
+        except CheckoutCancelled as err:  # as if a step had been stopped
+            sink.note(JOB_STEP, str(err))
+            final = jobs_pb2.JOB_STATE_ERRORED if self.internal_error else jobs_pb2.JOB_STATE_CANCELLED
+            return final, self.cancel_reason or "cancelled", self._skipped(job, 0, results)
+        except CheckoutTimedOut as err:
+            sink.note(JOB_STEP, str(err))
+            return jobs_pb2.JOB_STATE_FAILED, f"job timed out after {job.timeout_seconds:g}s", \
+                self._skipped(job, 0, results)
         except CheckoutError as err:
             sink.note(JOB_STEP, f"checkout failed: {err}")
             return jobs_pb2.JOB_STATE_ERRORED, f"checkout failed: {err}", self._skipped(job, 0, results)
