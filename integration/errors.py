@@ -10,6 +10,7 @@
         │   └── UnsafeForgeUrl    a URL part would leave the repository's API path: not sent
         ├── ForgeAuthError        credentials are missing or unusable (no App key, ...)
         ├── PayloadError          a webhook body lacks a field its event needs (-> 400)
+        ├── OrchestratorUnavailable  the orchestrator could not be asked to cancel or re-run jobs
         └── StoreError            the dedupe/report store failed
 """
 
@@ -70,3 +71,7 @@ class ForgeAuthError(IntegrationError):
 
 class StoreError(IntegrationError):
     """The integration's store (dedupe keys, check-run ids) failed."""
+
+
+class OrchestratorUnavailable(IntegrationError):
+    """The orchestrator (AdminService) could not be asked to cancel or re-run jobs; try again later."""

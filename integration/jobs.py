@@ -14,9 +14,20 @@ from common.workflow.model import merge_env
 from integration.events import BuildRequested
 
 
+# Job ids are derived from their run's id and the job's key (uuid5 in this namespace), so a
+# build published again - a deferred retry after a partial publish - carries the same ids,
+# and the orchestrator takes each job once.
+JOB_NAMESPACE = uuid.UUID("5f0c61ce-7c35-4f2b-9d40-2a0c61ce0015")
+
+
 def new_id(kind: str) -> str:
     """A unique id whose text says what it is (``job-…``, ``run-…``); safe as a routing-key word."""
     return f"{kind}-{uuid.uuid4().hex}"
+
+
+def job_id_of(run_id: str, key: str) -> str:
+    """The id of job ``key`` of run ``run_id``: ``job-`` and 32 hex digits, the same every time."""
+    return f"job-{uuid.uuid5(JOB_NAMESPACE, f'{run_id}/{key}').hex}"
 
 
 def job_requests(workflow: Workflow, build: BuildRequested, run_id: str) -> list[jobs_pb2.JobRequest]:
@@ -38,7 +49,7 @@ def job_requests(workflow: Workflow, build: BuildRequested, run_id: str) -> list
         requests.append(
             jobs_pb2.JobRequest(
                 schema_version=jobs_pb2.SCHEMA_VERSION_1,
-                job_id=new_id("job"),
+                job_id=job_id_of(run_id, job.id),
                 run_id=run_id,
                 key=job.id,
                 name=job.id,

@@ -75,6 +75,13 @@ class WebhookSettings:
     retry_max: Seconds = Seconds(600)
     retry_give_up: Seconds = Seconds(24 * 3600)
     retry_interval: Seconds = Seconds(5)
+    # A build being handled (workflow read + publish) is leased this long;
+    # if its process dies meanwhile, any replica builds it once the lease
+    # ends, under the same job ids. Longer than handling_deadline plus the
+    # publisher's publish_timeout (60 s).
+    build_lease: Seconds = Seconds(120)
+    # A new head of a pull request cancels the jobs of its older heads.
+    cancel_superseded: bool = True
     # A clone URL that is a local path or file:// (tests, a forge on this very
     # host) is refused unless this is on; `solstice serve` turns it on.
     allow_local_checkouts: bool = False
@@ -86,6 +93,8 @@ class WebhookSettings:
             )
         if self.max_body_bytes < 1024:
             raise ConfigError("webhooks.max_body_bytes must be at least 1024")
+        if self.build_lease <= self.handling_deadline:
+            raise ConfigError("webhooks.build_lease must be longer than webhooks.handling_deadline")
 
 
 @dataclass(frozen=True)
@@ -96,8 +105,18 @@ class ReportSettings:
     backoff_initial: Seconds = Seconds(0.5)
     backoff_max: Seconds = Seconds(30)
     request_timeout: Seconds = Seconds(20)
+    # The longest Retry-After / rate-limit reset waited out inside one call;
+    # a longer one puts the event back (or the build off) until then.
+    max_wait: Seconds = Seconds(60)
     give_up_after: Seconds = Seconds(24 * 3600)  # event age after which it is dropped with a log line
+    # One replica reports a job at a time: its lock in the store lasts this
+    # long, and every forge call made under it ends before.
+    lock_lease: Seconds = Seconds(300)
     log_tail_lines: int = 50
+
+    def __post_init__(self) -> None:
+        if self.lock_lease <= self.max_wait + self.request_timeout:
+            raise ConfigError("report.lock_lease must be longer than report.max_wait + report.request_timeout")
 
 
 @dataclass(frozen=True)

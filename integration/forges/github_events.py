@@ -7,6 +7,7 @@ from typing import Any
 
 from common.validation import CloneRules, check_repo, check_sha
 from integration.events import (
+    CommitRerunRequested,
     Forge,
     Ignored,
     Ping,
@@ -52,6 +53,8 @@ def normalize(
         return _pull_request(event, payload, settings, rules)
     if event == "check_run":
         return _check_run(payload)
+    if event == "check_suite":
+        return _check_suite(payload)
     return Ignored(f"GitHub event {event!r} is not one Solstice acts on")
 
 
@@ -117,3 +120,14 @@ def _check_run(payload: dict[str, Any]) -> WebhookEvent:
     return _needs_installation(repo) or RerunRequested(
         repo, job_id, check_sha(get(payload, "check_run.head_sha", str), "check_run.head_sha"), sender_of(payload),
     )
+
+
+def _check_suite(payload: dict[str, Any]) -> WebhookEvent:
+    # "requested" comes with every push, which the push event builds already; "Re-run all checks" is "rerequested".
+    action = get(payload, "action", str)
+    if action != "rerequested":
+        return Ignored(f"check_suite {action!r} needs nothing (pushes are built from their push events)")
+    full_name = check_repo("github", get(payload, "repository.full_name", str), "repository.full_name")
+    repo = Repo(Forge.GITHUB, full_name, "", installation_id=opt(payload, "installation.id", int) or 0)
+    sha = check_sha(get(payload, "check_suite.head_sha", str), "check_suite.head_sha")
+    return _needs_installation(repo) or CommitRerunRequested(repo, sha, sender_of(payload))

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import aiosqlite
@@ -44,6 +45,8 @@ class SqliteSeenStore(SqlSeenStore):
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._db: aiosqlite.Connection | None = None
+        # One connection: a transaction must not take in (or commit) another caller's statements.
+        self._lock = asyncio.Lock()
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -77,12 +80,35 @@ class SqliteSeenStore(SqlSeenStore):
             await db.close()
 
     async def _execute(self, sql: str, args: Sequence[object]) -> int:
-        cursor = await self.db.execute(sql, args)
-        await self.db.commit()
-        return cursor.rowcount
+        async with self._lock:
+            cursor = await self.db.execute(sql, args)
+            await self.db.commit()
+            return cursor.rowcount
 
     async def _fetch(self, sql: str, args: Sequence[object]) -> list[tuple[object, ...]]:
+        async with self._lock:
+            cursor = await self.db.execute(sql, args)
+            rows = await cursor.fetchall()
+            await self.db.commit()
+            return [tuple(row) for row in rows]
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[_Tx]:
+        async with self._lock:
+            db = self.db
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                yield _Tx(db)
+            except BaseException:
+                await db.rollback()
+                raise
+            await db.commit()
+
+
+class _Tx:
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self.db = db
+
+    async def execute(self, sql: str, args: Sequence[object]) -> int:
         cursor = await self.db.execute(sql, args)
-        rows = await cursor.fetchall()
-        await self.db.commit()
-        return [tuple(row) for row in rows]
+        return cursor.rowcount
