@@ -60,6 +60,7 @@ class JobRun:
         self.cancelled = asyncio.Event()
         self.cancel_reason = ""
         self.internal_error = ""  # set when a background task died: the job ends errored
+        self.failure = ""  # set when the VM cannot hold the job's log (disk full): the job ends failed
         self.current_step = JOB_STEP
         self._reports: asyncio.Queue[jobs_pb2.StepResult] = asyncio.Queue()
 
@@ -90,6 +91,7 @@ class JobRun:
             asyncio.create_task(sink.run_timer(), name="batch-timer"),
             asyncio.create_task(self._heartbeats(job, sink), name="heartbeat"),
             asyncio.create_task(self._reporter(), name="step-reporter"),
+            asyncio.create_task(self._watch_spool(spool), name="spool-watch"),
         ]
         steps_task = asyncio.create_task(self._steps(job, sink, masker), name="steps")
         try:
@@ -99,6 +101,7 @@ class JobRun:
             try:
                 await self._drain(background, shipper)
                 await self._complete(ref, state, reason, steps, sink, shipper)
+                spool.discard()  # every line is delivered: the VM's disk is not the log's home
             except OrchestratorGone as err:
                 log.error("giving up on the orchestrator: %s; logs kept in %s", err, spool.path)
                 return EXIT_ORCHESTRATOR_GONE
@@ -178,8 +181,7 @@ class JobRun:
                            deadline, self.cancelled)
         except CheckoutCancelled as err:  # as if a step had been stopped
             sink.note(JOB_STEP, str(err))
-            final = jobs_pb2.JOB_STATE_ERRORED if self.internal_error else jobs_pb2.JOB_STATE_CANCELLED
-            return final, self.cancel_reason or "cancelled", self._skipped(job, 0, results)
+            return self._stop_state(), self.cancel_reason or "cancelled", self._skipped(job, 0, results)
         except CheckoutTimedOut as err:
             sink.note(JOB_STEP, str(err))
             return jobs_pb2.JOB_STATE_FAILED, f"job timed out after {job.timeout_seconds:g}s", \
@@ -219,8 +221,7 @@ class JobRun:
             results.append(result)
             self._report(result)
             if run is not None and run.stopped == "cancelled":
-                final = jobs_pb2.JOB_STATE_ERRORED if self.internal_error else jobs_pb2.JOB_STATE_CANCELLED
-                return final, self.cancel_reason or "cancelled", self._skipped(job, index + 1, results)
+                return self._stop_state(), self.cancel_reason or "cancelled", self._skipped(job, index + 1, results)
             if run is not None and run.stopped == "job-timeout":
                 return jobs_pb2.JOB_STATE_FAILED, f"job timed out after {job.timeout_seconds:g}s", \
                     self._skipped(job, index + 1, results)
@@ -232,11 +233,15 @@ class JobRun:
                 return jobs_pb2.JOB_STATE_FAILED, why, self._skipped(job, index + 1, results)
         return state, reason, results
 
-    def _final(self, state: int, reason: str, deadline: float | None) -> int:
+    def _stop_state(self) -> int:
+        """A job stopped by ``cancelled`` ends errored (the runner failed), failed (its VM's disk) or cancelled."""
         if self.internal_error:
             return jobs_pb2.JOB_STATE_ERRORED
-        if self.cancelled.is_set():
-            return jobs_pb2.JOB_STATE_CANCELLED
+        return jobs_pb2.JOB_STATE_FAILED if self.failure else jobs_pb2.JOB_STATE_CANCELLED
+
+    def _final(self, state: int, reason: str, deadline: float | None) -> int:
+        if self.internal_error or self.cancelled.is_set():
+            return self._stop_state()
         if self.conn.gone:
             return jobs_pb2.JOB_STATE_ERRORED
         if deadline and time.monotonic() >= deadline:
@@ -288,6 +293,14 @@ class JobRun:
                     await asyncio.sleep(backoff.next_delay())
             backoff.reset()
             self._reports.task_done()
+
+    async def _watch_spool(self, spool: Spool) -> None:
+        """Stop the job, failed, once its log cannot be kept (the VM's disk is full)."""
+        await spool.full.wait()
+        log.error("%s; stopping the job", spool.full_reason)
+        if not self.cancelled.is_set():
+            self.failure = self.cancel_reason = spool.full_reason
+            self.cancelled.set()
 
     async def _heartbeats(self, job: runner_pb2.RunnerJob, sink: LogSink) -> None:
         interval = job.heartbeat_interval_seconds or 2.0

@@ -28,7 +28,7 @@ class GetRunnerJobRequest(_message.Message):
     def __init__(self, job: _Optional[_Union[JobRef, _Mapping]] = ..., runner_version: _Optional[str] = ..., hostname: _Optional[str] = ...) -> None: ...
 
 class RunnerJob(_message.Message):
-    __slots__ = ("job", "name", "checkout", "steps", "env", "secrets", "timeout_seconds", "shell", "kill_grace_seconds", "heartbeat_interval_seconds")
+    __slots__ = ("job", "name", "checkout", "steps", "env", "secrets", "timeout_seconds", "shell", "kill_grace_seconds", "heartbeat_interval_seconds", "offline_limit_seconds")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -53,6 +53,7 @@ class RunnerJob(_message.Message):
     SHELL_FIELD_NUMBER: _ClassVar[int]
     KILL_GRACE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    OFFLINE_LIMIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     job: JobRef
     name: str
     checkout: _jobs_pb2.Checkout
@@ -63,7 +64,8 @@ class RunnerJob(_message.Message):
     shell: _containers.RepeatedScalarFieldContainer[str]
     kill_grace_seconds: float
     heartbeat_interval_seconds: float
-    def __init__(self, job: _Optional[_Union[JobRef, _Mapping]] = ..., name: _Optional[str] = ..., checkout: _Optional[_Union[_jobs_pb2.Checkout, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[_jobs_pb2.Step, _Mapping]]] = ..., env: _Optional[_Mapping[str, str]] = ..., secrets: _Optional[_Mapping[str, str]] = ..., timeout_seconds: _Optional[float] = ..., shell: _Optional[_Iterable[str]] = ..., kill_grace_seconds: _Optional[float] = ..., heartbeat_interval_seconds: _Optional[float] = ...) -> None: ...
+    offline_limit_seconds: float
+    def __init__(self, job: _Optional[_Union[JobRef, _Mapping]] = ..., name: _Optional[str] = ..., checkout: _Optional[_Union[_jobs_pb2.Checkout, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[_jobs_pb2.Step, _Mapping]]] = ..., env: _Optional[_Mapping[str, str]] = ..., secrets: _Optional[_Mapping[str, str]] = ..., timeout_seconds: _Optional[float] = ..., shell: _Optional[_Iterable[str]] = ..., kill_grace_seconds: _Optional[float] = ..., heartbeat_interval_seconds: _Optional[float] = ..., offline_limit_seconds: _Optional[float] = ...) -> None: ...
 
 class LogRun(_message.Message):
     __slots__ = ("step", "stream", "at", "lines", "data")

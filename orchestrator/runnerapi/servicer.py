@@ -71,6 +71,7 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer):
             shell=list(job.shell),
             kill_grace_seconds=job.kill_grace_seconds,
             heartbeat_interval_seconds=self.gateway.heartbeat_interval,
+            offline_limit_seconds=self.gateway.runner_offline_limit,
         )
         reply.job.job_id, reply.job.attempt = job.job_id, job.attempt
         reply.checkout.CopyFrom(req.checkout)

@@ -69,6 +69,21 @@ async def runner_exit(proc: asyncio.subprocess.Process, timeout: float = 60) -> 
     return proc.returncode, err.decode()
 
 
+def record_batches(monkeypatch) -> list[bytes]:  # type: ignore[no-untyped-def]
+    """Every log batch as the orchestrator receives it from the runner (before it masks them again)."""
+    from orchestrator.logstore.joblog import JobLog
+
+    received: list[bytes] = []
+    append = JobLog.append
+
+    async def recording(self, batch, *args, **kwargs):  # type: ignore[no-untyped-def]
+        received.append(batch.SerializeToString())
+        return await append(self, batch, *args, **kwargs)
+
+    monkeypatch.setattr(JobLog, "append", recording)
+    return received
+
+
 def read_spool(path: Path) -> list[LogLine]:
     """Every line a runner's spool file holds (u32 length + serialized LogBatch records)."""
     raw = path.read_bytes()
