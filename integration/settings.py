@@ -120,6 +120,25 @@ class ReportSettings:
 
 
 @dataclass(frozen=True)
+class AdminLinkSettings:
+    """Multi-host: the orchestrator AdminService that carries out cancels and re-runs
+    (``integration.admin_link``). ``address``: ``HOST:PORT`` of a node's admin TLS
+    listener, or its Unix socket; ``token``: an operator token with the ``operate``
+    role. Without an address, cancel and re-run requests are only logged."""
+
+    address: str = field(default="", metadata=_env("SOLSTICE_INTEGRATION_ADMIN_ADDRESS"))
+    token: str = field(default="", metadata=_env("SOLSTICE_INTEGRATION_ADMIN_TOKEN"), repr=False)
+    tls_ca: Path | None = None  # trust this CA for the listener (the system's by default)
+    tls_cert: Path | None = None  # mutual TLS: this client certificate...
+    tls_key: Path | None = None  # ...and its key
+    timeout: Seconds = Seconds(10)
+
+    def __post_init__(self) -> None:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("admin.tls_cert and admin.tls_key go together")
+
+
+@dataclass(frozen=True)
 class IntegrationSettings:
     """Everything ``solstice-integration serve`` needs."""
 
@@ -127,6 +146,7 @@ class IntegrationSettings:
     forgejo: ForgejoSettings = ForgejoSettings()
     webhooks: WebhookSettings = WebhookSettings()
     report: ReportSettings = ReportSettings()
+    admin: AdminLinkSettings = AdminLinkSettings()  # multi-host cancel / re-run (solstice-integration serve)
     http: HttpLimits = HttpLimits()  # deadlines and the per-client connection cap (integration.httpserver)
     public_url: str = field(default="http://127.0.0.1:8080", metadata=_env("SOLSTICE_PUBLIC_URL"))
     listen: str = field(default="127.0.0.1:8081", metadata=_env("SOLSTICE_INTEGRATION_LISTEN"))

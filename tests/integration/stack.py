@@ -22,7 +22,7 @@ from common.queue.codec import decode_job_request
 from common.queue.publisher import JobPublisher
 from common.rpc import jobs_pb2
 from integration.app import make_app
-from integration.cancel import JobRetrier, LoggingCanceller
+from integration.cancel import JobCanceller, JobRetrier, LoggingCanceller
 from integration.httpserver import GuardedSite, HttpLimits, app_runner
 from integration.runtime import Integration
 from integration.settings import (
@@ -108,6 +108,7 @@ class IntegrationStack:
         middlewares: tuple[Any, ...] = (),
         retrier: JobRetrier | None = None,
         http: HttpLimits = HttpLimits(),
+        canceller: JobCanceller | None = None,
     ) -> None:
         self.tmp = tmp
         private, public = app_key
@@ -116,7 +117,7 @@ class IntegrationStack:
         self.github = FakeGitHub(fixtures=fixtures / "forge" / "github", app_id=APP_ID, public_key=public)
         self.forgejo = FakeForgejo(fixtures=fixtures / "forge" / "forgejo", token=FORGEJO_TOKEN)
         self.publisher = publisher
-        self.canceller = LoggingCanceller()
+        self.canceller = canceller or LoggingCanceller()
         self.retrier = retrier
         self._settings = dict(webhooks=webhooks, report=report, key_file=key_file, store=store or str(tmp / "integration.sqlite"),
                               http=http)
