@@ -69,6 +69,7 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     message: str = "Server Error (injected)"
     drop: bool = False
+    late: float = 0.0  # do the call, then wait this long before answering
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -103,6 +104,8 @@ class FakeForge:
     files: dict[tuple[str, str, str], str | bytes] = field(default_factory=dict)  # (repo, sha, path) -> text
     any_sha_files: dict[tuple[str, str], str] = field(default_factory=dict)  # (repo, path) -> text at every sha
     statuses: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)  # (repo, sha, body)
+    arrived: list[tuple[str, str]] = field(default_factory=list)  # (method, path) of every request, on arrival
+    hooks: list[tuple[str, str, Callable[[], Awaitable[None] | None]]] = field(default_factory=list)
 
     def routes(self, app: web.Application) -> None:
         raise NotImplementedError
@@ -162,6 +165,14 @@ class FakeForge:
         """Answer the next ``count`` matching calls normally, but only after ``delay`` s."""
         self.faults.append(Fault(count, 0, path_contains, method, delay))
 
+    def on_next(self, method: str, path_contains: str, hook: Callable[[], Awaitable[None] | None]) -> None:
+        """Run ``hook`` once, when the next matching request arrives (before it is handled)."""
+        self.hooks.append((method, path_contains, hook))
+
+    def late_next(self, count: int, delay: float, path_contains: str = "", method: str = "") -> None:
+        """Carry out the next ``count`` matching calls at once, but answer only ``delay`` s later."""
+        self.faults.append(Fault(count, 0, path_contains, method, late=delay))
+
     def drop_next(self, count: int, path_contains: str = "", method: str = "") -> None:
         """Carry out the next ``count`` matching calls, then cut the connection instead of answering."""
         self.faults.append(Fault(count, 0, path_contains, method, drop=True))
@@ -217,6 +228,14 @@ class FakeForge:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        self.arrived.append((request.method, request.path))
+        for hook in list(self.hooks):
+            method, contains, call = hook
+            if method == request.method and contains in request.path:
+                self.hooks.remove(hook)
+                result = call()
+                if result is not None:
+                    await result
         raw = await request.read()
         try:
             body = json.loads(raw) if raw else None
@@ -246,6 +265,8 @@ class FakeForge:
         )
         if fault is not None and fault.drop and request.transport is not None:
             request.transport.abort()  # done, but the caller never hears the answer
+        if fault is not None and fault.late:
+            await asyncio.sleep(fault.late)
         return response
 
 
