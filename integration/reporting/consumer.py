@@ -97,6 +97,7 @@ class EventReporter:
         self._clock = clock
         self._locks = _KeyedLocks()
         self._store_failures = 0  # consecutive; the pause before a requeue grows with them
+        self.store_pause = (STORE_PAUSE_INITIAL, STORE_PAUSE_MAX)  # first pause, longest pause
         self._forge_back_at: dict[str, float] = {}  # forge -> when its rate limit or Retry-After ends
         self.reported = 0
         self.skipped = 0
@@ -159,7 +160,8 @@ class EventReporter:
     async def _store_failed(self, err: StoreError, fields: dict[str, object]) -> Disposition:
         self._store_failures += 1
         self.store_retries += 1
-        pause = min(STORE_PAUSE_MAX, STORE_PAUSE_INITIAL * 2 ** (self._store_failures - 1))
+        first, longest = self.store_pause
+        pause = min(longest, first * 2 ** (self._store_failures - 1))
         log.warning("the integration store failed, the event is retried in %.1fs: %s", pause, err,
                     extra={"fields": fields})
         await asyncio.sleep(pause)

@@ -20,6 +20,8 @@ from tests.protocol.harness import assigned, orchestrator
 from tests.runner.helpers import make_repo, runner_exit, start_runner
 from tests.waiting import async_wait_until
 
+pytestmark = pytest.mark.faults
+
 S = jobs_pb2
 STEPS = [jobs_pb2.Step(name="Build", run="cat a")]
 

@@ -26,6 +26,8 @@ from tests.protocol.harness import KEY, assigned
 from tests.runner.helpers import make_repo, runner_exit, start_runner
 from tests.waiting import async_wait_until
 
+pytestmark = pytest.mark.faults
+
 
 @pytest.mark.parametrize("patience", [2.0, 8.0, 60.0, 600.0])
 def test_the_runner_gives_up_before_the_node_does(patience: float):
