@@ -88,17 +88,10 @@ async def test_a_create_whose_answer_is_lost_is_adopted_not_repeated(stack: Inte
 
 
 class Postgres:
-    """The integration's PostgreSQL store, reached only through ``proxy``."""
+    """The integration's PostgreSQL store, reached only through ``proxy`` (at ``dsn``)."""
 
     def __init__(self, proxy: TcpProxy, dsn: str) -> None:
         self.proxy, self.dsn = proxy, dsn
-
-    def down(self) -> None:
-        self.proxy.refusing = True
-        self.proxy.cut()
-
-    def up(self) -> None:
-        self.proxy.refusing = False
 
 
 @pytest.fixture
@@ -126,10 +119,10 @@ async def pg_stack(tmp_path: Path, fixtures_dir: Path, app_key, queue: RabbitQue
 
 async def test_the_store_lost_right_after_a_create_heals_by_look_up(pg_stack: IntegrationStack, postgres: Postgres):
     job = new_job_id()
-    pg_stack.github.on_next("POST", "/check-runs", postgres.down)  # the create lands; saving its id cannot
+    pg_stack.github.on_next("POST", "/check-runs", postgres.proxy.outage)  # the create lands; saving its id cannot
     assert await handle(pg_stack, job, S.JOB_STATE_RUNNING) == Disposition.REQUEUE
     assert pg_stack.integration.reporter.store_retries == 1
-    postgres.up()
+    postgres.proxy.restore()
     assert await handle(pg_stack, job, S.JOB_STATE_RUNNING) == Disposition.ACK  # redelivered
     assert await handle(pg_stack, job, S.JOB_STATE_SUCCEEDED) == Disposition.ACK
     assert list(statuses(pg_stack).values()) == [("completed", "success")], "one check run, in its final state"
@@ -147,12 +140,12 @@ async def test_a_completed_event_waits_out_a_store_outage_and_is_never_dead_lett
         job = new_job_id()
         await publisher.publish([job_event(job, S.JOB_STATE_RUNNING)])
         await async_wait_until(lambda: reporter.reported == 1, what="the in_progress check run")
-        postgres.down()
+        postgres.proxy.outage()
         await publisher.publish([job_event(job, S.JOB_STATE_SUCCEEDED)])
         # more failures than the consumer's max_attempts (5): a store outage is not the event's fault
         await async_wait_until(lambda: reporter.store_retries >= 6, timeout=60, what="retries while the store is down")
         assert consumer.stats.dead_lettered == 0 and consumer.stats.retried == 0
-        postgres.up()
+        postgres.proxy.restore()
         await async_wait_until(lambda: list(statuses(pg_stack).values()) == [("completed", "success")],
                                timeout=60, what="the completed check run")
         assert consumer.stats.dead_lettered == 0

@@ -50,13 +50,6 @@ class Broker:
     def __init__(self, proxy: TcpProxy, publisher: RabbitJobPublisher) -> None:
         self.proxy, self.publisher = proxy, publisher
 
-    def down(self) -> None:
-        self.proxy.refusing = True
-        self.proxy.cut()
-
-    def up(self) -> None:
-        self.proxy.refusing = False
-
 
 @pytest.fixture
 async def broker(queue: RabbitQueue) -> AsyncIterator[Broker]:
@@ -85,7 +78,7 @@ async def test_a_push_while_rabbitmq_is_down_is_deferred_and_built_once_it_is_ba
     maintain = asyncio.create_task(stack.integration.maintain(retry_interval=0.1))
     try:
         stack.github.put_file(GH_REPO, GH_SHA, WORKFLOW)
-        broker.down()
+        broker.proxy.outage()
         status, answer = await stack.deliver_github("push", payload("github/push.new-branch"))
         assert (status, answer["result"]) == (202, "deferred"), answer
         assert "did not confirm" in answer["detail"]
@@ -93,7 +86,7 @@ async def test_a_push_while_rabbitmq_is_down_is_deferred_and_built_once_it_is_ba
         await async_wait_until(lambda: broker.proxy.refused >= 3, timeout=30, what="retries during the outage")
         assert not maintain.done(), maintain
         assert await queue.count() == 0
-        broker.up()
+        broker.proxy.restore()
         [request] = await async_wait_until(lambda: _take_nonempty(queue), timeout=30, what="the build")
         assert (request.checkout.sha, request.key) == (GH_SHA, "build")
         assert not maintain.done()

@@ -66,6 +66,15 @@ class TcpProxy:
             writer.transport.abort()
             self._writers.discard(writer)
 
+    def outage(self) -> None:
+        """The service goes away: every connection cut, every new one refused (until ``restore``)."""
+        self.refusing = True
+        self.cut()
+
+    def restore(self) -> None:
+        """The service is back: new connections go through again."""
+        self.refusing = False
+
     def cut(self) -> int:
         """Abort every open connection; returns how many sockets were cut."""
         writers = list(self._writers)

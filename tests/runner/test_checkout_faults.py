@@ -49,16 +49,24 @@ async def black_hole() -> AsyncIterator[BlackHole]:
         await hole.close()
 
 
-async def test_a_stalled_fetch_ends_at_the_job_timeout(tmp_path: Path, black_hole: BlackHole):
+async def run_stalled(tmp_path: Path, hole: BlackHole, timeout: float, during=None):  # type: ignore[no-untyped-def]
+    """A job whose clone URL is ``hole``: its outcome once the runner exited 0."""
     async with orchestrator(tmp_path / "logs") as orch:
         session = orch.gateway.assign(assigned(
-            "job-1", STEPS, timeout=3.0, clone_url=f"http://127.0.0.1:{black_hole.port}/repo.git", sha="a" * 40))
+            "job-1", STEPS, timeout=timeout, clone_url=f"http://127.0.0.1:{hole.port}/repo.git", sha="a" * 40))
         proc = await start_runner(orch.server.address, session.token, tmp_path / "vm")
         try:
+            if during is not None:
+                await during(orch)
             outcome = await asyncio.wait_for(session.wait_finished(), 60)
         finally:
             code, stderr = await runner_exit(proc)
     assert code == 0, stderr
+    return outcome
+
+
+async def test_a_stalled_fetch_ends_at_the_job_timeout(tmp_path: Path, black_hole: BlackHole):
+    outcome = await run_stalled(tmp_path, black_hole, timeout=3.0)
     assert black_hole.accepted >= 1
     assert (outcome.state, outcome.reason) == (S.JOB_STATE_FAILED, "job timed out after 3s")
     assert [s.state for s in outcome.steps] == [S.STEP_STATE_SKIPPED]
@@ -66,17 +74,11 @@ async def test_a_stalled_fetch_ends_at_the_job_timeout(tmp_path: Path, black_hol
 
 
 async def test_a_cancel_stops_a_stalled_fetch(tmp_path: Path, black_hole: BlackHole):
-    async with orchestrator(tmp_path / "logs") as orch:
-        session = orch.gateway.assign(assigned(
-            "job-1", STEPS, timeout=600.0, clone_url=f"http://127.0.0.1:{black_hole.port}/repo.git", sha="a" * 40))
-        proc = await start_runner(orch.server.address, session.token, tmp_path / "vm")
-        try:
-            await async_wait_until(lambda: black_hole.accepted >= 1, timeout=30, what="git to connect")
-            orch.gateway.cancel("job-1", 1, "pull request #7 was closed")
-            outcome = await asyncio.wait_for(session.wait_finished(), 60)
-        finally:
-            code, stderr = await runner_exit(proc)
-    assert code == 0, stderr
+    async def cancel(orch) -> None:  # type: ignore[no-untyped-def]
+        await async_wait_until(lambda: black_hole.accepted >= 1, timeout=30, what="git to connect")
+        orch.gateway.cancel("job-1", 1, "pull request #7 was closed")
+
+    outcome = await run_stalled(tmp_path, black_hole, timeout=600.0, during=cancel)
     assert (outcome.state, outcome.reason) == (S.JOB_STATE_CANCELLED, "pull request #7 was closed")
 
 

@@ -19,11 +19,11 @@ from common.bootstrap import RunnerBootstrap
 from common.rpc import jobs_pb2
 from common.tokens import TokenIssuer
 from orchestrator.logstore import LogStore
-from orchestrator.runnerapi import RunnerGateway, RunnerServer
+from orchestrator.runnerapi import RunnerGateway
 from runner import connection
 from runner.connection import Connection
 from tests.protocol.harness import KEY, assigned
-from tests.runner.helpers import make_repo, runner_exit, start_runner
+from tests.runner.helpers import make_repo, runner_exit, serve_runners, start_runner
 from tests.waiting import async_wait_until
 
 pytestmark = pytest.mark.faults
@@ -51,21 +51,12 @@ async def test_the_offline_clock_starts_at_the_last_answered_call(monkeypatch):
         await conn.close()
 
 
-async def serve(logdir: Path, patience: float, port: int = 0) -> tuple[LogStore, RunnerGateway, RunnerServer]:
-    store = LogStore(logdir)
-    gateway = RunnerGateway(store, TokenIssuer(KEY, ttl_seconds=600), heartbeat_interval=0.2,
-                            runner_patience=patience)
-    server = RunnerServer(gateway, port=port, grace_seconds=0)
-    await server.start()
-    return store, gateway, server
-
-
 async def test_an_outage_shorter_than_the_window_resumes_the_job(tmp_path: Path):
     repo = make_repo(tmp_path / "repo", {"x": "y"})
     go = tmp_path / "go"
     steps = [jobs_pb2.Step(name="Wait", run=f"echo before; while [ ! -e {go} ]; do sleep 0.05; done; echo after")]
     job = assigned("job-1", steps, clone_url=repo.url, sha=repo.sha)
-    store, gateway, server = await serve(tmp_path / "logs", patience=8.0)  # the runner's window: 6 s
+    store, gateway, server = await serve_runners(tmp_path / "logs", patience=8.0)  # the runner's window: 6 s
     session = gateway.assign(job)
     proc = await start_runner(server.address, session.token, tmp_path / "vm")
     try:
@@ -75,7 +66,7 @@ async def test_an_outage_shorter_than_the_window_resumes_the_job(tmp_path: Path)
         await store.aclose()
         go.touch()
         await asyncio.sleep(1.0)  # the outage itself (well inside the window), not a wait for a condition
-        store, gateway, server = await serve(tmp_path / "logs", patience=8.0, port=port)
+        store, gateway, server = await serve_runners(tmp_path / "logs", patience=8.0, port=port)
         session = gateway.assign(job)
         outcome = await asyncio.wait_for(session.wait_finished(), 60)
     finally:
