@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from common.queue.errors import QueueError
+from common.queue.publisher import JobPublisher
 from common.queue.topology import validate_label
 from common.rpc import jobs_pb2
 from common.validation import CloneRules, RequestInvalid, check_requests
@@ -96,3 +100,21 @@ def checked_job_requests(
         where = f"job {requests[int(index)].key!r} > {rest}" if index.isdigit() and rest else err.field
         raise WorkflowInvalid([WorkflowError(path, 1, 1, where, err.problem)]) from err
     return requests
+
+
+async def publish(publisher: JobPublisher, requests: Sequence[jobs_pb2.JobRequest]) -> None:
+    """``publisher.publish``; a publisher that publishes concurrently may report its ``QueueError``s
+    in an ``ExceptionGroup``: the first of them is raised, so the caller sees the queue failed."""
+    try:
+        await publisher.publish(requests)
+    except ExceptionGroup as group:
+        failed, other = group.split(QueueError)
+        if failed is None or other is not None:
+            raise
+        raise _first_error(failed) from group
+
+
+def _first_error(group: BaseExceptionGroup[Any]) -> BaseException:
+    """The first leaf exception of ``group`` (groups nest)."""
+    first = group.exceptions[0]
+    return _first_error(first) if isinstance(first, BaseExceptionGroup) else first

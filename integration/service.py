@@ -33,14 +33,13 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from common.errors import SolsticeError
-from common.queue.errors import QueueError
+from common.queue.errors import PublishFailed, QueueError
 from common.queue.publisher import JobPublisher
-from common.rpc import jobs_pb2
 from common.validation import CloneRules, RequestInvalid, ref_problem
 from common.workflow import WorkflowInvalid, decode_workflow, parse_workflow
 from integration.cancel import (
@@ -73,7 +72,7 @@ from integration.events import (
     WebhookEvent,
 )
 from integration.forges import forgejo_events, github_events
-from integration.jobs import JOB_NAMESPACE, checked_job_requests, new_id
+from integration.jobs import JOB_NAMESPACE, checked_job_requests, new_id, publish
 from integration.payload import PayloadError
 from integration.reporting.contract import ForgeReporter
 from integration.settings import WebhookSettings
@@ -83,6 +82,8 @@ log = logging.getLogger(__name__)
 
 # Forges send GUIDs; anything printable and short is accepted as a dedupe key.
 DELIVERY_ID = re.compile(r"[\x21-\x7e]{1,128}")
+# The least time a webhook's publish gets after a slow workflow read (GitHub waits 10 s in all).
+MIN_PUBLISH_TIME = 1.0
 
 NORMALIZERS = {Forge.GITHUB: github_events.normalize, Forge.FORGEJO: forgejo_events.normalize}
 
@@ -246,7 +247,7 @@ class WebhookService:
         if started is BuildStart.DUPLICATE_BUILD:
             return Outcome(200, "duplicate build", f"{event.ref} at {event.sha[:12]} was already built")
         try:
-            outcome = await self._build(pending)
+            outcome = await self._build(pending, answer_in_time=True)
         except (ForgeUnavailable, QueueError) as err:
             # Forges do not redeliver a failed webhook: keep the build and retry it ourselves.
             await self.store.reschedule(build_key, 0, self._next_try(0, err), str(err))
@@ -344,7 +345,10 @@ class WebhookService:
         await self.store.forget_deferred(key)
         await self.store.release("build", key)
 
-    async def _build(self, pending: PendingBuild) -> Outcome:
+    async def _build(self, pending: PendingBuild, answer_in_time: bool = False) -> Outcome:
+        """Read the workflow and publish its jobs. ``answer_in_time``: a forge is waiting for the
+        answer, so the publish too ends by ``handling_deadline`` (then the build is deferred: its
+        fixed ids make a publish that went through meanwhile harmless)."""
         build = pending.build
         link = self.forges.get(build.repo.forge)
         if link is None:
@@ -366,27 +370,18 @@ class WebhookService:
         except WorkflowInvalid as err:
             await link.reporter.report_invalid_workflow(build, err.errors, deadline)
             return Outcome(200, "invalid workflow", str(err))
-        await self._publish(requests)
+        if answer_in_time:
+            try:
+                async with asyncio.timeout(max(deadline - time.monotonic(), MIN_PUBLISH_TIME)):
+                    await publish(self.publisher, requests)
+            except TimeoutError:
+                raise PublishFailed(f"the queue did not confirm the job requests within the "
+                                    f"{self.settings.handling_deadline:g}s a webhook may take") from None
+        else:
+            await publish(self.publisher, requests)
         self.published += len(requests)
         return Outcome(202, "queued", f"{len(requests)} job(s) of {build.ref}", pending.run_id,
                        tuple(r.job_id for r in requests))
-
-    async def _publish(self, requests: Sequence[jobs_pb2.JobRequest]) -> None:
-        """``publisher.publish``; a publisher that publishes concurrently may report its ``QueueError``s
-        in an ``ExceptionGroup``: the first of them is raised, so the build is deferred, not lost."""
-        try:
-            await self.publisher.publish(requests)
-        except ExceptionGroup as group:
-            failed, other = group.split(QueueError)
-            if failed is None or other is not None:
-                raise
-            raise first_error(failed) from group
-
-
-def first_error(group: BaseExceptionGroup[Any]) -> BaseException:
-    """The first leaf exception of ``group`` (groups nest)."""
-    first = group.exceptions[0]
-    return first_error(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 def legacy_run_id(build_key: str) -> str:

@@ -210,11 +210,12 @@ class ForgeHttp:
 
     async def _wait_asked(self, seconds: float, deadline: float | None, what: str, last: str) -> bool:
         """Wait the whole time the forge asked for, if it fits ``max_wait`` and ``deadline``; False if not."""
-        if seconds > self.policy.max_wait:
+        if seconds > self.policy.max_wait or deadline is not None and time.monotonic() + seconds >= deadline:
             return False
         log.warning("%s %s: waiting %.1fs as the forge asked", self.forge, what, seconds,
                     extra={"fields": {"error": last}})
-        return await self._wait(seconds, deadline)
+        await asyncio.sleep(seconds)
+        return True
 
     @staticmethod
     async def _wait(seconds: float, deadline: float | None) -> bool:

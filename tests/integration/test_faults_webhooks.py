@@ -99,6 +99,27 @@ async def test_a_push_while_rabbitmq_is_down_is_deferred_and_built_once_it_is_ba
     assert await queue.count() == 0, "built once"
 
 
+async def test_the_webhook_is_answered_within_its_deadline_however_long_the_outage(
+        tmp_path: Path, fixtures_dir: Path, app_key, queue: RabbitQueue, broker: Broker, payload):
+    """The publisher would keep trying for its publish_timeout (60 s); GitHub gives up after 10 s."""
+    slow = RabbitJobPublisher(broker.proxy.url_for(queue.url), queue.topology)  # publish_timeout: 60 s
+    await slow.start()
+    stack = await make_stack(tmp_path, fixtures_dir, app_key, slow, handling_deadline=2)
+    try:
+        stack.github.put_file(GH_REPO, GH_SHA, WORKFLOW)
+        broker.proxy.outage()
+        status, answer = await stack.deliver_github("push", payload("github/push.new-branch"))
+        assert (status, answer["result"]) == (202, "deferred"), answer
+        assert "within the 2s a webhook may take" in answer["detail"]
+        broker.proxy.restore()
+        assert await stack.integration.service.retry_deferred(now=time.time() + LATER) == 1
+        [request] = await queue.take()
+        assert request.job_id == job_id_of(request.run_id, "build")
+    finally:
+        await stack.close()
+        await slow.close()
+
+
 async def _take_nonempty(queue: RabbitQueue) -> list[jobs_pb2.JobRequest]:
     return await queue.take()
 
