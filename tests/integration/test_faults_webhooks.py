@@ -212,3 +212,27 @@ async def test_a_retry_after_a_partial_workflow_report_makes_no_second_check(sta
     assert len(checks) == 1, checks
     assert (checks[0]["status"], checks[0]["conclusion"]) == ("completed", "failure")
     assert checks[0]["output"]["title"].startswith("Invalid workflow: "), checks[0]["output"]
+
+
+async def test_a_failing_round_never_ends_the_background_loop(stack: IntegrationStack, monkeypatch, caplog):
+    """Whatever one round of deferred retries raises, the loop (and with it ``serve``) lives on."""
+    service = stack.integration.service
+    rounds: list[str] = []
+
+    async def flaky(now: float | None = None, limit: int = 20) -> int:
+        rounds.append("round")
+        if len(rounds) == 1:
+            raise ExceptionGroup("unhandled errors in a TaskGroup", [PublishFailed("not confirmed")])
+        if len(rounds) == 2:
+            raise RuntimeError("a bug in one round")
+        return 0
+
+    monkeypatch.setattr(service, "retry_deferred", flaky)
+    maintain = asyncio.create_task(stack.integration.maintain(retry_interval=0.01))
+    try:
+        await async_wait_until(lambda: len(rounds) >= 4, what="rounds after the failing ones")
+        assert not maintain.done()
+    finally:
+        maintain.cancel()
+        await asyncio.gather(maintain, return_exceptions=True)
+    assert sum(r.getMessage() == "retrying deferred builds failed" for r in caplog.records) == 2
