@@ -22,7 +22,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common.queue import EventConsumer, RabbitEventPublisher, RabbitJobPublisher  # noqa: E402
@@ -131,9 +131,7 @@ async def store_outage(tmp: Path, amqp: str, pg: str) -> str:
     queue = RabbitQueue(amqp)
     await queue.start()
     proxy = await proxied(pg, 5432)
-    parts = urlsplit(pg)
-    dsn = urlunsplit((parts.scheme, f"{parts.username}@127.0.0.1:{proxy.port}", parts.path, "", ""))
-    stack = IntegrationStack(tmp, FIXTURES, KEY, queue.publisher, store=dsn, report=ReportSettings())
+    stack = IntegrationStack(tmp, FIXTURES, KEY, queue.publisher, store=proxy.dsn_for(pg), report=ReportSettings())
     await stack.start()
     reporter = stack.integration.reporter
     consumer = EventConsumer(amqp, "integration", reporter.handle, queue.topology, bindings=("job.#",))

@@ -33,7 +33,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -250,9 +250,9 @@ class WebhookService:
             outcome = await self._build(pending, answer_in_time=True)
         except (ForgeUnavailable, QueueError) as err:
             # Forges do not redeliver a failed webhook: keep the build and retry it ourselves.
-            await self.store.reschedule(build_key, 0, self._next_try(0, err), str(err))
             log.warning("build deferred, it is retried in the background: %s", err,
                         extra={"fields": {"build": build_key}})
+            await self._bookkeep(build_key, self.store.reschedule(build_key, 0, self._next_try(0, err), str(err)))
             outcome = Outcome(202, "deferred", f"{event.ref} at {event.sha[:12]} will be retried: {err}")
         except asyncio.CancelledError:
             raise  # shutting down: the lease ends and whoever runs then builds it
@@ -260,12 +260,22 @@ class WebhookService:
             await self.store.abandon_build(delivery_key, build_key)
             raise
         else:
-            await self.store.forget_deferred(build_key)
+            await self._bookkeep(build_key, self.store.forget_deferred(build_key))
         superseded = await self._supersede(event)
         if superseded:
             outcome = Outcome(outcome.status, outcome.result, f"{outcome.detail}; {superseded} superseded job(s) "
                               "cancelled", outcome.run_id, outcome.job_ids)
         return outcome
+
+    @staticmethod
+    async def _bookkeep(build_key: str, write: Awaitable[None]) -> None:
+        """A store write after the build's outcome is known; if it fails, the build's row stays due
+        when its lease ends, and the retry publishes the same job ids again (harmless)."""
+        try:
+            await write
+        except StoreError as err:
+            log.warning("cannot record the outcome of a build; it is published again (same job ids) once its "
+                        "lease ends: %s", err, extra={"fields": {"build": build_key}})
 
     def _next_try(self, attempts: int, err: SolsticeError) -> float:
         """When a build that failed ``attempts`` retries (``err`` the last) is due again."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -87,29 +86,12 @@ async def test_a_create_whose_answer_is_lost_is_adopted_not_repeated(stack: Inte
     assert len([c for c in stack.github.arrived if c == ("POST", "/repos/Codertocat/Hello-World/check-runs")]) == 1
 
 
-class Postgres:
-    """The integration's PostgreSQL store, reached only through ``proxy`` (at ``dsn``)."""
-
-    def __init__(self, proxy: TcpProxy, dsn: str) -> None:
-        self.proxy, self.dsn = proxy, dsn
-
-
 @pytest.fixture
-async def postgres(pg_database: str) -> AsyncIterator[Postgres]:
-    parts = urlsplit(pg_database)
-    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
-    await proxy.start()
-    netloc = f"{parts.username}@127.0.0.1:{proxy.port}" if parts.username else f"127.0.0.1:{proxy.port}"
-    try:
-        yield Postgres(proxy, urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment)))
-    finally:
-        await proxy.close()
-
-
-@pytest.fixture
-async def pg_stack(tmp_path: Path, fixtures_dir: Path, app_key, queue: RabbitQueue,
-                   postgres: Postgres) -> AsyncIterator[IntegrationStack]:
-    made = IntegrationStack(tmp_path, fixtures_dir, app_key, queue.publisher, report=FAST, store=postgres.dsn)
+async def pg_stack(tmp_path: Path, fixtures_dir: Path, app_key, queue: RabbitQueue, pg_database: str,
+                   postgres: TcpProxy) -> AsyncIterator[IntegrationStack]:
+    """The stack with its store in PostgreSQL, behind the ``postgres`` proxy."""
+    made = IntegrationStack(tmp_path, fixtures_dir, app_key, queue.publisher, report=FAST,
+                            store=postgres.dsn_for(pg_database))
     await made.start()
     try:
         yield made
@@ -117,19 +99,20 @@ async def pg_stack(tmp_path: Path, fixtures_dir: Path, app_key, queue: RabbitQue
         await made.close()
 
 
-async def test_the_store_lost_right_after_a_create_heals_by_look_up(pg_stack: IntegrationStack, postgres: Postgres):
+async def test_the_store_lost_right_after_a_create_heals_by_look_up(pg_stack: IntegrationStack,
+                                                                   postgres: TcpProxy):
     job = new_job_id()
-    pg_stack.github.on_next("POST", "/check-runs", postgres.proxy.outage)  # the create lands; saving its id cannot
+    pg_stack.github.on_next("POST", "/check-runs", postgres.outage)  # the create lands; saving its id cannot
     assert await handle(pg_stack, job, S.JOB_STATE_RUNNING) == Disposition.REQUEUE
     assert pg_stack.integration.reporter.store_retries == 1
-    postgres.proxy.restore()
+    postgres.restore()
     assert await handle(pg_stack, job, S.JOB_STATE_RUNNING) == Disposition.ACK  # redelivered
     assert await handle(pg_stack, job, S.JOB_STATE_SUCCEEDED) == Disposition.ACK
     assert list(statuses(pg_stack).values()) == [("completed", "success")], "one check run, in its final state"
 
 
 async def test_a_completed_event_waits_out_a_store_outage_and_is_never_dead_lettered(
-        pg_stack: IntegrationStack, postgres: Postgres, queue: RabbitQueue):
+        pg_stack: IntegrationStack, postgres: TcpProxy, queue: RabbitQueue):
     reporter = pg_stack.integration.reporter
     reporter.store_pause = (0.1, 0.8)  # the production pauses (0.5 s doubling to 30 s), shrunk
     consumer = EventConsumer(queue.url, "integration", reporter.handle, queue.topology, bindings=("job.#",))
@@ -140,12 +123,12 @@ async def test_a_completed_event_waits_out_a_store_outage_and_is_never_dead_lett
         job = new_job_id()
         await publisher.publish([job_event(job, S.JOB_STATE_RUNNING)])
         await async_wait_until(lambda: reporter.reported == 1, what="the in_progress check run")
-        postgres.proxy.outage()
+        postgres.outage()
         await publisher.publish([job_event(job, S.JOB_STATE_SUCCEEDED)])
         # more failures than the consumer's max_attempts (5): a store outage is not the event's fault
         await async_wait_until(lambda: reporter.store_retries >= 6, timeout=60, what="retries while the store is down")
         assert consumer.stats.dead_lettered == 0 and consumer.stats.retried == 0
-        postgres.proxy.restore()
+        postgres.restore()
         await async_wait_until(lambda: list(statuses(pg_stack).values()) == [("completed", "success")],
                                timeout=60, what="the completed check run")
         assert consumer.stats.dead_lettered == 0
@@ -155,7 +138,7 @@ async def test_a_completed_event_waits_out_a_store_outage_and_is_never_dead_lett
 
 
 @pytest.fixture
-async def replicas(pg_stack: IntegrationStack, postgres: Postgres, queue: RabbitQueue
+async def replicas(pg_stack: IntegrationStack, postgres: TcpProxy, queue: RabbitQueue
                    ) -> AsyncIterator[tuple[Integration, Integration]]:
     """Two integrations sharing one PostgreSQL store (and the fake GitHub), as two replicas would."""
     other = Integration(pg_stack.settings, queue.publisher)

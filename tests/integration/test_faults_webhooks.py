@@ -236,3 +236,35 @@ async def test_a_failing_round_never_ends_the_background_loop(stack: Integration
         maintain.cancel()
         await asyncio.gather(maintain, return_exceptions=True)
     assert sum(r.getMessage() == "retrying deferred builds failed" for r in caplog.records) == 2
+
+
+class ThenStoreDown:
+    """Publishes for real, then the integration's store goes away (before the build is marked done)."""
+
+    def __init__(self, real: RabbitJobPublisher, postgres: TcpProxy) -> None:
+        self.real, self.postgres = real, postgres
+
+    async def publish(self, requests: Sequence[jobs_pb2.JobRequest]) -> None:
+        await self.real.publish(requests)
+        self.postgres.outage()
+
+
+async def test_a_store_blip_after_the_publish_answers_queued_and_republishes_the_same_ids(
+        tmp_path: Path, fixtures_dir: Path, app_key, queue: RabbitQueue, pg_database: str, postgres: TcpProxy,
+        payload):
+    stack = IntegrationStack(tmp_path, fixtures_dir, app_key, ThenStoreDown(queue.publisher, postgres),
+                             store=postgres.dsn_for(pg_database))
+    await stack.start()
+    try:
+        stack.github.put_file(GH_REPO, GH_SHA, WORKFLOW)
+        status, answer = await stack.deliver_github("push", payload("github/push.new-branch"))
+        assert (status, answer["result"]) == (202, "queued"), answer  # it was: the answer says so
+        postgres.restore()
+        stack.publisher = queue.publisher
+        stack.integration.service.publisher = queue.publisher
+        # the build's row was not cleared: it is published again once its lease ends - as the same job
+        assert await stack.integration.service.retry_deferred(now=time.time() + LATER) == 1
+    finally:
+        await stack.close()
+    requests = await queue.take()
+    assert [r.job_id for r in requests] == [answer["jobs"][0]] * 2

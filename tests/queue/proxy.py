@@ -28,6 +28,12 @@ class TcpProxy:
         assert self._server is not None
         return self._server.sockets[0].getsockname()[1]
 
+    def dsn_for(self, dsn: str) -> str:
+        """A ``postgresql://`` ``dsn`` pointed at this proxy instead of the server."""
+        parts = urlsplit(dsn)
+        user = f"{parts.username}@" if parts.username else ""
+        return urlunsplit((parts.scheme, f"{user}127.0.0.1:{self.port}", parts.path, parts.query, parts.fragment))
+
     def url_for(self, url: str) -> str:
         """``url`` pointed at this proxy instead of the broker, reconnecting after 1 s (not 5)."""
         parts = urlsplit(url)
