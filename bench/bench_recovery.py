@@ -27,7 +27,9 @@ from urllib.parse import urlsplit
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common.queue import EventConsumer, RabbitEventPublisher, RabbitJobPublisher  # noqa: E402
 from common.rpc import jobs_pb2  # noqa: E402
-from integration.settings import ReportSettings, WebhookSettings  # noqa: E402
+from integration.events import BuildRequested, Forge, PendingBuild, Repo  # noqa: E402
+from integration.jobs import new_id  # noqa: E402
+from integration.settings import ReportSettings  # noqa: E402
 from tests import services  # noqa: E402
 from tests.conftest import FIXTURES  # noqa: E402
 from tests.fakes.forges import rsa_key_pair  # noqa: E402
@@ -100,11 +102,35 @@ async def broker_outage(tmp: Path, amqp: str, pg: str) -> str:
         await queue.close()
 
 
+async def crash(tmp: Path, amqp: str, pg: str) -> str:
+    """The state a process SIGKILLed after its claims leaves (the fault test kills a real one)."""
+    queue = RabbitQueue(amqp)
+    await queue.start()
+    stack = IntegrationStack(tmp, FIXTURES, KEY, queue.publisher)
+    await stack.start()
+    maintain = asyncio.create_task(stack.integration.maintain())
+    try:
+        stack.github.put_file(REPO, SHA, WORKFLOW)
+        settings = stack.settings.webhooks
+        pending = PendingBuild(BuildRequested(Repo(Forge.GITHUB, REPO, "https://github.com/o/r.git", 1),
+                                              "refs/heads/master", SHA, "github push"), new_id("run"))
+        await stack.integration.store.start_build("github:dead", f"github:{REPO}:refs/heads/master:{SHA}",
+                                                  pending.to_json(), settings.dedupe_ttl,
+                                                  time.time() + settings.build_lease)
+        took = await until(lambda: _count(queue))
+        return (f"process killed between claim and publish: built {took:.1f}s after the claim "
+                f"(build_lease {settings.build_lease:g}s, retry_interval {settings.retry_interval:g}s)")
+    finally:
+        maintain.cancel()
+        await asyncio.gather(maintain, return_exceptions=True)
+        await stack.close()
+        await queue.close()
+
+
 async def rate_limited_read(tmp: Path, amqp: str, pg: str) -> str:
     queue = RabbitQueue(amqp)
     await queue.start()
-    stack = IntegrationStack(tmp, FIXTURES, KEY, queue.publisher,
-                             webhooks=WebhookSettings(retry_interval=WebhookSettings().retry_interval))
+    stack = IntegrationStack(tmp, FIXTURES, KEY, queue.publisher)
     await stack.start()
     maintain = asyncio.create_task(stack.integration.maintain())
     try:
@@ -207,7 +233,7 @@ async def checkout_blip(tmp: Path, amqp: str, pg: str) -> str:
             f"{took[0]:.1f}s without (the retries' pauses: 0.5-1s, then 1-2s)")
 
 
-SCENARIOS = {"broker": broker_outage, "rate-limit": rate_limited_read, "store": store_outage,
+SCENARIOS = {"broker": broker_outage, "crash": crash, "rate-limit": rate_limited_read, "store": store_outage,
              "dropped-create": dropped_create, "checkout": checkout_blip}
 
 
