@@ -89,7 +89,8 @@ class Integration(StartClose):
     def _wire(self, session: aiohttp.ClientSession) -> None:
         s = self.settings
         # Secrets must never reach a log line, whatever logs them.
-        masker.add(*(v for v in (s.github.webhook_secret, s.forgejo.webhook_secret, s.forgejo.token) if v))
+        secrets = (s.github.webhook_secret, s.forgejo.webhook_secret, s.forgejo.token, s.admin.token)
+        masker.add(*(v for v in secrets if v))
         policy = RetryPolicy(s.report.attempts, s.report.backoff_initial, s.report.backoff_max, s.report.request_timeout,
                              s.report.max_wait)
         links: dict[Forge, ForgeLink] = {}
@@ -113,9 +114,9 @@ class Integration(StartClose):
             reporters[Forge.FORGEJO.value] = forgejo_reporter
         elif s.forgejo.enabled:
             log.warning("Forgejo webhooks are accepted but SOLSTICE_FORGEJO_URL is not set: workflows cannot be read")
-        secrets = {Forge.GITHUB: s.github.webhook_secret, Forge.FORGEJO: s.forgejo.webhook_secret}
+        webhook_secrets = {Forge.GITHUB: s.github.webhook_secret, Forge.FORGEJO: s.forgejo.webhook_secret}
         self._service = WebhookService(
-            s.webhooks, secrets, self.store, self.publisher, links, self.canceller, self.retrier)
+            s.webhooks, webhook_secrets, self.store, self.publisher, links, self.canceller, self.retrier)
         self._reporter = EventReporter(self.store, reporters, s.report.give_up_after, lock_lease=s.report.lock_lease)
 
     def _clone_rules(self, forge_url: str) -> CloneRules:

@@ -11,4 +11,5 @@ from integration.store.open import open_store
 from integration.store.postgres import PostgresSeenStore
 from integration.store.sqlite import SqliteSeenStore
 
-__all__ = ["BuildStart", "DeferredBuild", "PostgresSeenStore", "ReportRecord", "SeenStore", "SqliteSeenStore", "open_store"]
+__all__ = ["BuildStart", "DeferredBuild", "PostgresSeenStore", "ReportRecord", "SeenStore", "SqliteSeenStore",
+           "open_store"]
