@@ -62,6 +62,7 @@ class Spool:
         self.full = asyncio.Event()  # set once a batch could not be written; ``full_reason`` says why
         self.full_reason = ""
         self._changed = asyncio.Event()
+        self._generation = 0  # raised whenever the file is emptied or compacted (offsets change)
 
     def _open(self, truncate: bool = False) -> int:
         flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if truncate else 0)
@@ -137,6 +138,7 @@ class Spool:
         if done == self._size:
             os.ftruncate(self._fd, 0)  # O_APPEND: the next batch goes to the start again
             self._size = 0
+            self._generation += 1
         elif done >= self.compact_bytes:
             self._compact(done)
 
@@ -161,17 +163,30 @@ class Spool:
         self._pending = collections.deque(
             e if e.offset < 0 else Spooled(e.first, e.last, e.offset - done, e.length) for e in self._pending)
         self._size -= done
+        self._generation += 1
 
     def unsent(self, after: int) -> Iterator[tuple[int, bytes]]:
         """(last sequence, serialized batch) of spooled batches ending after
         ``after``, read from the file one at a time (a long outage can leave
-        far more spooled than should sit in memory)."""
-        for entry in list(self._pending):
-            if entry.last > after:
-                if entry.data is not None:
-                    yield entry.last, entry.data
-                else:
-                    yield entry.last, os.pread(self._fd, entry.length, entry.offset)
+        far more spooled than should sit in memory). Acks that arrive while
+        the caller sends may empty or compact the file: each batch is read
+        right before it is yielded, from where it is then, and batches
+        acknowledged meanwhile are skipped."""
+        generation = self._generation
+        entries = list(self._pending)
+        index = 0
+        while index < len(entries):
+            if generation != self._generation:  # the file was emptied or compacted since the last yield
+                generation = self._generation
+                entries, index = list(self._pending), 0
+                continue
+            entry = entries[index]
+            index += 1
+            if entry.last <= max(after, self.acked):
+                continue
+            raw = entry.data if entry.data is not None else os.pread(self._fd, entry.length, entry.offset)
+            yield entry.last, raw
+            after = entry.last
 
     @property
     def all_acked(self) -> bool:

@@ -112,3 +112,20 @@ async def test_a_full_vm_disk_fails_the_job_and_loses_no_line(tmp_path: Path):
     assert outcome.steps[1].state == jobs_pb2.STEP_STATE_SKIPPED
     # what was logged before the job stopped reached the orchestrator from memory
     assert any("fetching" in ln.text() for ln in lines), [ln.text() for ln in lines]
+
+
+def test_batches_being_sent_while_acks_empty_or_compact_the_file_stay_whole(tmp_path: Path):
+    """The shipper sends from ``unsent`` while acks arrive between its writes."""
+    spool = Spool(tmp_path / "j.spool", compact_bytes=100_000)
+    fill(spool, 40)  # batches 1, 11, ... 391; ~10 kB each
+    sending = spool.unsent(0)
+    sent = [runner_pb2.LogBatch.FromString(next(sending)[1]).first_sequence for _ in range(3)]
+    spool.ack(250)  # compacts: the offsets of what is left change under the generator
+    sent += [runner_pb2.LogBatch.FromString(raw).first_sequence for _, raw in [next(sending)]]
+    spool.ack(400)  # everything: the file is emptied
+    sent += [runner_pb2.LogBatch.FromString(raw).first_sequence for _, raw in sending]
+    assert sent == [1, 11, 21, 251]
+    next_line = fill(spool, 2, first=401)
+    assert [runner_pb2.LogBatch.FromString(raw).first_sequence for _, raw in spool.unsent(400)] == [401, 411]
+    assert next_line == 421
+    spool.close()
