@@ -9,8 +9,9 @@ network and a crashed runner, not a crashed VM, which ends the job anyway.)
 
 What the orchestrator acknowledged leaves the disk: the file is emptied
 when every batch is acknowledged, and rewritten with only the
-unacknowledged ones once the acknowledged part passes ``compact_bytes``, so
-the spool holds about what is in flight, not the whole log (``discard``
+unacknowledged ones once the acknowledged part passes ``compact_bytes`` and
+outweighs the rest, so the spool holds about what is in flight (at most
+twice that, plus ``compact_bytes``), not the whole log (``discard``
 removes it after the job completed). Unacknowledged batches are bounded by
 ``max_bytes``. A batch that cannot be written - the VM's disk is full, or
 the bound is reached - is kept in memory (no line is lost) and ``full`` is
@@ -139,7 +140,9 @@ class Spool:
             os.ftruncate(self._fd, 0)  # O_APPEND: the next batch goes to the start again
             self._size = 0
             self._generation += 1
-        elif done >= self.compact_bytes:
+        elif done >= self.compact_bytes and done >= self._size - done:
+            # Only once the acknowledged part outweighs what is left: each rewrite copies at most
+            # as much as was acknowledged, so catching up on a long backlog stays linear.
             self._compact(done)
 
     def _compact(self, done: int) -> None:

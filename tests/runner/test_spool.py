@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -42,11 +43,13 @@ def test_a_fully_acknowledged_spool_is_emptied(tmp_path: Path):
 def test_an_acknowledged_prefix_is_compacted_away_and_the_rest_still_reads_back(tmp_path: Path):
     spool = Spool(tmp_path / "j.spool", compact_bytes=200_000)
     next_line = fill(spool, 60)  # ~600 kB
-    spool.ack(300)  # 30 batches acknowledged, 30 not: never all acked at one moment
-    assert spool.path.stat().st_size < 400_000
-    unsent = [runner_pb2.LogBatch.FromString(raw).first_sequence for _, raw in spool.unsent(300)]
-    assert unsent == list(range(301, next_line, 10))
-    assert [ln.sequence for ln in read_spool(spool.path)] == list(range(301, next_line))
+    spool.ack(200)  # 20 batches acknowledged, 40 not: less than what is left, no rewrite yet
+    assert spool.path.stat().st_size > 600_000
+    spool.ack(320)  # 32 acknowledged, 28 not: never all acked at one moment
+    assert spool.path.stat().st_size < 300_000
+    unsent = [runner_pb2.LogBatch.FromString(raw).first_sequence for _, raw in spool.unsent(320)]
+    assert unsent == list(range(321, next_line, 10))
+    assert [ln.sequence for ln in read_spool(spool.path)] == list(range(321, next_line))
     spool.close()
 
 
@@ -128,4 +131,19 @@ def test_batches_being_sent_while_acks_empty_or_compact_the_file_stay_whole(tmp_
     next_line = fill(spool, 2, first=401)
     assert [runner_pb2.LogBatch.FromString(raw).first_sequence for _, raw in spool.unsent(400)] == [401, 411]
     assert next_line == 421
+    spool.close()
+
+
+def test_catching_up_on_a_long_backlog_rewrites_the_file_rarely(tmp_path: Path, monkeypatch):
+    """After an outage the acks come in small steps over a big backlog: rewriting the whole
+    unacknowledged rest at each step would copy the backlog over and over."""
+    spool = Spool(tmp_path / "j.spool", compact_bytes=50_000)
+    next_line = fill(spool, 400)  # ~4 MB not acknowledged
+    copied = []
+    pread = os.pread
+    monkeypatch.setattr(os, "pread", lambda fd, n, at: copied.append(n) or pread(fd, n, at))
+    for acked in range(10, next_line, 10):
+        spool.ack(acked)
+    assert sum(copied) < 4 * 4_000_000 // 2, "copies stay within the size of the backlog"
+    assert spool.disk_bytes == 0
     spool.close()
