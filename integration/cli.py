@@ -13,6 +13,7 @@ from common.cli import logging_options, run_cli
 from common.config import load_config
 from common.errors import ConfigError
 from common.queue import EventConsumer, RabbitJobPublisher, Topology
+from integration.admin_link import AdminLink
 from integration.app import make_app
 from common.validation import RequestInvalid
 from integration.errors import IntegrationError
@@ -73,10 +74,14 @@ def serve(config_path: Path | None, listen: str | None) -> None:
 
 async def _serve(settings: IntegrationSettings, host: str, port: int) -> None:
     topology = Topology(settings.queue_prefix)
+    link = AdminLink(settings.admin) if settings.admin.address else None
+    if link is None:
+        log.warning("admin.address is not set: closed pull requests, superseded heads and 'Re-run' are only logged "
+                    "(give an orchestrator's AdminService address and an operate token to act on them)")
     publisher = RabbitJobPublisher(settings.amqp_url, topology)
     await publisher.start()
     try:
-        async with Integration(settings, publisher) as integration:
+        async with Integration(settings, publisher, canceller=link, retrier=link) as integration:
             consumer = EventConsumer(
                 settings.amqp_url, "integration", integration.reporter.handle, topology, bindings=("job.#",)
             )

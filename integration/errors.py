@@ -4,11 +4,13 @@
     └── IntegrationError          the integration could not do what was asked
         ├── ForgeError            a forge API call failed
         │   ├── ForgeUnavailable  5xx, timeouts, network errors: worth retrying later
+        │   │   └── ForgeRateLimited  403/429 rate limit: retry once ``retry_at`` has passed
         │   ├── ForgeRejected     4xx: the forge refused the request (``status``,
         │   │                     ``forge_message``); retrying the same call will not help
         │   └── UnsafeForgeUrl    a URL part would leave the repository's API path: not sent
         ├── ForgeAuthError        credentials are missing or unusable (no App key, ...)
         ├── PayloadError          a webhook body lacks a field its event needs (-> 400)
+        ├── OrchestratorUnavailable  the orchestrator could not be asked to cancel or re-run jobs
         └── StoreError            the dedupe/report store failed
 """
 
@@ -26,7 +28,28 @@ class ForgeError(IntegrationError):
 
 
 class ForgeUnavailable(ForgeError):
-    """The forge did not answer usefully (5xx, timeout, connection error); try again later."""
+    """The forge did not answer usefully (5xx, timeout, connection error); try again later.
+
+    ``retry_at`` (unix time), when set, is the earliest time the forge said to come back.
+    """
+
+    def __init__(self, message: str, retry_at: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_at = retry_at
+
+
+class ForgeRateLimited(ForgeUnavailable):
+    """The forge's rate limit refused the call (GitHub: 403 or 429); nothing was done.
+
+    ``retry_at`` (unix time) is when the forge said to try again: its
+    ``Retry-After``, its ``x-ratelimit-reset``, or a minute from the answer
+    when it said neither (GitHub's advice for secondary limits).
+    """
+
+    retry_at: float
+
+    def __init__(self, message: str, retry_at: float) -> None:
+        super().__init__(message, retry_at)
 
 
 class ForgeRejected(ForgeError):
@@ -48,3 +71,7 @@ class ForgeAuthError(IntegrationError):
 
 class StoreError(IntegrationError):
     """The integration's store (dedupe keys, check-run ids) failed."""
+
+
+class OrchestratorUnavailable(IntegrationError):
+    """The orchestrator (AdminService) could not be asked to cancel or re-run jobs; try again later."""

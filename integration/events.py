@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import json
 from dataclasses import dataclass
+from typing import Any
 
 ZERO_SHA = "0" * 40
 
@@ -60,23 +61,43 @@ class BuildRequested:
     is_tag: bool = False
     sender: str = ""
 
-    def to_json(self) -> str:
-        """The build as JSON (kept in the store while it waits for a retry)."""
+    def to_doc(self) -> dict[str, Any]:
+        """The build as a JSON-able dict (kept in the store while it is built or waits for a retry)."""
         repo = {"forge": self.repo.forge.value, "full_name": self.repo.full_name, "clone_url": self.repo.clone_url,
                 "installation_id": self.repo.installation_id}
-        return json.dumps({
+        return {
             "repo": repo, "ref": self.ref, "sha": self.sha, "origin": self.origin, "trusted": self.trusted,
             "pull_request": self.pull_request, "is_tag": self.is_tag, "sender": self.sender,
-        }, sort_keys=True)
+        }
 
     @classmethod
-    def from_json(cls, text: str) -> BuildRequested:
-        """The inverse of ``to_json``; ``ValueError``/``KeyError``/``TypeError`` when ``text`` is not one."""
-        doc = json.loads(text)
+    def from_doc(cls, doc: dict[str, Any]) -> BuildRequested:
+        """The inverse of ``to_doc``; ``ValueError``/``KeyError``/``TypeError`` when ``doc`` is not one."""
         r = doc["repo"]
         repo = Repo(Forge(r["forge"]), str(r["full_name"]), str(r["clone_url"]), int(r["installation_id"]))
         return cls(repo, str(doc["ref"]), str(doc["sha"]), str(doc["origin"]), bool(doc["trusted"]),
                    int(doc["pull_request"]), bool(doc["is_tag"]), str(doc["sender"]))
+
+
+@dataclass(frozen=True, slots=True)
+class PendingBuild:
+    """A build being handled or waiting for a retry, with the run id its job ids derive from
+    (``integration.jobs.job_id_of``): every publish of it carries the same ids."""
+
+    build: BuildRequested
+    run_id: str
+
+    def to_json(self) -> str:
+        return json.dumps({"build": self.build.to_doc(), "run_id": self.run_id}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, legacy_run_id: str) -> PendingBuild:
+        """The inverse of ``to_json``; a bare ``BuildRequested`` (kept by an older version) gets
+        ``legacy_run_id``. ``ValueError``/``KeyError``/``TypeError`` when ``text`` is neither."""
+        doc = json.loads(text)
+        if "build" in doc:
+            return cls(BuildRequested.from_doc(doc["build"]), str(doc["run_id"]))
+        return cls(BuildRequested.from_doc(doc), legacy_run_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +121,15 @@ class RerunRequested:
 
 
 @dataclass(frozen=True, slots=True)
+class CommitRerunRequested:
+    """Someone pressed "Re-run all checks" on Solstice's check suite of ``sha``: run its finished jobs again."""
+
+    repo: Repo
+    sha: str
+    sender: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Ping:
     """The forge checks the hook is alive."""
 
@@ -113,7 +143,7 @@ class Ignored:
     reason: str
 
 
-WebhookEvent = BuildRequested | PullRequestClosed | RerunRequested | Ping | Ignored
+WebhookEvent = BuildRequested | PullRequestClosed | RerunRequested | CommitRerunRequested | Ping | Ignored
 
 
 @dataclass(frozen=True, slots=True)

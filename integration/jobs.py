@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from common.queue.errors import QueueError
+from common.queue.publisher import JobPublisher
 from common.queue.topology import validate_label
 from common.rpc import jobs_pb2
 from common.validation import CloneRules, RequestInvalid, check_requests
@@ -14,9 +18,20 @@ from common.workflow.model import merge_env
 from integration.events import BuildRequested
 
 
+# Job ids are derived from their run's id and the job's key (uuid5 in this namespace), so a
+# build published again - a deferred retry after a partial publish - carries the same ids,
+# and the orchestrator takes each job once.
+JOB_NAMESPACE = uuid.UUID("5f0c61ce-7c35-4f2b-9d40-2a0c61ce0015")
+
+
 def new_id(kind: str) -> str:
     """A unique id whose text says what it is (``job-…``, ``run-…``); safe as a routing-key word."""
     return f"{kind}-{uuid.uuid4().hex}"
+
+
+def job_id_of(run_id: str, key: str) -> str:
+    """The id of job ``key`` of run ``run_id``: ``job-`` and 32 hex digits, the same every time."""
+    return f"job-{uuid.uuid5(JOB_NAMESPACE, f'{run_id}/{key}').hex}"
 
 
 def job_requests(workflow: Workflow, build: BuildRequested, run_id: str) -> list[jobs_pb2.JobRequest]:
@@ -38,7 +53,7 @@ def job_requests(workflow: Workflow, build: BuildRequested, run_id: str) -> list
         requests.append(
             jobs_pb2.JobRequest(
                 schema_version=jobs_pb2.SCHEMA_VERSION_1,
-                job_id=new_id("job"),
+                job_id=job_id_of(run_id, job.id),
                 run_id=run_id,
                 key=job.id,
                 name=job.id,
@@ -85,3 +100,21 @@ def checked_job_requests(
         where = f"job {requests[int(index)].key!r} > {rest}" if index.isdigit() and rest else err.field
         raise WorkflowInvalid([WorkflowError(path, 1, 1, where, err.problem)]) from err
     return requests
+
+
+async def publish(publisher: JobPublisher, requests: Sequence[jobs_pb2.JobRequest]) -> None:
+    """``publisher.publish``; a publisher that publishes concurrently may report its ``QueueError``s
+    in an ``ExceptionGroup``: the first of them is raised, so the caller sees the queue failed."""
+    try:
+        await publisher.publish(requests)
+    except ExceptionGroup as group:
+        failed, other = group.split(QueueError)
+        if failed is None or other is not None:
+            raise
+        raise _first_error(failed) from group
+
+
+def _first_error(group: BaseExceptionGroup[Any]) -> BaseException:
+    """The first leaf exception of ``group`` (groups nest)."""
+    first = group.exceptions[0]
+    return _first_error(first) if isinstance(first, BaseExceptionGroup) else first

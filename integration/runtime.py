@@ -95,8 +95,10 @@ class Integration(StartClose):
     def _wire(self, session: aiohttp.ClientSession) -> None:
         s = self.settings
         # Secrets must never reach a log line, whatever logs them.
-        masker.add(*(v for v in (s.github.webhook_secret, s.forgejo.webhook_secret, s.forgejo.token) if v))
-        policy = RetryPolicy(s.report.attempts, s.report.backoff_initial, s.report.backoff_max, s.report.request_timeout)
+        secrets = (s.github.webhook_secret, s.forgejo.webhook_secret, s.forgejo.token, s.admin.token)
+        masker.add(*(v for v in secrets if v))
+        policy = RetryPolicy(s.report.attempts, s.report.backoff_initial, s.report.backoff_max, s.report.request_timeout,
+                             s.report.max_wait)
         links: dict[Forge, ForgeLink] = {}
         reporters: dict[str, ForgeReporter] = {}
         if s.github.app_id and s.github.private_key_file:
@@ -118,10 +120,11 @@ class Integration(StartClose):
             reporters[Forge.FORGEJO.value] = forgejo_reporter
         elif s.forgejo.enabled:
             log.warning("Forgejo webhooks are accepted but SOLSTICE_FORGEJO_URL is not set: workflows cannot be read")
-        secrets = {Forge.GITHUB: s.github.webhook_secret, Forge.FORGEJO: s.forgejo.webhook_secret}
+        webhook_secrets = {Forge.GITHUB: s.github.webhook_secret, Forge.FORGEJO: s.forgejo.webhook_secret}
         self._service = WebhookService(
-            s.webhooks, secrets, self.store, self.publisher, links, self.canceller, self.retrier, self.parser)
-        self._reporter = EventReporter(self.store, reporters, s.report.give_up_after)
+            s.webhooks, webhook_secrets, self.store, self.publisher, links, self.canceller, self.retrier,
+            self.parser)
+        self._reporter = EventReporter(self.store, reporters, s.report.give_up_after, lock_lease=s.report.lock_lease)
 
     async def _start_external(self, session: aiohttp.ClientSession) -> None:
         x = self.settings.external
@@ -146,7 +149,12 @@ class Integration(StartClose):
 
     async def maintain(self, interval: float = PURGE_INTERVAL, retry_interval: float | None = None) -> None:
         """Forever (run it as a supervised task): retry due deferred builds every ``retry_interval`` s
-        (default ``webhooks.retry_interval``) and purge expired dedupe claims every ``interval`` s."""
+        (default ``webhooks.retry_interval``) and purge expired dedupe claims every ``interval`` s.
+
+        A round that fails - the store or the broker down, or anything else -
+        is logged and the next one runs: an outage only delays deferred builds,
+        it never ends the loop (and with it ``solstice-integration serve``).
+        """
         retry_every = self.settings.webhooks.retry_interval if retry_interval is None else retry_interval
         next_purge = 0.0
         while True:
@@ -162,6 +170,8 @@ class Integration(StartClose):
                 await self.service.retry_deferred()
             except IntegrationError as err:
                 log.error("retrying deferred builds failed: %s", err)
+            except Exception:  # noqa: BLE001 - one round's failure must not end the loop
+                log.exception("retrying deferred builds failed")
             await asyncio.sleep(min(retry_every, interval))
 
     async def close(self) -> None:

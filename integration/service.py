@@ -8,33 +8,64 @@ invalid workflow (not UTF-8, not KDL, nested too deep, against the schema or
 the request limits of ``common.validation``) or a ref the runner cannot check
 out becomes a failed check/status instead. Every field that reaches a forge
 URL or a job request is checked (``common.validation``) while normalizing,
-before anything is stored or sent: a bad one is a 400 naming it. When the forge API
-or the queue is down, the build is deferred: kept in the store and retried
-by ``retry_deferred`` (forges do not redeliver failed webhooks). Any other
-failure half-way releases the claims, so a redelivery is processed.
+before anything is stored or sent: a bad one is a 400 naming it.
+
+Nothing is lost between the dedupe claims and the publish: the claims and
+the build itself (with the run id its job ids derive from) are written in
+one transaction before the work starts (``SeenStore.start_build``), leased
+for ``build_lease``. When the forge API or the queue is down (a rate limit
+included), the build is deferred: its row is rescheduled and
+``retry_deferred`` publishes it later (forges do not redeliver failed
+webhooks); if the process dies, the lease ends and any replica finishes it.
+Every publish of a build carries the same job ids, so a retry after a
+partial publish cannot run a job twice. Any other failure half-way releases
+the claims, so a redelivery is processed.
+
+A build of a pull request's head cancels the jobs of the heads it
+superseded (``cancel_superseded``); closing the pull request cancels them
+all; "Re-run" on a check run, or on the check suite, runs jobs again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
-from collections.abc import Mapping
+import uuid
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from common.queue.errors import QueueError
+from common.errors import SolsticeError
+from common.queue.errors import PublishFailed, QueueError
 from common.queue.publisher import JobPublisher
 from common.validation import CloneRules, RequestInvalid, ref_problem
 from common.workflow import WorkflowInvalid, decode_workflow
 from common.workflow.offload import WorkflowParser
-from integration.cancel import CancelRequest, JobCanceller, JobRetrier, LoggingRetrier, RetryRequest
-from integration.errors import ForgeAuthError, ForgeRejected, ForgeUnavailable, StoreError, UnsafeForgeUrl
+from integration.cancel import (
+    CancelRequest,
+    CommitRetryRequest,
+    JobCanceller,
+    JobRetrier,
+    LoggingRetrier,
+    RetryRequest,
+)
+from integration.errors import (
+    ForgeAuthError,
+    ForgeRejected,
+    ForgeUnavailable,
+    OrchestratorUnavailable,
+    StoreError,
+    UnsafeForgeUrl,
+)
 from integration.events import (
     BuildRequested,
+    CommitRerunRequested,
     Delivery,
     Forge,
     Ignored,
+    PendingBuild,
     Ping,
     PullRequestClosed,
     Repo,
@@ -42,11 +73,11 @@ from integration.events import (
     WebhookEvent,
 )
 from integration.forges import forgejo_events, github_events
-from integration.jobs import checked_job_requests, new_id
+from integration.jobs import JOB_NAMESPACE, checked_job_requests, new_id, publish
 from integration.payload import PayloadError
 from integration.reporting.contract import ForgeReporter
 from integration.settings import WebhookSettings
-from integration.store import SeenStore
+from integration.store import BuildStart, SeenStore
 
 if TYPE_CHECKING:
     from integration.external.relay import UpstreamRelay
@@ -55,9 +86,8 @@ log = logging.getLogger(__name__)
 
 # Forges send GUIDs; anything printable and short is accepted as a dedupe key.
 DELIVERY_ID = re.compile(r"[\x21-\x7e]{1,128}")
-
-# A taker of a deferred build that dies holding it leaves it to others after this long.
-DEFERRED_LEASE = 600.0
+# The least time a webhook's publish gets after a slow workflow read (GitHub waits 10 s in all).
+MIN_PUBLISH_TIME = 1.0
 
 NORMALIZERS = {Forge.GITHUB: github_events.normalize, Forge.FORGEJO: forgejo_events.normalize}
 
@@ -157,27 +187,34 @@ class WebhookService:
             return Outcome(400, "bad delivery id", "the delivery id header is missing or not 1-128 printable characters")
         key = f"{delivery.forge.value}:{delivery.delivery_id}"
         try:
-            if not await self.store.claim("delivery", key, self.settings.dedupe_ttl):
-                log.info("replayed delivery ignored", extra={"fields": fields})
-                return Outcome(200, "duplicate delivery", "this delivery was already processed")
-            try:
-                outcome = await self._act(event)
-            except BaseException:
-                await self.store.release("delivery", key)
-                raise
-        except (ForgeUnavailable, QueueError, StoreError) as err:
+            if isinstance(event, BuildRequested):
+                outcome = await self._start_build(key, event)
+            else:
+                outcome = await self._claimed(key, event)
+        except (ForgeUnavailable, QueueError, StoreError, OrchestratorUnavailable) as err:
             log.error("webhook not processed, the forge may redeliver it: %s", err, extra={"fields": fields})
             return Outcome(503, "try again", str(err))
         except (ForgeRejected, ForgeAuthError, UnsafeForgeUrl) as err:
             log.error("webhook not processed: %s", err, extra={"fields": fields})
             return Outcome(502, "forge refused", str(err))
-        if outcome.status >= 500:
-            await self.store.release("delivery", key)
         # The detail says why nothing ran ("... has no .solstice/workflow.kdl at <sha>"): keep it in the log.
         log.info(
             "webhook processed: %s (%s)", outcome.result, outcome.detail,
             extra={"fields": {**fields, "run_id": outcome.run_id, "jobs": len(outcome.job_ids)}},
         )
+        return outcome
+
+    async def _claimed(self, key: str, event: WebhookEvent) -> Outcome:
+        """``_act`` on a delivery that is not a build, once per delivery id."""
+        if not await self.store.claim("delivery", key, self.settings.dedupe_ttl):
+            return Outcome(200, "duplicate delivery", "this delivery was already processed")
+        try:
+            outcome = await self._act(event)
+        except BaseException:
+            await self.store.release("delivery", key)
+            raise
+        if outcome.status >= 500:
+            await self.store.release("delivery", key)
         return outcome
 
     async def _act(self, event: WebhookEvent) -> Outcome:
@@ -196,46 +233,108 @@ class WebhookService:
             if await self.retrier.retry(retry):
                 return Outcome(202, "retry requested", f"job {event.job_id} runs again")
             return Outcome(202, "retry refused", f"job {event.job_id} is unknown here or has not finished")
-        assert isinstance(event, BuildRequested)
+        if isinstance(event, CommitRerunRequested):
+            commit = CommitRetryRequest(
+                forge=event.repo.forge.value, repo=event.repo.full_name, sha=event.sha,
+                reason=f"re-run of all checks requested on {event.repo.forge.value} by {event.sender or 'someone'}",
+            )
+            count = await self.retrier.retry_commit(commit)
+            if count:
+                return Outcome(202, "retry requested", f"{count} job(s) of {event.sha[:12]} run again")
+            return Outcome(202, "retry refused", f"no finished job of {event.sha[:12]} is known here")
+        raise AssertionError(f"not an event to act on: {event!r}")
+
+    async def _start_build(self, delivery_key: str, event: BuildRequested) -> Outcome:
         build_key = f"{event.repo.forge.value}:{event.repo.full_name}:{event.ref}:{event.sha}"
-        if not await self.store.claim("build", build_key, self.settings.dedupe_ttl):
+        pending = PendingBuild(event, new_id("run"))
+        started = await self.store.start_build(delivery_key, build_key, pending.to_json(), self.settings.dedupe_ttl,
+                                               time.time() + self.settings.build_lease)
+        if started is BuildStart.DUPLICATE_DELIVERY:
+            log.info("replayed delivery ignored", extra={"fields": {"build": build_key}})
+            return Outcome(200, "duplicate delivery", "this delivery was already processed")
+        if started is BuildStart.DUPLICATE_BUILD:
             return Outcome(200, "duplicate build", f"{event.ref} at {event.sha[:12]} was already built")
         try:
-            try:
-                return await self._build(event)
-            except (ForgeUnavailable, QueueError) as err:
-                # Forges do not redeliver a failed webhook: keep the build and retry it ourselves.
-                await self.store.defer(
-                    build_key, event.to_json(), time.time() + self.settings.retry_initial, str(err))
-                log.warning(
-                    "build deferred, it is retried in the background: %s", err,
-                    extra={"fields": {"build": build_key}},
-                )
-                return Outcome(202, "deferred", f"{event.ref} at {event.sha[:12]} will be retried: {err}")
+            outcome = await self._build(pending, answer_in_time=True)
+        except (ForgeUnavailable, QueueError) as err:
+            # Forges do not redeliver a failed webhook: keep the build and retry it ourselves.
+            log.warning("build deferred, it is retried in the background: %s", err,
+                        extra={"fields": {"build": build_key}})
+            await self._bookkeep(build_key, self.store.reschedule(build_key, 0, self._next_try(0, err), str(err)))
+            outcome = Outcome(202, "deferred", f"{event.ref} at {event.sha[:12]} will be retried: {err}")
+        except asyncio.CancelledError:
+            raise  # shutting down: the lease ends and whoever runs then builds it
         except BaseException:
-            await self.store.release("build", build_key)
+            await self.store.abandon_build(delivery_key, build_key)
             raise
+        else:
+            await self._bookkeep(build_key, self.store.forget_deferred(build_key))
+        superseded = await self._supersede(event)
+        if superseded:
+            outcome = Outcome(outcome.status, outcome.result, f"{outcome.detail}; {superseded} superseded job(s) "
+                              "cancelled", outcome.run_id, outcome.job_ids)
+        return outcome
+
+    @staticmethod
+    async def _bookkeep(build_key: str, write: Awaitable[None]) -> None:
+        """A store write after the build's outcome is known; if it fails, the build's row stays due
+        when its lease ends, and the retry publishes the same job ids again (harmless)."""
+        try:
+            await write
+        except StoreError as err:
+            log.warning("cannot record the outcome of a build; it is published again (same job ids) once its "
+                        "lease ends: %s", err, extra={"fields": {"build": build_key}})
+
+    def _next_try(self, attempts: int, err: SolsticeError) -> float:
+        """When a build that failed ``attempts`` retries (``err`` the last) is due again."""
+        now = time.time()
+        due = now + min(self.settings.retry_max, self.settings.retry_initial * 2 ** attempts)
+        retry_at = getattr(err, "retry_at", None)
+        return max(due, retry_at) if retry_at is not None else due
+
+    async def _supersede(self, build: BuildRequested) -> int:
+        """Cancel the jobs of the pull request's other heads; how many. Never fails the build."""
+        if not build.pull_request or not self.settings.cancel_superseded:
+            return 0
+        request = CancelRequest(
+            forge=build.repo.forge.value, repo=build.repo.full_name, pull_request=build.pull_request,
+            reason=f"superseded: pull request #{build.pull_request} now builds {build.sha[:12]}", keep_sha=build.sha,
+        )
+        try:
+            return await self.canceller.cancel(request)
+        except SolsticeError as err:
+            # The old head's jobs run on; the new head is built regardless.
+            log.warning("cannot cancel the superseded jobs of pull request #%d: %s", build.pull_request, err,
+                        extra={"fields": {"repo": build.repo.full_name}})
+            return 0
 
     async def retry_deferred(self, now: float | None = None, limit: int = 20) -> int:
         """Retry the deferred builds due at ``now`` once each; returns how many were queued.
 
+        Builds are taken one at a time, each leased for ``build_lease``, so a
+        slow round never outlives the lease of a build it has yet to start.
         One that fails again is rescheduled with a doubled pause (capped at
-        ``retry_max``), or dropped with a logged reason after ``retry_give_up``
-        or when the forge refuses it (4xx, credentials); then its build claim
-        is released, so a new delivery of the same head builds.
+        ``retry_max``; never before the forge's ``Retry-After``), or dropped
+        with a logged reason after ``retry_give_up`` or when the forge
+        refuses it (4xx, credentials); then its build claim is released, so
+        a new delivery of the same head builds.
         """
         now = time.time() if now is None else now
         queued = 0
-        for item in await self.store.take_due(now, DEFERRED_LEASE, limit):
+        for _ in range(limit):
+            taken = await self.store.take_due(now, self.settings.build_lease, 1)
+            if not taken:
+                break
+            item = taken[0]
             fields = {"build": item.key, "retries": item.attempts + 1}
             try:
-                build = BuildRequested.from_json(item.doc)
+                pending = PendingBuild.from_json(item.doc, legacy_run_id(item.key))
             except (ValueError, KeyError, TypeError) as err:
                 await self._drop_deferred(item.key)
                 log.error("dropped an unreadable deferred build: %r", err, extra={"fields": fields})
                 continue
             try:
-                outcome = await self._build(build)
+                outcome = await self._build(pending)
             except (ForgeUnavailable, QueueError) as err:
                 if now - item.first_at >= self.settings.retry_give_up:
                     await self._drop_deferred(item.key)
@@ -244,9 +343,9 @@ class WebhookService:
                         now - item.first_at, err, extra={"fields": fields},
                     )
                     continue
-                pause = min(self.settings.retry_max, self.settings.retry_initial * 2 ** (item.attempts + 1))
-                await self.store.reschedule(item.key, item.attempts + 1, now + pause, str(err))
-                log.warning("deferred build still failing, next retry in %.0fs: %s", pause, err,
+                due = self._next_try(item.attempts + 1, err)
+                await self.store.reschedule(item.key, item.attempts + 1, due, str(err))
+                log.warning("deferred build still failing, next retry in %.0fs: %s", due - time.time(), err,
                             extra={"fields": fields})
                 continue
             except (ForgeRejected, ForgeAuthError, UnsafeForgeUrl) as err:
@@ -257,13 +356,18 @@ class WebhookService:
             queued += outcome.result == "queued"
             log.info("deferred build done: %s (%s)", outcome.result, outcome.detail,
                      extra={"fields": {**fields, "run_id": outcome.run_id, "jobs": len(outcome.job_ids)}})
+            await self._supersede(pending.build)
         return queued
 
     async def _drop_deferred(self, key: str) -> None:
         await self.store.forget_deferred(key)
         await self.store.release("build", key)
 
-    async def _build(self, build: BuildRequested) -> Outcome:
+    async def _build(self, pending: PendingBuild, answer_in_time: bool = False) -> Outcome:
+        """Read the workflow and publish its jobs. ``answer_in_time``: a forge is waiting for the
+        answer, so the publish too ends by ``handling_deadline`` (then the build is deferred: its
+        fixed ids make a publish that went through meanwhile harmless)."""
+        build = pending.build
         link = self.forges.get(build.repo.forge)
         if link is None:
             raise ForgeAuthError(f"no API access to {build.repo.forge.value} is configured, cannot read workflows")
@@ -278,13 +382,26 @@ class WebhookService:
         data = await link.files.fetch_file(build.repo, path, build.sha, deadline)
         if data is None:
             return Outcome(200, "no workflow", f"{build.repo.full_name} has no {path} at {build.sha[:12]}")
-        run_id = new_id("run")
         try:
             workflow = await self.parser.parse(decode_workflow(data, path), path)
-            requests = checked_job_requests(workflow, build, run_id, link.clone_rules, path)
+            requests = checked_job_requests(workflow, build, pending.run_id, link.clone_rules, path)
         except WorkflowInvalid as err:
             await link.reporter.report_invalid_workflow(build, err.errors, deadline)
             return Outcome(200, "invalid workflow", str(err))
-        await self.publisher.publish(requests)
+        if answer_in_time:
+            try:
+                async with asyncio.timeout(max(deadline - time.monotonic(), MIN_PUBLISH_TIME)):
+                    await publish(self.publisher, requests)
+            except TimeoutError:
+                raise PublishFailed(f"the queue did not confirm the job requests within the "
+                                    f"{self.settings.handling_deadline:g}s a webhook may take") from None
+        else:
+            await publish(self.publisher, requests)
         self.published += len(requests)
-        return Outcome(202, "queued", f"{len(requests)} job(s) of {build.ref}", run_id, tuple(r.job_id for r in requests))
+        return Outcome(202, "queued", f"{len(requests)} job(s) of {build.ref}", pending.run_id,
+                       tuple(r.job_id for r in requests))
+
+
+def legacy_run_id(build_key: str) -> str:
+    """The run id of a deferred build kept without one (an older version): fixed by its key."""
+    return f"run-{uuid.uuid5(JOB_NAMESPACE, build_key).hex}"

@@ -77,6 +77,13 @@ class WebhookSettings:
     retry_max: Seconds = Seconds(600)
     retry_give_up: Seconds = Seconds(24 * 3600)
     retry_interval: Seconds = Seconds(5)
+    # A build being handled (workflow read + publish) is leased this long;
+    # if its process dies meanwhile, any replica builds it once the lease
+    # ends, under the same job ids. Longer than handling_deadline plus the
+    # publisher's publish_timeout (60 s).
+    build_lease: Seconds = Seconds(120)
+    # A new head of a pull request cancels the jobs of its older heads.
+    cancel_superseded: bool = True
     # A clone URL that is a local path or file:// (tests, a forge on this very
     # host) is refused unless this is on; `solstice serve` turns it on.
     allow_local_checkouts: bool = False
@@ -88,6 +95,8 @@ class WebhookSettings:
             )
         if self.max_body_bytes < 1024:
             raise ConfigError("webhooks.max_body_bytes must be at least 1024")
+        if self.build_lease <= self.handling_deadline:
+            raise ConfigError("webhooks.build_lease must be longer than webhooks.handling_deadline")
 
 
 @dataclass(frozen=True)
@@ -98,8 +107,37 @@ class ReportSettings:
     backoff_initial: Seconds = Seconds(0.5)
     backoff_max: Seconds = Seconds(30)
     request_timeout: Seconds = Seconds(20)
+    # The longest Retry-After / rate-limit reset waited out inside one call;
+    # a longer one puts the event back (or the build off) until then.
+    max_wait: Seconds = Seconds(60)
     give_up_after: Seconds = Seconds(24 * 3600)  # event age after which it is dropped with a log line
+    # One replica reports a job at a time: its lock in the store lasts this
+    # long, and every forge call made under it ends before.
+    lock_lease: Seconds = Seconds(300)
     log_tail_lines: int = 50
+
+    def __post_init__(self) -> None:
+        if self.lock_lease <= self.max_wait + self.request_timeout:
+            raise ConfigError("report.lock_lease must be longer than report.max_wait + report.request_timeout")
+
+
+@dataclass(frozen=True)
+class AdminLinkSettings:
+    """Multi-host: the orchestrator AdminService that carries out cancels and re-runs
+    (``integration.admin_link``). ``address``: ``HOST:PORT`` of a node's admin TLS
+    listener, or its Unix socket; ``token``: an operator token with the ``operate``
+    role. Without an address, cancel and re-run requests are only logged."""
+
+    address: str = field(default="", metadata=_env("SOLSTICE_INTEGRATION_ADMIN_ADDRESS"))
+    token: str = field(default="", metadata=_env("SOLSTICE_INTEGRATION_ADMIN_TOKEN"), repr=False)
+    tls_ca: Path | None = None  # trust this CA for the listener (the system's by default)
+    tls_cert: Path | None = None  # mutual TLS: this client certificate...
+    tls_key: Path | None = None  # ...and its key
+    timeout: Seconds = Seconds(10)
+
+    def __post_init__(self) -> None:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("admin.tls_cert and admin.tls_key go together")
 
 
 @dataclass(frozen=True)
@@ -110,6 +148,7 @@ class IntegrationSettings:
     forgejo: ForgejoSettings = ForgejoSettings()
     webhooks: WebhookSettings = WebhookSettings()
     report: ReportSettings = ReportSettings()
+    admin: AdminLinkSettings = AdminLinkSettings()  # multi-host cancel / re-run (solstice-integration serve)
     http: HttpLimits = HttpLimits()  # deadlines and the per-client connection cap (integration.httpserver)
     workflow_limits: WorkflowLimits = WorkflowLimits()
     external: ExternalSettings = ExternalSettings()  # out-of-tree CI (integration.external); off by default

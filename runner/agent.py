@@ -29,7 +29,7 @@ from common.bootstrap import RunnerBootstrap
 from common.logbatch import JOB_STEP, job_masker, secret_values
 from common.rpc import jobs_pb2, runner_pb2
 from common.version import VERSION
-from runner.checkout import CheckoutError, checkout
+from runner.checkout import CheckoutCancelled, CheckoutError, CheckoutTimedOut, checkout
 from runner.connection import Connection, ConnectionError_, OrchestratorGone, Refused
 from runner.settings import RunnerSettings
 from runner.shipper import LogShipper
@@ -61,7 +61,7 @@ class JobRun:
         self.cancelled = asyncio.Event()
         self.cancel_reason = ""
         self.internal_error = ""  # set when a background task died: the job ends errored
-        self.failure = ""  # set when the job must end failed whatever its steps do (log limit)
+        self.failure = ""  # set when the job must end failed whatever its steps do (log limit, VM disk full)
         self.current_step = JOB_STEP
         self._started = time.monotonic()
         self._reports: asyncio.Queue[jobs_pb2.StepResult] = asyncio.Queue()
@@ -94,6 +94,7 @@ class JobRun:
             asyncio.create_task(sink.run_timer(), name="batch-timer"),
             asyncio.create_task(self._heartbeats(job, sink), name="heartbeat"),
             asyncio.create_task(self._reporter(), name="step-reporter"),
+            asyncio.create_task(self._watch_spool(spool), name="spool-watch"),
         ]
         steps_task = asyncio.create_task(self._steps(job, sink, masker), name="steps")
         try:
@@ -103,6 +104,7 @@ class JobRun:
             try:
                 await self._drain(background, shipper)
                 await self._complete(ref, state, reason, steps, sink, shipper)
+                spool.discard()  # every line is delivered: the VM's disk is not the log's home
             except OrchestratorGone as err:
                 log.error("giving up on the orchestrator: %s; logs kept in %s", err, spool.path)
                 return EXIT_ORCHESTRATOR_GONE
@@ -190,7 +192,15 @@ class JobRun:
             sink.note(JOB_STEP, str(err))
             return jobs_pb2.JOB_STATE_ERRORED, str(err), self._skipped(job, 0, results)
         try:
-            await checkout(job.checkout, workspace, masker, lambda text: sink.note(JOB_STEP, text))
+            await checkout(job.checkout, workspace, masker, lambda text: sink.note(JOB_STEP, text),
+                           deadline, self.cancelled)
+        except CheckoutCancelled as err:  # as if a step had been stopped
+            sink.note(JOB_STEP, str(err))
+            return self._stop_state(), self.cancel_reason or "cancelled", self._skipped(job, 0, results)
+        except CheckoutTimedOut as err:
+            sink.note(JOB_STEP, str(err))
+            return jobs_pb2.JOB_STATE_FAILED, f"job timed out after {job.timeout_seconds:g}s", \
+                self._skipped(job, 0, results)
         except CheckoutError as err:
             sink.note(JOB_STEP, f"checkout failed: {err}")
             return jobs_pb2.JOB_STATE_ERRORED, f"checkout failed: {err}", self._skipped(job, 0, results)
@@ -238,9 +248,7 @@ class JobRun:
             results.append(result)
             self._report(result)
             if run is not None and run.stopped == "cancelled":
-                final = jobs_pb2.JOB_STATE_ERRORED if self.internal_error else (
-                    jobs_pb2.JOB_STATE_FAILED if self.failure else jobs_pb2.JOB_STATE_CANCELLED)
-                return final, self.cancel_reason or "cancelled", self._skipped(job, index + 1, results)
+                return self._stop_state(), self.cancel_reason or "cancelled", self._skipped(job, index + 1, results)
             if run is not None and run.stopped == "job-timeout":
                 return jobs_pb2.JOB_STATE_FAILED, f"job timed out after {job.timeout_seconds:g}s", \
                     self._skipped(job, index + 1, results)
@@ -252,13 +260,15 @@ class JobRun:
                 return jobs_pb2.JOB_STATE_FAILED, why, self._skipped(job, index + 1, results)
         return state, reason, results
 
-    def _final(self, state: int, reason: str, deadline: float | None) -> int:
+    def _stop_state(self) -> int:
+        """A job stopped by ``cancelled`` ends errored (the runner failed), failed (its VM's disk) or cancelled."""
         if self.internal_error:
             return jobs_pb2.JOB_STATE_ERRORED
-        if self.failure:
-            return jobs_pb2.JOB_STATE_FAILED
-        if self.cancelled.is_set():
-            return jobs_pb2.JOB_STATE_CANCELLED
+        return jobs_pb2.JOB_STATE_FAILED if self.failure else jobs_pb2.JOB_STATE_CANCELLED
+
+    def _final(self, state: int, reason: str, deadline: float | None) -> int:
+        if self.internal_error or self.cancelled.is_set():
+            return self._stop_state()
         if self.conn.gone:
             return jobs_pb2.JOB_STATE_ERRORED
         if deadline and time.monotonic() >= deadline:
@@ -314,6 +324,14 @@ class JobRun:
                     await asyncio.sleep(backoff.next_delay())
             backoff.reset()
             self._reports.task_done()
+
+    async def _watch_spool(self, spool: Spool) -> None:
+        """Stop the job, failed, once its log cannot be kept (the VM's disk is full)."""
+        await spool.full.wait()
+        log.error("%s; stopping the job", spool.full_reason)
+        if not self.cancelled.is_set():
+            self.failure = self.cancel_reason = spool.full_reason
+            self.cancelled.set()
 
     async def _heartbeats(self, job: runner_pb2.RunnerJob, sink: LogSink) -> None:
         interval = job.heartbeat_interval_seconds or 2.0

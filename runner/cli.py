@@ -59,7 +59,8 @@ Exit codes:
 @click.option("--dir", "root", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Workspace and log spool directory [default: $SOLSTICE_RUNNER_DIR or $TMPDIR/solstice-runner].")
 @click.option("--offline-limit", type=float, default=300.0, show_default=True,
-              help="Seconds without reaching the orchestrator before giving up.")
+              help="Seconds without reaching the orchestrator before giving up, until it hands out its own "
+                   "(GetJob: its node's patience with a silent runner).")
 @click.option("--batch-bytes", type=int, default=256 * 1024, show_default=True, help="Seal a log batch at this size.")
 @click.option("--batch-delay", type=float, default=0.05, show_default=True,
               help="Seconds a log line may wait for its batch to fill.")

@@ -1,9 +1,13 @@
 """The runner's channel home: token on every call, retries, and the offline clock.
 
 Transient failures (orchestrator restarting, network gone) are retried with
-capped exponential backoff and jitter. The connection remembers since
-when nothing has got through; past ``offline_limit`` it is ``gone`` and calls
-raise OrchestratorGone. A refusal (bad token, job not assigned) is final.
+capped exponential backoff and jitter. The connection remembers when a call
+last got through; once nothing has for ``offline_limit`` it is ``gone`` and
+calls raise OrchestratorGone. A refusal (bad token, job not assigned) is
+final. The limit is the orchestrator's own: GetJob hands it out (its node's
+patience with a silent runner, less a margin), so the runner never keeps
+working for a job its node already gave up; ``offline_limit`` given here
+only applies until then.
 
 Errors::
 
@@ -68,6 +72,7 @@ class Connection:
         self.stub = runner_pb2_grpc.RunnerServiceStub(self.channel)
         self.metadata = (("authorization", f"Bearer {boot.token}"),)
         self._offline_since: float | None = None
+        self._last_reached = time.monotonic()  # the node's silence clock starts at our last call it answered
         self.job = runner_pb2.JobRef()
         # Log batches leave the spool already serialized: skip a parse/serialize round.
         self.stream_logs = self.channel.stream_stream(
@@ -86,12 +91,14 @@ class Connection:
         if self._offline_since is not None:
             log.info("orchestrator reachable again")
         self._offline_since = None
+        self._last_reached = time.monotonic()
 
     def missed(self, err: BaseException) -> None:
         """A call failed for a transient reason."""
         if self._offline_since is None:
             log.warning("orchestrator unreachable, retrying: %s", _describe(err))
-            self._offline_since = time.monotonic()
+            # Counted from the last answer, as the node counts its silence from our last call.
+            self._offline_since = self._last_reached
 
     @property
     def gone(self) -> bool:
@@ -139,6 +146,8 @@ class Connection:
             # FAILED_PRECONDITION here: the orchestrator does not speak this runner's version.
             raise Refused(f"the orchestrator refused this runner: {err.details()}") from err
         self.job.CopyFrom(job.job)
+        if job.offline_limit_seconds > 0:
+            self.offline_limit = job.offline_limit_seconds
         return job
 
     async def close(self) -> None:

@@ -17,7 +17,7 @@ class RunnerSettings:
     """Tunables; the defaults suit a VM. Every field has a ``solstice-runner run`` flag."""
 
     root: Path = field(default_factory=_default_root)  # workspace + spool live here
-    offline_limit: float = 300.0  # orchestrator unreachable longer than this: give up
+    offline_limit: float = 300.0  # orchestrator unreachable longer than this: give up (until GetJob says its own)
     batch_bytes: int = 256 * 1024  # seal a log batch at this size...
     batch_delay: float = 0.05  # ...or this long after its first line
     chunk_bytes: int = 64 * 1024  # longer lines are split into continuation chunks

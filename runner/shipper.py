@@ -4,7 +4,9 @@ Each connection starts with the orchestrator's ack of what it already holds;
 the shipper then sends every spooled batch past that point, in order, and
 drops batches from the spool index as acks arrive. A reconnect therefore
 resends exactly the unacknowledged lines, and the orchestrator drops any
-overlap, so none is lost or doubled.
+overlap, so none is lost or doubled. ``flush`` ends with the shipper: a
+refusal that stopped it (an expired token, a released session) is raised
+there too, never waited on.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import logging
 
 import grpc
 
-from runner.connection import Connection, OrchestratorGone
+from runner.connection import Connection, ConnectionError_, OrchestratorGone, Refused
 from runner.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -30,18 +32,23 @@ class LogShipper:
     def __init__(self, conn: Connection, spool: Spool) -> None:
         self.conn = conn
         self.spool = spool
+        self.stopped: BaseException | None = None  # why ``run`` ended, if it did not just get cancelled
 
     async def run(self) -> None:
         backoff = self.conn.backoff()
-        while True:
-            try:
-                await self._stream(backoff)
-            except grpc.aio.AioRpcError as err:
-                self.conn.check_final(err)
-                self.conn.missed(err)
-            except StreamBroken as err:
-                self.conn.missed(err)
-            await asyncio.sleep(backoff.next_delay())
+        try:
+            while True:
+                try:
+                    await self._stream(backoff)
+                except grpc.aio.AioRpcError as err:
+                    self.conn.check_final(err)
+                    self.conn.missed(err)
+                except StreamBroken as err:
+                    self.conn.missed(err)
+                await asyncio.sleep(backoff.next_delay())
+        except Exception as err:
+            self.stopped = err  # a flush waiting for acks that cannot come now ends (it looks twice a second)
+            raise
 
     async def _stream(self, backoff) -> None:  # type: ignore[no-untyped-def]
         call = self.conn.stream_logs(metadata=self.conn.metadata)
@@ -94,6 +101,10 @@ class LogShipper:
         """Return once every spooled line is durable at the orchestrator;
         raise OrchestratorGone when it stays unreachable past the limit."""
         while not self.spool.all_acked:
+            if self.stopped is not None:
+                if isinstance(self.stopped, Refused):
+                    raise Refused(f"logs cannot be delivered: {self.stopped}") from self.stopped
+                raise ConnectionError_(f"the log shipper stopped: {self.stopped!r}") from self.stopped
             if self.conn.gone:
                 raise OrchestratorGone(
                     f"{self.spool.last_sequence - self.spool.acked} log lines could not be "

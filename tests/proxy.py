@@ -4,7 +4,8 @@ Cutting aborts both sides of every open connection, as a network failure
 would; new connections are accepted again at once, so robust clients
 reconnect through the same address - unless ``refusing`` is set, which makes
 the proxy hang up on every new connection (the service looks down).
-``outage()`` does both, for the length of a block. The shared services
+``down()``/``restore()`` do both until told otherwise, ``outage()`` for the
+length of a block. The shared services
 themselves are never stopped: other tests use them at the same time.
 """
 
@@ -45,15 +46,23 @@ class TcpProxy:
         auth = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
         return urlunsplit((parts.scheme, f"{auth}127.0.0.1:{self.port}", parts.path, parts.query, parts.fragment))
 
-    @contextlib.asynccontextmanager
-    async def outage(self) -> AsyncIterator[None]:
-        """The service is unreachable for the block: open connections cut, new ones refused."""
+    def down(self) -> None:
+        """The service goes away: every open connection cut, every new one refused (until ``restore``)."""
         self.refusing = True
         self.cut()
+
+    def restore(self) -> None:
+        """The service is back: new connections go through again."""
+        self.refusing = False
+
+    @contextlib.asynccontextmanager
+    async def outage(self) -> AsyncIterator[None]:
+        """The service is unreachable for the block (``down`` ... ``restore``)."""
+        self.down()
         try:
             yield
         finally:
-            self.refusing = False
+            self.restore()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)

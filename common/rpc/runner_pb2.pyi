@@ -30,7 +30,7 @@ class GetRunnerJobRequest(_message.Message):
     def __init__(self, job: _Optional[_Union[JobRef, _Mapping]] = ..., runner_version: _Optional[str] = ..., hostname: _Optional[str] = ..., image: _Optional[str] = ...) -> None: ...
 
 class RunnerJob(_message.Message):
-    __slots__ = ("job", "name", "checkout", "steps", "env", "secrets", "timeout_seconds", "shell", "kill_grace_seconds", "heartbeat_interval_seconds", "log_limit_bytes", "log_limit_fails")
+    __slots__ = ("job", "name", "checkout", "steps", "env", "secrets", "timeout_seconds", "shell", "kill_grace_seconds", "heartbeat_interval_seconds", "log_limit_bytes", "log_limit_fails", "offline_limit_seconds")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -57,6 +57,7 @@ class RunnerJob(_message.Message):
     HEARTBEAT_INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     LOG_LIMIT_BYTES_FIELD_NUMBER: _ClassVar[int]
     LOG_LIMIT_FAILS_FIELD_NUMBER: _ClassVar[int]
+    OFFLINE_LIMIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     job: JobRef
     name: str
     checkout: _jobs_pb2.Checkout
@@ -69,7 +70,8 @@ class RunnerJob(_message.Message):
     heartbeat_interval_seconds: float
     log_limit_bytes: int
     log_limit_fails: bool
-    def __init__(self, job: _Optional[_Union[JobRef, _Mapping]] = ..., name: _Optional[str] = ..., checkout: _Optional[_Union[_jobs_pb2.Checkout, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[_jobs_pb2.Step, _Mapping]]] = ..., env: _Optional[_Mapping[str, str]] = ..., secrets: _Optional[_Mapping[str, str]] = ..., timeout_seconds: _Optional[float] = ..., shell: _Optional[_Iterable[str]] = ..., kill_grace_seconds: _Optional[float] = ..., heartbeat_interval_seconds: _Optional[float] = ..., log_limit_bytes: _Optional[int] = ..., log_limit_fails: _Optional[bool] = ...) -> None: ...
+    offline_limit_seconds: float
+    def __init__(self, job: _Optional[_Union[JobRef, _Mapping]] = ..., name: _Optional[str] = ..., checkout: _Optional[_Union[_jobs_pb2.Checkout, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[_jobs_pb2.Step, _Mapping]]] = ..., env: _Optional[_Mapping[str, str]] = ..., secrets: _Optional[_Mapping[str, str]] = ..., timeout_seconds: _Optional[float] = ..., shell: _Optional[_Iterable[str]] = ..., kill_grace_seconds: _Optional[float] = ..., heartbeat_interval_seconds: _Optional[float] = ..., log_limit_bytes: _Optional[int] = ..., log_limit_fails: _Optional[bool] = ..., offline_limit_seconds: _Optional[float] = ...) -> None: ...
 
 class LogBatch(_message.Message):
     __slots__ = ("job", "first_sequence", "runs", "continuations")

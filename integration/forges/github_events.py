@@ -7,6 +7,7 @@ from typing import Any
 
 from common.validation import CloneRules, check_repo, check_sha
 from integration.events import (
+    CommitRerunRequested,
     Forge,
     Ignored,
     Ping,
@@ -27,8 +28,9 @@ from integration.payload import INT32_MAX, get, opt
 from integration.settings import WebhookSettings
 
 MAINTAINERS = frozenset({"OWNER", "MEMBER", "COLLABORATOR"})
-# What integration.jobs.new_id("job") makes; the check runs' external_id.
-JOB_ID = re.compile(r"job-[0-9a-f]{32}")
+# The check runs' external_id (integration.reporting.github.check_external_id): a job id as
+# integration.jobs makes them, then ":<attempt>" from the second attempt on.
+JOB_ID = re.compile(r"(job-[0-9a-f]{32})(?::[0-9]{1,9})?")
 
 
 def repo_of(payload: dict[str, Any], rules: CloneRules) -> Repo:
@@ -51,6 +53,8 @@ def normalize(
         return _pull_request(event, payload, settings, rules)
     if event == "check_run":
         return _check_run(payload)
+    if event == "check_suite":
+        return _check_suite(payload)
     return Ignored(f"GitHub event {event!r} is not one Solstice acts on")
 
 
@@ -105,12 +109,25 @@ def _check_run(payload: dict[str, Any]) -> WebhookEvent:
     action = get(payload, "action", str)
     if action != "rerequested":
         return Ignored(f"check_run {action!r} needs nothing")
-    job_id = opt(payload, "check_run.external_id", str) or ""
-    if not JOB_ID.fullmatch(job_id):
+    external_id = opt(payload, "check_run.external_id", str) or ""
+    matched = JOB_ID.fullmatch(external_id)
+    if not matched:
         return Ignored("the check run to re-run is not one of a Solstice job (the workflow check cannot be re-run)")
+    job_id = matched.group(1)
     # A re-run runs the job as stored; the payload's clone URL is not used (old payloads say http://github.com).
     full_name = check_repo("github", get(payload, "repository.full_name", str), "repository.full_name")
     repo = Repo(Forge.GITHUB, full_name, "", installation_id=opt(payload, "installation.id", int) or 0)
     return _needs_installation(repo) or RerunRequested(
         repo, job_id, check_sha(get(payload, "check_run.head_sha", str), "check_run.head_sha"), sender_of(payload),
     )
+
+
+def _check_suite(payload: dict[str, Any]) -> WebhookEvent:
+    # "requested" comes with every push, which the push event builds already; "Re-run all checks" is "rerequested".
+    action = get(payload, "action", str)
+    if action != "rerequested":
+        return Ignored(f"check_suite {action!r} needs nothing (pushes are built from their push events)")
+    full_name = check_repo("github", get(payload, "repository.full_name", str), "repository.full_name")
+    repo = Repo(Forge.GITHUB, full_name, "", installation_id=opt(payload, "installation.id", int) or 0)
+    sha = check_sha(get(payload, "check_suite.head_sha", str), "check_suite.head_sha")
+    return _needs_installation(repo) or CommitRerunRequested(repo, sha, sender_of(payload))

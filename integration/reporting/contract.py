@@ -14,8 +14,14 @@ from integration.store import ReportRecord
 class ForgeReporter(Protocol):
     """Shows job states on one forge. Methods raise ``ForgeUnavailable`` (retry later) or ``ForgeRejected``."""
 
-    async def report(self, event: jobs_pb2.JobEvent, previous: ReportRecord | None, spec: StateSpec) -> str:
-        """Show ``event`` (whose state is ``spec``); returns the forge's id for the job's entry ("" if none)."""
+    async def report(self, event: jobs_pb2.JobEvent, previous: ReportRecord | None, spec: StateSpec,
+                     deadline: float | None = None) -> str:
+        """Show ``event`` (whose state is ``spec``); returns the forge's id for the job's entry ("" if none).
+
+        Idempotent: called again for the same state (its record was lost), it
+        finds the entry it made instead of making another. No call starts after
+        ``deadline`` (``time.monotonic()``).
+        """
 
     async def report_invalid_workflow(
         self, build: BuildRequested, errors: tuple[WorkflowError, ...], deadline: float | None = None,

@@ -20,7 +20,8 @@ class ForgejoReporter:
         self.client = client
         self.public_url = public_url.rstrip("/")
 
-    async def report(self, event: jobs_pb2.JobEvent, previous: ReportRecord | None, spec: StateSpec) -> str:
+    async def report(self, event: jobs_pb2.JobEvent, previous: ReportRecord | None, spec: StateSpec,
+                     deadline: float | None = None) -> str:
         checkout = event.checkout
         repo = Repo(Forge.FORGEJO, checkout.repo, checkout.clone_url)
         status = CommitStatus(
@@ -29,7 +30,7 @@ class ForgejoReporter:
             description=short_description(event, spec),
             target_url=f"{self.public_url}/jobs/{event.job_id}",
         )
-        await self.client.set_status(repo, checkout.sha, status)
+        await self.client.set_status(repo, checkout.sha, status, deadline)  # the last status of a context wins
         return ""
 
     async def report_invalid_workflow(

@@ -6,9 +6,10 @@
     open_store(spec)     picks one from a path or a postgresql:// DSN
 """
 
-from integration.store.contract import DeferredBuild, ReportRecord, SeenStore
+from integration.store.contract import BuildStart, DeferredBuild, ReportRecord, SeenStore
 from integration.store.open import open_store
 from integration.store.postgres import PostgresSeenStore
 from integration.store.sqlite import SqliteSeenStore
 
-__all__ = ["DeferredBuild", "PostgresSeenStore", "ReportRecord", "SeenStore", "SqliteSeenStore", "open_store"]
+__all__ = ["BuildStart", "DeferredBuild", "PostgresSeenStore", "ReportRecord", "SeenStore", "SqliteSeenStore",
+           "open_store"]

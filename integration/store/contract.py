@@ -6,22 +6,39 @@ Kinds used: ``delivery`` (forge delivery ids) and ``build`` (forge, repo, ref,
 head sha). A webhook that fails half-way ``release``s its claims so the
 forge's redelivery is processed. ``purge_expired`` deletes dead claims.
 
-Deferred builds: a build whose workflow could not be read or whose job
-requests could not be published (forge API or queue down) is kept with a
-retry time instead of being lost - GitHub and Forgejo do not redeliver a
-failed webhook by themselves. ``take_due`` leases due ones (several replicas
-never take the same one at once); the caller then ``forget_deferred``s or
-``reschedule``s each.
+Builds in progress (the publish outbox): ``start_build`` takes the delivery
+and build claims AND keeps the build (with its run id, from which the job
+ids derive) as a deferred build leased to the caller - in one transaction.
+A process that dies before it published leaves a row that comes due when
+the lease ends, and ``take_due`` (of any replica) finishes it under the same
+ids; the claims can never outlive the build they stand for. A build whose
+workflow could not be read or whose job requests could not be published
+(forge API or queue down) is ``reschedule``d the same way - GitHub and
+Forgejo do not redeliver a failed webhook by themselves. ``take_due`` leases
+due ones (several replicas never take the same one at once); the caller
+then ``forget_deferred``s or ``reschedule``s each.
 
 Report records: the last state reported to the forge for one job attempt,
 with the forge's id for it (GitHub check-run id); they make reporting
-idempotent and keep a late or duplicate event from moving a check backwards.
+idempotent and keep a late or duplicate event from moving a check backwards
+(``save_report`` never lowers a rank). ``lock_report`` is the per-job lock
+that holds across replicas sharing the store: a lease, so a holder that died
+gives it up when it ends.
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from typing import Protocol, Self
+
+
+class BuildStart(enum.Enum):
+    """What ``start_build`` did."""
+
+    STARTED = "started"  # both claims taken, the build kept (leased to the caller)
+    DUPLICATE_DELIVERY = "duplicate delivery"  # nothing changed
+    DUPLICATE_BUILD = "duplicate build"  # the delivery is claimed, the build was taken before
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +89,13 @@ class SeenStore(Protocol):
     async def purge_expired(self) -> int:
         """Delete expired claims; returns how many."""
 
-    async def defer(self, key: str, doc: str, next_at: float, error: str) -> None:
-        """Keep build ``key`` (``doc``) for a retry at ``next_at``; a second deferral of ``key`` changes nothing."""
+    async def start_build(self, delivery_key: str, build_key: str, doc: str, ttl: float,
+                          lease_until: float) -> BuildStart:
+        """In one transaction: claim delivery ``delivery_key`` and build ``build_key`` (``ttl``), and keep
+        the build (``doc``) as a deferred build due at ``lease_until``. See the module docstring."""
+
+    async def abandon_build(self, delivery_key: str, build_key: str) -> None:
+        """Undo ``start_build`` in one transaction: release both claims, forget the build."""
 
     async def take_due(self, now: float, lease: float, limit: int) -> list[DeferredBuild]:
         """Up to ``limit`` builds due at ``now``, each leased (not due again) until ``now + lease``."""
@@ -88,4 +110,12 @@ class SeenStore(Protocol):
         """The last report of ``(job_id, attempt)``, if any."""
 
     async def save_report(self, record: ReportRecord) -> None:
-        """Insert or replace the report record of ``(record.job_id, record.attempt)``."""
+        """Insert the report record of ``(record.job_id, record.attempt)``, or raise its rank to
+        ``record.rank``; a record of a lower or equal rank changes nothing."""
+
+    async def lock_report(self, job_id: str, holder: str, until: float) -> bool:
+        """Take (or renew) the reporting lock of ``job_id`` for ``holder`` until ``until`` (unix time);
+        False while another holder's lease lives."""
+
+    async def unlock_report(self, job_id: str, holder: str) -> None:
+        """Give the lock of ``job_id`` up, if ``holder`` still has it."""

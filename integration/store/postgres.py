@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 
 import asyncpg
 
@@ -54,3 +55,17 @@ class PostgresSeenStore(SqlSeenStore):
 
     async def _fetch(self, sql: str, args: Sequence[object]) -> list[tuple[object, ...]]:
         return [tuple(row) for row in await self.pool.fetch(numbered(sql), *args)]
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[_Tx]:
+        async with self.pool.acquire() as conn, conn.transaction():
+            yield _Tx(conn)
+
+
+class _Tx:
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def execute(self, sql: str, args: Sequence[object]) -> int:
+        status = await self.conn.execute(numbered(sql), *args)
+        return int(status.split()[-1])

@@ -11,9 +11,26 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
 
 from integration.errors import StoreError
-from integration.store.contract import DeferredBuild, ReportRecord
+from integration.store.contract import BuildStart, DeferredBuild, ReportRecord
+
+# One statement: an expired claim is taken over, a live one is kept (1 row changed: claimed).
+_CLAIM = (
+    "INSERT INTO integration_claims (kind, key, expires_at) VALUES (?, ?, ?) "
+    "ON CONFLICT (kind, key) DO UPDATE SET expires_at = excluded.expires_at "
+    "WHERE integration_claims.expires_at <= ?"
+)
+_RELEASE = "DELETE FROM integration_claims WHERE kind = ? AND key = ?"
+_FORGET = "DELETE FROM integration_deferred WHERE key = ?"
+
+
+class Tx(Protocol):
+    """Statements inside one transaction (``SqlSeenStore._transaction``)."""
+
+    async def execute(self, sql: str, args: Sequence[object]) -> int: ...
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS integration_claims (
@@ -41,6 +58,11 @@ CREATE TABLE IF NOT EXISTS integration_deferred (
     last_error TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS integration_deferred_due ON integration_deferred (next_at);
+CREATE TABLE IF NOT EXISTS integration_report_locks (
+    job_id TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires_at {real} NOT NULL
+);
 """
 
 
@@ -71,6 +93,10 @@ class SqlSeenStore(ABC):
     async def _fetch(self, sql: str, args: Sequence[object]) -> list[tuple[object, ...]]:
         """Run one statement (committed); its rows."""
 
+    @abstractmethod
+    def _transaction(self) -> AbstractAsyncContextManager[Tx]:
+        """A transaction: committed when the block ends, rolled back when it raises."""
+
     async def _run(self, what: str, sql: str, *args: object) -> int:
         try:
             return await self._execute(sql, args)
@@ -85,31 +111,43 @@ class SqlSeenStore(ABC):
 
     async def claim(self, kind: str, key: str, ttl: float) -> bool:
         now = time.time()
-        # One statement: an expired claim is taken over, a live one is kept.
-        changed = await self._run(
-            f"cannot record {kind} {key}",
-            "INSERT INTO integration_claims (kind, key, expires_at) VALUES (?, ?, ?) "
-            "ON CONFLICT (kind, key) DO UPDATE SET expires_at = excluded.expires_at "
-            "WHERE integration_claims.expires_at <= ?",
-            kind, key, now + ttl, now,
-        )
-        return changed == 1
+        return await self._run(f"cannot record {kind} {key}", _CLAIM, kind, key, now + ttl, now) == 1
 
     async def release(self, kind: str, key: str) -> None:
-        await self._run(f"cannot release {kind} {key}",
-                        "DELETE FROM integration_claims WHERE kind = ? AND key = ?", kind, key)
+        await self._run(f"cannot release {kind} {key}", _RELEASE, kind, key)
 
     async def purge_expired(self) -> int:
         return await self._run("cannot purge expired claims",
                                "DELETE FROM integration_claims WHERE expires_at <= ?", time.time())
 
-    async def defer(self, key: str, doc: str, next_at: float, error: str) -> None:
-        await self._run(
-            f"cannot keep the build {key} for a retry",
-            "INSERT INTO integration_deferred (key, doc, attempts, first_at, next_at, last_error) "
-            "VALUES (?, ?, 0, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
-            key, doc, time.time(), next_at, error,
-        )
+    async def start_build(self, delivery_key: str, build_key: str, doc: str, ttl: float,
+                          lease_until: float) -> BuildStart:
+        now = time.time()
+        try:
+            async with self._transaction() as tx:
+                if await tx.execute(_CLAIM, ("delivery", delivery_key, now + ttl, now)) != 1:
+                    return BuildStart.DUPLICATE_DELIVERY
+                if await tx.execute(_CLAIM, ("build", build_key, now + ttl, now)) != 1:
+                    return BuildStart.DUPLICATE_BUILD
+                # A row left by a build whose claim has expired since is replaced.
+                await tx.execute(
+                    "INSERT INTO integration_deferred (key, doc, attempts, first_at, next_at, last_error) "
+                    "VALUES (?, ?, 0, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET doc = excluded.doc, attempts = 0, "
+                    "first_at = excluded.first_at, next_at = excluded.next_at, last_error = excluded.last_error",
+                    (build_key, doc, now, lease_until, "in progress"),
+                )
+                return BuildStart.STARTED
+        except self.errors as err:
+            raise StoreError(f"cannot record the build {build_key}: {err}") from err
+
+    async def abandon_build(self, delivery_key: str, build_key: str) -> None:
+        try:
+            async with self._transaction() as tx:
+                await tx.execute(_RELEASE, ("delivery", delivery_key))
+                await tx.execute(_RELEASE, ("build", build_key))
+                await tx.execute(_FORGET, (build_key,))
+        except self.errors as err:
+            raise StoreError(f"cannot release the build {build_key}: {err}") from err
 
     async def take_due(self, now: float, lease: float, limit: int) -> list[DeferredBuild]:
         # One statement: select and lease together, so two takers never share one.
@@ -130,7 +168,7 @@ class SqlSeenStore(ABC):
         )
 
     async def forget_deferred(self, key: str) -> None:
-        await self._run(f"cannot drop the deferred build {key}", "DELETE FROM integration_deferred WHERE key = ?", key)
+        await self._run(f"cannot drop the deferred build {key}", _FORGET, key)
 
     async def get_report(self, job_id: str, attempt: int) -> ReportRecord | None:
         rows = await self._rows(
@@ -142,11 +180,26 @@ class SqlSeenStore(ABC):
         return ReportRecord.from_record(rows[0]) if rows else None
 
     async def save_report(self, record: ReportRecord) -> None:
+        # Never backwards: a slower writer of an older state changes nothing.
         await self._run(
             f"cannot save the report of job {record.job_id}",
             "INSERT INTO integration_reports (job_id, attempt, forge, external_id, rank, updated_at) "
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, attempt) DO UPDATE SET "
             "forge = excluded.forge, external_id = excluded.external_id, rank = excluded.rank, "
-            "updated_at = excluded.updated_at",
+            "updated_at = excluded.updated_at WHERE integration_reports.rank < excluded.rank",
             record.job_id, record.attempt, record.forge, record.external_id, record.rank, record.updated_at,
         )
+
+    async def lock_report(self, job_id: str, holder: str, until: float) -> bool:
+        changed = await self._run(
+            f"cannot lock the reports of job {job_id}",
+            "INSERT INTO integration_report_locks (job_id, holder, expires_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (job_id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at "
+            "WHERE integration_report_locks.expires_at <= ? OR integration_report_locks.holder = excluded.holder",
+            job_id, holder, until, time.time(),
+        )
+        return changed == 1
+
+    async def unlock_report(self, job_id: str, holder: str) -> None:
+        await self._run(f"cannot unlock the reports of job {job_id}",
+                        "DELETE FROM integration_report_locks WHERE job_id = ? AND holder = ?", job_id, holder)

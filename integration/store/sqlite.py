@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import aiosqlite
@@ -44,6 +45,9 @@ class SqliteSeenStore(SqlSeenStore):
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._db: aiosqlite.Connection | None = None
+        # One connection: a transaction must not take in (or commit) another caller's statements,
+        # while single statements may interleave (a commit of one then commits the others too).
+        self._access = _SharedOrAlone()
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -77,12 +81,73 @@ class SqliteSeenStore(SqlSeenStore):
             await db.close()
 
     async def _execute(self, sql: str, args: Sequence[object]) -> int:
-        cursor = await self.db.execute(sql, args)
-        await self.db.commit()
-        return cursor.rowcount
+        async with self._access.shared():
+            cursor = await self.db.execute(sql, args)
+            await self.db.commit()
+            return cursor.rowcount
 
     async def _fetch(self, sql: str, args: Sequence[object]) -> list[tuple[object, ...]]:
+        async with self._access.shared():
+            cursor = await self.db.execute(sql, args)
+            rows = await cursor.fetchall()
+            await self.db.commit()
+            return [tuple(row) for row in rows]
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[_Tx]:
+        async with self._access.alone():
+            db = self.db
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                yield _Tx(db)
+            except BaseException:
+                await db.rollback()
+                raise
+            await db.commit()
+
+
+class _SharedOrAlone:
+    """Shared for single statements, alone for a transaction (which waiting statements let pass first)."""
+
+    def __init__(self) -> None:
+        self._changed = asyncio.Condition()
+        self._shared = 0
+        self._alone = False
+        self._waiting = 0  # transactions waiting: new statements queue behind them
+
+    @contextlib.asynccontextmanager
+    async def shared(self) -> AsyncIterator[None]:
+        async with self._changed:
+            await self._changed.wait_for(lambda: not self._alone and not self._waiting)
+            self._shared += 1
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self._shared -= 1
+                self._changed.notify_all()
+
+    @contextlib.asynccontextmanager
+    async def alone(self) -> AsyncIterator[None]:
+        async with self._changed:
+            self._waiting += 1
+            try:
+                await self._changed.wait_for(lambda: not self._alone and not self._shared)
+            finally:
+                self._waiting -= 1
+            self._alone = True
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self._alone = False
+                self._changed.notify_all()
+
+
+class _Tx:
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self.db = db
+
+    async def execute(self, sql: str, args: Sequence[object]) -> int:
         cursor = await self.db.execute(sql, args)
-        rows = await cursor.fetchall()
-        await self.db.commit()
-        return [tuple(row) for row in rows]
+        return cursor.rowcount

@@ -94,6 +94,8 @@ class Node:
         self.settings = settings
         self.host = settings.node.host
         self.labels = self._labels()
+        # One setting for both sides: runners learn in GetJob how long the node waits for them.
+        parts.gateway.runner_patience = float(settings.timeouts.runner_silence)
         self.capacity = Capacity(settings.node.capacity, settings.node.label_limits, self._slots_changed)
         self.scheduler: Scheduler | None = None
         self.server: RunnerServer | None = None

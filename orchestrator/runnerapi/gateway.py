@@ -183,12 +183,23 @@ class RunnerGateway:
         issuer: TokenIssuer,
         *,
         heartbeat_interval: float = 2.0,
+        runner_patience: float = 60.0,
     ) -> None:
         self.logstore = logstore
         self.issuer = issuer
         self.heartbeat_interval = heartbeat_interval
+        # How long the node waits for a silent runner (its timeouts.runner_silence; the Node sets it).
+        self.runner_patience = runner_patience
         self._sessions: dict[tuple[str, int], RunnerSession] = {}
         self._issued: dict[str, TokenClaims] = {}  # token of each assigned session -> its claims
+
+    @property
+    def runner_offline_limit(self) -> float:
+        """How long a runner may try to reach the node before it gives up (GetJob hands it out):
+        the node's patience less a margin for the calls in flight, so a reconnect within it
+        always finds the job - the runner's clock starts at its last answered call, the node's
+        at the last call it received, which is never later."""
+        return self.runner_patience - min(5.0, self.runner_patience * 0.25)
 
     def assign(self, job: AssignedJob, on_step: StepCallback | None = None,
                on_delivery: DeliveryCallback | None = None, token_ttl: float = 0.0) -> RunnerSession:

@@ -86,6 +86,7 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer):
             heartbeat_interval_seconds=self.gateway.heartbeat_interval,
             log_limit_bytes=job.log_limit_bytes,
             log_limit_fails=job.log_limit_fails,
+            offline_limit_seconds=self.gateway.runner_offline_limit,
         )
         reply.job.job_id, reply.job.attempt = job.job_id, job.attempt
         reply.checkout.CopyFrom(req.checkout)

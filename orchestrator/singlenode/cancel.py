@@ -1,8 +1,10 @@
-"""What the forges ask of the single node besides builds: cancel a closed PR's jobs, re-run a job.
+"""What the forges ask of the single node besides builds: cancel a PR's jobs, re-run jobs.
 
-``NodeCanceller`` is the integration's ``JobCanceller`` and ``NodeRetrier``
-its ``JobRetrier`` (GitHub's "Re-run" on a Solstice check run); both act on
-the store and the node the way AdminService's Cancel and Retry do.
+``NodeCanceller`` is the integration's ``JobCanceller`` (a closed pull
+request, or the superseded heads of one) and ``NodeRetrier`` its
+``JobRetrier`` (GitHub's "Re-run" on a Solstice check run, "Re-run all
+checks" on its suite); both act on the store and the node the way
+AdminService's Cancel and Retry do.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 import logging
 
 from common.queue.events import EventPublisher
-from integration.cancel import CancelRequest, RetryRequest
+from common.rpc import jobs_pb2
+from integration.cancel import CancelRequest, CommitRetryRequest, RetryRequest
 from orchestrator.node.cancel import cancel_job
 from orchestrator.node.node import Node
 from orchestrator.node.outbox import Outbox
@@ -34,8 +37,7 @@ class NodeCanceller:
         jobs = await self.store.list_jobs(JobFilter(repo=request.repo, limit=SCAN_LIMIT))
         reached = 0
         for before in jobs:
-            checkout = before.request.checkout
-            if before.terminal or checkout.forge != request.forge or checkout.pull_request != request.pull_request:
+            if before.terminal or not request.covers(before.request.checkout):
                 continue
             try:
                 # The conditional path: only whoever applies the cancellation announces it
@@ -45,7 +47,7 @@ class NodeCanceller:
                 continue
             if job.state is JobState.CANCELLED:
                 reached += 1
-        log.info("pull request closed: jobs cancelled",
+        log.info("pull request jobs cancelled: %s", request.reason,
                  extra={"fields": {"repo": request.repo, "pull_request": request.pull_request, "jobs": reached}})
         return reached
 
@@ -65,10 +67,25 @@ class NodeRetrier:
         if job is None or checkout is None or (checkout.forge, checkout.repo) != (request.forge, request.repo):
             log.warning("re-run refused: no such job of this repository", extra={"fields": fields})
             return False
+        return await self._retry(job.job_id, fields, request.reason)
+
+    async def retry_commit(self, request: CommitRetryRequest) -> int:
+        jobs = await self.store.list_jobs(JobFilter(repo=request.repo, limit=SCAN_LIMIT))
+        done = 0
+        for job in jobs:
+            checkout = job.request.checkout
+            if ((checkout.forge, checkout.sha) != (request.forge, request.sha) or not job.terminal
+                    or job.request.source != jobs_pb2.JOB_SOURCE_FORGE):  # a webhook's job, never an operator's
+                continue
+            fields = {"job_id": job.job_id, "repo": request.repo, "forge": request.forge}
+            done += await self._retry(job.job_id, fields, request.reason)
+        return done
+
+    async def _retry(self, job_id: str, fields: dict[str, object], reason: str) -> bool:
         try:
-            job = await retry_job(self.store, self.outbox, job.job_id)
+            job = await retry_job(self.store, self.outbox, job_id)
         except RetryNotAllowed as err:
             log.info("re-run refused: %s", err, extra={"fields": fields})
             return False
-        log.info("job re-run", extra={"fields": {**fields, "attempt": job.attempt, "reason": request.reason}})
+        log.info("job re-run", extra={"fields": {**fields, "attempt": job.attempt, "reason": reason}})
         return True

@@ -41,7 +41,7 @@ from common.errors import SolsticeError
 from common.files import FileModeError, private_dir, private_file
 from common.queue.local_events import LocalEventBus
 from common.tokens import TokenIssuer
-from integration.cancel import CancelRequest, RetryRequest
+from integration.cancel import CancelRequest, CommitRetryRequest, RetryRequest
 from integration.events import Forge
 from integration.httpserver import GuardedSite, app_runner
 from integration.runtime import Integration
@@ -86,6 +86,11 @@ class _Late:
         if self.retrier is None:
             raise ServeError("the orchestrator is starting; cannot re-run jobs yet")
         return await self.retrier.retry(request)
+
+    async def retry_commit(self, request: CommitRetryRequest) -> int:
+        if self.retrier is None:
+            raise ServeError("the orchestrator is starting; cannot re-run jobs yet")
+        return await self.retrier.retry_commit(request)
 
 
 async def serve(settings: ServeSettings, say: Callable[[str], None] = print,

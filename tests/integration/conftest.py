@@ -7,12 +7,14 @@ import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
 
 from tests.fakes.forges import FakeForgejo, rsa_key_pair
 from tests.integration.stack import IntegrationStack, RabbitQueue
+from tests.proxy import TcpProxy
 
 
 @pytest.fixture(scope="session")
@@ -64,3 +66,15 @@ async def stack(tmp_path: Path, fixtures_dir: Path, app_key: tuple[bytes, bytes]
         yield made
     finally:
         await made.close()
+
+
+@pytest.fixture
+async def postgres(pg_database: str) -> AsyncIterator[TcpProxy]:
+    """A proxy of the test's own in front of PostgreSQL: give ``postgres.dsn_for(pg_database)`` as the store."""
+    parts = urlsplit(pg_database)
+    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    await proxy.start()
+    try:
+        yield proxy
+    finally:
+        await proxy.close()

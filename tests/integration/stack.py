@@ -22,7 +22,7 @@ from common.queue.codec import decode_job_request
 from common.queue.publisher import JobPublisher
 from common.rpc import jobs_pb2
 from integration.app import make_app
-from integration.cancel import JobRetrier, LoggingCanceller
+from integration.cancel import JobCanceller, JobRetrier, LoggingCanceller
 from integration.external.settings import ExternalSettings
 from integration.httpserver import GuardedSite, HttpLimits, app_runner
 from integration.runtime import Integration
@@ -110,6 +110,7 @@ class IntegrationStack:
         retrier: JobRetrier | None = None,
         http: HttpLimits = HttpLimits(),
         external: ExternalSettings = ExternalSettings(),
+        canceller: JobCanceller | None = None,
     ) -> None:
         self.tmp = tmp
         private, public = app_key
@@ -118,7 +119,7 @@ class IntegrationStack:
         self.github = FakeGitHub(fixtures=fixtures / "forge" / "github", app_id=APP_ID, public_key=public)
         self.forgejo = FakeForgejo(fixtures=fixtures / "forge" / "forgejo", token=FORGEJO_TOKEN)
         self.publisher = publisher
-        self.canceller = LoggingCanceller()
+        self.canceller = canceller or LoggingCanceller()
         self.retrier = retrier
         self._settings = dict(webhooks=webhooks, report=report, key_file=key_file, store=store or str(tmp / "integration.sqlite"),
                               http=http, external=external)

@@ -10,6 +10,7 @@ once the forge and the queue answer again. Times are passed explicitly
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -20,6 +21,7 @@ import pytest
 from common.queue.errors import QueueUnavailable
 from common.rpc import jobs_pb2
 from integration.settings import WebhookSettings
+from integration.store import BuildStart
 from tests.integration.stack import WORKFLOW, IntegrationStack, RabbitQueue
 from tests.waiting import async_wait_until
 
@@ -160,3 +162,23 @@ async def test_when_even_the_store_fails_the_delivery_is_refused_with_503(stack:
         assert (status, answer["result"]) == (503, "try again"), answer  # the forge shows it failed: redeliver
     finally:
         await stack.integration.store.open()
+
+
+async def test_a_build_deferred_by_an_older_version_is_built_under_ids_fixed_by_its_key(
+        stack: IntegrationStack, queue: RabbitQueue):
+    """Older versions kept the bare build (no run id): its ids are derived from its key, so they
+    too are the same on every retry."""
+    from integration.events import BuildRequested, Forge, Repo
+    from integration.jobs import job_id_of
+    from integration.service import legacy_run_id
+
+    build = BuildRequested(Repo(Forge.GITHUB, GH_REPO, "https://github.com/Codertocat/Hello-World.git", 1),
+                           "refs/heads/master", GH_SHA, "github push")
+    key = f"github:{GH_REPO}:refs/heads/master:{GH_SHA}"
+    doc = json.dumps(build.to_doc(), sort_keys=True)  # the old row's shape
+    assert await stack.integration.store.start_build("github:old", key, doc, 3600, time.time() - 1) is BuildStart.STARTED
+    stack.github.put_file(GH_REPO, GH_SHA, WORKFLOW)
+    assert await stack.integration.service.retry_deferred() == 1
+    [request] = await queue.take()
+    assert request.run_id == legacy_run_id(key)
+    assert request.job_id == job_id_of(legacy_run_id(key), "build")

@@ -215,3 +215,30 @@ def test_github_check_run_rerequested(payload):
     assert isinstance(gh("check_run", payload("github/check_run.rerequested")), Ignored)  # external_id "" in the fixture
     del body["installation"]
     assert isinstance(gh("check_run", body), Ignored)
+
+
+def test_a_later_attempts_check_run_names_its_job(payload):
+    from integration.events import RerunRequested
+
+    body = payload("github/check_run.rerequested")
+    body["check_run"]["external_id"] = "job-" + "0f" * 16 + ":3"  # attempt 3's check run
+    event = gh("check_run", body)
+    assert isinstance(event, RerunRequested) and event.job_id == "job-" + "0f" * 16
+    for bad in ("job-" + "0f" * 16 + ":", "job-" + "0f" * 16 + ":x", "workflow:" + "a" * 40):
+        body["check_run"]["external_id"] = bad
+        assert isinstance(gh("check_run", body), Ignored), bad
+
+
+def test_github_check_suite_rerequested(payload):
+    from integration.events import CommitRerunRequested
+
+    event = gh("check_suite", payload("github/check_suite.rerequested"))
+    assert isinstance(event, CommitRerunRequested)
+    assert (event.sha, event.repo.full_name, event.repo.installation_id, event.sender) == (
+        "ec26c3e57ca3a959ca5aad62de7213c562f8c821", "Codertocat/Hello-World", 957387, "octocoders-linter[bot]")
+    requested = gh("check_suite", payload("github/check_suite.requested"))  # every push: the push builds it
+    assert isinstance(requested, Ignored)
+    body = payload("github/check_suite.rerequested")
+    body["check_suite"]["head_sha"] = "not-a-sha"
+    with pytest.raises(RequestInvalid):
+        gh("check_suite", body)

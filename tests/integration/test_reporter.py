@@ -168,8 +168,18 @@ async def test_5xx_is_retried_then_reported(stack: IntegrationStack):
     stack.github.fail_next(2, status=502, path_contains="/check-runs")
     job = new_job_id()
     assert await stack.integration.reporter.handle(job_event(job, S.JOB_STATE_QUEUED)) == Disposition.ACK
-    attempts = [c.status for c in stack.github.calls if c.path.endswith("/check-runs")]
-    assert attempts == [502, 502, 201]
+    calls = [(c.method, c.status) for c in stack.github.calls if c.path.endswith("/check-runs")]
+    # the look-up before the create is retried like any read; the create follows it once it answered
+    assert calls == [("GET", 502), ("GET", 502), ("GET", 200), ("POST", 201)]
+    assert len(stack.github.check_runs) == 1
+
+
+async def test_a_create_answered_5xx_is_looked_up_before_it_is_sent_again(stack: IntegrationStack):
+    stack.github.fail_next(2, status=502, path_contains="/check-runs", method="POST")
+    job = new_job_id()
+    assert await stack.integration.reporter.handle(job_event(job, S.JOB_STATE_QUEUED)) == Disposition.ACK
+    calls = [(c.method, c.status) for c in stack.github.calls if c.path.endswith("/check-runs")]
+    assert calls == [("GET", 200), ("POST", 502), ("GET", 200), ("POST", 502), ("GET", 200), ("POST", 201)]
     assert len(stack.github.check_runs) == 1
 
 
@@ -252,7 +262,7 @@ async def test_events_from_rabbitmq_are_acked_only_once_reported(stack: Integrat
 
 
 async def test_rate_limit_429_is_retried(stack: IntegrationStack):
-    stack.forgejo.fail_next(1, status=429, path_contains="/statuses/")
+    stack.forgejo.rate_limit_next(1, status=429, retry_after=1, path_contains="/statuses/")
     job = new_job_id()
     assert await stack.integration.reporter.handle(job_event(job, S.JOB_STATE_RUNNING, "forgejo")) == Disposition.ACK
     assert [c.status for c in stack.forgejo.calls] == [429, 201]

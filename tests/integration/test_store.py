@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 
 from integration.errors import StoreError
-from integration.store import DeferredBuild, PostgresSeenStore, ReportRecord, SeenStore, SqliteSeenStore, open_store
+from integration.store import (
+    BuildStart,
+    DeferredBuild,
+    PostgresSeenStore,
+    ReportRecord,
+    SeenStore,
+    SqliteSeenStore,
+    open_store,
+)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -77,13 +85,66 @@ async def test_report_records_round_trip(store: SeenStore):
     assert await store.get_report("job-1", 2) is None
 
 
+async def test_a_report_record_never_goes_backwards(store: SeenStore):
+    done = ReportRecord("job-1", 1, "github", "1001", 4, 200.0)
+    await store.save_report(done)
+    await store.save_report(ReportRecord("job-1", 1, "github", "1001", 3, 300.0))  # a slow replica's in_progress
+    await store.save_report(ReportRecord("job-1", 1, "github", "1002", 4, 400.0))  # the same rank again
+    assert await store.get_report("job-1", 1) == done
+
+
+async def test_the_report_lock_has_one_holder_until_its_lease_ends(store: SeenStore):
+    now = time.time()
+    assert await store.lock_report("job-1", "replica-a", now + 60)
+    assert not await store.lock_report("job-1", "replica-b", now + 60)
+    assert await store.lock_report("job-1", "replica-a", now + 120)  # renewed by its holder
+    assert await store.lock_report("job-2", "replica-b", now + 60)  # per job
+    await store.unlock_report("job-1", "replica-b")  # not the holder: nothing
+    assert not await store.lock_report("job-1", "replica-b", now + 60)
+    await store.unlock_report("job-1", "replica-a")
+    assert await store.lock_report("job-1", "replica-b", now + 0.05)
+    deadline = time.time() + 0.05
+    while time.time() <= deadline:  # a holder that died: its lease ends
+        await asyncio.sleep(0.01)
+    assert await store.lock_report("job-1", "replica-a", now + 60)
+    results = await asyncio.gather(*[store.lock_report("job-3", f"r{i}", now + 60) for i in range(10)])
+    assert results.count(True) == 1
+
+
+async def test_start_build_claims_and_keeps_the_build_in_one_step(store: SeenStore):
+    now = time.time()
+    started = await store.start_build("github:d1", "b1", '{"n": 1}', ttl=3600, lease_until=now + 30)
+    assert started is BuildStart.STARTED
+    assert await store.start_build("github:d1", "b1", "{}", 3600, now + 30) is BuildStart.DUPLICATE_DELIVERY
+    assert await store.start_build("github:d2", "b1", "{}", 3600, now + 30) is BuildStart.DUPLICATE_BUILD
+    assert await store.claim("delivery", "github:d2", 60) is False  # the second delivery was recorded
+    assert await store.take_due(now, lease=60, limit=10) == []  # leased to whoever is building it
+    # ... and due when that lease ends (its builder died): anyone finishes it
+    [due] = await store.take_due(now + 31, lease=60, limit=10)
+    assert (due.key, due.doc, due.attempts) == ("b1", '{"n": 1}', 0)
+    await store.abandon_build("github:d1", "b1")
+    assert await store.take_due(now + 3600, lease=60, limit=10) == []
+    assert await store.claim("delivery", "github:d1", 60) and await store.claim("build", "b1", 60)
+
+
+async def test_concurrent_starts_of_one_build_have_one_winner(store: SeenStore):
+    now = time.time()
+    results = await asyncio.gather(*[store.start_build(f"github:d{i}", "same", "{}", 3600, now + 30)
+                                     for i in range(10)])
+    assert results.count(BuildStart.STARTED) == 1
+    assert results.count(BuildStart.DUPLICATE_BUILD) == 9
+
+
+async def start(store: SeenStore, key: str, doc: str, due: float) -> None:
+    assert await store.start_build(f"delivery-of-{key}", key, doc, 3600, due) is BuildStart.STARTED
+
+
 async def test_deferred_builds_are_leased_rescheduled_and_forgotten(store: SeenStore):
     now = time.time()
-    await store.defer("b1", '{"n": 1}', now - 10, "GitHub read failed: HTTP 502")
-    await store.defer("b2", '{"n": 2}', now + 3600, "later")
-    await store.defer("b1", '{"n": "again"}', now - 10, "second deferral")  # kept as first deferred
+    await start(store, "b1", '{"n": 1}', now - 10)
+    await start(store, "b2", '{"n": 2}', now + 3600)
     [due] = await store.take_due(now, lease=60, limit=10)
-    assert (due.key, due.doc, due.attempts, due.last_error) == ("b1", '{"n": 1}', 0, "GitHub read failed: HTTP 502")
+    assert (due.key, due.doc, due.attempts, due.last_error) == ("b1", '{"n": 1}', 0, "in progress")
     assert due.next_at == pytest.approx(now + 60)
     assert await store.take_due(now, lease=60, limit=10) == []  # leased: nobody else takes it
     await store.reschedule("b1", 1, now - 1, "still down")
@@ -91,14 +152,14 @@ async def test_deferred_builds_are_leased_rescheduled_and_forgotten(store: SeenS
     assert (again.attempts, again.last_error) == (1, "still down")
     await store.forget_deferred("b1")
     assert await store.take_due(now + 7200, lease=60, limit=10) == [
-        DeferredBuild("b2", '{"n": 2}', 0, pytest.approx(now, abs=5), pytest.approx(now + 7260), "later")  # type: ignore[arg-type]
+        DeferredBuild("b2", '{"n": 2}', 0, pytest.approx(now, abs=5), pytest.approx(now + 7260), "in progress")  # type: ignore[arg-type]
     ]
 
 
 async def test_concurrent_takers_never_share_a_deferred_build(store: SeenStore):
     now = time.time()
     for i in range(20):
-        await store.defer(f"b{i}", "{}", now - 1, "")
+        await start(store, f"b{i}", "{}", now - 1)
     batches = await asyncio.gather(*[store.take_due(now, lease=60, limit=3) for _ in range(10)])
     taken = [d.key for batch in batches for d in batch]
     assert len(taken) == len(set(taken)) == 20

@@ -330,8 +330,11 @@ async def test_forgejo_synchronized_and_closed(stack: IntegrationStack, queue: R
     body["action"] = "closed"
     status, answer = await stack.deliver_forgejo("pull_request", body)
     assert (status, answer["result"]) == (202, "cancel requested")
-    [cancel] = stack.canceller.requests
-    assert (cancel.forge, cancel.repo, cancel.pull_request) == ("forgejo", FJ_REPO, 3)
+    # the new head superseded the pull request's other heads; closing it cancels every head
+    supersede, cancel = stack.canceller.requests
+    assert (supersede.forge, supersede.repo, supersede.pull_request, supersede.keep_sha) == (
+        "forgejo", FJ_REPO, 3, "f" * 40)
+    assert (cancel.forge, cancel.repo, cancel.pull_request, cancel.keep_sha) == ("forgejo", FJ_REPO, 3, "")
 
 
 async def test_forgejo_replay_and_oversize(stack: IntegrationStack, queue: RabbitQueue, payload):

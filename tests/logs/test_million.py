@@ -32,7 +32,7 @@ import pytest
 
 from tests.admin.tls import Pki, make_pki
 from tests.logs.relay import UnixRelay
-from tests.queue.proxy import TcpProxy
+from tests.proxy import TcpProxy
 from tests.singlenode.harness import BIN, ServeProcess, git_repo
 from tests.waiting import async_wait_until
 

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from common.rpc import jobs_pb2
-from integration.cancel import CancelRequest
-from orchestrator.singlenode.cancel import NodeCanceller
+from integration.cancel import CancelRequest, CommitRetryRequest
+from orchestrator.singlenode.cancel import NodeCanceller, NodeRetrier
 from orchestrator.store import JobFilter, JobRecord, JobState, Store, open_store
 from tests.node.harness import job
 
@@ -74,3 +74,38 @@ async def test_cancel_racing_a_claim_is_announced_once_by_the_canceller(tmp_path
         assert sorted((e.job_id, e.state) for e in events.events) == [
             ("j-queued", jobs_pb2.JOB_STATE_CANCELLED), ("j-raced", jobs_pb2.JOB_STATE_CANCELLED)]
         assert node.cancelled == []
+
+
+async def test_a_new_head_cancels_only_the_other_heads_jobs(tmp_path: Path) -> None:
+    async with open_store(f"sqlite://{tmp_path}/state.db") as store:
+        old, new = pr_job("j-old"), pr_job("j-new")
+        old.checkout.sha, new.checkout.sha = "a" * 40, "b" * 40
+        await store.submit(old)
+        await store.submit(new)
+        canceller = NodeCanceller(store, Recorder(), ThisNode())  # type: ignore[arg-type]
+        reached = await canceller.cancel(CancelRequest("github", "o/r", 7, "superseded", keep_sha="b" * 40))
+        assert reached == 1
+        assert [(await store.get_job(j)).state for j in ("j-old", "j-new")] == [  # type: ignore[union-attr]
+            JobState.CANCELLED, JobState.QUEUED]
+
+
+async def test_re_run_all_checks_retries_the_commits_finished_forge_jobs(tmp_path: Path) -> None:
+    async with open_store(f"sqlite://{tmp_path}/state.db") as store:
+        jobs = {name: pr_job(name) for name in ("j-done", "j-running", "j-admin", "j-other-sha")}
+        jobs["j-other-sha"].checkout.sha = "c" * 40
+        for name, request in jobs.items():
+            request.source = jobs_pb2.JOB_SOURCE_ADMIN if name == "j-admin" else jobs_pb2.JOB_SOURCE_FORGE
+            await store.submit(request)
+            if name != "j-running":
+                await store.transition(name, 1, JobState.FAILED, "exit 1")
+        published: list[str] = []
+
+        class Queue:
+            async def publish(self, requests: Sequence[jobs_pb2.JobRequest]) -> None:
+                published.extend(r.job_id for r in requests)
+
+        retrier = NodeRetrier(store, Queue(), Recorder())  # type: ignore[arg-type]
+        sha = jobs["j-done"].checkout.sha
+        assert await retrier.retry_commit(CommitRetryRequest("github", "o/r", sha, "re-run all")) == 1
+        assert published == ["j-done"]
+        assert (await store.get_job("j-done")).attempt == 2  # type: ignore[union-attr]

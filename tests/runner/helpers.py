@@ -11,7 +11,11 @@ from pathlib import Path
 
 from common.logbatch import LogLine, iter_lines
 from common.rpc import runner_pb2
+from common.tokens import TokenIssuer
+from orchestrator.logstore import LogStore
+from orchestrator.runnerapi import RunnerGateway, RunnerServer
 from runner.spool import LENGTH
+from tests.protocol.harness import KEY
 
 RUNNER = [sys.executable, "-m", "runner.cli"]
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,6 +48,18 @@ def make_repo(path: Path, files: dict[str, str]) -> Repo:
     return Repo(f"file://{path}", first)
 
 
+async def serve_runners(logdir: Path, port: int = 0, patience: float = 60.0
+                        ) -> tuple[LogStore, RunnerGateway, RunnerServer]:
+    """A started RunnerService on ``port`` (0: any) storing logs in ``logdir``; ``patience``: the node's
+    runner_silence its gateway hands out. The caller stops the server and closes the store."""
+    store = LogStore(logdir)
+    gateway = RunnerGateway(store, TokenIssuer(KEY, ttl_seconds=600), heartbeat_interval=0.2,
+                            runner_patience=patience)
+    server = RunnerServer(gateway, port=port, grace_seconds=0)
+    await server.start()
+    return store, gateway, server
+
+
 async def start_runner(address: str, token: str, root: Path, *extra: str,
                        env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
     base = {k: v for k, v in os.environ.items() if not k.startswith("SOLSTICE_")}
@@ -67,6 +83,21 @@ async def runner_exit(proc: asyncio.subprocess.Process, timeout: float = 60) -> 
         raise AssertionError(f"runner did not exit within {timeout}s:\n{err.decode()[-3000:]}") from None
     assert proc.returncode is not None
     return proc.returncode, err.decode()
+
+
+def record_batches(monkeypatch) -> list[bytes]:  # type: ignore[no-untyped-def]
+    """Every log batch as the orchestrator receives it from the runner (before it masks them again)."""
+    from orchestrator.logstore.joblog import JobLog
+
+    received: list[bytes] = []
+    append = JobLog.append
+
+    async def recording(self, batch, *args, **kwargs):  # type: ignore[no-untyped-def]
+        received.append(batch.SerializeToString())
+        return await append(self, batch, *args, **kwargs)
+
+    monkeypatch.setattr(JobLog, "append", recording)
+    return received
 
 
 def read_spool(path: Path) -> list[LogLine]:

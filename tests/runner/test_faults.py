@@ -12,9 +12,8 @@ from common.logbatch import STDOUT
 from common.rpc import jobs_pb2
 from common.tokens import TokenIssuer
 from orchestrator.logstore import LogStore
-from orchestrator.runnerapi import RunnerGateway, RunnerServer
-from tests.protocol.harness import KEY, assigned
-from tests.runner.helpers import ROOT, make_repo, read_spool, runner_exit, start_runner
+from tests.protocol.harness import assigned
+from tests.runner.helpers import ROOT, make_repo, read_spool, runner_exit, serve_runners, start_runner
 from tests.waiting import async_wait_until
 
 N = 100_000
@@ -30,14 +29,6 @@ def numbers(go) -> str:
             f"{block.format(blocks // 2, blocks - 1)}")
 
 
-async def _serve(logdir, port=0):
-    store = LogStore(logdir)
-    gateway = RunnerGateway(store, TokenIssuer(KEY, ttl_seconds=600), heartbeat_interval=0.2)
-    server = RunnerServer(gateway, port=port, grace_seconds=0)
-    await server.start()
-    return store, gateway, server
-
-
 async def test_server_restart_mid_stream_loses_and_doubles_nothing(tmp_path):
     repo = make_repo(tmp_path / "repo", {"x": "y"})
     go = tmp_path / "go"
@@ -45,7 +36,7 @@ async def test_server_restart_mid_stream_loses_and_doubles_nothing(tmp_path):
     job = assigned("job-1", [jobs_pb2.Step(name="Numbers", run=numbers(go))], clone_url=repo.url, sha=repo.sha)
     spool = tmp_path / "vm" / "spool" / "job-1-1.spool"
 
-    store, gateway, server = await _serve(tmp_path / "logs")
+    store, gateway, server = await serve_runners(tmp_path / "logs")
     session = gateway.assign(job)
     port = server.port
     proc = await start_runner(server.address, session.token, tmp_path / "vm")
@@ -63,7 +54,7 @@ async def test_server_restart_mid_stream_loses_and_doubles_nothing(tmp_path):
         await async_wait_until(lambda: spool.stat().st_size > spooled + 200_000, timeout=60,
                                what="the runner to spool lines while the orchestrator is down")
         # Same port, same log directory, same signing key: a restarted orchestrator.
-        store, gateway, server = await _serve(tmp_path / "logs", port=port)
+        store, gateway, server = await serve_runners(tmp_path / "logs", port=port)
         session = gateway.assign(job)
         outcome = await asyncio.wait_for(session.wait_finished(), 90)
         lines = await (await session.log()).read_all()
@@ -134,13 +125,15 @@ async def test_orchestrator_killed_9_and_restarted_mid_stream(tmp_path):
 async def test_orchestrator_gone_past_limit_keeps_logs_and_exits_distinctly(tmp_path):
     repo = make_repo(tmp_path / "repo", {"x": "y"})
     go = tmp_path / "go"
-    # The step outlives the offline limit (1 s) by running 3 s after the outage begins.
+    # The step outlives the offline limit (the node's patience of 2 s less a margin: 1.5 s)
+    # by running 3 s after the outage begins.
     steps = [jobs_pb2.Step(name="Wait", run=f"echo before; while [ ! -e {go} ]; do sleep 0.05; done; "
                                             "sleep 3; echo after-outage"),
              jobs_pb2.Step(name="Never", run="echo never")]
-    store, gateway, server = await _serve(tmp_path / "logs")
+    store, gateway, server = await serve_runners(tmp_path / "logs", patience=2.0)
     session = gateway.assign(assigned("job-1", steps, clone_url=repo.url, sha=repo.sha))
-    proc = await start_runner(server.address, session.token, tmp_path / "vm", "--offline-limit", "1")
+    # The runner's own limit (300 s by default) applies only until GetJob hands out the node's.
+    proc = await start_runner(server.address, session.token, tmp_path / "vm")
     try:
         joblog = await session.log()
         await async_wait_until(lambda: joblog.highest_sequence >= 1 and session.steps, timeout=60,
@@ -153,12 +146,16 @@ async def test_orchestrator_gone_past_limit_keeps_logs_and_exits_distinctly(tmp_
     assert code == 5, stderr
     spooled = read_spool(tmp_path / "vm" / "spool" / "job-1-1.spool")
     out = [ln.content for ln in spooled if ln.stream == STDOUT]
-    assert out == [b"before", b"after-outage"], "the current step finished, its lines stayed on disk"
+    assert out[-1:] == [b"after-outage"], "the current step finished, its undelivered lines stayed on disk"
+    async with LogStore(tmp_path / "logs") as logs:
+        stored = await (await logs.open("job-1", 1, create=False)).read_all()
+    delivered = [ln.content for ln in stored if ln.stream == STDOUT]
+    assert b"before" in out + delivered, "a line is on the VM or at the orchestrator: never lost"
     assert not [ln for ln in spooled if ln.step == 1], "later steps were not started"
 
 
 async def test_refused_token_exits_4(tmp_path):
-    store, gateway, server = await _serve(tmp_path / "logs")
+    store, gateway, server = await serve_runners(tmp_path / "logs")
     try:
         gateway.assign(assigned("job-1", [jobs_pb2.Step(run="true")]))
         other = TokenIssuer(os.urandom(32), ttl_seconds=60).issue("job-1", 1)

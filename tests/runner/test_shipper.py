@@ -50,6 +50,7 @@ class Conn:
     """Just what LogShipper uses of runner.connection.Connection."""
 
     metadata = ()
+    gone = False
 
     def __init__(self, calls: list[Call]) -> None:
         self.calls = calls
@@ -157,6 +158,21 @@ async def test_a_refusal_is_final(tmp_path):
     spool = spool_with_a_batch(tmp_path)
     with pytest.raises(Refused):
         await asyncio.wait_for(LogShipper(Conn([denied]), spool).run(), 5)  # type: ignore[arg-type]
+    spool.close()
+
+
+async def test_a_flush_ends_when_a_refusal_stopped_the_shipper(tmp_path):
+    """The session was released (or the token expired) while lines were unacknowledged: the
+    orchestrator is not "gone" (it answers, and says no), so only the refusal can end the flush."""
+    denied = Call(None, rpc_error(grpc.StatusCode.PERMISSION_DENIED))
+    spool = spool_with_a_batch(tmp_path)
+    shipper = LogShipper(Conn([denied]), spool)  # type: ignore[arg-type]
+    task = asyncio.create_task(shipper.run())
+    await wait_for(lambda: denied.sent, "the batch to be sent")
+    denied.fail.set()
+    await asyncio.gather(task, return_exceptions=True)
+    with pytest.raises(Refused, match="logs cannot be delivered"):
+        await asyncio.wait_for(shipper.flush(), 5)
     spool.close()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass, field
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -53,13 +54,22 @@ class Call:
 
 @dataclass
 class Fault:
-    """Answer the next ``count`` matching calls with ``status`` after ``delay`` s (status 0: answer normally)."""
+    """Answer the next ``count`` matching calls with ``status`` after ``delay`` s (status 0: answer normally).
+
+    ``headers``/``message``: of the fault's answer (a rate limit's). ``drop``:
+    do the call (status 0), then cut the connection instead of answering, as a
+    proxy or network failure after the forge acted would.
+    """
 
     count: int
     status: int = 502
     path_contains: str = ""
     method: str = ""
     delay: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)
+    message: str = "Server Error (injected)"
+    drop: bool = False
+    late: float = 0.0  # do the call, then wait this long before answering
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -94,6 +104,8 @@ class FakeForge(LoopbackFake):
     files: dict[tuple[str, str, str], str | bytes] = field(default_factory=dict)  # (repo, sha, path) -> text
     any_sha_files: dict[tuple[str, str], str] = field(default_factory=dict)  # (repo, path) -> text at every sha
     statuses: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)  # (repo, sha, body)
+    arrived: list[tuple[str, str]] = field(default_factory=list)  # (method, path) of every request, on arrival
+    hooks: list[tuple[str, str, Callable[[], Awaitable[None] | None]]] = field(default_factory=list)
 
     def routes(self, app: web.Application) -> None:
         raise NotImplementedError
@@ -142,6 +154,37 @@ class FakeForge(LoopbackFake):
         """Answer the next ``count`` matching calls normally, but only after ``delay`` s."""
         self.faults.append(Fault(count, 0, path_contains, method, delay))
 
+    def on_next(self, method: str, path_contains: str, hook: Callable[[], Awaitable[None] | None]) -> None:
+        """Run ``hook`` once, when the next matching request arrives (before it is handled)."""
+        self.hooks.append((method, path_contains, hook))
+
+    def late_next(self, count: int, delay: float, path_contains: str = "", method: str = "") -> None:
+        """Carry out the next ``count`` matching calls at once, but answer only ``delay`` s later."""
+        self.faults.append(Fault(count, 0, path_contains, method, late=delay))
+
+    def drop_next(self, count: int, path_contains: str = "", method: str = "") -> None:
+        """Carry out the next ``count`` matching calls, then cut the connection instead of answering."""
+        self.faults.append(Fault(count, 0, path_contains, method, drop=True))
+
+    def rate_limit_next(self, count: int, *, status: int = 403, retry_after: float | None = None,
+                        reset_in: float | None = None, path_contains: str = "", method: str = "") -> None:
+        """Refuse the next ``count`` matching calls as GitHub's rate limits do (REST API docs, "Rate limits").
+
+        ``reset_in``: a primary limit (``x-ratelimit-remaining: 0``, ``x-ratelimit-reset``);
+        otherwise a secondary limit, with ``retry-after`` when given.
+        """
+        headers = {}
+        if reset_in is not None:
+            headers = {"x-ratelimit-limit": "5000", "x-ratelimit-remaining": "0", "x-ratelimit-used": "5000",
+                       "x-ratelimit-reset": str(int(time.time() + reset_in + 0.999))}
+            message = "API rate limit exceeded for installation ID 1."
+        else:
+            message = ("You have exceeded a secondary rate limit. Please wait a few minutes before you try again. "
+                       "If you reach out to GitHub Support for help, please include the request ID 0000:0000.")
+        if retry_after is not None:
+            headers["retry-after"] = str(int(retry_after))
+        self.faults.append(Fault(count, status, path_contains, method, headers=headers, message=message))
+
     def calls_to(self, method: str, contains: str = "") -> list[Call]:
         """Calls with ``method`` whose path contains ``contains`` and that were answered 2xx."""
         return [c for c in self.calls if c.method == method and contains in c.path and 200 <= c.status < 300]
@@ -174,6 +217,14 @@ class FakeForge(LoopbackFake):
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        self.arrived.append((request.method, request.path))
+        for hook in list(self.hooks):
+            method, contains, call = hook
+            if method == request.method and contains in request.path:
+                self.hooks.remove(hook)
+                result = call()
+                if result is not None:
+                    await result
         raw = await request.read()
         try:
             body = json.loads(raw) if raw else None
@@ -185,7 +236,9 @@ class FakeForge(LoopbackFake):
                 await asyncio.sleep(fault.delay)
         refused = self.check_body(request, raw, body)
         if fault is not None and fault.status:
-            response: web.StreamResponse = web.json_response({"message": "Server Error (injected)"}, status=fault.status)
+            response: web.StreamResponse = web.json_response(
+                {"message": fault.message, "documentation_url": "https://docs.github.com/rest"},
+                status=fault.status, headers=fault.headers)
         elif refused is not None:
             response = refused
         else:
@@ -199,6 +252,10 @@ class FakeForge(LoopbackFake):
             Call(request.method, request.path, dict(request.query), dict(request.headers), body, response.status,
                  request.raw_path.partition("?")[0])
         )
+        if fault is not None and fault.drop and request.transport is not None:
+            request.transport.abort()  # done, but the caller never hears the answer
+        if fault is not None and fault.late:
+            await asyncio.sleep(fault.late)
         return response
 
 

@@ -75,6 +75,8 @@ class FakeGitHub(FakeForge):
     annotations: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # id -> all annotations so far
     installations: dict[str, int] = field(default_factory=dict)  # repo -> installation id of the App on it
     dispatches: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (repo, body) of each dispatch taken
+    check_run_repos: dict[int, str] = field(default_factory=dict)  # id -> owner/repo
+    unseen_commits: set[str] = field(default_factory=set)  # shas the API does not know yet (just pushed)
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(1000)
@@ -90,6 +92,7 @@ class FakeGitHub(FakeForge):
         app.router.add_get("/repos/{owner}/{repo}/contents/{path:.+}", self.authed(self._contents))
         app.router.add_post("/repos/{owner}/{repo}/check-runs", self.authed(self._create_check_run))
         app.router.add_patch("/repos/{owner}/{repo}/check-runs/{id}", self.authed(self._update_check_run))
+        app.router.add_get("/repos/{owner}/{repo}/commits/{ref}/check-runs", self.authed(self._list_check_runs))
         app.router.add_post("/repos/{owner}/{repo}/statuses/{sha}", self.authed(self._create_status))
         app.router.add_get("/repos/{owner}/{repo}/installation", self._repo_installation)
         app.router.add_post("/repos/{owner}/{repo}/dispatches", self.authed(self._create_dispatch))
@@ -167,6 +170,9 @@ class FakeGitHub(FakeForge):
 
     async def _contents(self, request: web.Request) -> web.Response:
         wanted = self.requested_file(request)
+        if wanted.ref in self.unseen_commits:
+            return json_error(404, f"No commit found for the ref {wanted.ref}",
+                              documentation_url=f"{DOCS}/repos/contents#get-repository-content")
         if wanted.text is None:
             return json_error(404, "Not Found", documentation_url=f"{DOCS}/repos/contents#get-repository-content")
         data = wanted.data
@@ -188,6 +194,7 @@ class FakeGitHub(FakeForge):
         run_id = next(self._ids)
         state = {"id": run_id, "status": "queued", **body}
         self.check_runs[run_id] = state
+        self.check_run_repos[run_id] = repo_of(request)
         self.annotations[run_id] = list(body.get("output", {}).get("annotations", []))
         self.check_run_updates.append((run_id, body))
         return web.json_response(state, status=201)
@@ -229,6 +236,29 @@ class FakeGitHub(FakeForge):
             return json_error(422, f"Invalid request.\n\n{problem}", documentation_url=DOCS)
         self.dispatches.append((repo, body))
         return web.Response(status=204)
+
+    async def _list_check_runs(self, request: web.Request) -> web.Response:
+        """GET /repos/{o}/{r}/commits/{ref}/check-runs (ref: a sha here): ``check_name``, ``status``,
+        ``filter`` (latest: the newest run of each name; all), ``per_page`` (<= 100), ``page``."""
+        query = request.query
+        try:
+            per_page, page = int(query.get("per_page", "30")), int(query.get("page", "1"))
+        except ValueError:
+            return json_error(422, "Invalid request: per_page and page are integers", documentation_url=DOCS)
+        if not 1 <= per_page <= 100 or page < 1 or query.get("filter", "latest") not in ("latest", "all"):
+            return json_error(422, "Invalid request", documentation_url=DOCS)
+        repo, sha = repo_of(request), request.match_info["ref"]
+        runs = [run for run_id, run in sorted(self.check_runs.items(), reverse=True)
+                if self.check_run_repos.get(run_id) == repo and run.get("head_sha") == sha
+                and query.get("check_name", run.get("name")) == run.get("name")
+                and query.get("status", run.get("status")) == run.get("status")]
+        if query.get("filter", "latest") == "latest":
+            newest: dict[str, dict[str, Any]] = {}
+            for run in runs:
+                newest.setdefault(run["name"], run)
+            runs = list(newest.values())
+        shown = runs[(page - 1) * per_page: page * per_page]
+        return web.json_response({"total_count": len(runs), "check_runs": [dict(run) for run in shown]})
 
     async def _create_status(self, request: web.Request) -> web.Response:
         taken = await self.take_status(
