@@ -27,7 +27,9 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.connection import Connection
 
 from common.workflow.errors import WorkflowError, WorkflowInvalid
 from common.workflow.limits import DEFAULT_LIMITS, WorkflowLimits
@@ -74,10 +76,24 @@ def _warm() -> bool:
     return True
 
 
-def _worker_start() -> None:
+def _worker_start(lifeline: Connection) -> None:
     # A parse must never take the CPU from the server it works for: on a busy
     # host the scheduler then runs the event loop first.
     os.nice(WORKER_NICENESS)
+    # A pool's workers outlive a server that is SIGKILLed: they hold their own
+    # queue's write end (and so does the fork server, through them), so no EOF
+    # ever reaches them, and they keep the server's stderr and the fork server
+    # alive. Only the server holds the lifeline's write end: its EOF means the
+    # server is gone, whatever killed it.
+    threading.Thread(target=_die_with_server, args=(lifeline,), name="lifeline", daemon=True).start()
+
+
+def _die_with_server(lifeline: Connection) -> None:
+    try:
+        lifeline.recv()  # nothing is ever sent
+    except (EOFError, OSError):
+        pass
+    os._exit(0)
 
 
 class WorkflowParser:
@@ -88,11 +104,15 @@ class WorkflowParser:
         self.workers = workers
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         self._closed = False
+        self._lifeline: tuple[Connection, Connection] | None = None
 
     def _new_pool(self) -> concurrent.futures.ProcessPoolExecutor:
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["common.workflow.offload"])
-        return concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=context, initializer=_worker_start)
+        if self._lifeline is None:
+            self._lifeline = context.Pipe(duplex=False)  # (read end for the workers, write end kept here)
+        return concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=context, initializer=_worker_start,
+                                                      initargs=(self._lifeline[0],))
 
     async def start(self) -> None:
         """Start the workers (and the fork server) now rather than on the first parse."""
@@ -137,6 +157,10 @@ class WorkflowParser:
         pool, self._pool = self._pool, None
         if pool is not None:
             await asyncio.to_thread(pool.shutdown, True, cancel_futures=True)
+        lifeline, self._lifeline = self._lifeline, None
+        if lifeline is not None:
+            for end in lifeline:
+                end.close()
 
     async def __aenter__(self) -> WorkflowParser:
         await self.start()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,7 @@ from common.errors import ConfigError
 from common.workflow import WorkflowInvalid, load_workflow, parse_workflow
 from common.workflow.limits import WorkflowLimits
 from common.workflow.offload import WorkflowParser
+from tests.waiting import wait_until
 
 SMALL = WorkflowLimits(max_file_bytes=4096, max_jobs=2, max_steps=2, max_script_bytes=100, max_name_chars=10,
                        max_env_vars=2, max_env_value_bytes=20, max_timeout=3600)  # type: ignore[arg-type]
@@ -130,3 +134,41 @@ async def test_a_parse_past_its_deadline_is_an_invalid_workflow_and_the_loop_kep
         assert ticks > 0  # the loop ran while the file was read elsewhere
         # The worker is still good for the next file.
         assert (await parser.parse("workflow {\n" + job("a") + "}\n", "ci.kdl")).jobs[0].id == "a"
+
+
+SERVER = """
+import asyncio, os, sys
+from common.workflow.offload import WorkflowParser
+
+async def main():
+    parser = WorkflowParser()
+    await parser.start()
+    print(" ".join(str(p) for p in parser._pool._processes), flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+def test_parse_workers_die_with_a_killed_server(tmp_path: Path):
+    """SIGKILL leaves no cleanup to the server: its workers must notice on their own (and let go of its stderr)."""
+    server = subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              cwd=Path(__file__).resolve().parents[2])
+    assert server.stdout is not None and server.stderr is not None
+    workers = [int(pid) for pid in server.stdout.readline().split()]
+    assert len(workers) == 2 and all(_alive(pid) for pid in workers)
+    server.kill()
+    server.wait()
+    wait_until(lambda: not any(_alive(pid) for pid in workers), 30, "the parse workers to exit")
+    # Nothing holds the dead server's stderr open any more (the fork server was the last): EOF.
+    ended = threading.Event()
+    threading.Thread(target=lambda: (server.stderr.read(), ended.set()), daemon=True).start()  # type: ignore[union-attr]
+    wait_until(ended.is_set, 30, "EOF on the killed server's stderr")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
