@@ -102,7 +102,7 @@ async def pg_stack(tmp_path: Path, fixtures_dir: Path, app_key, queue: RabbitQue
 async def test_the_store_lost_right_after_a_create_heals_by_look_up(pg_stack: IntegrationStack,
                                                                    postgres: TcpProxy):
     job = new_job_id()
-    pg_stack.github.on_next("POST", "/check-runs", postgres.outage)  # the create lands; saving its id cannot
+    pg_stack.github.on_next("POST", "/check-runs", postgres.down)  # the create lands; saving its id cannot
     assert await handle(pg_stack, job, S.JOB_STATE_RUNNING) == Disposition.REQUEUE
     assert pg_stack.integration.reporter.store_retries == 1
     postgres.restore()
