@@ -21,6 +21,15 @@ from orchestrator.store.errors import (
     StoreError,
     StoreUnavailable,
 )
+from orchestrator.store.dashrecords import (
+    CommitRow,
+    FailureNote,
+    Histogram,
+    JobRow,
+    LabelLoad,
+    RefRow,
+    RepoSummary,
+)
 from orchestrator.store.interface import Store
 from orchestrator.store.postgres import PostgresStore
 from orchestrator.store.records import (
@@ -36,7 +45,8 @@ from orchestrator.store.states import TERMINAL, IgnoreReason, JobState, StepStat
 from orchestrator.store.url import open_store, store_for_url
 
 __all__ = [
-    "AttemptNotFound", "AttemptRecord", "ConstraintViolation", "HostNotFound", "HostRecord", "IgnoreReason",
+    "AttemptNotFound", "AttemptRecord", "CommitRow", "ConstraintViolation", "FailureNote", "Histogram", "JobRow",
+    "LabelLoad", "RefRow", "RepoSummary", "HostNotFound", "HostRecord", "IgnoreReason",
     "InvalidStoreUrl", "OperatorTokenRecord",
     "JobFilter", "JobNotFound", "JobRecord", "JobState", "MigrationError", "PostgresStore", "RetryNotAllowed",
     "SqliteStore", "StepRecord", "StepState", "Store", "StoreError", "StoreUnavailable", "TERMINAL",
