@@ -20,6 +20,8 @@ from urllib.parse import quote, urlencode
 
 import aiohttp
 
+from common import metrics
+
 from integration.errors import ForgeRejected, ForgeUnavailable, UnsafeForgeUrl
 
 log = logging.getLogger(__name__)
@@ -113,8 +115,10 @@ class ForgeHttp:
                     status = answer.status
                     retry_after = answer.headers.get("Retry-After")
             except (aiohttp.ClientError, asyncio.TimeoutError) as err:
+                metrics.forge_called(self.forge.lower(), None)
                 last = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
             else:
+                metrics.forge_called(self.forge.lower(), status)
                 try:
                     decoded = json.loads(text) if text else None
                 except ValueError:

@@ -27,12 +27,14 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from common import metrics
 from common.errors import SolsticeError
 from common.rpc.admin_pb2_grpc import AdminServiceServicer
 from common.queue.events import EventPublisher
 from common.queue.publisher import JobPublisher
 from orchestrator.admin.listeners import AdminServer
 from orchestrator.drivers.base import Driver
+from orchestrator.metrics import TimedDriver
 from orchestrator.node.capacity import Capacity
 from orchestrator.node.events import EventOutbox
 from orchestrator.node.heartbeat import heartbeat_loop, republish, sweep_loop, take_back_own
@@ -162,7 +164,7 @@ class Node:
         await self.outbox.recover()
         self._outbox_task = asyncio.create_task(self.outbox.run(), name="event outbox")
         services = NodeServices(
-            host=self.host, store=p.store, driver=p.driver, gateway=p.gateway, events=self.outbox,
+            host=self.host, store=p.store, driver=TimedDriver(p.driver), gateway=p.gateway, events=self.outbox,
             timeouts=s.timeouts, runner_address=s.grpc.advertise or self.server.address, secrets=p.secrets,
         )
         self.scheduler = Scheduler(services, self.capacity, p.publisher, max_waiting=s.node.max_waiting,
@@ -170,6 +172,7 @@ class Node:
                                    needs_wait=s.timers.needs_wait)
         taken_back = await p.store.requeue_host(self.host, s.timers.max_attempts, "its node restarted")
         host = await p.store.register_host(self.host, self.labels, s.node.capacity)
+        metrics.slots(self.capacity.total, self.capacity.total - self.capacity.free())
         self.draining = host.draining
         self.scheduler.set_accepting(not host.draining)
         await reconcile_once(p.store, p.driver, self.host, self.scheduler.local_vms)
@@ -200,6 +203,7 @@ class Node:
 
     # -- loops owned by the node ------------------------------------------------------
     def _slots_changed(self) -> None:
+        metrics.slots(self.capacity.total, self.capacity.total - self.capacity.free())
         self._slots_dirty.set()
 
     async def _sync_slots(self) -> None:

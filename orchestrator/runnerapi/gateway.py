@@ -85,6 +85,7 @@ class RunnerSession:
         self.on_delivery = on_delivery  # records the secrets' delivery (audit) before they leave
         self.connected = asyncio.Event()  # set by the first authenticated call
         self.last_heartbeat = 0.0  # time.monotonic() of the last call of any kind
+        self.log_streams = 0  # StreamLogs calls (more than one: the runner reconnected)
         self.cancel_reason: str | None = None
         self.steps: dict[int, jobs_pb2.StepResult] = {}
         self._outcome: asyncio.Future[JobOutcome] = asyncio.get_running_loop().create_future()

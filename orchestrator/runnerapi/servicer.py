@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from common import metrics
 from common.cloneurl import with_userinfo
 from common.errors import SolsticeError
 from common.logbatch import BatchError, check
@@ -93,14 +94,18 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer):
         if session.finished:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "the job is complete; its log is closed")
         joblog = await session.log()
+        session.log_streams += 1
+        if session.log_streams > 1:
+            metrics.runner_reconnected()
         yield runner_pb2.LogAck(durable_sequence=joblog.highest_sequence)
         ref = (session.job.job_id, session.job.attempt)
         async for batch in request_iterator:
             if (batch.job.job_id, batch.job.attempt) != ref:
                 await context.abort(grpc.StatusCode.PERMISSION_DENIED, "this token belongs to another job attempt")
             try:
-                check(batch)
+                lines = check(batch)
                 durable = await joblog.append(batch)
+                metrics.log_stored(lines, sum(len(run.data) for run in batch.runs))
             except BatchError as err:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
             except LogGap as err:
