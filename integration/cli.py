@@ -14,6 +14,7 @@ from common.config import load_config
 from common.errors import ConfigError
 from common.queue import EventConsumer, RabbitJobPublisher, Topology
 from integration.app import make_app
+from integration.dashboard import open_dashboard
 from integration.errors import IntegrationError
 from integration.httpserver import GuardedSite, app_runner
 from integration.runtime import Integration
@@ -73,12 +74,13 @@ async def _serve(settings: IntegrationSettings, host: str, port: int) -> None:
     publisher = RabbitJobPublisher(settings.amqp_url, topology)
     await publisher.start()
     try:
-        async with Integration(settings, publisher) as integration:
+        async with Integration(settings, publisher) as integration, \
+                open_dashboard(settings, publisher, topology) as (dashboard, metrics):
             consumer = EventConsumer(
                 settings.amqp_url, "integration", integration.reporter.handle, topology, bindings=("job.#",)
             )
             await consumer.start()
-            runner = app_runner(make_app(integration.service, settings.http), settings.http)
+            runner = app_runner(make_app(integration.service, settings.http, metrics, dashboard), settings.http)
             try:
                 await runner.setup()
                 await GuardedSite(runner, settings.http, host=host, port=port).start()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from common.config import Seconds
 from common.errors import ConfigError
+from dashboard.settings import DashboardSettings
 from integration.httpserver import HttpLimits
 
 FORK_POLICIES = ("untrusted", "label", "approval")
@@ -115,3 +116,5 @@ class IntegrationSettings:
     store: str = field(default="integration.sqlite", metadata=_env("SOLSTICE_INTEGRATION_STORE"))
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     queue_prefix: str = ""
+    # The dashboard on this HTTP side (multi-host): on when dashboard.store_url names the orchestrators' store.
+    dashboard: DashboardSettings = DashboardSettings()

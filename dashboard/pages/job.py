@@ -57,7 +57,7 @@ class JobView:
 def source_text(request: jobs_pb2.JobRequest) -> str:
     """Who made the job: a forge webhook, or an operator through AdminService (not reported to a forge)."""
     if request.source == jobs_pb2.JOB_SOURCE_ADMIN:
-        return f"submitted by operator {request.submitted_by or '?'} (not reported to a forge)"
+        return f"submitted by operator {request.submitted_by or '?'} through AdminService (not reported to a forge)"
     if request.source == jobs_pb2.JOB_SOURCE_FORGE:
         return f"forge webhook ({request.origin or request.checkout.forge})"
     return request.origin

@@ -20,6 +20,8 @@ Example (docs/orchestrator.md has the full list)::
       tls_key: /etc/solstice/admin.key
     drivers:
       driver: bhyve
+    metrics:
+      listen: 127.0.0.1:9464    # GET /metrics for Prometheus (off when empty)
 """
 
 from __future__ import annotations
@@ -111,6 +113,19 @@ class GrpcConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """``/metrics`` of the node (Prometheus): off until ``listen`` names an address."""
+
+    listen: str = ""  # HOST:PORT, e.g. 127.0.0.1:9464; "" = no metrics listener
+
+    def split(self) -> tuple[str, int]:
+        host, sep, port = self.listen.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ConfigError(f"metrics.listen {self.listen!r} is not HOST:PORT")
+        return host.strip("[]"), int(port)
+
+
+@dataclass(frozen=True)
 class NodeSettings:
     """Everything ``solstice-orchestrator serve`` needs."""
 
@@ -128,6 +143,11 @@ class NodeSettings:
     admin: AdminConfig = field(default_factory=AdminConfig)
     drivers: DriverConfig = field(default_factory=DriverConfig)
     secrets: SecretsConfig = field(default_factory=SecretsConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+
+    def __post_init__(self) -> None:
+        if self.metrics.listen:
+            self.metrics.split()
 
     def token_key(self) -> bytes:
         """The runner-token key: from ``grpc.token_key_file`` or fresh random bytes."""

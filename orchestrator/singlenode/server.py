@@ -173,7 +173,7 @@ async def _run(settings: ServeSettings, say: Callable[[str], None], stop: asynci
             labels_note += f" ({routes}, the rest -> {settings.drivers.driver})"
         pages.attach(Backing(store, logstore, node.host, settings.drivers.driver, labels_note,
                              dict(settings.label_drivers)))
-        dashboard.attach(_dashboard_backing(settings, store, logstore, queue, node))
+        dashboard.attach(_dashboard_backing(settings, store, logstore, queue, node, labels_note))
         metrics.add_source(store_families(store))
         pages.ready = True
         stack.callback(setattr, pages, "ready", False)  # unwinds first: /healthz says 503 while stopping
@@ -184,7 +184,7 @@ async def _run(settings: ServeSettings, say: Callable[[str], None], stop: asynci
 
 
 def _dashboard_backing(settings: ServeSettings, store: Store, logstore: LogStore, queue: SingleNodeQueue,
-                       node: Node) -> DashboardBacking:
+                       node: Node, labels_note: str) -> DashboardBacking:
     """The dashboard of the single node: every log is local, its buttons act through this node."""
     web = {"github": github_web_url(settings.github.api_url)}
     if settings.forgejo.url:
@@ -192,7 +192,9 @@ def _dashboard_backing(settings: ServeSettings, store: Store, logstore: LogStore
     routes = dict(settings.label_drivers)
 
     def driver_of(host: str, runs_on: str) -> str:
-        return routes.get(runs_on, settings.drivers.driver) if host == node.host else ""
+        if host != node.host:
+            return ""
+        return f"{routes.get(runs_on, settings.drivers.driver)} (serves {labels_note})"
 
     # The node's outbox: the dashboard's events keep their order with the node's own.
     actions = StoreActions(store, queue, node.outbox, node)
