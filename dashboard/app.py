@@ -245,7 +245,8 @@ class Dashboard:
 
     async def job(self, request: web.Request) -> web.Response:
         backing, job = await self._job(request)
-        attempt = _number(request.query.get("attempt"), "attempt") or job.attempt
+        asked = _number(request.query.get("attempt"), "attempt")
+        attempt = job.attempt if asked is None else asked
         if not 1 <= attempt <= job.attempt:
             raise web.HTTPBadRequest(text=f"attempt must be 1..{job.attempt}\n")
         start = _number(request.query.get("from"), "from") or 0

@@ -40,6 +40,7 @@ COOKIE_MAX_AGE = 30 * 86400  # the browser forgets it after this; the token's ow
 OPEN_PREFIXES = ("/signin", "/static/", "/healthz", "/metrics", "/webhooks/")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_PRINCIPAL: web.RequestKey[Principal | None] = web.RequestKey("dashboard_principal", object)  # type: ignore[arg-type]
 
 
 def safe_next(target: str) -> str:
@@ -60,8 +61,8 @@ class Auth:
 
     async def principal(self, request: web.Request) -> Principal | None:
         """The signed-in operator of ``request``, or None (no cookie, or a token no longer valid)."""
-        if "principal" in request:
-            return request["principal"]  # type: ignore[no-any-return]
+        if _PRINCIPAL in request:
+            return request[_PRINCIPAL]
         found: Principal | None = None
         token = request.cookies.get(COOKIE, "")
         store = self._store()
@@ -73,7 +74,7 @@ class Auth:
             except StoreError as err:
                 log.error("cannot check a dashboard session: %s", err)
                 raise web.HTTPServiceUnavailable(text=f"the state store failed: {err}\n") from None
-        request["principal"] = found
+        request[_PRINCIPAL] = found
         return found
 
     def csrf(self, request: web.Request) -> str:

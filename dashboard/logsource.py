@@ -52,7 +52,7 @@ class LogPage:
 
 class LogSource(Protocol):
     async def read(self, job_id: str, attempt: int, start: int, limit: int) -> LogPage:
-        """Up to ``limit`` stored lines from sequence ``start`` (1 = the first); no waiting.
+        """Up to ``limit`` stored lines from sequence ``start`` (1 = the first; 0 = the last ``limit``); no waiting.
         ``LogMissing`` / ``LogElsewhere`` / ``LogError``."""
         ...
 
@@ -79,14 +79,18 @@ class LocalLogs:
     async def read(self, job_id: str, attempt: int, start: int, limit: int) -> LogPage:
         joblog = await self._open(job_id, attempt)
         highest, closed = joblog.highest_sequence, joblog.closed
+        if start <= 0:
+            start = max(1, highest - limit + 1)
         lines: list[LogLine] = []
-        if start <= highest:
+        if start <= highest and limit > 0:
             try:
                 async with contextlib.aclosing(joblog.follow(start)) as stream:
-                    async for line in stream:
-                        if line.sequence > highest or len(lines) >= limit:
+                    async for line in stream:  # stops at what was stored when called: never waits
+                        if line.sequence > highest:
                             break
                         lines.append(line)
+                        if line.sequence == highest or len(lines) >= limit:
+                            break
             except LogStoreError as err:
                 raise LogError(f"the log store failed: {err}") from None
         return LogPage(lines, highest, closed)
