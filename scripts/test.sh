@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: installs Solstice CI with its test extras into .venv,
-# makes sure RabbitMQ and PostgreSQL answer and the examples' tools are there,
+# makes sure RabbitMQ and PostgreSQL answer, the examples' tools and Chromium (the
+# dashboard's browser tests) are there,
 # then runs pytest, printing each test as it ends and the 15 slowest at the end.
 # Extra arguments go to pytest (e.g. scripts/test.sh -k workflow; -q for dots).
 set -euo pipefail
@@ -8,5 +9,6 @@ cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh test
 bash scripts/ensure-services.sh
 bash scripts/ensure-tools.sh
+bash scripts/ensure-browser.sh
 export PATH="$PWD/.venv/bin:$PATH"
 exec .venv/bin/python -m pytest -v "$@"

@@ -131,7 +131,7 @@ def render(view: MatrixView, links: ForgeLinks, viewer: Viewer, now: datetime) -
     problems = "".join(f'<p class="notice">{e(p)}</p>' for p in view.problems)
     forge_url = links.repo(view.forge, view.repo)
     on_forge = f' <a class="muted" href="{e(forge_url)}" rel="noreferrer">on {e(view.forge)}</a>' if forge_url else ""
-    table = (f'<div class="scroll"><table class="matrix"><caption>Commits of {e(ref_name(view.ref))}, newest first'
+    table = (f'<div class="scroll tips"><table class="matrix"><caption>Commits of {e(ref_name(view.ref))}, newest first'
              f'</caption><thead><tr><th scope="col">Commit</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody>'
              "</table></div>" if rows else f'<p class="muted">No jobs on {e(ref_name(view.ref))} yet.</p>')
     body = f"""<h1>{e(view.repo)}{on_forge}</h1>
