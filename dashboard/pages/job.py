@@ -123,8 +123,8 @@ def step_label(index: int, name: str, record: StepRecord | None, running: bool) 
     state: StepState | str = record.state if record is not None else ("running" if running else "queued")
     extra = ""
     if record is not None and record.state.final:
-        extra = f' <span class="muted">{duration(record.duration)}'
-        extra += f" · exit {record.exit_code}</span>" if record.state is StepState.FAILED else "</span>"
+        code = f" · exit {record.exit_code}" if record.state in (StepState.SUCCEEDED, StepState.FAILED) else ""
+        extra = f' <span class="muted">{duration(record.duration)}{code}</span>'
     return f'{badge(state)} <span class="step-name">{index + 1}. {e(name)}</span>{extra}'
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
@@ -184,3 +185,31 @@ async def test_a_node_serves_metrics_on_its_own_listener(tmp_path: Path) -> None
 def test_label_values_are_bounded() -> None:
     labels = BoundedLabels(limit=2)
     assert [labels(v) for v in ("a", "b", "c", "a", "")] == ["a", "b", "other", "a", "other"]
+
+
+async def test_the_grafana_dashboard_and_the_docs_name_real_metrics(tmp_path: Path) -> None:
+    """Every metric the example Grafana dashboard queries, and every one docs/metrics.md lists, is exported."""
+    from common.metrics.http import MetricsEndpoint
+    from orchestrator.metrics import store_families
+
+    async with open_store(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        await store.submit(request("job-q", "build", "f" * 40))
+        text = (await MetricsEndpoint([store_families(store)]).render()).decode()
+    exported = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")}
+    root = Path(__file__).resolve().parents[2]
+    grafana = json.loads((root / "docs" / "grafana-dashboard.json").read_text())
+    queries = [t["expr"] for panel in grafana["panels"] for t in panel["targets"]]
+    queries.append(grafana["templating"]["list"][1]["query"]["query"])
+    docs = (root / "docs" / "metrics.md").read_text()
+
+    def family(name: str) -> str:
+        for suffix in ("_bucket", "_count", "_sum", "_total"):
+            if name.endswith(suffix) and name[: -len(suffix)] in exported:
+                return name[: -len(suffix)]
+        return name
+
+    used = {family(m) for q in queries for m in re.findall(r"\bsolstice_[a-z_]+", q)}
+    listed = {family(m) for m in re.findall(r"`(solstice_[a-z_]+)`", docs)}
+    assert used and used <= exported, used - exported
+    assert listed <= exported, listed - exported
+    assert {name for name in exported if name.startswith("solstice_")} <= listed  # every one is documented
