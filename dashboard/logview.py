@@ -10,9 +10,9 @@ script appends it to the line before.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
-from common.logbatch import JOB_STEP, STDERR, SYSTEM, LogLine
+from common.logbatch import STDERR, SYSTEM, LogLine
 from dashboard.ansi import AnsiRenderer
 
 Group = tuple[int, str]  # (step index, the HTML of its consecutive lines)
@@ -60,6 +60,3 @@ class LineRenderer:
         seq = line.sequence
         return f'<li id="L{seq}"{cls}><a href="#L{seq}" tabindex="-1">{seq}</a>{self._ansi.line(text)}</li>'
 
-
-def steps_seen(lines: Sequence[LogLine]) -> set[int]:
-    return {line.step for line in lines if line.step != JOB_STEP}

@@ -16,10 +16,9 @@ node starts; the queue keeps them), so ``JobPages`` answers 503 until
 
 from __future__ import annotations
 
-import html
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from aiohttp import web
