@@ -16,6 +16,12 @@ async def test_tokens_are_kept_as_hashes_listed_and_revoked(store: Store) -> Non
     assert "ab" * 32 not in repr(record)
     with pytest.raises(ConstraintViolation):  # one live token per name
         await store.add_operator_token("ba9876543210", "alice", "read", "cd" * 32, None)
+
+    async def clock_moved() -> bool:  # SQLite's clock has millisecond steps: "newest" needs a later one
+        [row] = await store.backend.run("SELECT {now} AS now")  # type: ignore[attr-defined]
+        return float(row["now"]) > record.created_at.timestamp()
+
+    await async_wait_until(clock_moved, timeout=10, what="the database clock to move on")
     later = await store.add_operator_token("ba9876543210", "bob", "read", "cd" * 32, 3600)
     assert later.expires_at is not None and 3599 < (later.expires_at - later.created_at).total_seconds() < 3601
     assert [t.name for t in await store.operator_tokens()] == ["bob", "alice"]  # newest first
