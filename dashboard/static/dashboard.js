@@ -5,6 +5,9 @@
 
 (function () {
   var MAX_LINES = 20000;   // lines kept on the page; older ones give way to a "show earlier" link
+  var TRIM_SLACK = 5000;   // lines over the cap before a trim
+  var APPLY_EVERY = 100;   // ms: lines arriving meanwhile go into the page together
+  var FRAME_MS = 40;       // ms of inserting per frame before the page gets a turn
   var logBox = document.getElementById("log");
 
   function stepBox(step) {
@@ -47,12 +50,22 @@
   }
 
   function trim(state) {
-    // Counted as lines arrive (cheap); the page is trimmed in chunks, not on every batch.
-    if (state.count <= MAX_LINES + 2000) { return; }
+    // Counted as lines arrive (cheap); trimmed in chunks, each step's run of old lines
+    // removed with one Range, so a fast log costs one big removal now and then.
+    if (state.count <= MAX_LINES + TRIM_SLACK && !state.skipped) { return; }
+    state.skipped = false;
     var lines = logBox.querySelectorAll("ol.log > li");
     var extra = lines.length - MAX_LINES;
-    for (var i = 0; i < extra; i++) { lines[i].remove(); }
-    state.count = lines.length - Math.max(extra, 0);
+    for (var i = 0; i < extra;) {
+      var j = i;
+      while (j + 1 < extra && lines[j + 1].parentNode === lines[i].parentNode) { j++; }
+      var range = document.createRange();
+      range.setStartBefore(lines[i]);
+      range.setEndAfter(lines[j]);
+      range.deleteContents();
+      i = j + 1;
+    }
+    state.count = Math.min(lines.length, MAX_LINES);
     var first = logBox.querySelector("ol.log > li");
     var link = document.getElementById("log-earlier");
     if (!link) {
@@ -76,25 +89,52 @@
     var source = new EventSource(url);
     status.textContent = "following live";
 
+    function catchUp() {
+      // Far behind (a job printing faster than this page can show): the lines that would be
+      // trimmed right after going in are never put in; the page restarts from the newest ones.
+      var waiting = 0;
+      state.pending.forEach(function (group) { waiting += group.lines; });
+      if (waiting <= MAX_LINES) { return; }
+      while (state.pending.length > 1 && waiting - state.pending[0].lines >= MAX_LINES) {
+        waiting -= state.pending.shift().lines;
+      }
+      logBox.querySelectorAll("ol.log").forEach(function (list) { list.replaceChildren(); });
+      state.count = 0;
+      state.skipped = true;
+    }
+
     function apply() {
       state.scheduled = false;
+      catchUp();
+      var started = performance.now();
       var nearBottom = window.innerHeight + window.scrollY >= document.body.scrollHeight - 80;
-      state.pending.forEach(function (group) {
-        var list = stepBox(group[0]).querySelector("ol.log");
-        list.insertAdjacentHTML("beforeend", group[1]);
-        state.count += group[1].split("<li ").length - 1;
-        if (group[1].indexOf("cont") !== -1) { mergeContinuations(list); }
-      });
-      state.pending = [];
+      // A frame's worth at a time (at least one batch): the page stays responsive however fast lines come.
+      while (state.pending.length && (performance.now() - started < FRAME_MS)) {
+        var group = state.pending.shift();
+        var list = stepBox(group.step).querySelector("ol.log");
+        list.insertAdjacentHTML("beforeend", group.html);
+        state.count += group.lines;
+        if (group.html.indexOf(" cont\"") !== -1 || group.html.indexOf("\"cont\"") !== -1) { mergeContinuations(list); }
+        logBox.dataset.shown = group.last;
+      }
       trim(state);
       if (nearBottom) { window.scrollTo(0, document.body.scrollHeight); }
+      if (state.pending.length) { schedule(0); }
+    }
+
+    function schedule(delay) {
+      if (state.scheduled) { return; }
+      state.scheduled = true;
+      setTimeout(function () { window.requestAnimationFrame(apply); }, delay);
     }
 
     source.addEventListener("lines", function (event) {
-      var data = JSON.parse(event.data);
-      state.pending.push.apply(state.pending, data.g);
+      JSON.parse(event.data).g.forEach(function (group) {
+        state.pending.push({step: group[0], html: group[1], lines: group[1].split("<li ").length - 1,
+                            last: event.lastEventId});
+      });
       logBox.dataset.last = event.lastEventId;
-      if (!state.scheduled) { state.scheduled = true; window.requestAnimationFrame(apply); }
+      schedule(APPLY_EVERY);
     });
     source.addEventListener("state", function (event) {
       var data = JSON.parse(event.data);
@@ -114,7 +154,7 @@
     });
     source.addEventListener("end", function (event) {
       source.close();
-      if (state.scheduled) { apply(); }
+      while (state.pending.length) { apply(); }
       status.textContent = "finished: " + JSON.parse(event.data).state;
       document.body.dataset.live = "";
     });
