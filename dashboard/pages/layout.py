@@ -17,7 +17,7 @@ from orchestrator.store import JobState, StepState
 # Colour-blind safe: every state has its colour, an icon AND its name.
 ICONS = {"queued": "\u25cb", "provisioning": "\u25d4", "running": "\u25b6", "succeeded": "\u2713",
          "failed": "\u2717", "cancelled": "\u2298", "errored": "!", "skipped": "\u2192", "unknown": "?"}
-STATIC_VERSION = "2"  # bumped with the static files, so browsers fetch them again
+STATIC_VERSION = "3"  # bumped with the static files, so browsers fetch them again
 
 
 def state_name(state: JobState | StepState | str) -> str:

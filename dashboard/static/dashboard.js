@@ -4,8 +4,8 @@
 "use strict";
 
 (function () {
-  var MAX_LINES = 20000;   // lines kept on the page; older ones give way to a "show earlier" link
-  var TRIM_SLACK = 5000;   // lines over the cap before a trim
+  var MAX_LINES = 5000;    // lines kept on the page; older ones give way to a "show earlier" link
+  var TRIM_SLACK = 1000;   // lines over the cap before a trim
   var APPLY_EVERY = 100;   // ms: lines arriving meanwhile go into the page together
   var FRAME_MS = 40;       // ms of inserting per frame before the page gets a turn
   var logBox = document.getElementById("log");
