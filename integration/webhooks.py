@@ -25,7 +25,7 @@ from integration.signature import forgejo_signature, github_signature, verify
 log = logging.getLogger(__name__)
 
 SERVICE_KEY: web.AppKey[WebhookService] = web.AppKey("solstice_webhook_service", WebhookService)
-RESULT_KEY = "solstice_result"  # the answer's result, for the deliveries metric
+RESULT_KEY: web.ResponseKey[str] = web.ResponseKey("solstice_result", str)  # the answer's result, for the metric
 
 _EVENT_HEADERS = {
     Forge.GITHUB: ("X-GitHub-Event",),
