@@ -16,6 +16,7 @@ from common.queue import EventConsumer, RabbitJobPublisher, Topology
 from integration.admin_link import AdminLink
 from integration.app import make_app
 from common.validation import RequestInvalid
+from integration.dashboard import open_dashboard
 from integration.errors import IntegrationError
 from integration.external.allowlist import RepoKey
 from integration.external.senders import relay_secret
@@ -81,12 +82,13 @@ async def _serve(settings: IntegrationSettings, host: str, port: int) -> None:
     publisher = RabbitJobPublisher(settings.amqp_url, topology)
     await publisher.start()
     try:
-        async with Integration(settings, publisher, canceller=link, retrier=link) as integration:
+        async with Integration(settings, publisher, canceller=link, retrier=link) as integration, \
+                open_dashboard(settings) as (dashboard, metrics):
             consumer = EventConsumer(
                 settings.amqp_url, "integration", integration.reporter.handle, topology, bindings=("job.#",)
             )
             await consumer.start()
-            app = make_app(integration.service, settings.http)
+            app = make_app(integration.service, settings.http, metrics, dashboard)
             if integration.external is not None:
                 integration.external.add_routes(app)  # out-of-tree CI: the results API and its read side
             runner = app_runner(app, settings.http)

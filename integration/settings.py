@@ -16,6 +16,7 @@ from pathlib import Path
 from common.config import Seconds
 from common.errors import ConfigError
 from common.workflow.limits import WorkflowLimits
+from dashboard.settings import DashboardSettings
 from integration.external.settings import ExternalSettings
 from integration.httpserver import HttpLimits
 
@@ -158,3 +159,5 @@ class IntegrationSettings:
     store: str = field(default="integration.sqlite", metadata=_env("SOLSTICE_INTEGRATION_STORE"))
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     queue_prefix: str = ""
+    # The dashboard on this HTTP side (multi-host): on when dashboard.store_url names the orchestrators' store.
+    dashboard: DashboardSettings = DashboardSettings()

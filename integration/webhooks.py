@@ -17,6 +17,7 @@ import re
 
 from aiohttp import web
 
+from common import metrics
 from integration.events import Delivery, Forge
 from integration.service import WebhookService
 from integration.signature import forgejo_signature, github_signature, verify
@@ -24,6 +25,7 @@ from integration.signature import forgejo_signature, github_signature, verify
 log = logging.getLogger(__name__)
 
 SERVICE_KEY: web.AppKey[WebhookService] = web.AppKey("solstice_webhook_service", WebhookService)
+RESULT_KEY: web.ResponseKey[str] = web.ResponseKey("solstice_result", str)  # the answer's result, for the metric
 
 _EVENT_HEADERS = {
     Forge.GITHUB: ("X-GitHub-Event",),
@@ -52,7 +54,9 @@ def _first(request: web.Request, names: tuple[str, ...]) -> str:
 
 
 def _error(status: int, result: str, detail: str) -> web.Response:
-    return web.json_response({"result": result, "detail": detail}, status=status)
+    response = web.json_response({"result": result, "detail": detail}, status=status)
+    response[RESULT_KEY] = result
+    return response
 
 
 def _too_large(cap: int) -> web.Response:
@@ -142,15 +146,23 @@ async def receive(request: web.Request, forge: Forge) -> web.Response:
     if service.relay is not None and not 400 <= outcome.status < 500:
         # Out-of-tree CI, after the upstream's own build: records dispatches, never raises, never slows it long.
         await service.relay.offer(delivery, payload)
-    return web.json_response(outcome.to_json(), status=outcome.status)
+    response = web.json_response(outcome.to_json(), status=outcome.status)
+    response[RESULT_KEY] = outcome.result
+    return response
+
+
+async def _counted(request: web.Request, forge: Forge) -> web.Response:
+    response = await receive(request, forge)
+    metrics.webhook_answered(forge.value, str(response.get(RESULT_KEY, response.status)))
+    return response
 
 
 async def _github(request: web.Request) -> web.Response:
-    return await receive(request, Forge.GITHUB)
+    return await _counted(request, Forge.GITHUB)
 
 
 async def _forgejo(request: web.Request) -> web.Response:
-    return await receive(request, Forge.FORGEJO)
+    return await _counted(request, Forge.FORGEJO)
 
 
 def add_webhook_routes(app: web.Application, service: WebhookService, prefix: str = "/webhooks") -> None:

@@ -31,6 +31,7 @@ from urllib.parse import quote, urlencode
 
 import aiohttp
 
+from common import metrics
 from integration.errors import ForgeRateLimited, ForgeRejected, ForgeUnavailable, UnsafeForgeUrl
 
 log = logging.getLogger(__name__)
@@ -165,11 +166,13 @@ class ForgeHttp:
                     answer_headers = {name: answer.headers.get(name, "") for name in
                                       ("Retry-After", "x-ratelimit-remaining", "x-ratelimit-reset")}
             except (aiohttp.ClientError, asyncio.TimeoutError) as err:
+                metrics.forge_called(self.forge.lower(), None)
                 last = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
                 if not idempotent:
                     raise ForgeUnavailable(f"{self.forge} {what} failed: {last} (not repeated: the forge may "
                                            "have done it)") from None
             else:
+                metrics.forge_called(self.forge.lower(), status)
                 try:
                     decoded = json.loads(text) if text else None
                 except ValueError:

@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from common import metrics
 from common.bootstrap import RunnerBootstrap
 from common.queue.events import EventPublisher
 from common.rpc import jobs_pb2
@@ -38,6 +39,7 @@ from orchestrator.drivers.base import Driver, VmSpec
 from orchestrator.drivers.errors import DriverError, JobRefused
 from orchestrator.logstore.settings import LogsConfig
 from orchestrator.node.events import announce_applied, announce_transition, job_event, step_event
+from orchestrator.node.failnote import note_failure
 from orchestrator.node.outcomes import Outcomes, while_unavailable
 from orchestrator.node.settings import TimeoutConfig
 from orchestrator.runnerapi import AssignedJob, JobOutcome, RunnerGateway
@@ -430,6 +432,9 @@ class AttemptRun:
             log.info("final state not applied (the attempt moved on, or waits on disk for the store)",
                      extra={"fields": {"job": job.job_id, "attempt": self.attempt, "state": state.name}})
             return
+        metrics.job_finished(state.name.lower(), job.runs_on)
+        if state is JobState.FAILED:  # where it failed, for the dashboard (after the state: it is a hint)
+            await note_failure(s.store, s.gateway.logstore, job.job_id, self.attempt, steps)
         fields: dict[str, object] = {"job": job.job_id, "attempt": self.attempt, "state": state.name}
         if reason:
             fields["reason"] = reason

@@ -29,6 +29,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from common import metrics
 from common.errors import SolsticeError
 from common.rpc.admin_pb2_grpc import AdminServiceServicer
 from common.queue.events import EventPublisher
@@ -36,6 +37,7 @@ from common.queue.publisher import JobPublisher
 from orchestrator.admin.listeners import AdminServer
 from orchestrator.drivers.base import Driver
 from orchestrator.logstore.service import NodeLogs
+from orchestrator.metrics import TimedDriver
 from orchestrator.node.capacity import Capacity
 from orchestrator.node.heartbeat import StoreHealth, heartbeat_loop, sweep_loop
 from orchestrator.node.lifecycle import NodeServices
@@ -177,7 +179,7 @@ class Node:
         # Before anything is announced: what the previous process left goes out first.
         await self.outbox.recover()
         services = NodeServices(
-            host=self.host, store=p.store, driver=p.driver, gateway=p.gateway, events=self.outbox,
+            host=self.host, store=p.store, driver=TimedDriver(p.driver), gateway=p.gateway, events=self.outbox,
             timeouts=s.timeouts, runner_address=s.grpc.advertise or self.server.address, outcomes=self.outcomes,
             secrets=p.secrets, logs=s.logs, log_done=p.logs.finished if p.logs is not None else None,
         )
@@ -188,6 +190,7 @@ class Node:
         await self.outcomes.replay()
         await take_back_own(p.store, self.outbox, self.host, s.timers.max_attempts, "restarted")
         host = await p.store.register_host(self.host, self.labels, s.node.capacity)
+        metrics.slots(self.capacity.total, self.capacity.total - self.capacity.free())
         self.draining = host.draining
         self.scheduler.set_accepting(not host.draining)
         await reconcile_once(p.store, p.driver, self.host, self.scheduler.local_vms)
@@ -225,6 +228,7 @@ class Node:
 
     # -- loops owned by the node ------------------------------------------------------
     def _slots_changed(self) -> None:
+        metrics.slots(self.capacity.total, self.capacity.total - self.capacity.free())
         self._slots_dirty.set()
 
     async def _sync_slots(self) -> None:

@@ -33,9 +33,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from common import metrics
 from common.queue.disposition import Disposition
 from common.queue.publisher import JobPublisher
 from common.rpc import jobs_pb2
+from orchestrator.metrics import queued_seconds
 from orchestrator.names import vm_name
 from orchestrator.node import needs
 from orchestrator.node.capacity import Capacity, Slot
@@ -327,6 +329,7 @@ class Scheduler:
 
     def _start(self, job: JobRecord, slot: Slot, vm: str) -> None:
         """Run the attempt this node just claimed, as a task the scheduler owns."""
+        metrics.job_claimed(job.runs_on, queued_seconds(job))
         previous = self.active.get(job.job_id)  # an older attempt still winding down here, if any
         active = ActiveAttempt(job, job.attempt, vm, slot, AttemptControl())
         self.active[job.job_id] = active

@@ -15,6 +15,7 @@ import signal
 from collections.abc import AsyncIterator, Sequence
 
 from common.files import private_dir
+from common.metrics.http import MetricsEndpoint, serve_metrics
 from common.queue.events import RabbitEventPublisher
 from common.queue.publisher import RabbitJobPublisher
 from common.queue.topology import Topology
@@ -23,13 +24,14 @@ from orchestrator.admin import admin_servicer_factory
 from orchestrator.drivers.registry import attach_store, make_driver
 from orchestrator.logstore import LogStore
 from orchestrator.logstore.service import open_node_logs
+from orchestrator.metrics import store_families
 from orchestrator.node.node import Node, NodeError, NodeParts
 from orchestrator.node.settings import NodeSettings
 from orchestrator.queue import RabbitJobConsumer
 from orchestrator.queue.contract import OnDeadLetter, OnJob
 from orchestrator.runnerapi import RunnerGateway
 from orchestrator.secrets import open_secrets
-from orchestrator.store import open_store
+from orchestrator.store import Store, open_store
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +67,21 @@ async def open_parts(settings: NodeSettings) -> AsyncIterator[NodeParts]:
                         consumer_factory=consumer, admin=admin_servicer_factory, secrets=secrets, logs=logs)
 
 
+@contextlib.asynccontextmanager
+async def metrics_listener(settings: NodeSettings, store: Store) -> AsyncIterator[str]:
+    """``/metrics`` on ``metrics.listen`` for the block (yields its URL, "" when off)."""
+    if not settings.metrics.listen:
+        yield ""
+        return
+    host, port = settings.metrics.split()
+    async with serve_metrics(MetricsEndpoint([store_families(store)]), host, port) as url:
+        yield url
+
+
 async def serve(settings: NodeSettings) -> int:
     """Run one node until SIGTERM/SIGINT (graceful: exit 0) or a drained exit."""
     loop = asyncio.get_running_loop()
-    async with open_parts(settings) as parts:
+    async with open_parts(settings) as parts, metrics_listener(settings, parts.store) as metrics_url:
         node = Node(parts, settings)
         async with node:
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -77,7 +90,7 @@ async def serve(settings: NodeSettings) -> int:
                 admin = node.admin_socket + (f" and {node.admin.tcp_address} (TLS)" if node.admin and
                                              node.admin.tcp_address else "")
                 print(f"solstice-orchestrator: node {node.host} serving on {node.address} (runners), "
-                      f"AdminService on {admin}", flush=True)
+                      f"AdminService on {admin}" + (f", metrics on {metrics_url}" if metrics_url else ""), flush=True)
                 await node.wait()
             except NodeError as err:
                 log.error("%s", err)

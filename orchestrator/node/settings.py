@@ -24,6 +24,8 @@ Example (docs/orchestrator.md has the full list)::
       peer_listen: 0.0.0.0:50053
       peer_advertise: 10.0.0.5:50053
       peer_key_file: /etc/solstice/peer.key
+    metrics:
+      listen: 127.0.0.1:9464    # GET /metrics for Prometheus (off when empty)
 """
 
 from __future__ import annotations
@@ -119,6 +121,19 @@ class GrpcConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """``/metrics`` of the node (Prometheus): off until ``listen`` names an address."""
+
+    listen: str = ""  # HOST:PORT, e.g. 127.0.0.1:9464; "" = no metrics listener
+
+    def split(self) -> tuple[str, int]:
+        host, sep, port = self.listen.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ConfigError(f"metrics.listen {self.listen!r} is not HOST:PORT")
+        return host.strip("[]"), int(port)
+
+
+@dataclass(frozen=True)
 class NodeSettings:
     """Everything ``solstice-orchestrator serve`` needs."""
 
@@ -138,6 +153,11 @@ class NodeSettings:
     drivers: DriverConfig = field(default_factory=DriverConfig)
     secrets: SecretsConfig = field(default_factory=SecretsConfig)
     logs: LogsConfig = field(default_factory=LogsConfig)  # output limits, archive, peer reads, retention
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+
+    def __post_init__(self) -> None:
+        if self.metrics.listen:
+            self.metrics.split()
 
     def token_key(self) -> bytes:
         """The runner-token key: from ``grpc.token_key_file`` or fresh random bytes."""

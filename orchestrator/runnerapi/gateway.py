@@ -88,6 +88,7 @@ class RunnerSession:
         self.connected = asyncio.Event()  # set by the first authenticated call
         self.last_heartbeat = 0.0  # time.monotonic() of the last call of any kind
         self.logged_bytes = 0  # output bytes received (counted against job.log_limit_bytes)
+        self.log_streams = 0  # StreamLogs calls (more than one: the runner reconnected)
         self.cancel_reason: str | None = None
         self.refused: str | None = None  # why the runner was turned away (its version), if it was
         self.steps: dict[int, jobs_pb2.StepResult] = {}

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from common import metrics
 from common.cloneurl import with_userinfo
 from common.errors import SolsticeError
 from common.logbatch import BatchError, check, output_bytes
@@ -109,6 +110,9 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer):
         if session.finished:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "the job is complete; its log is closed")
         joblog = await session.log()
+        session.log_streams += 1
+        if session.log_streams > 1:
+            metrics.runner_reconnected()
         yield runner_pb2.LogAck(durable_sequence=joblog.highest_sequence)
         ref = (session.job.job_id, session.job.attempt)
         async for batch in request_iterator:
@@ -119,6 +123,7 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer):
                 if batch.first_sequence + lines - 1 > joblog.highest_sequence:  # not a resend
                     await self._count_log(session, batch, context)
                 durable = await joblog.append(batch)
+                metrics.log_stored(lines, sum(len(run.data) for run in batch.runs))
             except BatchError as err:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
             except LogGap as err:

@@ -5,7 +5,8 @@ Start-up, in order (each part is closed in reverse order on the way out):
 1. the job queue (``LocalQueue`` in ``<data_dir>/queue.sqlite``): webhooks and
    ``ciadm submit`` publish into it from the first moment;
 2. the integration (webhook service, forge clients, dedupe store);
-3. the HTTP server (``--listen``): ``/healthz`` answers 503 until step 6;
+3. the HTTP server (``--listen``): ``/healthz`` answers 503 and the dashboard's
+   pages 503 until step 6; ``/metrics`` answers from the start;
 4. the event bus (``LocalEventBus`` in ``events.sqlite``) with the integration's
    reporter subscribed to ``job.#``;
 5. the state store (SQLite ``state.sqlite``), the log store, the VM driver,
@@ -39,8 +40,14 @@ from pathlib import Path
 
 from common.errors import SolsticeError
 from common.files import FileModeError, private_dir, private_file
+from common.metrics.http import MetricsEndpoint
 from common.queue.local_events import LocalEventBus
 from common.tokens import TokenIssuer
+from dashboard.actions import StoreActions
+from dashboard.app import Backing as DashboardBacking
+from dashboard.app import Dashboard
+from dashboard.links import ForgeLinks, github_web_url
+from dashboard.logsource import LocalLogs
 from integration.cancel import CancelRequest, CommitRetryRequest, RetryRequest
 from integration.events import Forge
 from integration.httpserver import GuardedSite, app_runner
@@ -51,6 +58,7 @@ from orchestrator.drivers.base import Driver
 from orchestrator.drivers.registry import attach_store, make_driver
 from orchestrator.logstore import LogStore
 from orchestrator.logstore.service import open_node_logs
+from orchestrator.metrics import store_families
 from orchestrator.node.node import Node, NodeParts
 from orchestrator.runnerapi import RunnerGateway
 from orchestrator.secrets import open_secrets
@@ -59,7 +67,7 @@ from orchestrator.singlenode.queue import SingleNodeQueue
 from orchestrator.singlenode.routing import LabelRouter
 from orchestrator.singlenode.settings import ServeSettings, split_address
 from orchestrator.singlenode.web import Backing, JobPages, make_app
-from orchestrator.store import open_store
+from orchestrator.store import Store, open_store
 
 log = logging.getLogger(__name__)
 # Made 0600 before SQLite first opens them (it gives -wal/-shm files the same mode).
@@ -124,6 +132,8 @@ async def _run(settings: ServeSettings, say: Callable[[str], None], stop: asynci
     except FileModeError as err:
         raise ServeError(f"cannot prepare the data directory {data}: {err}") from err
     pages = JobPages()
+    dashboard = Dashboard(settings.dashboard, settings.http_url())
+    metrics = MetricsEndpoint()
     late = _Late()
     async with contextlib.AsyncExitStack() as stack:
         stack.enter_context(_exclusive(data))
@@ -139,7 +149,7 @@ async def _run(settings: ServeSettings, say: Callable[[str], None], stop: asynci
             SingleNodeQueue(data / "queue.sqlite", node_settings.node.labels, settings.every_label))
         integration = await stack.enter_async_context(
             Integration(settings.integration_settings(), queue, late, retrier=late))
-        runner = app_runner(make_app(integration, pages), settings.http, access_log=None)
+        runner = app_runner(make_app(integration, pages, dashboard, metrics), settings.http, access_log=None)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         await GuardedSite(runner, settings.http, sock=sock).start()
@@ -172,12 +182,32 @@ async def _run(settings: ServeSettings, say: Callable[[str], None], stop: asynci
             labels_note += f" ({routes}, the rest -> {settings.drivers.driver})"
         pages.attach(Backing(store, logstore, node.host, settings.drivers.driver, labels_note,
                              dict(settings.label_drivers), reader=logs.reader))
+        dashboard.attach(_dashboard_backing(settings, store, logstore, queue, node, labels_note))
+        metrics.add_source(store_families(store))
         pages.ready = True
         stack.callback(setattr, pages, "ready", False)  # unwinds first: /healthz says 503 while stopping
         _announce(settings, node, driver.name, labels_note, say)
         await _supervise(node, integration, stop)
         say(f"solstice: stopping (running jobs get {settings.shutdown_grace:g}s, then are requeued; "
             "Ctrl-C again to stop at once)")
+
+
+def _dashboard_backing(settings: ServeSettings, store: Store, logstore: LogStore, queue: SingleNodeQueue,
+                       node: Node, labels_note: str) -> DashboardBacking:
+    """The dashboard of the single node: every log is local, its buttons act through this node."""
+    web = {"github": github_web_url(settings.github.api_url)}
+    if settings.forgejo.url:
+        web["forgejo"] = settings.forgejo.url
+    routes = dict(settings.label_drivers)
+
+    def driver_of(host: str, runs_on: str) -> str:
+        if host != node.host:
+            return ""
+        return f"{routes.get(runs_on, settings.drivers.driver)} (serves {labels_note})"
+
+    # The node's outbox: the dashboard's events and requests keep their order with the node's own.
+    actions = StoreActions(store, node.outbox, node)
+    return DashboardBacking(store, LocalLogs(logstore), actions, ForgeLinks(web), driver_of)
 
 
 async def _hurry_on(hurry: asyncio.Event, node: Node, say: Callable[[str], None]) -> None:
@@ -262,6 +292,7 @@ def _announce(settings: ServeSettings, node: Node, driver: str, labels: str, say
     say(f"  webhooks:  {url}/webhooks/github  {url}/webhooks/forgejo  (HTTP on {settings.listen})")
     say(f"  forges:    {_forge_state(Forge.GITHUB, settings.github.enabled)}, "
         f"{_forge_state(Forge.FORGEJO, settings.forgejo.enabled)}")
+    say(f"  dashboard: {url}/  (metrics: {url}/metrics)")
     say(f"  job pages: {url}/jobs/<id>  (health: {url}/healthz)")
     say(f"  gRPC:      {node.address} (runners only)")
     remote = f"; remote operators: {node.admin.tcp_address} (TLS + token)" if node.admin and node.admin.tcp_address else ""

@@ -42,6 +42,7 @@ from pathlib import Path
 
 from common.config import Seconds
 from common.errors import ConfigError
+from dashboard.settings import DashboardSettings
 from common.files import private_dir, private_file
 from common.workflow.limits import WorkflowLimits
 from integration.external.settings import ExternalSettings
@@ -123,8 +124,12 @@ class ServeSettings:
     secrets: SecretsConfig = field(default_factory=SecretsConfig)  # key file default: <data_dir>/secrets.key
     # Logs stay in <data_dir>/logs (logs.archive: none unless set); limits, retention and keepalive apply.
     logs: LogsConfig = field(default_factory=LogsConfig)
+    dashboard: DashboardSettings = DashboardSettings()  # the pages: sign-in required or not, cookies
 
     def __post_init__(self) -> None:
+        if self.dashboard.store_url:
+            raise ConfigError("dashboard.store_url is a setting of solstice-integration; solstice serve shows "
+                              "its own state")
         split_address(self.listen, "listen (SOLSTICE_LISTEN)")
         split_address(self.grpc, "grpc (SOLSTICE_GRPC)")
         if self.capacity < 1:

@@ -21,6 +21,15 @@ from orchestrator.store.errors import (
     StoreError,
     StoreUnavailable,
 )
+from orchestrator.store.dashrecords import (
+    CommitRow,
+    FailureNote,
+    Histogram,
+    JobRow,
+    LabelLoad,
+    RefRow,
+    RepoSummary,
+)
 from orchestrator.store.interface import Store
 from orchestrator.store.outbox import Announce, OutboxMessage, OutboxRequest, message_id
 from orchestrator.store.postgres import PostgresStore
@@ -39,8 +48,9 @@ from orchestrator.store.url import open_store, store_for_url
 
 __all__ = [
     "AddressLease", "Announce", "OutboxMessage", "OutboxRequest", "message_id",
-    "AttemptNotFound", "AttemptRecord", "ConstraintViolation", "HostNotFound", "HostRecord",
-    "IgnoreReason", "InvalidStoreUrl", "OperatorTokenRecord",
+    "AttemptNotFound", "AttemptRecord", "CommitRow", "ConstraintViolation", "FailureNote", "Histogram", "JobRow",
+    "LabelLoad", "RefRow", "RepoSummary", "HostNotFound", "HostRecord", "IgnoreReason",
+    "InvalidStoreUrl", "OperatorTokenRecord",
     "JobFilter", "JobNotFound", "JobRecord", "JobState", "MigrationError", "PostgresStore", "RetryNotAllowed",
     "SqliteStore", "StepRecord", "StepState", "Store", "StoreError", "StoreUnavailable", "TERMINAL",
     "can_move", "open_store", "store_for_url",

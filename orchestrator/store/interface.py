@@ -20,6 +20,7 @@ from types import TracebackType
 
 from common.rpc import jobs_pb2
 from orchestrator.store.outbox import Announce, OutboxMessage, OutboxRow
+from orchestrator.store.dashsql import DashboardReads
 from orchestrator.store.records import (
     AddressLease,
     AttemptRecord,
@@ -32,8 +33,10 @@ from orchestrator.store.records import (
 from orchestrator.store.states import IgnoreReason, JobState
 
 
-class Store(abc.ABC):
-    """The orchestrator's state: see the module docstring for lifetime and concurrency."""
+class Store(DashboardReads, abc.ABC):
+    """The orchestrator's state: see the module docstring for lifetime and concurrency.
+
+    The dashboard's reads (and the failure notes nodes write for it) are ``DashboardReads``."""
 
     # -- lifetime ---------------------------------------------------------
     @abc.abstractmethod

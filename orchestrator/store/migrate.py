@@ -6,15 +6,21 @@ one write transaction that first takes the back-end's migration lock, so two
 stores opening the same database at once apply each file exactly once, and a
 second ``apply`` is a no-op. A database whose schema is newer than this code
 is refused rather than misused.
+
+A migration may have a data step (``DATA_STEPS``, by the migration's name, so
+a renumbering keeps it): Python run in the same transaction right after its
+SQL, for what SQL cannot do (reading the protobuf of stored rows).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
 
-from orchestrator.store.backend import Backend
+from orchestrator.store import dashsql
+from orchestrator.store.backend import Backend, Tx
 from orchestrator.store.errors import MigrationError, StoreError
 
 _NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
@@ -26,6 +32,10 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
     applied_at DOUBLE PRECISION NOT NULL
 )
 """
+
+
+# migration name -> its data step (tx, dialect)
+DATA_STEPS: dict[str, Callable[[Tx, str], Awaitable[None]]] = {"dashboard": dashsql.backfill}
 
 
 @dataclass(frozen=True)
@@ -78,6 +88,9 @@ async def _apply(backend: Backend, migrations: list[Migration], applied_now: lis
             if migration.version in done:
                 continue
             await tx.script(migration.sql)
+            step = DATA_STEPS.get(migration.name)
+            if step is not None:
+                await step(tx, backend.dialect)
             await tx.execute(
                 "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, {now})",
                 migration.version, migration.name,

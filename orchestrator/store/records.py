@@ -90,6 +90,7 @@ class AttemptRecord:
     queued_at: datetime
     started_at: datetime | None   # when a host claimed it
     finished_at: datetime | None  # when it reached a terminal state
+    running_at: datetime | None = None  # when it reached running (its runner called in)
 
     @classmethod
     def from_row(cls, row: Row) -> AttemptRecord:
@@ -103,6 +104,7 @@ class AttemptRecord:
             queued_at=_required_time(row["queued_at"]),
             started_at=_time(row["started_at"]),
             finished_at=_time(row["finished_at"]),
+            running_at=_time(row["running_at"]),
         )
 
 

@@ -25,6 +25,7 @@ from common.rpc import jobs_pb2
 from orchestrator.store import migrate
 from orchestrator.store.backend import Backend, Tx
 from orchestrator.store.credsql import CredentialsSql
+from orchestrator.store.dashsql import DashboardSql
 from orchestrator.store.errors import AttemptNotFound, ConstraintViolation, JobNotFound, RetryNotAllowed, StoreError
 from orchestrator.store.hostsql import HostsSql
 from orchestrator.store.interface import Store
@@ -33,7 +34,7 @@ from orchestrator.store.outbox import Announce, OutboxSql, outbox_cte, outbox_in
 from orchestrator.store.records import AttemptRecord, JobFilter, JobRecord, Row, StepRecord
 from orchestrator.store.retentionsql import RetentionSql
 from orchestrator.store.sqltext import (
-    ACTIVE_SQL, FILTER_COLUMNS, INSERT_JOB, JOBS_SELECT, NEW_ATTEMPT, PROVISIONING, QUEUED, STEP_OPEN_SQL,
+    ACTIVE_SQL, FILTER_COLUMNS, INSERT_JOB, JOB_KEYS, JOBS_SELECT, NEW_ATTEMPT, PROVISIONING, QUEUED, STEP_OPEN_SQL,
     SUBMIT_ONE_STATEMENT, TERMINAL_SQL, UNFINISHED_SQL, job_keys, move_sql, submit_claimed_statement,
 )
 from orchestrator.store.states import IgnoreReason, JobState, ignore_reason
@@ -48,7 +49,7 @@ class _Phase(enum.Enum):
     CLOSED = "closed"
 
 
-class SqlStore(OutboxSql, HostsSql, TokensSql, CredentialsSql, LeasesSql, RetentionSql, Store):
+class SqlStore(OutboxSql, HostsSql, TokensSql, CredentialsSql, LeasesSql, RetentionSql, DashboardSql, Store):
     """A ``Store`` over a ``Backend``; ``host_stale_after`` (s) is the default for ``HostRecord.alive``."""
 
     def __init__(self, backend: Backend, host_stale_after: float = 30.0) -> None:
@@ -119,9 +120,9 @@ class SqlStore(OutboxSql, HostsSql, TokensSql, CredentialsSql, LeasesSql, Retent
             raise ValueError("a claim needs the claiming host's name")
         args = job_keys(request)
         if self.backend.writable_cte:
-            # $10 the VM, $11 the host (then the events')
+            # $12 the VM, $13 the host (then the events')
             if events:
-                stored, stored_args = outbox_cte("new_job", 11, host, events)
+                stored, stored_args = outbox_cte("new_job", JOB_KEYS + 2, host, events)
             else:
                 stored, stored_args = "stored AS (SELECT 1)", [host]
             rows = await self._run(submit_claimed_statement(stored), *args, vm_name, *stored_args)

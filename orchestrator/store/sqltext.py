@@ -28,11 +28,14 @@ NEW_ATTEMPT = (
     "INSERT INTO attempts (job_id, attempt, host, state, reason, vm_name, queued_at, updated_at)"
     f" VALUES ($1, $2, '', {QUEUED}, $3, '', {{now}}, {{now}})"
 )
-# A new job ($1..$9: job_keys() of its request) at attempt 1; nothing when the id is stored.
+# A new job ($1..$11: job_keys() of its request) at attempt 1; nothing when the id is stored.
 INSERT_JOB = (
-    "INSERT INTO jobs (job_id, run_id, key, name, runs_on, repo, ref, sha, attempt, created_at, request)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, {now}, $9) ON CONFLICT (job_id) DO NOTHING"
+    "INSERT INTO jobs (job_id, run_id, key, name, runs_on, repo, ref, sha, attempt, created_at, request,"
+    " forge, pull_request) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, {now}, $9, $10, $11)"
+    " ON CONFLICT (job_id) DO NOTHING"
 )
+# JOB_KEYS: how many parameters job_keys() fills.
+JOB_KEYS = 11
 _NEW_JOB_CTE = (
     f"WITH new_job AS ({INSERT_JOB}"
     " RETURNING job_id, run_id, key, name, runs_on, repo, ref, sha, attempt, created_at, request)"
@@ -63,25 +66,28 @@ def move_sql(to_state: JobState) -> str | None:
     sources = sources_of(to_state)
     if not sources:
         return None
-    finished = ", finished_at = {now}" if to_state.terminal else ""
-    return (f"UPDATE attempts SET state = $3, reason = $4, updated_at = {{now}}{finished}"
+    stamp = ", finished_at = {now}" if to_state.terminal else ""
+    if to_state is JobState.RUNNING:
+        stamp = ", running_at = {now}"  # the dashboard's queue time ends here
+    return (f"UPDATE attempts SET state = $3, reason = $4, updated_at = {{now}}{stamp}"
             f" WHERE job_id = $1 AND attempt = $2 AND state IN {sql_list(sources)} RETURNING attempt")
 
 
 def submit_claimed_statement(stored_cte: str) -> str:
-    """PostgreSQL: a NEW job with its first attempt claimed ($10 VM, $11 host) and, through
+    """PostgreSQL: a NEW job with its first attempt claimed ($12 VM, $13 host) and, through
     ``stored_cte`` (``outbox_cte`` guarded by ``new_job``), its events - one statement.
     No row when the job exists: nothing is written then."""
     return (
         f"{_NEW_JOB_CTE}, new_attempt AS ("
         "INSERT INTO attempts (job_id, attempt, host, state, reason, vm_name, queued_at, started_at, updated_at)"
-        f" SELECT job_id, 1, $11, {PROVISIONING}, '', $10, {{now}}, {{now}}, {{now}} FROM new_job"
+        f" SELECT job_id, 1, $13, {PROVISIONING}, '', $12, {{now}}, {{now}}, {{now}} FROM new_job"
         f" RETURNING job_id, state, host, reason, updated_at), {stored_cte}{_NEW_JOB_JOINED}"
     )
 
 
 def job_keys(request: jobs_pb2.JobRequest) -> tuple[object, ...]:
-    """``INSERT_JOB``'s $1..$9 for ``request``."""
+    """``INSERT_JOB``'s $1..$11 for ``request``."""
     checkout = request.checkout
     return (request.job_id, request.run_id, request.key, request.name or request.key, request.runs_on,
-            checkout.repo, checkout.ref, checkout.sha, request.SerializeToString())
+            checkout.repo, checkout.ref, checkout.sha, request.SerializeToString(), checkout.forge,
+            int(checkout.pull_request))

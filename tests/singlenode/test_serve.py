@@ -40,8 +40,9 @@ def test_a_submitted_job_runs_and_is_served_over_http(tmp_path: Path) -> None:
 
         status, page = node.get(f"/jobs/{job['job_id']}")
         assert status == 200
-        assert "<td>succeeded</td>" in page and "local (serves every runs_on label)" in page
-        assert f'href="/jobs/{job["job_id"]}/log"' in page
+        assert '<span class="st st-succeeded">' in page and "<dd>local (serves every runs_on label)</dd>" in page
+        assert 'id="L1"' in page and "hello from solstice" in page  # the log inline
+        assert f'href="/jobs/{job["job_id"]}/log?attempt=1"' in page
 
         assert node.get("/jobs/job-nosuchjob")[0] == 404
         assert node.get("/jobs/job-nosuchjob/log")[0] == 404

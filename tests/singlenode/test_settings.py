@@ -156,8 +156,8 @@ def test_labels_can_map_to_other_drivers(tmp_path: Path) -> None:
         quick = node.wait_state(jobs["quick"], "succeeded")
         assert real["driver"] == quick["driver"] == "local+instant"
         assert "from a real runner" in node.get(f"/jobs/{jobs['real']}/log")[1]
-        assert "<td>instant (serves every runs_on label" in node.get(f"/jobs/{jobs['quick']}")[1]
-        assert "<td>local (serves every runs_on label" in node.get(f"/jobs/{jobs['real']}")[1]
+        assert "<dd>instant (serves every runs_on label" in node.get(f"/jobs/{jobs['quick']}")[1]
+        assert "<dd>local (serves every runs_on label" in node.get(f"/jobs/{jobs['real']}")[1]
         assert (tmp_path / "data" / "vms-instant").is_dir()  # each driver keeps its VMs apart
 
     bad = tmp_path / "bad.yaml"

@@ -1,0 +1,45 @@
+"""The dashboard on the integration's HTTP side (multi-host), when ``dashboard.store_url`` is set.
+
+It reads the orchestrators' state store (PostgreSQL). Its cancel and re-run
+buttons ask an orchestrator's AdminService with the integration's own
+operator token (``admin.address`` / ``admin.token``, the link the forges'
+cancel and re-run use too), after the dashboard has checked the signed-in
+operator's role; without that link the dashboard is read-only. Job logs stay
+on the node that ran the attempt: the job page says how to read one
+(``dashboard.logsource.NoLogs``) until a cluster-wide log reader takes its place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from common.metrics.http import MetricsEndpoint
+from dashboard.actions import AdminActions
+from dashboard.app import Backing, Dashboard
+from dashboard.links import ForgeLinks, github_web_url
+from dashboard.logsource import NoLogs
+from integration.admin_link import admin_target
+from integration.settings import IntegrationSettings
+from orchestrator.metrics import store_families
+from orchestrator.store import open_store
+
+
+@contextlib.asynccontextmanager
+async def open_dashboard(settings: IntegrationSettings) -> AsyncIterator[tuple[Dashboard | None, MetricsEndpoint]]:
+    """The dashboard (None without ``dashboard.store_url``) and ``/metrics``, for the block."""
+    metrics = MetricsEndpoint()
+    if not settings.dashboard.store_url:
+        yield None, metrics
+        return
+    async with contextlib.AsyncExitStack() as stack:
+        store = await stack.enter_async_context(open_store(settings.dashboard.store_url))
+        web = {"github": github_web_url(settings.github.api_url)}
+        if settings.forgejo.url:
+            web["forgejo"] = settings.forgejo.url
+        dashboard = Dashboard(settings.dashboard, settings.public_url)
+        actions = AdminActions(admin_target(settings.admin), float(settings.admin.timeout)) if settings.admin.address \
+            else None
+        dashboard.attach(Backing(store, NoLogs(), actions, ForgeLinks(web)))
+        metrics.add_source(store_families(store))
+        yield dashboard, metrics
