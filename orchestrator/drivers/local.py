@@ -105,10 +105,13 @@ class LocalDriver:
 
     name = "local"
 
-    def __init__(self, config: LocalConfig, containment: Containment | None = None) -> None:
+    def __init__(self, config: LocalConfig, containment: Containment | None = None, announced: bool = True) -> None:
+        """``announced=False``: no start-up lines on how jobs run (``cidev``, whose jobs are the
+        developer's own and never untrusted, says so in its own words)."""
         self.config = config
         self.contain = containment if containment is not None else detect_containment(config)
-        announce(config, self.contain)
+        if announced:
+            announce(config, self.contain)
         self._procs: dict[str, asyncio.subprocess.Process] = {}
         self._relays: dict[str, Relay] = {}
 
