@@ -13,11 +13,12 @@ page says how to read one (``dashboard.logsource.NoLogs``).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from common.metrics.http import MetricsEndpoint
 from dashboard.actions import AdminActions
 from dashboard.app import Backing, Dashboard
+from dashboard.columns import ColumnSource
 from dashboard.links import ForgeLinks, github_web_url
 from dashboard.adminlogs import AdminLogs
 from dashboard.logsource import LogSource, NoLogs
@@ -28,8 +29,10 @@ from orchestrator.store import open_store
 
 
 @contextlib.asynccontextmanager
-async def open_dashboard(settings: IntegrationSettings) -> AsyncIterator[tuple[Dashboard | None, MetricsEndpoint]]:
-    """The dashboard (None without ``dashboard.store_url``) and ``/metrics``, for the block."""
+async def open_dashboard(settings: IntegrationSettings, columns: Sequence[ColumnSource] = ()
+                         ) -> AsyncIterator[tuple[Dashboard | None, MetricsEndpoint]]:
+    """The dashboard (None without ``dashboard.store_url``) and ``/metrics``, for the block;
+    ``columns`` add to the matrix and the pull request pages (out-of-tree CI results)."""
     metrics = MetricsEndpoint()
     if not settings.dashboard.store_url:
         yield None, metrics
@@ -45,6 +48,6 @@ async def open_dashboard(settings: IntegrationSettings) -> AsyncIterator[tuple[D
         if settings.admin.address:
             target, timeout = admin_target(settings.admin), float(settings.admin.timeout)
             actions, logs = AdminActions(target, timeout), AdminLogs(target, timeout)
-        dashboard.attach(Backing(store, logs, actions, ForgeLinks(web)))
+        dashboard.attach(Backing(store, logs, actions, ForgeLinks(web), columns=tuple(columns)))
         metrics.add_source(store_families(store))
         yield dashboard, metrics
