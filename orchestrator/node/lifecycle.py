@@ -174,6 +174,7 @@ class AttemptRun:
         self.on_torn_down = on_torn_down  # called once the VM is gone, before the final state is stored
         self.outcome: JobOutcome | None = None
         self._final_steps: set[int] = set()  # indices whose final state the runner's reports stored
+        self._open_steps: dict[int, str] = {}  # index -> name of steps reported started, not yet ended
         # Set once the RUNNING transition was tried. The runner reports its first step as soon
         # as it has called in, which can overtake that transition: its steps wait for it, so
         # the job's `running` event always comes before the events of its steps.
@@ -192,6 +193,9 @@ class AttemptRun:
             return
         if step.state not in (jobs_pb2.STEP_STATE_UNSPECIFIED, jobs_pb2.STEP_STATE_RUNNING):
             self._final_steps.add(step.index)
+            self._open_steps.pop(step.index, None)
+        else:
+            self._open_steps[step.index] = step.name
 
     async def _clone_userinfo(self) -> str:
         """The clone URL's credentials an operator's job keeps apart ("" for every other job)."""
@@ -415,6 +419,16 @@ class AttemptRun:
         the store is away, the outcome kept on the node's disk meanwhile (``Outcomes``)."""
         s, job, outcome = self.s, self.job, self.outcome
         steps = list(outcome.steps) if outcome is not None else []
+        # A step the runner reported started but whose end never came (the runner was stopped
+        # or lost first: a cancel it could not answer in time, a dead VM) ends with its attempt,
+        # cancelled - never left running on a finished job.
+        final = [step for step in steps if step.state not in (jobs_pb2.STEP_STATE_UNSPECIFIED,
+                                                             jobs_pb2.STEP_STATE_RUNNING)]
+        ended = {step.index for step in final} | self._final_steps
+        still_open = {**self._open_steps, **{step.index: step.name for step in steps if step not in final}}
+        steps = sorted(final + [jobs_pb2.StepResult(index=index, name=name, state=jobs_pb2.STEP_STATE_CANCELLED)
+                                for index, name in still_open.items() if index not in ended],
+                       key=lambda step: step.index)
         # A step stored from the runner's own final report never changes.
         unreported = [step for step in steps if step.index not in self._final_steps]
         if self.control.cancel_recorded and state is JobState.CANCELLED:

@@ -231,6 +231,8 @@ async def _fake_runner(conn: Connection | DirectConnection, secrets_received: di
                 await _log_line(conn, job, logged, index, _expand(step.run[len("echo"):].strip(), job).encode())
             elif len(words) == 3 and words[0] == "seq":
                 logged = await _log_numbers(conn, job, logged, index, int(words[1]), int(words[2]))
+            elif words == ["deaf"]:  # a runner that neither finishes nor answers a cancel (a wedged VM)
+                await asyncio.Event().wait()
             elif len(words) == 2 and words[0] == "wait":
                 if await _wait_for_file(conn, job, Path(words[1])):
                     state, reason = jobs_pb2.JOB_STATE_CANCELLED, "cancelled"
