@@ -36,6 +36,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from common.keyedlocks import KeyedLocks
 from orchestrator.catalog import BhyveConfig, ImageEntry
 from orchestrator.drivers.base import VmSpec
 from orchestrator.drivers.bhyve_console import ConsoleCapture, tail_file
@@ -81,7 +82,7 @@ class BhyveDriver:
         self.config = config
         self.zones = ZoneTools(config)
         self._consoles: dict[str, asyncio.Task[None]] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks = KeyedLocks()  # stop and destroy of one VM never interleave
         self._active: set[str] = set()  # VMs this process provisioned and has not destroyed
         self._image_problems: dict[str, str | None] = {}
         self._store: Store | None = None  # for address leases (attach_store)
@@ -109,9 +110,6 @@ class BhyveDriver:
 
     def _host_path(self, path: str) -> Path:
         return self.config.fs_root / path.lstrip("/")
-
-    def _lock(self, vm: str) -> asyncio.Lock:
-        return self._locks.setdefault(vm, asyncio.Lock())
 
     # -- lifecycle -----------------------------------------------------------
     async def prepare(self, spec: VmSpec) -> None:
@@ -269,13 +267,13 @@ class BhyveDriver:
 
     async def stop(self, name: str) -> None:
         vm = validate_vm_name(name)
-        async with self._lock(vm):
+        async with self._locks.hold(vm):
             await self.zones.stop(vm)
             await self._stop_console(vm)
 
     async def destroy(self, name: str) -> None:
         vm = validate_vm_name(name)
-        async with self._lock(vm):
+        async with self._locks.hold(vm):
             await self._destroy(vm)
 
     async def _destroy(self, vm: str) -> None:
@@ -288,7 +286,6 @@ class BhyveDriver:
         await asyncio.to_thread(shutil.rmtree, self._state(vm), True)
         if self._store is not None:  # last: the address is free only once nothing uses it
             await self._store.release_address(self._host, vm)
-        self._locks.pop(vm, None)
         self._active.discard(vm)
 
     async def _cleanup_after_failure(self, vm: str) -> None:
