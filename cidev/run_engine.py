@@ -107,7 +107,7 @@ class LocalRun:
         # Plain processes, never contained: a developer runs their own workflow on their own
         # machine, with its tools and files, as with `make` (docs/security.md).
         self._driver = LocalDriver(LocalConfig(state_dir=self.work_dir / "vms", runner_argv=self._argv,
-                                               stop_grace=5.0, contain=False))
+                                               stop_grace=5.0, contain=False), announced=False)
         await self._server.start()
         return self
 

@@ -14,12 +14,14 @@ from common.config import load_config
 from common.errors import ConfigError
 from common.lifecycle import first_to_end
 from common.queue import EventConsumer, RabbitJobPublisher, Topology
+from common.validation import RequestInvalid
+from dashboard.columns import ColumnSource
 from integration.admin_link import AdminLink
 from integration.app import make_app
-from common.validation import RequestInvalid
 from integration.dashboard import open_dashboard
 from integration.errors import IntegrationError
 from integration.external.allowlist import RepoKey
+from integration.external.columns import ExternalColumns
 from integration.external.senders import relay_secret
 from integration.httpserver import GuardedSite, app_runner
 from integration.runtime import Integration
@@ -74,6 +76,11 @@ def serve(config_path: Path | None, listen: str | None) -> None:
     asyncio.run(_serve(settings, host, port))
 
 
+def dashboard_columns(integration: Integration) -> list[ColumnSource]:
+    """The matrix's columns beyond Solstice's own jobs: out-of-tree CI results, when received here."""
+    return [ExternalColumns(integration.external.read)] if integration.external is not None else []
+
+
 async def _serve(settings: IntegrationSettings, host: str, port: int) -> None:
     topology = Topology(settings.queue_prefix)
     link = AdminLink(settings.admin) if settings.admin.address else None
@@ -84,7 +91,7 @@ async def _serve(settings: IntegrationSettings, host: str, port: int) -> None:
     await publisher.start()
     try:
         async with Integration(settings, publisher, canceller=link, retrier=link) as integration, \
-                open_dashboard(settings) as (dashboard, metrics):
+                open_dashboard(settings, dashboard_columns(integration)) as (dashboard, metrics):
             consumer = EventConsumer(
                 settings.amqp_url, "integration", integration.reporter.handle, topology, bindings=("job.#",)
             )

@@ -23,10 +23,10 @@ if TYPE_CHECKING:
     from common.workflow.parser import DEFAULT_PATH, decode_workflow, load_workflow, parse_workflow
     from common.workflow.render import render_workflow
 
-# Loaded on first use: the runner imports common.workflow.limits and .names (through
-# common.validation) and must not need kdl-py, which only the parser uses (pyproject: the
-# runner's dependencies are the base set, kdl-py is the server extra's).
-_HOME = {
+# Imported on first use: the runner (and its guest image, which has no KDL
+# library) imports ``common.workflow.names`` and ``.limits`` through the
+# request checks, and must not pull in the parser with them.
+_HOMES = {
     "WorkflowError": "errors", "WorkflowInvalid": "errors", "WorkflowNotFound": "errors",
     "execution_stages": "graph",
     "Env": "model", "Job": "model", "Step": "model", "Workflow": "model", "merge_env": "model",
@@ -36,12 +36,10 @@ _HOME = {
 
 
 def __getattr__(name: str) -> Any:
-    home = _HOME.get(name)
+    home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
-    globals()[name] = value
-    return value
+    return getattr(importlib.import_module(f"{__name__}.{home}"), name)
 
 
 __all__ = [

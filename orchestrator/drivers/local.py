@@ -106,10 +106,13 @@ class LocalDriver:
 
     name = "local"
 
-    def __init__(self, config: LocalConfig, containment: Containment | None = None) -> None:
+    def __init__(self, config: LocalConfig, containment: Containment | None = None, announced: bool = True) -> None:
+        """``announced=False``: no start-up lines on how jobs run (``cidev``, whose jobs are the
+        developer's own and never untrusted, says so in its own words)."""
         self.config = config
         self.contain = containment if containment is not None else detect_containment(config)
-        announce(config, self.contain)
+        if announced:
+            announce(config, self.contain)
         self._procs: dict[str, asyncio.subprocess.Process] = {}
         self._relays: dict[str, Relay] = {}
         self._locks = KeyedLocks()  # one teardown of a VM at a time
@@ -314,13 +317,16 @@ class LocalDriver:
         (self.config.relay_dir / f"{vm}.sock").unlink(missing_ok=True)
 
     async def list_owned(self) -> set[str]:
+        # The state directory alone says what is ours: the cgroup parent is
+        # shared by every node started from the same cgroup (two single nodes
+        # on one laptop, a test suite), so a group under it may be another
+        # node's live job. prepare() makes the directory before the group and
+        # destroy() removes the group before the directory, so no group of
+        # ours outlives its directory.
         try:
-            names = {p.name for p in self.config.state_dir.iterdir() if is_vm_name(p.name)}
+            return {p.name for p in self.config.state_dir.iterdir() if is_vm_name(p.name)}
         except FileNotFoundError:
-            names = set()
-        if self.contain.cgroups is not None:
-            names |= await asyncio.to_thread(self.contain.cgroups.owned)
-        return names
+            return set()
 
     async def console_tail(self, name: str, lines: int = 50) -> str:
         vm = validate_vm_name(name)
