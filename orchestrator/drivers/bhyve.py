@@ -33,8 +33,9 @@ import contextlib
 import logging
 import os
 import shutil
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from common.keyedlocks import KeyedLocks
 from orchestrator.catalog import BhyveConfig, ImageEntry
@@ -304,31 +305,38 @@ class BhyveDriver:
         """
         c = self.config
         owned: set[str] = set()
-        zones = await self.zones.run(c.zoneadm, "list", "-cp")
+        # Four independent reads: at once (reconciliation runs this on a timer, and at start-up).
+        zones, vnics, *children = await _all(
+            self.zones.run(c.zoneadm, "list", "-cp"),
+            self.zones.run(c.dladm, "show-vnic", "-p", "-o", "link"),
+            *(self._vms_under(parent) for parent in (c.vm_dataset, c.zones_dataset)),
+        )
         for line in zones.stdout.splitlines():
             fields = line.split(":")
             if len(fields) >= 3 and is_vm_name(fields[1]):
                 owned.add(fields[1])
                 if fields[2] == "running" and fields[1] not in self._consoles:
                     self._start_console(fields[1])
-        vnics = await self.zones.run(c.dladm, "show-vnic", "-p", "-o", "link")
         owned.update(vm for vm in map(vm_of_vnic, vnics.stdout.split()) if vm)
-        for parent in (c.vm_dataset, c.zones_dataset):
-            result = await self.zones.run(c.zfs, "list", "-H", "-o", "name", "-t", "filesystem,volume",
-                                          "-d", "1", parent, check=False)
-            if result.exit_code != 0:
-                if GONE_DATASET in result.stderr:
-                    continue
-                raise CommandFailed(result.argv, result.exit_code, result.stderr)
-            for line in result.stdout.splitlines():
-                if line.startswith(parent + "/") and is_vm_name(line[len(parent) + 1:]):
-                    owned.add(line[len(parent) + 1:])
+        for names in children:
+            owned |= names
         with contextlib.suppress(OSError):
             owned.update(p.name for p in c.state_dir.iterdir() if is_vm_name(p.name))
         if self._store is not None:  # an address leased by a process killed before it made anything
             owned.update(lease.vm_name for lease in await self._store.address_leases(host=self._host)
                          if is_vm_name(lease.vm_name))
         return owned
+
+    async def _vms_under(self, parent: str) -> set[str]:
+        """The Solstice VMs among the direct children of dataset ``parent`` (none if it is gone)."""
+        result = await self.zones.run(self.config.zfs, "list", "-H", "-o", "name", "-t", "filesystem,volume",
+                                      "-d", "1", parent, check=False)
+        if result.exit_code != 0:
+            if GONE_DATASET in result.stderr:
+                return set()
+            raise CommandFailed(result.argv, result.exit_code, result.stderr)
+        return {line[len(parent) + 1:] for line in result.stdout.splitlines()
+                if line.startswith(parent + "/") and is_vm_name(line[len(parent) + 1:])}
 
     async def console_tail(self, name: str, lines: int = 50) -> str:
         vm = validate_vm_name(name)
@@ -377,6 +385,19 @@ class BhyveDriver:
     async def aclose(self) -> None:
         for vm in list(self._consoles):
             await self._stop_console(vm)
+
+
+async def _all(*calls: Awaitable[Any]) -> list[Any]:
+    """Await ``calls`` together; if one fails, cancel and await the rest, then raise its error
+    (as it is: callers handle a ``DriverError``, not an ``ExceptionGroup``)."""
+    tasks = [asyncio.ensure_future(call) for call in calls]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def _write_private(directory: Path, name: str, text: str) -> None:

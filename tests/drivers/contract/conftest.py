@@ -205,7 +205,7 @@ async def kit(request: pytest.FixtureRequest, gateway: Gateway, tmp_path: Path) 
         for d in made.made:
             await d.aclose()
         if not request.node.stash.get(PASSED, False):
-            # Whatever the failed test left; only its own VMs (cgroups are host-wide). A test
+            # Whatever the failed test left, and only its own VMs (other tests' are not ours). A test
             # that passed destroyed its VMs itself: listing them again would only cost time.
             reaper = made.make()
             for vm in await reaper.list_owned() & made.names:

@@ -64,7 +64,7 @@ async def test_stop_destroy_and_reconcile_run_safely_concurrently(kit: Kit) -> N
     spec, other = kit.spec(), kit.spec()
     await kit.up(driver, spec)
     await driver.prepare(other)  # a live job's VM, still provisioning
-    # Live: every VM but ``spec`` (the host's cgroups may hold other tests' VMs too).
+    # Live: every VM the driver lists but ``spec``.
     live = await driver.list_owned() - {spec.name}
     assert other.name in live
     await asyncio.gather(driver.stop(spec.name), driver.destroy(spec.name), driver.destroy(spec.name),
