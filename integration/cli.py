@@ -12,6 +12,7 @@ import click
 from common.cli import logging_options, run_cli
 from common.config import load_config
 from common.errors import ConfigError
+from common.lifecycle import first_to_end
 from common.queue import EventConsumer, RabbitJobPublisher, Topology
 from common.validation import RequestInvalid
 from dashboard.columns import ColumnSource
@@ -143,17 +144,10 @@ async def _run_until_signal(integration: Integration) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    stopper = asyncio.create_task(stop.wait(), name="wait for a signal")
-    maintainer = asyncio.create_task(integration.maintain(), name="purge expired dedupe keys")
-    try:
-        done, _ = await asyncio.wait({stopper, maintainer}, return_when=asyncio.FIRST_COMPLETED)
-        if maintainer in done:
-            raise IntegrationError(f"the dedupe purge task stopped early: {maintainer.exception()!r}")
-        log.info("stopping")
-    finally:
-        for task in (stopper, maintainer):
-            task.cancel()
-        await asyncio.gather(stopper, maintainer, return_exceptions=True)
+    ended = await first_to_end({"signal": stop.wait(), "the dedupe purge task": integration.maintain()})
+    if ended.name != "signal":
+        raise IntegrationError(ended.message)
+    log.info("stopping")
 
 
 main = run_cli(cli)

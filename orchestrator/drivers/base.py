@@ -17,6 +17,9 @@ Lifetimes (who calls what, and how long things live):
   VMs its live jobs claim.
 * ``console_tail`` may be called at any time for error reports; it returns
   what is known (possibly ``""``) and never raises for a missing VM.
+
+Every clause above is a test of tests/drivers/contract/, run on every driver
+(a new driver joins ``conftest.KINDS`` there).
 """
 
 from __future__ import annotations

@@ -33,9 +33,11 @@ import contextlib
 import logging
 import os
 import shutil
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from common.keyedlocks import KeyedLocks
 from orchestrator.catalog import BhyveConfig, ImageEntry
 from orchestrator.drivers.base import VmSpec
 from orchestrator.drivers.bhyve_console import ConsoleCapture, tail_file
@@ -81,7 +83,7 @@ class BhyveDriver:
         self.config = config
         self.zones = ZoneTools(config)
         self._consoles: dict[str, asyncio.Task[None]] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks = KeyedLocks()  # stop and destroy of one VM never interleave
         self._active: set[str] = set()  # VMs this process provisioned and has not destroyed
         self._image_problems: dict[str, str | None] = {}
         self._store: Store | None = None  # for address leases (attach_store)
@@ -109,9 +111,6 @@ class BhyveDriver:
 
     def _host_path(self, path: str) -> Path:
         return self.config.fs_root / path.lstrip("/")
-
-    def _lock(self, vm: str) -> asyncio.Lock:
-        return self._locks.setdefault(vm, asyncio.Lock())
 
     # -- lifecycle -----------------------------------------------------------
     async def prepare(self, spec: VmSpec) -> None:
@@ -269,13 +268,13 @@ class BhyveDriver:
 
     async def stop(self, name: str) -> None:
         vm = validate_vm_name(name)
-        async with self._lock(vm):
+        async with self._locks.hold(vm):
             await self.zones.stop(vm)
             await self._stop_console(vm)
 
     async def destroy(self, name: str) -> None:
         vm = validate_vm_name(name)
-        async with self._lock(vm):
+        async with self._locks.hold(vm):
             await self._destroy(vm)
 
     async def _destroy(self, vm: str) -> None:
@@ -288,7 +287,6 @@ class BhyveDriver:
         await asyncio.to_thread(shutil.rmtree, self._state(vm), True)
         if self._store is not None:  # last: the address is free only once nothing uses it
             await self._store.release_address(self._host, vm)
-        self._locks.pop(vm, None)
         self._active.discard(vm)
 
     async def _cleanup_after_failure(self, vm: str) -> None:
@@ -307,31 +305,38 @@ class BhyveDriver:
         """
         c = self.config
         owned: set[str] = set()
-        zones = await self.zones.run(c.zoneadm, "list", "-cp")
+        # Four independent reads: at once (reconciliation runs this on a timer, and at start-up).
+        zones, vnics, *children = await _all(
+            self.zones.run(c.zoneadm, "list", "-cp"),
+            self.zones.run(c.dladm, "show-vnic", "-p", "-o", "link"),
+            *(self._vms_under(parent) for parent in (c.vm_dataset, c.zones_dataset)),
+        )
         for line in zones.stdout.splitlines():
             fields = line.split(":")
             if len(fields) >= 3 and is_vm_name(fields[1]):
                 owned.add(fields[1])
                 if fields[2] == "running" and fields[1] not in self._consoles:
                     self._start_console(fields[1])
-        vnics = await self.zones.run(c.dladm, "show-vnic", "-p", "-o", "link")
         owned.update(vm for vm in map(vm_of_vnic, vnics.stdout.split()) if vm)
-        for parent in (c.vm_dataset, c.zones_dataset):
-            result = await self.zones.run(c.zfs, "list", "-H", "-o", "name", "-t", "filesystem,volume",
-                                          "-d", "1", parent, check=False)
-            if result.exit_code != 0:
-                if GONE_DATASET in result.stderr:
-                    continue
-                raise CommandFailed(result.argv, result.exit_code, result.stderr)
-            for line in result.stdout.splitlines():
-                if line.startswith(parent + "/") and is_vm_name(line[len(parent) + 1:]):
-                    owned.add(line[len(parent) + 1:])
+        for names in children:
+            owned |= names
         with contextlib.suppress(OSError):
             owned.update(p.name for p in c.state_dir.iterdir() if is_vm_name(p.name))
         if self._store is not None:  # an address leased by a process killed before it made anything
             owned.update(lease.vm_name for lease in await self._store.address_leases(host=self._host)
                          if is_vm_name(lease.vm_name))
         return owned
+
+    async def _vms_under(self, parent: str) -> set[str]:
+        """The Solstice VMs among the direct children of dataset ``parent`` (none if it is gone)."""
+        result = await self.zones.run(self.config.zfs, "list", "-H", "-o", "name", "-t", "filesystem,volume",
+                                      "-d", "1", parent, check=False)
+        if result.exit_code != 0:
+            if GONE_DATASET in result.stderr:
+                return set()
+            raise CommandFailed(result.argv, result.exit_code, result.stderr)
+        return {line[len(parent) + 1:] for line in result.stdout.splitlines()
+                if line.startswith(parent + "/") and is_vm_name(line[len(parent) + 1:])}
 
     async def console_tail(self, name: str, lines: int = 50) -> str:
         vm = validate_vm_name(name)
@@ -380,6 +385,19 @@ class BhyveDriver:
     async def aclose(self) -> None:
         for vm in list(self._consoles):
             await self._stop_console(vm)
+
+
+async def _all(*calls: Awaitable[Any]) -> list[Any]:
+    """Await ``calls`` together; if one fails, cancel and await the rest, then raise its error
+    (as it is: callers handle a ``DriverError``, not an ``ExceptionGroup``)."""
+    tasks = [asyncio.ensure_future(call) for call in calls]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def _write_private(directory: Path, name: str, text: str) -> None:

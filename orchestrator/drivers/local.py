@@ -43,6 +43,7 @@ import signal
 from pathlib import Path
 
 from common.bootstrap import ENV_ORCHESTRATOR, ENV_TOKEN
+from common.keyedlocks import KeyedLocks
 from orchestrator.catalog import LocalConfig
 from orchestrator.drivers.base import VmSpec
 from orchestrator.drivers.bhyve_console import tail_file
@@ -114,6 +115,7 @@ class LocalDriver:
             announce(config, self.contain)
         self._procs: dict[str, asyncio.subprocess.Process] = {}
         self._relays: dict[str, Relay] = {}
+        self._locks = KeyedLocks()  # one teardown of a VM at a time
 
     def serves(self, label: str) -> bool:
         return not self.config.labels or label in self.config.labels
@@ -204,6 +206,12 @@ class LocalDriver:
 
     async def stop(self, name: str) -> None:
         vm = validate_vm_name(name)
+        # One teardown of a VM at a time: a destroy removing the cgroup while a stop
+        # freezes and kills its members would fail that stop (base.py: they may race).
+        async with self._locks.hold(vm):
+            await self._stop(vm)
+
+    async def _stop(self, vm: str) -> None:
         if self.contain.cgroups is not None:
             await self._stop_contained(vm)
             return
@@ -294,7 +302,11 @@ class LocalDriver:
 
     async def destroy(self, name: str) -> None:
         vm = validate_vm_name(name)
-        await self.stop(vm)
+        async with self._locks.hold(vm):
+            await self._destroy(vm)
+
+    async def _destroy(self, vm: str) -> None:
+        await self._stop(vm)
         if self.contain.cgroups is not None:
             try:
                 await asyncio.to_thread(self.contain.cgroups.remove, vm)

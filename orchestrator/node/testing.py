@@ -125,6 +125,10 @@ class InstantDriver:
         # stands for "no VM cost" in the dispatch benchmark, so it does no more than that.
         self._journal.add(vm)
         if spec.job_id in self.fail_prepare:
+            # As a real driver's failed prepare: what it made is gone before it raises.
+            self._journal.remove(vm)
+            if self._vms.pop(vm, None) is not None:
+                self.live -= 1
             raise ProvisionError(f"cannot prepare {vm}: injected failure")
         if spec.job_id in self.hang_prepare:
             await asyncio.Event().wait()

@@ -39,6 +39,7 @@ from pathlib import Path
 
 
 from common.errors import SolsticeError
+from common.lifecycle import first_to_end
 from common.files import FileModeError, private_dir, private_file
 from common.metrics.http import MetricsEndpoint
 from common.queue.local_events import LocalEventBus
@@ -305,22 +306,13 @@ def _forge_state(forge: Forge, enabled: bool) -> str:
 
 
 async def _supervise(node: Node, integration: Integration, stop: asyncio.Event) -> None:
-    tasks = {
-        asyncio.create_task(stop.wait(), name="signal"),
-        asyncio.create_task(node.wait(), name="node"),
-        asyncio.create_task(integration.maintain(), name="integration dedupe purge"),
-    }
-    try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    for task in done:
-        if task.get_name() == "signal":
-            continue
-        err = None if task.cancelled() else task.exception()
-        if isinstance(err, SolsticeError):
-            raise err
-        if task.get_name() != "node":  # node.wait() returning = a drained exit
-            raise ServeError(f"{task.get_name()} stopped early" + (f": {err!r}" if err else ""))
+    ended = await first_to_end({
+        "signal": stop.wait(),
+        "node": node.wait(),
+        "integration dedupe purge": integration.maintain(),
+    })
+    if isinstance(ended.error, SolsticeError):
+        raise ended.error
+    if ended.name == "signal" or (ended.name == "node" and ended.error is None):
+        return  # node.wait() returning = a drained exit
+    raise ServeError(ended.message)

@@ -1,4 +1,4 @@
-"""The runner's import graph stays within what its guest image bundles (``images.bundle.DEPENDENCIES``).
+"""The runner's import graph stays within what its guest image bundles (pyproject's base set).
 
 A golden image carries the runner with grpcio, protobuf, PyJWT, PyYAML and click
 only: a module the runner imports that pulls in a server library (the KDL
