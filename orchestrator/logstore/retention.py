@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from common.errors import SolsticeError
+from orchestrator.artifacts.store import ArtifactStore
 from orchestrator.logstore.archive import LogArchive
 from orchestrator.logstore.store import LogStore
 from orchestrator.store import Store, StoreError
@@ -97,6 +98,9 @@ class Retention:
             size += bytes_
         if not dry_run:
             await asyncio.to_thread(shutil_remove, [path for path, _ in orphans])
+            # Artifacts live in their job's log folder (gone above with it); an ``expire``
+            # shorter than the retention age removes them earlier.
+            await ArtifactStore(self.logstore.root).expire()
         report = GarbageReport(dry_run, cutoff, jobs, logs, size, tuple(shown))
         if jobs or orphans:
             log.info("retention %s %d jobs and %d logs (%d bytes) that finished before %s",

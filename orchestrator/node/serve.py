@@ -22,6 +22,7 @@ from common.queue.topology import Topology
 from common.tokens import TokenIssuer
 from orchestrator.admin import admin_servicer_factory
 from orchestrator.drivers.registry import attach_store, make_driver
+from orchestrator.caches.wiring import cache_options
 from orchestrator.logstore import LogStore
 from orchestrator.logstore.service import open_node_logs
 from orchestrator.metrics import store_families
@@ -53,7 +54,9 @@ async def open_parts(settings: NodeSettings) -> AsyncIterator[NodeParts]:
         logstore = await stack.enter_async_context(LogStore(settings.data_dir / "logs"))
         stack.push_async_callback(driver.aclose)
         attach_store(driver, store, settings.node.host)  # bhyve: guest address leases
-        gateway = RunnerGateway(logstore, TokenIssuer(settings.token_key(), settings.grpc.token_ttl))
+        gateway = RunnerGateway(logstore, TokenIssuer(settings.token_key(), settings.grpc.token_ttl),
+                                artifact_limits=settings.artifacts.limits(),
+                                **cache_options(settings))
         attach = getattr(driver, "attach_gateway", None)
         if attach is not None:  # the instant driver's in-process fake runner calls it directly
             attach(gateway)
