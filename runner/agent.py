@@ -229,7 +229,7 @@ class JobRun:
                 return jobs_pb2.JOB_STATE_ERRORED, problem, self._skipped(job, 0, results)
         if job.caches and job.cache_mode:
             self.caches = await caches.restore(self.conn, job, workspace, caches.home_of(settings.home, user is not None),
-                                               lambda text: sink.note(JOB_STEP, text))
+                                               lambda text: sink.note(JOB_STEP, text), settings.disk_dir)
             if user is not None:
                 for item in self.caches:
                     if item.directory.is_relative_to(settings.home):

@@ -23,6 +23,7 @@ from runner.connection import Connection, ConnectionError_
 
 log = logging.getLogger(__name__)
 PERMANENT = (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
+             grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNIMPLEMENTED,
              grpc.StatusCode.FAILED_PRECONDITION)
 Note = Callable[[str], None]
 

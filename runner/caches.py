@@ -48,11 +48,40 @@ def cache_dir(path: str, workspace: Path, home: Path) -> Path:
     return Path(path) if path.startswith("/") else workspace / path
 
 
+async def attach_disk(device: Path, directory: Path) -> str:
+    """Put the cache disk ``device`` at ``directory``: "" or why not. A directory at the device's
+    place is a filesystem the guest mounted already (an image that mounts by serial, the fake
+    guest): the cache path becomes a link to it. A block device is formatted when blank and mounted."""
+    if device.is_dir():
+        if directory.is_symlink() or directory.exists():
+            if directory.is_dir() and not directory.is_symlink() and not any(directory.iterdir()):
+                directory.rmdir()
+            else:
+                return f"{directory} exists already"
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        directory.symlink_to(device.resolve())
+        return ""
+    if not device.is_block_device():
+        return f"its disk {device.name} is not in this VM"
+    probe = await asyncio.create_subprocess_exec("blkid", "-o", "value", "-s", "TYPE", str(device),
+                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+    kind = (await probe.communicate())[0].strip()
+    steps = ([] if kind else [["mkfs.ext4", "-q", str(device)]]) + [["mount", str(device), str(directory)]]
+    directory.mkdir(parents=True, exist_ok=True)
+    for argv in steps:
+        proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.DEVNULL,
+                                                    stderr=asyncio.subprocess.PIPE)
+        err = (await proc.communicate())[1].decode(errors="replace").strip()
+        if proc.returncode != 0:
+            return f"{argv[0]} failed: {err.splitlines()[-1] if err else proc.returncode}"
+    return ""
+
+
 async def restore(conn: Connection, job: runner_pb2.RunnerJob, workspace: Path, home: Path,
-                  note: Note) -> list[Restored]:
+                  note: Note, disk_dir: Path = Path("/dev/disk/by-id")) -> list[Restored]:
     """Restore every cache of the job; a problem is noted and the job goes on without that cache."""
     out = []
-    for spec in job.caches:
+    for index, spec in enumerate(job.caches):
         item = Restored(spec, cache_dir(spec.path, workspace, home))
         out.append(item)
         try:
@@ -65,7 +94,8 @@ async def restore(conn: Connection, job: runner_pb2.RunnerJob, workspace: Path, 
         request = runner_pb2.CacheRequest(name=spec.name, key=item.key, restore_keys=prefixes)
         request.job.CopyFrom(conn.job)
         try:
-            await asyncio.to_thread(item.directory.mkdir, 0o755, True, True)
+            if job.cache_mode == "copy":
+                await asyncio.to_thread(item.directory.mkdir, 0o755, True, True)
             writer = FileWriter(item.directory, replace=True)
             files = 0
             async for message in conn.stub.RestoreCache(request, metadata=conn.metadata):
@@ -79,6 +109,12 @@ async def restore(conn: Connection, job: runner_pb2.RunnerJob, workspace: Path, 
             note(f'cache "{spec.name}" was not restored: {detail}')
             item.matched, item.exact = "", False
             continue
+        if job.cache_mode == "disk":
+            problem = await attach_disk(disk_dir / f"virtio-solstice-c{index}", item.directory)
+            if problem:  # nothing to save either: the disk holds not what the steps wrote
+                note(f'cache "{spec.name}" is not available: {problem}')
+                item.key, item.matched, item.exact = "", "", False
+                continue
         if not item.matched:
             note(f'cache "{spec.name}": nothing saved for key {item.key} yet')
         else:

@@ -44,6 +44,7 @@ from orchestrator.node.outcomes import Outcomes, while_unavailable
 from orchestrator.node.settings import TimeoutConfig
 from common.artifacts import ArtifactError
 from orchestrator.artifacts.store import ArtifactSource
+from orchestrator.caches.scope import cache_scope
 from orchestrator.node.needs import artifact_sources
 from orchestrator.runnerapi import AssignedJob, JobOutcome, RunnerGateway
 from orchestrator.secrets.broker import Granted, SecretBroker, SecretsRefused
@@ -249,7 +250,8 @@ class AttemptRun:
             token_ttl=token_lifetime(s.timeouts, timeout),
         )
         spec = VmSpec(self.vm, job.job_id, self.attempt, job.runs_on, RunnerBootstrap(s.runner_address, session.token),
-                      trusted=job.request.trusted)
+                      trusted=job.request.trusted, caches=tuple(job.request.caches),
+                      cache_scope=cache_scope(job.request) if job.request.caches else None)
         state: JobState
         reason = ""
         try:

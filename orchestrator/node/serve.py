@@ -23,6 +23,7 @@ from common.tokens import TokenIssuer
 from orchestrator.admin import admin_servicer_factory
 from orchestrator.drivers.registry import attach_store, make_driver
 from orchestrator.caches.wiring import cache_options
+from orchestrator.drivers.registry import disk_caches
 from orchestrator.logstore import LogStore
 from orchestrator.logstore.service import open_node_logs
 from orchestrator.metrics import store_families
@@ -57,6 +58,7 @@ async def open_parts(settings: NodeSettings) -> AsyncIterator[NodeParts]:
         gateway = RunnerGateway(logstore, TokenIssuer(settings.token_key(), settings.grpc.token_ttl),
                                 artifact_limits=settings.artifacts.limits(),
                                 **cache_options(settings))
+        gateway.disk_caches = disk_caches(driver)  # bhyve: caches are cloned disks (orchestrator/caches/zfs.py)
         attach = getattr(driver, "attach_gateway", None)
         if attach is not None:  # the instant driver's in-process fake runner calls it directly
             attach(gateway)

@@ -31,7 +31,7 @@ class CacheRpcs:
         session = await self._session(context, ref)  # type: ignore[attr-defined]
         if not any(spec.name == name for spec in session.job.request.caches):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the job declares no cache named {name!r}")
-        if self.gateway.cache_mode == "":  # type: ignore[attr-defined]
+        if self.gateway.cache_mode(session.job.job_id, session.job.attempt) == "":  # type: ignore[attr-defined]
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "this node keeps no caches")
         return session
 
@@ -39,7 +39,7 @@ class CacheRpcs:
         session = await self._cache_session(context, request.job, request.name)
         gateway = self.gateway  # type: ignore[attr-defined]
         scope = cache_scope(session.job.request)
-        if gateway.cache_mode == "disk":
+        if gateway.cache_mode(session.job.job_id, session.job.attempt) == "disk":
             matched = gateway.disk_caches.restored(session.job.job_id, session.job.attempt, request.name)
             yield runner_pb2.CacheMessage(name=request.name, key=request.key, matched_key=matched,
                                           exact=bool(matched) and matched == request.key)
@@ -64,7 +64,7 @@ class CacheRpcs:
         if scope.writes is None:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED,
                                 "this job may not save caches (a fork's pull request only restores them)")
-        if gateway.cache_mode == "disk":
+        if gateway.cache_mode(session.job.job_id, session.job.attempt) == "disk":
             saved = gateway.disk_caches.mark_save(session.job.job_id, session.job.attempt, first.name, first.key)
             return runner_pb2.CacheReceipt(saved=saved)
 

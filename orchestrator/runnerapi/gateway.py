@@ -200,7 +200,6 @@ class RunnerGateway:
         self.caches = caches
         self.cache_max_bytes = cache_max_bytes
         self.disk_caches: Any = None
-        self.cache_mode = "copy" if caches is not None else ""
         self.artifacts = ArtifactStore(logstore.root)  # beside the logs: retention takes both
         self.artifact_limits = artifact_limits
         self.issuer = issuer
@@ -209,6 +208,12 @@ class RunnerGateway:
         self.runner_patience = runner_patience
         self._sessions: dict[tuple[str, int], RunnerSession] = {}
         self._issued: dict[str, TokenClaims] = {}  # token of each assigned session -> its claims
+
+    def cache_mode(self, job_id: str, attempt: int) -> str:
+        """How the attempt's caches travel: "disk" (its VM has cache disks), "copy" or "" (none kept)."""
+        if self.disk_caches is not None and self.disk_caches.knows(job_id, attempt):
+            return "disk"
+        return "copy" if self.caches is not None else ""
 
     @property
     def runner_offline_limit(self) -> float:

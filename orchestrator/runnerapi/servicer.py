@@ -102,9 +102,10 @@ class RunnerServicer(ArtifactRpcs, CacheRpcs, runner_pb2_grpc.RunnerServiceServi
         limits = self.gateway.artifact_limits
         reply.artifact_max_file_bytes, reply.artifact_max_job_bytes = limits.max_file_bytes, limits.max_job_bytes
         reply.artifact_inputs.extend(await self.gateway.artifacts.inputs(job.artifact_inputs))
-        if req.caches and self.gateway.cache_mode:
+        mode = self.gateway.cache_mode(job.job_id, job.attempt)
+        if req.caches and mode:
             reply.caches.extend(req.caches)
-            reply.cache_mode = self.gateway.cache_mode
+            reply.cache_mode = mode
             reply.cache_writable = cache_scope(req).writes is not None
             reply.cache_max_bytes = self.gateway.cache_max_bytes
             reply.runs_on = req.runs_on

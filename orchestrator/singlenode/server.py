@@ -58,6 +58,7 @@ from orchestrator.drivers.base import Driver
 from orchestrator.drivers.registry import attach_store, make_driver
 from orchestrator.artifacts.store import ArtifactStore
 from orchestrator.caches.wiring import cache_options
+from orchestrator.drivers.registry import disk_caches
 from orchestrator.logstore import LogStore
 from orchestrator.logstore.service import open_node_logs
 from orchestrator.metrics import store_families
@@ -167,6 +168,7 @@ async def _run(settings: ServeSettings, say: Callable[[str], None], stop: asynci
         gateway = RunnerGateway(logstore, TokenIssuer(node_settings.token_key(), node_settings.grpc.token_ttl),
                                 artifact_limits=node_settings.artifacts.limits(),
                                 **cache_options(node_settings))
+        gateway.disk_caches = disk_caches(driver)  # bhyve: caches are cloned disks (orchestrator/caches/zfs.py)
         secrets = await stack.enter_async_context(
             open_secrets(node_settings.secrets, store, node_settings.node.host, default_key_file=data / "secrets.key"))
         logs = await stack.enter_async_context(
