@@ -140,6 +140,7 @@ class StoredFile:
     path: str
     size: int
     sha256: str
+    mode: int = 0o644
 
 
 class FileWriter:
@@ -196,8 +197,9 @@ class FileWriter:
             if chunk.size != size or chunk.sha256 != digest.hexdigest():
                 raise ArtifactError(f"artifact {chunk.artifact!r}: {rel} arrived as {size} bytes that do not "
                                     "match its size and sha256")
-            os.chmod(self.root / rel, (chunk.mode & 0o755) | 0o600)
-            self.files.append(StoredFile(rel, size, chunk.sha256))
+            mode = (chunk.mode & 0o755) | 0o600
+            os.chmod(self.root / rel, mode)
+            self.files.append(StoredFile(rel, size, chunk.sha256, mode))
 
     def finish(self) -> list[StoredFile]:
         """The files written; ArtifactError if one is unfinished."""

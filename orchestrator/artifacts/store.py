@@ -15,6 +15,7 @@ from pathlib import Path
 from common.artifacts import ArtifactError, ArtifactLimits, FileWriter, file_chunks, safe_relpath
 from common.rpc import jobs_pb2
 from common.workflow.names import is_id
+from orchestrator.artifacts.archive import ArtifactArchive
 from orchestrator.logstore.store import _JOB_ID
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,10 @@ MANIFEST = "manifest.json"
 
 class ArtifactNotFound(ArtifactError):
     """No such artifact is stored here."""
+
+
+class ArchiveUnavailable(ArtifactError):
+    """The artifact archive (the cluster's database) cannot be written or read now."""
 
 
 @dataclass(frozen=True)
@@ -49,8 +54,9 @@ def _info(manifest: dict) -> jobs_pb2.ArtifactInfo:  # type: ignore[type-arg]
 class ArtifactStore:
     """Artifacts of this node's job attempts, beside their logs under ``root``."""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, archive: ArtifactArchive | None = None) -> None:
         self.root = Path(root)
+        self.archive = archive  # a cluster's: every node reads what any node stored
 
     def folder(self, job_id: str, attempt: int, name: str | None = None) -> Path:
         if not _JOB_ID.match(job_id) or attempt < 1:
@@ -101,8 +107,14 @@ class ArtifactStore:
             now = time.time()
             manifest = {"name": name, "job_id": job_id, "attempt": attempt, "job_key": job_key, "created_at": now,
                         "expires_at": now + expire_seconds if expire_seconds > 0 else None,
-                        "files": [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in files]}
+                        "files": [{"path": f.path, "size": f.size, "sha256": f.sha256, "mode": f.mode}
+                                  for f in files]}
             await asyncio.to_thread(self._install, staging, base / name, manifest)
+            if self.archive is not None:
+                try:
+                    await self.archive.put(manifest, base / name / "files")
+                except ArtifactError as err:
+                    raise ArchiveUnavailable(str(err)) from err
             return _info(manifest)
         finally:
             await asyncio.to_thread(shutil.rmtree, staging, True)
@@ -125,24 +137,41 @@ class ArtifactStore:
     async def used_bytes(self, job_id: str, attempt: int) -> int:
         return sum(info.bytes for info in await self.list(job_id, attempt))
 
-    async def get(self, job_id: str, attempt: int, name: str) -> jobs_pb2.ArtifactInfo:
+    async def _manifest(self, job_id: str, attempt: int, name: str) -> tuple[dict, bool]:  # type: ignore[type-arg]
+        """The artifact's manifest and whether its files are on this node (else in the archive)."""
         path = self.folder(job_id, attempt, name) / MANIFEST
         try:
-            text = await asyncio.to_thread(path.read_text)
+            manifest, local = json.loads(await asyncio.to_thread(path.read_text)), True
         except FileNotFoundError:
-            raise ArtifactNotFound(f"job {job_id} attempt {attempt} has no artifact {name!r}") from None
+            found = [m for m in await self._archived(job_id, attempt) if m["name"] == name]
+            if not found:
+                raise ArtifactNotFound(f"job {job_id} attempt {attempt} has no artifact {name!r}") from None
+            manifest, local = found[0], False
         except OSError as err:
             raise ArtifactError(f"cannot read artifact {name!r} of job {job_id}: {err.strerror}") from err
-        manifest = json.loads(text)
         if manifest.get("expires_at") and manifest["expires_at"] <= time.time():
             raise ArtifactNotFound(f"artifact {name!r} of job {job_id} attempt {attempt} has expired")
-        return _info(manifest)
+        return manifest, local
+
+    async def _archived(self, job_id: str, attempt: int) -> list[dict]:  # type: ignore[type-arg]
+        if self.archive is None:
+            return []
+        try:
+            return await self.archive.manifests(job_id, attempt)
+        except ArtifactError as err:
+            raise ArchiveUnavailable(str(err)) from err
+
+    async def get(self, job_id: str, attempt: int, name: str) -> jobs_pb2.ArtifactInfo:
+        return _info((await self._manifest(job_id, attempt, name))[0])
 
     async def list(self, job_id: str, attempt: int) -> list[jobs_pb2.ArtifactInfo]:
-        """The attempt's artifacts, by name (expired ones are left out)."""
+        """The attempt's artifacts, by name (expired ones are left out): this node's, else the archive's."""
         base = self.folder(job_id, attempt)
         names = await asyncio.to_thread(lambda: sorted(p.name for p in base.iterdir() if not p.name.startswith("."))
                                         if base.is_dir() else [])
+        if not names:
+            return [_info(m) for m in await self._archived(job_id, attempt)
+                    if not (m.get("expires_at") and m["expires_at"] <= time.time())]
         out = []
         for name in names:
             try:
@@ -162,7 +191,13 @@ class ArtifactStore:
 
     async def chunks(self, job_id: str, attempt: int, name: str) -> AsyncIterator[jobs_pb2.ArtifactChunk]:
         """Every file of the artifact as chunks (``common.artifacts.file_chunks``)."""
-        info = await self.get(job_id, attempt, name)
+        manifest, local = await self._manifest(job_id, attempt, name)
+        if not local:
+            assert self.archive is not None
+            async for chunk in self.archive.chunks(manifest):
+                yield chunk
+            return
+        info = _info(manifest)
         files = self.folder(job_id, attempt, name) / "files"
         for entry in info.file_list:
             rel = safe_relpath(entry.path)
@@ -188,6 +223,8 @@ class ArtifactStore:
                     gone += 1
             return gone
         gone = await asyncio.to_thread(_sweep)
+        if self.archive is not None:
+            gone += await self.archive.expire()
         if gone:
             log.info("deleted %d expired artifacts", gone)
         return gone

@@ -15,7 +15,7 @@ import grpc
 
 from common.artifacts import ArtifactError, ArtifactTooLarge
 from common.rpc import jobs_pb2, runner_pb2
-from orchestrator.artifacts.store import ArtifactNotFound
+from orchestrator.artifacts.store import ArchiveUnavailable, ArtifactNotFound
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,9 @@ class ArtifactRpcs:
                 first=first.chunk)
         except ArtifactTooLarge as err:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
+        except ArchiveUnavailable as err:
+            log.error("cannot archive an artifact: %s", err, extra={"fields": {"job": job.job_id}})
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the orchestrator cannot store artifacts right now")
         except ArtifactError as err:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
         except OSError as err:
@@ -74,5 +77,7 @@ class ArtifactRpcs:
                 yield chunk
         except ArtifactNotFound as err:
             await context.abort(grpc.StatusCode.NOT_FOUND, str(err))
+        except ArchiveUnavailable as err:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(err))
         except ArtifactError as err:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
