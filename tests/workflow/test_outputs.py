@@ -96,3 +96,15 @@ def test_a_cache_key_resolves_from_the_checkout(tmp_path: Path) -> None:
     (tmp_path / "Cargo.lock").write_text("v2")
     assert resolve_key("cargo-{{ hash Cargo.lock }}-{{ runs_on }}", tmp_path, "illumos") != first
     assert template_problem("-x") == "must start with a letter or digit"
+
+
+def test_cidev_inspect_shows_artifacts_and_caches() -> None:
+    from cidev.report import inspect_json, inspect_text
+
+    workflow = parse_workflow(GOOD)
+    text = inspect_text("ci.kdl", workflow)
+    assert "  artifact dist: dist/*.p5p (after always, expires after 30d)" in text
+    assert "  cache cargo: ~/.cargo keyed cargo-{{ hash Cargo.lock }}-{{ runs_on }}, else cargo-*, old-*" in text
+    job = inspect_json("ci.kdl", workflow)["jobs"][0]  # type: ignore[index]
+    assert job["artifacts"][1] == {"name": "logs", "path": "build/logs", "expire": None, "when": "success"}
+    assert job["caches"][0]["restore_keys"] == ["cargo-", "old-"]
