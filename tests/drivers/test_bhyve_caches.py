@@ -99,3 +99,31 @@ async def test_a_cache_disk_saved_by_one_run_is_cloned_into_the_next(
             assert await driver.list_owned() == set()
     finally:
         await driver.aclose()
+
+
+async def test_cache_disks_of_gone_vms_are_reconciled_and_old_caches_evicted(
+        fake_host: FakeHost, bhyve_cfg: BhyveConfig) -> None:
+    from tests.drivers.test_fake_tools import ok
+
+    driver = BhyveDriver(dataclasses.replace(bhyve_cfg, cache_dataset=ROOT, cache_max_repo_bytes="2K"))
+    assert driver.caches is not None
+    try:
+        # A VM's cache disk left by a process that died: the driver lists the VM, destroy takes the disk.
+        ok(fake_host, "zfs", "create", "-p", "-V", "1G", f"{ROOT}/vms/solstice-0badf00d-1-c0")
+        assert await driver.list_owned() == {"solstice-0badf00d-1"}
+        await driver.destroy("solstice-0badf00d-1")
+        assert await driver.list_owned() == set()
+        # Three saved caches of 1 KiB under a 2 KiB bound: the least recently used goes.
+        scope = cache_scope(request("job-e", type("R", (), {"url": "x", "sha": "a" * 40})()))
+        for n, used in (("k1", "30"), ("k2", "10"), ("k3", "20")):
+            name = f"{ROOT}/{scope.repo_id}/{n}"
+            ok(fake_host, "zfs", "create", "-p", "-V", "1G", name)
+            (data_dir(name) / "blob").write_bytes(b"x" * 1024)
+            for prop, value in (("name", "deps"), ("key", f"deps-{n}"), ("branch", "main"), ("created", used),
+                                ("used", used)):
+                ok(fake_host, "zfs", "set", f"solstice:cache-{prop}={value}", name)
+            ok(fake_host, "zfs", "snapshot", f"{name}@saved")
+        assert await driver.caches.evict(scope.repo_id) == [f"{ROOT}/{scope.repo_id}/k2"]
+        assert sorted(s.key for s in await driver.caches.saved(scope.repo_id)) == ["deps-k1", "deps-k3"]
+    finally:
+        await driver.aclose()

@@ -366,6 +366,9 @@ def prop_value(state: dict[str, Any], name: str, prop: str, parsable: bool) -> s
         if d["type"] != "filesystem":
             return "-"
         return mountpoint(state, name) or "none"
+    if prop in ("used", "refer") and data_dir(name).is_dir():
+        size = sum(f.stat().st_size for f in data_dir(name).rglob("*") if f.is_file())
+        return str(size) if parsable else f"{size}B"  # the files on the volume (zvol-data above)
     return "0" if parsable else "0B"
 
 
