@@ -144,6 +144,9 @@ async def save(conn: Connection, job: runner_pb2.RunnerJob, restored: list[Resto
         if not item.key or item.exact:
             continue
         spec = item.spec
+        if not item.directory.is_dir():
+            note(f'cache "{spec.name}" is not saved: {spec.path} is not a directory after the steps')
+            continue
         try:
             files = await asyncio.to_thread(_files, item.directory) if job.cache_mode == "copy" else []
             total = 0

@@ -18,6 +18,7 @@ import grpc
 
 from common.artifacts import ArtifactError, ArtifactTooLarge
 from common.rpc import jobs_pb2, runner_pb2
+from common.workflow.cachekeys import KEY_RE
 from orchestrator.caches.dirstore import CacheError
 from orchestrator.caches.scope import cache_scope
 
@@ -64,9 +65,14 @@ class CacheRpcs:
         if scope.writes is None:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED,
                                 "this job may not save caches (a fork's pull request only restores them)")
+        if not KEY_RE.fullmatch(first.key):  # it names a directory or goes into a zfs property
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"cache key {first.key[:80]!r} is not valid")
         if gateway.cache_mode(session.job.job_id, session.job.attempt) == "disk":
             saved = gateway.disk_caches.mark_save(session.job.job_id, session.job.attempt, first.name, first.key)
             return runner_pb2.CacheReceipt(saved=saved)
+
+        if await gateway.caches.exists(scope, first.name, first.key):
+            return runner_pb2.CacheReceipt(saved=False)  # saved already: its files need not come
 
         async def chunks() -> AsyncIterator[jobs_pb2.ArtifactChunk]:
             async for message in request_iterator:

@@ -68,6 +68,9 @@ async def test_saved_by_one_job_restored_by_the_next_and_a_fork_cannot_write(tmp
                 receipt = await save(s1, r1, "deps-aaa", b"compiled")
                 assert (receipt.saved, receipt.files, receipt.bytes) == (True, 1, 8)
                 assert not (await save(s1, r1, "deps-aaa", b"other")).saved  # the first save of a key stands
+                with pytest.raises(grpc.aio.AioRpcError) as bad:
+                    await save(s1, r1, "deps\tx/../y", b"x")  # keys name directories and zfs properties
+                assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
                 s2, r2, _ = await session("job-2")  # the next run on main
                 head, chunks = await restore(s2, r2, "deps-aaa")
