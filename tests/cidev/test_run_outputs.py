@@ -46,7 +46,7 @@ def test_artifacts_between_jobs_and_a_cache_restored_by_the_next_run(tmp_path: P
     assert (arts / "build" / "dist" / "dist" / "pkg.txt").read_text() == "v1\n"
     assert len(list(caches.glob("*/*/deps/deps-*/meta.json"))) == 1
 
-    code, out = cidev(repo, "--cache-dir", str(caches))
+    code, out = cidev(repo, "--cache-dir", str(caches), "--job", "build")
     assert code == 0, out
     assert '[build] * cache "deps" restored from its key: 1 files -> .deps' in out
     assert "[build] | downloading" not in out and "[build] | v1" in out
@@ -54,7 +54,7 @@ def test_artifacts_between_jobs_and_a_cache_restored_by_the_next_run(tmp_path: P
 
     (repo / "deps.lock").write_text("serde 1.1\n")
     git(repo, "commit", "-q", "-am", "bump")
-    code, out = cidev(repo, "--cache-dir", str(caches))
+    code, out = cidev(repo, "--cache-dir", str(caches), "--job", "build")
     assert code == 0, out
     assert '[build] * cache "deps" restored from key deps-' in out and "[build] | downloading" not in out
     assert len(list(caches.glob("*/*/deps/deps-*/meta.json"))) == 2  # saved under the new key too
