@@ -37,7 +37,7 @@ from runner.shipper import LogShipper
 from runner.sink import LogSink
 from runner.spool import Spool
 from runner.steps import StepUser, resolve_workdir, run_step, script_argv
-from runner.workspace import hand_over, hand_over_tree, step_user, write_script
+from runner.workspace import hand_over, step_user, write_script
 
 log = logging.getLogger(__name__)
 
@@ -228,12 +228,8 @@ class JobRun:
                 sink.note(JOB_STEP, problem)
                 return jobs_pb2.JOB_STATE_ERRORED, problem, self._skipped(job, 0, results)
         if job.caches and job.cache_mode:
-            self.caches = await caches.restore(self.conn, job, workspace, caches.home_of(settings.home, user is not None),
-                                               lambda text: sink.note(JOB_STEP, text), settings.disk_dir)
-            if user is not None:
-                for item in self.caches:
-                    if item.directory.is_relative_to(settings.home):
-                        await asyncio.to_thread(hand_over_tree, item.directory, user)
+            self.caches = await caches.restore_for(self.conn, job, workspace, settings, user,
+                                                   lambda text: sink.note(JOB_STEP, text))
         if user is not None:
             await asyncio.to_thread(hand_over, workspace, settings.home, user)
         shell = list(job.shell) or ["bash", "-eo", "pipefail", "-c"]

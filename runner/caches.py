@@ -25,6 +25,9 @@ from common.rpc import jobs_pb2, runner_pb2
 from common.workflow.cachekeys import resolve_key
 from common.workflow.limits import show_bytes
 from runner.connection import Connection, ConnectionError_
+from runner.settings import RunnerSettings
+from runner.steps import StepUser
+from runner.workspace import hand_over_tree
 
 log = logging.getLogger(__name__)
 Note = Callable[[str], None]
@@ -183,6 +186,17 @@ async def save(conn: Connection, job: runner_pb2.RunnerJob, restored: list[Resto
             note(f'cache "{spec.name}" saved under key {item.key}: {receipt.files} files, {show_bytes(receipt.bytes)}')
         else:
             note(f'cache "{spec.name}" will be saved under key {item.key} when the VM stops')
+
+
+async def restore_for(conn: Connection, job: runner_pb2.RunnerJob, workspace: Path, settings: RunnerSettings,
+                      user: StepUser | None, note: Note) -> list[Restored]:
+    """``restore`` with the runner's settings; caches in the step user's home are handed to it."""
+    restored = await restore(conn, job, workspace, home_of(settings.home, user is not None), note, settings.disk_dir)
+    if user is not None:
+        for item in restored:
+            if item.directory.is_relative_to(settings.home) and item.directory.exists():
+                await asyncio.to_thread(hand_over_tree, item.directory, user)
+    return restored
 
 
 def home_of(settings_home: Path, has_user: bool) -> Path:
