@@ -22,7 +22,7 @@ def test_runner_service_has_every_call():
 
     service = runner_pb2.DESCRIPTOR.services_by_name["RunnerService"]
     assert set(service.methods_by_name) == {"GetJob", "StreamLogs", "ReportStep", "Heartbeat", "Complete",
-                                            "UploadArtifact", "DownloadArtifact"}
+                                            "UploadArtifact", "DownloadArtifact", "RestoreCache", "SaveCache"}
     upload = service.methods_by_name["UploadArtifact"]
     assert upload.client_streaming and not upload.server_streaming
     stream = service.methods_by_name["StreamLogs"]
