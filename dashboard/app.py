@@ -267,10 +267,22 @@ class Dashboard:
             raise web.HTTPNotFound(text=f"{err}\n") from None
         if not any(f.path == path for f in info.file_list):
             raise web.HTTPNotFound(text=f"artifact {name} has no file {path}\n")
-        file = backing.artifacts.folder(job.job_id, attempt, name) / "files" / safe_relpath(path)
         filename = path.rsplit("/", 1)[-1].replace('"', "")
-        return web.FileResponse(file, headers={"Content-Disposition": f'attachment; filename="{filename}"',
-                                               "Content-Type": "application/octet-stream"})
+        headers = {"Content-Disposition": f'attachment; filename="{filename}"', "Content-Type": "application/octet-stream"}
+        try:
+            file = backing.artifacts.folder(job.job_id, attempt, name) / "files" / safe_relpath(path)
+        except ArtifactError:
+            file = None
+        if file is not None and file.is_file():
+            return web.FileResponse(file, headers=headers)
+        # Not on this node (a cluster's dashboard): the archive's chunks of that one file.
+        response = web.StreamResponse(headers=headers)
+        await response.prepare(request)
+        async for chunk in backing.artifacts.chunks(job.job_id, attempt, name):
+            if chunk.path == path:
+                await response.write(chunk.data)
+        await response.write_eof()
+        return response
 
     async def job(self, request: web.Request) -> web.Response:
         backing, job = await self._job(request)

@@ -21,6 +21,8 @@ from dashboard.links import ForgeLinks, github_web_url
 from dashboard.logsource import NoLogs
 from integration.admin_link import admin_target
 from integration.settings import IntegrationSettings
+from orchestrator.artifacts.archive import ArtifactArchive
+from orchestrator.artifacts.store import ArtifactStore
 from orchestrator.metrics import store_families
 from orchestrator.store import open_store
 
@@ -40,6 +42,8 @@ async def open_dashboard(settings: IntegrationSettings) -> AsyncIterator[tuple[D
         dashboard = Dashboard(settings.dashboard, settings.public_url)
         actions = AdminActions(admin_target(settings.admin), float(settings.admin.timeout)) if settings.admin.address \
             else None
-        dashboard.attach(Backing(store, NoLogs(), actions, ForgeLinks(web)))
+        backend = getattr(store, "backend", None)  # the nodes' artifact archive (orchestrator/artifacts)
+        artifacts = ArtifactStore(None, ArtifactArchive(backend)) if backend is not None else None
+        dashboard.attach(Backing(store, NoLogs(), actions, ForgeLinks(web), artifacts=artifacts))
         metrics.add_source(store_families(store))
         yield dashboard, metrics

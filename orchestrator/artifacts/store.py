@@ -54,13 +54,15 @@ def _info(manifest: dict) -> jobs_pb2.ArtifactInfo:  # type: ignore[type-arg]
 class ArtifactStore:
     """Artifacts of this node's job attempts, beside their logs under ``root``."""
 
-    def __init__(self, root: str | Path, archive: ArtifactArchive | None = None) -> None:
-        self.root = Path(root)
+    def __init__(self, root: str | Path | None, archive: ArtifactArchive | None = None) -> None:
+        self.root = Path(root) if root is not None else None  # None: the archive only (the cluster's dashboard)
         self.archive = archive  # a cluster's: every node reads what any node stored
 
     def folder(self, job_id: str, attempt: int, name: str | None = None) -> Path:
         if not _JOB_ID.match(job_id) or attempt < 1:
             raise ArtifactError(f"job {job_id!r} attempt {attempt} cannot hold artifacts")
+        if self.root is None:
+            raise ArtifactNotFound("this process keeps no artifact files")
         base = self.root / job_id / "artifacts" / str(attempt)
         if name is None:
             return base
@@ -139,10 +141,10 @@ class ArtifactStore:
 
     async def _manifest(self, job_id: str, attempt: int, name: str) -> tuple[dict, bool]:  # type: ignore[type-arg]
         """The artifact's manifest and whether its files are on this node (else in the archive)."""
-        path = self.folder(job_id, attempt, name) / MANIFEST
         try:
+            path = self.folder(job_id, attempt, name) / MANIFEST
             manifest, local = json.loads(await asyncio.to_thread(path.read_text)), True
-        except FileNotFoundError:
+        except (FileNotFoundError, ArtifactNotFound):
             found = [m for m in await self._archived(job_id, attempt) if m["name"] == name]
             if not found:
                 raise ArtifactNotFound(f"job {job_id} attempt {attempt} has no artifact {name!r}") from None
@@ -166,9 +168,9 @@ class ArtifactStore:
 
     async def list(self, job_id: str, attempt: int) -> list[jobs_pb2.ArtifactInfo]:
         """The attempt's artifacts, by name (expired ones are left out): this node's, else the archive's."""
-        base = self.folder(job_id, attempt)
+        base = self.folder(job_id, attempt) if self.root is not None else None
         names = await asyncio.to_thread(lambda: sorted(p.name for p in base.iterdir() if not p.name.startswith("."))
-                                        if base.is_dir() else [])
+                                        if base is not None and base.is_dir() else [])
         if not names:
             return [_info(m) for m in await self._archived(job_id, attempt)
                     if not (m.get("expires_at") and m["expires_at"] <= time.time())]
@@ -212,6 +214,8 @@ class ArtifactStore:
         """Delete artifacts past their ``expire``; how many went."""
         def _sweep() -> int:
             gone = 0
+            if self.root is None:
+                return 0
             now = time.time()
             for manifest_path in self.root.glob(f"*/artifacts/*/*/{MANIFEST}"):
                 try:

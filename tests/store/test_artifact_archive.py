@@ -44,6 +44,9 @@ async def test_an_artifact_stored_on_one_node_is_read_on_another(store: Store, t
     assert [f.path for f in writer.finish()] == ["empty", "run.sh", "sub/big.bin"]
     assert (out / "sub" / "big.bin").read_bytes() == big and (out / "empty").read_bytes() == b""
     assert (out / "run.sh").stat().st_mode & 0o111
+    viewer = ArtifactStore(None, archive)  # the cluster's dashboard: no files of its own
+    assert [a.bytes for a in await viewer.list("job-1", 1)] == [2_500_010]
+    assert b"".join([c.data async for c in viewer.chunks("job-1", 1, "dist") if c.path == "sub/big.bin"]) == big
 
     # Uploaded again (a retried attempt's resend) with an expire already past: replaced, then expired.
     await node_a.receive("job-1", 1, "build", 1e-6, _upload(src / "sub"), node_a_limits())
