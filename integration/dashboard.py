@@ -24,6 +24,8 @@ from dashboard.adminlogs import AdminLogs
 from dashboard.logsource import LogSource, NoLogs
 from integration.admin_link import admin_target
 from integration.settings import IntegrationSettings
+from orchestrator.artifacts.archive import ArtifactArchive
+from orchestrator.artifacts.store import ArtifactStore
 from orchestrator.metrics import store_families
 from orchestrator.store import open_store
 
@@ -48,6 +50,8 @@ async def open_dashboard(settings: IntegrationSettings, columns: Sequence[Column
         if settings.admin.address:
             target, timeout = admin_target(settings.admin), float(settings.admin.timeout)
             actions, logs = AdminActions(target, timeout), AdminLogs(target, timeout)
-        dashboard.attach(Backing(store, logs, actions, ForgeLinks(web), columns=tuple(columns)))
+        backend = getattr(store, "backend", None)  # the nodes' artifact archive (orchestrator/artifacts)
+        artifacts = ArtifactStore(None, ArtifactArchive(backend)) if backend is not None else None
+        dashboard.attach(Backing(store, logs, actions, ForgeLinks(web), columns=tuple(columns), artifacts=artifacts))
         metrics.add_source(store_families(store))
         yield dashboard, metrics

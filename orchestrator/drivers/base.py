@@ -24,6 +24,8 @@ Every clause above is a test of tests/drivers/contract/, run on every driver
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncio
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -50,6 +52,10 @@ class VmSpec:
     label: str
     bootstrap: RunnerBootstrap
     trusted: bool = True
+    # The job's caches and their scope (orchestrator.caches): a driver that keeps caches as
+    # disks (bhyve with a cache_dataset) attaches them in ``prepare``; the others ignore them.
+    caches: tuple[Any, ...] = ()
+    cache_scope: Any = None
 
     def __post_init__(self) -> None:
         validate_vm_name(self.name)

@@ -38,7 +38,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from common.keyedlocks import KeyedLocks
+from orchestrator.caches.zfs import ZfsCaches
 from orchestrator.catalog import BhyveConfig, ImageEntry
+from orchestrator.catalog import size_bytes as catalog_size
 from orchestrator.drivers.base import VmSpec
 from orchestrator.drivers.bhyve_console import ConsoleCapture, tail_file
 from orchestrator.drivers.bhyve_guest import check_user_data, diagnose, render_guest_user_data, timeout_reason
@@ -88,6 +90,8 @@ class BhyveDriver:
         self._image_problems: dict[str, str | None] = {}
         self._store: Store | None = None  # for address leases (attach_store)
         self._host = ""
+        self.caches = ZfsCaches(self.zones.run, config.zfs, config.cache_dataset, config.cache_volume_size,
+                                catalog_size(config.cache_max_repo_bytes)) if config.cache_dataset else None
 
     def attach_store(self, store: Store, host: str) -> None:
         """Lease guest addresses in ``store`` as node ``host`` (serve.py calls this once the store is open)."""
@@ -172,6 +176,11 @@ class BhyveDriver:
         if image.disk_size:
             await run(c.zfs, "set", f"volsize={image.disk_size}", disk)
         await self._wait_for_zvol(disk)
+        cache_disks: list[str] = []
+        if self.caches is not None and spec.caches and spec.cache_scope is not None:
+            cache_disks = await self.caches.prepare(vm, spec.job_id, spec.attempt, spec.cache_scope, spec.caches)
+            for cache_disk in cache_disks:
+                await self._wait_for_zvol(cache_disk)
         vnic = vnic_name(vm)
         await run(c.dladm, "create-vnic", "-t", "-l", image.link, vnic)
         state = self._state(vm)
@@ -181,6 +190,7 @@ class BhyveDriver:
             zone=vm, zonepath=self._zonepath(vm), vnic=vnic, disk=disk, vcpus=image.vcpus, ram=image.ram,
             user_data=str(state / "user-data"), bootrom=image.rom, memreserve=image.memreserve,
             address=net.address, gateway=net.gateway, resolvers=net.resolvers, dns_domain=net.dns_domain,
+            cache_disks=tuple(cache_disks),
         ))
         await asyncio.to_thread(_write_private, state, "zonecfg", zonecfg)
         await run(c.zonecfg, "-z", vm, "-f", str(state / "zonecfg"))
@@ -284,6 +294,8 @@ class BhyveDriver:
         await self.zones.tolerate(GONE_LINK, c.dladm, "delete-vnic", vnic_name(vm))
         await self.zones.tolerate(GONE_DATASET, c.zfs, "destroy", "-r", self._zonepath_dataset(vm))
         await self.zones.tolerate(GONE_DATASET, c.zfs, "destroy", self._disk(vm))
+        if self.caches is not None:  # the zone is gone: its cache disks are free to save or destroy
+            await self.caches.finish(vm)
         await asyncio.to_thread(shutil.rmtree, self._state(vm), True)
         if self._store is not None:  # last: the address is free only once nothing uses it
             await self._store.release_address(self._host, vm)
@@ -320,6 +332,9 @@ class BhyveDriver:
         owned.update(vm for vm in map(vm_of_vnic, vnics.stdout.split()) if vm)
         for names in children:
             owned |= names
+        if self.caches is not None:
+            owned.update(vm for vm in map(self.caches.vm_of_disk, await self.caches.vm_disks())
+                         if vm and is_vm_name(vm))
         with contextlib.suppress(OSError):
             owned.update(p.name for p in c.state_dir.iterdir() if is_vm_name(p.name))
         if self._store is not None:  # an address leased by a process killed before it made anything

@@ -42,6 +42,10 @@ from orchestrator.node.events import announce_applied, announce_transition, job_
 from orchestrator.node.failnote import note_failure
 from orchestrator.node.outcomes import Outcomes, while_unavailable
 from orchestrator.node.settings import TimeoutConfig
+from common.artifacts import ArtifactError
+from orchestrator.artifacts.store import ArtifactSource
+from orchestrator.caches.scope import cache_scope
+from orchestrator.node.needs import artifact_sources
 from orchestrator.runnerapi import AssignedJob, JobOutcome, RunnerGateway
 from orchestrator.secrets.broker import Granted, SecretBroker, SecretsRefused
 from orchestrator.secrets.errors import SecretError
@@ -197,6 +201,30 @@ class AttemptRun:
         else:
             self._open_steps[step.index] = step.name
 
+    async def _inputs(self) -> tuple[ArtifactSource, ...]:
+        """The attempts of the jobs this one needs, whose artifacts its runner downloads."""
+        needs = self.job.request.needs
+        if not needs:
+            return ()
+        try:
+            return artifact_sources(needs, await self.s.store.jobs_of_run(self.job.request.run_id))
+        except StoreError as err:
+            log.error("cannot look up the needed jobs' artifacts: %s", err, extra={"fields": {"job": self.job.job_id}})
+            return ()
+
+    async def _stored_artifacts(self) -> list[jobs_pb2.ArtifactInfo]:
+        """What the attempt stored, for its terminal event (the forge check links to them)."""
+        if not self.job.request.artifacts:
+            return []
+        try:
+            found = await self.s.gateway.artifacts.list(self.job.job_id, self.attempt)
+        except (ArtifactError, OSError) as err:
+            log.error("cannot list the job's artifacts: %s", err, extra={"fields": {"job": self.job.job_id}})
+            return []
+        for info in found:
+            del info.file_list[:]  # names and sizes are enough for an event
+        return found
+
     async def _clone_userinfo(self) -> str:
         """The clone URL's credentials an operator's job keeps apart ("" for every other job)."""
         if not self.job.request.clone_credentials:
@@ -220,13 +248,14 @@ class AttemptRun:
         timeout = job.request.timeout_seconds or float(s.timeouts.job)
         session = s.gateway.assign(
             AssignedJob(job.job_id, self.attempt, job.request, granted.values, timeout_seconds=timeout,
-                        clone_userinfo=await self._clone_userinfo(),
+                        clone_userinfo=await self._clone_userinfo(), artifact_inputs=await self._inputs(),
                         log_limit_bytes=s.logs.limit_for(job.runs_on), log_limit_fails=s.logs.fail_at_limit),
             on_step=self._on_step, on_delivery=granted.delivered,
             token_ttl=token_lifetime(s.timeouts, timeout),
         )
         spec = VmSpec(self.vm, job.job_id, self.attempt, job.runs_on, RunnerBootstrap(s.runner_address, session.token),
-                      trusted=job.request.trusted)
+                      trusted=job.request.trusted, caches=tuple(job.request.caches),
+                      cache_scope=cache_scope(job.request) if job.request.caches else None)
         state: JobState
         reason = ""
         try:
@@ -442,6 +471,7 @@ class AttemptRun:
             return
         tail = outcome.log_tail if outcome is not None else []
         event = job_event(job, state, attempt=self.attempt, host=s.host, reason=reason, steps=steps, log_tail=tail)
+        event.artifacts.extend(await self._stored_artifacts())
         if not await s.outcomes.record(event, self.control.aborting, unreported):
             log.info("final state not applied (the attempt moved on, or waits on disk for the store)",
                      extra={"fields": {"job": job.job_id, "attempt": self.attempt, "state": state.name}})

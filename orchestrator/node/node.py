@@ -194,7 +194,7 @@ class Node:
         metrics.slots(self.capacity.total, self.capacity.total - self.capacity.free())
         self.draining = host.draining
         self.scheduler.set_accepting(not host.draining)
-        await reconcile_once(p.store, p.driver, self.host, self.scheduler.local_vms)
+        await reconcile_once(p.store, p.driver, self.host, self.scheduler.local_vms, p.gateway.caches)
         if p.logs is not None:  # before any attempt runs: what an earlier process left is shipped first
             await p.logs.start()
             self._loops.update(p.logs.tasks)
@@ -212,7 +212,8 @@ class Node:
             p.store, self.outbox, t.stale_after, t.max_attempts, t.sweep, self.store_health,
             own=lambda: finish_lost(p.store, self.outbox, self.outcomes, self.host, scheduler.live_jobs,
                                     t.max_attempts, settled=t.stale_after)))
-        self._spawn("reconciler", reconcile_loop(p.store, p.driver, self.host, self.scheduler.local_vms, t.reconcile))
+        self._spawn("reconciler", reconcile_loop(p.store, p.driver, self.host, self.scheduler.local_vms, t.reconcile,
+                                                 p.gateway.caches))
         self._spawn("store watcher", self._watch_store(t.cancel_poll))
         self._spawn("free slots", self._sync_slots())
         self._state = "started"

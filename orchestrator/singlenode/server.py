@@ -57,6 +57,9 @@ from integration.webhooks import FORGE_NAMES, SECRET_SETTINGS
 from orchestrator.admin import admin_servicer_factory
 from orchestrator.drivers.base import Driver
 from orchestrator.drivers.registry import attach_store, make_driver
+from orchestrator.artifacts.store import ArtifactStore
+from orchestrator.caches.wiring import cache_options
+from orchestrator.drivers.registry import disk_caches
 from orchestrator.logstore import LogStore
 from orchestrator.logstore.service import open_node_logs
 from orchestrator.metrics import store_families
@@ -163,7 +166,10 @@ async def _run(settings: ServeSettings, say: Callable[[str], None], stop: asynci
         driver = _make_driver(settings)
         stack.push_async_callback(driver.aclose)
         attach_store(driver, store, node_settings.node.host)  # bhyve: guest address leases
-        gateway = RunnerGateway(logstore, TokenIssuer(node_settings.token_key(), node_settings.grpc.token_ttl))
+        gateway = RunnerGateway(logstore, TokenIssuer(node_settings.token_key(), node_settings.grpc.token_ttl),
+                                artifact_limits=node_settings.artifacts.limits(),
+                                **cache_options(node_settings))
+        gateway.disk_caches = disk_caches(driver)  # bhyve: caches are cloned disks (orchestrator/caches/zfs.py)
         secrets = await stack.enter_async_context(
             open_secrets(node_settings.secrets, store, node_settings.node.host, default_key_file=data / "secrets.key"))
         logs = await stack.enter_async_context(
@@ -208,7 +214,8 @@ def _dashboard_backing(settings: ServeSettings, store: Store, logstore: LogStore
 
     # The node's outbox: the dashboard's events and requests keep their order with the node's own.
     actions = StoreActions(store, node.outbox, node)
-    return DashboardBacking(store, LocalLogs(logstore), actions, ForgeLinks(web), driver_of)
+    return DashboardBacking(store, LocalLogs(logstore), actions, ForgeLinks(web), driver_of,
+                            artifacts=ArtifactStore(logstore.root))
 
 
 async def _hurry_on(hurry: asyncio.Event, node: Node, say: Callable[[str], None]) -> None:
