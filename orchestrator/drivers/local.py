@@ -251,6 +251,10 @@ class LocalDriver:
         if leftover is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(leftover, signal.SIGKILL)
+            # kill() returns before the process is gone: stop() means stopped.
+            deadline = loop.time() + 5.0
+            while loop.time() < deadline and self._alive_pid(vm) is not None:
+                await asyncio.sleep(0.02)
         if proc is not None:
             if proc.returncode is None:
                 try:
