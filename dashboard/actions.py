@@ -95,7 +95,7 @@ class AdminActions:
         await self._call(lambda admin: admin.retry(job_id), job_id)
         log.info("job re-run from the dashboard", extra={"fields": {"job": job_id, "operator": principal.name}})
 
-    async def _call(self, call, job_id: str) -> admin_pb2.JobInfo:  # type: ignore[no-untyped-def]
+    async def _call(self, call, job_id: str) -> admin_pb2.JobInfo:
         try:
             async with AdminClient(self.target, self.timeout) as admin:
                 return await call(admin)

@@ -117,6 +117,6 @@ async def to_raw(source: Path, base: BaseImage, raw: Path, size: int, work: Path
     os.replace(tmp, raw)
 
 
-def _decompress(opener, source: Path, out: Path) -> None:  # type: ignore[no-untyped-def]
+def _decompress(opener, source: Path, out: Path) -> None:
     with opener(source, "rb") as i, open(out, "wb") as o:
         shutil.copyfileobj(i, o, CHUNK)

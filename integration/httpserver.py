@@ -83,7 +83,8 @@ def _body_deadline(limit: float) -> Any:
         try:
             return await handler(request)
         except BodyTimeout as err:
-            log.warning("slow request body cut", extra={"fields": {"remote": request.remote or "", "path": request.path}})
+            log.warning("slow request body cut",
+                        extra={"fields": {"remote": request.remote or "", "path": request.path}})
             response = web.Response(status=408, text=f"{err}\n")
             response.force_close()
             return response
@@ -173,8 +174,9 @@ class GuardedSite(web.BaseSite):
     @property
     def address(self) -> tuple[str, int]:
         """The address bound (the real port when 0 was asked for)."""
-        if self._server is not None and getattr(self._server, "sockets", None):
-            host, port = self._server.sockets[0].getsockname()[:2]  # type: ignore[union-attr]
+        sockets = getattr(self._server, "sockets", None)
+        if sockets:
+            host, port = sockets[0].getsockname()[:2]
             return str(host), int(port)
         return self._host, self._port
 

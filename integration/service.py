@@ -184,7 +184,8 @@ class WebhookService:
             log.info("webhook ignored: %s", event.reason, extra={"fields": fields})
             return Outcome(202, "ignored", event.reason)
         if not DELIVERY_ID.fullmatch(delivery.delivery_id):
-            return Outcome(400, "bad delivery id", "the delivery id header is missing or not 1-128 printable characters")
+            return Outcome(400, "bad delivery id",
+                           "the delivery id header is missing or not 1-128 printable characters")
         key = f"{delivery.forge.value}:{delivery.delivery_id}"
         try:
             if isinstance(event, BuildRequested):

@@ -115,7 +115,8 @@ async def receive(request: web.Request, forge: Forge) -> web.Response:
                       f"set {SECRET_SETTINGS[forge]} and restart it")
     cap = service.settings.max_body_bytes
     if request.content_length is not None and request.content_length > cap:
-        log.warning("oversize webhook refused", extra={"fields": {"forge": forge.value, "length": request.content_length}})
+        log.warning("oversize webhook refused",
+                    extra={"fields": {"forge": forge.value, "length": request.content_length}})
         return _too_large(cap)
     body = await read_capped(request, cap)
     if body is None:

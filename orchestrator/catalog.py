@@ -62,7 +62,7 @@ def is_label(text: str) -> bool:
     return bool(_LABEL.fullmatch(text))
 
 
-def _check(what: str, check, value: str) -> None:  # type: ignore[no-untyped-def]
+def _check(what: str, check, value: str) -> None:
     try:
         check(value)
     except NameInvalid as err:

@@ -111,7 +111,8 @@ class Connection:
 
     # -- unary calls ----------------------------------------------------------
 
-    async def call(self, name: str, fn: Callable[[], Awaitable[T]], retry_while: Callable[[], bool] = lambda: True) -> T:
+    async def call(self, name: str, fn: Callable[[], Awaitable[T]],
+                   retry_while: Callable[[], bool] = lambda: True) -> T:
         """Run the unary call ``fn`` until it succeeds, is refused, or the
         orchestrator is gone (``retry_while`` returning False also stops)."""
         backoff = self.backoff()

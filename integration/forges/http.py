@@ -165,7 +165,7 @@ class ForgeHttp:
                     status = answer.status
                     answer_headers = {name: answer.headers.get(name, "") for name in
                                       ("Retry-After", "x-ratelimit-remaining", "x-ratelimit-reset")}
-            except (aiohttp.ClientError, asyncio.TimeoutError) as err:
+            except (TimeoutError, aiohttp.ClientError) as err:
                 metrics.forge_called(self.forge.lower(), None)
                 last = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
                 if not idempotent:

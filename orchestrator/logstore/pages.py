@@ -90,7 +90,7 @@ async def with_keepalive(pages: AsyncIterator[admin_pb2.LogPage],
                          every: float = KEEPALIVE_SECONDS) -> AsyncIterator[admin_pb2.LogPage]:
     """``pages``, with a ``keepalive`` page whenever none came for ``every`` seconds."""
     it = pages.__aiter__()
-    pending: asyncio.Future | None = None  # type: ignore[type-arg]
+    pending: asyncio.Future | None = None
     try:
         while True:
             if pending is None:

@@ -29,7 +29,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from common import metrics
 from common.bootstrap import RunnerBootstrap
@@ -138,8 +138,9 @@ async def _phase(name: str, awaitable: Awaitable[T], timeout: float, control: At
     """Run one phase against its deadline and the attempt's interruption."""
     work = asyncio.ensure_future(awaitable)
     stop = control.stopped()
+    waiting: set[asyncio.Future[Any]] = {work, stop}
     try:
-        done, _ = await asyncio.wait({work, stop}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
     finally:
         if not work.done():
             work.cancel()
@@ -282,7 +283,8 @@ class AttemptRun:
             self.on_torn_down()
         self._log_done()
         if self.control.aborted:
-            await self._announce_cancel_if_recorded()
+            # Whoever cancelled it announced it (cancel.py); an abort alone is no end.
+            log.info("attempt aborted", extra={"fields": {"job": self.job.job_id, "attempt": self.attempt}})
             return None
         if self.control.cancel_reason is not None:
             state, reason = JobState.CANCELLED, self.control.cancel_reason
@@ -290,7 +292,7 @@ class AttemptRun:
         await self._finalize(state, reason)
         return state
 
-    async def _provision_and_run(self, spec: VmSpec, session, timeout: float) -> tuple[JobState, str]:  # type: ignore[no-untyped-def]
+    async def _provision_and_run(self, spec: VmSpec, session, timeout: float) -> tuple[JobState, str]:
         s, t, control = self.s, self.s.timeouts, self.control
         if timeout > t.job_max:
             raise JobRefused(f"the job timeout of {timeout:g}s is over this node's limit of "
@@ -342,7 +344,7 @@ class AttemptRun:
             raise PhaseFailed(_with_console(message, await self._console())) from None
         return JobState.from_proto(self.outcome.state), self.outcome.reason
 
-    async def _finished_or_silent(self, session) -> JobOutcome:  # type: ignore[no-untyped-def]
+    async def _finished_or_silent(self, session) -> JobOutcome:
         """The runner's outcome; ``PhaseFailed`` once it made no call for ``runner_silence`` s.
 
         A runner that died (or hangs) mid-job makes no more calls: waiting for

@@ -46,7 +46,8 @@ async def open_parts(settings: NodeSettings) -> AsyncIterator[NodeParts]:
     private_dir(settings.data_dir)  # logs and the admin socket: this user's only
     driver = make_driver(settings.drivers)
     async with contextlib.AsyncExitStack() as stack:
-        store = await stack.enter_async_context(open_store(settings.store_url, host_stale_after=settings.timers.stale_after))
+        store = await stack.enter_async_context(
+            open_store(settings.store_url, host_stale_after=settings.timers.stale_after))
         timeout = float(settings.publish_timeout)
         publisher = await stack.enter_async_context(RabbitJobPublisher(settings.amqp_url, topology, timeout))
         events = await stack.enter_async_context(RabbitEventPublisher(settings.amqp_url, topology, timeout))

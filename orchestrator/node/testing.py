@@ -258,7 +258,8 @@ async def _report(conn: Connection | DirectConnection, job: runner_pb2.RunnerJob
         runner_pb2.StepReport(job=job.job, step=step), metadata=conn.metadata, timeout=conn.rpc_timeout))
 
 
-async def _log_line(conn: Connection | DirectConnection, job: runner_pb2.RunnerJob, sequence: int, step: int, line: bytes) -> None:
+async def _log_line(conn: Connection | DirectConnection, job: runner_pb2.RunnerJob, sequence: int, step: int,
+                    line: bytes) -> None:
     """Send one log line and wait until the node says it is durable."""
     batch = runner_pb2.LogBatch(job=job.job, first_sequence=sequence, runs=[admin_pb2.LogRun(
         step=step, stream=admin_pb2.LOG_STREAM_STDOUT, at=time.time(), lines=1, data=line)])
@@ -330,7 +331,7 @@ class _DirectContext:
 
 def _parsed(message: T) -> T:
     """The request as the server side of a real call gets it: its own copy, parsed from bytes."""
-    return type(message).FromString(message.SerializeToString())  # type: ignore[attr-defined, no-any-return]
+    return type(message).FromString(message.SerializeToString())  # type: ignore[attr-defined]
 
 
 class _DirectStream:
@@ -347,7 +348,7 @@ class _DirectStream:
             yield batch
 
     async def read(self) -> runner_pb2.LogAck:
-        return await self._replies.__anext__()  # type: ignore[no-any-return]
+        return await self._replies.__anext__()
 
     async def write(self, batch: runner_pb2.LogBatch) -> None:
         self._requests.put_nowait(_parsed(batch))

@@ -65,7 +65,7 @@ def rewrap(config_path: Path | None) -> None:
     click.echo(f"{changed} secret value{'s' * (changed != 1)} sealed again with the current key")
 
 
-async def _rewrap(settings) -> int:  # type: ignore[no-untyped-def]
+async def _rewrap(settings) -> int:
     from orchestrator.secrets.builtin import BuiltinStore
     from orchestrator.secrets.errors import SecretError
     from orchestrator.secrets.open import load_keyring, sql_backend

@@ -37,7 +37,6 @@ import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-
 from common.errors import SolsticeError
 from common.files import FileModeError, private_dir, private_file
 from common.metrics.http import MetricsEndpoint
@@ -295,7 +294,8 @@ def _announce(settings: ServeSettings, node: Node, driver: str, labels: str, say
     say(f"  dashboard: {url}/  (metrics: {url}/metrics)")
     say(f"  job pages: {url}/jobs/<id>  (health: {url}/healthz)")
     say(f"  gRPC:      {node.address} (runners only)")
-    remote = f"; remote operators: {node.admin.tcp_address} (TLS + token)" if node.admin and node.admin.tcp_address else ""
+    remote = (f"; remote operators: {node.admin.tcp_address} (TLS + token)"
+              if node.admin and node.admin.tcp_address else "")
     say(f"  admin:     {node.admin_socket} (ciadm on this host finds it, no token needed{remote})")
 
 

@@ -42,9 +42,9 @@ from pathlib import Path
 
 from common.config import Seconds
 from common.errors import ConfigError
-from dashboard.settings import DashboardSettings
 from common.files import private_dir, private_file
 from common.workflow.limits import WorkflowLimits
+from dashboard.settings import DashboardSettings
 from integration.external.settings import ExternalSettings
 from integration.httpserver import HttpLimits
 from integration.settings import (

@@ -428,9 +428,9 @@ def cmd_list(state: dict[str, Any], args: list[str]) -> int:
     table = [[prop_value(state, r, f, parsable) for f in fields] for r in rows]
     if header:
         widths = [max([len(f)] + [len(row[k]) for row in table]) for k, f in enumerate(fields)]
-        print("  ".join(f.upper().ljust(w) for f, w in zip(fields, widths)).rstrip())
+        print("  ".join(f.upper().ljust(w) for f, w in zip(fields, widths, strict=False)).rstrip())
         for row in table:
-            print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+            print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=False)).rstrip())
     else:
         for row in table:
             print("\t".join(row))
@@ -476,14 +476,14 @@ def cmd_set(state: dict[str, Any], args: list[str]) -> int:
 
 
 def cmd_get(state: dict[str, Any], args: list[str]) -> int:
-    header, parsable, fields = True, False, ["name", "property", "value", "source"]
+    parsable, fields = False, ["name", "property", "value", "source"]
     rest: list[str] = []
     while args:
         a = args.pop(0)
         if a.startswith("-") and len(a) > 1:
             for k, ch in enumerate(a[1:]):
                 if ch == "H":
-                    header = False
+                    pass  # -H: scripted output, the only kind the fake prints
                 elif ch == "p":
                     parsable = True
                 elif ch == "o":
