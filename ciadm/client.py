@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from types import TracebackType
+from typing import Any
 
 import grpc
 
@@ -126,7 +127,7 @@ class AdminClient:
             raise AdminError("the admin client is not open")
         return self._stub
 
-    async def _call(self, method, request):
+    async def _call(self, method: Callable[..., Awaitable[Any]], request: object) -> Any:
         try:
             return await method(request, timeout=self.timeout, metadata=self._metadata)
         except grpc.aio.AioRpcError as err:

@@ -32,8 +32,9 @@ from orchestrator.drivers.base import VmSpec
 from orchestrator.drivers.errors import DriverError
 from orchestrator.drivers.local import LocalDriver
 from orchestrator.logstore import LogStore
+from orchestrator.logstore.joblog import JobLog
 from orchestrator.logstore.pages import frame_pages
-from orchestrator.runnerapi import AssignedJob, RunnerGateway, RunnerServer
+from orchestrator.runnerapi import AssignedJob, JobOutcome, RunnerGateway, RunnerServer, RunnerSession
 from orchestrator.singlenode.settings import installed_runner_argv
 
 ATTEMPT = 1
@@ -192,7 +193,7 @@ class LocalRun:
         return JobResult(request.key, outcome.state, outcome.reason, tuple(outcome.steps),
                          time.monotonic() - started)
 
-    async def _finished_or_silent(self, session):
+    async def _finished_or_silent(self, session: RunnerSession) -> JobOutcome:
         """The session's outcome; ``RunnerSilent`` once the runner stops calling in (it died)."""
         finished = asyncio.ensure_future(session.wait_finished())
         try:
@@ -205,6 +206,6 @@ class LocalRun:
             finished.cancel()
 
     @staticmethod
-    async def _follow(request: jobs_pb2.JobRequest, joblog, reporter: Reporter) -> None:
+    async def _follow(request: jobs_pb2.JobRequest, joblog: JobLog, reporter: Reporter) -> None:
         async for page in frame_pages(joblog.read_frames(1), 1):
             reporter.page(request, page)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -246,7 +246,7 @@ def _env(env: Mapping[str, str], field: str) -> None:
             raise RequestInvalid(f"{field}[{name!r}]", f"must be at most {MAX_ENV_VALUE_BYTES} bytes, without NUL")
 
 
-def _names(values: Sequence[str], field: str, valid, rule: str) -> None:
+def _names(values: Sequence[str], field: str, valid: Callable[[str], object], rule: str) -> None:
     if len(values) > MAX_LIST:
         raise RequestInvalid(field, f"lists {len(values)} names, more than {MAX_LIST}")
     for i, value in enumerate(values):

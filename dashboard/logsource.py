@@ -24,6 +24,7 @@ from typing import Protocol
 from common.errors import SolsticeError
 from common.logbatch import LogLine
 from orchestrator.logstore import LogNotFound, LogStore, LogStoreError
+from orchestrator.logstore.joblog import JobLog
 
 BATCH_LINES = 2000  # at most this many lines per batch of ``follow``
 QUEUE_LINES = 20000  # lines read ahead of a slow follower before reading pauses
@@ -68,7 +69,7 @@ class LocalLogs:
     def __init__(self, logstore: LogStore) -> None:
         self.logstore = logstore
 
-    async def _open(self, job_id: str, attempt: int):
+    async def _open(self, job_id: str, attempt: int) -> JobLog:
         try:
             return await self.logstore.open(job_id, attempt, create=False)
         except LogNotFound:

@@ -28,6 +28,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import TracebackType
 
 import common
 import images
@@ -168,7 +169,8 @@ class _stage:  # noqa: N801 -- reads as a statement
     async def __aenter__(self) -> None:
         await self.inner.__aenter__()
 
-    async def __aexit__(self, kind, err, tb) -> bool:
+    async def __aexit__(self, kind: type[BaseException] | None, err: BaseException | None,
+                        tb: TracebackType | None) -> bool:
         await self.inner.__aexit__(kind, err, tb)
         if err is not None and isinstance(err, (SolsticeError, DriverError, OSError, ValueError)) \
                 and not isinstance(err, BuildError):

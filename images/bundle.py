@@ -145,7 +145,8 @@ def install_bundle(bundle: Path, root: Path, prefix: str) -> None:
 
 
 def read_manifest(prefix_dir: Path) -> dict[str, object]:
-    return json.loads((prefix_dir / "MANIFEST.json").read_text())
+    manifest: dict[str, object] = json.loads((prefix_dir / "MANIFEST.json").read_text())
+    return manifest
 
 
 def _root_owned(info: tarfile.TarInfo) -> tarfile.TarInfo:

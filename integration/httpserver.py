@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 from common.config import Seconds
 from common.errors import ConfigError, SolsticeError
@@ -69,9 +70,9 @@ async def _nosniff(request: web.Request, response: web.StreamResponse) -> None:
     response.headers.setdefault(*NOSNIFF)
 
 
-def _body_deadline(limit: float) -> Any:
+def _body_deadline(limit: float) -> Middleware:
     @web.middleware
-    async def body_deadline(request: web.Request, handler: Any) -> web.StreamResponse:
+    async def body_deadline(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not request.body_exists:
             return await handler(request)
 

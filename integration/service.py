@@ -289,7 +289,7 @@ class WebhookService:
     def _next_try(self, attempts: int, err: SolsticeError) -> float:
         """When a build that failed ``attempts`` retries (``err`` the last) is due again."""
         now = time.time()
-        due = now + min(self.settings.retry_max, self.settings.retry_initial * 2 ** attempts)
+        due = now + min(self.settings.retry_max, self.settings.retry_initial * 2.0 ** attempts)
         retry_at = getattr(err, "retry_at", None)
         return max(due, retry_at) if retry_at is not None else due
 

@@ -68,7 +68,7 @@ def _too_large(cap: int) -> web.Response:
 
 def deep_path(body: bytes, limit: int = DEPTH_SHOWN) -> str | None:
     """The field path (``a.b[3].c``) at which ``body``'s JSON first nests past ``limit`` levels, or None."""
-    stack: list[list] = []  # [key or index] per open container; key None until read
+    stack: list[list[object]] = []  # [key or index] per open container; key None until read
     last = b""
     for match in _JSON_TOKEN.finditer(body):
         token = match.group()

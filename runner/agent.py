@@ -22,6 +22,7 @@ import shutil
 import socket
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import cast
 
 import grpc
@@ -29,6 +30,7 @@ import grpc
 from common import log as common_log
 from common.bootstrap import RunnerBootstrap
 from common.logbatch import JOB_STEP, job_masker, secret_values
+from common.masking import Masker
 from common.rpc import jobs_pb2, runner_pb2
 from common.version import VERSION
 from runner.checkout import CheckoutCancelled, CheckoutError, CheckoutTimedOut, checkout
@@ -37,7 +39,7 @@ from runner.settings import RunnerSettings
 from runner.shipper import LogShipper
 from runner.sink import LogSink
 from runner.spool import Spool
-from runner.steps import StepUser, resolve_workdir, run_step, script_argv
+from runner.steps import StepRun, StepUser, resolve_workdir, run_step, script_argv
 from runner.workspace import hand_over, step_user, write_script
 
 log = logging.getLogger(__name__)
@@ -127,7 +129,8 @@ class JobRun:
                     log.error("%s stopped early: %r", task.get_name(), result)
             spool.close()
 
-    async def _supervise(self, steps_task: asyncio.Task, background: list[asyncio.Task]) -> None:
+    async def _supervise(self, steps_task: asyncio.Task[tuple[int, str, list[jobs_pb2.StepResult]]],
+                         background: list[asyncio.Task[None]]) -> None:
         """Wait for the steps; a background task that dies stops the job (errored)."""
         while not steps_task.done():
             alive = {t for t in background if not t.done()}
@@ -164,7 +167,7 @@ class JobRun:
                 await shipper.flush()
         raise ConnectionError_("the orchestrator keeps refusing Complete: its log lacks lines")
 
-    async def _drain(self, background: list[asyncio.Task], shipper: LogShipper) -> None:
+    async def _drain(self, background: list[asyncio.Task[None]], shipper: LogShipper) -> None:
         """Wait until step reports and log lines are delivered."""
         while True:
             try:
@@ -178,7 +181,7 @@ class JobRun:
                         raise error from None
         await shipper.flush()
 
-    async def _steps(self, job: runner_pb2.RunnerJob, sink: LogSink, masker
+    async def _steps(self, job: runner_pb2.RunnerJob, sink: LogSink, masker: Masker
                      ) -> tuple[int, str, list[jobs_pb2.StepResult]]:
         settings = self.settings
         started = self._started = time.monotonic()
@@ -293,7 +296,7 @@ class JobRun:
                                                state=jobs_pb2.STEP_STATE_SKIPPED))
         return results
 
-    def _env(self, job: runner_pb2.RunnerJob, step: jobs_pb2.Step, workspace,
+    def _env(self, job: runner_pb2.RunnerJob, step: jobs_pb2.Step, workspace: Path,
              user: StepUser | None) -> dict[str, str]:
         env = {k: os.environ[k] for k in PASS_ENV if k in os.environ}
         if user is not None:  # a home and a temporary directory of the step user's own
@@ -365,10 +368,10 @@ def _as_env(secrets: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in secrets.items() if k and "=" not in k}
 
 
-def _summary(run, step_timeout: float, job_timeout: float) -> str:
+def _summary(run: StepRun, step_timeout: float, job_timeout: float) -> str:
     what = {"timeout": f"timed out after {step_timeout:g}s", "cancelled": "cancelled",
             "job-timeout": f"stopped: the job timed out after {job_timeout:g}s"}
-    head = what.get(run.stopped, "exited")
+    head = what.get(run.stopped or "", "exited")
     return f"{head} with exit code {run.exit_code} after {run.duration:.1f}s"
 
 

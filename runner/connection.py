@@ -141,8 +141,8 @@ class Connection:
         claims = _unverified_claims(self.boot.token)
         req.job.job_id, req.job.attempt = claims
         try:
-            job = await self.call("GetJob", lambda: self.stub.GetJob(req, metadata=self.metadata,
-                                                                      timeout=self.rpc_timeout))
+            job: runner_pb2.RunnerJob = await self.call(
+                "GetJob", lambda: self.stub.GetJob(req, metadata=self.metadata, timeout=self.rpc_timeout))
         except grpc.aio.AioRpcError as err:
             # FAILED_PRECONDITION here: the orchestrator does not speak this runner's version.
             raise Refused(f"the orchestrator refused this runner: {err.details()}") from err

@@ -16,6 +16,7 @@ import logging
 
 import grpc
 
+from common.backoff import Backoff
 from common.rpc import runner_pb2
 from runner.connection import Connection, ConnectionError_, OrchestratorGone, Refused
 from runner.spool import Spool
@@ -51,7 +52,7 @@ class LogShipper:
             self.stopped = err  # a flush waiting for acks that cannot come now ends (it looks twice a second)
             raise
 
-    async def _stream(self, backoff) -> None:
+    async def _stream(self, backoff: Backoff) -> None:
         call = self.conn.stream_logs(metadata=self.conn.metadata)
         # Two plain tasks rather than a TaskGroup: on Python 3.11 a TaskGroup
         # whose child fails while the shipper itself is being cancelled can
@@ -78,14 +79,14 @@ class LogShipper:
                 await asyncio.gather(*tasks, return_exceptions=True)
             call.cancel()
 
-    async def _acks(self, call) -> None:
+    async def _acks(self, call: grpc.aio.StreamStreamCall[bytes, runner_pb2.LogAck]) -> None:
         while True:
             ack = await call.read()
-            if ack is grpc.aio.EOF:
+            if not isinstance(ack, runner_pb2.LogAck):  # grpc.aio.EOF
                 raise StreamBroken("the orchestrator closed the log stream")
             self.spool.ack(ack.durable_sequence)
 
-    async def _send(self, call, sent: int) -> None:
+    async def _send(self, call: grpc.aio.StreamStreamCall[bytes, runner_pb2.LogAck], sent: int) -> None:
         while True:
             waiting = self.spool.change_event()
             progressed = False

@@ -60,7 +60,8 @@ async def connect(url: str, timeout: float = 15.0) -> AbstractRobustConnection:
     if "reconnect_interval" not in parse_qs(urlsplit(url).query):
         options["reconnect_interval"] = RECONNECT_INTERVAL
     try:
-        return await aio_pika.connect_robust(url, timeout=timeout, **options)
+        connection: AbstractRobustConnection = await aio_pika.connect_robust(url, timeout=timeout, **options)
+        return connection
     except (TimeoutError, *CONNECTION_EXCEPTIONS) as err:
         raise QueueUnavailable(f"cannot connect to RabbitMQ at {redact_url(url)}: {err or type(err).__name__}") from err
 

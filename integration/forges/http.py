@@ -69,7 +69,7 @@ class RetryPolicy:
 
     def pause(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based): exponential, capped, jittered."""
-        cap = min(self.backoff_max, self.backoff_initial * (2 ** (attempt - 1)))
+        cap = min(self.backoff_max, self.backoff_initial * (2.0 ** (attempt - 1)))
         return cap * random.uniform(0.5, 1.0)
 
 

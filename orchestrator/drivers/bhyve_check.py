@@ -136,7 +136,7 @@ async def _image(c: BhyveConfig, label: str, image: ImageEntry) -> list[CheckLin
 
 
 def _runner_version(label: str, version: str) -> CheckLine:
-    from runner.agent import VERSION
+    from common.version import VERSION
 
     what = f"image {label}: runner version"
     if version in ("-", ""):

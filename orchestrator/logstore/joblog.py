@@ -125,7 +125,7 @@ class JobLog:
         if entries:
             seq, off = entries[-1]
             self.highest_sequence = seq - 1
-            return off
+            return int(off)
         return len(frames.MAGIC)
 
     def _remember(self, first_sequence: int, offset: int) -> None:
@@ -176,7 +176,7 @@ class JobLog:
             on_closed, self._on_closed = self._on_closed, None
             on_closed(self)
 
-    async def _submit(self, fn, *args):
+    async def _submit(self, fn: Callable[..., T], *args: object) -> T:
         # Every change runs start to finish on a writer thread, one change of
         # this log at a time: the dedupe decision, the write, the fsync and the
         # state update. The change is a task of its own that holds the log's
@@ -186,7 +186,7 @@ class JobLog:
         self._check_writable()
         return await asyncio.shield(self._loop.create_task(self._serialized(fn, *args)))
 
-    async def _serialized(self, fn, *args):
+    async def _serialized(self, fn: Callable[..., T], *args: object) -> T:
         async with self._serial:
             self._check_writable()
             assert self._writer is not None

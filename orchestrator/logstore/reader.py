@@ -36,7 +36,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Protocol
 
 from common.rpc import admin_pb2
-from orchestrator.logstore.archive import ArchiveError, LogArchive
+from orchestrator.logstore.archive import ArchivedLog, ArchiveError, LogArchive
 from orchestrator.logstore.errors import LogNotFound, LogStoreError
 from orchestrator.logstore.pages import KEEPALIVE_SECONDS, frame_pages, last_sequence, trim, with_keepalive
 from orchestrator.logstore.store import LogStore
@@ -235,7 +235,7 @@ class LogReader:
             await asyncio.sleep(self.archive_poll)
             peer_failed = False  # ask the node again: it may be back
 
-    async def _completed_soon(self, record: AttemptRecord):
+    async def _completed_soon(self, record: AttemptRecord) -> ArchivedLog | None:
         """The archive's state of an attempt that ended, once complete - waiting while its host
         is alive and so about to ship the rest (it ships after the job's result is stored)."""
         loop = asyncio.get_running_loop()
@@ -256,7 +256,7 @@ class LogReader:
             return max(next_seq, last_sequence(page) + 1)
         return next_seq
 
-    async def _archived(self, job_id: str, attempt: int):
+    async def _archived(self, job_id: str, attempt: int) -> ArchivedLog | None:
         if self.archive is None:
             return None
         try:

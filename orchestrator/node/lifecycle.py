@@ -42,7 +42,7 @@ from orchestrator.node.events import announce_applied, announce_transition, job_
 from orchestrator.node.failnote import note_failure
 from orchestrator.node.outcomes import Outcomes, while_unavailable
 from orchestrator.node.settings import TimeoutConfig
-from orchestrator.runnerapi import AssignedJob, JobOutcome, RunnerGateway
+from orchestrator.runnerapi import AssignedJob, JobOutcome, RunnerGateway, RunnerSession
 from orchestrator.secrets.broker import Granted, SecretBroker, SecretsRefused
 from orchestrator.secrets.errors import SecretError
 from orchestrator.store import JobRecord, JobState, Store, StoreError, StoreUnavailable
@@ -292,7 +292,7 @@ class AttemptRun:
         await self._finalize(state, reason)
         return state
 
-    async def _provision_and_run(self, spec: VmSpec, session, timeout: float) -> tuple[JobState, str]:
+    async def _provision_and_run(self, spec: VmSpec, session: RunnerSession, timeout: float) -> tuple[JobState, str]:
         s, t, control = self.s, self.s.timeouts, self.control
         if timeout > t.job_max:
             raise JobRefused(f"the job timeout of {timeout:g}s is over this node's limit of "
@@ -344,7 +344,7 @@ class AttemptRun:
             raise PhaseFailed(_with_console(message, await self._console())) from None
         return JobState.from_proto(self.outcome.state), self.outcome.reason
 
-    async def _finished_or_silent(self, session) -> JobOutcome:
+    async def _finished_or_silent(self, session: RunnerSession) -> JobOutcome:
         """The runner's outcome; ``PhaseFailed`` once it made no call for ``runner_silence`` s.
 
         A runner that died (or hangs) mid-job makes no more calls: waiting for

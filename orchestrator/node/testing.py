@@ -52,6 +52,7 @@ from typing import Any, TypeVar
 
 import grpc
 
+from common.backoff import Backoff
 from common.bootstrap import RunnerBootstrap
 from common.rpc import admin_pb2, jobs_pb2, runner_pb2
 from common.version import VERSION
@@ -64,7 +65,7 @@ from orchestrator.drivers.journal import VmJournal, read_journal
 from orchestrator.names import is_vm_name, validate_vm_name
 from orchestrator.runnerapi import RunnerGateway
 from orchestrator.runnerapi.servicer import RunnerServicer
-from runner.connection import FINAL, Backoff, Connection, ConnectionError_, OrchestratorGone, Refused
+from runner.connection import FINAL, Connection, ConnectionError_, OrchestratorGone, Refused
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -331,7 +332,8 @@ class _DirectContext:
 
 def _parsed(message: T) -> T:
     """The request as the server side of a real call gets it: its own copy, parsed from bytes."""
-    return type(message).FromString(message.SerializeToString())  # type: ignore[attr-defined]
+    parsed: T = type(message).FromString(message.SerializeToString())  # type: ignore[attr-defined]
+    return parsed
 
 
 class _DirectStream:
