@@ -26,6 +26,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import grpc  # noqa: E402
+
 from common.artifacts import FileWriter  # noqa: E402
 from common.grpc_options import client_options  # noqa: E402
 from common.rpc import jobs_pb2, runner_pb2, runner_pb2_grpc  # noqa: E402
@@ -34,8 +36,6 @@ from orchestrator.artifacts.store import ArtifactSource  # noqa: E402
 from orchestrator.logstore import LogStore  # noqa: E402
 from orchestrator.runnerapi import AssignedJob, RunnerGateway, RunnerServer  # noqa: E402
 from runner.artifacts import _messages, matching_files  # noqa: E402
-
-import grpc  # noqa: E402
 
 KEY = b"bench-signing-key-of-32-bytes-or-more"
 

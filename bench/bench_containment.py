@@ -66,7 +66,7 @@ async def one_job(driver: LocalDriver, orch, repo, n: int) -> dict[str, float]: 
     await orch.gateway.release(job.job_id, 1)
     if outcome.state != jobs_pb2.JOB_STATE_SUCCEEDED:
         raise SystemExit(f"the bench job did not succeed: {outcome.reason}")
-    for name, (a, b) in zip(PHASES, ((t0, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5))):
+    for name, (a, b) in zip(PHASES, ((t0, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5)), strict=True):
         times[name] = (b - a) * 1000
     return times
 

@@ -141,7 +141,7 @@ async def _bench_vm(tmp: Path, image: BuiltImage, driver: QemuDriver, step: str,
             await driver.aclose()
     print(f"\n== qemu driver, one VM (accel {driver.accel}, image {image.image_id})")
     names = list(marks)
-    for before, after in zip(names, names[1:]):
+    for before, after in zip(names, names[1:], strict=False):
         print(f"  {marks[after] - marks[before]:7.1f}s  {before} -> {after}")
     print(f"  {marks['called in'] - marks['start']:7.1f}s  per-VM overhead: prepare to runner call-in")
     print(f"  job: {jobs_pb2.JobState.Name(outcome.state)}; in the guest: "

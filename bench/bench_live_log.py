@@ -102,7 +102,8 @@ def browser_follower(url: str, lines: int, ready: threading.Event) -> str:
                                        requestAnimationFrame(frame); })(last);""")
             ready.set()
             started = time.perf_counter()
-            while int(driver.execute_script("return Number(document.getElementById('log').dataset.shown || 0)")) < lines:
+            shown = "return Number(document.getElementById('log').dataset.shown || 0)"
+            while int(driver.execute_script(shown)) < lines:
                 time.sleep(0.05)
                 if time.perf_counter() - started > 600:
                     return "browser: gave up after 600s"

@@ -120,7 +120,8 @@ async def main_async(size: int, rounds: int) -> None:
     print(f"workflow: {len(text) / 1e6:.2f} MB; the same parse on one thread: {inline:.0f} ms "
           "(what the event loop lost when it parsed there)")
     print(f"webhook round trip (parse in a worker process): median {statistics.median(trips):.0f} ms over {rounds}")
-    print(f"/healthz idle:          p50 {pct(idle, 0.5):6.1f} ms  p99 {pct(idle, 0.99):6.1f} ms  max {max(idle):6.1f} ms")
+    print(f"/healthz idle:          p50 {pct(idle, 0.5):6.1f} ms  p99 {pct(idle, 0.99):6.1f} ms  "
+          f"max {max(idle):6.1f} ms")
     print(f"/healthz during parses: p50 {pct(during, 0.5):6.1f} ms  p99 {pct(during, 0.99):6.1f} ms  "
           f"max {max(during):6.1f} ms  ({len(during)} requests)")
     print(f"worst /healthz during a parse vs the on-loop parse: {max(during):.1f} ms vs {inline:.0f} ms "

@@ -32,10 +32,10 @@ from aiohttp import web
 
 # The checkout's tests package (fixtures, fakes, vhost helpers).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from integration.httpserver import HttpLimits  # noqa: E402
 from tests import services  # noqa: E402
 from tests.conftest import FIXTURES  # noqa: E402
 from tests.fakes.forges import rsa_key_pair  # noqa: E402
-from integration.httpserver import HttpLimits  # noqa: E402
 from tests.integration.stack import WORKFLOW, IntegrationStack, RabbitQueue  # noqa: E402
 
 REPO = "Codertocat/Hello-World"
@@ -98,7 +98,8 @@ async def run(deliveries: int, levels: list[int]) -> None:
                       f" {'deliveries/s':>13} {'vs c' + str(levels[0]):>8}")
                 for level, r in results.items():
                     print(f"{level:>11} {r.server_p50 * 1000:>20.1f} {r.server_p99 * 1000:>7.1f}"
-                          f" {r.trip_p50 * 1000:>15.1f} {r.trip_p99 * 1000:>7.1f} {r.rate:>13.0f} {r.rate / base:>7.2f}x")
+                          f" {r.trip_p50 * 1000:>15.1f} {r.trip_p99 * 1000:>7.1f}"
+                          f" {r.rate:>13.0f} {r.rate / base:>7.2f}x")
             finally:
                 await stack.close()
                 await queue.close()

@@ -11,8 +11,11 @@ from pathlib import Path
 
 import click
 
-from ciadm.cli import _json_option, _run, _show, cli
+from ciadm.cli import cli
 from ciadm.client import AdminClient
+from ciadm.session import json_option as _json_option
+from ciadm.session import run as _run
+from ciadm.session import show as _show
 from common.artifacts import ArtifactError, FileWriter
 from common.cli import fail
 from common.rpc import jobs_pb2
@@ -30,7 +33,7 @@ def _info_json(info: jobs_pb2.ArtifactInfo) -> dict[str, object]:
 def _lines(artifacts: list[jobs_pb2.ArtifactInfo]) -> list[str]:
     rows: list[tuple[str, ...]] = [("ARTIFACT", "FILES", "SIZE", "EXPIRES")]
     rows += [(a.name, str(a.files), show_bytes(a.bytes),
-              iso_time(a.expires_at) if a.HasField("expires_at") else "with the logs") for a in artifacts]
+              (iso_time(a.expires_at) or "") if a.HasField("expires_at") else "with the logs") for a in artifacts]
     return table(rows)
 
 

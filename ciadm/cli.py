@@ -19,13 +19,12 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
 from ciadm import format as fmt
 from ciadm.client import AdminClient
-from common.escape import escape_block
-from common.logtext import SYSTEM_PREFIX, TextBlocks
 from ciadm.session import EXIT_UNREACHABLE, F, Session
 from ciadm.session import echo_json as _echo_json
 from ciadm.session import json_option as _json_option
@@ -35,32 +34,34 @@ from ciadm.target import ENV_ORCHESTRATOR, config_path, load_settings, with_flag
 from common.cli import fail, run_cli
 from common.durations import parse_duration
 from common.errors import DurationError
+from common.escape import escape_block
+from common.logtext import SYSTEM_PREFIX, TextBlocks
 from common.rpc import admin_pb2, jobs_pb2
 from common.tables import iso_time
 
 __all__ = ["EXIT_UNREACHABLE", "cli", "main"]
 
 
-def _job_command(epilog: str, *options: Callable[[F], F]) -> Callable[[F], F]:
+def _job_command(epilog: str, *options: Callable[[F], F]) -> Callable[[Callable[..., Any]], click.Command]:
     """A command on one job: ``JOB`` argument, ``options``, ``--json``, the context first."""
 
-    def wrap(func: F) -> F:
+    def wrap(func: Callable[..., Any]) -> click.Command:
         func = click.pass_context(func)
         func = _json_option(func)
         for option in reversed(options):
             func = option(func)
         func = click.argument("job_id", metavar="JOB")(func)
-        return cli.command(epilog=epilog)(func)  # type: ignore[return-value]
+        return cli.command(epilog=epilog)(func)
 
     return wrap
 
 
-def _host_command(epilog: str) -> Callable[[F], F]:
+def _host_command(epilog: str) -> Callable[[Callable[..., Any]], click.Command]:
     """A command on one host: ``HOST`` argument, ``--json``, the context first."""
 
-    def wrap(func: F) -> F:
+    def wrap(func: Callable[..., Any]) -> click.Command:
         func = click.argument("host")(_json_option(click.pass_context(func)))
-        return cli.command(epilog=epilog)(func)  # type: ignore[return-value]
+        return cli.command(epilog=epilog)(func)
 
     return wrap
 
@@ -140,8 +141,8 @@ def submit(ctx: click.Context, workflow: Path | None, repo: str | None, ref: str
     .solstice/workflow.kdl at the commit being built. The commit comes from
     a local checkout (its HEAD, --ref or --sha) or a remote --repo URL.
     """
-    from cidev.run_requests import SelectionError, parse_assignments
     from ciadm.submit import resolve_target, submission
+    from cidev.run_requests import SelectionError, parse_assignments
 
     try:
         variables = parse_assignments(env, "--env")

@@ -20,14 +20,16 @@ Errors (a ``SolsticeError`` each, so ``ciadm`` prints ``ERROR: ...``):
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+import builtins
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from types import TracebackType
+from typing import Any
 
 import grpc
 
+from ciadm.target import ENV_ORCHESTRATOR, Target, config_path, grpc_target
 from common.errors import SolsticeError
 from common.grpc_options import client_options
-from ciadm.target import ENV_ORCHESTRATOR, Target, config_path, grpc_target
 from common.rpc import admin_pb2, admin_pb2_grpc, jobs_pb2
 
 # A log stream that broke this way is asked again from where it stopped.
@@ -125,7 +127,7 @@ class AdminClient:
             raise AdminError("the admin client is not open")
         return self._stub
 
-    async def _call(self, method, request):  # type: ignore[no-untyped-def]
+    async def _call(self, method: Callable[..., Awaitable[Any]], request: object) -> Any:
         try:
             return await method(request, timeout=self.timeout, metadata=self._metadata)
         except grpc.aio.AioRpcError as err:
@@ -147,11 +149,12 @@ class AdminClient:
     async def retry(self, job_id: str) -> admin_pb2.JobInfo:
         return await self._call(self.stub.Retry, admin_pb2.RetryRequest(job_id=job_id))
 
-    async def list_artifacts(self, job_id: str, attempt: int = 0) -> list[jobs_pb2.ArtifactInfo]:
+    async def list_artifacts(self, job_id: str, attempt: int = 0) -> builtins.list[jobs_pb2.ArtifactInfo]:
         request = admin_pb2.ListArtifactsRequest(job_id=job_id, attempt=attempt)
         return list((await self._call(self.stub.ListArtifacts, request)).artifacts)
 
-    async def download_artifact(self, job_id: str, name: str, attempt: int = 0) -> AsyncIterator[jobs_pb2.ArtifactChunk]:
+    async def download_artifact(self, job_id: str, name: str,
+                                attempt: int = 0) -> AsyncGenerator[jobs_pb2.ArtifactChunk, None]:
         """The artifact's chunks as they arrive (no overall deadline: artifacts may be large)."""
         request = admin_pb2.DownloadArtifactRequest(job_id=job_id, attempt=attempt, name=name)
         try:
@@ -160,7 +163,7 @@ class AdminClient:
         except grpc.aio.AioRpcError as err:
             raise _translate(err, self.address) from None
 
-    async def hosts(self) -> list[admin_pb2.HostInfo]:
+    async def hosts(self) -> builtins.list[admin_pb2.HostInfo]:
         return list((await self._call(self.stub.Hosts, admin_pb2.HostsRequest())).hosts)
 
     async def drain(self, host: str, undrain: bool = False) -> admin_pb2.HostInfo:
@@ -176,16 +179,17 @@ class AdminClient:
     async def delete_secret(self, scope: str, name: str) -> None:
         await self._call(self.stub.DeleteSecret, admin_pb2.DeleteSecretRequest(scope=scope, name=name))
 
-    async def secret_audit(self, job_id: str = "", scope: str = "", limit: int = 0) -> list[admin_pb2.SecretDelivery]:
+    async def secret_audit(self, job_id: str = "", scope: str = "",
+                           limit: int = 0) -> builtins.list[admin_pb2.SecretDelivery]:
         request = admin_pb2.SecretAuditRequest(job_id=job_id, scope=scope, limit=limit)
         return list((await self._call(self.stub.SecretAudit, request)).deliveries)
 
-    async def create_token(self, name: str, role: admin_pb2.OperatorRole.ValueType,
+    async def create_token(self, name: str, role: admin_pb2.OperatorRole,
                            expires_in: float = 0.0) -> admin_pb2.CreateTokenResponse:
         return await self._call(self.stub.CreateToken, admin_pb2.CreateTokenRequest(
             name=name, role=role, expires_in_seconds=expires_in))
 
-    async def list_tokens(self) -> list[admin_pb2.TokenInfo]:
+    async def list_tokens(self) -> builtins.list[admin_pb2.TokenInfo]:
         return list((await self._call(self.stub.ListTokens, admin_pb2.ListTokensRequest())).tokens)
 
     async def revoke_token(self, name: str) -> admin_pb2.TokenInfo:
@@ -196,7 +200,7 @@ class AdminClient:
         return await self._call(self.stub.CollectGarbage, request)
 
     async def tail_logs(self, job_id: str, follow: bool = False, from_sequence: int = 1,
-                        attempt: int = 0) -> AsyncIterator[admin_pb2.LogPage]:
+                        attempt: int = 0) -> AsyncGenerator[admin_pb2.LogPage, None]:
         """The log's pages from ``from_sequence``; with ``follow``, live ones until the log ends
         (and a ``keepalive`` page whenever nothing happened for a few seconds).
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime, timezone
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, cast
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -22,16 +22,16 @@ STATES = ("queued", "provisioning", "running", "succeeded", "failed", "cancelled
 
 
 def state_name(value: int) -> str:
-    return jobs_pb2.JobState.Name(value).removeprefix("JOB_STATE_").lower()  # type: ignore[arg-type]
+    return jobs_pb2.JobState.Name(value).removeprefix("JOB_STATE_").lower()
 
 
-def state_value(name: str) -> jobs_pb2.JobState.ValueType:
-    return jobs_pb2.JobState.Value(f"JOB_STATE_{name.upper()}")
+def state_value(name: str) -> jobs_pb2.JobState:
+    return cast(jobs_pb2.JobState, jobs_pb2.JobState.Value(f"JOB_STATE_{name.upper()}"))  # the stubs: Value() -> int
 
 
 def source_name(value: int) -> str:
     """``forge`` (a verified webhook's job), ``admin`` (submitted through AdminService) or ``unspecified``."""
-    return jobs_pb2.JobSource.Name(value).removeprefix("JOB_SOURCE_").lower()  # type: ignore[arg-type]
+    return jobs_pb2.JobSource.Name(value).removeprefix("JOB_SOURCE_").lower()
 
 
 def source_text(job: admin_pb2.JobInfo) -> str:
@@ -44,17 +44,17 @@ def source_text(job: admin_pb2.JobInfo) -> str:
 
 
 def step_state_name(value: int) -> str:
-    return jobs_pb2.StepState.Name(value).removeprefix("STEP_STATE_").lower()  # type: ignore[arg-type]
+    return jobs_pb2.StepState.Name(value).removeprefix("STEP_STATE_").lower()
 
 
 def stream_name(value: int) -> str:
-    return admin_pb2.LogStream.Name(value).removeprefix("LOG_STREAM_").lower()  # type: ignore[arg-type]
+    return admin_pb2.LogStream.Name(value).removeprefix("LOG_STREAM_").lower()
 
 
 def _age(ts: Timestamp, now: datetime | None = None) -> str:
     if not ts.seconds and not ts.nanos:
         return "-"
-    delta = ((now or datetime.now(timezone.utc)) - ts.ToDatetime(tzinfo=timezone.utc)).total_seconds()
+    delta = ((now or datetime.now(UTC)) - ts.ToDatetime(tzinfo=UTC)).total_seconds()
     return duration(max(0.0, delta)) + " ago"
 
 
@@ -107,7 +107,7 @@ def page_json_lines(page: admin_pb2.LogPage) -> bytes:
     a log that ended early adds ``{"ended": "<why>"}``."""
     out = []
     for line in iter_lines(page):
-        at = datetime.fromtimestamp(line.at, timezone.utc).isoformat(timespec="seconds") if line.at else None
+        at = datetime.fromtimestamp(line.at, UTC).isoformat(timespec="seconds") if line.at else None
         out.append(json.dumps({
             "sequence": line.sequence, "step": line.step, "stream": stream_name(line.stream),
             "text": line.text(), "continuation": line.continuation, "at": at,

@@ -12,7 +12,10 @@ import sys
 import click
 
 from ciadm import format as fmt
-from ciadm.cli import _json_option, _run, _show, cli
+from ciadm.cli import cli
+from ciadm.session import json_option as _json_option
+from ciadm.session import run as _run
+from ciadm.session import show as _show
 from common.cli import fail
 from common.workflow.names import ENV_NAME_RULE, is_env_name
 

@@ -6,6 +6,8 @@ token``), which write the state store directly: that is how the first token is m
 
 from __future__ import annotations
 
+from typing import cast
+
 import click
 
 from ciadm.session import echo_json, json_option, run, show
@@ -17,8 +19,9 @@ from common.tokenview import created_note, token_json, tokens_table
 ROLES = ("read", "operate", "admin")
 
 
-def role_value(name: str) -> admin_pb2.OperatorRole.ValueType:
-    return admin_pb2.OperatorRole.Value(f"OPERATOR_ROLE_{name.upper()}")
+def role_value(name: str) -> admin_pb2.OperatorRole:
+    # The stubs type Value() as a plain int.
+    return cast(admin_pb2.OperatorRole, admin_pb2.OperatorRole.Value(f"OPERATOR_ROLE_{name.upper()}"))
 
 
 def expiry_seconds(text: str | None) -> float:

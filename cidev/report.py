@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from common.durations import format_duration
@@ -113,10 +114,10 @@ def inspect_json(path: str, workflow: Workflow) -> dict[str, object]:
     }
 
 
-def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], indent: str = "") -> list[str]:
+def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]], indent: str = "") -> list[str]:
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
     return [
-        (indent + "  ".join(cell.ljust(width) for cell, width in zip(row, widths))).rstrip()
+        (indent + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))).rstrip()
         for row in (header, *rows)
     ]
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Protocol
 
 from common.bootstrap import RunnerBootstrap
+from common.config import Seconds
 from common.rpc import admin_pb2, jobs_pb2
 from common.tokens import TokenIssuer
 from orchestrator.artifacts.store import ArtifactSource
@@ -33,8 +34,9 @@ from orchestrator.drivers.base import VmSpec
 from orchestrator.drivers.errors import DriverError
 from orchestrator.drivers.local import LocalDriver
 from orchestrator.logstore import LogStore
+from orchestrator.logstore.joblog import JobLog
 from orchestrator.logstore.pages import frame_pages
-from orchestrator.runnerapi import AssignedJob, RunnerGateway, RunnerServer
+from orchestrator.runnerapi import AssignedJob, JobOutcome, RunnerGateway, RunnerServer, RunnerSession
 from orchestrator.singlenode.settings import installed_runner_argv
 
 ATTEMPT = 1
@@ -53,7 +55,7 @@ class JobResult:
     """How one job of a local run ended."""
 
     key: str
-    state: jobs_pb2.JobState.ValueType
+    state: jobs_pb2.JobState
     reason: str
     steps: tuple[jobs_pb2.StepResult, ...]
     duration: float  # seconds from start to teardown; 0 for a job that never started
@@ -116,7 +118,7 @@ class LocalRun:
         # Plain processes, never contained: a developer runs their own workflow on their own
         # machine, with its tools and files, as with `make` (docs/security.md).
         self._driver = LocalDriver(LocalConfig(state_dir=self.work_dir / "vms", runner_argv=self._argv,
-                                               stop_grace=5.0, contain=False), announced=False)
+                                               stop_grace=Seconds(5.0), contain=False), announced=False)
         await self._server.start()
         return self
 
@@ -203,7 +205,7 @@ class LocalRun:
         return JobResult(request.key, outcome.state, outcome.reason, tuple(outcome.steps),
                          time.monotonic() - started)
 
-    async def _finished_or_silent(self, session):  # type: ignore[no-untyped-def]
+    async def _finished_or_silent(self, session: RunnerSession) -> JobOutcome:
         """The session's outcome; ``RunnerSilent`` once the runner stops calling in (it died)."""
         finished = asyncio.ensure_future(session.wait_finished())
         try:
@@ -216,6 +218,6 @@ class LocalRun:
             finished.cancel()
 
     @staticmethod
-    async def _follow(request: jobs_pb2.JobRequest, joblog, reporter: Reporter) -> None:  # type: ignore[no-untyped-def]
+    async def _follow(request: jobs_pb2.JobRequest, joblog: JobLog, reporter: Reporter) -> None:
         async for page in frame_pages(joblog.read_frames(1), 1):
             reporter.page(request, page)

@@ -42,7 +42,7 @@ _RUNNER_SUMMARY = re.compile(r"^(exited|timed out|stopped: job timed out|cancell
 
 def job_state_name(state: int) -> str:
     """``succeeded``, ``failed``, ... for a ``jobs_pb2.JobState`` value."""
-    return jobs_pb2.JobState.Name(state).removeprefix("JOB_STATE_").lower()  # type: ignore[arg-type]
+    return jobs_pb2.JobState.Name(state).removeprefix("JOB_STATE_").lower()
 
 
 def seconds(value: float) -> str:
@@ -203,7 +203,8 @@ def summary_lines(results: Sequence[JobResult], masker: Masker) -> list[str]:
             f"{ok}/{len(result.steps)}" if result.steps else "-", masker.mask(result.reason),
         ))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1] for row in rows]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1] for row in rows]
     passed = sum(1 for r in results if r.succeeded)
-    verdict = "all jobs succeeded" if passed == len(results) else f"{len(results) - passed} of {len(results)} jobs did not succeed"
+    verdict = ("all jobs succeeded" if passed == len(results)
+               else f"{len(results) - passed} of {len(results)} jobs did not succeed")
     return [line.rstrip() for line in lines] + [verdict]

@@ -35,7 +35,8 @@ def parse_assignments(values: Iterable[str], what: str) -> dict[str, str]:
     for value in values:
         name, sep, rest = value.partition("=")
         if not sep or not _NAME.match(name):
-            raise SelectionError(f"{what} {value.split('=', 1)[0]!r}: expected NAME=VALUE with NAME like [A-Za-z_][A-Za-z0-9_]*")
+            raise SelectionError(f"{what} {value.split('=', 1)[0]!r}: "
+                                 "expected NAME=VALUE with NAME like [A-Za-z_][A-Za-z0-9_]*")
         out[name] = rest
     return out
 

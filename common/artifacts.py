@@ -19,6 +19,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 from common.errors import SolsticeError
 from common.rpc import jobs_pb2
@@ -109,7 +110,8 @@ def check_outputs(request: jobs_pb2.JobRequest, field: str) -> str | None:
     return None
 
 
-def file_chunks(artifact: str, rel: str, path: Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[jobs_pb2.ArtifactChunk]:
+def file_chunks(artifact: str, rel: str, path: Path,
+                chunk_bytes: int = CHUNK_BYTES) -> Iterator[jobs_pb2.ArtifactChunk]:
     """The file at ``path`` as chunks named ``rel``; the last one carries size, sha256 and mode."""
     digest = hashlib.sha256()
     offset = 0
@@ -158,7 +160,7 @@ class FileWriter:
         self.limits = limits
         self.total = already
         self.files: list[StoredFile] = []
-        self._open: tuple[str, object, hashlib._Hash, int] | None = None  # rel, handle, digest, size
+        self._open: tuple[str, BinaryIO, hashlib._Hash, int] | None = None  # rel, handle, digest, size
 
     def add(self, chunk: jobs_pb2.ArtifactChunk) -> None:
         """Take one chunk; ArtifactError on a bad checksum, order or path, ArtifactTooLarge over a limit."""
@@ -179,7 +181,7 @@ class FileWriter:
                 raise ArtifactError(f"artifact {chunk.artifact!r}: {rel} would be written outside its directory")
             if self.replace and (target.is_symlink() or target.is_file()):
                 target.unlink()
-            handle = open(target, "xb")  # noqa: SIM115 - closed on the last chunk or by abort()
+            handle: BinaryIO = open(target, "xb")  # noqa: SIM115 - closed on the last chunk or by abort()
             self._open = (rel, handle, hashlib.sha256(), 0)
         rel_, handle, digest, size = self._open
         if chunk.offset != size:
@@ -188,11 +190,11 @@ class FileWriter:
         self.total += len(chunk.data)
         self.limits.check_file(chunk.artifact, rel, size)
         self.limits.check_job(chunk.artifact, rel, self.total)
-        handle.write(chunk.data)  # type: ignore[attr-defined]
+        handle.write(chunk.data)
         digest.update(chunk.data)
         self._open = (rel_, handle, digest, size)
         if chunk.last:
-            handle.close()  # type: ignore[attr-defined]
+            handle.close()
             self._open = None
             if chunk.size != size or chunk.sha256 != digest.hexdigest():
                 raise ArtifactError(f"artifact {chunk.artifact!r}: {rel} arrived as {size} bytes that do not "
@@ -210,5 +212,5 @@ class FileWriter:
 
     def abort(self) -> None:
         if self._open is not None:
-            self._open[1].close()  # type: ignore[attr-defined]
+            self._open[1].close()
             self._open = None

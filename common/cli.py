@@ -26,7 +26,7 @@ def fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
-def run_cli(main: click.BaseCommand) -> Callable[[], None]:
+def run_cli(main: click.Command) -> Callable[[], None]:
     """Wrap a click command so user errors end as one line, never a traceback."""
 
     def entry() -> None:

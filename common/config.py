@@ -90,7 +90,7 @@ def _build(cls: type[T], data: Mapping[str, Any], env: Mapping[str, str], prefix
     for name, f in fields.items():
         hint = hints[name]
         path = where + name
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             values[name] = _build(hint, data.get(name) or {}, env, prefix, path + ".")
             continue
         var = f.metadata.get("env") or env_name(path, prefix)
@@ -142,12 +142,12 @@ def _coerce(hint: Any, value: Any, what: str, from_env: bool) -> Any:
         items = [v.strip() for v in value.split(",") if v.strip()] if from_env and isinstance(value, str) else value
         if not isinstance(items, list):
             raise ConfigError(f"{what}: expected a list, got {value!r}")
-        inner = args[0] if args else str
-        return tuple(_coerce(inner, v, f"{what}[{i}]", from_env) for i, v in enumerate(items))
+        item_hint = args[0] if args else str
+        return tuple(_coerce(item_hint, v, f"{what}[{i}]", from_env) for i, v in enumerate(items))
     if origin in (dict, Mapping) or hint is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{what}: expected a mapping, got {value!r}")
-        if len(args) == 2 and dataclasses.is_dataclass(args[1]):
+        if len(args) == 2 and isinstance(args[1], type) and dataclasses.is_dataclass(args[1]):
             # e.g. an image catalog: label -> section; only from YAML.
             return {
                 str(k): _build(args[1], v or {}, {}, "", f"{what}.{k}.")

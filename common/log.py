@@ -61,7 +61,7 @@ def resolve_level(level: str | None) -> int:
         raise ConfigError(
             f"unknown log level {name!r}: choose one of {', '.join(LEVELS)}"
         )
-    return getattr(logging, name.upper())
+    return int(getattr(logging, name.upper()))
 
 
 def setup_logging(

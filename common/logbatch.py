@@ -69,7 +69,7 @@ def check(batch: runner_pb2.LogBatch) -> int:
     return total
 
 
-def iter_lines(batch: runner_pb2.LogBatch) -> Iterator[LogLine]:
+def iter_lines(batch: runner_pb2.LogBatch | admin_pb2.LogPage) -> Iterator[LogLine]:
     """Every line of ``batch`` with its sequence."""
     seq = batch.first_sequence
     cont = set(batch.continuations)

@@ -25,9 +25,16 @@ SYSTEM_PREFIX = b"## "
 
 
 class Run(Protocol):
-    stream: int
-    lines: int
-    data: bytes
+    """A run of a page (read only, so ``LogRun``'s enum-typed stream fits)."""
+
+    @property
+    def stream(self) -> int: ...
+
+    @property
+    def lines(self) -> int: ...
+
+    @property
+    def data(self) -> bytes: ...
 
 
 class Page(Protocol):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from common.rpc import admin_pb2
@@ -12,15 +12,15 @@ from common.tables import table
 
 
 def role_name(value: int) -> str:
-    return admin_pb2.OperatorRole.Name(value).removeprefix("OPERATOR_ROLE_").lower()  # type: ignore[arg-type]
+    return admin_pb2.OperatorRole.Name(value).removeprefix("OPERATOR_ROLE_").lower()
 
 
 def token_state(info: admin_pb2.TokenInfo, now: datetime | None = None) -> str:
     """``live``, ``expired`` or ``revoked``."""
     if info.HasField("revoked_at"):
         return "revoked"
-    if info.HasField("expires_at") and info.expires_at.ToDatetime(tzinfo=timezone.utc) <= (
-            now or datetime.now(timezone.utc)):
+    if info.HasField("expires_at") and info.expires_at.ToDatetime(tzinfo=UTC) <= (
+            now or datetime.now(UTC)):
         return "expired"
     return "live"
 

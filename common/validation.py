@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -167,7 +167,8 @@ def check_clone_url(url: str, rules: CloneRules, field: str = "clone_url") -> st
     if len(url) > MAX_URL:
         raise RequestInvalid(field, f"is longer than {MAX_URL} characters")
     if _has_control(url) or any(c.isspace() for c in url) or url.startswith("-"):
-        raise RequestInvalid(field, f"{_show(url)} is not a URL git can fetch (spaces, control characters or a leading '-')")
+        raise RequestInvalid(
+            field, f"{_show(url)} is not a URL git can fetch (spaces, control characters or a leading '-')")
     allowed = "https://, ssh://, git:// or user@host:path"
     if url.startswith("/") or url.lower().startswith("file:"):
         if not rules.allow_local:
@@ -246,7 +247,7 @@ def _env(env: Mapping[str, str], field: str) -> None:
             raise RequestInvalid(f"{field}[{name!r}]", f"must be at most {MAX_ENV_VALUE_BYTES} bytes, without NUL")
 
 
-def _names(values: Sequence[str], field: str, valid, rule: str) -> None:  # type: ignore[no-untyped-def]
+def _names(values: Sequence[str], field: str, valid: Callable[[str], object], rule: str) -> None:
     if len(values) > MAX_LIST:
         raise RequestInvalid(field, f"lists {len(values)} names, more than {MAX_LIST}")
     for i, value in enumerate(values):

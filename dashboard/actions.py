@@ -14,6 +14,7 @@ checked the signed-in operator's role.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from ciadm.client import AdminClient, AdminError, AdminRefused
@@ -95,7 +96,8 @@ class AdminActions:
         await self._call(lambda admin: admin.retry(job_id), job_id)
         log.info("job re-run from the dashboard", extra={"fields": {"job": job_id, "operator": principal.name}})
 
-    async def _call(self, call, job_id: str) -> admin_pb2.JobInfo:  # type: ignore[no-untyped-def]
+    async def _call(self, call: Callable[[AdminClient], Awaitable[admin_pb2.JobInfo]],
+                    job_id: str) -> admin_pb2.JobInfo:
         try:
             async with AdminClient(self.target, self.timeout) as admin:
                 return await call(admin)

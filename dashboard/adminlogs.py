@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 
 from ciadm.client import AdminClient, AdminError, JobNotFound
 from ciadm.target import Target
@@ -34,7 +34,7 @@ class AdminLogs:
         async with self._pages(job_id, attempt, max(start, 1), follow=False) as pages:
             async for page in pages:
                 closed = closed or page.end
-                for line in iter_lines(page):  # type: ignore[arg-type]  # LogPage has LogBatch's fields
+                for line in iter_lines(page):  # LogPage has LogBatch's fields
                     if start > 0 and len(kept) >= limit:
                         more = True
                         break
@@ -45,10 +45,10 @@ class AdminLogs:
         # Stopped early: lines follow the last one kept (the page is not the log's tail).
         return LogPage(list(kept), highest + 1 if more else highest, closed and not more)
 
-    async def follow(self, job_id: str, attempt: int, start: int) -> AsyncIterator[Sequence[LogLine]]:
+    async def follow(self, job_id: str, attempt: int, start: int) -> AsyncGenerator[Sequence[LogLine], None]:
         async with self._pages(job_id, attempt, max(start, 1), follow=True) as pages:
             async for page in pages:
-                lines = list(iter_lines(page))  # type: ignore[arg-type]
+                lines = list(iter_lines(page))
                 if lines:
                     yield lines
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from common.ansi import CONTROLS as _CONTROLS
 from common.ansi import ESCAPES as _ESCAPES
 from common.ansi import overwritten
+
 _NEEDS_WORK = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x80-\x9f]")  # anything but plain text and tabs
 # The xterm palette, to map 256-colour and true-colour values onto the 16 classes.
 _PALETTE = (
@@ -52,7 +53,7 @@ def _picture(match: re.Match[str]) -> str:
 
 def nearest16(red: int, green: int, blue: int) -> int:
     """The index of the palette colour closest to an RGB value."""
-    return min(range(16), key=lambda i: sum((a - b) ** 2 for a, b in zip(_PALETTE[i], (red, green, blue))))
+    return min(range(16), key=lambda i: sum((a - b) ** 2 for a, b in zip(_PALETTE[i], (red, green, blue), strict=True)))
 
 
 def _from256(n: int) -> int:

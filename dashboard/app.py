@@ -23,7 +23,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -170,14 +170,14 @@ class Dashboard:
         days = _number(request.query.get("days"), "days") or self.settings.window_days
         if days not in WINDOWS:
             raise web.HTTPBadRequest(text=f"days must be one of {', '.join(map(str, WINDOWS))}\n")
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         since = (int(time.time() // 86400) - days + 1) * 86400.0  # whole UTC days, today included
         summaries = await self._read(backing.store.repo_summaries(since))
         hosts = await self._read(backing.store.list_hosts())
         failing = [s for s in summary.order(summaries) if s.failed or s.errored][:SUMMARY_FAILING_REPOS]
         found = await self._read(asyncio.gather(
             *(backing.store.latest_failures(s.forge, s.repo, since, SUMMARY_FAILURES) for s in failing)))
-        failures = {(s.forge, s.repo): jobs for s, jobs in zip(failing, found)}
+        failures = {(s.forge, s.repo): jobs for s, jobs in zip(failing, found, strict=True)}
         return self._html(summary.render(summaries, failures, hosts, days, await self.viewer(request), now))
 
     async def matrix(self, request: web.Request) -> web.Response:
@@ -201,7 +201,7 @@ class Dashboard:
         cells = await self._read(backing.store.commit_jobs(forge, repo, ref, shas))
         external, problems = await self._external(forge, repo, shas)
         view = matrix.MatrixView(forge, repo, ref, refs, commits, cells, external, problems, older, before is not None)
-        return self._html(matrix.render(view, backing.links, await self.viewer(request), datetime.now(timezone.utc)))
+        return self._html(matrix.render(view, backing.links, await self.viewer(request), datetime.now(UTC)))
 
     async def pull(self, request: web.Request) -> web.Response:
         backing = self._require()
@@ -213,7 +213,7 @@ class Dashboard:
         attempts = await self._read(backing.store.attempts_of([j.job_id for j in jobs]))
         external, problems = await self._external(forge, repo, list(dict.fromkeys(j.sha for j in jobs)))
         return self._html(pull.render(forge, repo, number, jobs, attempts, external, problems, backing.links,
-                                      await self.viewer(request), datetime.now(timezone.utc)))
+                                      await self.viewer(request), datetime.now(UTC)))
 
     async def _job(self, request: web.Request) -> tuple[Backing, JobRecord]:
         backing = self._require()
@@ -268,7 +268,8 @@ class Dashboard:
         if not any(f.path == path for f in info.file_list):
             raise web.HTTPNotFound(text=f"artifact {name} has no file {path}\n")
         filename = path.rsplit("/", 1)[-1].replace('"', "")
-        headers = {"Content-Disposition": f'attachment; filename="{filename}"', "Content-Type": "application/octet-stream"}
+        headers = {"Content-Disposition": f'attachment; filename="{filename}"',
+                   "Content-Type": "application/octet-stream"}
         try:
             file = backing.artifacts.folder(job.job_id, attempt, name) / "files" / safe_relpath(path)
         except ArtifactError:
@@ -293,7 +294,7 @@ class Dashboard:
         start = _number(request.query.get("from"), "from") or 0
         query = request.query.get("q", "")[:MAX_QUERY]
         view = await self.job_view(backing, job, attempt, start or (1 if query else 0), query)
-        return self._html(job_page.render(view, backing.links, await self.viewer(request), datetime.now(timezone.utc),
+        return self._html(job_page.render(view, backing.links, await self.viewer(request), datetime.now(UTC),
                                           request.query.get("done", "")))
 
     async def live(self, request: web.Request) -> web.StreamResponse:

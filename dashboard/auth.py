@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from urllib.parse import quote, urlsplit
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from dashboard.settings import DashboardSettings
 from orchestrator.operators import OperatorTokens, Principal, TokenRefused
@@ -105,7 +106,7 @@ class Auth:
     def sign_out(self, response: web.StreamResponse) -> None:
         response.del_cookie(COOKIE, path="/")
 
-    def middleware(self) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    def middleware(self) -> Middleware:
         """Sends anonymous visitors to the sign-in page when ``require_signin`` (GET), or refuses (others)."""
 
         @web.middleware

@@ -24,7 +24,7 @@ import contextlib
 import json
 import logging
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -132,7 +132,8 @@ class _Follow:
         last = after
         while True:
             try:
-                async with contextlib.aclosing(self.backing.logs.follow(self.job_id, self.attempt, last + 1)) as batches:
+                following = self.backing.logs.follow(self.job_id, self.attempt, last + 1)
+                async with contextlib.aclosing(following) as batches:
                     async for batch in batches:
                         await self.sender.send("lines", {"g": renderer.groups(batch)}, batch[-1].sequence)
                         last = batch[-1].sequence
@@ -156,7 +157,7 @@ class _Follow:
             steps = job_page.steps_state(view)
             signature = (view.attempt, tuple(view.steps), job.state, job.attempt, tuple(s[:2] for s in steps))
             if signature != last_sent:
-                now = datetime.now(timezone.utc)
+                now = datetime.now(UTC)
                 await self.sender.send("state", {
                     "state": view.attempt.state.name.lower(), "terminal": view.attempt.state.terminal,
                     "head": job_page.head(view, self.backing.links, self.viewer, now),

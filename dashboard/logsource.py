@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from common.errors import SolsticeError
 from common.logbatch import LogLine
 from orchestrator.logstore import LogNotFound, LogStore, LogStoreError
+from orchestrator.logstore.joblog import JobLog
 
 BATCH_LINES = 2000  # at most this many lines per batch of ``follow``
 QUEUE_LINES = 20000  # lines read ahead of a slow follower before reading pauses
@@ -56,7 +57,7 @@ class LogSource(Protocol):
         ``LogMissing`` / ``LogElsewhere`` / ``LogError``."""
         ...
 
-    def follow(self, job_id: str, attempt: int, start: int) -> AsyncIterator[Sequence[LogLine]]:
+    def follow(self, job_id: str, attempt: int, start: int) -> AsyncGenerator[Sequence[LogLine], None]:
         """Batches of lines from ``start``: stored ones, then live ones as they come; ends when the
         log is closed. Raises as ``read`` does. Close it (``aclose``) when done early."""
         ...
@@ -68,7 +69,7 @@ class LocalLogs:
     def __init__(self, logstore: LogStore) -> None:
         self.logstore = logstore
 
-    async def _open(self, job_id: str, attempt: int):  # type: ignore[no-untyped-def]
+    async def _open(self, job_id: str, attempt: int) -> JobLog:
         try:
             return await self.logstore.open(job_id, attempt, create=False)
         except LogNotFound:
@@ -95,7 +96,7 @@ class LocalLogs:
                 raise LogError(f"the log store failed: {err}") from None
         return LogPage(lines, highest, closed)
 
-    async def follow(self, job_id: str, attempt: int, start: int) -> AsyncIterator[Sequence[LogLine]]:
+    async def follow(self, job_id: str, attempt: int, start: int) -> AsyncGenerator[Sequence[LogLine], None]:
         joblog = await self._open(job_id, attempt)
         ahead: asyncio.Queue[LogLine | None] = asyncio.Queue(QUEUE_LINES)
         failure: list[BaseException] = []
@@ -141,7 +142,7 @@ class NoLogs:
         raise LogElsewhere("job logs are kept by the node that ran the attempt; "
                            f"read this one with: ciadm logs {job_id}")
 
-    async def follow(self, job_id: str, attempt: int, start: int) -> AsyncIterator[Sequence[LogLine]]:
+    async def follow(self, job_id: str, attempt: int, start: int) -> AsyncGenerator[Sequence[LogLine], None]:
         raise LogElsewhere("job logs are kept by the node that ran the attempt; "
                            f"read this one with: ciadm logs {job_id}")
         yield []  # pragma: no cover - makes this an async generator

@@ -28,6 +28,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import TracebackType
 
 import common
 import images
@@ -88,7 +89,7 @@ def code_digest() -> str:
     """SHA-256 over the runner's code, the builder's, and the service definitions baked into images."""
     h = hashlib.sha256(VERSION.encode())
     for package in (common, runner, images):
-        root = Path(package.__file__).parent
+        root = Path(package.__path__[0])
         for path in sorted(root.rglob("*.py")):
             h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
     for path in sorted(SERVICES.iterdir()):
@@ -102,7 +103,7 @@ def image_digest(recipe: Recipe) -> str:
 
 
 def image_version(recipe: Recipe, today: datetime.date | None = None) -> str:
-    day = (today or datetime.datetime.now(datetime.timezone.utc).date()).strftime("%Y%m%d")
+    day = (today or datetime.datetime.now(datetime.UTC).date()).strftime("%Y%m%d")
     return f"{day}-{image_digest(recipe)}"
 
 
@@ -168,7 +169,8 @@ class _stage:  # noqa: N801 -- reads as a statement
     async def __aenter__(self) -> None:
         await self.inner.__aenter__()
 
-    async def __aexit__(self, kind, err, tb) -> bool:  # type: ignore[no-untyped-def]
+    async def __aexit__(self, kind: type[BaseException] | None, err: BaseException | None,
+                        tb: TracebackType | None) -> bool:
         await self.inner.__aexit__(kind, err, tb)
         if err is not None and isinstance(err, (SolsticeError, DriverError, OSError, ValueError)) \
                 and not isinstance(err, BuildError):

@@ -129,7 +129,7 @@ async def build_bundle(spec: RunnerSpec, out_dir: Path, work: Path) -> Bundle:
                           f"{spec.platform}: {err}") from err
     shutil.rmtree(lib / "bin", ignore_errors=True)  # console scripts of the deps: unused
     for package in (common, runner):
-        source = Path(package.__file__).parent
+        source = Path(package.__path__[0])
         shutil.copytree(source, lib / source.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     major, minor = spec.python.split(".")
     bin_dir = tree / "bin"
@@ -166,7 +166,8 @@ def install_bundle(bundle: Path, root: Path, prefix: str) -> None:
 
 
 def read_manifest(prefix_dir: Path) -> dict[str, object]:
-    return json.loads((prefix_dir / "MANIFEST.json").read_text())
+    manifest: dict[str, object] = json.loads((prefix_dir / "MANIFEST.json").read_text())
+    return manifest
 
 
 def _root_owned(info: tarfile.TarInfo) -> tarfile.TarInfo:

@@ -15,7 +15,9 @@ import lzma
 import os
 import shutil
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from common.errors import SolsticeError
 from images.recipe import BaseImage
@@ -53,7 +55,7 @@ async def published_sha256(url: str) -> str:
 
 def _read_url(url: str) -> str:
     with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as response:  # noqa: S310
-        return response.read(64 * 1024).decode(errors="replace")
+        return str(response.read(64 * 1024).decode(errors="replace"))
 
 
 async def fetch_base(base: BaseImage, recipe_dir: Path, downloads: Path) -> Path:
@@ -117,6 +119,6 @@ async def to_raw(source: Path, base: BaseImage, raw: Path, size: int, work: Path
     os.replace(tmp, raw)
 
 
-def _decompress(opener, source: Path, out: Path) -> None:  # type: ignore[no-untyped-def]
+def _decompress(opener: Callable[..., Any], source: Path, out: Path) -> None:  # gzip.open, lzma.open
     with opener(source, "rb") as i, open(out, "wb") as o:
         shutil.copyfileobj(i, o, CHUNK)

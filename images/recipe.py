@@ -24,9 +24,10 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
@@ -169,7 +170,7 @@ def parse_recipe(text: str, path: Path) -> Recipe:
         r.fail(top["base"], "a debootstrap base needs 'packages' (at least a kernel and python3)")
     recipe = Recipe(path=path, name=name, os=os_name, base=base, runner=runner, disk_size=disk_size,
                     bootrom=bootrom, packages=packages, files=files, cloud_init=cloud_init, text=text)
-    for entry, node in zip(files, r.sequence(top["files"], "files") if "files" in top else ()):
+    for entry, node in zip(files, r.sequence(top["files"], "files") if "files" in top else (), strict=False):
         if entry.source is not None and not recipe.source_path(entry).is_file():
             r.fail(node, f"files: source {entry.source!r} does not exist next to the recipe")
     return recipe
@@ -181,11 +182,11 @@ class _Reader:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def fail(self, node: yaml.Node, message: str) -> None:
+    def fail(self, node: yaml.Node, message: str) -> NoReturn:
         mark = node.start_mark
         raise RecipeError(f"{self.path}:{mark.line + 1}:{mark.column + 1}: {message}")
 
-    def mapping(self, node: yaml.Node, what: str, required: set[str], optional: set[str] = frozenset()
+    def mapping(self, node: yaml.Node, what: str, required: set[str], optional: AbstractSet[str] = frozenset()
                 ) -> dict[str, yaml.Node]:
         if not isinstance(node, yaml.MappingNode):
             self.fail(node, f"{what} must be a mapping")

@@ -17,7 +17,7 @@ cancel is only logged).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 
 from ciadm.client import AdminClient, AdminError, AdminRefused, JobNotFound, NotAuthenticated, NotPermitted
@@ -106,7 +106,7 @@ def _of(job: admin_pb2.JobInfo, forge: str, repo: str) -> bool:
     return (job.checkout.forge, job.checkout.repo) == (forge, repo) and job.source == jobs_pb2.JOB_SOURCE_FORGE
 
 
-async def _retry(admin: AdminClient, job_id: str, fields: dict[str, object]) -> bool:
+async def _retry(admin: AdminClient, job_id: str, fields: Mapping[str, object]) -> bool:
     try:
         job = await admin.retry(job_id)
     except (JobNotFound, AdminRefused) as err:

@@ -17,10 +17,10 @@ from collections.abc import AsyncIterator, Sequence
 
 from common.metrics.http import MetricsEndpoint
 from dashboard.actions import AdminActions
+from dashboard.adminlogs import AdminLogs
 from dashboard.app import Backing, Dashboard
 from dashboard.columns import ColumnSource
 from dashboard.links import ForgeLinks, github_web_url
-from dashboard.adminlogs import AdminLogs
 from dashboard.logsource import LogSource, NoLogs
 from integration.admin_link import admin_target
 from integration.settings import IntegrationSettings

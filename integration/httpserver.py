@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 from common.config import Seconds
 from common.errors import ConfigError, SolsticeError
@@ -69,9 +70,9 @@ async def _nosniff(request: web.Request, response: web.StreamResponse) -> None:
     response.headers.setdefault(*NOSNIFF)
 
 
-def _body_deadline(limit: float) -> Any:
+def _body_deadline(limit: float) -> Middleware:
     @web.middleware
-    async def body_deadline(request: web.Request, handler: Any) -> web.StreamResponse:
+    async def body_deadline(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not request.body_exists:
             return await handler(request)
 
@@ -83,7 +84,8 @@ def _body_deadline(limit: float) -> Any:
         try:
             return await handler(request)
         except BodyTimeout as err:
-            log.warning("slow request body cut", extra={"fields": {"remote": request.remote or "", "path": request.path}})
+            log.warning("slow request body cut",
+                        extra={"fields": {"remote": request.remote or "", "path": request.path}})
             response = web.Response(status=408, text=f"{err}\n")
             response.force_close()
             return response
@@ -173,8 +175,9 @@ class GuardedSite(web.BaseSite):
     @property
     def address(self) -> tuple[str, int]:
         """The address bound (the real port when 0 was asked for)."""
-        if self._server is not None and getattr(self._server, "sockets", None):
-            host, port = self._server.sockets[0].getsockname()[:2]  # type: ignore[union-attr]
+        sockets = getattr(self._server, "sockets", None)
+        if sockets:
+            host, port = sockets[0].getsockname()[:2]
             return str(host), int(port)
         return self._host, self._port
 

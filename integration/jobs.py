@@ -18,7 +18,6 @@ from common.workflow import Workflow, WorkflowError, WorkflowInvalid
 from common.workflow.model import merge_env
 from integration.events import BuildRequested
 
-
 # Job ids are derived from their run's id and the job's key (uuid5 in this namespace), so a
 # build published again - a deferred retry after a partial publish - carries the same ids,
 # and the orchestrator takes each job once.

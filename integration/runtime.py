@@ -25,8 +25,8 @@ from common.validation import CloneRules
 from common.workflow.offload import WorkflowParser
 from integration.cancel import JobCanceller, JobRetrier, LoggingCanceller
 from integration.errors import IntegrationError
-from integration.external.service import ExternalCI
 from integration.events import Forge
+from integration.external.service import ExternalCI
 from integration.forges.forgejo_api import ForgejoClient
 from integration.forges.github_api import GitHubClient
 from integration.forges.github_app import GitHubAppAuth, read_private_key
@@ -97,8 +97,8 @@ class Integration(StartClose):
         # Secrets must never reach a log line, whatever logs them.
         secrets = (s.github.webhook_secret, s.forgejo.webhook_secret, s.forgejo.token, s.admin.token)
         masker.add(*(v for v in secrets if v))
-        policy = RetryPolicy(s.report.attempts, s.report.backoff_initial, s.report.backoff_max, s.report.request_timeout,
-                             s.report.max_wait)
+        policy = RetryPolicy(s.report.attempts, s.report.backoff_initial, s.report.backoff_max,
+                             s.report.request_timeout, s.report.max_wait)
         links: dict[Forge, ForgeLink] = {}
         reporters: dict[str, ForgeReporter] = {}
         if s.github.app_id and s.github.private_key_file:

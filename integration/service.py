@@ -184,7 +184,8 @@ class WebhookService:
             log.info("webhook ignored: %s", event.reason, extra={"fields": fields})
             return Outcome(202, "ignored", event.reason)
         if not DELIVERY_ID.fullmatch(delivery.delivery_id):
-            return Outcome(400, "bad delivery id", "the delivery id header is missing or not 1-128 printable characters")
+            return Outcome(400, "bad delivery id",
+                           "the delivery id header is missing or not 1-128 printable characters")
         key = f"{delivery.forge.value}:{delivery.delivery_id}"
         try:
             if isinstance(event, BuildRequested):
@@ -288,7 +289,7 @@ class WebhookService:
     def _next_try(self, attempts: int, err: SolsticeError) -> float:
         """When a build that failed ``attempts`` retries (``err`` the last) is due again."""
         now = time.time()
-        due = now + min(self.settings.retry_max, self.settings.retry_initial * 2 ** attempts)
+        due = now + min(self.settings.retry_max, self.settings.retry_initial * 2.0 ** attempts)
         retry_at = getattr(err, "retry_at", None)
         return max(due, retry_at) if retry_at is not None else due
 

@@ -68,7 +68,7 @@ def _too_large(cap: int) -> web.Response:
 
 def deep_path(body: bytes, limit: int = DEPTH_SHOWN) -> str | None:
     """The field path (``a.b[3].c``) at which ``body``'s JSON first nests past ``limit`` levels, or None."""
-    stack: list[list] = []  # [key or index] per open container; key None until read
+    stack: list[list[object]] = []  # [key or index] per open container; key None until read
     last = b""
     for match in _JSON_TOKEN.finditer(body):
         token = match.group()
@@ -115,7 +115,8 @@ async def receive(request: web.Request, forge: Forge) -> web.Response:
                       f"set {SECRET_SETTINGS[forge]} and restart it")
     cap = service.settings.max_body_bytes
     if request.content_length is not None and request.content_length > cap:
-        log.warning("oversize webhook refused", extra={"fields": {"forge": forge.value, "length": request.content_length}})
+        log.warning("oversize webhook refused",
+                    extra={"fields": {"forge": forge.value, "length": request.content_length}})
         return _too_large(cap)
     body = await read_capped(request, cap)
     if body is None:

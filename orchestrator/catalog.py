@@ -38,6 +38,7 @@ import ipaddress
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,7 +63,7 @@ def is_label(text: str) -> bool:
     return bool(_LABEL.fullmatch(text))
 
 
-def _check(what: str, check, value: str) -> None:  # type: ignore[no-untyped-def]
+def _check(what: str, check: Callable[[str], object], value: str) -> None:
     try:
         check(value)
     except NameInvalid as err:
@@ -254,7 +255,7 @@ def size_bytes(text: str) -> int:
         raise ConfigError(f"{text!r} is not a size N[KMGT] (no suffix = MiB)")
     scale = {"K": 1, "M": 2, "G": 3, "T": 4}.get(text[-1], 2)
     number = int(text[:-1] if text[-1] in "KMGT" else text)
-    return number * 1024**scale
+    return number * (1 << (10 * scale))
 
 
 @dataclass(frozen=True)

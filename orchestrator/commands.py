@@ -72,7 +72,7 @@ async def run_command(
         raise CommandFailed(args, 127, f"cannot run {args[0]}: {err.strerror}") from err
     try:
         out, err_bytes = await asyncio.wait_for(proc.communicate(input), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         _kill_group(proc)
         out, err_bytes = await _drain(proc)
         _log(args, None, time.monotonic() - started)
@@ -108,7 +108,7 @@ async def _drain(proc: asyncio.subprocess.Process) -> tuple[bytes, bytes]:
     # group; bound the wait so a stuck pipe cannot hang the caller.
     try:
         return await asyncio.wait_for(proc.communicate(), 5.0)
-    except (asyncio.TimeoutError, DriverError):
+    except (TimeoutError, DriverError):
         return b"", b""
 
 

@@ -15,18 +15,22 @@ codes of ``solstice-runner run`` (also in docs/runner.md):
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import shutil
 import socket
 import time
 from collections.abc import Mapping
+from pathlib import Path
+from typing import cast
 
 import grpc
 
 from common import log as common_log
 from common.bootstrap import RunnerBootstrap
 from common.logbatch import JOB_STEP, job_masker, secret_values
+from common.masking import Masker
 from common.rpc import jobs_pb2, runner_pb2
 from common.version import VERSION
 from runner import artifacts, caches
@@ -36,7 +40,7 @@ from runner.settings import RunnerSettings
 from runner.shipper import LogShipper
 from runner.sink import LogSink
 from runner.spool import Spool
-from runner.steps import StepUser, resolve_workdir, run_step, script_argv
+from runner.steps import StepRun, StepUser, resolve_workdir, run_step, script_argv
 from runner.workspace import hand_over, step_user, write_script
 
 log = logging.getLogger(__name__)
@@ -121,7 +125,7 @@ class JobRun:
                 task.cancel()
             await asyncio.gather(steps_task, return_exceptions=True)
             results = await asyncio.gather(*background, return_exceptions=True)
-            for task, result in zip(background, results):
+            for task, result in zip(background, results, strict=True):
                 if isinstance(result, Refused):
                     log.error("%s: %s", task.get_name(), result)
                 elif isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
@@ -131,7 +135,8 @@ class JobRun:
     async def _outputs(self, job: runner_pb2.RunnerJob, state: int, reason: str, sink: LogSink) -> tuple[int, str]:
         """Upload the job's artifacts after its steps (not after a cancel or a lost orchestrator);
         a job whose artifacts cannot be stored ends failed, saying why."""
-        if not (job.artifacts or self.caches) or state not in (jobs_pb2.JOB_STATE_SUCCEEDED, jobs_pb2.JOB_STATE_FAILED) \
+        ended = state in (jobs_pb2.JOB_STATE_SUCCEEDED, jobs_pb2.JOB_STATE_FAILED)
+        if not (job.artifacts or self.caches) or not ended \
                 or self.cancelled.is_set() or self.conn.gone:
             return state, reason
         workspace = self.settings.workspace / f"{job.job.job_id}-{job.job.attempt}"
@@ -143,7 +148,8 @@ class JobRun:
         sink.note(JOB_STEP, problem)
         return jobs_pb2.JOB_STATE_FAILED, reason or problem
 
-    async def _supervise(self, steps_task: asyncio.Task, background: list[asyncio.Task]) -> None:  # type: ignore[type-arg]
+    async def _supervise(self, steps_task: asyncio.Task[tuple[int, str, list[jobs_pb2.StepResult]]],
+                         background: list[asyncio.Task[None]]) -> None:
         """Wait for the steps; a background task that dies stops the job (errored)."""
         while not steps_task.done():
             alive = {t for t in background if not t.done()}
@@ -164,7 +170,7 @@ class JobRun:
 
     async def _complete(self, ref: runner_pb2.JobRef, state: int, reason: str,
                         steps: list[jobs_pb2.StepResult], sink: LogSink, shipper: LogShipper) -> None:
-        request = runner_pb2.CompleteRequest(job=ref, state=state, reason=reason,
+        request = runner_pb2.CompleteRequest(job=ref, state=cast(jobs_pb2.JobState, state), reason=reason,
                                              last_sequence=sink.last_sequence, steps=steps)
         for _ in range(3):
             try:
@@ -180,7 +186,7 @@ class JobRun:
                 await shipper.flush()
         raise ConnectionError_("the orchestrator keeps refusing Complete: its log lacks lines")
 
-    async def _drain(self, background: list[asyncio.Task], shipper: LogShipper) -> None:  # type: ignore[type-arg]
+    async def _drain(self, background: list[asyncio.Task[None]], shipper: LogShipper) -> None:
         """Wait until step reports and log lines are delivered."""
         while True:
             try:
@@ -190,12 +196,12 @@ class JobRun:
                 if self.conn.gone:
                     raise OrchestratorGone("step results could not be delivered") from None
                 for task in background:
-                    if task.done() and not task.cancelled() and task.exception() is not None:
-                        raise task.exception()  # type: ignore[misc]
+                    if task.done() and not task.cancelled() and (error := task.exception()) is not None:
+                        raise error from None
         await shipper.flush()
 
-    async def _steps(self, job: runner_pb2.RunnerJob, sink: LogSink, masker
-                     ) -> tuple[int, str, list[jobs_pb2.StepResult]]:  # type: ignore[no-untyped-def]
+    async def _steps(self, job: runner_pb2.RunnerJob, sink: LogSink, masker: Masker
+                     ) -> tuple[int, str, list[jobs_pb2.StepResult]]:
         settings = self.settings
         started = self._started = time.monotonic()
         deadline = started + job.timeout_seconds if job.timeout_seconds > 0 else None
@@ -317,7 +323,7 @@ class JobRun:
                                                state=jobs_pb2.STEP_STATE_SKIPPED))
         return results
 
-    def _env(self, job: runner_pb2.RunnerJob, step: jobs_pb2.Step, workspace,  # type: ignore[no-untyped-def]
+    def _env(self, job: runner_pb2.RunnerJob, step: jobs_pb2.Step, workspace: Path,
              user: StepUser | None) -> dict[str, str]:
         env = {k: os.environ[k] for k in PASS_ENV if k in os.environ}
         if user is not None:  # a home and a temporary directory of the step user's own
@@ -341,9 +347,9 @@ class JobRun:
             result = await self._reports.get()
             while True:
                 try:
-                    await self.conn.call("ReportStep", lambda: self.conn.stub.ReportStep(
-                        runner_pb2.StepReport(job=self.conn.job, step=result), metadata=self.conn.metadata,
-                        timeout=self.settings.rpc_timeout))
+                    await self.conn.call("ReportStep", functools.partial(
+                        self.conn.stub.ReportStep, runner_pb2.StepReport(job=self.conn.job, step=result),
+                        metadata=self.conn.metadata, timeout=self.settings.rpc_timeout))
                     break
                 except OrchestratorGone:
                     # Keep trying: it may come back; _drain enforces the limit.
@@ -389,10 +395,10 @@ def _as_env(secrets: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in secrets.items() if k and "=" not in k}
 
 
-def _summary(run, step_timeout: float, job_timeout: float) -> str:  # type: ignore[no-untyped-def]
+def _summary(run: StepRun, step_timeout: float, job_timeout: float) -> str:
     what = {"timeout": f"timed out after {step_timeout:g}s", "cancelled": "cancelled",
             "job-timeout": f"stopped: the job timed out after {job_timeout:g}s"}
-    head = what.get(run.stopped, "exited")
+    head = what.get(run.stopped or "", "exited")
     return f"{head} with exit code {run.exit_code} after {run.duration:.1f}s"
 
 

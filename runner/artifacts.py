@@ -83,14 +83,16 @@ async def upload(conn: Connection, job: runner_pb2.RunnerJob, workspace: Path, s
                 limits.check_job(spec.name, rel, total)
         except ArtifactError as err:
             return str(err)
-        note(f'uploading artifact "{spec.name}": {len(files)} files, {show_bytes(sum(p.stat().st_size for _, p in files))}')
+        shown = show_bytes(sum(p.stat().st_size for _, p in files))
+        note(f'uploading artifact "{spec.name}": {len(files)} files, {shown}')
 
         def stream(spec: jobs_pb2.ArtifactSpec = spec,
                    files: list[tuple[str, Path]] = files) -> AsyncIterator[runner_pb2.ArtifactUpload]:
             return _messages(conn.job, spec, files)
         try:
-            receipt = await _call(conn, "UploadArtifact", lambda stream=stream: conn.stub.UploadArtifact(
-                stream(), metadata=conn.metadata, timeout=None))
+            def upload(stream: Callable[[], AsyncIterator[runner_pb2.ArtifactUpload]] = stream) -> object:
+                return conn.stub.UploadArtifact(stream(), metadata=conn.metadata, timeout=None)
+            receipt = await _call(conn, "UploadArtifact", upload)
         except (ArtifactError, ConnectionError_, OSError) as err:
             return f'artifact "{spec.name}" was not stored: {err}'
         note(f'artifact "{spec.name}" stored: {receipt.files} files, {show_bytes(receipt.bytes)}')  # type: ignore[attr-defined]

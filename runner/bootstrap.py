@@ -38,7 +38,7 @@ def resolve(
     token: str | None,
     env: Mapping[str, str],
     env_files: Sequence[Path] = (Path(RUNNER_ENV_PATH),),
-    nocloud_dirs: Sequence[Path] = tuple(Path(p) for p in NOCLOUD_SEEDS),
+    nocloud_dirs: Sequence[Path] = tuple(map(Path, NOCLOUD_SEEDS)),
 ) -> RunnerBootstrap:
     """The bootstrap from the highest-precedence source of each value.
 

@@ -26,6 +26,7 @@ import re
 import signal
 import time
 import urllib.parse
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,7 +97,7 @@ def split_credentials(url: str, masker: Masker) -> Remote:
     return Remote(clean, f"Authorization: Basic {basic}")
 
 
-async def checkout(spec: jobs_pb2.Checkout, dest: Path, masker: Masker, note,  # type: ignore[no-untyped-def]
+async def checkout(spec: jobs_pb2.Checkout, dest: Path, masker: Masker, note: Callable[[str], object],
                    deadline: float | None = None, cancelled: asyncio.Event | None = None) -> str:
     """Check ``spec.sha`` out into ``dest`` (created empty); return the checked-out sha.
 
@@ -109,7 +110,7 @@ async def checkout(spec: jobs_pb2.Checkout, dest: Path, masker: Masker, note,  #
     stop = asyncio.ensure_future(cancelled.wait()) if cancelled is not None else None
     try:
         left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-        done, _ = await asyncio.wait({work, stop} - {None}, timeout=left,  # type: ignore[arg-type]
+        done, _ = await asyncio.wait([t for t in (work, stop) if t is not None], timeout=left,
                                      return_when=asyncio.FIRST_COMPLETED)
         if work in done:
             return work.result()
@@ -124,7 +125,7 @@ async def checkout(spec: jobs_pb2.Checkout, dest: Path, masker: Masker, note,  #
         await asyncio.gather(*(t for t in (work, stop) if t is not None), return_exceptions=True)
 
 
-async def _checkout(spec: jobs_pb2.Checkout, dest: Path, masker: Masker, note,  # type: ignore[no-untyped-def]
+async def _checkout(spec: jobs_pb2.Checkout, dest: Path, masker: Masker, note: Callable[[str], object],
                     deadline: float | None) -> str:
     sha = spec.sha.lower()
     if not _SHA.match(sha):
@@ -162,7 +163,8 @@ async def _checkout(spec: jobs_pb2.Checkout, dest: Path, masker: Masker, note,  
     return head
 
 
-async def _retrying(fetch, note, deadline: float | None) -> str:  # type: ignore[no-untyped-def]
+async def _retrying(fetch: Callable[[], Awaitable[str]], note: Callable[[str], object],
+                    deadline: float | None) -> str:
     """``fetch()`` again after a network failure, with backoff, while the job's time allows."""
     pause = FETCH_BACKOFF[0]
     for attempt in range(1, FETCH_ATTEMPTS + 1):
@@ -191,7 +193,7 @@ class _GitTimeout(CheckoutError):
     """One git command outlived its time (``GIT_TIMEOUT`` or the job's deadline)."""
 
 
-async def _git(args: list[str], cwd: Path, env: dict[str, str], masker: Masker, note,  # type: ignore[no-untyped-def]
+async def _git(args: list[str], cwd: Path, env: dict[str, str], masker: Masker, note: Callable[[str], object],
                deadline: float | None = None) -> str:
     what = args[2] if args[0] == "-C" else args[0]
     timeout = GIT_TIMEOUT if deadline is None else min(GIT_TIMEOUT, deadline - time.monotonic())

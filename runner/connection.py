@@ -111,7 +111,8 @@ class Connection:
 
     # -- unary calls ----------------------------------------------------------
 
-    async def call(self, name: str, fn: Callable[[], Awaitable[T]], retry_while: Callable[[], bool] = lambda: True) -> T:
+    async def call(self, name: str, fn: Callable[[], Awaitable[T]],
+                   retry_while: Callable[[], bool] = lambda: True) -> T:
         """Run the unary call ``fn`` until it succeeds, is refused, or the
         orchestrator is gone (``retry_while`` returning False also stops)."""
         backoff = self.backoff()
@@ -140,8 +141,8 @@ class Connection:
         claims = _unverified_claims(self.boot.token)
         req.job.job_id, req.job.attempt = claims
         try:
-            job = await self.call("GetJob", lambda: self.stub.GetJob(req, metadata=self.metadata,
-                                                                      timeout=self.rpc_timeout))
+            job: runner_pb2.RunnerJob = await self.call(
+                "GetJob", lambda: self.stub.GetJob(req, metadata=self.metadata, timeout=self.rpc_timeout))
         except grpc.aio.AioRpcError as err:
             # FAILED_PRECONDITION here: the orchestrator does not speak this runner's version.
             raise Refused(f"the orchestrator refused this runner: {err.details()}") from err

@@ -16,6 +16,8 @@ import logging
 
 import grpc
 
+from common.backoff import Backoff
+from common.rpc import runner_pb2
 from runner.connection import Connection, ConnectionError_, OrchestratorGone, Refused
 from runner.spool import Spool
 
@@ -50,7 +52,7 @@ class LogShipper:
             self.stopped = err  # a flush waiting for acks that cannot come now ends (it looks twice a second)
             raise
 
-    async def _stream(self, backoff) -> None:  # type: ignore[no-untyped-def]
+    async def _stream(self, backoff: Backoff) -> None:
         call = self.conn.stream_logs(metadata=self.conn.metadata)
         # Two plain tasks rather than a TaskGroup: on Python 3.11 a TaskGroup
         # whose child fails while the shipper itself is being cancelled can
@@ -58,7 +60,7 @@ class LogShipper:
         tasks: list[asyncio.Task[None]] = []
         try:
             first = await call.read()
-            if first is grpc.aio.EOF:
+            if not isinstance(first, runner_pb2.LogAck):  # grpc.aio.EOF
                 raise StreamBroken("log stream closed before its first ack")
             self.conn.reached()
             backoff.reset()
@@ -68,7 +70,7 @@ class LogShipper:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             # Both run until they fail. The call's status (a refusal is final)
             # beats "the stream broke", which is all the other side may know.
-            errors = [t.exception() for t in tasks if t.done() and not t.cancelled() and t.exception()]
+            errors = [e for t in tasks if t.done() and not t.cancelled() and (e := t.exception()) is not None]
             raise next((e for e in errors if isinstance(e, grpc.aio.AioRpcError)), errors[0])
         finally:
             for task in tasks:
@@ -77,14 +79,14 @@ class LogShipper:
                 await asyncio.gather(*tasks, return_exceptions=True)
             call.cancel()
 
-    async def _acks(self, call) -> None:  # type: ignore[no-untyped-def]
+    async def _acks(self, call: grpc.aio.StreamStreamCall[bytes, runner_pb2.LogAck]) -> None:
         while True:
             ack = await call.read()
-            if ack is grpc.aio.EOF:
+            if not isinstance(ack, runner_pb2.LogAck):  # grpc.aio.EOF
                 raise StreamBroken("the orchestrator closed the log stream")
             self.spool.ack(ack.durable_sequence)
 
-    async def _send(self, call, sent: int) -> None:  # type: ignore[no-untyped-def]
+    async def _send(self, call: grpc.aio.StreamStreamCall[bytes, runner_pb2.LogAck], sent: int) -> None:
         while True:
             waiting = self.spool.change_event()
             progressed = False

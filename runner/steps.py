@@ -27,6 +27,7 @@ from asyncio.subprocess import Process, SubprocessStreamProtocol
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from common.logbatch import STDERR, STDOUT
 from runner.sink import LogSink, pump
@@ -105,7 +106,7 @@ async def run_step(
     """Run the step to its end (or stop it); its output goes to ``sink``."""
     started = time.monotonic()
     loop = asyncio.get_running_loop()
-    account = {"user": user.uid, "group": user.gid, "extra_groups": []} if user is not None else {}
+    account: dict[str, Any] = {"user": user.uid, "group": user.gid, "extra_groups": []} if user is not None else {}
     transport, protocol = await loop.subprocess_exec(
         lambda: _StepProtocol(1 << 20, loop), *argv,
         cwd=cwd, env=dict(env), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
@@ -123,7 +124,8 @@ async def run_step(
     held = False
     try:
         limit, why = _limit(started, timeout, job_deadline)
-        done, _ = await asyncio.wait({exited, cancel_wait}, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
+        waiting: set[asyncio.Future[Any]] = {exited, cancel_wait}
+        done, _ = await asyncio.wait(waiting, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
         if exited not in done:
             stopped = "cancelled" if cancel_wait in done else why
             await _stop_group(proc.pid, exited, grace)

@@ -40,9 +40,9 @@ def hand_over(workspace: Path, home: Path, user: StepUser) -> None:
         for name in (*dirs, *files):
             os.lchown(os.path.join(path, name), user.uid, user.gid)
     os.chmod(workspace, 0o700)
-    for path in (home, home / "tmp"):
-        path.mkdir(mode=0o700, exist_ok=True)
-        os.lchown(path, user.uid, user.gid)
+    for own in (home, home / "tmp"):
+        own.mkdir(mode=0o700, exist_ok=True)
+        os.lchown(own, user.uid, user.gid)
         os.chmod(path, 0o700)
 
 

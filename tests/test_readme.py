@@ -165,8 +165,10 @@ def test_the_readme_demo_runs_as_written(demo_root: Path) -> None:
 
 def test_blanking_keeps_what_matters() -> None:
     root = Path("/x/demo")
-    assert blank("job-0123456789abcdef0123456789abcdef  lint  queued  0.0s ago", root) == "job-<id> lint queued <time> ago"
-    assert blank("[unit] step 1/1 Unit tests: succeeded in 12.5s", root) == "[unit] step 1/1 Unit tests: succeeded in <time>"
+    assert (blank("job-0123456789abcdef0123456789abcdef  lint  queued  0.0s ago", root)
+            == "job-<id> lint queued <time> ago")
+    assert (blank("[unit] step 1/1 Unit tests: succeeded in 12.5s", root)
+            == "[unit] step 1/1 Unit tests: succeeded in <time>")
     assert blank("/x/demo/pipeline b62ac2f7e532 took 1m05s", root) == "/tmp/solstice-demo/pipeline <sha> took <time>"
     # A changed word is still a difference.
     assert blank("job failed", root) != blank("job succeeded", root)

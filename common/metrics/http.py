@@ -64,7 +64,7 @@ class MetricsEndpoint:
                 SOURCE_ERRORS.inc()
                 log.warning("a metrics source failed: %s", err)
         extra = CollectorRegistry(auto_describe=False)
-        extra.register(_Fixed(families))  # type: ignore[arg-type]
+        extra.register(_Fixed(families))
         return generate_latest(REGISTRY) + generate_latest(extra)
 
     async def handle(self, request: web.Request) -> web.Response:

@@ -7,6 +7,8 @@ version it does not know, or missing fields routing depends on. Those raise
 
 from __future__ import annotations
 
+from copy import deepcopy
+
 from google.protobuf.message import DecodeError
 
 from common.queue.errors import InvalidMessage, PoisonMessage
@@ -23,8 +25,7 @@ _STEP_STATES = {v: n.removeprefix("STEP_STATE_").lower() for n, v in jobs_pb2.St
 
 def _stamped(message: jobs_pb2.JobRequest | jobs_pb2.JobEvent) -> bytes:
     if message.schema_version == 0:
-        copy = type(message)()
-        copy.CopyFrom(message)
+        copy = deepcopy(message)
         copy.schema_version = SCHEMA_VERSION
         message = copy
     elif message.schema_version not in KNOWN_SCHEMA_VERSIONS:

@@ -17,9 +17,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import aio_pika
+import aiormq
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS, ChannelClosed, PublishError
 from aiormq.exceptions import ChannelInvalidStateError
@@ -54,12 +56,13 @@ async def connect(url: str, timeout: float = 15.0) -> AbstractRobustConnection:
     Reconnects every ``RECONNECT_INTERVAL`` s unless the URL says otherwise
     (``?reconnect_interval=5``).
     """
-    options: dict[str, float] = {}
+    options: dict[str, Any] = {}
     if "reconnect_interval" not in parse_qs(urlsplit(url).query):
         options["reconnect_interval"] = RECONNECT_INTERVAL
     try:
-        return await aio_pika.connect_robust(url, timeout=timeout, **options)
-    except (asyncio.TimeoutError, *CONNECTION_EXCEPTIONS) as err:
+        connection: AbstractRobustConnection = await aio_pika.connect_robust(url, timeout=timeout, **options)
+        return connection
+    except (TimeoutError, *CONNECTION_EXCEPTIONS) as err:
         raise QueueUnavailable(f"cannot connect to RabbitMQ at {redact_url(url)}: {err or type(err).__name__}") from err
 
 
@@ -173,7 +176,7 @@ class BrokerLink:
             except PublishError:
                 self._counts["returned"] += 1
                 return False
-            except (asyncio.TimeoutError, *CONNECTION_EXCEPTIONS) as err:
+            except (TimeoutError, *CONNECTION_EXCEPTIONS) as err:
                 if self.state is not LinkState.OPEN:
                     raise PublishFailed("the broker link was closed before the message was confirmed") from err
                 if time.monotonic() >= deadline:
@@ -201,9 +204,10 @@ async def _publish_confirmed(exchange: AbstractExchange, message: aio_pika.Messa
     broker returns it (the channel raises on returns), connection errors as
     aio-pika's.
     """
-    if exchange.channel.is_closed:
-        raise ChannelInvalidStateError(f"{exchange.channel!r} closed")
-    channel = await exchange.channel.get_underlay_channel()
+    owner = cast(aio_pika.Exchange, exchange).channel  # every Exchange has it; AbstractExchange does not say so
+    if owner.is_closed:
+        raise ChannelInvalidStateError(f"{owner!r} closed")
+    channel = cast(aiormq.Channel, await owner.get_underlay_channel())  # wait= is the concrete channel's
     await channel.basic_publish(message.body, exchange=exchange.name, routing_key=routing_key,
                                 properties=message.properties, mandatory=True, timeout=timeout, wait=False)
 

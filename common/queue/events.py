@@ -75,7 +75,8 @@ class RabbitEventPublisher(LinkedPublisher):
                     delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                     content_type="application/x-protobuf",
                     type="solstice.v1.JobEvent",
-                    headers={SCHEMA_HEADER: event.schema_version or jobs_pb2.SCHEMA_VERSION_1, JOB_ID_HEADER: event.job_id},
+                    headers={SCHEMA_HEADER: event.schema_version or jobs_pb2.SCHEMA_VERSION_1,
+                             JOB_ID_HEADER: event.job_id},
                 ),
             )
             for event in events

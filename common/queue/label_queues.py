@@ -34,6 +34,7 @@ import logging
 
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractQueue
 from aiormq.exceptions import ChannelPreconditionFailed
+from pamqp.common import FieldTable
 
 from common.queue.topology import Topology
 from common.queue.worker import copy_message
@@ -41,7 +42,7 @@ from common.queue.worker import copy_message
 log = logging.getLogger(__name__)
 
 
-async def prepare_label_queue(connection: AbstractConnection, topology: Topology, label: str) -> dict[str, object]:
+async def prepare_label_queue(connection: AbstractConnection, topology: Topology, label: str) -> FieldTable:
     """Make sure ``label``'s queue exists and return the arguments to declare it with (see the module)."""
     wanted = topology.label_queue_arguments()
     if await _declares(connection, topology, label, wanted):
@@ -59,7 +60,7 @@ async def prepare_label_queue(connection: AbstractConnection, topology: Topology
 
 
 async def _declares(connection: AbstractConnection, topology: Topology, label: str,
-                    arguments: dict[str, object]) -> bool:
+                    arguments: FieldTable) -> bool:
     """Declare the queue with ``arguments`` on a channel of its own; False when the broker refuses."""
     channel = await connection.channel()
     try:

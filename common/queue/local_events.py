@@ -218,8 +218,10 @@ class LocalEventBus(SqliteQueueFile):
         outcome = await handle_stored(lambda: sub.handler(decode_job_event(body)), attempts, self.max_attempts)
         await self._pause_after(outcome, f"{sub.name} on {event_id}")
         if outcome.retry and not outcome.deferred:
-            log.warning("local event bus: %s failed on %s (attempt %d): %s", sub.name, event_id, outcome.attempts, outcome.error)
+            log.warning("local event bus: %s failed on %s (attempt %d): %s",
+                        sub.name, event_id, outcome.attempts, outcome.error)
         elif outcome.disposition is not None and outcome.disposition.action is Action.DEAD_LETTER:
-            log.warning("event dead-lettered", extra={"fields": {"event_id": event_id, "reason": outcome.disposition.reason}})
+            log.warning("event dead-lettered",
+                        extra={"fields": {"event_id": event_id, "reason": outcome.disposition.reason}})
         async with self._transaction() as db:
             await TABLE.settle(db, seq, outcome)

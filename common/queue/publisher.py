@@ -8,6 +8,7 @@ from typing import Protocol
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange
+from pamqp.common import FieldTable
 
 from common.queue.codec import encode_job_request
 from common.queue.connection import LinkedPublisher, publish_all
@@ -38,7 +39,7 @@ class JobPublisher(Protocol):
     async def publish(self, requests: Sequence[jobs_pb2.JobRequest], priority: int = NEW_WORK) -> None: ...
 
 
-def job_message(request: jobs_pb2.JobRequest, headers: dict[str, object] | None = None,
+def job_message(request: jobs_pb2.JobRequest, headers: FieldTable | None = None,
                 priority: int = NEW_WORK) -> aio_pika.Message:
     """The persistent AMQP message carrying ``request``."""
     body = encode_job_request(request)
@@ -84,4 +85,5 @@ class RabbitJobPublisher(LinkedPublisher):
         log.warning("job dead-lettered", extra={"fields": {"job_id": message.message_id, "reason": reason}})
         message.headers = {**(message.headers or {}), REASON_HEADER: reason, ROUTING_KEY_HEADER: label}
         if not await self._link.publish(self._dead, message, label):
-            raise PublishFailed(f"job {message.message_id} is unroutable and the dead-letter exchange has no queue bound")
+            raise PublishFailed(f"job {message.message_id} is unroutable "
+                                "and the dead-letter exchange has no queue bound")

@@ -94,7 +94,8 @@ class QueueTable:
     dead_kept: tuple[str, ...]
 
     async def redeliver_unsettled(self, db: aiosqlite.Connection) -> None:
-        """At start: rows handed out before a crash were never settled; deliver them again, one more failed attempt each."""
+        """At start: rows handed out before a crash were never settled; deliver them again,
+        one more failed attempt each."""
         await db.execute(f"UPDATE {self.rows} SET in_flight = 0, attempts = attempts + 1 WHERE in_flight = 1")
 
     async def settle(self, db: aiosqlite.Connection, seq: int, outcome: HandlerOutcome) -> None:

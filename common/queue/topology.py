@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+from pamqp.common import FieldTable
 
 from common.queue.errors import InvalidMessage
 from common.validation import JOB_ID_RULE, LABEL_RULE, is_job_id, is_label
@@ -125,15 +126,15 @@ class Topology:
             await queue.bind(dead, routing_key="")
         return await channel.declare_exchange(self.jobs_exchange, aio_pika.ExchangeType.TOPIC, durable=True)
 
-    def label_queue_arguments(self, priorities: bool = True) -> dict[str, object]:
+    def label_queue_arguments(self, priorities: bool = True) -> FieldTable:
         """What a label queue is declared with (``priorities=False``: as before priorities)."""
-        arguments: dict[str, object] = {"x-dead-letter-exchange": self.jobs_dead_exchange}
+        arguments: FieldTable = {"x-dead-letter-exchange": self.jobs_dead_exchange}
         if priorities:
             arguments["x-max-priority"] = MAX_PRIORITY
         return arguments
 
     async def declare_label_queue(self, channel: AbstractChannel, label: str,
-                                  arguments: dict[str, object] | None = None) -> AbstractQueue:
+                                  arguments: FieldTable | None = None) -> AbstractQueue:
         """Declare (and bind) the durable queue of one label: with priorities, unless ``arguments``
         (from ``label_queues.prepare_label_queue``) say otherwise."""
         jobs = await self.declare_jobs(channel)

@@ -43,6 +43,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 from aio_pika.robust_channel import RobustChannel
+from pamqp.common import FieldTable
 
 from common.queue.disposition import Action, Disposition, OutagePause, call_handler, unsettled_reason
 from common.queue.errors import QueueError, QueueUnavailable
@@ -60,12 +61,13 @@ def attempts_of(message: AbstractIncomingMessage) -> int:
     return value if isinstance(value, int) else 0
 
 
-def copy_message(message: AbstractIncomingMessage, drop: tuple[str, ...] = (), **headers: object) -> aio_pika.Message:
+def copy_message(message: AbstractIncomingMessage, drop: tuple[str, ...] = (),
+                 headers: FieldTable | None = None) -> aio_pika.Message:
     """A persistent copy of ``message`` with extra ``headers``, without the headers named in ``drop``."""
     kept = {key: value for key, value in (message.headers or {}).items() if key not in drop}
     return aio_pika.Message(
         message.body,
-        headers={**kept, **headers},
+        headers={**kept, **(headers or {})},
         message_id=message.message_id,
         content_type=message.content_type,
         type=message.type,
@@ -326,7 +328,7 @@ class QueueWorker:
 
     async def _put_back(self, queue_name: str, message: AbstractIncomingMessage, attempts: int) -> None:
         """A confirmed copy of ``message`` at the end of its queue with ``attempts``; then ack the original."""
-        copy = copy_message(message, **{ATTEMPTS_HEADER: attempts})
+        copy = copy_message(message, headers={ATTEMPTS_HEADER: attempts})
         await self.channel.default_exchange.publish(copy, routing_key=queue_name)
         await message.ack()
 
@@ -345,7 +347,7 @@ class QueueWorker:
         dead = await self.channel.get_exchange(self._dead_exchange_name, ensure=False)
         # Without the attempt counter: whoever handles the dead letter gets attempts of its own.
         copy = copy_message(message, drop=(ATTEMPTS_HEADER,),
-                            **{REASON_HEADER: reason, ROUTING_KEY_HEADER: message.routing_key or ""})
+                            headers={REASON_HEADER: reason, ROUTING_KEY_HEADER: message.routing_key or ""})
         await dead.publish(copy, routing_key=message.routing_key or "")
         await message.ack()
         self._counts["dead_lettered"] += 1

@@ -97,13 +97,13 @@ class _Checker(NodeChecker):
             if child.name == "env":
                 env_nodes.append(child)
             elif child.name == "run":
-                script = self.run_node(child, path)
+                given = self.run_node(child, path)
                 if run is not None:
                     self.error(child.start, path, f"run is given twice (first at {self.at(run[1])})")
                     ok = False
-                elif script is None:
+                elif given is None:
                     ok = False
-                run = run or script
+                run = run or given
             else:
                 self.unknown_child(child, path, _STEP_CHILDREN)
         env = self.env(env_nodes, path)
@@ -240,7 +240,8 @@ class _Checker(NodeChecker):
                 self.error(0, "", 'no "workflow" node: the file must contain one workflow { ... } node')
             return None
         for extra in roots[1:]:
-            self.error(extra.start, "workflow", f'only one "workflow" node is allowed (first at {self.at(roots[0].start)})')
+            self.error(extra.start, "workflow",
+                       f'only one "workflow" node is allowed (first at {self.at(roots[0].start)})')
         return self.workflow(roots[0])
 
     def workflow(self, node: RawNode) -> Workflow | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import bisect
 import re
 from dataclasses import dataclass, field
+from typing import cast
 
 import kdl
 import kdl.errors
@@ -115,7 +116,8 @@ class _Converter:
             RawProp(key, value, _key_start(text, key, value.start))
             for key, value in node.props.items()
         ]
-        return RawNode(node.name, node.tag, _offset(fragment), node.args, props, node.nodes)
+        children = cast(list[RawNode], node.nodes)  # made by this hook already: kdl-py builds bottom-up
+        return RawNode(node.name, node.tag, _offset(fragment), node.args, props, children)
 
 
 def parse_kdl(text: str) -> list[RawNode]:
@@ -137,4 +139,4 @@ def parse_kdl(text: str) -> list[RawNode]:
         # kdl-py parses children recursively: hundreds of nested blocks exhaust
         # the stack before any real workflow would (it needs four levels).
         raise KdlSyntaxError(1, 1, "nodes nest too deeply for the parser (a real workflow needs four levels)") from None
-    return list(document.nodes)
+    return cast(list[RawNode], list(document.nodes))  # each one made by _Converter.node

@@ -7,7 +7,7 @@ or ``AnsiRenderer``; attribute values are always double-quoted.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 from dashboard.ansi import escape as e
@@ -53,8 +53,8 @@ def when(moment: datetime | None, now: datetime | None = None) -> str:
     """A ``<time>`` saying how long ago, with the exact UTC time on hover."""
     if moment is None:
         return "-"
-    now = now or datetime.now(timezone.utc)
-    exact = moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    now = now or datetime.now(UTC)
+    exact = moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     ago = (now - moment).total_seconds()
     if ago < 0:
         text = exact
@@ -65,7 +65,7 @@ def when(moment: datetime | None, now: datetime | None = None) -> str:
     elif ago < 2 * 86400:
         text = f"{ago / 3600:.0f} h ago"
     else:
-        text = moment.astimezone(timezone.utc).strftime("%Y-%m-%d")
+        text = moment.astimezone(UTC).strftime("%Y-%m-%d")
     return f'<time datetime="{e(moment.isoformat())}" title="{e(exact)}">{e(text)}</time>'
 
 

@@ -10,7 +10,18 @@ from urllib.parse import urlencode
 from dashboard.ansi import escape as e
 from dashboard.columns import ExternalResult
 from dashboard.links import ForgeLinks
-from dashboard.pages.layout import ICONS, Viewer, crumb, duration, page, ref_name, repo_path, short_sha, state_name, when
+from dashboard.pages.layout import (
+    ICONS,
+    Viewer,
+    crumb,
+    duration,
+    page,
+    ref_name,
+    repo_path,
+    short_sha,
+    state_name,
+    when,
+)
 from orchestrator.store import CommitRow, JobRow, RefRow
 
 LEGEND = ("queued", "running", "succeeded", "failed", "cancelled", "errored")
@@ -97,7 +108,8 @@ def _pulls(view: MatrixView) -> str:
         return ""
     base = repo_path(view.forge, view.repo)
     items = "".join(f'<li><a href="{e(base)}/pull/{r.pull_request}">#{r.pull_request}</a></li>' for r in pulls)
-    return f'<section aria-labelledby="prs-h"><h2 id="prs-h">Recent pull requests</h2><ul class="pulls">{items}</ul></section>'
+    return ('<section aria-labelledby="prs-h"><h2 id="prs-h">Recent pull requests</h2>'
+            f'<ul class="pulls">{items}</ul></section>')
 
 
 def render(view: MatrixView, links: ForgeLinks, viewer: Viewer, now: datetime) -> str:
@@ -118,7 +130,8 @@ def render(view: MatrixView, links: ForgeLinks, viewer: Viewer, now: datetime) -
         url = links.commit(view.forge, view.repo, commit.sha)
         sha = (f'<a href="{e(url)}" rel="noreferrer"><code>{e(short_sha(commit.sha))}</code></a>' if url
                else f"<code>{e(short_sha(commit.sha))}</code>")
-        rows.append(f'<tr><th scope="row">{sha} <span class="muted">{when(commit.created_at, now)}</span></th>{cells}</tr>')
+        rows.append(f'<tr><th scope="row">{sha} <span class="muted">{when(commit.created_at, now)}</span></th>'
+                    f'{cells}</tr>')
     base = repo_path(view.forge, view.repo)
     pager = []
     if view.paged:

@@ -57,7 +57,8 @@ def render(summaries: Sequence[RepoSummary], failures: Mapping[tuple[str, str], 
     for s in order(summaries):
         path = repo_path(s.forge, s.repo)
         rows.append(
-            f'<tr><th scope="row"><a href="{e(path)}">{e(s.repo)}</a> <span class="forge">{e(s.forge or "-")}</span></th>'
+            f'<tr><th scope="row"><a href="{e(path)}">{e(s.repo)}</a> '
+            f'<span class="forge">{e(s.forge or "-")}</span></th>'
             f'<td class="num">{_rate(s)}</td><td class="num">{s.succeeded}</td><td class="num">{s.failed}</td>'
             f'<td class="num">{s.errored}</td><td class="num">{s.cancelled}</td>'
             f'<td class="num">{s.running}</td><td class="num">{s.queued}</td>'
@@ -65,7 +66,8 @@ def render(summaries: Sequence[RepoSummary], failures: Mapping[tuple[str, str], 
             f'<td class="num">{duration(s.run_time.quantile(0.5))}</td></tr>')
     table = (
         '<div class="scroll"><table class="repos"><caption>Repositories, lowest pass rate first</caption>'
-        '<thead><tr><th scope="col">Repository</th><th scope="col" title="succeeded / (succeeded + failed)">Pass rate</th>'
+        '<thead><tr><th scope="col">Repository</th>'
+        '<th scope="col" title="succeeded / (succeeded + failed)">Pass rate</th>'
         '<th scope="col">Succeeded</th><th scope="col">Failed</th><th scope="col">Errored</th>'
         '<th scope="col">Cancelled</th><th scope="col">Running</th><th scope="col">Queued</th>'
         '<th scope="col" title="queued to running, estimated from a histogram">Median queue</th>'

@@ -151,7 +151,7 @@ def _downstream(key: yaml.Node, value: yaml.Node, upstream: RepoKey, source: str
         raise AllowlistInvalid(source, _line(key), f"{upstream} cannot be its own downstream")
     webhook_url = ""
     if isinstance(value, yaml.ScalarNode):
-        level_node = value
+        level_node: yaml.Node = value
     else:
         fields = {}
         for field_key, field_value in _pairs(value, source, f"downstream {repo}"):
@@ -204,7 +204,8 @@ def parse_allowlist(text: str | bytes, source: str, allow_http: bool = False) ->
     version_node = top["version"][1]
     if not isinstance(version_node, yaml.ScalarNode) or version_node.value != str(VERSION):
         raise AllowlistInvalid(source, _line(version_node),
-                               f"version {getattr(version_node, 'value', '?')!r} is not supported: use version: {VERSION}")
+                               f"version {getattr(version_node, 'value', '?')!r} is not supported: "
+                               f"use version: {VERSION}")
     upstreams: dict[RepoKey, tuple[Downstream, ...]] = {}
     if "upstreams" in top:
         upstreams_node = top["upstreams"][1]

@@ -53,6 +53,8 @@ def read_junit(path: Path) -> SuiteSummary:
         raise JUnitUnreadable(f"{path} uses XML features refused for safety ({type(err).__name__})") from err
     except SafeXml.ParseError as err:
         raise JUnitUnreadable(f"{path} is not XML: {err}") from err
+    if root is None:
+        raise JUnitUnreadable(f"{path} is not XML: it has no root element")
     if root.tag not in ("testsuites", "testsuite"):
         raise JUnitUnreadable(f"{path} is not JUnit XML (its root is <{root.tag}>)")
     return _count(root)

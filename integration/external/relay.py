@@ -89,7 +89,7 @@ class UpstreamRelay:
         try:
             inserted = await asyncio.wait_for(
                 self.store.record_dispatches(records, now + self.settings.dispatch_retention), OFFER_DEADLINE)
-        except (IntegrationError, asyncio.TimeoutError) as err:
+        except (TimeoutError, IntegrationError) as err:
             log.error("upstream change not relayed, the store failed: %s", err or "timed out", extra={"fields": fields})
             return 0
         except Exception:  # the upstream's answer must not depend on the relay
@@ -132,7 +132,7 @@ class UpstreamRelay:
             if taken < BATCH:
                 try:
                     await asyncio.wait_for(self._wake.wait(), IDLE_POLL)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
 
     async def _send(self, record: DispatchRecord) -> None:

@@ -61,7 +61,8 @@ def _where(path: Any) -> str:
 
 def _problem(error: jsonschema.ValidationError) -> str:
     where = _where(error.path)
-    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+    if (error.validator == "additionalProperties" and isinstance(error.instance, dict)
+            and isinstance(error.schema, dict)):
         known = set(error.schema.get("properties", {}))
         unknown = sorted(str(name) for name in error.instance if name not in known)
         return f"{where}: unknown field{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}"

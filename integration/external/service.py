@@ -54,7 +54,7 @@ MAX_WINDOW_DAYS = 90
 
 
 def _json(value: Any) -> Any:
-    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) and not isinstance(value, type) else value
 
 
 class ExternalCI(StartClose):

@@ -55,13 +55,15 @@ class UpstreamChange:
 def _from_fork(forge: Forge, payload: dict[str, Any]) -> bool:
     if forge is Forge.GITHUB:
         # A deleted fork leaves head.repo null: certainly not the base repository.
-        return opt(payload, "pull_request.head.repo.full_name", str) != opt(payload, "pull_request.base.repo.full_name", str)
+        head = opt(payload, "pull_request.head.repo.full_name", str)
+        return head != opt(payload, "pull_request.base.repo.full_name", str)
     head_id = opt(payload, "pull_request.head.repo_id", int) or opt(payload, "pull_request.head.repo.id", int)
     base_id = opt(payload, "pull_request.base.repo_id", int) or opt(payload, "repository.id", int)
     return head_id != base_id
 
 
-def upstream_change(delivery: Delivery, payload: dict[str, Any], rules: CloneRules = CloneRules()) -> UpstreamChange | None:
+def upstream_change(delivery: Delivery, payload: dict[str, Any],
+                    rules: CloneRules = CloneRules()) -> UpstreamChange | None:
     """The change a verified delivery describes, or None when it is nothing the relay passes on.
 
     Raises ``PayloadError`` / ``RequestInvalid`` naming a missing or invalid field.

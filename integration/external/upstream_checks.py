@@ -101,7 +101,7 @@ class UpstreamChecks:
                 log.error("posting upstream checks failed, trying again shortly: %s", err)
             try:
                 await asyncio.wait_for(self._wake.wait(), IDLE_POLL)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def _post(self, check: UpstreamCheck) -> None:

@@ -54,7 +54,8 @@ class CheckRun:
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {}
-        for name in ("name", "head_sha", "status", "conclusion", "details_url", "external_id", "started_at", "completed_at"):
+        for name in ("name", "head_sha", "status", "conclusion", "details_url", "external_id",
+                     "started_at", "completed_at"):
             value = getattr(self, name)
             if value is not None:
                 doc[name] = value
@@ -74,7 +75,8 @@ class FoundCheckRun:
 
 
 def decode_contents(body: Any, what: str) -> bytes:
-    """The bytes of a contents-API answer (``type`` file, base64 ``content``); what they hold is the caller's business."""
+    """The bytes of a contents-API answer (``type`` file, base64 ``content``); what they
+    hold is the caller's business."""
     if not isinstance(body, dict) or body.get("type") != "file" or not isinstance(body.get("content"), str):
         raise ForgeUnavailable(f"{what}: the contents API did not answer with a file")
     try:

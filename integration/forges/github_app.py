@@ -73,7 +73,8 @@ class GitHubAppAuth:
     def app_jwt(self) -> str:
         now = int(self._clock())
         try:
-            return jwt.encode({"iat": now - 60, "exp": now + JWT_LIFETIME, "iss": self.app_id}, self._key, algorithm="RS256")
+            claims = {"iat": now - 60, "exp": now + JWT_LIFETIME, "iss": self.app_id}
+            return jwt.encode(claims, self._key, algorithm="RS256")
         except (ValueError, TypeError, jwt.PyJWTError) as err:
             raise ForgeAuthError(f"cannot sign a GitHub App JWT with the configured private key: {err}") from err
 

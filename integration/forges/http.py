@@ -69,7 +69,7 @@ class RetryPolicy:
 
     def pause(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based): exponential, capped, jittered."""
-        cap = min(self.backoff_max, self.backoff_initial * (2 ** (attempt - 1)))
+        cap = min(self.backoff_max, self.backoff_initial * (2.0 ** (attempt - 1)))
         return cap * random.uniform(0.5, 1.0)
 
 
@@ -165,7 +165,7 @@ class ForgeHttp:
                     status = answer.status
                     answer_headers = {name: answer.headers.get(name, "") for name in
                                       ("Retry-After", "x-ratelimit-remaining", "x-ratelimit-reset")}
-            except (aiohttp.ClientError, asyncio.TimeoutError) as err:
+            except (TimeoutError, aiohttp.ClientError) as err:
                 metrics.forge_called(self.forge.lower(), None)
                 last = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
                 if not idempotent:

@@ -77,8 +77,8 @@ def summary(event: jobs_pb2.JobEvent, spec: StateSpec, details_url: str, limit: 
     tail = [masker.mask(line) for line in event.log_tail]
     if not tail:
         return text[:limit]
-    step = failing_step(event)
-    label = f"Last lines of step {step.name!r}:" if step else "Last log lines:"
+    failing = failing_step(event)
+    label = f"Last lines of step {failing.name!r}:" if failing else "Last log lines:"
     fence = _fence(tail)
     fixed = f"{text}\n\n{label}\n{fence}\n\n{fence}"
     budget = limit - len(fixed)

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Protocol, Self
+from typing import Any, Protocol, Self
 
 
 class BuildStart(enum.Enum):
@@ -51,9 +51,9 @@ class ReportRecord:
     updated_at: float
 
     @classmethod
-    def from_record(cls, row: tuple[object, ...]) -> Self:
+    def from_record(cls, row: tuple[Any, ...]) -> Self:
         job_id, attempt, forge, external_id, rank, updated_at = row
-        return cls(str(job_id), int(attempt), str(forge), str(external_id), int(rank), float(updated_at))  # type: ignore[arg-type]
+        return cls(str(job_id), int(attempt), str(forge), str(external_id), int(rank), float(updated_at))
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +66,9 @@ class DeferredBuild:
     last_error: str
 
     @classmethod
-    def from_record(cls, row: tuple[object, ...]) -> Self:
+    def from_record(cls, row: tuple[Any, ...]) -> Self:
         key, doc, attempts, first_at, next_at, last_error = row
-        return cls(str(key), str(doc), int(attempts), float(first_at), float(next_at), str(last_error))  # type: ignore[arg-type]
+        return cls(str(key), str(doc), int(attempts), float(first_at), float(next_at), str(last_error))
 
 
 class SeenStore(Protocol):

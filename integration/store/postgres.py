@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import asyncpg
 
@@ -53,7 +54,7 @@ class PostgresSeenStore(SqlSeenStore):
         status = await self.pool.execute(numbered(sql), *args)  # "INSERT 0 1", "DELETE 3", ...
         return int(status.split()[-1])
 
-    async def _fetch(self, sql: str, args: Sequence[object]) -> list[tuple[object, ...]]:
+    async def _fetch(self, sql: str, args: Sequence[object]) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in await self.pool.fetch(numbered(sql), *args)]
 
     @contextlib.asynccontextmanager

@@ -12,7 +12,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Protocol
+from typing import Any, Protocol
 
 from integration.errors import StoreError
 from integration.store.contract import BuildStart, DeferredBuild, ReportRecord
@@ -90,7 +90,7 @@ class SqlSeenStore(ABC):
         """Run one statement (committed); how many rows it inserted, changed or deleted."""
 
     @abstractmethod
-    async def _fetch(self, sql: str, args: Sequence[object]) -> list[tuple[object, ...]]:
+    async def _fetch(self, sql: str, args: Sequence[object]) -> list[tuple[Any, ...]]:
         """Run one statement (committed); its rows."""
 
     @abstractmethod
@@ -103,7 +103,7 @@ class SqlSeenStore(ABC):
         except self.errors as err:
             raise StoreError(f"{what}: {err}") from err
 
-    async def _rows(self, what: str, sql: str, *args: object) -> list[tuple[object, ...]]:
+    async def _rows(self, what: str, sql: str, *args: object) -> list[tuple[Any, ...]]:
         try:
             return await self._fetch(sql, args)
         except self.errors as err:

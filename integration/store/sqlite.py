@@ -8,6 +8,7 @@ import sqlite3
 import threading
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 
@@ -86,7 +87,7 @@ class SqliteSeenStore(SqlSeenStore):
             await self.db.commit()
             return cursor.rowcount
 
-    async def _fetch(self, sql: str, args: Sequence[object]) -> list[tuple[object, ...]]:
+    async def _fetch(self, sql: str, args: Sequence[object]) -> list[tuple[Any, ...]]:
         async with self._access.shared():
             cursor = await self.db.execute(sql, args)
             rows = await cursor.fetchall()

@@ -21,8 +21,8 @@ class ArtifactAdminRpcs:
 
     artifacts: ArtifactStore
 
-    async def _call(self, context, coro): ...  # type: ignore[no-untyped-def]  # provided by AdminServicer
-    async def _get(self, job_id: str): ...  # type: ignore[no-untyped-def]  # provided by AdminServicer
+    async def _call(self, context, coro): ...  # provided by AdminServicer
+    async def _get(self, job_id: str): ...  # provided by AdminServicer
 
     async def _attempt(self, job_id: str, attempt: int) -> int:
         job = await self._get(job_id)
@@ -30,7 +30,7 @@ class ArtifactAdminRpcs:
             raise ArtifactNotFound(f"job {job_id} has no attempt {attempt}")
         return attempt or job.attempt
 
-    async def ListArtifacts(self, request, context):  # type: ignore[no-untyped-def]
+    async def ListArtifacts(self, request, context):
         async def go() -> admin_pb2.ListArtifactsResponse:
             attempt = await self._attempt(request.job_id, request.attempt)
             return admin_pb2.ListArtifactsResponse(artifacts=await self.artifacts.list(request.job_id, attempt))
@@ -41,7 +41,7 @@ class ArtifactAdminRpcs:
         except ArtifactError as err:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
 
-    async def DownloadArtifact(self, request, context) -> AsyncIterator[jobs_pb2.ArtifactChunk]:  # type: ignore[no-untyped-def, override]
+    async def DownloadArtifact(self, request, context) -> AsyncIterator[jobs_pb2.ArtifactChunk]:
         try:
             attempt = await self._attempt(request.job_id, request.attempt)
             async for chunk in self.artifacts.chunks(request.job_id, attempt, request.name):

@@ -26,9 +26,9 @@ class LogRpcs:
     logs: LogReader
     retention: Retention | None
 
-    async def _call(self, context, coro): ...  # type: ignore[no-untyped-def]  # provided by AdminServicer
+    async def _call(self, context, coro): ...  # provided by AdminServicer
 
-    async def TailLogs(self, request, context) -> AsyncIterator[admin_pb2.LogPage]:  # type: ignore[no-untyped-def, override]
+    async def TailLogs(self, request, context) -> AsyncIterator[admin_pb2.LogPage]:
         pages = self.logs.pages(request.job_id, request.attempt, max(1, request.from_sequence), request.follow)
         try:
             async for page in pages:
@@ -42,7 +42,7 @@ class LogRpcs:
         finally:
             await pages.aclose()
 
-    async def CollectGarbage(self, request, context):  # type: ignore[no-untyped-def]
+    async def CollectGarbage(self, request, context):
         async def go() -> admin_pb2.GarbageReport:
             if self.retention is None:
                 raise LogStoreError("this node keeps no retention (no log service)")

@@ -64,7 +64,7 @@ class SecretRpcs:
 
     secrets: SecretBroker | None
 
-    async def _secret_call(self, context: grpc.aio.ServicerContext, coro):  # type: ignore[no-untyped-def]
+    async def _secret_call(self, context: grpc.aio.ServicerContext, coro):
         try:
             if self.secrets is None:
                 raise ReadOnlyStore("this node has no secret store")
@@ -77,13 +77,13 @@ class SecretRpcs:
         finally:
             coro.close()  # not awaited when refused first
 
-    def _store(self):  # type: ignore[no-untyped-def]
+    def _store(self):
         assert self.secrets is not None
         if self.secrets.store is None:
             raise ReadOnlyStore("this node has no secret store")
         return self.secrets.store
 
-    async def SetSecret(self, request, context):  # type: ignore[no-untyped-def]
+    async def SetSecret(self, request, context):
         async def go() -> admin_pb2.SecretInfo:
             store = self._store()
             info = await store.put(Scope.parse(request.scope), request.name, request.value,
@@ -91,20 +91,20 @@ class SecretRpcs:
             return secret_info(info, store.name)
         return await self._secret_call(context, go())
 
-    async def ListSecrets(self, request, context):  # type: ignore[no-untyped-def]
+    async def ListSecrets(self, request, context):
         async def go() -> admin_pb2.ListSecretsResponse:
             store = self._store()
             found = await store.list(Scope.parse(request.scope))
             return admin_pb2.ListSecretsResponse(secrets=[secret_info(i, store.name) for i in found], store=store.name)
         return await self._secret_call(context, go())
 
-    async def DeleteSecret(self, request, context):  # type: ignore[no-untyped-def]
+    async def DeleteSecret(self, request, context):
         async def go() -> admin_pb2.DeleteSecretResponse:
             await self._store().remove(Scope.parse(request.scope), request.name)
             return admin_pb2.DeleteSecretResponse()
         return await self._secret_call(context, go())
 
-    async def SecretAudit(self, request, context):  # type: ignore[no-untyped-def]
+    async def SecretAudit(self, request, context):
         async def go() -> admin_pb2.SecretAuditResponse:
             assert self.secrets is not None
             if self.secrets.audit is None:

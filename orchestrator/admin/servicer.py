@@ -25,18 +25,18 @@ from typing import Protocol
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from common.queue.errors import InvalidMessage, QueueError
 from common.cloneurl import redact_url
+from common.queue.errors import InvalidMessage, QueueError
 from common.queue.topology import NEW_WORK
 from common.rpc import admin_pb2, admin_pb2_grpc, jobs_pb2
 from common.validation import CloneRules, RequestInvalid, check_requests
 from orchestrator.admin.admission import admit
 from orchestrator.admin.artifact_rpcs import ArtifactAdminRpcs
-from orchestrator.artifacts.store import ArtifactStore
 from orchestrator.admin.auth import current_principal
+from orchestrator.admin.log_rpcs import LogRpcs
 from orchestrator.admin.secrets import SecretRpcs
 from orchestrator.admin.token_rpcs import TokenRpcs
-from orchestrator.admin.log_rpcs import LogRpcs
+from orchestrator.artifacts.store import ArtifactStore
 from orchestrator.logstore.reader import LogReader
 from orchestrator.logstore.retention import Retention
 from orchestrator.node.cancel import cancel_job
@@ -87,7 +87,7 @@ class AdminError(Exception):
         self.message = message
 
 
-def _ts(value) -> Timestamp:  # type: ignore[no-untyped-def]
+def _ts(value) -> Timestamp:
     stamp = Timestamp()
     if value is not None:
         stamp.FromDatetime(value)
@@ -133,7 +133,7 @@ class AdminServicer(ArtifactAdminRpcs, LogRpcs, TokenRpcs, SecretRpcs, admin_pb2
         self.trusted_submit = trusted_submit
         self.tokens = OperatorTokens(store)
 
-    async def _call(self, context: grpc.aio.ServicerContext, coro):  # type: ignore[no-untyped-def]
+    async def _call(self, context: grpc.aio.ServicerContext, coro):
         try:
             return await coro
         except AdminError as err:
@@ -171,7 +171,7 @@ class AdminServicer(ArtifactAdminRpcs, LogRpcs, TokenRpcs, SecretRpcs, admin_pb2
             info.driver = self.node.driver_name
         return info
 
-    async def _admit(self, requests) -> list[jobs_pb2.JobRequest]:  # type: ignore[no-untyped-def]
+    async def _admit(self, requests) -> list[jobs_pb2.JobRequest]:
         """The requests as this caller's admin jobs (``admission``); their clone credentials stored apart."""
         admitted = [admit(job, current_principal(), self.trusted_submit) for job in requests]
         for one in admitted:
@@ -186,7 +186,7 @@ class AdminServicer(ArtifactAdminRpcs, LogRpcs, TokenRpcs, SecretRpcs, admin_pb2
         return job
 
     # -- RPCs -------------------------------------------------------------------------
-    async def Submit(self, request, context):  # type: ignore[no-untyped-def]
+    async def Submit(self, request, context):
         async def go() -> admin_pb2.SubmitResponse:
             check_requests(request.jobs, self.rules)  # all of it, before anything is stored
             jobs = await self._admit(request.jobs)
@@ -202,12 +202,12 @@ class AdminServicer(ArtifactAdminRpcs, LogRpcs, TokenRpcs, SecretRpcs, admin_pb2
             return admin_pb2.SubmitResponse(jobs=[await self.job_info(job) for job in stored])
         return await self._call(context, go())
 
-    async def Get(self, request, context):  # type: ignore[no-untyped-def]
+    async def Get(self, request, context):
         async def go() -> admin_pb2.JobInfo:
             return await self.job_info(await self._get(request.job_id))
         return await self._call(context, go())
 
-    async def List(self, request, context):  # type: ignore[no-untyped-def]
+    async def List(self, request, context):
         async def go() -> admin_pb2.ListJobsResponse:
             limit = request.limit or DEFAULT_LIMIT
             if not 0 < limit <= MAX_LIMIT:
@@ -219,7 +219,7 @@ class AdminServicer(ArtifactAdminRpcs, LogRpcs, TokenRpcs, SecretRpcs, admin_pb2
             return admin_pb2.ListJobsResponse(jobs=[await self.job_info(job) for job in jobs])
         return await self._call(context, go())
 
-    async def Cancel(self, request, context):  # type: ignore[no-untyped-def]
+    async def Cancel(self, request, context):
         async def go() -> admin_pb2.JobInfo:
             reason = request.reason or "cancelled by an operator"
             before = await self._get(request.job_id)
@@ -232,18 +232,18 @@ class AdminServicer(ArtifactAdminRpcs, LogRpcs, TokenRpcs, SecretRpcs, admin_pb2
             return await self.job_info(job)
         return await self._call(context, go())
 
-    async def Retry(self, request, context):  # type: ignore[no-untyped-def]
+    async def Retry(self, request, context):
         async def go() -> admin_pb2.JobInfo:
             job = await retry_job(self.store, self.outbox, request.job_id)
             return await self.job_info(job)
         return await self._call(context, go())
 
-    async def Hosts(self, request, context):  # type: ignore[no-untyped-def]
+    async def Hosts(self, request, context):
         async def go() -> admin_pb2.HostsResponse:
             return admin_pb2.HostsResponse(hosts=[host_info(h) for h in await self.store.list_hosts()])
         return await self._call(context, go())
 
-    async def Drain(self, request, context):  # type: ignore[no-untyped-def]
+    async def Drain(self, request, context):
         async def go() -> admin_pb2.HostInfo:
             name = request.host or self.node.host
             host = await self.store.set_draining(name, not request.undrain)
@@ -253,7 +253,7 @@ class AdminServicer(ArtifactAdminRpcs, LogRpcs, TokenRpcs, SecretRpcs, admin_pb2
         return await self._call(context, go())
 
 
-def admin_servicer_factory(node) -> AdminServicer:  # type: ignore[no-untyped-def]
+def admin_servicer_factory(node) -> AdminServicer:
     """``NodeParts.admin``: the AdminService of ``node`` (the node serves it on its management listeners)."""
     parts = node.parts
     # The node's outbox: the admin's events and requests keep their order with the node's own.

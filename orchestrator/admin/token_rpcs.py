@@ -29,9 +29,9 @@ class TokenRpcs:
 
     tokens: OperatorTokens
 
-    async def _call(self, context, coro): ...  # type: ignore[no-untyped-def]  # provided by AdminServicer
+    async def _call(self, context, coro): ...  # provided by AdminServicer
 
-    async def CreateToken(self, request, context):  # type: ignore[no-untyped-def]
+    async def CreateToken(self, request, context):
         async def go() -> admin_pb2.CreateTokenResponse:
             try:
                 role = Role.from_proto(request.role)
@@ -43,12 +43,12 @@ class TokenRpcs:
             return admin_pb2.CreateTokenResponse(info=token_info(record), token=text)
         return await self._call(context, go())
 
-    async def ListTokens(self, request, context):  # type: ignore[no-untyped-def]
+    async def ListTokens(self, request, context):
         async def go() -> admin_pb2.ListTokensResponse:
             return admin_pb2.ListTokensResponse(tokens=[token_info(r) for r in await self.tokens.list()])
         return await self._call(context, go())
 
-    async def RevokeToken(self, request, context):  # type: ignore[no-untyped-def]
+    async def RevokeToken(self, request, context):
         async def go() -> admin_pb2.TokenInfo:
             return token_info(await self.tokens.revoke(request.name))
         return await self._call(context, go())

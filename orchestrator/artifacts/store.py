@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import logging
 import secrets
 import shutil
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -182,7 +183,7 @@ class ArtifactStore:
                 continue
         return out
 
-    async def inputs(self, sources: Iterable[ArtifactSource]) -> list[jobs_pb2.ArtifactInfo]:
+    async def inputs(self, sources: Iterable[ArtifactSource]) -> builtins.list[jobs_pb2.ArtifactInfo]:
         """The artifacts of every source attempt, each marked with its job's key."""
         out = []
         for source in sources:
@@ -205,10 +206,10 @@ class ArtifactStore:
             rel = safe_relpath(entry.path)
             iterator = file_chunks(name, rel, files / rel)
             while True:
-                chunk = await asyncio.to_thread(next, iterator, None)
-                if chunk is None:
+                next_chunk = await asyncio.to_thread(_next_or_none, iterator)
+                if next_chunk is None:
                     break
-                yield chunk
+                yield next_chunk
 
     async def expire(self) -> int:
         """Delete artifacts past their ``expire``; how many went."""
@@ -232,3 +233,7 @@ class ArtifactStore:
         if gone:
             log.info("deleted %d expired artifacts", gone)
         return gone
+
+
+def _next_or_none(iterator: Iterator[jobs_pb2.ArtifactChunk]) -> jobs_pb2.ArtifactChunk | None:
+    return next(iterator, None)

@@ -200,7 +200,7 @@ class ZfsCaches:
                 return False  # saved meanwhile by another job: the first save stands
             raise CommandFailed(renamed.argv, renamed.exit_code, renamed.stderr)
         now = f"{time.time():.3f}"
-        for prop, value in zip(PROPS, (disk.name, disk.save_key, scope.writes, now, now)):
+        for prop, value in zip(PROPS, (disk.name, disk.save_key, scope.writes, now, now), strict=True):
             await self.run(self.zfs, "set", f"{prop}={value}", target)
         await self.run(self.zfs, "snapshot", f"{target}@{SNAP}")
         log.info("cache saved", extra={"fields": {"dataset": target, "cache": disk.name, "key": disk.save_key}})

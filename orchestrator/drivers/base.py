@@ -24,11 +24,9 @@ Every clause above is a test of tests/drivers/contract/, run on every driver
 
 from __future__ import annotations
 
-from typing import Any
-
 import asyncio
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from common.bootstrap import RunnerBootstrap
 from orchestrator.names import validate_vm_name, vm_name

@@ -252,7 +252,7 @@ class BhyveDriver:
             try:
                 await asyncio.wait_for(ready.wait(), min(remaining, self.config.poll_interval))
                 return
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             # "running" only means bhyve started (§6.4); a zone that fell back
             # to installed means bhyve or the guest stopped.

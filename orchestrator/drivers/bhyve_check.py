@@ -136,7 +136,7 @@ async def _image(c: BhyveConfig, label: str, image: ImageEntry) -> list[CheckLin
 
 
 def _runner_version(label: str, version: str) -> CheckLine:
-    from runner.agent import VERSION
+    from common.version import VERSION
 
     what = f"image {label}: runner version"
     if version in ("-", ""):
@@ -197,7 +197,8 @@ async def _memory(c: BhyveConfig, capacity: int) -> CheckLine:
         return fail(what, f"kstat gave no freemem: {last_line(result)}", "check /usr/bin/kstat")
     free = int(stats["unix:0:system_pages:freemem"]) * os.sysconf("SC_PAGE_SIZE")
     arc = max(0, int(stats.get("zfs:0:arcstats:size", 0)) - int(stats.get("zfs:0:arcstats:c_min", 0)))
-    found = f"{free / 2**30:.1f} GiB free, {arc / 2**30:.1f} GiB more the ARC can give back, {need / 2**30:g} GiB needed"
+    found = (f"{free / 2**30:.1f} GiB free, {arc / 2**30:.1f} GiB more the ARC can give back, "
+             f"{need / 2**30:g} GiB needed")
     if free >= need:
         return ok(what, found)
     fix = "lower node.capacity, use smaller images, or cap the ARC (zfs_arc_max)"

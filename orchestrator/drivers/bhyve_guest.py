@@ -1,8 +1,8 @@
 """What the guest is given (its user-data) and what its logs say about a boot going wrong.
 
 The user-data is the runner's bootstrap (common/bootstrap.py: the golden
-image's runner service starts the runner once it is written) and one ``runcmd``: ``echo solstice-ci: user-data of <vm> applied
->/dev/console``. On the serial console (the driver's ``console.log``) that
+image's runner service starts the runner once it is written) and one ``runcmd``:
+``echo solstice-ci: user-data of <vm> applied >/dev/console``. On the serial console (the driver's ``console.log``) that
 line proves the guest ran *our* user-data: a guest without it either ignored
 the NoCloud seed or got the brand's generated one (boot.py falls back to it
 silently when the ``cloud-init`` file is missing), and the job fails saying

@@ -375,10 +375,10 @@ def detect(configured_parent: str = "", mountinfo: str | None = None,
                 return v2, v2.describe()
     parents: dict[str, Path] = {}
     for controller in V1_CONTROLLERS:
-        mount = next((m for m in mounts if m.kind == "cgroup" and controller in m.controllers), None)
-        if mount is None or controller not in own_v1:
+        found = next((m for m in mounts if m.kind == "cgroup" and controller in m.controllers), None)
+        if found is None or controller not in own_v1:
             continue
-        parent = _under(mount.point, own_v1[controller], configured_parent)
+        parent = _under(found.point, own_v1[controller], configured_parent)
         if create:
             try:
                 parent.mkdir(exist_ok=True)

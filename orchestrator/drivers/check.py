@@ -32,12 +32,12 @@ from common.config import _build, read_yaml  # noqa: PLC2701 - the node file's d
 from orchestrator.catalog import DriverConfig, LocalConfig, QemuConfig
 from orchestrator.commands import CommandResult, run_command
 from orchestrator.drivers.cgroups import detect
-from orchestrator.drivers.local_contain import REFUSAL, find_job_user, probe_namespaces
 from orchestrator.drivers.errors import CommandFailed
+from orchestrator.drivers.local_contain import REFUSAL, find_job_user, probe_namespaces
 from orchestrator.drivers.qemu_command import choose_accel
 
 
-class Verdict(str, enum.Enum):
+class Verdict(enum.StrEnum):
     OK = "ok"
     WARN = "warn"
     FAIL = "FAIL"
@@ -120,8 +120,8 @@ def load_node_facts(path: Path | None, env: Mapping[str, str] | None = None) -> 
     """``node.capacity`` and the runner address (``grpc.advertise``, else ``grpc.listen``) of the node file."""
     env = os.environ if env is None else env
     data = read_yaml(path) if path is not None else {}
-    node = data.get("node") if isinstance(data.get("node"), dict) else {}
-    grpc = data.get("grpc") if isinstance(data.get("grpc"), dict) else {}
+    node = data["node"] if isinstance(data.get("node"), dict) else {}
+    grpc = data["grpc"] if isinstance(data.get("grpc"), dict) else {}
     capacity = env.get("SOLSTICE_NODE_CAPACITY") or node.get("capacity") or NodeFacts.capacity
     address = (env.get("SOLSTICE_GRPC_ADVERTISE") or grpc.get("advertise") or env.get("SOLSTICE_GRPC_LISTEN")
                or grpc.get("listen") or NodeFacts.runner_address)

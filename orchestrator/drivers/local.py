@@ -239,7 +239,7 @@ class LocalDriver:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(init, signal.SIGTERM)  # the init passes it to the runner
             deadline = loop.time() + self.config.stop_grace
-            while loop.time() < deadline and await asyncio.to_thread(cgroups.members, vm):
+            while loop.time() < deadline and bool(await asyncio.to_thread(cgroups.members, vm)):
                 await asyncio.sleep(0.05)
         try:
             await asyncio.to_thread(cgroups.kill, vm)
@@ -294,7 +294,7 @@ class LocalDriver:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, sig)
             deadline = loop.time() + grace
-            while loop.time() < deadline and await asyncio.to_thread(session_members, session):
+            while loop.time() < deadline and bool(await asyncio.to_thread(session_members, session)):
                 await asyncio.sleep(0.05)
         if await asyncio.to_thread(session_members, session):
             log.warning("step processes did not die after SIGKILL", extra={"fields": {"vm": vm}})

@@ -65,7 +65,7 @@ async def kvm_works(qemu: str, firmware: Path) -> bool:
             assert proc.stderr is not None
             try:
                 await asyncio.wait_for(proc.stderr.read(1), PROBE_SECONDS)  # an error, or EOF at exit
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 ok = True  # running and silent: the guest executes
             finally:
                 if proc.returncode is None:

@@ -74,7 +74,7 @@ def attach_store(driver: Driver, store: object, host: str) -> None:
 def disk_caches(driver: Driver) -> object | None:
     """The ZFS caches of the driver (or of a router's bhyve child), None when it keeps none."""
     for child in getattr(driver, "children", [driver]):
-        caches = getattr(child, "caches", None)
+        caches: object | None = getattr(child, "caches", None)
         if caches is not None:
             return caches
     return None

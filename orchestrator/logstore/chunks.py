@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from common.logbatch import SYSTEM, LogLine, drop_first, iter_lines
+from common.logbatch import LogLine, drop_first, iter_lines
 from common.rpc import runner_pb2
 from orchestrator.logstore import frames
 from orchestrator.logstore.errors import LogCorrupt

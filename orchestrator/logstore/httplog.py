@@ -20,7 +20,7 @@ server about a page of memory and never holds the event loop.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from aiohttp import web
 
@@ -42,7 +42,7 @@ class _Text:
 
 
 async def _blocks(reader: LogReader, job_id: str, attempt: int, from_sequence: int,
-                  state: _Text) -> AsyncIterator[bytes]:
+                  state: _Text) -> AsyncGenerator[bytes, None]:
     text = TextBlocks()
     async for page in reader.pages(job_id, attempt, from_sequence):
         block = text.page(page)

@@ -19,17 +19,17 @@ import bisect
 import collections
 import functools
 import os
-from collections.abc import AsyncIterator, Callable, Iterable
-from typing import TypeVar
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 from common.logbatch import LogLine, check, drop_first, iter_lines, line_count, mask_batch, secret_values
 from common.masking import Masker
 from common.rpc import runner_pb2
 from orchestrator.logstore import frames
-from orchestrator.logstore.errors import LogClosed, LogCorrupt, LogGap
 from orchestrator.logstore.chunks import LINE_PIECE, READ_CHUNK, lines_of, read_chunk
+from orchestrator.logstore.errors import LogClosed, LogCorrupt, LogGap
 
 TAIL_LINES = 50
 T = TypeVar("T")
@@ -125,7 +125,7 @@ class JobLog:
         if entries:
             seq, off = entries[-1]
             self.highest_sequence = seq - 1
-            return off
+            return int(off)
         return len(frames.MAGIC)
 
     def _remember(self, first_sequence: int, offset: int) -> None:
@@ -136,7 +136,8 @@ class JobLog:
         tmp = self._index_path.with_suffix(".idx.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as out:
-            out.write(b"".join(frames.INDEX_ENTRY.pack(s, o) for s, o in zip(self._index_seqs, self._index_offsets)))
+            entries = zip(self._index_seqs, self._index_offsets, strict=True)
+            out.write(b"".join(frames.INDEX_ENTRY.pack(s, o) for s, o in entries))
         os.replace(tmp, self._index_path)
         self._idx_fd = os.open(self._index_path, os.O_WRONLY | os.O_APPEND)
 
@@ -175,7 +176,7 @@ class JobLog:
             on_closed, self._on_closed = self._on_closed, None
             on_closed(self)
 
-    async def _submit(self, fn, *args):  # type: ignore[no-untyped-def]
+    async def _submit(self, fn: Callable[..., T], *args: object) -> T:
         # Every change runs start to finish on a writer thread, one change of
         # this log at a time: the dedupe decision, the write, the fsync and the
         # state update. The change is a task of its own that holds the log's
@@ -185,7 +186,7 @@ class JobLog:
         self._check_writable()
         return await asyncio.shield(self._loop.create_task(self._serialized(fn, *args)))
 
-    async def _serialized(self, fn, *args):  # type: ignore[no-untyped-def]
+    async def _serialized(self, fn: Callable[..., T], *args: object) -> T:
         async with self._serial:
             self._check_writable()
             assert self._writer is not None
@@ -294,7 +295,7 @@ class JobLog:
         """The last stored lines (at most 50), decoded for display."""
         return [line.decode("utf-8", errors="replace") for line in self._tail]
 
-    async def follow(self, from_sequence: int = 1) -> AsyncIterator[LogLine]:
+    async def follow(self, from_sequence: int = 1) -> AsyncGenerator[LogLine, None]:
         """Stored lines from ``from_sequence``, then live ones; ends when the log is closed."""
         async for lines in self.chunks(lines_of, from_sequence, follow=True, piece_bytes=LINE_PIECE):
             for line in lines:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterable
+from typing import Any
 
 from common.logbatch import drop_first
 from common.rpc import admin_pb2
@@ -90,7 +91,7 @@ async def with_keepalive(pages: AsyncIterator[admin_pb2.LogPage],
                          every: float = KEEPALIVE_SECONDS) -> AsyncIterator[admin_pb2.LogPage]:
     """``pages``, with a ``keepalive`` page whenever none came for ``every`` seconds."""
     it = pages.__aiter__()
-    pending: asyncio.Future | None = None  # type: ignore[type-arg]
+    pending: asyncio.Future[Any] | None = None
     try:
         while True:
             if pending is None:

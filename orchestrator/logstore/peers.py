@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import grpc
 
@@ -65,7 +65,7 @@ class PeerServicer(peer_pb2_grpc.LogPeerServiceServicer):
         self.local = local
         self.issuer = issuer
 
-    async def ReadLog(self, request, context):  # type: ignore[no-untyped-def]
+    async def ReadLog(self, request, context):
         auth = dict(context.invocation_metadata() or ()).get("authorization", "")
         scheme, _, token = auth.partition(" ")
         try:
@@ -135,7 +135,7 @@ class PeerClient:
         return peer_pb2_grpc.LogPeerServiceStub(channel)
 
     async def pages(self, host: str, job_id: str, attempt: int, from_sequence: int,
-                    follow: bool) -> AsyncIterator[admin_pb2.LogPage]:
+                    follow: bool) -> AsyncGenerator[admin_pb2.LogPage, None]:
         """The pages ``host`` holds of the attempt's log (see ``LocalLogs.pages``)."""
         try:
             address = await self.directory.address(host)

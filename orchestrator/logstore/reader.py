@@ -32,11 +32,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Protocol
 
 from common.rpc import admin_pb2
-from orchestrator.logstore.archive import ArchiveError, LogArchive
+from orchestrator.logstore.archive import ArchivedLog, ArchiveError, LogArchive
 from orchestrator.logstore.errors import LogNotFound, LogStoreError
 from orchestrator.logstore.pages import KEEPALIVE_SECONDS, frame_pages, last_sequence, trim, with_keepalive
 from orchestrator.logstore.store import LogStore
@@ -59,7 +59,7 @@ class Peers(Protocol):
     """What the reader asks of other nodes (``peers.PeerClient``)."""
 
     def pages(self, host: str, job_id: str, attempt: int, from_sequence: int,
-              follow: bool) -> AsyncIterator[admin_pb2.LogPage]: ...
+              follow: bool) -> AsyncGenerator[admin_pb2.LogPage, None]: ...
 
 
 def end_page(ended: str = "") -> admin_pb2.LogPage:
@@ -82,7 +82,7 @@ class LocalLogs:
         self.keepalive = keepalive
 
     async def pages(self, job_id: str, attempt: int, from_sequence: int,
-                    follow: bool) -> AsyncIterator[admin_pb2.LogPage]:
+                    follow: bool) -> AsyncGenerator[admin_pb2.LogPage, None]:
         """The attempt's pages from ``from_sequence``; ``end`` when the log has its end marker
         (a read without follow stops without it at the durable end of an open log); with
         ``follow``, keepalive pages while it does not grow. ``LogNotFound`` when no log is here."""
@@ -138,7 +138,7 @@ class LogReader:
         return last
 
     async def pages(self, job_id: str, attempt: int = 0, from_sequence: int = 1,
-                    follow: bool = False) -> AsyncIterator[admin_pb2.LogPage]:
+                    follow: bool = False) -> AsyncGenerator[admin_pb2.LogPage, None]:
         """Pages of the attempt's log from ``from_sequence``; the first says which attempt.
 
         Without ``follow`` it stops at what is stored now: with an ``end`` page
@@ -235,7 +235,7 @@ class LogReader:
             await asyncio.sleep(self.archive_poll)
             peer_failed = False  # ask the node again: it may be back
 
-    async def _completed_soon(self, record: AttemptRecord):  # type: ignore[no-untyped-def]
+    async def _completed_soon(self, record: AttemptRecord) -> ArchivedLog | None:
         """The archive's state of an attempt that ended, once complete - waiting while its host
         is alive and so about to ship the rest (it ships after the job's result is stored)."""
         loop = asyncio.get_running_loop()
@@ -256,7 +256,7 @@ class LogReader:
             return max(next_seq, last_sequence(page) + 1)
         return next_seq
 
-    async def _archived(self, job_id: str, attempt: int):  # type: ignore[no-untyped-def]
+    async def _archived(self, job_id: str, attempt: int) -> ArchivedLog | None:
         if self.archive is None:
             return None
         try:

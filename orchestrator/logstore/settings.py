@@ -1,4 +1,5 @@
-"""``LogsConfig``: how much a job may log, where job logs are archived, how nodes read each other's, how long logs are kept.
+"""``LogsConfig``: how much a job may log, where job logs are archived, how nodes read
+each other's, how long logs are kept.
 
 YAML (the ``logs`` section; or ``SOLSTICE_LOGS_*``)::
 

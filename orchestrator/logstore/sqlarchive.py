@@ -15,9 +15,9 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
+from collections.abc import Sequence
 
 import zstandard
-from collections.abc import Sequence
 
 from orchestrator.logstore.archive import ArchivedLog, ArchiveError, Chunk, ExpiredLog, LogArchive, ObjectStore
 from orchestrator.store.backend import Backend

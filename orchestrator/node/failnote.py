@@ -12,9 +12,9 @@ import logging
 import re
 from collections.abc import Sequence
 
+from common.ansi import strip_ansi
 from common.logbatch import JOB_STEP, SYSTEM
 from common.rpc import jobs_pb2
-from common.ansi import strip_ansi
 from orchestrator.logstore import LogNotFound, LogStore, LogStoreError
 from orchestrator.store import FailureNote, Store, StoreError
 

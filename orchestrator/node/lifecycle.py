@@ -29,24 +29,24 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from common import metrics
+from common.artifacts import ArtifactError
 from common.bootstrap import RunnerBootstrap
 from common.queue.events import EventPublisher
 from common.rpc import jobs_pb2
+from orchestrator.artifacts.store import ArtifactSource
+from orchestrator.caches.scope import cache_scope
 from orchestrator.drivers.base import Driver, VmSpec
 from orchestrator.drivers.errors import DriverError, JobRefused
 from orchestrator.logstore.settings import LogsConfig
 from orchestrator.node.events import announce_applied, announce_transition, job_event, step_event
 from orchestrator.node.failnote import note_failure
+from orchestrator.node.needs import artifact_sources
 from orchestrator.node.outcomes import Outcomes, while_unavailable
 from orchestrator.node.settings import TimeoutConfig
-from common.artifacts import ArtifactError
-from orchestrator.artifacts.store import ArtifactSource
-from orchestrator.caches.scope import cache_scope
-from orchestrator.node.needs import artifact_sources
-from orchestrator.runnerapi import AssignedJob, JobOutcome, RunnerGateway
+from orchestrator.runnerapi import AssignedJob, JobOutcome, RunnerGateway, RunnerSession
 from orchestrator.secrets.broker import Granted, SecretBroker, SecretsRefused
 from orchestrator.secrets.errors import SecretError
 from orchestrator.store import JobRecord, JobState, Store, StoreError, StoreUnavailable
@@ -142,8 +142,9 @@ async def _phase(name: str, awaitable: Awaitable[T], timeout: float, control: At
     """Run one phase against its deadline and the attempt's interruption."""
     work = asyncio.ensure_future(awaitable)
     stop = control.stopped()
+    waiting: set[asyncio.Future[Any]] = {work, stop}
     try:
-        done, _ = await asyncio.wait({work, stop}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
     finally:
         if not work.done():
             work.cancel()
@@ -315,7 +316,8 @@ class AttemptRun:
             self.on_torn_down()
         self._log_done()
         if self.control.aborted:
-            await self._announce_cancel_if_recorded()
+            # Whoever cancelled it announced it (cancel.py); an abort alone is no end.
+            log.info("attempt aborted", extra={"fields": {"job": self.job.job_id, "attempt": self.attempt}})
             return None
         if self.control.cancel_reason is not None:
             state, reason = JobState.CANCELLED, self.control.cancel_reason
@@ -323,7 +325,7 @@ class AttemptRun:
         await self._finalize(state, reason)
         return state
 
-    async def _provision_and_run(self, spec: VmSpec, session, timeout: float) -> tuple[JobState, str]:  # type: ignore[no-untyped-def]
+    async def _provision_and_run(self, spec: VmSpec, session: RunnerSession, timeout: float) -> tuple[JobState, str]:
         s, t, control = self.s, self.s.timeouts, self.control
         if timeout > t.job_max:
             raise JobRefused(f"the job timeout of {timeout:g}s is over this node's limit of "
@@ -375,7 +377,7 @@ class AttemptRun:
             raise PhaseFailed(_with_console(message, await self._console())) from None
         return JobState.from_proto(self.outcome.state), self.outcome.reason
 
-    async def _finished_or_silent(self, session) -> JobOutcome:  # type: ignore[no-untyped-def]
+    async def _finished_or_silent(self, session: RunnerSession) -> JobOutcome:
         """The runner's outcome; ``PhaseFailed`` once it made no call for ``runner_silence`` s.
 
         A runner that died (or hangs) mid-job makes no more calls: waiting for

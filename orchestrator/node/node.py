@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from common import metrics
 from common.errors import SolsticeError
 from common.lifecycle import first_to_end
-from common.rpc.admin_pb2_grpc import AdminServiceServicer
 from common.queue.events import EventPublisher
 from common.queue.publisher import JobPublisher
+from common.rpc.admin_pb2_grpc import AdminServiceServicer
 from orchestrator.admin.listeners import AdminServer
 from orchestrator.drivers.base import Driver
 from orchestrator.logstore.service import NodeLogs

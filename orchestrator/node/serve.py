@@ -21,10 +21,9 @@ from common.queue.publisher import RabbitJobPublisher
 from common.queue.topology import Topology
 from common.tokens import TokenIssuer
 from orchestrator.admin import admin_servicer_factory
-from orchestrator.drivers.registry import attach_store, make_driver
 from orchestrator.artifacts.archive import ArtifactArchive
 from orchestrator.caches.wiring import cache_options
-from orchestrator.drivers.registry import disk_caches
+from orchestrator.drivers.registry import attach_store, disk_caches, make_driver
 from orchestrator.logstore import LogStore
 from orchestrator.logstore.service import open_node_logs
 from orchestrator.metrics import store_families
@@ -49,7 +48,8 @@ async def open_parts(settings: NodeSettings) -> AsyncIterator[NodeParts]:
     private_dir(settings.data_dir)  # logs and the admin socket: this user's only
     driver = make_driver(settings.drivers)
     async with contextlib.AsyncExitStack() as stack:
-        store = await stack.enter_async_context(open_store(settings.store_url, host_stale_after=settings.timers.stale_after))
+        store = await stack.enter_async_context(
+            open_store(settings.store_url, host_stale_after=settings.timers.stale_after))
         timeout = float(settings.publish_timeout)
         publisher = await stack.enter_async_context(RabbitJobPublisher(settings.amqp_url, topology, timeout))
         events = await stack.enter_async_context(RabbitEventPublisher(settings.amqp_url, topology, timeout))

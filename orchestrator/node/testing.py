@@ -52,6 +52,7 @@ from typing import Any, TypeVar
 
 import grpc
 
+from common.backoff import Backoff
 from common.bootstrap import RunnerBootstrap
 from common.rpc import admin_pb2, jobs_pb2, runner_pb2
 from common.version import VERSION
@@ -64,7 +65,7 @@ from orchestrator.drivers.journal import VmJournal, read_journal
 from orchestrator.names import is_vm_name, validate_vm_name
 from orchestrator.runnerapi import RunnerGateway
 from orchestrator.runnerapi.servicer import RunnerServicer
-from runner.connection import FINAL, Backoff, Connection, ConnectionError_, OrchestratorGone, Refused
+from runner.connection import FINAL, Connection, ConnectionError_, OrchestratorGone, Refused
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -264,7 +265,8 @@ async def _report(conn: Connection | DirectConnection, job: runner_pb2.RunnerJob
         runner_pb2.StepReport(job=job.job, step=step), metadata=conn.metadata, timeout=conn.rpc_timeout))
 
 
-async def _log_line(conn: Connection | DirectConnection, job: runner_pb2.RunnerJob, sequence: int, step: int, line: bytes) -> None:
+async def _log_line(conn: Connection | DirectConnection, job: runner_pb2.RunnerJob, sequence: int, step: int,
+                    line: bytes) -> None:
     """Send one log line and wait until the node says it is durable."""
     batch = runner_pb2.LogBatch(job=job.job, first_sequence=sequence, runs=[admin_pb2.LogRun(
         step=step, stream=admin_pb2.LOG_STREAM_STDOUT, at=time.time(), lines=1, data=line)])
@@ -336,7 +338,8 @@ class _DirectContext:
 
 def _parsed(message: T) -> T:
     """The request as the server side of a real call gets it: its own copy, parsed from bytes."""
-    return type(message).FromString(message.SerializeToString())  # type: ignore[attr-defined, no-any-return]
+    parsed: T = type(message).FromString(message.SerializeToString())  # type: ignore[attr-defined]
+    return parsed
 
 
 class _DirectStream:
@@ -353,7 +356,7 @@ class _DirectStream:
             yield batch
 
     async def read(self) -> runner_pb2.LogAck:
-        return await self._replies.__anext__()  # type: ignore[no-any-return]
+        return await self._replies.__anext__()
 
     async def write(self, batch: runner_pb2.LogBatch) -> None:
         self._requests.put_nowait(_parsed(batch))

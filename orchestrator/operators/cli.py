@@ -25,7 +25,6 @@ from orchestrator.operators.tokens import OperatorTokens
 from orchestrator.store import open_store
 
 T = TypeVar("T")
-F = TypeVar("F", bound=Callable[..., Any])
 Locate = Callable[[Any], str]  # the location option's value -> the state store's URL
 
 
@@ -41,7 +40,8 @@ def _json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2))
 
 
-def add_token_commands(group: click.Group, program: str, where: Callable[[F], F], locate: Locate) -> None:
+def add_token_commands(group: click.Group, program: str, where: Callable[[Callable[..., Any]], Callable[..., Any]],
+                       locate: Locate) -> None:
     """Give ``group`` create / list / revoke; ``where`` is the option naming the store
     (``--config``, ``--data-dir``: its parameter is ``where``), ``locate`` turns its value into a URL."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import cast
 
 from common.rpc import admin_pb2
 
@@ -34,8 +35,9 @@ class Role(enum.IntEnum):
         except KeyError:
             raise ValueError(f"unknown role {text!r}: choose read, operate or admin") from None
 
-    def to_proto(self) -> admin_pb2.OperatorRole.ValueType:
-        return admin_pb2.OperatorRole.Value(f"OPERATOR_ROLE_{self.name}")
+    def to_proto(self) -> admin_pb2.OperatorRole:
+        # The stubs type Value() as a plain int.
+        return cast(admin_pb2.OperatorRole, admin_pb2.OperatorRole.Value(f"OPERATOR_ROLE_{self.name}"))
 
     @classmethod
     def from_proto(cls, value: int) -> Role:

@@ -198,7 +198,8 @@ class LocalQueue(SqliteQueueFile):
         outcome = await handle_stored(lambda: self._on_job(decode_job_request(body)), attempts, self.max_attempts)
         await self._pause_after(outcome, job_id)
         if outcome.retry and not outcome.deferred:
-            log.warning("local queue: on_job failed (attempt %d of %d): %s", outcome.attempts, self.max_attempts, outcome.error)
+            log.warning("local queue: on_job failed (attempt %d of %d): %s",
+                        outcome.attempts, self.max_attempts, outcome.error)
         elif outcome.disposition is not None and outcome.disposition.action is Action.DEAD_LETTER:
             log.warning("job dead-lettered", extra={"fields": {"job_id": job_id, "reason": outcome.disposition.reason}})
         async with self._transaction() as db:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from aio_pika.abc import AbstractIncomingMessage
 
@@ -18,7 +18,7 @@ from orchestrator.queue.contract import DEFAULT_MAX_ATTEMPTS, OnDeadLetter, OnJo
 log = logging.getLogger(__name__)
 
 
-def dead_letter_reason(headers: dict[str, object]) -> str:
+def dead_letter_reason(headers: Mapping[str, object]) -> str:
     """The reason a dead letter carries, or one derived from RabbitMQ's own ``x-death``."""
     reason = headers.get(REASON_HEADER)
     if isinstance(reason, str) and reason:

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 class ArtifactRpcs:
     """Mixed into ``RunnerServicer`` (which provides ``gateway`` and ``_session``)."""
 
-    async def UploadArtifact(self, request_iterator, context):  # type: ignore[no-untyped-def]
+    async def UploadArtifact(self, request_iterator, context):
         session = await self._session(context, None)  # type: ignore[attr-defined]
         if session.finished:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "the job is complete; it takes no artifacts")
@@ -32,6 +32,7 @@ class ArtifactRpcs:
         first = await anext(aiter(request_iterator), None)
         if first is None:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the upload carried no chunk")
+            return  # abort() raised
         expire = first.expire_seconds
         if not any(spec.name == first.chunk.artifact for spec in job.request.artifacts):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
@@ -64,12 +65,13 @@ class ArtifactRpcs:
                                                      "artifact": info.name, "bytes": info.bytes}})
         return runner_pb2.ArtifactReceipt(files=info.files, bytes=info.bytes)
 
-    async def DownloadArtifact(self, request, context):  # type: ignore[no-untyped-def]
+    async def DownloadArtifact(self, request, context):
         session = await self._session(context, request.job)  # type: ignore[attr-defined]
         source = next((s for s in session.job.artifact_inputs if s.job_key == request.job_key), None)
         if source is None:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED,
                                 f"this job does not need a job {request.job_key!r}")
+            return  # abort() raised
         try:
             async for chunk in self.gateway.artifacts.chunks(source.job_id, source.attempt,  # type: ignore[attr-defined]
                                                              request.artifact):

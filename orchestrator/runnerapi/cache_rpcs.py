@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 class CacheRpcs:
     """Mixed into ``RunnerServicer`` (which provides ``gateway`` and ``_session``)."""
 
-    async def _cache_session(self, context, ref, name: str):  # type: ignore[no-untyped-def]
+    async def _cache_session(self, context, ref, name: str):
         session = await self._session(context, ref)  # type: ignore[attr-defined]
         if not any(spec.name == name for spec in session.job.request.caches):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the job declares no cache named {name!r}")
@@ -36,7 +36,7 @@ class CacheRpcs:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "this node keeps no caches")
         return session
 
-    async def RestoreCache(self, request, context) -> AsyncIterator[runner_pb2.CacheMessage]:  # type: ignore[no-untyped-def, override]
+    async def RestoreCache(self, request, context) -> AsyncIterator[runner_pb2.CacheMessage]:
         session = await self._cache_session(context, request.job, request.name)
         gateway = self.gateway  # type: ignore[attr-defined]
         scope = cache_scope(session.job.request)
@@ -55,10 +55,11 @@ class CacheRpcs:
             session.touch()
             yield runner_pb2.CacheMessage(chunk=chunk)
 
-    async def SaveCache(self, request_iterator, context):  # type: ignore[no-untyped-def]
+    async def SaveCache(self, request_iterator, context):
         first = await anext(aiter(request_iterator), None)
         if first is None:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the save carried no header")
+            return  # abort() raised
         session = await self._cache_session(context, first.job, first.name)
         gateway = self.gateway  # type: ignore[attr-defined]
         scope = cache_scope(session.job.request)

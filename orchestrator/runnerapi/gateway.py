@@ -75,7 +75,7 @@ class AssignedJob:
 class JobOutcome:
     """How a job attempt ended, as its runner (or the gateway) reported it."""
 
-    state: jobs_pb2.JobState.ValueType
+    state: jobs_pb2.JobState
     steps: list[jobs_pb2.StepResult]
     reason: str
     log_tail: list[str]
@@ -159,7 +159,7 @@ class RunnerSession:
             self.refused = reason
         await self.finish(jobs_pb2.JOB_STATE_ERRORED, reason)
 
-    async def finish(self, state: jobs_pb2.JobState.ValueType, reason: str,
+    async def finish(self, state: jobs_pb2.JobState, reason: str,
                      steps: list[jobs_pb2.StepResult] | None = None) -> JobOutcome:
         """Close the log and settle the outcome; later calls return the first outcome."""
         if self._outcome.done():

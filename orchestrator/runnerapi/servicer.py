@@ -72,7 +72,7 @@ class RunnerServicer(ArtifactRpcs, CacheRpcs, runner_pb2_grpc.RunnerServiceServi
         session.touch()
         return session
 
-    async def GetJob(self, request, context):  # type: ignore[no-untyped-def]
+    async def GetJob(self, request, context):
         session = await self._session(context, request.job)
         try:
             check_runner(request.runner_version, request.image)
@@ -119,7 +119,7 @@ class RunnerServicer(ArtifactRpcs, CacheRpcs, runner_pb2_grpc.RunnerServiceServi
                                                             "host": request.hostname}})
         return reply
 
-    async def StreamLogs(self, request_iterator, context) -> AsyncIterator[runner_pb2.LogAck]:  # type: ignore[no-untyped-def, override]
+    async def StreamLogs(self, request_iterator, context) -> AsyncIterator[runner_pb2.LogAck]:
         session = await self._session(context, None)
         if session.finished:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "the job is complete; its log is closed")
@@ -161,19 +161,19 @@ class RunnerServicer(ArtifactRpcs, CacheRpcs, runner_pb2_grpc.RunnerServiceServi
             await session.finish(jobs_pb2.JOB_STATE_FAILED, reason)
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, reason)
 
-    async def ReportStep(self, request, context):  # type: ignore[no-untyped-def]
+    async def ReportStep(self, request, context):
         session = await self._session(context, request.job)
         if session.finished:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "the job is already complete")
         await session.record_step(request.step)
         return runner_pb2.StepReportReply()
 
-    async def Heartbeat(self, request, context):  # type: ignore[no-untyped-def]
+    async def Heartbeat(self, request, context):
         session = await self._session(context, request.job)
         reason = session.cancel_reason
         return runner_pb2.HeartbeatReply(cancel=reason is not None, reason=reason or "")
 
-    async def Complete(self, request, context):  # type: ignore[no-untyped-def]
+    async def Complete(self, request, context):
         session = await self._session(context, request.job)
         if request.state not in TERMINAL:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "Complete needs a final job state")

@@ -66,7 +66,8 @@ class AuditLog:
         """Newest first; ``scope`` a repository, or an owner for all its repositories."""
         if not 0 < limit <= MAX_LIMIT:
             raise ValueError(f"limit must be 1..{MAX_LIMIT}")
-        where, args = [], []
+        where: list[str] = []
+        args: list[object] = []
         if job_id:
             args.append(job_id)
             where.append(f"job_id = ${len(args)}")

@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from common.cli import logging_options
+
+if TYPE_CHECKING:
+    from orchestrator.node.settings import NodeSettings
 
 
 @click.group(name="secret-key", epilog="""\b
@@ -65,7 +69,7 @@ def rewrap(config_path: Path | None) -> None:
     click.echo(f"{changed} secret value{'s' * (changed != 1)} sealed again with the current key")
 
 
-async def _rewrap(settings) -> int:  # type: ignore[no-untyped-def]
+async def _rewrap(settings: NodeSettings) -> int:
     from orchestrator.secrets.builtin import BuiltinStore
     from orchestrator.secrets.errors import SecretError
     from orchestrator.secrets.open import load_keyring, sql_backend

@@ -10,6 +10,7 @@ AdminService's Cancel and Retry do.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from common.queue.events import EventPublisher
 from common.rpc import jobs_pb2
@@ -81,7 +82,7 @@ class NodeRetrier:
             done += await self._retry(job.job_id, fields, request.reason)
         return done
 
-    async def _retry(self, job_id: str, fields: dict[str, object], reason: str) -> bool:
+    async def _retry(self, job_id: str, fields: Mapping[str, object], reason: str) -> bool:
         try:
             job = await retry_job(self.store, self.outbox, job_id)
         except RetryNotAllowed as err:

@@ -98,9 +98,8 @@ def _token_commands() -> None:
 
     def locate(data_dir: Path | None) -> str:
         from common.config import load_config
-        from orchestrator.singlenode.settings import ServeSettings
-
         from common.errors import ConfigError
+        from orchestrator.singlenode.settings import ServeSettings
 
         settings = load_config(ServeSettings)
         if data_dir is not None:

@@ -37,10 +37,9 @@ import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-
 from common.errors import SolsticeError
-from common.lifecycle import first_to_end
 from common.files import FileModeError, private_dir, private_file
+from common.lifecycle import first_to_end
 from common.metrics.http import MetricsEndpoint
 from common.queue.local_events import LocalEventBus
 from common.tokens import TokenIssuer
@@ -55,11 +54,10 @@ from integration.httpserver import GuardedSite, app_runner
 from integration.runtime import Integration
 from integration.webhooks import FORGE_NAMES, SECRET_SETTINGS
 from orchestrator.admin import admin_servicer_factory
-from orchestrator.drivers.base import Driver
-from orchestrator.drivers.registry import attach_store, make_driver
 from orchestrator.artifacts.store import ArtifactStore
 from orchestrator.caches.wiring import cache_options
-from orchestrator.drivers.registry import disk_caches
+from orchestrator.drivers.base import Driver
+from orchestrator.drivers.registry import attach_store, disk_caches, make_driver
 from orchestrator.logstore import LogStore
 from orchestrator.logstore.service import open_node_logs
 from orchestrator.metrics import store_families
@@ -303,7 +301,8 @@ def _announce(settings: ServeSettings, node: Node, driver: str, labels: str, say
     say(f"  dashboard: {url}/  (metrics: {url}/metrics)")
     say(f"  job pages: {url}/jobs/<id>  (health: {url}/healthz)")
     say(f"  gRPC:      {node.address} (runners only)")
-    remote = f"; remote operators: {node.admin.tcp_address} (TLS + token)" if node.admin and node.admin.tcp_address else ""
+    remote = (f"; remote operators: {node.admin.tcp_address} (TLS + token)"
+              if node.admin and node.admin.tcp_address else "")
     say(f"  admin:     {node.admin_socket} (ciadm on this host finds it, no token needed{remote})")
 
 

@@ -42,9 +42,9 @@ from pathlib import Path
 
 from common.config import Seconds
 from common.errors import ConfigError
-from dashboard.settings import DashboardSettings
 from common.files import private_dir, private_file
 from common.workflow.limits import WorkflowLimits
+from dashboard.settings import DashboardSettings
 from integration.external.settings import ExternalSettings
 from integration.httpserver import HttpLimits
 from integration.settings import (
@@ -55,9 +55,9 @@ from integration.settings import (
     WebhookSettings,
 )
 from orchestrator.admin.settings import AdminConfig
-from orchestrator.catalog import DriverConfig, LocalConfig
 from orchestrator.artifacts.settings import ArtifactsConfig
 from orchestrator.caches.settings import CachesConfig
+from orchestrator.catalog import DriverConfig, LocalConfig
 from orchestrator.logstore.settings import LogsConfig
 from orchestrator.node.settings import (
     GrpcConfig,

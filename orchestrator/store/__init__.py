@@ -10,6 +10,15 @@
 docs/store.md.
 """
 
+from orchestrator.store.dashrecords import (
+    CommitRow,
+    FailureNote,
+    Histogram,
+    JobRow,
+    LabelLoad,
+    RefRow,
+    RepoSummary,
+)
 from orchestrator.store.errors import (
     AttemptNotFound,
     ConstraintViolation,
@@ -20,15 +29,6 @@ from orchestrator.store.errors import (
     RetryNotAllowed,
     StoreError,
     StoreUnavailable,
-)
-from orchestrator.store.dashrecords import (
-    CommitRow,
-    FailureNote,
-    Histogram,
-    JobRow,
-    LabelLoad,
-    RefRow,
-    RepoSummary,
 )
 from orchestrator.store.interface import Store
 from orchestrator.store.outbox import Announce, OutboxMessage, OutboxRequest, message_id

@@ -4,6 +4,7 @@ only while the job is unfinished (see migrations 004_clone_credentials.sql)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from orchestrator.store.records import Row
 from orchestrator.store.sqltext import TERMINAL_SQL
@@ -15,7 +16,8 @@ ORPHAN_SECONDS = 3600.0
 class CredentialsSql:
     """The ``Store`` clone-credential operations; needs ``_run`` from ``SqlStore``."""
 
-    async def _run(self, sql: str, *args: object) -> Sequence[Row]: ...  # provided by SqlStore
+    if TYPE_CHECKING:  # SqlStore provides these
+        async def _run(self, sql: str, *args: object) -> Sequence[Row]: ...  # provided by SqlStore
 
     async def put_clone_credentials(self, job_id: str, userinfo: str) -> None:
         await self._run(

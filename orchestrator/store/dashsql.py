@@ -15,6 +15,7 @@ import abc
 import logging
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING
 
 from common.rpc import jobs_pb2
 from orchestrator.store.backend import Tx
@@ -177,9 +178,10 @@ class DashboardReads(abc.ABC):
 class DashboardSql(DashboardReads):
     """``DashboardReads`` in SQL; needs ``_run``, ``_tx`` and ``backend`` from ``SqlStore``."""
 
-    async def _run(self, sql: str, *args: object) -> Sequence[Row]: ...  # provided by SqlStore
+    if TYPE_CHECKING:  # SqlStore provides these
+        async def _run(self, sql: str, *args: object) -> Sequence[Row]: ...  # provided by SqlStore
 
-    def _tx(self, write: bool = True) -> AbstractAsyncContextManager[Tx]: ...  # provided by SqlStore
+        def _tx(self, write: bool = True) -> AbstractAsyncContextManager[Tx]: ...  # provided by SqlStore
 
     async def put_failure_note(self, job_id: str, attempt: int, note: FailureNote) -> None:
         await self._run(

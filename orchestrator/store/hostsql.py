@@ -7,6 +7,7 @@ import json
 import logging
 from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING
 
 from orchestrator.store.backend import Tx
 from orchestrator.store.errors import HostNotFound
@@ -24,9 +25,10 @@ class HostsSql:
 
     host_stale_after: float  # provided by SqlStore
 
-    async def _run(self, sql: str, *args: object) -> Sequence[Row]: ...  # provided by SqlStore
+    if TYPE_CHECKING:  # SqlStore provides these
+        async def _run(self, sql: str, *args: object) -> Sequence[Row]: ...  # provided by SqlStore
 
-    def _tx(self, write: bool = True) -> AbstractAsyncContextManager[Tx]: ...  # provided by SqlStore
+        def _tx(self, write: bool = True) -> AbstractAsyncContextManager[Tx]: ...  # provided by SqlStore
 
     def _host(self, row: Row) -> HostRecord:
         return HostRecord.from_row(row, self.host_stale_after)

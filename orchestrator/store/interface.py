@@ -19,8 +19,8 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from types import TracebackType
 
 from common.rpc import jobs_pb2
-from orchestrator.store.outbox import Announce, OutboxMessage, OutboxRow
 from orchestrator.store.dashsql import DashboardReads
+from orchestrator.store.outbox import Announce, OutboxMessage, OutboxRow
 from orchestrator.store.records import (
     AddressLease,
     AttemptRecord,

@@ -11,6 +11,7 @@ hosts sharing the database never hand out an address twice.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from orchestrator.store.records import AddressLease, Row
 
@@ -20,7 +21,8 @@ LEASE_COLUMNS = "pool, address, host, vm_name, leased_at"
 class LeasesSql:
     """The ``Store`` lease operations; needs ``_run`` from ``SqlStore``."""
 
-    async def _run(self, sql: str, *args: object) -> Sequence[Row]: ...  # provided by SqlStore
+    if TYPE_CHECKING:  # SqlStore provides these
+        async def _run(self, sql: str, *args: object) -> Sequence[Row]: ...  # provided by SqlStore
 
     async def lease_address(self, pool: str, host: str, vm_name: str, candidates: Iterable[str]) -> str | None:
         if not (pool and host and vm_name):

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from common.rpc import jobs_pb2
 from orchestrator.store.backend import Backend, Tx
@@ -57,9 +58,10 @@ class Announce:
     messages: Callable[[JobRecord], Sequence[OutboxMessage]]
 
 
-def outbox_insert(host: str, messages: Sequence[OutboxMessage]) -> tuple[object, ...]:
+def outbox_insert(host: str, messages: Sequence[OutboxMessage]) -> tuple[str, *tuple[object, ...]]:
     """``(sql, *args)``: ONE statement storing ``messages`` in order (atomic on its own)."""
-    values, args = [], []
+    values: list[str] = []
+    args: list[Any] = []
     for n, message in enumerate(messages):
         values.append(f"($1, ${5 * n + 2}, ${5 * n + 3}, ${5 * n + 4}, ${5 * n + 5}, ${5 * n + 6}, {{now}})")
         if isinstance(message, OutboxRequest):
@@ -110,9 +112,10 @@ class OutboxSql:
 
     backend: Backend  # provided by SqlStore
 
-    async def _run(self, sql: str, *args: object) -> Sequence[Row]: ...  # provided by SqlStore
+    if TYPE_CHECKING:  # SqlStore provides these
+        async def _run(self, sql: str, *args: object) -> Sequence[Row]: ...  # provided by SqlStore
 
-    def _tx(self, write: bool = True) -> AbstractAsyncContextManager[Tx]: ...  # provided by SqlStore
+        def _tx(self, write: bool = True) -> AbstractAsyncContextManager[Tx]: ...  # provided by SqlStore
 
     async def _write_announced(self, sql: str, args: Sequence[object], host: str,
                                events: Sequence[jobs_pb2.JobEvent]) -> bool:

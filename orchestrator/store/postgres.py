@@ -69,7 +69,8 @@ class _PgTx(Tx):
         self._conn = conn
 
     async def fetch(self, sql: str, *args: Any) -> Sequence[Row]:
-        return await self._conn.fetch(_render(sql), *args)
+        rows: Sequence[Row] = await self._conn.fetch(_render(sql), *args)
+        return rows
 
     async def execute(self, sql: str, *args: Any) -> None:
         await self._conn.execute(_render(sql), *args)
@@ -132,7 +133,8 @@ class PostgresBackend(Backend):
         pool = self._pool_or_fail()
         try:
             async with pool.acquire() as conn:
-                return await conn.fetch(_render(sql), *args)
+                rows: Sequence[Row] = await conn.fetch(_render(sql), *args)
+                return rows
         except (asyncpg.PostgresError, *_CONNECTION_ERRORS) as err:
             raise self._translate(err) from err
 

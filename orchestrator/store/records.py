@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Protocol
+from datetime import UTC, datetime
+from typing import Any, Protocol, cast
 
 from common.rpc import jobs_pb2
 from orchestrator.store.states import JobState, StepState
@@ -23,11 +23,11 @@ class Row(Protocol):
 
 
 def _time(value: float | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(float(value), tz=timezone.utc)
+    return None if value is None else datetime.fromtimestamp(float(value), tz=UTC)
 
 
 def _required_time(value: float) -> datetime:
-    return datetime.fromtimestamp(float(value), tz=timezone.utc)
+    return datetime.fromtimestamp(float(value), tz=UTC)
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,7 @@ class StepRecord:
 
     def to_proto(self) -> jobs_pb2.StepResult:
         return jobs_pb2.StepResult(
-            index=self.index, name=self.name, state=int(self.state),
+            index=self.index, name=self.name, state=cast(jobs_pb2.StepState, int(self.state)),
             exit_code=self.exit_code, duration_seconds=self.duration,
         )
 

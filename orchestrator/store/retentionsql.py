@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING
 
 from orchestrator.store.backend import Tx
 from orchestrator.store.records import Row
@@ -18,9 +19,10 @@ _EXPIRED = (f"EXISTS (SELECT 1 FROM attempts a WHERE a.job_id = jobs.job_id AND 
 class RetentionSql:
     """The ``Store`` retention operations; needs ``_run`` and ``_tx`` from ``SqlStore``."""
 
-    async def _run(self, sql: str, *args: object) -> Sequence[Row]: ...  # provided by SqlStore
+    if TYPE_CHECKING:  # SqlStore provides these
+        async def _run(self, sql: str, *args: object) -> Sequence[Row]: ...  # provided by SqlStore
 
-    def _tx(self, write: bool = True) -> AbstractAsyncContextManager[Tx]: ...  # provided by SqlStore
+        def _tx(self, write: bool = True) -> AbstractAsyncContextManager[Tx]: ...  # provided by SqlStore
 
     async def expired_jobs(self, older_than: float, limit: int = 1000) -> list[str]:
         rows = await self._run(

@@ -34,8 +34,21 @@ from orchestrator.store.outbox import Announce, OutboxSql, outbox_cte, outbox_in
 from orchestrator.store.records import AttemptRecord, JobFilter, JobRecord, Row, StepRecord
 from orchestrator.store.retentionsql import RetentionSql
 from orchestrator.store.sqltext import (
-    ACTIVE_SQL, FILTER_COLUMNS, INSERT_JOB, JOB_KEYS, JOBS_SELECT, NEW_ATTEMPT, PROVISIONING, QUEUED, STEP_OPEN_SQL,
-    SUBMIT_ONE_STATEMENT, TERMINAL_SQL, UNFINISHED_SQL, job_keys, move_sql, submit_claimed_statement,
+    ACTIVE_SQL,
+    FILTER_COLUMNS,
+    INSERT_JOB,
+    JOB_KEYS,
+    JOBS_SELECT,
+    NEW_ATTEMPT,
+    PROVISIONING,
+    QUEUED,
+    STEP_OPEN_SQL,
+    SUBMIT_ONE_STATEMENT,
+    TERMINAL_SQL,
+    UNFINISHED_SQL,
+    job_keys,
+    move_sql,
+    submit_claimed_statement,
 )
 from orchestrator.store.states import IgnoreReason, JobState, ignore_reason
 from orchestrator.store.tokensql import TokensSql

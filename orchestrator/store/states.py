@@ -14,6 +14,7 @@ under an ``IgnoreReason``.
 from __future__ import annotations
 
 import enum
+from typing import cast
 
 from common.rpc import jobs_pb2
 
@@ -38,8 +39,8 @@ class JobState(enum.IntEnum):
         """Position along the machine; all terminal states share the last rank."""
         return _RANK[self]
 
-    def to_proto(self) -> jobs_pb2.JobState.ValueType:
-        return jobs_pb2.JobState.Value(f"JOB_STATE_{self.name}")
+    def to_proto(self) -> jobs_pb2.JobState:
+        return cast(jobs_pb2.JobState, jobs_pb2.JobState.Value(f"JOB_STATE_{self.name}"))  # the stubs: Value() -> int
 
     @classmethod
     def from_proto(cls, value: int) -> JobState:
@@ -62,7 +63,7 @@ class StepState(enum.IntEnum):
         return self not in (StepState.UNSPECIFIED, StepState.RUNNING)
 
 
-class IgnoreReason(str, enum.Enum):
+class IgnoreReason(enum.StrEnum):
     """Why a transition was ignored (the key of the persisted counters)."""
 
     UNKNOWN_JOB = "unknown_job"        # no such job

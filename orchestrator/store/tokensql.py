@@ -6,6 +6,7 @@ The store keeps rows; what a token is and how it is checked is ``orchestrator.op
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from orchestrator.store.records import OperatorTokenRecord, Row
 
@@ -15,7 +16,8 @@ _COLUMNS = "token_id, name, role, token_hash, created_at, expires_at, revoked_at
 class TokensSql:
     """The ``Store`` operator-token operations; needs ``_run`` from ``SqlStore``."""
 
-    async def _run(self, sql: str, *args: object) -> Sequence[Row]: ...  # provided by SqlStore
+    if TYPE_CHECKING:  # SqlStore provides these
+        async def _run(self, sql: str, *args: object) -> Sequence[Row]: ...  # provided by SqlStore
 
     async def add_operator_token(self, token_id: str, name: str, role: str, token_hash: str,
                                  expires_in: float | None) -> OperatorTokenRecord:

@@ -119,8 +119,8 @@ async def test_the_runner_gets_the_credentials_back_in_its_clone_url(tmp_path: P
         session = orch.gateway.assign(AssignedJob("j-creds", 1, request, clone_userinfo=f"ci-bot:{PASSWORD}"))
         channel, runner = stub(orch.server.address)
         async with channel:
-            reply = await runner.GetJob(runner_pb2.GetRunnerJobRequest(job=runner_pb2.JobRef(job_id="j-creds", attempt=1),
-                                                                    runner_version=VERSION),
+            ref = runner_pb2.JobRef(job_id="j-creds", attempt=1)
+            reply = await runner.GetJob(runner_pb2.GetRunnerJobRequest(job=ref, runner_version=VERSION),
                                         metadata=runner_bearer(session.token))
         assert reply.checkout.clone_url == URL
         assert session.job.masked() == [PASSWORD]  # what the job's stored log lines are masked for

@@ -36,7 +36,7 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
 def _issue(subject: str, key: ec.EllipticCurvePrivateKey, ca_key: ec.EllipticCurvePrivateKey, issuer: str,
            *, ca: bool = False, usage: ExtendedKeyUsageOID | None = None, sans: list[x509.GeneralName] = ()
            ) -> x509.Certificate:  # type: ignore[assignment]
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     builder = (x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(_name(issuer))
                .public_key(key.public_key()).serial_number(x509.random_serial_number())
                .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))

@@ -88,7 +88,8 @@ def test_submit_follow_status_and_list(node: ServeProcess, repo: Path) -> None:
 
     table = node.ciadm("status", build["job_id"])
     assert table.returncode == 0
-    assert re.search(r"^state\s+succeeded$", table.stdout, re.MULTILINE) and re.search(r"^driver\s+local$", table.stdout, re.MULTILINE)
+    assert re.search(r"^state\s+succeeded$", table.stdout, re.MULTILINE)
+    assert re.search(r"^driver\s+local$", table.stdout, re.MULTILINE)
 
     run = test["run_id"]
     listed = node.ciadm_json("list", "--run", run)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -14,7 +14,7 @@ LAPSED = "host node-b sent no heartbeat for over 30s during attempt 1; requeued 
 
 def _at(hour: int, minute: int, second: int) -> Timestamp:
     stamp = Timestamp()
-    stamp.FromDatetime(datetime(2026, 11, 1, hour, minute, second, tzinfo=timezone.utc))
+    stamp.FromDatetime(datetime(2026, 11, 1, hour, minute, second, tzinfo=UTC))
     return stamp
 
 

@@ -55,7 +55,8 @@ def test_passing_example_exits_0_with_step_lines_and_summary(tmp_path):
     assert "ubuntu-22.04" in lines[1]
     for n, name in enumerate(["Interpreter", "Syntax check", "Unit tests"], start=1):
         started = lines.index(f"[test] step {n}/3 {name}: started")
-        finished = next(i for i, line in enumerate(lines) if line.startswith(f"[test] step {n}/3 {name}: succeeded in "))
+        done = f"[test] step {n}/3 {name}: succeeded in "
+        finished = next(i for i, line in enumerate(lines) if line.startswith(done))
         assert started < finished
     # The step's own output sits between its start and finish lines.
     unit_start = lines.index("[test] step 3/3 Unit tests: started")
@@ -154,7 +155,8 @@ def test_secrets_are_masked_env_is_passed_and_job_selection_works(tmp_path):
 
 
 def test_dirty_builds_the_working_tree_and_head_does_not(tmp_path):
-    repo = make_repo(tmp_path / "dirty", 'workflow {\n  job id="j" runs_on="x" {\n    step run="cat note.txt"\n  }\n}\n')
+    repo = make_repo(tmp_path / "dirty", 'workflow {\n  job id="j" runs_on="x" {\n'
+                                         '    step run="cat note.txt"\n  }\n}\n')
     (repo / "note.txt").write_text("uncommitted note\n")
     clean = cidev_run(repo)
     assert clean.returncode == 1  # HEAD has no note.txt

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cidev.helpers import EXAMPLES, ERROR_LINE, INVALID, INVALID_ERRORS, VALID, invoke, project, write
+from tests.cidev.helpers import ERROR_LINE, EXAMPLES, INVALID, INVALID_ERRORS, VALID, invoke, project, write
 from tests.workflow.cases import INVALID as CORPUS
 
 
@@ -150,7 +150,7 @@ def test_whole_invalid_corpus_in_one_run_reports_every_case_exactly(tmp_path: Pa
     assert result.exit_code == 1
     files = json.loads(result.stdout)["files"]
     assert [f["path"] for f in files] == [str(p) for p in paths.values()]
-    for (case, (_, expected)), reported in zip(CORPUS.items(), files):
+    for (case, (_, expected)), reported in zip(CORPUS.items(), files, strict=True):
         assert reported["valid"] is False, case
         got = [f"{e['line']}:{e['col']}: " + (f"{e['node']}: " if e["node"] else "") + e["message"]
                for e in reported["errors"]]

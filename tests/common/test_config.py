@@ -46,7 +46,8 @@ def test_yaml_then_env(tmp_path):
     s = load_config(
         Settings,
         cfg,
-        env={"SOLSTICE_LISTEN": "127.0.0.1:1", "SOLSTICE_GITHUB_WEBHOOK_SECRET": "x", "SOLSTICE_LABELS": "c, d", "SOLSTICE_DEBUG": "yes"},
+        env={"SOLSTICE_LISTEN": "127.0.0.1:1", "SOLSTICE_GITHUB_WEBHOOK_SECRET": "x", "SOLSTICE_LABELS": "c, d",
+             "SOLSTICE_DEBUG": "yes"},
     )
     assert s.listen == "127.0.0.1:1"
     assert s.boot_timeout == 120

@@ -4,7 +4,8 @@ import json
 import logging
 import urllib.parse
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from common import log
 from common.masking import MASK, Masker

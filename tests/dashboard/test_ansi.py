@@ -8,8 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from common.ansi import strip_ansi
-from dashboard.ansi import AnsiRenderer, apply_sgr, nearest16, PLAIN
 from common.logbatch import STDERR, STDOUT, SYSTEM, LogLine
+from dashboard.ansi import PLAIN, AnsiRenderer, apply_sgr, nearest16
 from dashboard.logview import LineRenderer
 
 # Everything our markup may contain: spans with fixed class names, and escaped text.

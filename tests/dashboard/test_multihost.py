@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from aiohttp.test_utils import TestClient, TestServer
 
 from common.logbatch import STDOUT

@@ -1,7 +1,8 @@
 """A stand-in runner that "calls in" to the test gateway over TCP.
 
 Reads the bootstrap from ``--env-file`` (bhyve: cloud-init's runcmd) or the
-environment (local driver), as solstice-runner does, prints a few console lines, connects to the orchestrator address, sends its token and
+environment (local driver), as solstice-runner does, prints a few console lines,
+connects to the orchestrator address, sends its token and
 waits until the gateway closes the connection (the job is over), then exits.
 ``--silent`` never calls in (and says so every 0.2 s); ``--crash`` says so
 for a second (bhyve drops console output nobody reads yet, so a line printed

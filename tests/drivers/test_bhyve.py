@@ -213,7 +213,7 @@ async def test_eight_jobs_provisioned_concurrently(fake_host: FakeHost, bhyve_cf
     running = {n for n, z in state["zones"].items() if z["state"] == "running"}
     assert running == {s.name for s in specs}
     assert len({z["zoneid"] for z in state["zones"].values()}) == 8
-    assert {l["zone"] for n, l in state["links"].items() if n.startswith("solstice")} == running
+    assert {link["zone"] for n, link in state["links"].items() if n.startswith("solstice")} == running
     assert await driver.list_owned() == running
 
     # Teardown of all eight, while reconciliation (no live jobs) races it.

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.catalog import BhyveConfig, DriverConfig, HostTools, ImageEntry, LinkNetwork
+from orchestrator.catalog import DriverConfig, HostTools, ImageEntry, LinkNetwork
 from orchestrator.drivers.check import CheckContext, NodeFacts, Verdict, check_host
 from runner.agent import VERSION
 from tests.drivers.support import IMAGE, SNAPSHOT, bhyve_config
@@ -199,7 +199,8 @@ async def test_the_command_prints_one_table_and_json_and_exits_by_the_verdicts(f
 
 def test_bad_config_is_one_error_line(tmp_path: Path):
     cfg = tmp_path / "node.yaml"
-    cfg.write_text(yaml.safe_dump({"drivers": {"driver": "bhyve", "bhyve": {"images": {"x": {"dataset": "rpool/a b"}}}}}))
+    bhyve = {"images": {"x": {"dataset": "rpool/a b"}}}
+    cfg.write_text(yaml.safe_dump({"drivers": {"driver": "bhyve", "bhyve": bhyve}}))
     r = check_cli(cfg)
     assert r.returncode == 1 and r.stderr.startswith("ERROR: image dataset")
     assert "Traceback" not in r.stderr

@@ -14,13 +14,15 @@ from orchestrator.drivers.local import process_start_time
 
 
 async def test_success_captures_output_and_exit():
-    result = await run_command([sys.executable, "-c", "import sys; print('out'); print('err', file=sys.stderr)"], timeout=30)
+    script = "import sys; print('out'); print('err', file=sys.stderr)"
+    result = await run_command([sys.executable, "-c", script], timeout=30)
     assert (result.exit_code, result.stdout, result.stderr) == (0, "out\n", "err\n")
     assert result.ok and result.duration > 0
 
 
 async def test_failure_raises_with_argv_exit_and_stderr():
-    argv = [sys.executable, "-c", "import sys; sys.stderr.write('cannot open tank: dataset does not exist\\n'); sys.exit(7)"]
+    argv = [sys.executable, "-c",
+            "import sys; sys.stderr.write('cannot open tank: dataset does not exist\\n'); sys.exit(7)"]
     with pytest.raises(CommandFailed) as info:
         await run_command(argv, timeout=30)
     assert info.value.exit_code == 7

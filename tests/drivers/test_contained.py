@@ -76,7 +76,8 @@ async def test_a_contained_job_sees_its_own_processes_only_as_the_job_user(tmp_p
         jobs_pb2.Step(name="Who", run="id -un; stat -c '%U %a' .; echo \"$HOME $TMPDIR\"; grep -c . /proc/self/cgroup"),
         jobs_pb2.Step(name="Procs", run="ls -d /proc/[0-9]* | wc -l; cat /proc/*/environ 2>/dev/null "
                                          "| tr '\\0' '\\n' | grep -c '^SOLSTICE_RUNNER_' || true"),
-        jobs_pb2.Step(name="Cgroup", run="grep -h solstice- /proc/self/cgroup | sed 's/.*solstice-/solstice-/' | sort -u"),
+        jobs_pb2.Step(name="Cgroup",
+                      run="grep -h solstice- /proc/self/cgroup | sed 's/.*solstice-/solstice-/' | sort -u"),
     ]
     outcome, out, driver, spec = await run_steps(tmp_path, cfg, steps)
     assert outcome is not None and outcome.state == jobs_pb2.JOB_STATE_SUCCEEDED, outcome

@@ -77,7 +77,8 @@ def test_zfs_snapshot_with_clones_needs_capital_r(fake_host):
 def test_zfs_destroy_with_children_needs_r(fake_host):
     r = run(fake_host, "zfs", "destroy", IMAGE)
     assert r.returncode == 1
-    assert r.stderr == f"cannot destroy '{IMAGE}': volume has children\nuse '-r' to destroy the following datasets:\n{SRC}\n"
+    assert r.stderr == (f"cannot destroy '{IMAGE}': volume has children\n"
+                        f"use '-r' to destroy the following datasets:\n{SRC}\n")
 
 
 def test_zfs_busy_dataset_cannot_be_destroyed(fake_host, tmp_path):
@@ -168,7 +169,8 @@ def test_zonecfg_inline_comment_is_a_syntax_error(fake_host, tmp_path):
 
 
 def test_zonecfg_unquoted_comma_value_and_quoting(fake_host, tmp_path):
-    configure(fake_host, "a", tmp_path, 'add attr\nset name=vcpus\nset type=string\nset value="sockets=2,cores=2"\nend\n')
+    configure(fake_host, "a", tmp_path,
+              'add attr\nset name=vcpus\nset type=string\nset value="sockets=2,cores=2"\nend\n')
     out = ok(fake_host, "zonecfg", "-z", "a", "info", "attr", "name=vcpus")
     assert out == "attr:\n\tname: vcpus\n\ttype: string\n\tvalue: sockets=2,cores=2\n"
 
@@ -310,7 +312,8 @@ def test_zoneadm_boot_needs_the_vnic_and_the_disk(fake_host, tmp_path):
     assert r.stderr == ("zone 'a': failed to add network device: No such file or directory\n"
                         "zoneadm: zone 'a': call to zoneadmd failed\n")
     ok(fake_host, "dladm", "create-vnic", "-l", "igb0", "vnic0")
-    ok(fake_host, "zonecfg", "-z", "a", "add attr; set name=bootdisk; set type=string; set value=rpool/solstice/vms/d; end")
+    ok(fake_host, "zonecfg", "-z", "a",
+       "add attr; set name=bootdisk; set type=string; set value=rpool/solstice/vms/d; end")
     r = run(fake_host, "zoneadm", "-z", "a", "boot")
     assert r.returncode == 1 and "exec /usr/lib/brand/bhyve/boot -z a failed" in r.stderr
     ok(fake_host, "zfs", "clone", SRC, "rpool/solstice/vms/d")

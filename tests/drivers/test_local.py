@@ -141,7 +141,8 @@ async def test_a_recycled_pid_is_never_killed(local_cfg: LocalConfig, gateway: G
 
 
 async def test_a_runner_ignoring_sigterm_is_killed(tmp_path: Path, gateway: Gateway):
-    script = "import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('stubborn', flush=True); time.sleep(60)"
+    script = ("import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+              "print('stubborn', flush=True); time.sleep(60)")
     cfg = LocalConfig(state_dir=tmp_path / "s", runner_argv=(sys.executable, "-c", script), stop_grace=0.3)  # type: ignore[arg-type]
     driver = LocalDriver(cfg)
     spec = gateway.spec()

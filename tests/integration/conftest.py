@@ -59,7 +59,8 @@ async def queue(amqp_vhost_url: str) -> AsyncIterator[RabbitQueue]:
 
 
 @pytest.fixture
-async def stack(tmp_path: Path, fixtures_dir: Path, app_key: tuple[bytes, bytes], queue: RabbitQueue) -> AsyncIterator[IntegrationStack]:
+async def stack(tmp_path: Path, fixtures_dir: Path, app_key: tuple[bytes, bytes],
+                queue: RabbitQueue) -> AsyncIterator[IntegrationStack]:
     made = IntegrationStack(tmp_path, fixtures_dir, app_key, queue.publisher)
     await made.start()
     try:

@@ -121,8 +121,8 @@ class IntegrationStack:
         self.publisher = publisher
         self.canceller = canceller or LoggingCanceller()
         self.retrier = retrier
-        self._settings = dict(webhooks=webhooks, report=report, key_file=key_file, store=store or str(tmp / "integration.sqlite"),
-                              http=http, external=external)
+        self._settings = dict(webhooks=webhooks, report=report, key_file=key_file,
+                              store=store or str(tmp / "integration.sqlite"), http=http, external=external)
         self.url = ""
         self.middlewares = middlewares  # extra aiohttp middlewares of the webhook app (bench timing)
 

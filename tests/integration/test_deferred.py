@@ -104,7 +104,8 @@ class FlakyPublisher:
 
 
 @pytest.fixture
-async def flaky_stack(tmp_path: Path, fixtures_dir: Path, app_key, queue: RabbitQueue) -> AsyncIterator[IntegrationStack]:
+async def flaky_stack(tmp_path: Path, fixtures_dir: Path, app_key,
+                      queue: RabbitQueue) -> AsyncIterator[IntegrationStack]:
     made = IntegrationStack(tmp_path, fixtures_dir, app_key, FlakyPublisher(queue.publisher),
                             webhooks=WebhookSettings(retry_initial=0, retry_interval=0.05))
     await made.start()
@@ -176,7 +177,8 @@ async def test_a_build_deferred_by_an_older_version_is_built_under_ids_fixed_by_
                            "refs/heads/master", GH_SHA, "github push")
     key = f"github:{GH_REPO}:refs/heads/master:{GH_SHA}"
     doc = json.dumps(build.to_doc(), sort_keys=True)  # the old row's shape
-    assert await stack.integration.store.start_build("github:old", key, doc, 3600, time.time() - 1) is BuildStart.STARTED
+    started = await stack.integration.store.start_build("github:old", key, doc, 3600, time.time() - 1)
+    assert started is BuildStart.STARTED
     stack.github.put_file(GH_REPO, GH_SHA, WORKFLOW)
     assert await stack.integration.service.retry_deferred() == 1
     [request] = await queue.take()

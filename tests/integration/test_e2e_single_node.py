@@ -250,7 +250,8 @@ async def test_forgejo_push_runs_the_jobs_and_reports_commit_statuses(single: Si
             if body["context"] == context:
                 assert (repo, sha) == (FJ_REPO, single.sha)
                 assert body["target_url"] == f"{single.node.url}/jobs/{job_id}"
-    [failed] = [b for _, _, b in single.forgejo.statuses if b["context"] == "solstice/broken" and b["state"] == "failure"]
+    [failed] = [b for _, _, b in single.forgejo.statuses
+                if b["context"] == "solstice/broken" and b["state"] == "failure"]
     assert failed["description"] == "Failed: step 'Fail' exited with 3"
     assert (await single.job(build_id))["state"] == "succeeded"
     assert (await single.job(broken_id))["state"] == "failed"
@@ -326,7 +327,8 @@ async def test_a_push_during_a_github_outage_is_built_once_github_is_back(single
                    "background retries against the failing contents API")
     assert await single.jobs() == []
     single.github.faults.clear()
-    await wait_for(lambda: single.check_runs().get("solstice/build", {}).get("conclusion"), "the deferred build's check")
+    await wait_for(lambda: single.check_runs().get("solstice/build", {}).get("conclusion"),
+                   "the deferred build's check")
     assert single.history("solstice/build") == [("queued", None), ("in_progress", None), ("completed", "success")]
     [job] = await single.jobs()
     assert job["state"] == "succeeded"
@@ -358,7 +360,8 @@ async def test_an_admin_submitted_job_is_never_reported_to_the_forge(single: Sin
     single.github.put_file(GH_REPO, single.sha, BUILD_ONLY)
     status, answer = await single.deliver_github("push", single.payload("github/push.new-branch"))
     assert status == 202, answer
-    await wait_for(lambda: single.check_runs().get("solstice/build", {}).get("conclusion"), "the webhook build's report")
+    await wait_for(lambda: single.check_runs().get("solstice/build", {}).get("conclusion"),
+                   "the webhook build's report")
     assert [run["external_id"] for run in single.github.check_runs.values()] == answer["jobs"]
     assert not any(forged.job_id in (c.path + json.dumps(c.body)) for c in single.github.calls)
     assert single.forgejo.calls == []

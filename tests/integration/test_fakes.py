@@ -94,7 +94,8 @@ async def test_github_accepts_a_valid_check_run_and_checks_updates(github, http,
     assert status == 201 and created["id"] in github.check_runs
     url = f"{github.url}/repos/{REPO}/check-runs/{created['id']}"
     assert (await call(http, "PATCH", url, token=token, body={"status": "completed"}))[0] == 422
-    assert (await call(http, "PATCH", url, token=token, body={"status": "completed", "conclusion": "success"}))[0] == 200
+    done = {"status": "completed", "conclusion": "success"}
+    assert (await call(http, "PATCH", url, token=token, body=done))[0] == 200
     assert (await call(http, "PATCH", f"{github.url}/repos/{REPO}/check-runs/1", token=token,
                        body={"status": "in_progress"}))[0] == 404
     assert github.check_run_statuses() == [(created["id"], "queued", None), (created["id"], "completed", "success")]

@@ -213,7 +213,8 @@ def test_github_check_run_rerequested(payload):
     assert (event.job_id, event.sha, event.repo.full_name, event.repo.installation_id) == (
         "job-" + "0f" * 16, "d6fde92930d4715a2b49857d24b940956b26d2d3", "github/hello-world", 1,
     )
-    assert isinstance(gh("check_run", payload("github/check_run.rerequested")), Ignored)  # external_id "" in the fixture
+    # external_id "" in the fixture
+    assert isinstance(gh("check_run", payload("github/check_run.rerequested")), Ignored)
     del body["installation"]
     assert isinstance(gh("check_run", body), Ignored)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import io
-import logging
 import json
+import logging
 
 from integration.signature import sign
 from tests.integration.stack import FORGEJO_SECRET, GITHUB_SECRET, WORKFLOW, IntegrationStack, RabbitQueue
@@ -68,7 +68,8 @@ async def test_forgejo_also_accepts_github_style_signature(stack: IntegrationSta
     assert len(await queue.take()) == 1
 
 
-async def test_wrong_or_missing_signature_is_401_and_queues_nothing(stack: IntegrationStack, queue: RabbitQueue, payload):
+async def test_wrong_or_missing_signature_is_401_and_queues_nothing(stack: IntegrationStack, queue: RabbitQueue,
+                                                                    payload):
     stack.github.put_file(GH_REPO, GH_SHA, WORKFLOW)
     stack.forgejo.put_file(FJ_REPO, FJ_SHA, WORKFLOW)
     gh = payload("github/push.new-branch")
@@ -286,7 +287,8 @@ async def test_a_hanging_forge_is_given_up_within_the_handling_deadline(
     assert await queue.count() == 0
 
 
-async def test_each_build_action_of_a_pull_request_queues_its_head(stack: IntegrationStack, queue: RabbitQueue, payload):
+async def test_each_build_action_of_a_pull_request_queues_its_head(stack: IntegrationStack, queue: RabbitQueue,
+                                                                   payload):
     """opened, synchronize and reopened each build the PR's head (new commits: new builds); labeled does not."""
     heads = {}
     for i, action in enumerate(("opened", "synchronize", "reopened")):
@@ -306,7 +308,8 @@ async def test_github_fork_pull_request_runs_untrusted(stack: IntegrationStack, 
     body = payload("github/pull_request.opened")
     body["pull_request"]["head"]["repo"]["full_name"] = "mallory/Hello-World"
     head = body["pull_request"]["head"]["sha"]
-    stack.github.put_file(GH_REPO, head, WORKFLOW.replace('step name="Test"', 'secret "DEPLOY_KEY"\n    step name="Test"'))
+    with_secret = WORKFLOW.replace('step name="Test"', 'secret "DEPLOY_KEY"\n    step name="Test"')
+    stack.github.put_file(GH_REPO, head, with_secret)
     status, answer = await stack.deliver_github("pull_request", body)
     assert status == 202, answer
     [request] = await queue.take()

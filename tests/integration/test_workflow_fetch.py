@@ -17,7 +17,8 @@ FJ_REPO = "gitea/webhooks"
 FJ_SHA = "bffeb74224043ba2feb48d137756c8a9331c449a"
 
 
-async def test_invalid_workflow_becomes_a_failed_check_with_positions(stack: IntegrationStack, queue: RabbitQueue, payload):
+async def test_invalid_workflow_becomes_a_failed_check_with_positions(stack: IntegrationStack, queue: RabbitQueue,
+                                                                      payload):
     stack.github.put_file(GH_REPO, GH_SHA, INVALID)
     status, answer = await stack.deliver_github("push", payload("github/push.new-branch"))
     assert status == 200 and answer["result"] == "invalid workflow"

@@ -22,7 +22,7 @@ from orchestrator.logstore.s3 import S3Objects
 from orchestrator.logstore.sqlarchive import SqlLogArchive
 from orchestrator.store import Store, open_store
 from tests.logs.pages import lines_of
-from tests.logs.s3 import moto_endpoint, object_keys, s3_bucket, s3_config  # noqa: F401 - fixtures
+from tests.logs.s3 import object_keys, s3_config
 
 
 def page(first: int, *lines: bytes) -> bytes:

@@ -7,12 +7,12 @@ import pytest
 
 from common.rpc import admin_pb2, jobs_pb2
 from orchestrator.names import vm_name
-from orchestrator.node.testing import recorded_vms
 from orchestrator.node import Node
+from orchestrator.node.testing import recorded_vms
 from orchestrator.store import JobState, StepState
+from tests.logs.pages import collect, lines_of
 from tests.node.conftest import Cluster
 from tests.node.harness import admin_stub, driver_of, job
-from tests.logs.pages import collect, lines_of
 from tests.waiting import async_wait_until
 
 Q, P, R, S, F, C = (JobState.QUEUED, JobState.PROVISIONING, JobState.RUNNING, JobState.SUCCEEDED, JobState.FAILED,

@@ -48,7 +48,8 @@ async def test_success_runs_every_phase_in_order_and_tears_down(tmp_path: Path) 
             "prepare", "boot", "stop", "stop", "destroy"]  # destroy stops again: idempotent teardown
         assert destroyed(node, "ok")
         assert node.events.job_states("ok") == [P, R, S]
-        step_events = [(e.step.index, e.step.state) for e in node.events.events if e.job_id == "ok" and e.HasField("step")]
+        step_events = [(e.step.index, e.step.state) for e in node.events.events
+                       if e.job_id == "ok" and e.HasField("step")]
         assert step_events == [(0, jobs_pb2.STEP_STATE_RUNNING), (0, jobs_pb2.STEP_STATE_SUCCEEDED),
                                (1, jobs_pb2.STEP_STATE_RUNNING), (1, jobs_pb2.STEP_STATE_SUCCEEDED)]
         # the job-level and step-level events come in causal order

@@ -189,7 +189,8 @@ def taken_back(attempt: AttemptRecord) -> bool:
 
 
 @pytest.mark.slow
-async def test_three_nodes_survive_losing_one(serve_cluster: ServeCluster, pg_database: str, amqp_vhost_url: str) -> None:
+async def test_three_nodes_survive_losing_one(serve_cluster: ServeCluster, pg_database: str,
+                                              amqp_vhost_url: str) -> None:
     pfx, nodes = serve_cluster.prefix, serve_cluster.nodes
     topology = Topology(pfx)
     wanted = requests()

@@ -101,7 +101,8 @@ async def test_sigterm_past_the_grace_requeues_the_job_and_exits_0(cluster: Clus
     record = await cluster.store.get_job("unfinished")
     assert record is not None and (record.state, record.attempt) == (JobState.QUEUED, 2)
     first = (await cluster.store.attempts("unfinished"))[0]
-    assert first.state is JobState.ERRORED and "host term-b shut down during attempt 1; requeued as attempt 2" in first.reason
+    assert first.state is JobState.ERRORED
+    assert "host term-b shut down during attempt 1; requeued as attempt 2" in first.reason
     assert await cluster.ready("lab-a") == 1  # attempt 2 is back on the queue for another node
     assert recorded_vms(cluster.root / "term-b" / "vms") == set()  # its VM went with it
     # another node picks it up

@@ -19,8 +19,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from common.config import Seconds
-from orchestrator.queue import RabbitJobConsumer
 from orchestrator.names import vm_name
+from orchestrator.queue import RabbitJobConsumer
 from orchestrator.store import JobState, StoreUnavailable
 from tests.node.conftest import Cluster
 from tests.node.harness import driver_of, job, local_node, local_settings
@@ -46,7 +46,8 @@ async def states(cluster: Cluster, job_ids: list[str]) -> dict[str, JobState]:
 
 
 async def test_a_store_outage_loses_no_delivery_and_strands_no_finishing_job(cluster: Cluster) -> None:
-    async with store_proxy(cluster) as proxy, cluster.node(cluster.settings(store_url=proxy.dsn_for(cluster.pg))) as node:
+    async with (store_proxy(cluster) as proxy,
+                cluster.node(cluster.settings(store_url=proxy.dsn_for(cluster.pg))) as node):
         finishing = [f"fin-{i}" for i in range(4)]
         arriving = [f"new-{i}" for i in range(6)]
         await cluster.publish(*(job(j, steps=("sleep 1",)) for j in finishing))

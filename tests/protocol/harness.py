@@ -10,7 +10,7 @@ from pathlib import Path
 import grpc
 
 from common.grpc_options import client_options
-from common.rpc import jobs_pb2, runner_pb2, runner_pb2_grpc
+from common.rpc import jobs_pb2, runner_pb2_grpc
 from common.tokens import TokenIssuer
 from orchestrator.logstore import LogStore
 from orchestrator.runnerapi import AssignedJob, RunnerGateway, RunnerServer

@@ -11,7 +11,7 @@ import grpc
 import jwt
 import pytest
 
-from common.logbatch import STDOUT, SYSTEM, iter_lines
+from common.logbatch import STDOUT, SYSTEM
 from common.rpc import jobs_pb2, runner_pb2
 from common.version import VERSION
 from orchestrator.logstore import LogStore, chunks
@@ -51,8 +51,8 @@ async def test_a_runner_that_ships_past_the_log_limit_ends_its_job_failed(tmp_pa
         session = orch.gateway.assign(job)
         channel, client = stub(orch.server.address)
         async with channel:
-            got = await client.GetJob(runner_pb2.GetRunnerJobRequest(job=runner_pb2.JobRef(job_id="job-loud", attempt=1),
-                                                                     runner_version=VERSION),
+            ref = runner_pb2.JobRef(job_id="job-loud", attempt=1)
+            got = await client.GetJob(runner_pb2.GetRunnerJobRequest(job=ref, runner_version=VERSION),
                                       metadata=bearer(session.token))
             assert (got.log_limit_bytes, got.log_limit_fails) == (1000, False)
             call = client.StreamLogs(metadata=bearer(session.token))

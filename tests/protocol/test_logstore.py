@@ -10,8 +10,7 @@ import pytest
 
 from common.logbatch import STDERR, STDOUT, iter_lines
 from common.rpc import runner_pb2
-from orchestrator.logstore import LogClosed, LogGap, LogStore
-from orchestrator.logstore import frames
+from orchestrator.logstore import LogClosed, LogGap, LogStore, frames
 from orchestrator.logstore.store import WRITER_THREADS
 
 

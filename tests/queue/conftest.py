@@ -16,8 +16,8 @@ import pytest
 from common.queue import Disposition, RabbitJobPublisher, Topology
 from common.rpc import jobs_pb2
 from orchestrator.queue import LocalQueue, RabbitJobConsumer
-from tests.queue.broker import amqp_channel, messages_ready
 from tests.proxy import TcpProxy
+from tests.queue.broker import amqp_channel, messages_ready
 
 Behaviour = Callable[[jobs_pb2.JobRequest], Awaitable[Disposition]]
 

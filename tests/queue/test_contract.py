@@ -31,7 +31,8 @@ async def test_node_receives_only_its_labels_and_unroutable_is_dead_lettered(har
     await harness.node(["a"], recorder)
     await harness.publish([job("a1", "a"), job("x1", "nobody-serves-this"), job("a2", "a")])
 
-    await async_wait_until(lambda: len(recorder.acked) == 2 and recorder.dead, timeout=60, what="a-jobs and a dead letter")
+    await async_wait_until(lambda: len(recorder.acked) == 2 and recorder.dead, timeout=60,
+                           what="a-jobs and a dead letter")
     assert sorted(recorder.job_ids) == ["a1", "a2"]
     [(job_id, reason)] = recorder.dead
     assert job_id == "x1"
@@ -47,8 +48,9 @@ async def test_prefetch_is_free_slots_and_follows_capacity(harness: Harness) -> 
     await async_wait_until(lambda: recorder.active == 2, timeout=60, what="2 jobs in flight")
     for done in range(1, 5):
         gate.release()
-        await async_wait_until(lambda: len(recorder.acked) == done, timeout=60, what=f"{done} acked")
-        await async_wait_until(lambda: recorder.active == min(2, 6 - done), timeout=60, what="next job in flight")
+        await async_wait_until(lambda done=done: len(recorder.acked) == done, timeout=60, what=f"{done} acked")
+        await async_wait_until(lambda done=done: recorder.active == min(2, 6 - done), timeout=60,
+                               what="next job in flight")
     assert recorder.max_active == 2
 
     # More capacity: the remaining jobs plus new ones may run three at a time.
@@ -111,7 +113,8 @@ async def test_callback_can_requeue_or_dead_letter(harness: Harness) -> None:
     await harness.node(["a"], recorder)
     await harness.publish([job("later", "a"), job("never", "a")])
 
-    await async_wait_until(lambda: recorder.acked == ["later"] and recorder.dead, timeout=60, what="requeue and dead letter")
+    await async_wait_until(lambda: recorder.acked == ["later"] and recorder.dead, timeout=60,
+                           what="requeue and dead letter")
     assert seen == {"later": 2, "never": 1}
     assert recorder.dead == [("never", "workflow needs an image this site does not have")]
 

@@ -17,7 +17,8 @@ from tests.waiting import async_wait_until
 Handler = Callable[[jobs_pb2.JobEvent], Awaitable[Disposition]]
 
 
-def event(event_id: str, job_id: str = "j1", state: int = jobs_pb2.JOB_STATE_RUNNING, step: bool = False) -> jobs_pb2.JobEvent:
+def event(event_id: str, job_id: str = "j1", state: int = jobs_pb2.JOB_STATE_RUNNING,
+          step: bool = False) -> jobs_pb2.JobEvent:
     made = jobs_pb2.JobEvent(event_id=event_id, job_id=job_id, state=state)  # type: ignore[arg-type]
     if step:
         made.step.CopyFrom(jobs_pb2.StepResult(index=0, name="Test", state=jobs_pb2.STEP_STATE_SUCCEEDED))

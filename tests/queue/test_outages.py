@@ -117,7 +117,8 @@ async def test_a_publish_outlasting_publish_timeout_raises_one_queue_error(rabbi
         task = asyncio.create_task(outbox.run())
         try:
             await outbox.publish([event("e3", "j3")])
-            await async_wait_until(lambda: events.stats.retried >= 8, timeout=60, what="publishes retried past the timeout")
+            await async_wait_until(lambda: events.stats.retried >= 8, timeout=60,
+                                   what="publishes retried past the timeout")
             assert not task.done()
             proxy.refusing = False
             assert await outbox.flush(60)

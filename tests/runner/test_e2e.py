@@ -6,8 +6,6 @@ import asyncio
 import base64
 import os
 
-import pytest
-
 from common.logbatch import STDERR, STDOUT, SYSTEM
 from common.rpc import jobs_pb2
 from tests.protocol.harness import assigned, orchestrator

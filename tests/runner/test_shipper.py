@@ -179,7 +179,7 @@ async def test_a_flush_ends_when_a_refusal_stopped_the_shipper(tmp_path):
 def test_backoff_doubles_up_to_the_cap_with_jitter_and_resets():
     backoff = Backoff(0.1, 1.0)
     delays = [backoff.next_delay() for _ in range(8)]
-    for delay, ceiling in zip(delays, [0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0, 1.0]):
+    for delay, ceiling in zip(delays, [0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0, 1.0], strict=False):
         assert ceiling / 2 <= delay <= ceiling
     assert len({round(d, 9) for d in delays[4:]}) > 1, "capped delays still vary (jitter)"
     backoff.reset()

@@ -29,7 +29,8 @@ workflow name="labels" {
 def test_fixed_environment_names_reach_the_settings(tmp_path: Path) -> None:
     env = {
         "SOLSTICE_DATA_DIR": str(tmp_path / "d"), "SOLSTICE_LISTEN": "0.0.0.0:9090", "SOLSTICE_GRPC": "127.0.0.1:6000",
-        "SOLSTICE_GITHUB_WEBHOOK_SECRET": "s1", "SOLSTICE_GITHUB_APP_ID": "12", "SOLSTICE_GITHUB_PRIVATE_KEY_FILE": "/k.pem",
+        "SOLSTICE_GITHUB_WEBHOOK_SECRET": "s1", "SOLSTICE_GITHUB_APP_ID": "12",
+        "SOLSTICE_GITHUB_PRIVATE_KEY_FILE": "/k.pem",
         "SOLSTICE_GITHUB_API_URL": "https://ghe.example/api/v3", "SOLSTICE_FORGEJO_WEBHOOK_SECRET": "s2",
         "SOLSTICE_FORGEJO_URL": "https://codeberg.example", "SOLSTICE_FORGEJO_TOKEN": "t",
     }
@@ -96,7 +97,8 @@ def test_start_up_errors_are_one_line(tmp_path: Path) -> None:
         port = busy.getsockname()[1]
         done = serve_once("--data-dir", str(tmp_path / "d"), env={"SOLSTICE_LISTEN": f"127.0.0.1:{port}"})
     assert done.returncode == 1
-    assert done.stderr.strip().splitlines() == [f"ERROR: cannot listen on 127.0.0.1:{port} (HTTP): Address already in use"]
+    assert done.stderr.strip().splitlines() == [
+        f"ERROR: cannot listen on 127.0.0.1:{port} (HTTP): Address already in use"]
     assert done.stdout == ""
 
     with socket.socket() as busy:
@@ -106,7 +108,8 @@ def test_start_up_errors_are_one_line(tmp_path: Path) -> None:
         done = serve_once("--data-dir", str(tmp_path / "d"), "--listen", "127.0.0.1:0", "--grpc", f"127.0.0.1:{port}")
     assert done.returncode == 1
     # Only our line: not the gRPC core's own "Failed to add port" nor anything logged on the way.
-    assert done.stderr.strip().splitlines() == [f"ERROR: cannot listen on 127.0.0.1:{port} (gRPC): Address already in use"]
+    assert done.stderr.strip().splitlines() == [
+        f"ERROR: cannot listen on 127.0.0.1:{port} (gRPC): Address already in use"]
     assert done.stdout == ""
 
 

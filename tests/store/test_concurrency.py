@@ -49,7 +49,7 @@ async def test_racing_terminal_reports_apply_once(store: Store, open_stores: Ope
     await drive(store, "j1", JobState.RUNNING)
     hosts = await open_stores(4)
     ends = [JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.ERRORED]
-    applied = await asyncio.gather(*(host.transition("j1", 1, end) for host, end in zip(hosts, ends)))
+    applied = await asyncio.gather(*(host.transition("j1", 1, end) for host, end in zip(hosts, ends, strict=True)))
     assert applied.count(True) == 1
     winner = ends[applied.index(True)]
     assert (await store.get_job("j1")).state is winner  # type: ignore[union-attr]

@@ -8,10 +8,9 @@ import time
 import pytest
 
 from common.rpc import jobs_pb2
-from orchestrator.store import FailureNote, JobState, Store, store_for_url
+from orchestrator.store import FailureNote, JobState, Store, migrate, store_for_url
 from orchestrator.store.dashrecords import DURATION_EDGES, Histogram, bucket_of
 from orchestrator.store.dashsql import bucket_sql
-from orchestrator.store import migrate
 from tests.store.conftest import job
 
 SHA = [f"{n:x}" * 40 for n in range(1, 10)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 
 from orchestrator.store import HostNotFound, JobState, Store
@@ -13,7 +15,7 @@ from tests.waiting import async_wait_until
 LAPSE = 1.0
 
 
-async def lapse(store: Store, dead: list[str], live: list[str] = []) -> None:
+async def lapse(store: Store, dead: list[str], live: Sequence[str] = ()) -> None:
     """Wait until every ``dead`` host's heartbeat is older than LAPSE (by the database's clock); heartbeat ``live``."""
     async def lapsed() -> bool:
         hosts = {host.name: host for host in await store.list_hosts(stale_after=LAPSE)}

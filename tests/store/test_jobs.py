@@ -6,7 +6,13 @@ import pytest
 
 from common.rpc import jobs_pb2
 from orchestrator.store import (
-    AttemptNotFound, JobFilter, JobNotFound, JobState, RetryNotAllowed, StepState, Store,
+    AttemptNotFound,
+    JobFilter,
+    JobNotFound,
+    JobState,
+    RetryNotAllowed,
+    StepState,
+    Store,
 )
 from tests.store.conftest import drive, job
 

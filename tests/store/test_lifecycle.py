@@ -9,11 +9,20 @@ import asyncpg
 import pytest
 
 from orchestrator.store import (
-    ConstraintViolation, IgnoreReason, InvalidStoreUrl, JobState, MigrationError, PostgresStore, SqliteStore, Store,
+    ConstraintViolation,
+    IgnoreReason,
+    InvalidStoreUrl,
+    JobState,
+    MigrationError,
+    PostgresStore,
+    SqliteStore,
+    Store,
     StoreError,
-    StoreUnavailable, open_store, store_for_url,
+    StoreUnavailable,
+    migrate,
+    open_store,
+    store_for_url,
 )
-from orchestrator.store import migrate
 from orchestrator.store.sqlstore import SqlStore
 from tests.store.conftest import drive
 from tests.waiting import async_wait_until

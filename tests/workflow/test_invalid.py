@@ -24,7 +24,7 @@ def test_corpus_is_large_enough():
 def test_invalid_workflow_reports_exact_errors(text, expected):
     errors = _errors(text)
     assert [str(e) for e in errors] == [f"ci.kdl:{e}" for e in expected]
-    for error, line in zip(errors, expected):
+    for error, line in zip(errors, expected, strict=True):
         position = line.split(": ", 1)[0]
         assert f"{error.line}:{error.col}" == position
         assert error.file == "ci.kdl"

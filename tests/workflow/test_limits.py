@@ -54,7 +54,8 @@ def test_a_script_over_the_limit():
 def test_names_over_the_limit():
     text = 'workflow name="a-very-long-name" {\n' + job("a", 'step name="also much too long" run="true"') + "}\n"
     assert errors(text) == [
-        'ci.kdl:1:10: workflow: property "name" is 16 characters long; the limit is 10 (workflow_limits.max_name_chars)',
+        'ci.kdl:1:10: workflow: property "name" is 16 characters long; the limit is 10 '
+        "(workflow_limits.max_name_chars)",
         'ci.kdl:3:10: job "a" > step #1: property "name" is 18 characters long; the limit is 10 '
         "(workflow_limits.max_name_chars)",
     ]

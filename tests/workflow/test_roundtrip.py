@@ -63,7 +63,7 @@ def workflows(draw) -> Workflow:
         env = draw(_env())
         # A secret may not share its name with an env variable of its job.
         taken = {name for level in (workflow_env, env, *(s.env for s in steps)) for name, _ in level}
-        secrets = draw(st.lists(ENV_NAMES.filter(lambda name: name not in taken), unique=True, max_size=3))
+        secrets = draw(st.lists(ENV_NAMES.filter(lambda name, taken=taken: name not in taken), unique=True, max_size=3))
         jobs.append(
             Job(
                 id=job_id,

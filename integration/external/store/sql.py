@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import Any
 
 from integration.external.allowlist import RepoKey
 from integration.external.levels import Level
@@ -32,7 +33,6 @@ from integration.external.records import (
 )
 from integration.store.sql import SqlSeenStore
 
-
 # Kept a day after its last use, an idle bucket is full again anyway.
 BUCKET_IDLE = 24 * 3600.0
 
@@ -49,39 +49,39 @@ def _opt_float(value: object) -> float | None:
     return None if value is None else float(value)  # type: ignore[arg-type]
 
 
-def _dispatch(row: tuple[object, ...]) -> DispatchRecord:
+def _dispatch(row: tuple[Any, ...]) -> DispatchRecord:
     (id_, delivery, downstream, upstream, installation_id, sha, ref, pr_number, event, action, level, body, state,
      attempts, next_at, last_error, created_at, sent_at, finished_at) = row
     return DispatchRecord(
         str(id_), str(delivery), RepoKey.parse(str(downstream)), RepoKey.parse(str(upstream)),
-        int(installation_id), str(sha), str(ref), int(pr_number), str(event), str(action),  # type: ignore[arg-type]
-        Level(int(level)), str(body), str(state), int(attempts), float(next_at), str(last_error),  # type: ignore[arg-type]
-        float(created_at), _opt_float(sent_at), _opt_float(finished_at),  # type: ignore[arg-type]
+        int(installation_id), str(sha), str(ref), int(pr_number), str(event), str(action),
+        Level(int(level)), str(body), str(state), int(attempts), float(next_at), str(last_error),
+        float(created_at), _opt_float(sent_at), _opt_float(finished_at),
     )
 
 
-def _result(row: tuple[object, ...]) -> ResultRecord:
+def _result(row: tuple[Any, ...]) -> ResultRecord:
     (downstream, delivery, run_id, run_attempt, job_id, trusted, status, conclusion, first_seen_at,
      completed_seen_at, updated_at, untrusted) = row
-    key = ResultKey(RepoKey.parse(str(downstream)), str(delivery), str(run_id), int(run_attempt), str(job_id))  # type: ignore[arg-type]
+    key = ResultKey(RepoKey.parse(str(downstream)), str(delivery), str(run_id), int(run_attempt), str(job_id))
     return ResultRecord(
         key, Trusted.from_json(json.loads(str(trusted))), str(status), str(conclusion) or None,
-        float(first_seen_at), _opt_float(completed_seen_at), float(updated_at),  # type: ignore[arg-type]
+        float(first_seen_at), _opt_float(completed_seen_at), float(updated_at),
         ResultReport.from_json(json.loads(str(untrusted))),
     )
 
 
-def _health(row: tuple[object, ...]) -> Health:
+def _health(row: tuple[Any, ...]) -> Health:
     downstream, failures, unhealthy_since, last_error, last_success_at, last_failure_at = row
-    return Health(RepoKey.parse(str(downstream)), int(failures), _opt_float(unhealthy_since), str(last_error),  # type: ignore[arg-type]
+    return Health(RepoKey.parse(str(downstream)), int(failures), _opt_float(unhealthy_since), str(last_error),
                   _opt_float(last_success_at), _opt_float(last_failure_at))
 
 
-def _check(row: tuple[object, ...]) -> UpstreamCheck:
+def _check(row: tuple[Any, ...]) -> UpstreamCheck:
     key, upstream, sha, installation_id, name, external_id, shown, wanted_rank, wanted, attempts, next_at, error = row
-    return UpstreamCheck(str(key), RepoKey.parse(str(upstream)), str(sha), int(installation_id), str(name),  # type: ignore[arg-type]
-                         str(external_id), int(shown), int(wanted_rank), str(wanted), int(attempts),  # type: ignore[arg-type]
-                         float(next_at), str(error))  # type: ignore[arg-type]
+    return UpstreamCheck(str(key), RepoKey.parse(str(upstream)), str(sha), int(installation_id), str(name),
+                         str(external_id), int(shown), int(wanted_rank), str(wanted), int(attempts),
+                         float(next_at), str(error))
 
 
 def _key_args(key: ResultKey) -> tuple[object, ...]:
@@ -105,11 +105,12 @@ class SqlExternalStore(SqlSeenStore):
 
     async def load_allowlist(self, source: str) -> CachedAllowlist | None:
         rows = await self._rows("cannot read the kept allowlist",
-                                "SELECT source, body, digest, loaded_at FROM external_allowlist WHERE source = ?", source)
+                                "SELECT source, body, digest, loaded_at FROM external_allowlist WHERE source = ?",
+                                source)
         if not rows:
             return None
         source_, body, digest, loaded_at = rows[0]
-        return CachedAllowlist(str(source_), str(body), str(digest), float(loaded_at))  # type: ignore[arg-type]
+        return CachedAllowlist(str(source_), str(body), str(digest), float(loaded_at))
 
     # -- dispatches ------------------------------------------------------------
 
@@ -133,7 +134,8 @@ class SqlExternalStore(SqlSeenStore):
         rows = await self._rows(
             "cannot read the due dispatches",
             "UPDATE external_dispatches SET next_at = ? WHERE id IN "
-            f"(SELECT id FROM external_dispatches WHERE state = ? AND next_at <= ? ORDER BY next_at LIMIT ?{self.lock_due}) "
+            "(SELECT id FROM external_dispatches WHERE state = ? AND next_at <= ? "
+            f"ORDER BY next_at LIMIT ?{self.lock_due}) "
             f"RETURNING {_DISPATCH_COLUMNS}",
             now + lease, PENDING, now, limit,
         )
@@ -170,7 +172,8 @@ class SqlExternalStore(SqlSeenStore):
 
     @staticmethod
     def _upstream_where(upstream: RepoKey, sha: str | None, pr_number: int | None) -> tuple[str, list[object]]:
-        where, args = "upstream = ?", [str(upstream)]
+        where = "upstream = ?"
+        args: list[object] = [str(upstream)]
         if sha is not None:
             where += " AND sha = ?"
             args.append(sha)
@@ -230,7 +233,7 @@ class SqlExternalStore(SqlSeenStore):
         if taken == 1:
             return 0.0
         rows = await self._rows(what, f"SELECT {refilled} FROM external_rate WHERE repo = ?", *refill_args, repo)
-        level = float(rows[0][0]) if rows else 0.0  # type: ignore[arg-type]
+        level = float(rows[0][0]) if rows else 0.0
         return max((1.0 - level) / per_second, 0.001)
 
     # -- results ---------------------------------------------------------------
@@ -238,7 +241,7 @@ class SqlExternalStore(SqlSeenStore):
     async def count_results(self, downstream: RepoKey) -> int:
         rows = await self._rows(f"cannot count the results of {downstream}",
                                 "SELECT COUNT(*) FROM external_results WHERE downstream = ?", str(downstream))
-        return int(rows[0][0])  # type: ignore[arg-type]
+        return int(rows[0][0])
 
     async def get_result(self, key: ResultKey) -> ResultRecord | None:
         rows = await self._rows(f"cannot read the result {key}",
@@ -281,7 +284,8 @@ class SqlExternalStore(SqlSeenStore):
             return []
         marks = ", ".join("?" for _ in shas)
         rows = await self._rows(f"cannot read the results of {upstream}",
-                                f"SELECT {_RESULT_COLUMNS} FROM external_results WHERE upstream = ? AND sha IN ({marks}) "
+                                f"SELECT {_RESULT_COLUMNS} FROM external_results "
+                                f"WHERE upstream = ? AND sha IN ({marks}) "
                                 "ORDER BY downstream, first_seen_at", str(upstream), *shas)
         return [_result(row) for row in rows]
 
@@ -299,7 +303,7 @@ class SqlExternalStore(SqlSeenStore):
             "FROM external_results WHERE updated_at >= ? GROUP BY downstream ORDER BY downstream",
             COMPLETED, COMPLETED, since,
         )
-        return [(RepoKey.parse(str(d)), int(done or 0), int(ok or 0), float(last))  # type: ignore[arg-type]
+        return [(RepoKey.parse(str(d)), int(done or 0), int(ok or 0), float(last))
                 for d, done, ok, last in rows]
 
     # -- upstream checks -------------------------------------------------------

@@ -6,6 +6,7 @@ import asyncio
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from integration.errors import StoreError
 from integration.external.store.schema import schema
@@ -32,7 +33,7 @@ class SqliteExternalStore(SqlExternalStore, SqliteSeenStore):
         async with self._one_at_a_time:
             return await super()._execute(sql, args)
 
-    async def _fetch(self, sql: str, args: Sequence[object]) -> list[tuple[object, ...]]:
+    async def _fetch(self, sql: str, args: Sequence[object]) -> list[tuple[Any, ...]]:
         async with self._one_at_a_time:
             return await super()._fetch(sql, args)
 

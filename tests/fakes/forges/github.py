@@ -113,7 +113,8 @@ class FakeGitHub(FakeForge):
 
     def _user_agent(self, request: web.Request) -> web.Response | None:
         if not request.headers.get("User-Agent"):
-            return json_error(403, "Request forbidden by administrative rules. Please make sure your request has a User-Agent header")
+            return json_error(403, "Request forbidden by administrative rules. "
+                                   "Please make sure your request has a User-Agent header")
         return None
 
     def auth(self, request: web.Request) -> web.Response | None:
@@ -220,7 +221,8 @@ class FakeGitHub(FakeForge):
             return refused
         installation = self.installations.get(repo_of(request))
         if installation is None:
-            return json_error(404, "Not Found", documentation_url=f"{DOCS}/apps/apps#get-a-repository-installation-for-the-authenticated-app")
+            return json_error(404, "Not Found",
+                              documentation_url=f"{DOCS}/apps/apps#get-a-repository-installation-for-the-authenticated-app")
         return web.json_response({"id": installation, "app_id": int(self.app_id), "target_type": "Organization",
                                   "account": {"login": request.match_info["owner"]}})
 
@@ -229,7 +231,8 @@ class FakeGitHub(FakeForge):
         repo = repo_of(request)
         token = request.headers.get("Authorization", "").partition(" ")[2]
         if self.tokens[token][0] != self.installations.get(repo):
-            return json_error(404, "Not Found", documentation_url=f"{DOCS}/repos/repos#create-a-repository-dispatch-event")
+            return json_error(404, "Not Found",
+                              documentation_url=f"{DOCS}/repos/repos#create-a-repository-dispatch-event")
         body = await json_body(request)
         problem = validation_error(self._dispatch, body)
         if problem:
@@ -262,7 +265,8 @@ class FakeGitHub(FakeForge):
 
     async def _create_status(self, request: web.Request) -> web.Response:
         taken = await self.take_status(
-            request, self._status, lambda problem: json_error(422, f"Validation Failed: {problem}", documentation_url=DOCS)
+            request, self._status,
+            lambda problem: json_error(422, f"Validation Failed: {problem}", documentation_url=DOCS),
         )
         if isinstance(taken, web.Response):
             return taken

@@ -135,9 +135,9 @@ def show(rows: list[dict[str, str]], fields: list[str], parsable: bool) -> None:
             print(row[fields[0]] if len(fields) == 1 else ":".join(escape(row[f]) for f in fields))
         return
     widths = [max([len(f)] + [len(r[f]) for r in rows]) + 1 for f in fields]
-    print(" ".join(f.upper().ljust(w) for f, w in zip(fields, widths)).rstrip())
+    print(" ".join(f.upper().ljust(w) for f, w in zip(fields, widths, strict=False)).rstrip())
     for r in rows:
-        print(" ".join(r[f].ljust(w) for f, w in zip(fields, widths)).rstrip())
+        print(" ".join(r[f].ljust(w) for f, w in zip(fields, widths, strict=False)).rstrip())
 
 
 def field_list(opts: dict[str, str], allowed: tuple[str, ...], default: tuple[str, ...]) -> list[str] | None:
@@ -167,18 +167,19 @@ def cmd_show_vnic(state: dict[str, Any], args: list[str]) -> int:
     fields = field_list(opts, VNIC_FIELDS, VNIC_FIELDS)
     if fields is None:
         return 1
-    vnics = {n: l for n, l in state["links"].items() if l["class"] == "vnic"}
+    vnics = {n: link for n, link in state["links"].items() if link["class"] == "vnic"}
     if rest:
         if rest[0] not in vnics:
             err(f"dladm: invalid vnic name '{rest[0]}': object not found")
             return 1
         vnics = {rest[0]: vnics[rest[0]]}
     if "l" in opts:
-        vnics = {n: l for n, l in vnics.items() if l["over"] == opts["l"]}
+        vnics = {n: link for n, link in vnics.items() if link["over"] == opts["l"]}
     rows = [
-        {"link": n, "over": l["over"], "speed": "1000", "macaddress": l["mac"], "macaddrtype": l["macaddrtype"],
-         "vid": str(l["vid"]), "zone": l.get("zone") or "--"}
-        for n, l in sorted(vnics.items())
+        {"link": n, "over": link["over"], "speed": "1000", "macaddress": link["mac"],
+         "macaddrtype": link["macaddrtype"],
+         "vid": str(link["vid"]), "zone": link.get("zone") or "--"}
+        for n, link in sorted(vnics.items())
     ]
     show(rows, fields, "p" in opts)
     return 0
@@ -199,9 +200,9 @@ def cmd_show_link(state: dict[str, Any], args: list[str]) -> int:
             return 1
         links = {rest[0]: links[rest[0]]}
     rows = [
-        {"link": n, "class": l["class"], "mtu": "1500", "state": "up", "bridge": "--",
-         "over": l.get("over") or "--"}
-        for n, l in sorted(links.items())
+        {"link": n, "class": link["class"], "mtu": "1500", "state": "up", "bridge": "--",
+         "over": link.get("over") or "--"}
+        for n, link in sorted(links.items())
     ]
     show(rows, fields, "p" in opts)
     return 0

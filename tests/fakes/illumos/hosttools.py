@@ -15,7 +15,6 @@ UNCONFIRMED: the exit status is what counts).
 from __future__ import annotations
 
 import ipaddress
-import sys
 from typing import Any
 
 from tests.fakes.illumos import state as st

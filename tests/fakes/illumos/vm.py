@@ -139,7 +139,7 @@ class Console:
         if self.client is not None:
             try:
                 await asyncio.wait_for(self.client.drain(), 1)
-            except (ConnectionError, asyncio.TimeoutError):
+            except (TimeoutError, ConnectionError):
                 pass
 
 
@@ -199,7 +199,7 @@ async def run(zone_name: str) -> int:
         log(f"Unable to allocate memory ({want}), retrying in 1 second")
         try:
             return await power_off(base, zone_name, await asyncio.wait_for(asyncio.shield(stopped), 1))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
     if console is not None:

@@ -442,9 +442,9 @@ def cmd_list(state: dict[str, Any], args: list[str]) -> int:
     table = [[prop_value(state, r, f, parsable) for f in fields] for r in rows]
     if header:
         widths = [max([len(f)] + [len(row[k]) for row in table]) for k, f in enumerate(fields)]
-        print("  ".join(f.upper().ljust(w) for f, w in zip(fields, widths)).rstrip())
+        print("  ".join(f.upper().ljust(w) for f, w in zip(fields, widths, strict=False)).rstrip())
         for row in table:
-            print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+            print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=False)).rstrip())
     else:
         for row in table:
             print("\t".join(row))
@@ -490,14 +490,14 @@ def cmd_set(state: dict[str, Any], args: list[str]) -> int:
 
 
 def cmd_get(state: dict[str, Any], args: list[str]) -> int:
-    header, parsable, fields = True, False, ["name", "property", "value", "source"]
+    parsable, fields = False, ["name", "property", "value", "source"]
     rest: list[str] = []
     while args:
         a = args.pop(0)
         if a.startswith("-") and len(a) > 1:
             for k, ch in enumerate(a[1:]):
                 if ch == "H":
-                    header = False
+                    pass  # -H: scripted output, the only kind the fake prints
                 elif ch == "p":
                     parsable = True
                 elif ch == "o":
@@ -551,7 +551,7 @@ def cmd_rename(state: dict[str, Any], args: list[str]) -> int:
         err(f"cannot rename to '{dst}': {problem}")
         return 1
     if "@" in src and src.split("@")[0] != dst.split("@")[0]:
-        err("cannot rename to '%s': snapshots must be part of same dataset" % dst)
+        err(f"cannot rename to '{dst}': snapshots must be part of same dataset")
         return 1
     if pool_of(src) != pool_of(dst):
         err(f"cannot rename to '{dst}': datasets must be within same pool")
@@ -583,7 +583,8 @@ def cmd_rename(state: dict[str, Any], args: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"rename": cmd_rename, "create": cmd_create, "snapshot": cmd_snapshot, "snap": cmd_snapshot, "clone": cmd_clone,
+COMMANDS = {"rename": cmd_rename, "create": cmd_create, "snapshot": cmd_snapshot, "snap": cmd_snapshot,
+            "clone": cmd_clone,
             "destroy": cmd_destroy, "list": cmd_list, "set": cmd_set, "get": cmd_get}
 
 

@@ -29,14 +29,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from tests.fakes.illumos import ipf
+from tests.fakes.illumos import ipf, zfs
 from tests.fakes.illumos import state as st
-from tests.fakes.illumos import zfs
 from tests.fakes.illumos.state import err
 
 REPO = Path(__file__).resolve().parents[3]
 FIRMWARE = "/usr/share/bhyve/firmware"
 STATES = ("configured", "incomplete", "installed", "ready", "running", "shutting_down", "down", "mounted")
+VERBOSE_ROW = "{:>4} {:<16} {:<10} {:<30} {:<8} {:<6}"  # zoneadm list -v: ID NAME STATUS PATH BRAND IP
 USAGE = """usage:  zoneadm [-z <zone>] [-u <uuid-match>] <subcommand>
 subcommand:
         help
@@ -166,12 +166,12 @@ def cmd_list(state: dict[str, Any], zone: str | None, args: list[str]) -> int:
     names = [n for n in names if n == "global" or state["zones"][n]["state"] not in ("shutting_down", "down")]
     show_global = zone is None and "n" not in flags or zone == "global"
     if "v" in flags:
-        print("%*s %-16s %-10s %-30s %-8s %-6s" % (4, "ID", "NAME", "STATUS", "PATH", "BRAND", "IP"))
+        print(VERBOSE_ROW.format("ID", "NAME", "STATUS", "PATH", "BRAND", "IP"))
         if show_global:
-            print("%*s %-16s %-10s %-30s %-8s %-6s" % (4, "0", "global", "running", "/", "ipkg", "shared"))
+            print(VERBOSE_ROW.format("0", "global", "running", "/", "ipkg", "shared"))
         for n in names:
             f = list_line(state, n).split(":")
-            print("%*s %-16s %-10s %-30s %-8s %-6s" % (4, f[0], n, f[2], f[3], f[5], f[6]))
+            print(VERBOSE_ROW.format(f[0], n, f[2], f[3], f[5], f[6]))
     elif "p" in flags:
         if show_global:
             print("0:global:running:/::ipkg:shared:0")

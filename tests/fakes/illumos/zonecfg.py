@@ -129,11 +129,13 @@ class Session:
                 raise Stop()
             i += 1
         if self.exists:
-            if STATES.index(self.zstate) >= STATES.index("installed") and self.zstate != "mounted" or self.zstate == "incomplete":
+            installed = STATES.index(self.zstate) >= STATES.index("installed") and self.zstate != "mounted"
+            if installed or self.zstate == "incomplete":
                 self.error(f"Zone {self.zone} already installed; create not allowed.")
                 raise Stop(1)
             if not force:
-                self.error("Zone exists, input not from terminal and -F not specified:\ncreate command ignored, exiting.")
+                self.error("Zone exists, input not from terminal and -F not specified:\n"
+                           "create command ignored, exiting.")
                 raise Stop(1)
             print(f"Zone {self.zone} already exists; overwriting.")
         if template not in TEMPLATES:
@@ -275,7 +277,7 @@ class Session:
             self.error(f"No such {rtype} resource.")
             raise Stop()
         if len(found) > 1 and not force and len(toks) == 1:
-            self.error(f"Input not from terminal and -F not specified:\nremove command ignored, exiting.")
+            self.error("Input not from terminal and -F not specified:\nremove command ignored, exiting.")
             raise Stop(1)
         assert self.cfg is not None
         for i in reversed(found):

@@ -67,7 +67,8 @@ async def test_an_unknown_kid_refreshes_the_keys_once_then_is_refused(verifier: 
     assert issuer.fetches == 2
 
 
-async def test_a_rotated_key_is_picked_up_by_the_refresh(issuer: FakeOidcIssuer, oidc_keys: dict[str, rsa.RSAPrivateKey]):
+async def test_a_rotated_key_is_picked_up_by_the_refresh(issuer: FakeOidcIssuer,
+                                                         oidc_keys: dict[str, rsa.RSAPrivateKey]):
     async with aiohttp.ClientSession() as session:
         keys = JwksCache(ForgeHttp(session, "OIDC issuer", RetryPolicy(1, 0.01, 0.01, 5)), issuer.jwks_url,
                          max_age=3600, min_refresh_interval=0)

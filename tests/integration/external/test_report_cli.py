@@ -96,7 +96,8 @@ async def test_in_progress_then_completed_with_the_junit_counts(results: Results
     code, out, err = await report(tmp_path, issuer, url, "--status", "completed", "--conclusion", "success",
                                   "--audience", AUDIENCE)
     assert code == 1
-    assert "::error::solstice-report: rejected (HTTP 409): job 'test' of run 4242 attempt 1 was already completed" in err
+    assert ("::error::solstice-report: rejected (HTTP 409): "
+            "job 'test' of run 4242 attempt 1 was already completed") in err
 
 
 async def test_server_trouble_warns_and_passes(issuer: FakeOidcIssuer, tmp_path: Path):

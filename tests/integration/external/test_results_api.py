@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import aiohttp
-import pytest
 
 from integration.external.allowlist import RepoKey
 from tests.fakes.oidc import FakeOidcIssuer
