@@ -88,6 +88,7 @@ def _step_json(step: Step) -> dict[str, object]:
 def _job_json(job: Job) -> dict[str, object]:
     return {
         "id": job.id,
+        "name": job.title,
         "runs_on": job.runs_on,
         "needs": list(job.needs),
         "secrets": list(job.secrets),
@@ -146,7 +147,7 @@ def inspect_text(path: str, workflow: Workflow) -> list[str]:
     ]
     lines += _table(("JOB", "RUNS ON", "NEEDS", "TIMEOUT", "SECRETS", "STEPS"), rows)
     for job in workflow.jobs:
-        lines += ["", f"job {job.id}:"]
+        lines += ["", f"job {job.id}:" + (f"  {job.name}" if job.name else "")]
         if job.env:
             lines.append("  env: " + ", ".join(name for name, _ in job.env))
         step_rows = [

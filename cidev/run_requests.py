@@ -79,7 +79,7 @@ def workflow_requests(
             job_id=new_id("job"),
             run_id=run,
             key=job.id,
-            name=job.id,
+            name=job.title,
             runs_on=job.runs_on,
             checkout=checkout,
             steps=[

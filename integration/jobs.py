@@ -56,7 +56,7 @@ def job_requests(workflow: Workflow, build: BuildRequested, run_id: str) -> list
                 job_id=job_id_of(run_id, job.id),
                 run_id=run_id,
                 key=job.id,
-                name=job.id,
+                name=job.title,
                 runs_on=validate_label(job.runs_on),
                 checkout=checkout,
                 steps=[

@@ -56,6 +56,14 @@ class Job:
     timeout: float | None = None  # seconds
     needs: tuple[str, ...] = ()
     secrets: tuple[str, ...] = ()
+    # Shown instead of the id where people read it; a matrix expansion's
+    # default is "base (value, value)".
+    name: str | None = None
+
+    @property
+    def title(self) -> str:
+        """The job's name, or its id when it has none."""
+        return self.name or self.id
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,7 +85,10 @@ def _step(step: Step, indent: str) -> list[str]:
 
 
 def _job(job: Job, indent: str) -> list[str]:
-    head = f"{indent}job id={quote(job.id)} runs_on={quote(job.runs_on)}"
+    head = f"{indent}job id={quote(job.id)}"
+    if job.name is not None:
+        head += f" name={quote(job.name)}"
+    head += f" runs_on={quote(job.runs_on)}"
     if job.timeout is not None:
         head += f" timeout={quote(format_duration(job.timeout))}"
     inner = indent + "  "
