@@ -92,6 +92,7 @@ def workflow_requests(
             timeout_seconds=job.timeout or 0.0,
             needs=list(job.needs),
             secrets=list(job.secrets),
+                junit=list(job.reports),
             trusted=True,
             workflow_name=workflow.name or "",
             submitted_at=now,

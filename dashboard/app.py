@@ -226,6 +226,7 @@ class Dashboard:
         attempt = next(a for a in attempts if a.attempt == attempt_no)
         steps = await self._read(store.steps(job.job_id, attempt_no))
         note = await self._read(store.failure_note(job.job_id, attempt_no))
+        tests = await self._read(store.test_summary(job.job_id, attempt_no))
         run_jobs = await self._read(store.jobs_of_run(job.run_id)) if job.run_id and with_run else []
         lines, highest, problem = [], 0, ""
         if start is not None or query:
@@ -241,7 +242,7 @@ class Dashboard:
             lines = [line for line in lines if folded in line.text().casefold()]
         driver = backing.driver_of(attempt.host, job.runs_on) if attempt.host else ""
         return job_page.JobView(job, attempt, attempts, steps, note, run_jobs, driver, lines, highest, problem,
-                                start or 0, query)
+                                start or 0, query, tests)
 
     async def job(self, request: web.Request) -> web.Response:
         backing, job = await self._job(request)

@@ -76,6 +76,7 @@ def job_requests(workflow: Workflow, build: BuildRequested, run_id: str) -> list
                 # Names only; an untrusted job gets none of their values (the
                 # orchestrator checks ``trusted``), but the names let it say so.
                 secrets=list(job.secrets),
+                junit=list(job.reports),  # read by the runner after the steps (common/junit.py)
                 trusted=build.trusted,
                 workflow_name=workflow.name or "",
                 submitted_at=now,

@@ -103,7 +103,7 @@ class Step(_message.Message):
     def __init__(self, name: _Optional[str] = ..., run: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., timeout_seconds: _Optional[float] = ..., workdir: _Optional[str] = ..., continue_on_error: _Optional[bool] = ...) -> None: ...
 
 class JobRequest(_message.Message):
-    __slots__ = ("schema_version", "job_id", "run_id", "key", "name", "runs_on", "checkout", "steps", "env", "timeout_seconds", "needs", "secrets", "trusted", "workflow_name", "submitted_at", "origin", "source", "submitted_by", "clone_credentials")
+    __slots__ = ("schema_version", "job_id", "run_id", "key", "name", "runs_on", "checkout", "steps", "env", "timeout_seconds", "needs", "secrets", "trusted", "workflow_name", "submitted_at", "origin", "source", "submitted_by", "clone_credentials", "junit")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -130,6 +130,7 @@ class JobRequest(_message.Message):
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     SUBMITTED_BY_FIELD_NUMBER: _ClassVar[int]
     CLONE_CREDENTIALS_FIELD_NUMBER: _ClassVar[int]
+    JUNIT_FIELD_NUMBER: _ClassVar[int]
     schema_version: int
     job_id: str
     run_id: str
@@ -149,7 +150,8 @@ class JobRequest(_message.Message):
     source: JobSource
     submitted_by: str
     clone_credentials: bool
-    def __init__(self, schema_version: _Optional[int] = ..., job_id: _Optional[str] = ..., run_id: _Optional[str] = ..., key: _Optional[str] = ..., name: _Optional[str] = ..., runs_on: _Optional[str] = ..., checkout: _Optional[_Union[Checkout, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., env: _Optional[_Mapping[str, str]] = ..., timeout_seconds: _Optional[float] = ..., needs: _Optional[_Iterable[str]] = ..., secrets: _Optional[_Iterable[str]] = ..., trusted: _Optional[bool] = ..., workflow_name: _Optional[str] = ..., submitted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., origin: _Optional[str] = ..., source: _Optional[_Union[JobSource, str]] = ..., submitted_by: _Optional[str] = ..., clone_credentials: _Optional[bool] = ...) -> None: ...
+    junit: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, schema_version: _Optional[int] = ..., job_id: _Optional[str] = ..., run_id: _Optional[str] = ..., key: _Optional[str] = ..., name: _Optional[str] = ..., runs_on: _Optional[str] = ..., checkout: _Optional[_Union[Checkout, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., env: _Optional[_Mapping[str, str]] = ..., timeout_seconds: _Optional[float] = ..., needs: _Optional[_Iterable[str]] = ..., secrets: _Optional[_Iterable[str]] = ..., trusted: _Optional[bool] = ..., workflow_name: _Optional[str] = ..., submitted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., origin: _Optional[str] = ..., source: _Optional[_Union[JobSource, str]] = ..., submitted_by: _Optional[str] = ..., clone_credentials: _Optional[bool] = ..., junit: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class StepResult(_message.Message):
     __slots__ = ("index", "name", "state", "exit_code", "duration_seconds")
@@ -166,7 +168,7 @@ class StepResult(_message.Message):
     def __init__(self, index: _Optional[int] = ..., name: _Optional[str] = ..., state: _Optional[_Union[StepState, str]] = ..., exit_code: _Optional[int] = ..., duration_seconds: _Optional[float] = ...) -> None: ...
 
 class JobEvent(_message.Message):
-    __slots__ = ("schema_version", "event_id", "job_id", "run_id", "attempt", "key", "name", "checkout", "state", "step", "reason", "host", "at", "steps", "log_tail", "source", "submitted_by")
+    __slots__ = ("schema_version", "event_id", "job_id", "run_id", "attempt", "key", "name", "checkout", "state", "step", "reason", "host", "at", "steps", "log_tail", "source", "submitted_by", "tests")
     SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
@@ -184,6 +186,7 @@ class JobEvent(_message.Message):
     LOG_TAIL_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     SUBMITTED_BY_FIELD_NUMBER: _ClassVar[int]
+    TESTS_FIELD_NUMBER: _ClassVar[int]
     schema_version: int
     event_id: str
     job_id: str
@@ -201,4 +204,39 @@ class JobEvent(_message.Message):
     log_tail: _containers.RepeatedScalarFieldContainer[str]
     source: JobSource
     submitted_by: str
-    def __init__(self, schema_version: _Optional[int] = ..., event_id: _Optional[str] = ..., job_id: _Optional[str] = ..., run_id: _Optional[str] = ..., attempt: _Optional[int] = ..., key: _Optional[str] = ..., name: _Optional[str] = ..., checkout: _Optional[_Union[Checkout, _Mapping]] = ..., state: _Optional[_Union[JobState, str]] = ..., step: _Optional[_Union[StepResult, _Mapping]] = ..., reason: _Optional[str] = ..., host: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[StepResult, _Mapping]]] = ..., log_tail: _Optional[_Iterable[str]] = ..., source: _Optional[_Union[JobSource, str]] = ..., submitted_by: _Optional[str] = ...) -> None: ...
+    tests: TestSummary
+    def __init__(self, schema_version: _Optional[int] = ..., event_id: _Optional[str] = ..., job_id: _Optional[str] = ..., run_id: _Optional[str] = ..., attempt: _Optional[int] = ..., key: _Optional[str] = ..., name: _Optional[str] = ..., checkout: _Optional[_Union[Checkout, _Mapping]] = ..., state: _Optional[_Union[JobState, str]] = ..., step: _Optional[_Union[StepResult, _Mapping]] = ..., reason: _Optional[str] = ..., host: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[StepResult, _Mapping]]] = ..., log_tail: _Optional[_Iterable[str]] = ..., source: _Optional[_Union[JobSource, str]] = ..., submitted_by: _Optional[str] = ..., tests: _Optional[_Union[TestSummary, _Mapping]] = ...) -> None: ...
+
+class TestFailure(_message.Message):
+    __slots__ = ("name", "classname", "message", "file", "line", "error")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CLASSNAME_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    LINE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    classname: str
+    message: str
+    file: str
+    line: int
+    error: bool
+    def __init__(self, name: _Optional[str] = ..., classname: _Optional[str] = ..., message: _Optional[str] = ..., file: _Optional[str] = ..., line: _Optional[int] = ..., error: _Optional[bool] = ...) -> None: ...
+
+class TestSummary(_message.Message):
+    __slots__ = ("passed", "failed", "skipped", "errors", "failures", "files", "problems")
+    PASSED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    PROBLEMS_FIELD_NUMBER: _ClassVar[int]
+    passed: int
+    failed: int
+    skipped: int
+    errors: int
+    failures: _containers.RepeatedCompositeFieldContainer[TestFailure]
+    files: int
+    problems: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, passed: _Optional[int] = ..., failed: _Optional[int] = ..., skipped: _Optional[int] = ..., errors: _Optional[int] = ..., failures: _Optional[_Iterable[_Union[TestFailure, _Mapping]]] = ..., files: _Optional[int] = ..., problems: _Optional[_Iterable[str]] = ...) -> None: ...

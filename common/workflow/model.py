@@ -59,6 +59,7 @@ class Job:
     # Shown instead of the id where people read it; a matrix expansion's
     # default is "base (value, value)".
     name: str | None = None
+    reports: tuple[str, ...] = ()  # JUnit XML globs read after the steps (report junit="...")
 
     @property
     def title(self) -> str:

@@ -19,6 +19,7 @@ from common.workflow.limits import DEFAULT_LIMITS, WorkflowLimits, show_bytes
 from common.workflow.matrix import Matrix, check_matrix, check_references, expand, expansion_ids, references, runs_on_problem
 from common.workflow.model import Env, Job, Step, Workflow
 from common.workflow.names import ENV_NAME_RULE, ID_RULE, is_env_name, is_id, workdir_problem
+from common.workflow.reports import check_report
 from common.workflow.syntax import KdlSyntaxError, RawNode, parse_kdl
 from common.workflow.values import BOOLEAN, STRING, typed
 
@@ -34,7 +35,7 @@ _STEP_PROPS = {
     "continue_on_error": BOOLEAN,
 }
 _WORKFLOW_CHILDREN = ("env", "job")
-_JOB_CHILDREN = ("env", "matrix", "needs", "secret", "step")
+_JOB_CHILDREN = ("env", "matrix", "needs", "report", "secret", "step")
 _STEP_CHILDREN = ("env", "run")
 
 
@@ -176,6 +177,7 @@ class _Checker(NodeChecker):
 
         env_nodes: list[RawNode] = []
         matrix_nodes: list[RawNode] = []
+        reports: list[str | None] = []
         steps: list[Step | None] = []
         needs: dict[str, int] = {}
         secrets: dict[str, int] = {}
@@ -191,6 +193,8 @@ class _Checker(NodeChecker):
                 self.list_node(child, path, needs if child.name == "needs" else secrets)
             elif child.name == "matrix":
                 matrix_nodes.append(child)
+            elif child.name == "report":
+                reports.append(check_report(self, child, path, len(reports)))
             else:
                 self.unknown_child(child, path, _JOB_CHILDREN)
         env = self.env(env_nodes, path)
@@ -212,8 +216,9 @@ class _Checker(NodeChecker):
                 needs=tuple(needs),
                 secrets=tuple(secrets),
                 name=name,
+                reports=tuple(r for r in reports if r is not None),
             )
-        if matrix_nodes and matrix is None:
+        if matrix_nodes and matrix is None or None in reports:
             job = None  # the matrix's own errors are reported
         draft_secrets = tuple(_Secret(secret, offset) for secret, offset in secrets.items())
         return _JobDraft(job, job_id, path, node.start, id_start, draft_needs, draft_secrets, matrix, runs_on_start)

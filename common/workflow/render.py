@@ -96,6 +96,7 @@ def _job(job: Job, indent: str) -> list[str]:
     lines += _names("needs", job.needs, inner)
     lines += _names("secret", job.secrets, inner)
     lines += _env(job.env, inner)
+    lines += [f"{inner}report junit={quote(pattern)}" for pattern in job.reports]
     for step in job.steps:
         lines += _step(step, inner)
     lines.append(indent + "}")

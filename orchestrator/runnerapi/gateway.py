@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from common.errors import SolsticeError
+from common.junit import TestSummary
 from common.rpc import jobs_pb2
 from common.tokens import TokenClaims, TokenIssuer
 from orchestrator.logstore import JobLog, LogStore
@@ -74,6 +75,7 @@ class JobOutcome:
     steps: list[jobs_pb2.StepResult]
     reason: str
     log_tail: list[str]
+    tests: TestSummary | None = None  # what the job's JUnit reports said, when it asked for them
 
 
 class RunnerSession:
@@ -155,7 +157,7 @@ class RunnerSession:
         await self.finish(jobs_pb2.JOB_STATE_ERRORED, reason)
 
     async def finish(self, state: jobs_pb2.JobState.ValueType, reason: str,
-                     steps: list[jobs_pb2.StepResult] | None = None) -> JobOutcome:
+                     steps: list[jobs_pb2.StepResult] | None = None, tests: TestSummary | None = None) -> JobOutcome:
         """Close the log and settle the outcome; later calls return the first outcome."""
         if self._outcome.done():
             return self._outcome.result()
@@ -170,6 +172,7 @@ class RunnerSession:
             steps=[self.steps[i] for i in sorted(self.steps)],
             reason=reason,
             log_tail=tail,
+            tests=tests,
         )
         self._outcome.set_result(outcome)
         return outcome

@@ -18,6 +18,7 @@ from common import metrics
 from common.cloneurl import with_userinfo
 from common.errors import SolsticeError
 from common.logbatch import BatchError, check, output_bytes
+from common.junit import TestSummary
 from common.rpc import jobs_pb2, runner_pb2, runner_pb2_grpc
 from common.tokens import TokenClaims, TokenError, TokenExpired
 from common.version import RunnerRefused, check_runner
@@ -95,6 +96,7 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer):
         reply.checkout.clone_url = with_userinfo(req.checkout.clone_url, job.clone_userinfo)
         reply.steps.extend(req.steps)
         reply.env.update(req.env)
+        reply.junit.extend(req.junit)
         try:
             reply.secrets.update(await session.secrets_for_runner())
         except SolsticeError as err:  # no secret leaves without its audit record
@@ -173,7 +175,8 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer):
                     f"log lines up to {request.last_sequence} are not all stored "
                     f"(have {durable}); send them first",
                 )
-            outcome = await session.finish(request.state, request.reason, list(request.steps))
+            tests = TestSummary.from_proto(request.tests) if request.HasField("tests") else None
+            outcome = await session.finish(request.state, request.reason, list(request.steps), tests)
             log.info("runner completed", extra={"fields": {
                 "job": session.job.job_id, "attempt": session.job.attempt,
                 "state": jobs_pb2.JobState.Name(outcome.state)}})

@@ -140,7 +140,7 @@ INVALID: dict[str, tuple[str, list[str]]] = {
     'unknown-job-child': (
         'workflow {\n  job id="a" runs_on="b" {\n    stepp run="x"\n    step run="x"\n  }\n}\n',
         [
-            '3:5: job "a": unknown node "stepp" (allowed here: env, matrix, needs, secret, step)',
+            '3:5: job "a": unknown node "stepp" (allowed here: env, matrix, needs, report, secret, step)',
         ],
     ),
     'step-without-run': (
@@ -588,6 +588,60 @@ INVALID.update({
         'workflow {\n  job id="t" runs_on="x" {\n    matrix fail_fast=true { os "a"; }\n    step run="x"\n  }\n}\n',
         [
             '3:12: job "t" > matrix: unknown property "fail_fast" (matrix takes axes as child nodes)',
+        ],
+    ),
+})
+
+# -- report nodes (common/workflow/reports.py) --
+INVALID.update({
+    'report-no-junit': (
+        'workflow {\n  job id="t" runs_on="x" {\n    report\n    step run="x"\n  }\n}\n',
+        [
+            '3:5: job "t" > report: report needs a junit="PATTERN" property (JUnit XML files to read)',
+        ],
+    ),
+    'report-unknown-prop': (
+        'workflow {\n  job id="t" runs_on="x" {\n    report xunit="a.xml"\n    step run="x"\n  }\n}\n',
+        [
+            '3:5: job "t" > report: report needs a junit="PATTERN" property (JUnit XML files to read)',
+            '3:12: job "t" > report: unknown property "xunit" (allowed: junit)',
+        ],
+    ),
+    'report-absolute': (
+        'workflow {\n  job id="t" runs_on="x" {\n    report junit="/tmp/*.xml"\n    step run="x"\n  }\n}\n',
+        [
+            '3:12: job "t" > report: junit pattern "/tmp/*.xml" must be relative to the checkout, not absolute',
+        ],
+    ),
+    'report-dotdot': (
+        'workflow {\n  job id="t" runs_on="x" {\n    report junit="../results/*.xml"\n    step run="x"\n  }\n}\n',
+        [
+            '3:12: job "t" > report: junit pattern "../results/*.xml" must stay inside the checkout (\'..\' is not allowed)',
+        ],
+    ),
+    'report-number': (
+        'workflow {\n  job id="t" runs_on="x" {\n    report junit=1\n    step run="x"\n  }\n}\n',
+        [
+            '3:18: job "t" > report: property "junit" must be a string, not a number',
+        ],
+    ),
+    'report-argument': (
+        'workflow {\n  job id="t" runs_on="x" {\n    report "a.xml"\n    step run="x"\n  }\n}\n',
+        [
+            '3:5: job "t" > report: report needs a junit="PATTERN" property (JUnit XML files to read)',
+            '3:12: job "t" > report: unexpected argument "a.xml" (report takes no arguments)',
+        ],
+    ),
+    'report-children': (
+        'workflow {\n  job id="t" runs_on="x" {\n    report junit="a.xml" {\n      path "b"\n    }\n    step run="x"\n  }\n}\n',
+        [
+            '4:7: job "t" > report: unexpected child node "path" (report takes no children)',
+        ],
+    ),
+    'report-too-many': (
+        'workflow {\n  job id="t" runs_on="x" {\n    report junit="r0.xml"\n    report junit="r1.xml"\n    report junit="r2.xml"\n    report junit="r3.xml"\n    report junit="r4.xml"\n    report junit="r5.xml"\n    report junit="r6.xml"\n    report junit="r7.xml"\n    report junit="r8.xml"\n    report junit="r9.xml"\n    report junit="r10.xml"\n    report junit="r11.xml"\n    report junit="r12.xml"\n    report junit="r13.xml"\n    report junit="r14.xml"\n    report junit="r15.xml"\n    report junit="r16.xml"\n    step run="x"\n  }\n}\n',
+        [
+            '19:5: job "t" > report: a job has at most 16 report nodes',
         ],
     ),
 })
