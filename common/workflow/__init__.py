@@ -13,7 +13,7 @@ in docs/workflow.md.
 
 from common.workflow.errors import WorkflowError, WorkflowInvalid, WorkflowNotFound
 from common.workflow.graph import execution_stages
-from common.workflow.model import Env, Job, Step, Workflow, merge_env
+from common.workflow.model import Env, Job, Schedule, Step, Workflow, merge_env
 from common.workflow.parser import DEFAULT_PATH, decode_workflow, load_workflow, parse_workflow
 from common.workflow.render import render_workflow
 
@@ -21,6 +21,7 @@ __all__ = [
     "DEFAULT_PATH",
     "Env",
     "Job",
+    "Schedule",
     "Step",
     "Workflow",
     "WorkflowError",

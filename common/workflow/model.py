@@ -68,12 +68,21 @@ class Job:
 
 
 @dataclass(frozen=True, slots=True)
+class Schedule:
+    """``on schedule="0 3 * * *" branch="main"``: run the workflow at ``branch``'s head on each tick (UTC)."""
+
+    cron: str
+    branch: str
+
+
+@dataclass(frozen=True, slots=True)
 class Workflow:
-    """The whole file: jobs in the order written, plus workflow-wide env."""
+    """The whole file: jobs in the order written, plus workflow-wide env and schedules."""
 
     jobs: tuple[Job, ...]
     name: str | None = None
     env: Env = ()
+    schedules: tuple[Schedule, ...] = ()
 
     def job(self, job_id: str) -> Job:
         """The job with id ``job_id``; KeyError if there is none."""

@@ -17,9 +17,10 @@ from common.workflow.errors import WorkflowError, WorkflowInvalid, WorkflowNotFo
 from common.workflow.graph import find_cycles
 from common.workflow.limits import DEFAULT_LIMITS, WorkflowLimits, show_bytes
 from common.workflow.matrix import Matrix, check_matrix, check_references, expand, expansion_ids, references, runs_on_problem
-from common.workflow.model import Env, Job, Step, Workflow
+from common.workflow.model import Env, Job, Schedule, Step, Workflow
 from common.workflow.names import ENV_NAME_RULE, ID_RULE, is_env_name, is_id, workdir_problem
 from common.workflow.reports import check_report
+from common.workflow.schedules import check_on
 from common.workflow.syntax import KdlSyntaxError, RawNode, parse_kdl
 from common.workflow.values import BOOLEAN, STRING, typed
 
@@ -34,7 +35,7 @@ _STEP_PROPS = {
     "workdir": STRING,
     "continue_on_error": BOOLEAN,
 }
-_WORKFLOW_CHILDREN = ("env", "job")
+_WORKFLOW_CHILDREN = ("env", "job", "on")
 _JOB_CHILDREN = ("env", "matrix", "needs", "report", "secret", "step")
 _STEP_CHILDREN = ("env", "run")
 
@@ -261,6 +262,7 @@ class _Checker(NodeChecker):
         name = self.single_line(found, "name", path)
         env_nodes: list[RawNode] = []
         drafts: list[_JobDraft] = []
+        schedules: list[Schedule | None] = []
         for child in node.children:
             if child.name == "env":
                 env_nodes.append(child)
@@ -269,6 +271,11 @@ class _Checker(NodeChecker):
                     self.error(child.start, path, f"workflow has more than {self.limits.max_jobs} jobs "
                                                   f"{self.limits.setting('max_jobs')}")
                 drafts.append(self.job(child, len(drafts) + 1))
+            elif child.name == "on":
+                schedule = check_on(self, child, len(schedules))
+                if schedule is not None and schedule in schedules:
+                    self.error(child.start, "workflow > on", "this schedule is given twice")
+                schedules.append(schedule)
             else:
                 self.unknown_child(child, path, _WORKFLOW_CHILDREN)
         env = self.env(env_nodes, path)
@@ -281,7 +288,7 @@ class _Checker(NodeChecker):
         jobs = self.expand_matrices(drafts, node.start)
         if self._found:
             return None
-        return Workflow(jobs=jobs, name=name, env=env)
+        return Workflow(jobs=jobs, name=name, env=env, schedules=tuple(s for s in schedules if s is not None))
 
     def expand_matrices(self, drafts: list[_JobDraft], start: int) -> tuple[Job, ...]:
         """Each matrix job as its expansions; needs on a matrix job become needs on all of them."""

@@ -110,6 +110,7 @@ def render_workflow(workflow: Workflow) -> str:
         head += f" name={quote(workflow.name)}"
     lines = [head + " {"]
     lines += _env(workflow.env, "  ")
+    lines += [f"  on schedule={quote(s.cron)} branch={quote(s.branch)}" for s in workflow.schedules]
     for job in workflow.jobs:
         lines += _job(job, "  ")
     lines.append("}")

@@ -62,7 +62,7 @@ INVALID: dict[str, tuple[str, list[str]]] = {
     'unknown-workflow-child': (
         'workflow {\n  jobs id="a"\n  job id="a" runs_on="b" { step run="x"; }\n}\n',
         [
-            '2:3: workflow: unknown node "jobs" (allowed here: env, job)',
+            '2:3: workflow: unknown node "jobs" (allowed here: env, job, on)',
         ],
     ),
     'job-missing-id': (
@@ -642,6 +642,76 @@ INVALID.update({
         'workflow {\n  job id="t" runs_on="x" {\n    report junit="r0.xml"\n    report junit="r1.xml"\n    report junit="r2.xml"\n    report junit="r3.xml"\n    report junit="r4.xml"\n    report junit="r5.xml"\n    report junit="r6.xml"\n    report junit="r7.xml"\n    report junit="r8.xml"\n    report junit="r9.xml"\n    report junit="r10.xml"\n    report junit="r11.xml"\n    report junit="r12.xml"\n    report junit="r13.xml"\n    report junit="r14.xml"\n    report junit="r15.xml"\n    report junit="r16.xml"\n    step run="x"\n  }\n}\n',
         [
             '19:5: job "t" > report: a job has at most 16 report nodes',
+        ],
+    ),
+})
+
+# -- on (schedules; common/workflow/schedules.py) --
+INVALID.update({
+    'on-missing-branch': (
+        'workflow {\n  on schedule="0 3 * * *"\n  job id="a" runs_on="b" { step run="x"; }\n}\n',
+        [
+            '2:3: workflow > on: on is missing required property "branch" (on schedule="0 3 * * *" branch="main")',
+        ],
+    ),
+    'on-missing-schedule': (
+        'workflow {\n  on branch="main"\n  job id="a" runs_on="b" { step run="x"; }\n}\n',
+        [
+            '2:3: workflow > on: on is missing required property "schedule" (on schedule="0 3 * * *" branch="main")',
+        ],
+    ),
+    'on-bad-cron': (
+        'workflow {\n  on schedule="0 25 * * *" branch="main"\n  job id="a" runs_on="b" { step run="x"; }\n}\n',
+        [
+            '2:6: workflow > on: invalid schedule "0 25 * * *": hour 25 is out of range 0-23',
+        ],
+    ),
+    'on-four-fields': (
+        'workflow {\n  on schedule="0 3 * *" branch="main"\n  job id="a" runs_on="b" { step run="x"; }\n}\n',
+        [
+            '2:6: workflow > on: invalid schedule "0 3 * *": has 4 fields; cron takes 5: minute hour day-of-month month day-of-week',
+        ],
+    ),
+    'on-never': (
+        'workflow {\n  on schedule="0 0 30 2 *" branch="main"\n  job id="a" runs_on="b" { step run="x"; }\n}\n',
+        [
+            '2:6: workflow > on: invalid schedule "0 0 30 2 *": never fires (no month has such a day)',
+        ],
+    ),
+    'on-bad-branch': (
+        'workflow {\n  on schedule="@daily" branch="-x"\n  job id="a" runs_on="b" { step run="x"; }\n}\n',
+        [
+            '2:24: workflow > on: invalid branch "-x": use 1-200 characters of letters, digits, \'.\', \'_\', \'/\' and \'-\', not starting with \'.\', \'/\' or \'-\'',
+        ],
+    ),
+    'on-dotdot-branch': (
+        'workflow {\n  on schedule="@daily" branch="a..b"\n  job id="a" runs_on="b" { step run="x"; }\n}\n',
+        [
+            '2:24: workflow > on: invalid branch "a..b": is not a valid git branch name (\'..\', \'//\', \'/.\', or a trailing \'/\', \'.\' or \'.lock\')',
+        ],
+    ),
+    'on-unknown-prop': (
+        'workflow {\n  on schedule="@daily" branch="main" push=true\n  job id="a" runs_on="b" { step run="x"; }\n}\n',
+        [
+            '2:38: workflow > on: unknown property "push" (allowed: schedule, branch)',
+        ],
+    ),
+    'on-twice': (
+        'workflow {\n  on schedule="@daily" branch="main"\n  on schedule="@daily" branch="main"\n  job id="a" runs_on="b" { step run="x"; }\n}\n',
+        [
+            '3:3: workflow > on: this schedule is given twice',
+        ],
+    ),
+    'on-argument': (
+        'workflow {\n  on "nightly" schedule="@daily" branch="main"\n  job id="a" runs_on="b" { step run="x"; }\n}\n',
+        [
+            '2:6: workflow > on: unexpected argument "nightly" (on takes no arguments)',
+        ],
+    ),
+    'on-step-range': (
+        'workflow {\n  on schedule="*/0 * * * *" branch="main"\n  job id="a" runs_on="b" { step run="x"; }\n}\n',
+        [
+            '2:6: workflow > on: invalid schedule "*/0 * * * *": minute field \'*/0\': step \'0\' must be a positive number',
         ],
     ),
 })
