@@ -28,6 +28,8 @@ from typing import TypeVar
 
 from aiohttp import web
 
+from common.errors import SolsticeError
+
 from dashboard import live
 from dashboard.actions import ActionRefused, JobActions
 from dashboard.ansi import escape as _escape
@@ -37,6 +39,8 @@ from dashboard.links import ForgeLinks
 from dashboard.logsource import LogError, LogMissing, LogSource
 from dashboard.pages import job as job_page
 from dashboard.pages import matrix, pull, summary
+from dashboard.pages import schedules as schedules_page
+from common.schedule_row import ScheduleRow
 from dashboard.pages.layout import Viewer, error_page, page
 from dashboard.settings import WINDOWS, DashboardSettings
 from orchestrator.operators import Role, TokenRefused
@@ -74,6 +78,8 @@ class Backing:
     links: ForgeLinks = ForgeLinks()
     driver_of: Callable[[str, str], str] = lambda host, runs_on: ""  # (host, runs_on) -> driver name, "" unknown
     columns: Sequence[ColumnSource] = field(default_factory=tuple)
+    # The workflows' schedules (kept by the forge integration); None: this dashboard cannot see them.
+    schedules: Callable[[], Awaitable[Sequence[ScheduleRow]]] | None = None
 
 
 def _number(text: str | None, what: str) -> int | None:
@@ -106,6 +112,7 @@ class Dashboard:
         router.add_get("/signin", self.signin_form)
         router.add_post("/signin", self.signin)
         router.add_post("/signout", self.signout)
+        router.add_get("/schedules", self.schedules)
         router.add_get("/jobs/{job_id}", self.job)
         router.add_get("/jobs/{job_id}/live", self.live)
         router.add_post("/jobs/{job_id}/cancel", self.cancel)
@@ -174,6 +181,18 @@ class Dashboard:
             *(backing.store.latest_failures(s.forge, s.repo, since, SUMMARY_FAILURES) for s in failing)))
         failures = {(s.forge, s.repo): jobs for s, jobs in zip(failing, found)}
         return self._html(summary.render(summaries, failures, hosts, days, await self.viewer(request), now))
+
+    async def schedules(self, request: web.Request) -> web.Response:
+        backing = self._require()
+        rows = None
+        if backing.schedules is not None:
+            try:
+                rows = await backing.schedules()
+            except SolsticeError as err:
+                log.error("dashboard read of the schedules failed: %s", err)
+                raise web.HTTPServiceUnavailable(text=f"the schedules cannot be read: {str(err).splitlines()[0]}\n") \
+                    from None
+        return self._html(schedules_page.render(rows, await self.viewer(request), datetime.now(timezone.utc)))
 
     async def matrix(self, request: web.Request) -> web.Response:
         backing = self._require()

@@ -84,7 +84,7 @@ async def _serve(settings: IntegrationSettings, host: str, port: int) -> None:
     await publisher.start()
     try:
         async with Integration(settings, publisher, canceller=link, retrier=link) as integration, \
-                open_dashboard(settings) as (dashboard, metrics):
+                open_dashboard(settings, integration.store) as (dashboard, metrics):
             consumer = EventConsumer(
                 settings.amqp_url, "integration", integration.reporter.handle, topology, bindings=("job.#",)
             )

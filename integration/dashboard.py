@@ -20,13 +20,16 @@ from dashboard.app import Backing, Dashboard
 from dashboard.links import ForgeLinks, github_web_url
 from dashboard.logsource import NoLogs
 from integration.admin_link import admin_target
+from integration.schedules import schedule_rows
 from integration.settings import IntegrationSettings
+from integration.store import SeenStore
 from orchestrator.metrics import store_families
 from orchestrator.store import open_store
 
 
 @contextlib.asynccontextmanager
-async def open_dashboard(settings: IntegrationSettings) -> AsyncIterator[tuple[Dashboard | None, MetricsEndpoint]]:
+async def open_dashboard(settings: IntegrationSettings, seen: SeenStore | None = None
+                         ) -> AsyncIterator[tuple[Dashboard | None, MetricsEndpoint]]:
     """The dashboard (None without ``dashboard.store_url``) and ``/metrics``, for the block."""
     metrics = MetricsEndpoint()
     if not settings.dashboard.store_url:
@@ -40,6 +43,7 @@ async def open_dashboard(settings: IntegrationSettings) -> AsyncIterator[tuple[D
         dashboard = Dashboard(settings.dashboard, settings.public_url)
         actions = AdminActions(admin_target(settings.admin), float(settings.admin.timeout)) if settings.admin.address \
             else None
-        dashboard.attach(Backing(store, NoLogs(), actions, ForgeLinks(web)))
+        dashboard.attach(Backing(store, NoLogs(), actions, ForgeLinks(web),
+                                 schedules=schedule_rows(seen) if seen is not None else None))
         metrics.add_source(store_families(store))
         yield dashboard, metrics

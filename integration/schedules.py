@@ -25,6 +25,7 @@ from typing import Protocol
 from common.cron import parse_cron
 from common.errors import SolsticeError
 from common.workflow import Workflow
+from common.schedule_row import ScheduleRow
 from integration.errors import IntegrationError
 from integration.events import BuildRequested, Forge, Repo
 from integration.settings import IntegrationSettings
@@ -85,7 +86,7 @@ class ScheduleRunner:
             except (SolsticeError, ValueError) as err:
                 log.warning("scheduled run not started; tried again on the next pass: %s", err,
                             extra={"fields": {"schedule": record.key}})
-                await self.store.give_back(record.key, tick, record.last_tick, str(err))
+                await self.store.give_back(record.key, tick, record.last_tick, str(err), record.last_run_at)
                 continue
             self.started += 1
             fired.append((record.key, tick))
@@ -127,3 +128,11 @@ async def schedule_lines(settings: IntegrationSettings, now: float | None = None
         return ["no schedules: a push of a workflow with on schedule=... branch=... to that branch registers one"]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+
+
+def schedule_rows(store: SeenStore) -> Callable[[], Awaitable[list[ScheduleRow]]]:
+    """A reader of ``store``'s schedules for the dashboard's ``/schedules`` page."""
+    async def read() -> list[ScheduleRow]:
+        return [ScheduleRow(r.forge, r.repo, r.branch, r.cron, r.last_run_at, r.last_error)
+                for r in await store.schedules()]
+    return read

@@ -136,5 +136,5 @@ class SeenStore(Protocol):
     async def take_tick(self, key: str, tick: float, now: float) -> bool:
         """True for the one caller across replicas that takes ``tick`` of schedule ``key``."""
 
-    async def give_back(self, key: str, tick: float, previous: float, error: str) -> None:
+    async def give_back(self, key: str, tick: float, previous: float, error: str, previous_run_at: float = 0.0) -> None:
         """Undo ``take_tick`` of a run that could not start, unless a later tick was taken since."""

@@ -114,9 +114,11 @@ class ScheduleSql:
             "WHERE key = ? AND last_tick < ?", tick, now, key, tick)
         return changed == 1
 
-    async def give_back(self, key: str, tick: float, previous: float, error: str) -> None:
-        """The run of ``tick`` could not start (``error``): due again, unless a later tick was taken since."""
+    async def give_back(self, key: str, tick: float, previous: float, error: str, previous_run_at: float = 0.0) -> None:
+        """The run of ``tick`` could not start (``error``): due again, unless a later tick was taken since;
+        the last run is the one before (``previous_run_at``) again."""
         await self._run(
             f"cannot give back the tick of schedule {key}",
-            "UPDATE integration_schedules SET last_tick = ?, last_error = ? WHERE key = ? AND last_tick = ?",
-            previous, error[:500], key, tick)
+            "UPDATE integration_schedules SET last_tick = ?, last_run_at = ?, last_error = ? "
+            "WHERE key = ? AND last_tick = ?",
+            previous, previous_run_at, error[:500], key, tick)

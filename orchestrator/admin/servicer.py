@@ -25,6 +25,7 @@ from typing import Protocol
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from common.errors import SolsticeError
 from common.queue.errors import InvalidMessage, QueueError
 from common.cloneurl import redact_url
 from common.queue.topology import NEW_WORK
@@ -32,6 +33,7 @@ from common.rpc import admin_pb2, admin_pb2_grpc, jobs_pb2
 from common.validation import CloneRules, RequestInvalid, check_requests
 from orchestrator.admin.admission import admit
 from orchestrator.admin.auth import current_principal
+from orchestrator.admin.schedules import ScheduleReader, schedule_infos
 from orchestrator.admin.secrets import SecretRpcs
 from orchestrator.admin.token_rpcs import TokenRpcs
 from orchestrator.admin.log_rpcs import LogRpcs
@@ -118,8 +120,10 @@ class AdminServicer(LogRpcs, TokenRpcs, SecretRpcs, admin_pb2_grpc.AdminServiceS
 
     def __init__(self, store: Store, outbox: Outbox, logs: LogReader, node: LocalNode,
                  trusted_submit: bool = False, secrets: SecretBroker | None = None,
-                 rules: CloneRules = CloneRules(), retention: Retention | None = None) -> None:
+                 rules: CloneRules = CloneRules(), retention: Retention | None = None,
+                 schedules: ScheduleReader | None = None) -> None:
         self.secrets = secrets
+        self.schedules = schedules  # the forge integration's schedules, when it shares the process
         self.store = store
         self.rules = rules  # which clone URLs Submit takes
         self.outbox = outbox  # the node's: events and job requests leave in order with the node's own
@@ -239,6 +243,22 @@ class AdminServicer(LogRpcs, TokenRpcs, SecretRpcs, admin_pb2_grpc.AdminServiceS
             return admin_pb2.HostsResponse(hosts=[host_info(h) for h in await self.store.list_hosts()])
         return await self._call(context, go())
 
+    async def Schedules(self, request, context):  # type: ignore[no-untyped-def]
+        read = self.schedules
+        if read is None:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                "this orchestrator does not see the schedules: the forge integration keeps them "
+                                "(run solstice-integration schedules next to it)")
+
+        async def go() -> admin_pb2.SchedulesResponse:
+            assert read is not None
+            try:
+                rows = await read()
+            except SolsticeError as err:  # the integration's store
+                raise AdminError(grpc.StatusCode.UNAVAILABLE, f"the schedules cannot be read: {err}") from err
+            return admin_pb2.SchedulesResponse(schedules=schedule_infos(rows))
+        return await self._call(context, go())
+
     async def Drain(self, request, context):  # type: ignore[no-untyped-def]
         async def go() -> admin_pb2.HostInfo:
             name = request.host or self.node.host
@@ -258,4 +278,4 @@ def admin_servicer_factory(node) -> AdminServicer:  # type: ignore[no-untyped-de
     return AdminServicer(parts.store, node.outbox, reader, node,
                          trusted_submit=node.settings.admin.trusted_submit, secrets=parts.secrets,
                          rules=CloneRules(allow_local=node.settings.allow_local_checkouts),
-                         retention=logs.retention if logs is not None else None)
+                         retention=logs.retention if logs is not None else None, schedules=parts.schedules)

@@ -52,6 +52,7 @@ from orchestrator.queue.contract import JobConsumer, OnDeadLetter, OnJob
 from orchestrator.runnerapi import RunnerGateway, RunnerServer
 from orchestrator.secrets import SecretBroker
 from orchestrator.store import Store, StoreError
+from common.schedule_row import ScheduleRow
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,8 @@ class NodeParts:
     admin: AdminFactory | None = None
     secrets: SecretBroker | None = None  # None: jobs that declare secrets are refused them
     logs: NodeLogs | None = None  # None: logs are read from this node's files only, never archived
+    # The workflows' schedules, where the forge integration shares the process (solstice serve); else None.
+    schedules: Callable[[], Awaitable[Sequence[ScheduleRow]]] | None = None
 
 
 class Node:

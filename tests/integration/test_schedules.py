@@ -50,7 +50,8 @@ async def test_three_replicas_race_for_a_tick_and_one_wins(store_spec: str):
         # A run that could not start gives its tick back; a later tick taken since is kept.
         await first.give_back(key, 200.0, 100.0, "GitHub is down")
         [record] = await first.schedules()
-        assert (record.last_tick, record.last_error, record.installation_id) == (100.0, "GitHub is down", 7)
+        assert (record.last_tick, record.last_run_at, record.last_error, record.installation_id) == (
+            100.0, 0.0, "GitHub is down", 7)
         assert await stores[1].take_tick(key, 200.0, 203.0)
         # Registering again keeps how far a schedule got; a schedule no longer in the workflow goes.
         await first.replace_schedules("github", "o/r", "https://x/o/r.git", 8, "main",
