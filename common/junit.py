@@ -199,6 +199,14 @@ class _Reader:
                            self.files, tuple(self.problems))
 
 
+def read_one(path: Path, shown: str) -> TestSummary:
+    """One file's summary (a problem reading it is in ``problems``), wherever it is: the
+    downstream reporting helper's (integration/external/junit.py) use."""
+    reader = _Reader(path.parent)
+    reader.read(path, shown)
+    return reader.summary()
+
+
 def read_reports(root: Path, patterns: Sequence[str]) -> TestSummary:
     """Read the JUnit files ``patterns`` (globs relative to ``root``, ``**`` spans directories) match.
 
