@@ -23,3 +23,12 @@ async def test_the_job_page_shows_what_the_reports_said(served: Served) -> None:
             in tests)
     assert "tests.test_db.test_db" in tests and "st-errored" in tests
     assert "<li>extra/*.xml: no file matched</li>" in tests
+
+
+async def test_the_matrix_and_pull_pages_show_the_counts(served: Served) -> None:
+    failing = served.seeded.jobs[(C2, "test")]
+    await served.store.put_test_summary(failing, 1, TestSummary(passed=40, failed=2, files=1))
+    row = await served.store.job_row(failing)
+    assert row is not None and row.tests is not None and row.tests.text() == "40 passed, 2 failed"
+    matrix = await (await served.client.get("/github/acme/widgets")).text()
+    assert "test: failed · " in matrix and "tests: 40 passed, 2 failed" in matrix
