@@ -84,7 +84,8 @@ def check_matrix(checker: NodeChecker, node: RawNode, path: str) -> Matrix | Non
             continue
         values = _axis(checker, child, mpath)
         if child.name in axis_at:
-            checker.error(child.start, mpath, f'axis "{child.name}" is given twice (first at {checker.at(axis_at[child.name])})')
+            first = checker.at(axis_at[child.name])
+            checker.error(child.start, mpath, f'axis "{child.name}" is given twice (first at {first})')
             ok = False
         elif values is None:
             ok = False
@@ -191,7 +192,8 @@ def _filter(checker: NodeChecker, node: RawNode, mpath: str, axes: dict[str, tup
             ok = False
         elif node.name == "exclude" and value not in axes[prop.key]:
             choices = ", ".join(json.dumps(v) for v in axes[prop.key])
-            checker.error(prop.value.start, fpath, f'{json.dumps(value)} is not a value of axis "{prop.key}" ({choices})')
+            checker.error(prop.value.start, fpath,
+                          f'{json.dumps(value)} is not a value of axis "{prop.key}" ({choices})')
             ok = False
         elif node.name == "include" and (why := _value_problem(checker, str(value))):
             checker.error(prop.value.start, fpath, f"matrix value {json.dumps(value)} {why}")

@@ -16,7 +16,15 @@ from common.workflow.checks import NodeChecker
 from common.workflow.errors import WorkflowError, WorkflowInvalid, WorkflowNotFound
 from common.workflow.graph import find_cycles
 from common.workflow.limits import DEFAULT_LIMITS, WorkflowLimits, show_bytes
-from common.workflow.matrix import Matrix, check_matrix, check_references, expand, expansion_ids, references, runs_on_problem
+from common.workflow.matrix import (
+    Matrix,
+    check_matrix,
+    check_references,
+    expand,
+    expansion_ids,
+    references,
+    runs_on_problem,
+)
 from common.workflow.model import Env, Job, Schedule, Step, Workflow
 from common.workflow.names import ENV_NAME_RULE, ID_RULE, is_env_name, is_id, workdir_problem
 from common.workflow.reports import check_report
@@ -201,7 +209,8 @@ class _Checker(NodeChecker):
         env = self.env(env_nodes, path)
         matrix = check_matrix(self, matrix_nodes[0], path) if matrix_nodes else None
         for extra in matrix_nodes[1:]:
-            self.error(extra.start, f"{path} > matrix", f"a job has one matrix (first at {self.at(matrix_nodes[0].start)})")
+            self.error(extra.start, f"{path} > matrix",
+                       f"a job has one matrix (first at {self.at(matrix_nodes[0].start)})")
         check_references(self, node, path, matrix.axes if matrix else None)
         if not steps:
             self.error(node.start, path, "job has no steps: add at least one step")

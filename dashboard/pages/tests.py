@@ -31,10 +31,12 @@ def section(tests: TestSummary | None, job: JobRecord, links: ForgeLinks) -> str
     table = ""
     if rows:
         table = ('<table class="tests"><thead><tr><th scope="col">result</th><th scope="col">test</th>'
-                 f'<th scope="col">message</th><th scope="col">where</th></tr></thead><tbody>{"".join(rows)}</tbody></table>')
+                 '<th scope="col">message</th><th scope="col">where</th></tr></thead>'
+                 f'<tbody>{"".join(rows)}</tbody></table>')
         if more > 0:
             table += f'<p class="notice">…and {more} more failing tests not listed.</p>'
     problems = "".join(f"<li>{e(p)}</li>" for p in tests.problems)
     if problems:
         problems = f'<ul class="tests-problems">{problems}</ul>'
-    return f'<section id="tests" aria-labelledby="tests-h"><h2 id="tests-h">Tests</h2>{counts}{table}{problems}</section>'
+    return (f'<section id="tests" aria-labelledby="tests-h"><h2 id="tests-h">Tests</h2>{counts}{table}{problems}'
+            "</section>")

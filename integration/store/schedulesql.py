@@ -60,8 +60,8 @@ class ScheduleRecord:
     @classmethod
     def from_record(cls, row: tuple[object, ...]) -> Self:
         key, forge, repo, url, inst, branch, cron, tick, run_at, error = row
-        return cls(str(key), str(forge), str(repo), str(url), int(inst), str(branch), str(cron),  # type: ignore[call-overload]
-                   float(tick), float(run_at), str(error))  # type: ignore[arg-type]
+        return cls(str(key), str(forge), str(repo), str(url), int(inst),  # type: ignore[call-overload]
+                   str(branch), str(cron), float(tick), float(run_at), str(error))  # type: ignore[arg-type]
 
 
 class _Tx(Protocol):

@@ -50,7 +50,8 @@ class _Phase(enum.Enum):
     CLOSED = "closed"
 
 
-class SqlStore(OutboxSql, HostsSql, TokensSql, CredentialsSql, LeasesSql, RetentionSql, DashboardSql, TestReportsSql, Store):
+class SqlStore(OutboxSql, HostsSql, TokensSql, CredentialsSql, LeasesSql, RetentionSql, DashboardSql, TestReportsSql,
+               Store):
     """A ``Store`` over a ``Backend``; ``host_stale_after`` (s) is the default for ``HostRecord.alive``."""
 
     def __init__(self, backend: Backend, host_stale_after: float = 30.0) -> None:

@@ -193,7 +193,8 @@ class FakeGitHub(FakeForge):
         return web.json_response({
             "name": branch, "protected": False,
             "commit": {"sha": sha, "url": f"{self.url}/repos/{repo}/commits/{sha}"},
-            "_links": {"self": f"{self.url}/repos/{repo}/branches/{branch}", "html": f"https://github.com/{repo}/tree/{branch}"},
+            "_links": {"self": f"{self.url}/repos/{repo}/branches/{branch}",
+                       "html": f"https://github.com/{repo}/tree/{branch}"},
         })
 
     # -- checks and statuses -------------------------------------------------
