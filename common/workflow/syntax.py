@@ -115,7 +115,8 @@ class _Converter:
             RawProp(key, value, _key_start(text, key, value.start))
             for key, value in node.props.items()
         ]
-        return RawNode(node.name, node.tag, _offset(fragment), node.args, props, node.nodes)
+        # kdl-py leaves ``nodes`` None when the children block is slashdashed (``step ... /-{ }``).
+        return RawNode(node.name, node.tag, _offset(fragment), node.args, props, node.nodes or [])
 
 
 def parse_kdl(text: str) -> list[RawNode]:
