@@ -358,6 +358,26 @@ def hosts(ctx: click.Context, as_json: bool) -> None:
     _show(as_json, [fmt.host_json(h) for h in found], fmt.hosts_table(found) if found else [], empty="no hosts")
 
 
+@cli.command(
+    epilog="""\b
+Examples:
+  ciadm schedules
+  ciadm schedules --json | jq '.[] | select(.last_error)'
+"""
+)
+@_json_option
+@click.pass_context
+def schedules(ctx: click.Context, as_json: bool) -> None:
+    """List the workflows' schedules (on schedule=... branch=...): last and next run, last error.
+
+    The forge integration keeps them: a solstice serve node answers; in a
+    cluster run solstice-integration schedules next to the integration.
+    """
+    found = _run(ctx, lambda client: client.schedules())
+    _show(as_json, [fmt.schedule_json(s) for s in found], fmt.schedules_table(found) if found else [],
+          empty="no schedules")
+
+
 def _set_draining(ctx: click.Context, host: str, as_json: bool, undrain: bool) -> None:
     info = _run(ctx, lambda client: client.drain(host, undrain=undrain))
     _show(as_json, fmt.host_json(info),

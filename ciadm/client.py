@@ -166,6 +166,9 @@ class AdminClient:
     async def hosts(self) -> builtins.list[admin_pb2.HostInfo]:
         return list((await self._call(self.stub.Hosts, admin_pb2.HostsRequest())).hosts)
 
+    async def schedules(self) -> builtins.list[admin_pb2.ScheduleInfo]:
+        return list((await self._call(self.stub.Schedules, admin_pb2.SchedulesRequest())).schedules)
+
     async def drain(self, host: str, undrain: bool = False) -> admin_pb2.HostInfo:
         return await self._call(self.stub.Drain, admin_pb2.DrainRequest(host=host, undrain=undrain))
 

@@ -201,3 +201,22 @@ def deliveries_table(records: Sequence[admin_pb2.SecretDelivery]) -> list[str]:
         rows.append((_time(r.at) or "-", r.job_id, str(r.attempt), r.repo, r.ref or "-", ",".join(r.names),
                      r.outcome + (f" ({r.reason})" if r.reason else ""), r.host))
     return table(rows)
+
+
+def _unix(seconds: float) -> str | None:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%MZ") if seconds else None
+
+
+def schedule_json(info: admin_pb2.ScheduleInfo) -> dict[str, Any]:
+    """A workflow schedule as ``ciadm schedules --json`` shows it (times in UTC, null for none)."""
+    return {"forge": info.forge, "repo": info.repo, "branch": info.branch, "cron": info.cron,
+            "last_run_at": _unix(info.last_run_at), "next_run_at": _unix(info.next_run_at),
+            "last_error": info.last_error or None}
+
+
+def schedules_table(schedules: Sequence[admin_pb2.ScheduleInfo]) -> list[str]:
+    rows = [("REPOSITORY", "BRANCH", "SCHEDULE (UTC)", "LAST RUN", "NEXT RUN", "LAST ERROR")]
+    for s in schedules:
+        rows.append((f"{s.forge}:{s.repo}", s.branch, s.cron, _unix(s.last_run_at) or "never",
+                     _unix(s.next_run_at) or "-", s.last_error or "-"))
+    return table(rows)

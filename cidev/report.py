@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from common.cron import parse_cron
 from common.durations import format_duration
 from common.workflow import Env, Job, Step, Workflow, WorkflowError, execution_stages
 
@@ -20,6 +22,12 @@ class FileResult:
     @property
     def valid(self) -> bool:
         return self.workflow is not None and not self.errors
+
+
+def _next_tick(cron: str, now: float | None = None) -> str:
+    """The schedule's next tick after ``now`` as ``2026-12-08T03:00Z``."""
+    tick = parse_cron(cron).next(time.time() if now is None else now)
+    return time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime(tick)) if tick is not None else "never"
 
 
 def _timeout(seconds: float | None) -> str | None:
@@ -89,6 +97,7 @@ def _step_json(step: Step) -> dict[str, object]:
 def _job_json(job: Job) -> dict[str, object]:
     return {
         "id": job.id,
+        "name": job.title,
         "runs_on": job.runs_on,
         "needs": list(job.needs),
         "secrets": list(job.secrets),
@@ -109,6 +118,7 @@ def inspect_json(path: str, workflow: Workflow) -> dict[str, object]:
         "path": path,
         "name": workflow.name,
         "env": _env_json(workflow.env),
+        "schedules": [{"cron": s.cron, "branch": s.branch, "next": _next_tick(s.cron)} for s in workflow.schedules],
         "jobs": [_job_json(job) for job in workflow.jobs],
         "stages": [[job.id for job in stage] for stage in execution_stages(workflow)],
     }
@@ -137,6 +147,8 @@ def inspect_text(path: str, workflow: Workflow) -> list[str]:
     lines = [f"workflow {title}  ({path})"]
     if workflow.env:
         lines.append("env: " + ", ".join(name for name, _ in workflow.env))
+    for schedule in workflow.schedules:
+        lines.append(f"schedule: {schedule.cron} on {schedule.branch} (UTC; next {_next_tick(schedule.cron)})")
     lines.append("")
     rows = [
         (
@@ -151,7 +163,7 @@ def inspect_text(path: str, workflow: Workflow) -> list[str]:
     ]
     lines += _table(("JOB", "RUNS ON", "NEEDS", "TIMEOUT", "SECRETS", "STEPS"), rows)
     for job in workflow.jobs:
-        lines += ["", f"job {job.id}:"]
+        lines += ["", f"job {job.id}:" + (f"  {job.name}" if job.name else "")]
         if job.env:
             lines.append("  env: " + ", ".join(name for name, _ in job.env))
         step_rows = [

@@ -25,6 +25,7 @@ from typing import Protocol
 
 from common.bootstrap import RunnerBootstrap
 from common.config import Seconds
+from common.junit import TestSummary
 from common.rpc import admin_pb2, jobs_pb2
 from common.tokens import TokenIssuer
 from orchestrator.artifacts.store import ArtifactSource
@@ -59,6 +60,7 @@ class JobResult:
     reason: str
     steps: tuple[jobs_pb2.StepResult, ...]
     duration: float  # seconds from start to teardown; 0 for a job that never started
+    tests: TestSummary | None = None  # what the job's JUnit reports said (report junit="...")
 
     @property
     def succeeded(self) -> bool:
@@ -203,7 +205,7 @@ class LocalRun:
                         outcome = await session.wait_finished()
             await follower
         return JobResult(request.key, outcome.state, outcome.reason, tuple(outcome.steps),
-                         time.monotonic() - started)
+                         time.monotonic() - started, tests=outcome.tests)
 
     async def _finished_or_silent(self, session: RunnerSession) -> JobOutcome:
         """The session's outcome; ``RunnerSilent`` once the runner stops calling in (it died)."""

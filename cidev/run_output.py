@@ -37,6 +37,7 @@ _STEP_STATES = {
 }
 # The runner closes each step's log with one of these (runner.agent._summary); our
 # finish line says the same. Any other closing line (a refused workdir) is shown.
+MAX_FAILURES_SHOWN = 10  # failing tests listed per job; the job page and the forge show more
 _RUNNER_SUMMARY = re.compile(r"^(exited|timed out|stopped: job timed out|cancelled) with exit code ")
 
 
@@ -188,6 +189,13 @@ class LinePrinter:
             view.results.setdefault(step.index, step)
         for index in sorted(view.results):
             self._finish(request, view, index, force=True)
+        if result.tests is not None:
+            self._say(request, f"tests: {result.tests.counts_text()}")
+            for failure in result.tests.failures[:MAX_FAILURES_SHOWN]:
+                where = f" ({failure.file}:{failure.line})" if failure.file and failure.line else ""
+                message = failure.message.splitlines()[0] if failure.message else ""
+                self._say(request, f"{'ERROR' if failure.error else 'FAILED'} {failure.title}{where}"
+                                   + (f": {message}" if message else ""))
         reason = f": {result.reason}" if result.reason else ""
         timing = f" in {seconds(result.duration)}" if result.duration else ""
         self._say(request, f"job {job_state_name(result.state)}{timing}{reason}")

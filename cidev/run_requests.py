@@ -82,7 +82,7 @@ def workflow_requests(
             job_id=new_id("job"),
             run_id=run,
             key=job.id,
-            name=job.id,
+            name=job.title,
             runs_on=job.runs_on,
             checkout=checkout,
             steps=[
@@ -95,6 +95,7 @@ def workflow_requests(
             timeout_seconds=job.timeout or 0.0,
             needs=list(job.needs),
             secrets=list(job.secrets),
+                junit=list(job.reports),
             trusted=True,
             workflow_name=workflow.name or "",
             submitted_at=now,

@@ -30,6 +30,8 @@ from typing import TypeVar
 from aiohttp import web
 
 from common.artifacts import ArtifactError, safe_relpath
+from common.errors import SolsticeError
+from common.schedule_row import ScheduleRow
 from dashboard import live
 from dashboard.actions import ActionRefused, JobActions
 from dashboard.ansi import escape as _escape
@@ -39,6 +41,7 @@ from dashboard.links import ForgeLinks
 from dashboard.logsource import LogError, LogMissing, LogSource
 from dashboard.pages import job as job_page
 from dashboard.pages import matrix, pull, summary
+from dashboard.pages import schedules as schedules_page
 from dashboard.pages.layout import Viewer, error_page, page
 from dashboard.settings import WINDOWS, DashboardSettings
 from orchestrator.artifacts.store import ArtifactStore
@@ -78,6 +81,8 @@ class Backing:
     driver_of: Callable[[str, str], str] = lambda host, runs_on: ""  # (host, runs_on) -> driver name, "" unknown
     columns: Sequence[ColumnSource] = field(default_factory=tuple)
     artifacts: ArtifactStore | None = None  # this node's artifacts (None: no artifacts section)
+    # The workflows' schedules (kept by the forge integration); None: this dashboard cannot see them.
+    schedules: Callable[[], Awaitable[Sequence[ScheduleRow]]] | None = None
 
 
 def _number(text: str | None, what: str) -> int | None:
@@ -110,6 +115,7 @@ class Dashboard:
         router.add_get("/signin", self.signin_form)
         router.add_post("/signin", self.signin)
         router.add_post("/signout", self.signout)
+        router.add_get("/schedules", self.schedules)
         router.add_get("/jobs/{job_id}", self.job)
         router.add_get("/jobs/{job_id}/live", self.live)
         router.add_get("/jobs/{job_id}/artifacts/{name}/{path:.+}", self.artifact_file)
@@ -180,6 +186,18 @@ class Dashboard:
         failures = {(s.forge, s.repo): jobs for s, jobs in zip(failing, found, strict=True)}
         return self._html(summary.render(summaries, failures, hosts, days, await self.viewer(request), now))
 
+    async def schedules(self, request: web.Request) -> web.Response:
+        backing = self._require()
+        rows = None
+        if backing.schedules is not None:
+            try:
+                rows = await backing.schedules()
+            except SolsticeError as err:
+                log.error("dashboard read of the schedules failed: %s", err)
+                raise web.HTTPServiceUnavailable(text=f"the schedules cannot be read: {str(err).splitlines()[0]}\n") \
+                    from None
+        return self._html(schedules_page.render(rows, await self.viewer(request), datetime.now(UTC)))
+
     async def matrix(self, request: web.Request) -> web.Response:
         backing = self._require()
         forge = "" if request.match_info["forge"] == "-" else request.match_info["forge"]
@@ -231,6 +249,7 @@ class Dashboard:
         attempt = next(a for a in attempts if a.attempt == attempt_no)
         steps = await self._read(store.steps(job.job_id, attempt_no))
         note = await self._read(store.failure_note(job.job_id, attempt_no))
+        tests = await self._read(store.test_summary(job.job_id, attempt_no))
         run_jobs = await self._read(store.jobs_of_run(job.run_id)) if job.run_id and with_run else []
         lines, highest, problem = [], 0, ""
         if start is not None or query:
@@ -252,7 +271,7 @@ class Dashboard:
             except (ArtifactError, OSError) as err:
                 log.error("cannot list artifacts: %s", err)
         return job_page.JobView(job, attempt, attempts, steps, note, run_jobs, driver, lines, highest, problem,
-                                start or 0, query, artifacts)
+                                start or 0, query, artifacts, tests)
 
     async def artifact_file(self, request: web.Request) -> web.StreamResponse:
         """One listed file of an artifact, as an attachment (only paths its manifest names)."""

@@ -37,6 +37,15 @@ class ForgeLinks:
         base = self._base(forge, repo)
         return f"{base}/commit/{quote(sha, safe='')}" if base and sha else ""
 
+    def file(self, forge: str, repo: str, sha: str, path: str, line: int = 0) -> str:
+        """A file of the repository at ``sha`` (at ``line`` when given): where a failing test is."""
+        base = self._base(forge, repo)
+        if not base or not sha or not path:
+            return ""
+        kind = "blob" if forge == "github" else "src/commit"
+        anchor = f"#L{line}" if line > 0 else ""
+        return f"{base}/{kind}/{quote(sha, safe='')}/{quote(path)}{anchor}"
+
     def pull(self, forge: str, repo: str, number: int) -> str:
         base = self._base(forge, repo)
         kind = "pull" if forge == "github" else "pulls"

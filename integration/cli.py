@@ -25,6 +25,7 @@ from integration.external.columns import ExternalColumns
 from integration.external.senders import relay_secret
 from integration.httpserver import GuardedSite, app_runner
 from integration.runtime import Integration
+from integration.schedules import schedule_lines
 from integration.settings import IntegrationSettings
 
 log = logging.getLogger("integration")
@@ -91,7 +92,7 @@ async def _serve(settings: IntegrationSettings, host: str, port: int) -> None:
     await publisher.start()
     try:
         async with Integration(settings, publisher, canceller=link, retrier=link) as integration, \
-                open_dashboard(settings, dashboard_columns(integration)) as (dashboard, metrics):
+                open_dashboard(settings, dashboard_columns(integration), integration.store) as (dashboard, metrics):
             consumer = EventConsumer(
                 settings.amqp_url, "integration", integration.reporter.handle, topology, bindings=("job.#",)
             )
@@ -110,6 +111,25 @@ async def _serve(settings: IntegrationSettings, host: str, port: int) -> None:
                 await consumer.stop()
     finally:
         await publisher.close()
+
+
+@cli.command(
+    epilog="""\b
+Examples:
+  solstice-integration schedules --config /etc/solstice/integration.yaml
+""",
+)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="YAML settings file (its 'store' is read); SOLSTICE_* variables override it.")
+def schedules(config_path: Path | None) -> None:
+    """List the workflows' schedules: repository, branch, cron (UTC), last and next run.
+
+    A branch's schedules are those of the workflow at its head (each push
+    to it replaces them); see docs/workflow.md#schedules.
+    """
+    settings = load_config(IntegrationSettings, config_path)
+    for line in asyncio.run(schedule_lines(settings)):
+        click.echo(line)
 
 
 @cli.command(

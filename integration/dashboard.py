@@ -23,7 +23,9 @@ from dashboard.columns import ColumnSource
 from dashboard.links import ForgeLinks, github_web_url
 from dashboard.logsource import LogSource, NoLogs
 from integration.admin_link import admin_target
+from integration.schedules import schedule_rows
 from integration.settings import IntegrationSettings
+from integration.store import SeenStore
 from orchestrator.artifacts.archive import ArtifactArchive
 from orchestrator.artifacts.store import ArtifactStore
 from orchestrator.metrics import store_families
@@ -31,10 +33,11 @@ from orchestrator.store import open_store
 
 
 @contextlib.asynccontextmanager
-async def open_dashboard(settings: IntegrationSettings, columns: Sequence[ColumnSource] = ()
-                         ) -> AsyncIterator[tuple[Dashboard | None, MetricsEndpoint]]:
+async def open_dashboard(settings: IntegrationSettings, columns: Sequence[ColumnSource] = (),
+                         seen: SeenStore | None = None) -> AsyncIterator[tuple[Dashboard | None, MetricsEndpoint]]:
     """The dashboard (None without ``dashboard.store_url``) and ``/metrics``, for the block;
-    ``columns`` add to the matrix and the pull request pages (out-of-tree CI results)."""
+    ``columns`` add to the matrix and the pull request pages (out-of-tree CI results), ``seen``
+    (the integration's store) gives the schedules page its rows."""
     metrics = MetricsEndpoint()
     if not settings.dashboard.store_url:
         yield None, metrics
@@ -52,6 +55,7 @@ async def open_dashboard(settings: IntegrationSettings, columns: Sequence[Column
             actions, logs = AdminActions(target, timeout), AdminLogs(target, timeout)
         backend = getattr(store, "backend", None)  # the nodes' artifact archive (orchestrator/artifacts)
         artifacts = ArtifactStore(None, ArtifactArchive(backend)) if backend is not None else None
-        dashboard.attach(Backing(store, logs, actions, ForgeLinks(web), columns=tuple(columns), artifacts=artifacts))
+        dashboard.attach(Backing(store, logs, actions, ForgeLinks(web), columns=tuple(columns), artifacts=artifacts,
+                                 schedules=schedule_rows(seen) if seen is not None else None))
         metrics.add_source(store_families(store))
         yield dashboard, metrics

@@ -57,7 +57,7 @@ def job_requests(workflow: Workflow, build: BuildRequested, run_id: str) -> list
                 job_id=job_id_of(run_id, job.id),
                 run_id=run_id,
                 key=job.id,
-                name=job.id,
+                name=job.title,
                 runs_on=validate_label(job.runs_on),
                 checkout=checkout,
                 steps=[
@@ -77,6 +77,7 @@ def job_requests(workflow: Workflow, build: BuildRequested, run_id: str) -> list
                 # Names only; an untrusted job gets none of their values (the
                 # orchestrator checks ``trusted``), but the names let it say so.
                 secrets=list(job.secrets),
+                junit=list(job.reports),  # read by the runner after the steps (common/junit.py)
                 trusted=build.trusted,
                 workflow_name=workflow.name or "",
                 submitted_at=now,

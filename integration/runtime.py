@@ -35,6 +35,7 @@ from integration.reporting.consumer import EventReporter
 from integration.reporting.contract import ForgeReporter
 from integration.reporting.forgejo import ForgejoReporter
 from integration.reporting.github import GitHubReporter
+from integration.schedules import BranchHeads, ScheduleRunner
 from integration.service import ForgeLink, WebhookService
 from integration.settings import IntegrationSettings
 from integration.store import SeenStore, open_store
@@ -68,6 +69,7 @@ class Integration(StartClose):
         self.forgejo: ForgejoClient | None = None
         self.parser = WorkflowParser(settings.workflow_limits)
         self.external: ExternalCI | None = None  # out-of-tree CI, when settings.external asks for it
+        self.schedules: ScheduleRunner | None = None  # starts workflows' scheduled runs (integration/schedules.py)
 
     @property
     def service(self) -> WebhookService:
@@ -125,6 +127,12 @@ class Integration(StartClose):
             s.webhooks, webhook_secrets, self.store, self.publisher, links, self.canceller, self.retrier,
             self.parser)
         self._reporter = EventReporter(self.store, reporters, s.report.give_up_after, lock_lease=s.report.lock_lease)
+        heads: dict[Forge, BranchHeads] = {}
+        if self.github is not None:
+            heads[Forge.GITHUB] = self.github
+        if self.forgejo is not None:
+            heads[Forge.FORGEJO] = self.forgejo
+        self.schedules = ScheduleRunner(self.store, heads, self._service.start_scheduled)
 
     async def _start_external(self, session: aiohttp.ClientSession) -> None:
         x = self.settings.external
@@ -172,6 +180,13 @@ class Integration(StartClose):
                 log.error("retrying deferred builds failed: %s", err)
             except Exception:  # noqa: BLE001 - one round's failure must not end the loop
                 log.exception("retrying deferred builds failed")
+            try:
+                if self.schedules is not None:
+                    await self.schedules.run_due()
+            except IntegrationError as err:
+                log.error("starting scheduled runs failed: %s", err)
+            except Exception:  # noqa: BLE001 - likewise
+                log.exception("starting scheduled runs failed")
             await asyncio.sleep(min(retry_every, interval))
 
     async def close(self) -> None:

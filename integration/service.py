@@ -41,7 +41,7 @@ from common.errors import SolsticeError
 from common.queue.errors import PublishFailed, QueueError
 from common.queue.publisher import JobPublisher
 from common.validation import CloneRules, RequestInvalid, ref_problem
-from common.workflow import WorkflowInvalid, decode_workflow
+from common.workflow import Workflow, WorkflowInvalid, decode_workflow
 from common.workflow.offload import WorkflowParser
 from integration.cancel import (
     CancelRequest,
@@ -76,6 +76,7 @@ from integration.forges import forgejo_events, github_events
 from integration.jobs import JOB_NAMESPACE, checked_job_requests, new_id, publish
 from integration.payload import PayloadError
 from integration.reporting.contract import ForgeReporter
+from integration.schedules import register as register_schedules
 from integration.settings import WebhookSettings
 from integration.store import BuildStart, SeenStore
 
@@ -245,8 +246,13 @@ class WebhookService:
             return Outcome(202, "retry refused", f"no finished job of {event.sha[:12]} is known here")
         raise AssertionError(f"not an event to act on: {event!r}")
 
-    async def _start_build(self, delivery_key: str, event: BuildRequested) -> Outcome:
-        build_key = f"{event.repo.forge.value}:{event.repo.full_name}:{event.ref}:{event.sha}"
+    async def start_scheduled(self, build: BuildRequested, tick_key: str) -> Outcome:
+        """Build ``build`` for a schedule's tick (integration/schedules.py): keyed by the tick, not
+        the commit, so a nightly run of an unchanged branch is not a duplicate of its push."""
+        return await self._start_build(tick_key, build, build_key=tick_key)
+
+    async def _start_build(self, delivery_key: str, event: BuildRequested, build_key: str = "") -> Outcome:
+        build_key = build_key or f"{event.repo.forge.value}:{event.repo.full_name}:{event.ref}:{event.sha}"
         pending = PendingBuild(event, new_id("run"))
         started = await self.store.start_build(delivery_key, build_key, pending.to_json(), self.settings.dedupe_ttl,
                                                time.time() + self.settings.build_lease)
@@ -382,9 +388,11 @@ class WebhookService:
         path = self.settings.workflow_path
         data = await link.files.fetch_file(build.repo, path, build.sha, deadline)
         if data is None:
+            await self._schedules(build, None)
             return Outcome(200, "no workflow", f"{build.repo.full_name} has no {path} at {build.sha[:12]}")
         try:
             workflow = await self.parser.parse(decode_workflow(data, path), path)
+            await self._schedules(build, workflow)
             requests = checked_job_requests(workflow, build, pending.run_id, link.clone_rules, path)
         except WorkflowInvalid as err:
             await link.reporter.report_invalid_workflow(build, err.errors, deadline)
@@ -401,6 +409,16 @@ class WebhookService:
         self.published += len(requests)
         return Outcome(202, "queued", f"{len(requests)} job(s) of {build.ref}", pending.run_id,
                        tuple(r.job_id for r in requests))
+
+
+    async def _schedules(self, build: BuildRequested, workflow: Workflow | None) -> None:
+        """The branch's schedules follow its workflow (integration/schedules.py); a store failure
+        is logged, not a reason to drop the build (the next push registers them)."""
+        try:
+            await register_schedules(self.store, build, workflow)
+        except StoreError as err:
+            log.warning("cannot record the branch's schedules: %s", err,
+                        extra={"fields": {"repo": build.repo.full_name, "ref": build.ref}})
 
 
 def legacy_run_id(build_key: str) -> str:

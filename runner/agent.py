@@ -29,6 +29,7 @@ import grpc
 
 from common import log as common_log
 from common.bootstrap import RunnerBootstrap
+from common.junit import TestSummary, read_reports
 from common.logbatch import JOB_STEP, job_masker, secret_values
 from common.masking import Masker
 from common.rpc import jobs_pb2, runner_pb2
@@ -106,11 +107,12 @@ class JobRun:
         try:
             await self._supervise(steps_task, background)
             state, reason, steps = steps_task.result()
+            tests = await self._read_reports(job, sink) if job.junit else None
             state, reason = await self._outputs(job, state, reason, sink)
             sink.seal()
             try:
                 await self._drain(background, shipper)
-                await self._complete(ref, state, reason, steps, sink, shipper)
+                await self._complete(ref, state, reason, steps, sink, shipper, tests)
                 spool.discard()  # every line is delivered: the VM's disk is not the log's home
             except OrchestratorGone as err:
                 log.error("giving up on the orchestrator: %s; logs kept in %s", err, spool.path)
@@ -168,10 +170,27 @@ class JobRun:
             self.cancel_reason = self.failure
             self.cancelled.set()
 
+    async def _read_reports(self, job: runner_pb2.RunnerJob, sink: LogSink) -> TestSummary:
+        """Read the job's JUnit files (whatever its steps did: failed tests are the point) and log the counts."""
+        workspace = self.settings.workspace / f"{job.job.job_id}-{job.job.attempt}"
+        try:
+            summary = await asyncio.to_thread(read_reports, workspace, list(job.junit))
+        except Exception as err:  # noqa: BLE001 - a report the runner cannot read must not lose the job's result
+            log.exception("reading the test reports failed")
+            summary = TestSummary(problems=(f"the runner could not read the reports: {err}",))
+        sink.note(JOB_STEP, f"test reports: {summary.counts_text()} ({summary.files} file"
+                            f"{'' if summary.files == 1 else 's'})")
+        for problem in summary.problems:
+            sink.note(JOB_STEP, f"test reports: {problem}")
+        return summary
+
     async def _complete(self, ref: runner_pb2.JobRef, state: int, reason: str,
-                        steps: list[jobs_pb2.StepResult], sink: LogSink, shipper: LogShipper) -> None:
+                        steps: list[jobs_pb2.StepResult], sink: LogSink, shipper: LogShipper,
+                        tests: TestSummary | None = None) -> None:
         request = runner_pb2.CompleteRequest(job=ref, state=cast(jobs_pb2.JobState, state), reason=reason,
                                              last_sequence=sink.last_sequence, steps=steps)
+        if tests is not None:
+            request.tests.CopyFrom(tests.to_proto())
         for _ in range(3):
             try:
                 await self.conn.call("Complete", lambda: self.conn.stub.Complete(

@@ -248,6 +248,34 @@ class HostsResponse(_message.Message):
     hosts: _containers.RepeatedCompositeFieldContainer[HostInfo]
     def __init__(self, hosts: _Optional[_Iterable[_Union[HostInfo, _Mapping]]] = ...) -> None: ...
 
+class SchedulesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ScheduleInfo(_message.Message):
+    __slots__ = ("forge", "repo", "branch", "cron", "last_run_at", "next_run_at", "last_error")
+    FORGE_FIELD_NUMBER: _ClassVar[int]
+    REPO_FIELD_NUMBER: _ClassVar[int]
+    BRANCH_FIELD_NUMBER: _ClassVar[int]
+    CRON_FIELD_NUMBER: _ClassVar[int]
+    LAST_RUN_AT_FIELD_NUMBER: _ClassVar[int]
+    NEXT_RUN_AT_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    forge: str
+    repo: str
+    branch: str
+    cron: str
+    last_run_at: float
+    next_run_at: float
+    last_error: str
+    def __init__(self, forge: _Optional[str] = ..., repo: _Optional[str] = ..., branch: _Optional[str] = ..., cron: _Optional[str] = ..., last_run_at: _Optional[float] = ..., next_run_at: _Optional[float] = ..., last_error: _Optional[str] = ...) -> None: ...
+
+class SchedulesResponse(_message.Message):
+    __slots__ = ("schedules",)
+    SCHEDULES_FIELD_NUMBER: _ClassVar[int]
+    schedules: _containers.RepeatedCompositeFieldContainer[ScheduleInfo]
+    def __init__(self, schedules: _Optional[_Iterable[_Union[ScheduleInfo, _Mapping]]] = ...) -> None: ...
+
 class DrainRequest(_message.Message):
     __slots__ = ("host", "undrain")
     HOST_FIELD_NUMBER: _ClassVar[int]

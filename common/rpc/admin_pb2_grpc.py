@@ -76,6 +76,11 @@ class AdminServiceStub:
                 request_serializer=solstice_dot_v1_dot_admin__pb2.DrainRequest.SerializeToString,
                 response_deserializer=solstice_dot_v1_dot_admin__pb2.HostInfo.FromString,
                 _registered_method=True)
+        self.Schedules = channel.unary_unary(
+                '/solstice.v1.AdminService/Schedules',
+                request_serializer=solstice_dot_v1_dot_admin__pb2.SchedulesRequest.SerializeToString,
+                response_deserializer=solstice_dot_v1_dot_admin__pb2.SchedulesResponse.FromString,
+                _registered_method=True)
         self.CollectGarbage = channel.unary_unary(
                 '/solstice.v1.AdminService/CollectGarbage',
                 request_serializer=solstice_dot_v1_dot_admin__pb2.GarbageRequest.SerializeToString,
@@ -183,6 +188,15 @@ class AdminServiceServicer:
 
     def Drain(self, request, context):
         """Stop (or with undrain=true, resume) taking work on a host.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Schedules(self, request, context):
+        """The workflows' schedules (`on schedule=...`), kept by the forge
+        integration: answered where the node shares the process with it (solstice
+        serve), FAILED_PRECONDITION elsewhere (solstice-integration schedules).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -298,6 +312,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.Drain,
                     request_deserializer=solstice_dot_v1_dot_admin__pb2.DrainRequest.FromString,
                     response_serializer=solstice_dot_v1_dot_admin__pb2.HostInfo.SerializeToString,
+            ),
+            'Schedules': grpc.unary_unary_rpc_method_handler(
+                    servicer.Schedules,
+                    request_deserializer=solstice_dot_v1_dot_admin__pb2.SchedulesRequest.FromString,
+                    response_serializer=solstice_dot_v1_dot_admin__pb2.SchedulesResponse.SerializeToString,
             ),
             'CollectGarbage': grpc.unary_unary_rpc_method_handler(
                     servicer.CollectGarbage,
@@ -566,6 +585,33 @@ class AdminService:
             '/solstice.v1.AdminService/Drain',
             solstice_dot_v1_dot_admin__pb2.DrainRequest.SerializeToString,
             solstice_dot_v1_dot_admin__pb2.HostInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Schedules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/solstice.v1.AdminService/Schedules',
+            solstice_dot_v1_dot_admin__pb2.SchedulesRequest.SerializeToString,
+            solstice_dot_v1_dot_admin__pb2.SchedulesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -103,7 +103,7 @@ class Step(_message.Message):
     def __init__(self, name: _Optional[str] = ..., run: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., timeout_seconds: _Optional[float] = ..., workdir: _Optional[str] = ..., continue_on_error: _Optional[bool] = ...) -> None: ...
 
 class JobRequest(_message.Message):
-    __slots__ = ("schema_version", "job_id", "run_id", "key", "name", "runs_on", "checkout", "steps", "env", "timeout_seconds", "needs", "secrets", "trusted", "workflow_name", "submitted_at", "origin", "source", "submitted_by", "clone_credentials", "artifacts", "caches", "cache_base_ref")
+    __slots__ = ("schema_version", "job_id", "run_id", "key", "name", "runs_on", "checkout", "steps", "env", "timeout_seconds", "needs", "secrets", "trusted", "workflow_name", "submitted_at", "origin", "source", "submitted_by", "clone_credentials", "artifacts", "caches", "cache_base_ref", "junit")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -133,6 +133,7 @@ class JobRequest(_message.Message):
     ARTIFACTS_FIELD_NUMBER: _ClassVar[int]
     CACHES_FIELD_NUMBER: _ClassVar[int]
     CACHE_BASE_REF_FIELD_NUMBER: _ClassVar[int]
+    JUNIT_FIELD_NUMBER: _ClassVar[int]
     schema_version: int
     job_id: str
     run_id: str
@@ -155,7 +156,8 @@ class JobRequest(_message.Message):
     artifacts: _containers.RepeatedCompositeFieldContainer[ArtifactSpec]
     caches: _containers.RepeatedCompositeFieldContainer[CacheSpec]
     cache_base_ref: str
-    def __init__(self, schema_version: _Optional[int] = ..., job_id: _Optional[str] = ..., run_id: _Optional[str] = ..., key: _Optional[str] = ..., name: _Optional[str] = ..., runs_on: _Optional[str] = ..., checkout: _Optional[_Union[Checkout, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., env: _Optional[_Mapping[str, str]] = ..., timeout_seconds: _Optional[float] = ..., needs: _Optional[_Iterable[str]] = ..., secrets: _Optional[_Iterable[str]] = ..., trusted: _Optional[bool] = ..., workflow_name: _Optional[str] = ..., submitted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., origin: _Optional[str] = ..., source: _Optional[_Union[JobSource, str]] = ..., submitted_by: _Optional[str] = ..., clone_credentials: _Optional[bool] = ..., artifacts: _Optional[_Iterable[_Union[ArtifactSpec, _Mapping]]] = ..., caches: _Optional[_Iterable[_Union[CacheSpec, _Mapping]]] = ..., cache_base_ref: _Optional[str] = ...) -> None: ...
+    junit: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, schema_version: _Optional[int] = ..., job_id: _Optional[str] = ..., run_id: _Optional[str] = ..., key: _Optional[str] = ..., name: _Optional[str] = ..., runs_on: _Optional[str] = ..., checkout: _Optional[_Union[Checkout, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., env: _Optional[_Mapping[str, str]] = ..., timeout_seconds: _Optional[float] = ..., needs: _Optional[_Iterable[str]] = ..., secrets: _Optional[_Iterable[str]] = ..., trusted: _Optional[bool] = ..., workflow_name: _Optional[str] = ..., submitted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., origin: _Optional[str] = ..., source: _Optional[_Union[JobSource, str]] = ..., submitted_by: _Optional[str] = ..., clone_credentials: _Optional[bool] = ..., artifacts: _Optional[_Iterable[_Union[ArtifactSpec, _Mapping]]] = ..., caches: _Optional[_Iterable[_Union[CacheSpec, _Mapping]]] = ..., cache_base_ref: _Optional[str] = ..., junit: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ArtifactSpec(_message.Message):
     __slots__ = ("name", "path", "expire_seconds", "when")
@@ -250,7 +252,7 @@ class StepResult(_message.Message):
     def __init__(self, index: _Optional[int] = ..., name: _Optional[str] = ..., state: _Optional[_Union[StepState, str]] = ..., exit_code: _Optional[int] = ..., duration_seconds: _Optional[float] = ...) -> None: ...
 
 class JobEvent(_message.Message):
-    __slots__ = ("schema_version", "event_id", "job_id", "run_id", "attempt", "key", "name", "checkout", "state", "step", "reason", "host", "at", "steps", "log_tail", "source", "submitted_by", "artifacts")
+    __slots__ = ("schema_version", "event_id", "job_id", "run_id", "attempt", "key", "name", "checkout", "state", "step", "reason", "host", "at", "steps", "log_tail", "source", "submitted_by", "artifacts", "tests")
     SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
@@ -269,6 +271,7 @@ class JobEvent(_message.Message):
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     SUBMITTED_BY_FIELD_NUMBER: _ClassVar[int]
     ARTIFACTS_FIELD_NUMBER: _ClassVar[int]
+    TESTS_FIELD_NUMBER: _ClassVar[int]
     schema_version: int
     event_id: str
     job_id: str
@@ -287,4 +290,39 @@ class JobEvent(_message.Message):
     source: JobSource
     submitted_by: str
     artifacts: _containers.RepeatedCompositeFieldContainer[ArtifactInfo]
-    def __init__(self, schema_version: _Optional[int] = ..., event_id: _Optional[str] = ..., job_id: _Optional[str] = ..., run_id: _Optional[str] = ..., attempt: _Optional[int] = ..., key: _Optional[str] = ..., name: _Optional[str] = ..., checkout: _Optional[_Union[Checkout, _Mapping]] = ..., state: _Optional[_Union[JobState, str]] = ..., step: _Optional[_Union[StepResult, _Mapping]] = ..., reason: _Optional[str] = ..., host: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[StepResult, _Mapping]]] = ..., log_tail: _Optional[_Iterable[str]] = ..., source: _Optional[_Union[JobSource, str]] = ..., submitted_by: _Optional[str] = ..., artifacts: _Optional[_Iterable[_Union[ArtifactInfo, _Mapping]]] = ...) -> None: ...
+    tests: TestSummary
+    def __init__(self, schema_version: _Optional[int] = ..., event_id: _Optional[str] = ..., job_id: _Optional[str] = ..., run_id: _Optional[str] = ..., attempt: _Optional[int] = ..., key: _Optional[str] = ..., name: _Optional[str] = ..., checkout: _Optional[_Union[Checkout, _Mapping]] = ..., state: _Optional[_Union[JobState, str]] = ..., step: _Optional[_Union[StepResult, _Mapping]] = ..., reason: _Optional[str] = ..., host: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[StepResult, _Mapping]]] = ..., log_tail: _Optional[_Iterable[str]] = ..., source: _Optional[_Union[JobSource, str]] = ..., submitted_by: _Optional[str] = ..., artifacts: _Optional[_Iterable[_Union[ArtifactInfo, _Mapping]]] = ..., tests: _Optional[_Union[TestSummary, _Mapping]] = ...) -> None: ...
+
+class TestFailure(_message.Message):
+    __slots__ = ("name", "classname", "message", "file", "line", "error")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CLASSNAME_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    LINE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    classname: str
+    message: str
+    file: str
+    line: int
+    error: bool
+    def __init__(self, name: _Optional[str] = ..., classname: _Optional[str] = ..., message: _Optional[str] = ..., file: _Optional[str] = ..., line: _Optional[int] = ..., error: _Optional[bool] = ...) -> None: ...
+
+class TestSummary(_message.Message):
+    __slots__ = ("passed", "failed", "skipped", "errors", "failures", "files", "problems")
+    PASSED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    PROBLEMS_FIELD_NUMBER: _ClassVar[int]
+    passed: int
+    failed: int
+    skipped: int
+    errors: int
+    failures: _containers.RepeatedCompositeFieldContainer[TestFailure]
+    files: int
+    problems: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, passed: _Optional[int] = ..., failed: _Optional[int] = ..., skipped: _Optional[int] = ..., errors: _Optional[int] = ..., failures: _Optional[_Iterable[_Union[TestFailure, _Mapping]]] = ..., files: _Optional[int] = ..., problems: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -96,7 +96,7 @@ class GetRunnerJobRequest(_message.Message):
     def __init__(self, job: _Optional[_Union[JobRef, _Mapping]] = ..., runner_version: _Optional[str] = ..., hostname: _Optional[str] = ..., image: _Optional[str] = ...) -> None: ...
 
 class RunnerJob(_message.Message):
-    __slots__ = ("job", "name", "checkout", "steps", "env", "secrets", "timeout_seconds", "shell", "kill_grace_seconds", "heartbeat_interval_seconds", "log_limit_bytes", "log_limit_fails", "offline_limit_seconds", "artifacts", "artifact_inputs", "artifact_max_file_bytes", "artifact_max_job_bytes", "caches", "cache_mode", "cache_writable", "cache_max_bytes", "runs_on")
+    __slots__ = ("job", "name", "checkout", "steps", "env", "secrets", "timeout_seconds", "shell", "kill_grace_seconds", "heartbeat_interval_seconds", "log_limit_bytes", "log_limit_fails", "offline_limit_seconds", "artifacts", "artifact_inputs", "artifact_max_file_bytes", "artifact_max_job_bytes", "caches", "cache_mode", "cache_writable", "cache_max_bytes", "runs_on", "junit")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -133,6 +133,7 @@ class RunnerJob(_message.Message):
     CACHE_WRITABLE_FIELD_NUMBER: _ClassVar[int]
     CACHE_MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
     RUNS_ON_FIELD_NUMBER: _ClassVar[int]
+    JUNIT_FIELD_NUMBER: _ClassVar[int]
     job: JobRef
     name: str
     checkout: _jobs_pb2.Checkout
@@ -155,7 +156,8 @@ class RunnerJob(_message.Message):
     cache_writable: bool
     cache_max_bytes: int
     runs_on: str
-    def __init__(self, job: _Optional[_Union[JobRef, _Mapping]] = ..., name: _Optional[str] = ..., checkout: _Optional[_Union[_jobs_pb2.Checkout, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[_jobs_pb2.Step, _Mapping]]] = ..., env: _Optional[_Mapping[str, str]] = ..., secrets: _Optional[_Mapping[str, str]] = ..., timeout_seconds: _Optional[float] = ..., shell: _Optional[_Iterable[str]] = ..., kill_grace_seconds: _Optional[float] = ..., heartbeat_interval_seconds: _Optional[float] = ..., log_limit_bytes: _Optional[int] = ..., log_limit_fails: _Optional[bool] = ..., offline_limit_seconds: _Optional[float] = ..., artifacts: _Optional[_Iterable[_Union[_jobs_pb2.ArtifactSpec, _Mapping]]] = ..., artifact_inputs: _Optional[_Iterable[_Union[_jobs_pb2.ArtifactInfo, _Mapping]]] = ..., artifact_max_file_bytes: _Optional[int] = ..., artifact_max_job_bytes: _Optional[int] = ..., caches: _Optional[_Iterable[_Union[_jobs_pb2.CacheSpec, _Mapping]]] = ..., cache_mode: _Optional[str] = ..., cache_writable: _Optional[bool] = ..., cache_max_bytes: _Optional[int] = ..., runs_on: _Optional[str] = ...) -> None: ...
+    junit: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, job: _Optional[_Union[JobRef, _Mapping]] = ..., name: _Optional[str] = ..., checkout: _Optional[_Union[_jobs_pb2.Checkout, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[_jobs_pb2.Step, _Mapping]]] = ..., env: _Optional[_Mapping[str, str]] = ..., secrets: _Optional[_Mapping[str, str]] = ..., timeout_seconds: _Optional[float] = ..., shell: _Optional[_Iterable[str]] = ..., kill_grace_seconds: _Optional[float] = ..., heartbeat_interval_seconds: _Optional[float] = ..., log_limit_bytes: _Optional[int] = ..., log_limit_fails: _Optional[bool] = ..., offline_limit_seconds: _Optional[float] = ..., artifacts: _Optional[_Iterable[_Union[_jobs_pb2.ArtifactSpec, _Mapping]]] = ..., artifact_inputs: _Optional[_Iterable[_Union[_jobs_pb2.ArtifactInfo, _Mapping]]] = ..., artifact_max_file_bytes: _Optional[int] = ..., artifact_max_job_bytes: _Optional[int] = ..., caches: _Optional[_Iterable[_Union[_jobs_pb2.CacheSpec, _Mapping]]] = ..., cache_mode: _Optional[str] = ..., cache_writable: _Optional[bool] = ..., cache_max_bytes: _Optional[int] = ..., runs_on: _Optional[str] = ..., junit: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class LogBatch(_message.Message):
     __slots__ = ("job", "first_sequence", "runs", "continuations")
@@ -206,18 +208,20 @@ class HeartbeatReply(_message.Message):
     def __init__(self, cancel: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class CompleteRequest(_message.Message):
-    __slots__ = ("job", "state", "reason", "last_sequence", "steps")
+    __slots__ = ("job", "state", "reason", "last_sequence", "steps", "tests")
     JOB_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     LAST_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     STEPS_FIELD_NUMBER: _ClassVar[int]
+    TESTS_FIELD_NUMBER: _ClassVar[int]
     job: JobRef
     state: _jobs_pb2.JobState
     reason: str
     last_sequence: int
     steps: _containers.RepeatedCompositeFieldContainer[_jobs_pb2.StepResult]
-    def __init__(self, job: _Optional[_Union[JobRef, _Mapping]] = ..., state: _Optional[_Union[_jobs_pb2.JobState, str]] = ..., reason: _Optional[str] = ..., last_sequence: _Optional[int] = ..., steps: _Optional[_Iterable[_Union[_jobs_pb2.StepResult, _Mapping]]] = ...) -> None: ...
+    tests: _jobs_pb2.TestSummary
+    def __init__(self, job: _Optional[_Union[JobRef, _Mapping]] = ..., state: _Optional[_Union[_jobs_pb2.JobState, str]] = ..., reason: _Optional[str] = ..., last_sequence: _Optional[int] = ..., steps: _Optional[_Iterable[_Union[_jobs_pb2.StepResult, _Mapping]]] = ..., tests: _Optional[_Union[_jobs_pb2.TestSummary, _Mapping]] = ...) -> None: ...
 
 class CompleteReply(_message.Message):
     __slots__ = ()

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from common.workflow.errors import WorkflowError, WorkflowInvalid, WorkflowNotFound
     from common.workflow.graph import execution_stages
-    from common.workflow.model import Env, Job, Step, Workflow, merge_env
+    from common.workflow.model import Env, Job, Schedule, Step, Workflow, merge_env
     from common.workflow.parser import DEFAULT_PATH, decode_workflow, load_workflow, parse_workflow
     from common.workflow.render import render_workflow
 
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 _HOMES = {
     "WorkflowError": "errors", "WorkflowInvalid": "errors", "WorkflowNotFound": "errors",
     "execution_stages": "graph",
-    "Env": "model", "Job": "model", "Step": "model", "Workflow": "model", "merge_env": "model",
+    "Env": "model", "Job": "model", "Schedule": "model", "Step": "model", "Workflow": "model", "merge_env": "model",
     "DEFAULT_PATH": "parser", "decode_workflow": "parser", "load_workflow": "parser", "parse_workflow": "parser",
     "render_workflow": "render",
 }
@@ -46,6 +46,7 @@ __all__ = [
     "DEFAULT_PATH",
     "Env",
     "Job",
+    "Schedule",
     "Step",
     "Workflow",
     "WorkflowError",

@@ -87,15 +87,33 @@ class Job:
     secrets: tuple[str, ...] = ()
     artifacts: tuple[Artifact, ...] = ()
     caches: tuple[Cache, ...] = ()
+    # Shown instead of the id where people read it; a matrix expansion's
+    # default is "base (value, value)".
+    name: str | None = None
+    reports: tuple[str, ...] = ()  # JUnit XML globs read after the steps (report junit="...")
+
+    @property
+    def title(self) -> str:
+        """The job's name, or its id when it has none."""
+        return self.name or self.id
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """``on schedule="0 3 * * *" branch="main"``: run the workflow at ``branch``'s head on each tick (UTC)."""
+
+    cron: str
+    branch: str
 
 
 @dataclass(frozen=True, slots=True)
 class Workflow:
-    """The whole file: jobs in the order written, plus workflow-wide env."""
+    """The whole file: jobs in the order written, plus workflow-wide env and schedules."""
 
     jobs: tuple[Job, ...]
     name: str | None = None
     env: Env = ()
+    schedules: tuple[Schedule, ...] = ()
 
     def job(self, job_id: str) -> Job:
         """The job with id ``job_id``; KeyError if there is none."""

@@ -9,23 +9,34 @@ raised mid-walk, so the user sees all of them at once.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from common.workflow.checks import NodeChecker
 from common.workflow.errors import WorkflowError, WorkflowInvalid, WorkflowNotFound
 from common.workflow.graph import find_cycles
 from common.workflow.limits import DEFAULT_LIMITS, WorkflowLimits, show_bytes
-from common.workflow.model import Env, Job, Step, Workflow
+from common.workflow.matrix import (
+    Matrix,
+    check_matrix,
+    check_references,
+    expand,
+    expansion_ids,
+    references,
+    runs_on_problem,
+)
+from common.workflow.model import Env, Job, Schedule, Step, Workflow
 from common.workflow.names import ENV_NAME_RULE, ID_RULE, is_env_name, is_id, workdir_problem
 from common.workflow.outputs import OutputChecks
+from common.workflow.reports import check_report
+from common.workflow.schedules import check_on
 from common.workflow.syntax import KdlSyntaxError, RawNode, parse_kdl
 from common.workflow.values import BOOLEAN, STRING, typed
 
 DEFAULT_PATH = Path(".solstice/workflow.kdl")
 
 _WORKFLOW_PROPS = {"name": STRING}
-_JOB_PROPS = {"id": STRING, "runs_on": STRING, "timeout": STRING}
+_JOB_PROPS = {"id": STRING, "name": STRING, "runs_on": STRING, "timeout": STRING}
 _STEP_PROPS = {
     "name": STRING,
     "run": STRING,
@@ -33,8 +44,8 @@ _STEP_PROPS = {
     "workdir": STRING,
     "continue_on_error": BOOLEAN,
 }
-_WORKFLOW_CHILDREN = ("env", "job")
-_JOB_CHILDREN = ("artifact", "cache", "env", "needs", "secret", "step")
+_WORKFLOW_CHILDREN = ("env", "job", "on")
+_JOB_CHILDREN = ("artifact", "cache", "env", "matrix", "needs", "report", "secret", "step")
 _STEP_CHILDREN = ("env", "run")
 
 
@@ -61,6 +72,8 @@ class _JobDraft:
     id_start: int
     needs: tuple[_Need, ...]
     secrets: tuple[_Secret, ...]
+    matrix: Matrix | None = None
+    runs_on_start: int = 0
 
 
 class _Checker(NodeChecker):
@@ -158,18 +171,23 @@ class _Checker(NodeChecker):
             else:
                 self.error(id_start, path, f"invalid job id {json.dumps(text)}: use {ID_RULE}")
         runs_on = None
+        runs_on_start = node.start
         if "runs_on" not in found:
             if not any(p.key == "runs_on" for p in node.props):
                 self.error(node.start, path, 'job is missing required property "runs_on"')
         else:
             text, offset = str(found["runs_on"][0]), found["runs_on"][1]
-            if is_id(text):
+            runs_on_start = offset
+            if is_id(text) or references(text):  # a matrix label is checked once expanded
                 runs_on = text
             else:
                 self.error(offset, path, f"invalid runs_on label {json.dumps(text)}: use {ID_RULE}")
         timeout = self.timeout(found, path)
+        name = self.single_line(found, "name", path)
 
         env_nodes: list[RawNode] = []
+        matrix_nodes: list[RawNode] = []
+        reports: list[str | None] = []
         steps: list[Step | None] = []
         needs: dict[str, int] = {}
         secrets: dict[str, int] = {}
@@ -191,9 +209,18 @@ class _Checker(NodeChecker):
                 artifacts.append(outputs.artifact(child, f"{path} > artifact", artifact_names))
             elif child.name == "cache":
                 caches.append(outputs.cache(child, f"{path} > cache", cache_names))
+            elif child.name == "matrix":
+                matrix_nodes.append(child)
+            elif child.name == "report":
+                reports.append(check_report(self, child, path, len(reports)))
             else:
                 self.unknown_child(child, path, _JOB_CHILDREN)
         env = self.env(env_nodes, path)
+        matrix = check_matrix(self, matrix_nodes[0], path) if matrix_nodes else None
+        for extra in matrix_nodes[1:]:
+            self.error(extra.start, f"{path} > matrix",
+                       f"a job has one matrix (first at {self.at(matrix_nodes[0].start)})")
+        check_references(self, node, path, matrix.axes if matrix else None)
         if not steps:
             self.error(node.start, path, "job has no steps: add at least one step")
         draft_needs = tuple(_Need(job_id, offset) for job_id, offset in needs.items())
@@ -209,9 +236,13 @@ class _Checker(NodeChecker):
                 secrets=tuple(secrets),
                 artifacts=tuple(a for a in artifacts if a is not None),
                 caches=tuple(c for c in caches if c is not None),
+                name=name,
+                reports=tuple(r for r in reports if r is not None),
             )
-        draft_secrets = tuple(_Secret(name, offset) for name, offset in secrets.items())
-        return _JobDraft(job, job_id, path, node.start, id_start, draft_needs, draft_secrets)
+        if matrix_nodes and matrix is None or None in reports:
+            job = None  # the matrix's own errors are reported
+        draft_secrets = tuple(_Secret(secret, offset) for secret, offset in secrets.items())
+        return _JobDraft(job, job_id, path, node.start, id_start, draft_needs, draft_secrets, matrix, runs_on_start)
 
     def list_node(self, node: RawNode, path: str, into: dict[str, int]) -> None:
         """Check a ``needs`` or ``secret`` node and add its names to ``into``."""
@@ -252,6 +283,7 @@ class _Checker(NodeChecker):
         name = self.single_line(found, "name", path)
         env_nodes: list[RawNode] = []
         drafts: list[_JobDraft] = []
+        schedules: list[Schedule | None] = []
         for child in node.children:
             if child.name == "env":
                 env_nodes.append(child)
@@ -260,6 +292,11 @@ class _Checker(NodeChecker):
                     self.error(child.start, path, f"workflow has more than {self.limits.max_jobs} jobs "
                                                   f"{self.limits.setting('max_jobs')}")
                 drafts.append(self.job(child, len(drafts) + 1))
+            elif child.name == "on":
+                schedule = check_on(self, child, len(schedules))
+                if schedule is not None and schedule in schedules:
+                    self.error(child.start, "workflow > on", "this schedule is given twice")
+                schedules.append(schedule)
             else:
                 self.unknown_child(child, path, _WORKFLOW_CHILDREN)
         env = self.env(env_nodes, path)
@@ -269,7 +306,40 @@ class _Checker(NodeChecker):
         self.check_secrets(drafts, env)
         if self._found or not all(d.job for d in drafts):
             return None
-        return Workflow(jobs=tuple(d.job for d in drafts if d.job), name=name, env=env)
+        jobs = self.expand_matrices(drafts, node.start)
+        if self._found:
+            return None
+        return Workflow(jobs=jobs, name=name, env=env, schedules=tuple(s for s in schedules if s is not None))
+
+    def expand_matrices(self, drafts: list[_JobDraft], start: int) -> tuple[Job, ...]:
+        """Each matrix job as its expansions; needs on a matrix job become needs on all of them."""
+        taken = {d.id for d in drafts if d.id}
+        expanded: dict[str, list[Job]] = {}
+        for draft in drafts:
+            job = draft.job
+            assert job is not None
+            if draft.matrix is None:
+                expanded[job.id] = [job]
+                continue
+            ids = expansion_ids(job.id, draft.matrix, taken)
+            taken.update(ids)
+            expanded[job.id] = []
+            for one, combo in expand(job, draft.matrix, ids):
+                problem = runs_on_problem(one.runs_on)
+                if problem:
+                    values = " ".join(f"{axis}={json.dumps(value)}" for axis, value in combo)
+                    self.error(draft.runs_on_start, draft.path,
+                               f"runs_on becomes {json.dumps(one.runs_on)} for {values}, not a label: {problem}")
+                    break
+                expanded[job.id].append(one)
+        jobs = [
+            replace(one, needs=tuple(n for need in one.needs for n in (j.id for j in expanded[need])))
+            for group in expanded.values() for one in group
+        ]
+        if len(jobs) > self.limits.max_jobs:
+            self.error(start, "workflow", f"the matrices make {len(jobs)} jobs; the limit is {self.limits.max_jobs} "
+                                          f"{self.limits.setting('max_jobs')}")
+        return tuple(jobs)
 
     def check_graph(self, drafts: list[_JobDraft]) -> None:
         first: dict[str, _JobDraft] = {}

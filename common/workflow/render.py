@@ -85,7 +85,10 @@ def _step(step: Step, indent: str) -> list[str]:
 
 
 def _job(job: Job, indent: str) -> list[str]:
-    head = f"{indent}job id={quote(job.id)} runs_on={quote(job.runs_on)}"
+    head = f"{indent}job id={quote(job.id)}"
+    if job.name is not None:
+        head += f" name={quote(job.name)}"
+    head += f" runs_on={quote(job.runs_on)}"
     if job.timeout is not None:
         head += f" timeout={quote(format_duration(job.timeout))}"
     inner = indent + "  "
@@ -93,6 +96,7 @@ def _job(job: Job, indent: str) -> list[str]:
     lines += _names("needs", job.needs, inner)
     lines += _names("secret", job.secrets, inner)
     lines += _env(job.env, inner)
+    lines += [f"{inner}report junit={quote(pattern)}" for pattern in job.reports]
     for step in job.steps:
         lines += _step(step, inner)
     for artifact in job.artifacts:
@@ -118,6 +122,7 @@ def render_workflow(workflow: Workflow) -> str:
         head += f" name={quote(workflow.name)}"
     lines = [head + " {"]
     lines += _env(workflow.env, "  ")
+    lines += [f"  on schedule={quote(s.cron)} branch={quote(s.branch)}" for s in workflow.schedules]
     for job in workflow.jobs:
         lines += _job(job, "  ")
     lines.append("}")

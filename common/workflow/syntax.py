@@ -116,7 +116,9 @@ class _Converter:
             RawProp(key, value, _key_start(text, key, value.start))
             for key, value in node.props.items()
         ]
-        children = cast(list[RawNode], node.nodes)  # made by this hook already: kdl-py builds bottom-up
+        # kdl-py leaves ``nodes`` None when the children block is slashdashed (``step ... /-{ }``);
+        # otherwise they were made by this hook already (kdl-py builds bottom-up).
+        children = cast(list[RawNode], node.nodes or [])
         return RawNode(node.name, node.tag, _offset(fragment), node.args, props, children)
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import quote, urlencode
 
+from common.junit import TestSummary
 from common.logbatch import JOB_STEP, LogLine
 from common.rpc import jobs_pb2
 from common.workflow.limits import show_bytes
@@ -19,6 +20,7 @@ from dashboard.ansi import escape as e
 from dashboard.links import ForgeLinks
 from dashboard.logview import LineRenderer
 from dashboard.pages.layout import Viewer, badge, crumb, duration, page, ref_name, repo_path, when
+from dashboard.pages.tests import section as tests_section
 from orchestrator.store import AttemptRecord, FailureNote, JobRecord, JobState, StepRecord, StepState
 
 INLINE_LINES = 5000  # lines a page shows at most (the raw log has them all)
@@ -45,6 +47,7 @@ class JobView:
     first: int  # the first sequence asked for
     query: str  # ?q= search, "" for none
     artifacts: Sequence[jobs_pb2.ArtifactInfo] = ()  # of this attempt (on this node)
+    tests: TestSummary | None = None  # what the attempt's JUnit reports said (report junit="...")
 
     @property
     def current(self) -> bool:
@@ -215,6 +218,7 @@ def render(view: JobView, links: ForgeLinks, viewer: Viewer, now: datetime, noti
            "</ul></section>" if others else "")
     flash = f'<p class="flash" role="status">{e(NOTICES[notice])}</p>' if notice in NOTICES else ""
     body = f"""{flash}<section id="job-head" aria-label="Job">{head(view, links, viewer, now)}</section>
+{tests_section(view.tests, job, links)}
 <section id="log-section" aria-labelledby="log-h">
 <div class="log-tools"><h2 id="log-h">Log</h2>
 <form role="search" method="get" class="log-search" id="log-search"><label for="q">Search the log</label>

@@ -65,6 +65,8 @@ def _tip(job: JobRow, now: datetime) -> str:
         parts.append(("waiting " if state == "queued" else "") + duration(seconds))
     if job.attempt > 1:
         parts.append(f"attempt {job.attempt}")
+    if job.tests is not None:
+        parts.append(f"tests: {job.tests.text()}")
     if job.note and job.note.line:
         parts.append(f"{job.note.step_name}: {job.note.line}")
     elif job.reason:

@@ -20,6 +20,8 @@ def _attempt_seconds(attempt: AttemptRecord) -> float | None:
 
 def _item(job: JobRow, attempt: AttemptRecord, now: datetime) -> str:
     reason = f' <span class="muted">{e(attempt.reason.splitlines()[0])}</span>' if attempt.reason else ""
+    if job.tests is not None and attempt.attempt == job.attempt:  # the counts are the current attempt's
+        reason += f' <span class="tests">tests: {e(job.tests.text())}</span>'
     return (f'<li>{badge(attempt.state)} <a href="/jobs/{e(job.job_id)}?attempt={attempt.attempt}">{e(job.name)}</a>'
             f' <span class="muted">{duration(_attempt_seconds(attempt))} ·'
             f" {when(attempt.finished_at or attempt.queued_at, now)}</span>{reason}</li>")

@@ -1,4 +1,5 @@
-"""Test counts from JUnit XML reports, read with defusedxml (the files come from the code under test).
+"""Test counts from JUnit XML reports for ``solstice-report``, read by common/junit.py (defusedxml,
+each file up to 32 MiB: the files come from the code under test).
 
 Counts per ``<testcase>``: one with a ``<failure>`` is failed, one with an
 ``<error>`` is an error, one with ``<skipped>`` is skipped, any other
@@ -11,53 +12,27 @@ from __future__ import annotations
 import glob
 from collections.abc import Iterable
 from pathlib import Path
-from xml.etree.ElementTree import Element
 
-import defusedxml.ElementTree as SafeXml
-from defusedxml import DefusedXmlException
-
+from common.junit import read_one
 from integration.errors import IntegrationError
 from integration.external.records import SuiteSummary
-
-MAX_FILE_BYTES = 256 * 1024 * 1024
 
 
 class JUnitUnreadable(IntegrationError):
     """A JUnit file could not be read or is not JUnit XML."""
 
 
-def _count(root: Element) -> SuiteSummary:
-    passed = failed = skipped = errors = 0
-    for case in root.iter("testcase"):
-        children = {child.tag for child in case}
-        if "failure" in children:
-            failed += 1
-        elif "error" in children:
-            errors += 1
-        elif "skipped" in children:
-            skipped += 1
-        else:
-            passed += 1
-    return SuiteSummary(passed, failed, skipped, errors)
-
-
 def read_junit(path: Path) -> SuiteSummary:
-    """The counts of one file; ``JUnitUnreadable`` saying why not."""
-    try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise JUnitUnreadable(f"{path} is larger than {MAX_FILE_BYTES} bytes")
-        root = SafeXml.parse(str(path)).getroot()
-    except OSError as err:
-        raise JUnitUnreadable(f"cannot read {path}: {err.strerror}") from err
-    except DefusedXmlException as err:
-        raise JUnitUnreadable(f"{path} uses XML features refused for safety ({type(err).__name__})") from err
-    except SafeXml.ParseError as err:
-        raise JUnitUnreadable(f"{path} is not XML: {err}") from err
-    if root is None:
-        raise JUnitUnreadable(f"{path} is not XML: it has no root element")
-    if root.tag not in ("testsuites", "testsuite"):
-        raise JUnitUnreadable(f"{path} is not JUnit XML (its root is <{root.tag}>)")
-    return _count(root)
+    """The counts of one file; ``JUnitUnreadable`` saying why not.
+
+    Read with the runner's reader (common/junit.py: defusedxml, bounded), so a
+    report counts the same whether a Solstice job or a downstream CI sends it."""
+    if not path.is_file():
+        raise JUnitUnreadable(f"cannot read {path}: not a file")
+    summary = read_one(path, str(path))
+    if summary.problems:
+        raise JUnitUnreadable(summary.problems[0])
+    return SuiteSummary(summary.passed, summary.failed, summary.skipped, summary.errors)
 
 
 def junit_files(patterns: Iterable[str]) -> list[Path]:

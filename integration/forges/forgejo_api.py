@@ -7,6 +7,7 @@ from typing import Any
 
 from integration.errors import ForgeAuthError
 from integration.events import Repo
+from integration.forges.branches import branch_sha
 from integration.forges.github_api import decode_contents, repo_path
 from integration.forges.http import ForgeHttp, api_url
 
@@ -52,6 +53,16 @@ class ForgejoClient:
         if answer.status == 404:
             return None
         return decode_contents(answer.body, what)
+
+    async def branch_head(self, repo: Repo, branch: str, deadline: float | None = None) -> str | None:
+        """The commit at the head of ``branch`` (a schedule's run builds it), or None when there is no such branch."""
+        answer = await self.http.request(
+            "GET", api_url(self.api_url, "repos", *repo_path(repo), "branches", *branch.split("/")),
+            what=f"read branch {branch} of {repo.full_name}", headers=self._headers, allow=(404,), deadline=deadline,
+        )
+        if answer.status == 404:
+            return None
+        return branch_sha(answer.body, ("commit", "id"), f"branch {branch} of {repo.full_name}")
 
     async def set_status(self, repo: Repo, sha: str, status: CommitStatus, deadline: float | None = None) -> None:
         await self.http.request(

@@ -14,6 +14,7 @@ from typing import Any
 
 from integration.errors import ForgeRateLimited, ForgeRejected, ForgeUnavailable
 from integration.events import Repo
+from integration.forges.branches import branch_sha
 from integration.forges.github_app import GitHubAppAuth, github_headers
 from integration.forges.http import ForgeHttp, api_url
 
@@ -137,6 +138,14 @@ class GitHubClient:
                 raise ForgeUnavailable(f"{what}: GitHub does not see the commit yet ({message})")
             return None
         return decode_contents(answer.body, what)
+
+    async def branch_head(self, repo: Repo, branch: str, deadline: float | None = None) -> str | None:
+        """The commit at the head of ``branch`` (a schedule's run builds it), or None when there is no such branch."""
+        answer = await self._call("GET", repo, ("branches", *branch.split("/")), what=f"read branch {branch} of "
+                                  f"{repo.full_name}", allow=(404,), deadline=deadline)
+        if answer.status == 404:
+            return None
+        return branch_sha(answer.body, ("commit", "sha"), f"branch {branch} of {repo.full_name}")
 
     async def find_check_run(self, repo: Repo, sha: str, name: str, external_id: str,
                              deadline: float | None = None) -> FoundCheckRun | None:

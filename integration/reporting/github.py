@@ -12,6 +12,7 @@ found further along than the state being reported is left as it is.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from common.rpc import jobs_pb2
 from common.workflow import WorkflowError
@@ -19,6 +20,7 @@ from integration.events import BuildRequested, Forge, Repo
 from integration.forges.github_api import CheckRun, CheckRunOutput, FoundCheckRun, GitHubClient
 from integration.reporting.states import StateSpec, github_status_of_rank
 from integration.reporting.summary import MAX_ANNOTATIONS, summary, title, workflow_errors_summary
+from integration.reporting.testreport import event_tests, test_annotations
 from integration.store import ReportRecord
 
 WORKFLOW_CHECK_NAME = "Solstice workflow"
@@ -46,6 +48,13 @@ def check_external_id(job_id: str, attempt: int) -> str:
     return job_id if attempt <= 1 else f"{job_id}:{attempt}"
 
 
+def _annotations(event: jobs_pb2.JobEvent, spec: StateSpec) -> tuple[dict[str, Any], ...]:
+    """Failing tests with a known file and line, on the final report only (GitHub appends
+    annotations, so they go once, with the state that ends the run)."""
+    tests = event_tests(event) if spec.terminal else None
+    return test_annotations(tests) if tests is not None else ()
+
+
 def _behind(found: FoundCheckRun, status: str) -> bool:
     return STATUS_ORDER.get(found.status, 0) < STATUS_ORDER[status]
 
@@ -71,7 +80,8 @@ class GitHubReporter:
             details_url=url,
             started_at=_now() if spec.github_status == "in_progress" else None,
             completed_at=_now() if spec.terminal else None,
-            output=CheckRunOutput(title=title(event, spec), summary=summary(event, spec, url)),
+            output=CheckRunOutput(title=title(event, spec), summary=summary(event, spec, url),
+                                  annotations=_annotations(event, spec)),
         )
         if previous is None or not previous.external_id:
             created = CheckRun(

@@ -12,6 +12,7 @@ from common.rpc import jobs_pb2
 from common.workflow import WorkflowError
 from common.workflow.limits import show_bytes
 from integration.reporting.states import StateSpec
+from integration.reporting.testreport import event_tests, tests_markdown
 
 SUMMARY_LIMIT = 65535
 MAX_ANNOTATIONS = 50
@@ -27,6 +28,13 @@ def failing_step(event: jobs_pb2.JobEvent) -> jobs_pb2.StepResult | None:
 
 
 def title(event: jobs_pb2.JobEvent, spec: StateSpec) -> str:
+    """The check run's title (and the commit status' description): the state, why, and the test counts."""
+    tests = event_tests(event)
+    text = _state_title(event, spec)
+    return f"{text} · tests: {tests.counts_text()}" if tests is not None else text
+
+
+def _state_title(event: jobs_pb2.JobEvent, spec: StateSpec) -> str:
     if spec.name == "failed":
         step = failing_step(event)
         if step is not None:
@@ -68,6 +76,9 @@ def summary(event: jobs_pb2.JobEvent, spec: StateSpec, details_url: str, limit: 
         head.append("")
     if event.reason:
         head += [f"**Reason:** {event.reason}", ""]
+    tests = event_tests(event)
+    if tests is not None:
+        head += tests_markdown(tests)
     head.append(f"[Full log]({details_url})")
     if event.artifacts:
         shown = ", ".join(f"[{a.name}]({details_url}#artifacts) ({a.files} files, {show_bytes(a.bytes)})"

@@ -29,8 +29,12 @@ gives it up when it ends.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self
+
+if TYPE_CHECKING:
+    from integration.store.schedulesql import ScheduleRecord
 
 
 class BuildStart(enum.Enum):
@@ -119,3 +123,18 @@ class SeenStore(Protocol):
 
     async def unlock_report(self, job_id: str, holder: str) -> None:
         """Give the lock of ``job_id`` up, if ``holder`` still has it."""
+
+    # Workflow schedules (integration/store/schedulesql.py, integration/schedules.py).
+
+    async def replace_schedules(self, forge: str, repo: str, clone_url: str, installation_id: int, branch: str,
+                                ticks: Sequence[tuple[str, float]]) -> None:
+        """Make ``branch``'s schedules exactly ``ticks`` (cron, latest tick before now)."""
+
+    async def schedules(self) -> list[ScheduleRecord]:
+        """Every registered schedule."""
+
+    async def take_tick(self, key: str, tick: float, now: float) -> bool:
+        """True for the one caller across replicas that takes ``tick`` of schedule ``key``."""
+
+    async def give_back(self, key: str, tick: float, previous: float, error: str, previous_run_at: float = 0.0) -> None:
+        """Undo ``take_tick`` of a run that could not start, unless a later tick was taken since."""

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from integration.errors import StoreError
 from integration.store.contract import BuildStart, DeferredBuild, ReportRecord
+from integration.store.schedulesql import SCHEDULE_SCHEMA, ScheduleSql
 
 # One statement: an expired claim is taken over, a live one is kept (1 row changed: claimed).
 _CLAIM = (
@@ -68,7 +69,7 @@ CREATE TABLE IF NOT EXISTS integration_report_locks (
 
 def schema(real: str) -> str:
     """The tables, with ``real`` as the type of the unix-time columns."""
-    return _SCHEMA.format(real=real)
+    return (_SCHEMA + SCHEDULE_SCHEMA).format(real=real)
 
 
 def numbered(sql: str) -> str:
@@ -77,7 +78,7 @@ def numbered(sql: str) -> str:
     return "".join(f"{part}${n}" for n, part in enumerate(parts[:-1], 1)) + parts[-1]
 
 
-class SqlSeenStore(ABC):
+class SqlSeenStore(ScheduleSql, ABC):
     """``SeenStore`` on top of ``_execute`` and ``_fetch``; subclasses connect (``open``/``close``)."""
 
     # The driver's errors that mean "the store failed" (turned into StoreError).

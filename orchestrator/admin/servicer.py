@@ -26,6 +26,7 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from common.cloneurl import redact_url
+from common.errors import SolsticeError
 from common.queue.errors import InvalidMessage, QueueError
 from common.queue.topology import NEW_WORK
 from common.rpc import admin_pb2, admin_pb2_grpc, jobs_pb2
@@ -34,6 +35,7 @@ from orchestrator.admin.admission import admit
 from orchestrator.admin.artifact_rpcs import ArtifactAdminRpcs
 from orchestrator.admin.auth import current_principal
 from orchestrator.admin.log_rpcs import LogRpcs
+from orchestrator.admin.schedules import ScheduleReader, schedule_infos
 from orchestrator.admin.secrets import SecretRpcs
 from orchestrator.admin.token_rpcs import TokenRpcs
 from orchestrator.artifacts.store import ArtifactStore
@@ -121,9 +123,10 @@ class AdminServicer(ArtifactAdminRpcs, LogRpcs, TokenRpcs, SecretRpcs, admin_pb2
     def __init__(self, store: Store, outbox: Outbox, logs: LogReader, node: LocalNode,
                  trusted_submit: bool = False, secrets: SecretBroker | None = None,
                  rules: CloneRules = CloneRules(), retention: Retention | None = None,
-                 artifacts: ArtifactStore | None = None) -> None:
+                 artifacts: ArtifactStore | None = None, schedules: ScheduleReader | None = None) -> None:
         self.secrets = secrets
         self.artifacts = artifacts or ArtifactStore(logs.logstore.root)
+        self.schedules = schedules  # the forge integration's schedules, when it shares the process
         self.store = store
         self.rules = rules  # which clone URLs Submit takes
         self.outbox = outbox  # the node's: events and job requests leave in order with the node's own
@@ -243,6 +246,22 @@ class AdminServicer(ArtifactAdminRpcs, LogRpcs, TokenRpcs, SecretRpcs, admin_pb2
             return admin_pb2.HostsResponse(hosts=[host_info(h) for h in await self.store.list_hosts()])
         return await self._call(context, go())
 
+    async def Schedules(self, request, context):
+        read = self.schedules
+        if read is None:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                "this orchestrator does not see the schedules: the forge integration keeps them "
+                                "(run solstice-integration schedules next to it)")
+
+        async def go() -> admin_pb2.SchedulesResponse:
+            assert read is not None
+            try:
+                rows = await read()
+            except SolsticeError as err:  # the integration's store
+                raise AdminError(grpc.StatusCode.UNAVAILABLE, f"the schedules cannot be read: {err}") from err
+            return admin_pb2.SchedulesResponse(schedules=schedule_infos(rows))
+        return await self._call(context, go())
+
     async def Drain(self, request, context):
         async def go() -> admin_pb2.HostInfo:
             name = request.host or self.node.host
@@ -263,4 +282,4 @@ def admin_servicer_factory(node) -> AdminServicer:
                          trusted_submit=node.settings.admin.trusted_submit, secrets=parts.secrets,
                          rules=CloneRules(allow_local=node.settings.allow_local_checkouts),
                          retention=logs.retention if logs is not None else None,
-                         artifacts=parts.gateway.artifacts)
+                         artifacts=parts.gateway.artifacts, schedules=parts.schedules)

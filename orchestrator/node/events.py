@@ -16,6 +16,7 @@ import os
 import random
 from collections.abc import Awaitable, Callable, Sequence
 
+from common.junit import TestSummary
 from common.queue.errors import QueueError
 from common.queue.events import EventPublisher
 from common.rpc import jobs_pb2
@@ -43,11 +44,13 @@ class NullEventPublisher:
 
 def job_event(job: JobRecord, state: JobState, *, attempt: int | None = None, host: str = "",
               reason: str = "", steps: Sequence[jobs_pb2.StepResult] = (),
-              log_tail: Sequence[str] = ()) -> jobs_pb2.JobEvent:
-    """A job-level event for ``job`` entering ``state``."""
+              log_tail: Sequence[str] = (), tests: TestSummary | None = None) -> jobs_pb2.JobEvent:
+    """A job-level event for ``job`` entering ``state`` (``tests``: what its reports said)."""
     event = _event(job.request, job.attempt if attempt is None else attempt, state, host or job.host, reason)
     event.steps.extend(steps)
     event.log_tail.extend(log_tail)
+    if tests is not None:
+        event.tests.CopyFrom(tests.to_proto())
     return event
 
 

@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 
 from common.ansi import strip_ansi
+from common.junit import TestSummary
 from common.logbatch import JOB_STEP, SYSTEM
 from common.rpc import jobs_pb2
 from orchestrator.logstore import LogNotFound, LogStore, LogStoreError
@@ -67,3 +68,12 @@ async def note_failure(store: Store, logstore: LogStore, job_id: str, attempt: i
         await store.put_failure_note(job_id, attempt, note)
     except (LogStoreError, StoreError) as err:
         log.warning("cannot note where the job failed: %s", err, extra={"fields": {"job": job_id}})
+
+
+async def note_tests(store: Store, job_id: str, attempt: int, tests: TestSummary) -> None:
+    """Store what the attempt's test reports said; a failure is logged, never raised (the
+    forge has the summary from the job's event, the job page shows none)."""
+    try:
+        await store.put_test_summary(job_id, attempt, tests)
+    except StoreError as err:
+        log.warning("cannot store the test summary: %s", err, extra={"fields": {"job": job_id}})

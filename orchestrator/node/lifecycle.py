@@ -42,7 +42,7 @@ from orchestrator.drivers.base import Driver, VmSpec
 from orchestrator.drivers.errors import DriverError, JobRefused
 from orchestrator.logstore.settings import LogsConfig
 from orchestrator.node.events import announce_applied, announce_transition, job_event, step_event
-from orchestrator.node.failnote import note_failure
+from orchestrator.node.failnote import note_failure, note_tests
 from orchestrator.node.needs import artifact_sources
 from orchestrator.node.outcomes import Outcomes, while_unavailable
 from orchestrator.node.settings import TimeoutConfig
@@ -472,13 +472,17 @@ class AttemptRun:
             log.info("job cancelled", extra={"fields": {"job": job.job_id, "attempt": self.attempt}})
             return
         tail = outcome.log_tail if outcome is not None else []
-        event = job_event(job, state, attempt=self.attempt, host=s.host, reason=reason, steps=steps, log_tail=tail)
+        tests = outcome.tests if outcome is not None else None
+        event = job_event(job, state, attempt=self.attempt, host=s.host, reason=reason, steps=steps, log_tail=tail,
+                          tests=tests)
         event.artifacts.extend(await self._stored_artifacts())
         if not await s.outcomes.record(event, self.control.aborting, unreported):
             log.info("final state not applied (the attempt moved on, or waits on disk for the store)",
                      extra={"fields": {"job": job.job_id, "attempt": self.attempt, "state": state.name}})
             return
         metrics.job_finished(state.name.lower(), job.runs_on)
+        if tests is not None:  # for the job page; the forge has it from the event
+            await note_tests(s.store, job.job_id, self.attempt, tests)
         if state is JobState.FAILED:  # where it failed, for the dashboard (after the state: it is a hint)
             await note_failure(s.store, s.gateway.logstore, job.job_id, self.attempt, steps)
         fields: dict[str, object] = {"job": job.job_id, "attempt": self.attempt, "state": state.name}

@@ -35,6 +35,7 @@ from common.lifecycle import first_to_end
 from common.queue.events import EventPublisher
 from common.queue.publisher import JobPublisher
 from common.rpc.admin_pb2_grpc import AdminServiceServicer
+from common.schedule_row import ScheduleRow
 from orchestrator.admin.listeners import AdminServer
 from orchestrator.drivers.base import Driver
 from orchestrator.logstore.service import NodeLogs
@@ -87,6 +88,8 @@ class NodeParts:
     admin: AdminFactory | None = None
     secrets: SecretBroker | None = None  # None: jobs that declare secrets are refused them
     logs: NodeLogs | None = None  # None: logs are read from this node's files only, never archived
+    # The workflows' schedules, where the forge integration shares the process (solstice serve); else None.
+    schedules: Callable[[], Awaitable[Sequence[ScheduleRow]]] | None = None
 
 
 class Node:

@@ -54,6 +54,7 @@ import grpc
 
 from common.backoff import Backoff
 from common.bootstrap import RunnerBootstrap
+from common.junit import read_reports
 from common.rpc import admin_pb2, jobs_pb2, runner_pb2
 from common.version import VERSION
 from orchestrator.catalog import DriverConfig, LocalConfig
@@ -250,10 +251,14 @@ async def _fake_runner(conn: Connection | DirectConnection, secrets_received: di
                 if state == jobs_pb2.JOB_STATE_SUCCEEDED:
                     state, reason = jobs_pb2.JOB_STATE_FAILED, f"step {step.name or index} exited with {code}"
                 break
+        complete = runner_pb2.CompleteRequest(job=job.job, state=state, reason=reason, steps=results,
+                                              last_sequence=logged)
+        if job.junit:
+            # No checkout here: the job's FAKE_CHECKOUT env says where its report files are.
+            summary = await asyncio.to_thread(read_reports, Path(job.env.get("FAKE_CHECKOUT", ".")), list(job.junit))
+            complete.tests.CopyFrom(summary.to_proto())
         await conn.call("Complete", lambda: conn.stub.Complete(
-            runner_pb2.CompleteRequest(job=job.job, state=state, reason=reason, steps=results,
-                                       last_sequence=logged),
-            metadata=conn.metadata, timeout=conn.rpc_timeout))
+            complete, metadata=conn.metadata, timeout=conn.rpc_timeout))
     except ConnectionError_ as err:
         log.info("fake runner gave up: %s", err)
     finally:

@@ -18,6 +18,7 @@ from typing import Any
 
 from common.artifacts import ArtifactLimits
 from common.errors import SolsticeError
+from common.junit import TestSummary
 from common.rpc import jobs_pb2
 from common.tokens import TokenClaims, TokenIssuer
 from orchestrator.artifacts.store import ArtifactSource, ArtifactStore
@@ -79,6 +80,7 @@ class JobOutcome:
     steps: list[jobs_pb2.StepResult]
     reason: str
     log_tail: list[str]
+    tests: TestSummary | None = None  # what the job's JUnit reports said, when it asked for them
 
 
 class RunnerSession:
@@ -160,7 +162,7 @@ class RunnerSession:
         await self.finish(jobs_pb2.JOB_STATE_ERRORED, reason)
 
     async def finish(self, state: jobs_pb2.JobState, reason: str,
-                     steps: list[jobs_pb2.StepResult] | None = None) -> JobOutcome:
+                     steps: list[jobs_pb2.StepResult] | None = None, tests: TestSummary | None = None) -> JobOutcome:
         """Close the log and settle the outcome; later calls return the first outcome."""
         if self._outcome.done():
             return self._outcome.result()
@@ -175,6 +177,7 @@ class RunnerSession:
             steps=[self.steps[i] for i in sorted(self.steps)],
             reason=reason,
             log_tail=tail,
+            tests=tests,
         )
         self._outcome.set_result(outcome)
         return outcome

@@ -17,6 +17,7 @@ import grpc
 from common import metrics
 from common.cloneurl import with_userinfo
 from common.errors import SolsticeError
+from common.junit import TestSummary
 from common.logbatch import BatchError, check, output_bytes
 from common.rpc import jobs_pb2, runner_pb2, runner_pb2_grpc
 from common.tokens import TokenClaims, TokenError, TokenExpired
@@ -109,6 +110,7 @@ class RunnerServicer(ArtifactRpcs, CacheRpcs, runner_pb2_grpc.RunnerServiceServi
             reply.cache_writable = cache_scope(req).writes is not None
             reply.cache_max_bytes = self.gateway.cache_max_bytes
             reply.runs_on = req.runs_on
+        reply.junit.extend(req.junit)
         try:
             reply.secrets.update(await session.secrets_for_runner())
         except SolsticeError as err:  # no secret leaves without its audit record
@@ -187,7 +189,8 @@ class RunnerServicer(ArtifactRpcs, CacheRpcs, runner_pb2_grpc.RunnerServiceServi
                     f"log lines up to {request.last_sequence} are not all stored "
                     f"(have {durable}); send them first",
                 )
-            outcome = await session.finish(request.state, request.reason, list(request.steps))
+            tests = TestSummary.from_proto(request.tests) if request.HasField("tests") else None
+            outcome = await session.finish(request.state, request.reason, list(request.steps), tests)
             log.info("runner completed", extra={"fields": {
                 "job": session.job.job_id, "attempt": session.job.attempt,
                 "state": jobs_pb2.JobState.Name(outcome.state)}})

@@ -52,6 +52,7 @@ from integration.cancel import CancelRequest, CommitRetryRequest, RetryRequest
 from integration.events import Forge
 from integration.httpserver import GuardedSite, app_runner
 from integration.runtime import Integration
+from integration.schedules import schedule_rows
 from integration.webhooks import FORGE_NAMES, SECRET_SETTINGS
 from orchestrator.admin import admin_servicer_factory
 from orchestrator.artifacts.store import ArtifactStore
@@ -173,7 +174,8 @@ async def _run(settings: ServeSettings, say: Callable[[str], None], stop: asynci
         logs = await stack.enter_async_context(
             open_node_logs(node_settings.logs, store, logstore, node_settings.node.host))
         parts = NodeParts(store=store, driver=driver, gateway=gateway, publisher=queue, events=events,
-                          consumer_factory=queue.intake, admin=admin_servicer_factory, secrets=secrets, logs=logs)
+                          consumer_factory=queue.intake, admin=admin_servicer_factory, secrets=secrets, logs=logs,
+                          schedules=schedule_rows(integration.store))
         node = Node(parts, node_settings)
         # Owned before the node is entered, so it still listens while the node closes.
         hurrier = asyncio.create_task(_hurry_on(hurry, node, say), name="second interrupt")
@@ -187,7 +189,8 @@ async def _run(settings: ServeSettings, say: Callable[[str], None], stop: asynci
             labels_note += f" ({routes}, the rest -> {settings.drivers.driver})"
         pages.attach(Backing(store, logstore, node.host, settings.drivers.driver, labels_note,
                              dict(settings.label_drivers), reader=logs.reader))
-        dashboard.attach(_dashboard_backing(settings, store, logstore, queue, node, labels_note))
+        dashboard.attach(dataclasses.replace(_dashboard_backing(settings, store, logstore, queue, node, labels_note),
+                                 schedules=schedule_rows(integration.store)))
         metrics.add_source(store_families(store))
         pages.ready = True
         stack.callback(setattr, pages, "ready", False)  # unwinds first: /healthz says 503 while stopping

@@ -79,6 +79,32 @@ MAX_NOTE = 300
 
 
 @dataclass(frozen=True)
+class TestCounts:
+    """An attempt's test counts (its JUnit reports), as the matrix and pull-request pages show them."""
+
+    __test__ = False  # not a pytest test class
+
+    passed: int
+    failed: int
+    skipped: int
+    errors: int
+
+    @classmethod
+    def from_row(cls, row: Row) -> TestCounts | None:
+        if row["tests_passed"] is None:
+            return None
+        return cls(int(row["tests_passed"]), int(row["tests_failed"]), int(row["tests_skipped"]),
+                   int(row["tests_errors"]))
+
+    def text(self) -> str:
+        """``"41 passed, 2 failed"``: the nonzero counts."""
+        parts = [f"{n} {what}" for n, what in ((self.passed, "passed"), (self.failed, "failed"),
+                                               (self.errors, "errors" if self.errors != 1 else "error"),
+                                               (self.skipped, "skipped")) if n]
+        return ", ".join(parts) or "no tests"
+
+
+@dataclass(frozen=True)
 class JobRow:
     """A job with one of its attempts (the current one unless said otherwise), as the pages list jobs."""
 
@@ -102,6 +128,7 @@ class JobRow:
     running_at: datetime | None
     finished_at: datetime | None
     note: FailureNote | None
+    tests: TestCounts | None = None  # what the attempt's JUnit reports counted, when it had any
 
     @property
     def queue_seconds(self) -> float | None:
@@ -125,7 +152,7 @@ class JobRow:
             pull_request=int(row["pull_request"]), attempt=int(row["attempt"]), state=JobState(row["state"]),
             host=row["host"], reason=row["reason"], queued_at=_required_time(row["queued_at"]),
             started_at=_time(row["started_at"]), running_at=_time(row["running_at"]),
-            finished_at=_time(row["finished_at"]), note=FailureNote.from_row(row),
+            finished_at=_time(row["finished_at"]), note=FailureNote.from_row(row), tests=TestCounts.from_row(row),
         )
 
 

@@ -47,11 +47,14 @@ BACKFILL_BATCH = 2000
 _JOB_ROW = (
     "SELECT j.seq, j.job_id, j.run_id, j.key, j.name, j.runs_on, j.forge, j.repo, j.ref, j.sha, j.pull_request,"
     " a.attempt, a.state, a.host, a.reason, a.queued_at, a.started_at, a.running_at, a.finished_at,"
-    " n.step AS note_step, n.step_name AS note_step_name, n.line_seq AS note_line_seq, n.line AS note_line"
+    " n.step AS note_step, n.step_name AS note_step_name, n.line_seq AS note_line_seq, n.line AS note_line,"
+    " t.passed AS tests_passed, t.failed AS tests_failed, t.skipped AS tests_skipped, t.errors AS tests_errors"
 )
+# The attempt's test counts (migration test_reports), for _JOB_ROW.
+_TESTS = " LEFT JOIN test_reports t ON t.job_id = a.job_id AND t.attempt = a.attempt"
 _CURRENT = (
     f"{_JOB_ROW} FROM jobs j JOIN attempts a ON a.job_id = j.job_id AND a.attempt = j.attempt"
-    " LEFT JOIN failure_notes n ON n.job_id = a.job_id AND n.attempt = a.attempt"
+    " LEFT JOIN failure_notes n ON n.job_id = a.job_id AND n.attempt = a.attempt" + _TESTS
 )
 
 
@@ -232,7 +235,7 @@ class DashboardSql(DashboardReads):
         rows = await self._run(
             f"{_JOB_ROW} FROM dash_failures f JOIN jobs j ON j.job_id = f.job_id"
             " JOIN attempts a ON a.job_id = f.job_id AND a.attempt = f.attempt"
-            " LEFT JOIN failure_notes n ON n.job_id = a.job_id AND n.attempt = a.attempt"
+            " LEFT JOIN failure_notes n ON n.job_id = a.job_id AND n.attempt = a.attempt" + _TESTS +
             " WHERE f.forge = $1 AND f.repo = $2 AND f.finished_at >= $3 ORDER BY f.finished_at DESC LIMIT $4",
             forge, repo, float(since), limit)
         return [JobRow.from_row(row) for row in rows]

@@ -31,9 +31,10 @@ from orchestrator.store.records import (
     StepRecord,
 )
 from orchestrator.store.states import IgnoreReason, JobState
+from orchestrator.store.testsql import TestReports
 
 
-class Store(DashboardReads, abc.ABC):
+class Store(DashboardReads, TestReports, abc.ABC):
     """The orchestrator's state: see the module docstring for lifetime and concurrency.
 
     The dashboard's reads (and the failure notes nodes write for it) are ``DashboardReads``."""

@@ -38,7 +38,7 @@ class RetentionSql:
                 if not await tx.fetch(f"UPDATE jobs SET attempt = attempt WHERE job_id = $1 AND {_EXPIRED}"
                                       " RETURNING job_id", job_id, older_than):
                     continue
-                for table in ("steps", "attempts", "clone_credentials"):
+                for table in ("steps", "attempts", "clone_credentials", "test_reports"):
                     await tx.execute(f"DELETE FROM {table} WHERE job_id = $1", job_id)
                 await tx.execute("DELETE FROM jobs WHERE job_id = $1", job_id)
                 deleted.append(job_id)

@@ -51,6 +51,7 @@ from orchestrator.store.sqltext import (
     submit_claimed_statement,
 )
 from orchestrator.store.states import IgnoreReason, JobState, ignore_reason
+from orchestrator.store.testsql import TestReportsSql
 from orchestrator.store.tokensql import TokensSql
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,8 @@ class _Phase(enum.Enum):
     CLOSED = "closed"
 
 
-class SqlStore(OutboxSql, HostsSql, TokensSql, CredentialsSql, LeasesSql, RetentionSql, DashboardSql, Store):
+class SqlStore(OutboxSql, HostsSql, TokensSql, CredentialsSql, LeasesSql, RetentionSql, DashboardSql, TestReportsSql,
+               Store):
     """A ``Store`` over a ``Backend``; ``host_stale_after`` (s) is the default for ``HostRecord.alive``."""
 
     def __init__(self, backend: Backend, host_stale_after: float = 30.0) -> None:

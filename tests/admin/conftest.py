@@ -35,6 +35,7 @@ CALLS: dict[str, Call] = {
     "List": lambda s, md: s.List(admin_pb2.ListJobsRequest(limit=1), metadata=md),
     "TailLogs": _tail,
     "Hosts": lambda s, md: s.Hosts(admin_pb2.HostsRequest(), metadata=md),
+    "Schedules": lambda s, md: s.Schedules(admin_pb2.SchedulesRequest(), metadata=md),
     "Submit": lambda s, md: s.Submit(admin_pb2.SubmitRequest(), metadata=md),
     "Cancel": lambda s, md: s.Cancel(admin_pb2.CancelRequest(job_id="job-nope"), metadata=md),
     "Retry": lambda s, md: s.Retry(admin_pb2.RetryRequest(job_id="job-nope"), metadata=md),

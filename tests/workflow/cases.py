@@ -62,7 +62,7 @@ INVALID: dict[str, tuple[str, list[str]]] = {
     'unknown-workflow-child': (
         'workflow {\n  jobs id="a"\n  job id="a" runs_on="b" { step run="x"; }\n}\n',
         [
-            '2:3: workflow: unknown node "jobs" (allowed here: env, job)',
+            '2:3: workflow: unknown node "jobs" (allowed here: env, job, on)',
         ],
     ),
     'job-missing-id': (
@@ -110,7 +110,7 @@ INVALID: dict[str, tuple[str, list[str]]] = {
     'job-unknown-prop': (
         'workflow {\n  job id="a" runs_on="b" image="x" {\n    step run="x"\n  }\n}\n',
         [
-            '2:26: job "a": unknown property "image" (allowed: id, runs_on, timeout)',
+            '2:26: job "a": unknown property "image" (allowed: id, name, runs_on, timeout)',
         ],
     ),
     'empty-job': (
@@ -140,7 +140,7 @@ INVALID: dict[str, tuple[str, list[str]]] = {
     'unknown-job-child': (
         'workflow {\n  job id="a" runs_on="b" {\n    stepp run="x"\n    step run="x"\n  }\n}\n',
         [
-            '3:5: job "a": unknown node "stepp" (allowed here: artifact, cache, env, needs, secret, step)',
+            '3:5: job "a": unknown node "stepp" (allowed here: artifact, cache, env, matrix, needs, report, secret, step)',
         ],
     ),
     'step-without-run': (
@@ -484,3 +484,234 @@ INVALID: dict[str, tuple[str, list[str]]] = {
         ],
     ),
 }
+
+# -- matrices (common/workflow/matrix.py) --
+INVALID.update({
+    'matrix-axis-dup': (
+        'workflow {\n  job id="t" runs_on="x" {\n    matrix {\n      os "a" "b"\n      os "c"\n    }\n    step run="x"\n  }\n}\n',
+        [
+            '5:7: job "t" > matrix: axis "os" is given twice (first at 4:7)',
+        ],
+    ),
+    'matrix-value-dup': (
+        'workflow {\n  job id="t" runs_on="x" {\n    matrix { os "a" "a"; }\n    step run="x"\n  }\n}\n',
+        [
+            '3:21: job "t" > matrix > os: "a" is listed twice (first at 3:17)',
+        ],
+    ),
+    'matrix-no-axes': (
+        'workflow {\n  job id="t" runs_on="x" {\n    matrix\n    step run="x"\n  }\n}\n',
+        [
+            '3:5: job "t" > matrix: matrix has no axes: add one such as os "a" "b"',
+        ],
+    ),
+    'matrix-exclude-unknown-axis': (
+        'workflow {\n  job id="t" runs_on="x" {\n    matrix {\n      os "a" "b"\n      exclude arch="b"\n    }\n    step run="x"\n  }\n}\n',
+        [
+            '5:15: job "t" > matrix > exclude: unknown matrix axis "arch" (axes: os)',
+        ],
+    ),
+    'matrix-exclude-unknown-value': (
+        'workflow {\n  job id="t" runs_on="x" {\n    matrix {\n      os "a" "b"\n      exclude os="c"\n    }\n    step run="x"\n  }\n}\n',
+        [
+            '5:18: job "t" > matrix > exclude: "c" is not a value of axis "os" ("a", "b")',
+        ],
+    ),
+    'matrix-exclude-all': (
+        'workflow {\n  job id="t" runs_on="x" {\n    matrix {\n      os "a"\n      exclude os="a"\n    }\n    step run="x"\n  }\n}\n',
+        [
+            '3:5: job "t" > matrix: exclude removes every combination: nothing would run',
+        ],
+    ),
+    'matrix-include-missing-axis': (
+        'workflow {\n  job id="t" runs_on="x" {\n    matrix {\n      os "a"\n      py "1"\n      include os="b"\n    }\n    step run="x"\n  }\n}\n',
+        [
+            '6:7: job "t" > matrix > include: include must give a value for every axis: missing py',
+        ],
+    ),
+    'matrix-include-existing': (
+        'workflow {\n  job id="t" runs_on="x" {\n    matrix {\n      os "a"\n      include os="a"\n    }\n    step run="x"\n  }\n}\n',
+        [
+            '5:7: job "t" > matrix > include: os="a" is already in the matrix',
+        ],
+    ),
+    'matrix-ref-unknown-axis': (
+        'workflow {\n  job id="t" runs_on="x" {\n    matrix { os "a"; }\n    step run="echo ${{ matrix.python }}"\n  }\n}\n',
+        [
+            '4:14: job "t" > step #1: unknown matrix axis "python" in ${{ matrix.python }} (axes: os)',
+        ],
+    ),
+    'matrix-ref-no-matrix': (
+        'workflow {\n  job id="t" runs_on="x" {\n    step run="echo ${{ matrix.os }}"\n  }\n}\n',
+        [
+            '3:14: job "t" > step #1: ${{ matrix.os }} is used but the job has no matrix',
+        ],
+    ),
+    'matrix-ref-in-id': (
+        'workflow {\n  job id="t" runs_on="x" timeout="${{ matrix.os }}" {\n    matrix { os "a"; }\n    step run="x"\n  }\n}\n',
+        [
+            '2:26: job "t": invalid timeout "${{ matrix.os }}": expected a number with a unit, like 90s, 30m, 2h or 1h30m',
+            '2:34: job "t": matrix values cannot be used here (only in runs_on, name, env values and steps\' name, run and env values)',
+        ],
+    ),
+    'matrix-runs-on-bad-value': (
+        'workflow {\n  job id="t" runs_on="${{ matrix.os }}" {\n    matrix { os "Illumos Stable"; }\n    step run="x"\n  }\n}\n',
+        [
+            '2:14: job "t": runs_on becomes "Illumos Stable" for os="Illumos Stable", not a label: use 1-63 characters of a-z, 0-9, \'.\', \'_\' and \'-\', starting with a letter or digit',
+        ],
+    ),
+    'matrix-two-matrices': (
+        'workflow {\n  job id="t" runs_on="x" {\n    matrix { os "a"; }\n    matrix { os "b"; }\n    step run="x"\n  }\n}\n',
+        [
+            '4:5: job "t" > matrix: a job has one matrix (first at 3:5)',
+        ],
+    ),
+    'matrix-axis-value-number': (
+        'workflow {\n  job id="t" runs_on="x" {\n    matrix { py 3.11; }\n    step run="x"\n  }\n}\n',
+        [
+            '3:17: job "t" > matrix > py: argument 3.11 must be a string, not a number',
+        ],
+    ),
+    'matrix-axis-name-bad': (
+        'workflow {\n  job id="t" runs_on="x" {\n    matrix { "os-name" "a"; }\n    step run="x"\n  }\n}\n',
+        [
+            '3:14: job "t" > matrix: invalid matrix axis name "os-name": use 1-32 letters, digits and \'_\', not starting with a digit',
+        ],
+    ),
+    'matrix-too-many': (
+        'workflow {\n  job id="t" runs_on="x" {\n    matrix {\n      a "0" "1" "2" "3" "4" "5" "6" "7" "8" "9" "10" "11" "12" "13" "14" "15" "16" "17" "18" "19"\n      b "0" "1" "2" "3" "4" "5" "6" "7" "8" "9" "10" "11" "12" "13" "14" "15" "16" "17" "18" "19"\n    }\n    step run="x"\n  }\n}\n',
+        [
+            '3:5: job "t" > matrix: matrix has 400 combinations; the limit is 256 (workflow_limits.max_jobs)',
+        ],
+    ),
+    'matrix-matrix-prop': (
+        'workflow {\n  job id="t" runs_on="x" {\n    matrix fail_fast=true { os "a"; }\n    step run="x"\n  }\n}\n',
+        [
+            '3:12: job "t" > matrix: unknown property "fail_fast" (matrix takes axes as child nodes)',
+        ],
+    ),
+})
+
+# -- report nodes (common/workflow/reports.py) --
+INVALID.update({
+    'report-no-junit': (
+        'workflow {\n  job id="t" runs_on="x" {\n    report\n    step run="x"\n  }\n}\n',
+        [
+            '3:5: job "t" > report: report needs a junit="PATTERN" property (JUnit XML files to read)',
+        ],
+    ),
+    'report-unknown-prop': (
+        'workflow {\n  job id="t" runs_on="x" {\n    report xunit="a.xml"\n    step run="x"\n  }\n}\n',
+        [
+            '3:5: job "t" > report: report needs a junit="PATTERN" property (JUnit XML files to read)',
+            '3:12: job "t" > report: unknown property "xunit" (allowed: junit)',
+        ],
+    ),
+    'report-absolute': (
+        'workflow {\n  job id="t" runs_on="x" {\n    report junit="/tmp/*.xml"\n    step run="x"\n  }\n}\n',
+        [
+            '3:12: job "t" > report: junit pattern "/tmp/*.xml" must be relative to the checkout, not absolute',
+        ],
+    ),
+    'report-dotdot': (
+        'workflow {\n  job id="t" runs_on="x" {\n    report junit="../results/*.xml"\n    step run="x"\n  }\n}\n',
+        [
+            '3:12: job "t" > report: junit pattern "../results/*.xml" must stay inside the checkout (\'..\' is not allowed)',
+        ],
+    ),
+    'report-number': (
+        'workflow {\n  job id="t" runs_on="x" {\n    report junit=1\n    step run="x"\n  }\n}\n',
+        [
+            '3:18: job "t" > report: property "junit" must be a string, not a number',
+        ],
+    ),
+    'report-argument': (
+        'workflow {\n  job id="t" runs_on="x" {\n    report "a.xml"\n    step run="x"\n  }\n}\n',
+        [
+            '3:5: job "t" > report: report needs a junit="PATTERN" property (JUnit XML files to read)',
+            '3:12: job "t" > report: unexpected argument "a.xml" (report takes no arguments)',
+        ],
+    ),
+    'report-children': (
+        'workflow {\n  job id="t" runs_on="x" {\n    report junit="a.xml" {\n      path "b"\n    }\n    step run="x"\n  }\n}\n',
+        [
+            '4:7: job "t" > report: unexpected child node "path" (report takes no children)',
+        ],
+    ),
+    'report-too-many': (
+        'workflow {\n  job id="t" runs_on="x" {\n    report junit="r0.xml"\n    report junit="r1.xml"\n    report junit="r2.xml"\n    report junit="r3.xml"\n    report junit="r4.xml"\n    report junit="r5.xml"\n    report junit="r6.xml"\n    report junit="r7.xml"\n    report junit="r8.xml"\n    report junit="r9.xml"\n    report junit="r10.xml"\n    report junit="r11.xml"\n    report junit="r12.xml"\n    report junit="r13.xml"\n    report junit="r14.xml"\n    report junit="r15.xml"\n    report junit="r16.xml"\n    step run="x"\n  }\n}\n',
+        [
+            '19:5: job "t" > report: a job has at most 16 report nodes',
+        ],
+    ),
+})
+
+# -- on (schedules; common/workflow/schedules.py) --
+INVALID.update({
+    'on-missing-branch': (
+        'workflow {\n  on schedule="0 3 * * *"\n  job id="a" runs_on="b" { step run="x"; }\n}\n',
+        [
+            '2:3: workflow > on: on is missing required property "branch" (on schedule="0 3 * * *" branch="main")',
+        ],
+    ),
+    'on-missing-schedule': (
+        'workflow {\n  on branch="main"\n  job id="a" runs_on="b" { step run="x"; }\n}\n',
+        [
+            '2:3: workflow > on: on is missing required property "schedule" (on schedule="0 3 * * *" branch="main")',
+        ],
+    ),
+    'on-bad-cron': (
+        'workflow {\n  on schedule="0 25 * * *" branch="main"\n  job id="a" runs_on="b" { step run="x"; }\n}\n',
+        [
+            '2:6: workflow > on: invalid schedule "0 25 * * *": hour 25 is out of range 0-23',
+        ],
+    ),
+    'on-four-fields': (
+        'workflow {\n  on schedule="0 3 * *" branch="main"\n  job id="a" runs_on="b" { step run="x"; }\n}\n',
+        [
+            '2:6: workflow > on: invalid schedule "0 3 * *": has 4 fields; cron takes 5: minute hour day-of-month month day-of-week',
+        ],
+    ),
+    'on-never': (
+        'workflow {\n  on schedule="0 0 30 2 *" branch="main"\n  job id="a" runs_on="b" { step run="x"; }\n}\n',
+        [
+            '2:6: workflow > on: invalid schedule "0 0 30 2 *": never fires (no month has such a day)',
+        ],
+    ),
+    'on-bad-branch': (
+        'workflow {\n  on schedule="@daily" branch="-x"\n  job id="a" runs_on="b" { step run="x"; }\n}\n',
+        [
+            '2:24: workflow > on: invalid branch "-x": use 1-200 characters of letters, digits, \'.\', \'_\', \'/\' and \'-\', not starting with \'.\', \'/\' or \'-\'',
+        ],
+    ),
+    'on-dotdot-branch': (
+        'workflow {\n  on schedule="@daily" branch="a..b"\n  job id="a" runs_on="b" { step run="x"; }\n}\n',
+        [
+            '2:24: workflow > on: invalid branch "a..b": is not a valid git branch name (\'..\', \'//\', \'/.\', or a trailing \'/\', \'.\' or \'.lock\')',
+        ],
+    ),
+    'on-unknown-prop': (
+        'workflow {\n  on schedule="@daily" branch="main" push=true\n  job id="a" runs_on="b" { step run="x"; }\n}\n',
+        [
+            '2:38: workflow > on: unknown property "push" (allowed: schedule, branch)',
+        ],
+    ),
+    'on-twice': (
+        'workflow {\n  on schedule="@daily" branch="main"\n  on schedule="@daily" branch="main"\n  job id="a" runs_on="b" { step run="x"; }\n}\n',
+        [
+            '3:3: workflow > on: this schedule is given twice',
+        ],
+    ),
+    'on-argument': (
+        'workflow {\n  on "nightly" schedule="@daily" branch="main"\n  job id="a" runs_on="b" { step run="x"; }\n}\n',
+        [
+            '2:6: workflow > on: unexpected argument "nightly" (on takes no arguments)',
+        ],
+    ),
+    'on-step-range': (
+        'workflow {\n  on schedule="*/0 * * * *" branch="main"\n  job id="a" runs_on="b" { step run="x"; }\n}\n',
+        [
+            '2:6: workflow > on: invalid schedule "*/0 * * * *": minute field \'*/0\': step \'0\' must be a positive number',
+        ],
+    ),
+})

@@ -51,3 +51,10 @@ def test_mutated_workflow_never_crashes(workflow, data):
     cut = data.draw(st.integers(0, 5))
     insert = data.draw(st.one_of(st.just(""), TOKENS))
     _check(text[:at] + insert + text[at + cut :])
+
+
+def test_a_slashdashed_children_block_is_no_children():
+    # Found by test_mutated_workflow_never_crashes: kdl-py gives such a node no list of children at all.
+    workflow = parse_workflow('workflow {\n  job id="a" runs_on="b" {\n    step run="x" /-{\n      env B=""\n    }\n  }\n}\n',
+                              "f.kdl")
+    assert workflow.jobs[0].steps[0].env == ()

@@ -7,7 +7,7 @@ import string
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from common.workflow import Job, Step, Workflow, parse_workflow, render_workflow
+from common.workflow import Job, Schedule, Step, Workflow, parse_workflow, render_workflow
 
 IDS = st.from_regex(r"[a-z0-9][a-z0-9._-]{0,20}", fullmatch=True)
 ENV_NAMES = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,12}", fullmatch=True)
@@ -19,13 +19,14 @@ TEXT = st.text(
         st.characters(codec="utf-8", exclude_categories=("Cs",)),
     ),
     max_size=40,
-)
+# ${{ matrix.AXIS }} is a matrix reference, an error in a job without a matrix (tests/workflow/test_matrix.py).
+).filter(lambda s: "${{" not in s)
 SCRIPTS = TEXT.filter(lambda s: s.strip() != "")
 SINGLE_LINE = st.text(
     alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")) | st.sampled_from('"\\#'),
     min_size=1,
     max_size=30,
-).filter(lambda s: s.strip() and "\n" not in s and "\r" not in s)
+).filter(lambda s: s.strip() and "\n" not in s and "\r" not in s and "${{" not in s)
 # Up to the default limit of 24 h (workflow_limits.max_timeout).
 DURATIONS = st.one_of(st.none(), st.integers(1, 86400).map(float), st.integers(1, 10**7).map(lambda ms: ms / 1000))
 WORKDIRS = st.one_of(
@@ -34,6 +35,12 @@ WORKDIRS = st.one_of(
     .map("/".join)
     .filter(lambda p: p.strip() and ".." not in p.split("/")),
 )
+
+
+# Job names, schedules (issue 25): ${{ matrix.* }} is not allowed in a job without a matrix.
+NAMES = SINGLE_LINE
+CRONS = st.sampled_from(["0 3 * * *", "*/15 9-17 * * mon-fri", "@daily", "30 2 1,15 * *"])
+BRANCHES = st.sampled_from(["main", "release/1.x", "feature/a_b-c", "v2.0", "_x"])
 
 
 def _env():
@@ -73,9 +80,13 @@ def workflows(draw) -> Workflow:
                 timeout=draw(DURATIONS),
                 needs=tuple(needs),
                 secrets=tuple(secrets),
+                name=draw(st.one_of(st.none(), NAMES)),
+                reports=tuple(draw(st.lists(WORKDIRS.filter(lambda p: p is not None), unique=True, max_size=2))),
             )
         )
-    return Workflow(jobs=tuple(jobs), name=draw(st.one_of(st.none(), SINGLE_LINE)), env=workflow_env)
+    schedules = draw(st.lists(st.builds(Schedule, cron=CRONS, branch=BRANCHES), unique=True, max_size=2))
+    return Workflow(jobs=tuple(jobs), name=draw(st.one_of(st.none(), SINGLE_LINE)), env=workflow_env,
+                    schedules=tuple(schedules))
 
 
 # 100 random workflows per property keep the file fast in CI; a one-off run of

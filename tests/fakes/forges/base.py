@@ -104,6 +104,7 @@ class FakeForge(LoopbackFake):
     files: dict[tuple[str, str, str], str | bytes] = field(default_factory=dict)  # (repo, sha, path) -> text
     any_sha_files: dict[tuple[str, str], str] = field(default_factory=dict)  # (repo, path) -> text at every sha
     statuses: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)  # (repo, sha, body)
+    branches: dict[tuple[str, str], str] = field(default_factory=dict)  # (repo, branch) -> head sha
     arrived: list[tuple[str, str]] = field(default_factory=list)  # (method, path) of every request, on arrival
     hooks: list[tuple[str, str, Callable[[], Awaitable[None] | None]]] = field(default_factory=list)
 
@@ -119,6 +120,11 @@ class FakeForge(LoopbackFake):
             return refused if refused is not None else await handler(request)
 
         return checked
+
+    def requested_branch(self, request: web.Request) -> tuple[str, str, str | None]:
+        """(repo, branch, head sha or None) of a ``.../branches/{branch}`` call."""
+        repo, branch = repo_of(request), request.match_info["branch"]
+        return repo, branch, self.branches.get((repo, branch))
 
     def put_file(self, repo: str, sha: str, text: str | bytes, path: str = ".solstice/workflow.kdl") -> None:
         self.files[(repo, sha, path)] = text

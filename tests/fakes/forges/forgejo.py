@@ -26,6 +26,7 @@ class FakeForgejo(FakeForge):
 
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/api/v1/repos/{owner}/{repo}/contents/{path:.+}", self.authed(self._contents))
+        app.router.add_get("/api/v1/repos/{owner}/{repo}/branches/{branch:.+}", self.authed(self._branch))
         app.router.add_post("/api/v1/repos/{owner}/{repo}/statuses/{sha}", self.authed(self._create_status))
 
     def statuses_of(self, context: str) -> list[str]:
@@ -35,6 +36,15 @@ class FakeForgejo(FakeForge):
         if request.headers.get("Authorization") != f"token {self.token}":
             return json_error(401, "token is required", url=f"{self.url}/api/swagger")
         return None
+
+    async def _branch(self, request: web.Request) -> web.Response:
+        # Forgejo's Branch object, trimmed to what a client reads (name, commit.id, protected).
+        repo, branch, sha = self.requested_branch(request)
+        if sha is None:
+            return web.json_response({"errors": [f"branch does not exist [name: {branch}]"], "message": "GetBranch",
+                                      "url": f"{self.url}/api/swagger"}, status=404)
+        return web.json_response({"name": branch, "protected": False,
+                                  "commit": {"id": sha, "url": f"{self.url}/{repo}/commit/{sha}"}})
 
     async def _contents(self, request: web.Request) -> web.Response:
         wanted = self.requested_file(request)

@@ -90,6 +90,7 @@ class FakeGitHub(FakeForge):
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/app/installations/{installation}/access_tokens", self._access_token)
         app.router.add_get("/repos/{owner}/{repo}/contents/{path:.+}", self.authed(self._contents))
+        app.router.add_get("/repos/{owner}/{repo}/branches/{branch:.+}", self.authed(self._branch))
         app.router.add_post("/repos/{owner}/{repo}/check-runs", self.authed(self._create_check_run))
         app.router.add_patch("/repos/{owner}/{repo}/check-runs/{id}", self.authed(self._update_check_run))
         app.router.add_get("/repos/{owner}/{repo}/commits/{ref}/check-runs", self.authed(self._list_check_runs))
@@ -184,6 +185,18 @@ class FakeGitHub(FakeForge):
             url=f"{self.url}/repos/{wanted.repo}/contents/{wanted.path}?ref={wanted.ref}",
         )
         return web.json_response(answer)
+
+    async def _branch(self, request: web.Request) -> web.Response:
+        # "Get a branch": the documented answer, trimmed to what a client reads (name, commit, protected).
+        repo, branch, sha = self.requested_branch(request)
+        if sha is None:
+            return json_error(404, "Branch not found", documentation_url=f"{DOCS}/branches/branches#get-a-branch")
+        return web.json_response({
+            "name": branch, "protected": False,
+            "commit": {"sha": sha, "url": f"{self.url}/repos/{repo}/commits/{sha}"},
+            "_links": {"self": f"{self.url}/repos/{repo}/branches/{branch}",
+                       "html": f"https://github.com/{repo}/tree/{branch}"},
+        })
 
     # -- checks and statuses -------------------------------------------------
 
