@@ -37,7 +37,7 @@ PIP = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
 LIST = ("import importlib.metadata as m, json; "
         "print(json.dumps([(d.name, d.version, d.requires or []) for d in m.distributions()]))")
 SERVER_ONLY = {"asyncpg", "aio-pika", "aiormq", "aiohttp", "aiosqlite", "cryptography", "kdl-py", "zstandard",
-               "jsonschema", "defusedxml", "prometheus-client"}
+               "jsonschema", "prometheus-client"}
 
 
 def _build_wheel(out: Path) -> Path:
