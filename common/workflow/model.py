@@ -56,6 +56,7 @@ class Job:
     timeout: float | None = None  # seconds
     needs: tuple[str, ...] = ()
     secrets: tuple[str, ...] = ()
+    required: bool = True  # counts towards the commit's greenness (integration.greenness)
 
 
 @dataclass(frozen=True, slots=True)

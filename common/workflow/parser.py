@@ -24,7 +24,7 @@ from common.workflow.values import BOOLEAN, STRING, typed
 DEFAULT_PATH = Path(".solstice/workflow.kdl")
 
 _WORKFLOW_PROPS = {"name": STRING}
-_JOB_PROPS = {"id": STRING, "runs_on": STRING, "timeout": STRING}
+_JOB_PROPS = {"id": STRING, "runs_on": STRING, "timeout": STRING, "required": BOOLEAN}
 _STEP_PROPS = {
     "name": STRING,
     "run": STRING,
@@ -198,6 +198,7 @@ class _Checker(NodeChecker):
                 timeout=timeout,
                 needs=tuple(needs),
                 secrets=tuple(secrets),
+                required=bool(found.get("required", (True, 0))[0]),
             )
         draft_secrets = tuple(_Secret(name, offset) for name, offset in secrets.items())
         return _JobDraft(job, job_id, path, node.start, id_start, draft_needs, draft_secrets)
