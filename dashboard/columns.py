@@ -59,3 +59,11 @@ class ColumnSource(Protocol):
     async def results(self, forge: str, repo: str, shas: Sequence[str]) -> Mapping[str, Sequence[ExternalResult]]:
         """The results for each of ``shas`` (commits it has none for may be absent)."""
         ...
+
+
+class RefNotes(Protocol):
+    """A column source that also has a line or two to say above a branch's matrix (greenness: its last green)."""
+
+    async def ref_notes(self, forge: str, repo: str, ref: str) -> Sequence[str]:
+        """Plain-text lines (escaped when shown); ``ColumnUnavailable`` when it cannot answer."""
+        ...

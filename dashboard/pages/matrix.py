@@ -30,6 +30,7 @@ class MatrixView:
     problems: Sequence[str]  # column sources that could not answer
     older: int | None  # first_seq to page on from, None on the last page
     paged: bool  # not the newest page
+    notes: Sequence[str] = ()  # column sources' lines about the branch (greenness: its last green commit)
 
 
 def cell_state(job: JobRow) -> str:
@@ -129,6 +130,7 @@ def render(view: MatrixView, links: ForgeLinks, viewer: Viewer, now: datetime) -
     legend = " ".join(f'<span class="st st-{s}"><span class="ic" aria-hidden="true">{ICONS[s]}</span> {s}</span>'
                       for s in LEGEND)
     problems = "".join(f'<p class="notice">{e(p)}</p>' for p in view.problems)
+    problems += "".join(f'<p class="ref-note">{e(n)}</p>' for n in view.notes)
     forge_url = links.repo(view.forge, view.repo)
     on_forge = f' <a class="muted" href="{e(forge_url)}" rel="noreferrer">on {e(view.forge)}</a>' if forge_url else ""
     table = (f'<div class="scroll tips"><table class="matrix"><caption>Commits of {e(ref_name(view.ref))}, newest first'

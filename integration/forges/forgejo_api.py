@@ -8,7 +8,7 @@ from typing import Any
 from integration.errors import ForgeAuthError
 from integration.events import Repo
 from integration.forges.github_api import decode_contents, repo_path
-from integration.forges.http import ForgeHttp, api_url
+from integration.forges.http import ForgeHttp, Response, api_url
 
 USER_AGENT = "solstice-ci"
 DESCRIPTION_LIMIT = 1000  # Forgejo stores TEXT; keep the status list readable
@@ -52,6 +52,12 @@ class ForgejoClient:
         if answer.status == 404:
             return None
         return decode_contents(answer.body, what)
+
+    async def get(self, repo: Repo, *segments: str, what: str, allow: tuple[int, ...] = (),
+                  deadline: float | None = None, query: dict[str, str] | None = None) -> Response:
+        """``GET /repos/<repo>/<segments...>`` (each segment quoted whole), for readers elsewhere (greenness)."""
+        return await self.http.request("GET", api_url(self.api_url, "repos", *repo_path(repo), *segments, query=query),
+                                       what=what, headers=self._headers, allow=allow, deadline=deadline)
 
     async def set_status(self, repo: Repo, sha: str, status: CommitStatus, deadline: float | None = None) -> None:
         await self.http.request(

@@ -25,7 +25,7 @@ from common.workflow import Workflow
 from integration.errors import StoreError
 from integration.events import BuildRequested, Repo
 from integration.greenness.model import SUCCEEDED, TERMINAL_STATES, WHOLE, JobRecord, QueueKey, Transition
-from integration.greenness.selection import Plan, full, plan
+from integration.greenness.selection import Changes, Plan, full, plan
 from integration.greenness.settings import GreennessSettings
 from integration.greenness.store import SqlGreennessStore
 
@@ -36,9 +36,8 @@ STORE_PAUSE = (0.5, 30.0)  # first and longest pause before an event is put back
 
 
 class ChangeSource(Protocol):
-    async def changed_paths(self, repo: Repo, base: str, head: str, deadline: float | None = None
-                            ) -> list[str] | None:
-        """The paths changed from ``base`` to ``head``; None when ``base`` is not an ancestor of ``head``."""
+    async def changes(self, repo: Repo, base: str, head: str, deadline: float | None = None) -> Changes:
+        """The paths changed from ``base`` to ``head``, and whether ``base`` is an ancestor of ``head``."""
 
 
 def queue_of(build: BuildRequested) -> QueueKey:
@@ -116,8 +115,8 @@ class GreennessRecorder:
         base = state.last_green.sha if state.last_green else ""
         if base == build.sha:
             return full("the head is the last green commit")
-        changed = await source.changed_paths(build.repo, base, build.sha, deadline) if base else []
-        return plan(projects, keys, base, changed, build.sha)
+        changes = await source.changes(build.repo, base, build.sha, deadline) if base else None
+        return plan(projects, keys, base, changes, build.sha)
 
     async def record(self, queue: QueueKey, sha: str, job: str, run_id: str, attempt: int, state: str,
                      reason: str = "") -> list[Transition]:

@@ -24,6 +24,15 @@ SHOWN_PATHS = 3
 
 
 @dataclass(frozen=True, slots=True)
+class Changes:
+    """What a forge says changed from one commit to another."""
+
+    paths: tuple[str, ...]
+    ancestor: bool = True  # the older commit is an ancestor of the newer
+    complete: bool = True  # every changed path is listed (GitHub lists at most 300)
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     """What to run for one head: ``carry`` (job keys) come from ``base``; ``why`` is recorded with the commit."""
 
@@ -75,15 +84,18 @@ def owners(projects: Mapping[str, ProjectSettings], path: str) -> set[str]:
     return {name for name, p in projects.items() if any(matches(g, path) for g in p.paths)}
 
 
-def plan(projects: Mapping[str, ProjectSettings], jobs: Iterable[str], base: str, changed: Sequence[str] | None,
+def plan(projects: Mapping[str, ProjectSettings], jobs: Iterable[str], base: str, changes: Changes | None,
          head: str) -> Plan:
-    """The plan for ``head`` with ``changed`` paths since ``base`` (None: ``base`` is not an ancestor)."""
+    """The plan for ``head`` with the ``changes`` since ``base``."""
     if not projects:
         return full("no projects are configured")
-    if not base:
+    if not base or changes is None:
         return full("the queue has no green commit yet")
-    if changed is None:
+    if not changes.ancestor:
         return full(f"the last green commit {base[:12]} is not an ancestor of {head[:12]} (history rewritten?)")
+    if not changes.complete:
+        return full(f"the forge does not list every path changed since {base[:12]}")
+    changed = changes.paths
     affected: set[str] = set()
     loose: list[str] = []
     for path in changed:

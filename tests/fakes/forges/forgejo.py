@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
@@ -19,6 +19,9 @@ class FakeForgejo(FakeForge):
 
     fixtures: Path = Path()
     token: str = "forgejo-token"
+    # The commit graph the compare and branch endpoints answer from (``commit``, ``set_branch``).
+    graph: dict[tuple[str, str], tuple[tuple[str, ...], tuple[str, ...]]] = field(default_factory=dict)
+    branches: dict[tuple[str, str], str] = field(default_factory=dict)  # (repo, branch) -> sha
 
     def __post_init__(self) -> None:
         self._status = load_schema(self.fixtures / "schemas" / "create-status-option.json")
@@ -27,6 +30,53 @@ class FakeForgejo(FakeForge):
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/api/v1/repos/{owner}/{repo}/contents/{path:.+}", self.authed(self._contents))
         app.router.add_post("/api/v1/repos/{owner}/{repo}/statuses/{sha}", self.authed(self._create_status))
+        app.router.add_get("/api/v1/repos/{owner}/{repo}/compare/{basehead}", self.authed(self._compare))
+        app.router.add_get("/api/v1/repos/{owner}/{repo}/branches/{branch}", self.authed(self._branch))
+
+    def commit(self, repo: str, sha: str, parents: tuple[str, ...] = (), files: tuple[str, ...] = ()) -> None:
+        """Add commit ``sha`` of ``repo`` with its parents and the paths it changed."""
+        self.graph[(repo, sha)] = (parents, files)
+
+    def set_branch(self, repo: str, branch: str, sha: str) -> None:
+        self.branches[(repo, branch)] = sha
+
+    def _ancestors(self, repo: str, sha: str) -> set[str]:
+        seen: set[str] = set()
+        todo = [sha]
+        while todo:
+            current = todo.pop()
+            if current in seen or (repo, current) not in self.graph:
+                continue
+            seen.add(current)
+            todo.extend(self.graph[(repo, current)][0])
+        return seen
+
+    def _api_commit(self, repo: str, sha: str) -> dict[str, object]:
+        parents, files = self.graph[(repo, sha)]
+        url = f"{self.url}/api/v1/repos/{repo}/git/commits/{sha}"
+        return {"sha": sha, "url": url, "html_url": f"{self.url}/{repo}/commit/{sha}", "created": "2024-01-01T00:00:00Z",
+                "commit": {"message": f"commit {sha[:7]}", "url": url},
+                "parents": [{"sha": p, "url": f"{self.url}/api/v1/repos/{repo}/git/commits/{p}"} for p in parents],
+                "files": [{"filename": f, "status": "modified"} for f in files]}
+
+    async def _compare(self, request: web.Request) -> web.Response:
+        """Forgejo's ``GET /repos/{owner}/{repo}/compare/{base}...{head}``: the commits of head not in base."""
+        repo = f"{request.match_info['owner']}/{request.match_info['repo']}"
+        base, sep, head = request.match_info["basehead"].partition("...")
+        if not sep or (repo, base) not in self.graph or (repo, head) not in self.graph:
+            return json_error(404, "GetCommit", url=f"{self.url}/api/swagger")
+        shown = sorted(self._ancestors(repo, head) - self._ancestors(repo, base))
+        return web.json_response({"total_commits": len(shown), "commits": [self._api_commit(repo, c) for c in shown]})
+
+    async def _branch(self, request: web.Request) -> web.Response:
+        repo = f"{request.match_info['owner']}/{request.match_info['repo']}"
+        sha = self.branches.get((repo, request.match_info["branch"]))
+        if sha is None:
+            return json_error(404, "branch does not exist", url=f"{self.url}/api/swagger")
+        return web.json_response({"name": request.match_info["branch"], "protected": False,
+                                  "commit": {"id": sha, "message": f"commit {sha[:7]}",
+                                             "url": f"{self.url}/{repo}/commit/{sha}",
+                                             "timestamp": "2024-01-01T00:00:00Z"}})
 
     def statuses_of(self, context: str) -> list[str]:
         return [body["state"] for _, _, body in self.statuses if body.get("context") == context]
