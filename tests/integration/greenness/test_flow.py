@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import json
+import os
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -10,7 +14,7 @@ from typing import Any
 import pytest
 
 from common.rpc import jobs_pb2
-from integration.greenness.settings import GreennessSettings, ProjectSettings, QueueSettings
+from integration.greenness.settings import GreennessSettings, HookSettings, ProjectSettings, QueueSettings
 from tests.integration.greenness.flow import REF, REPO, Flow
 from tests.integration.stack import IntegrationStack, RabbitQueue
 
@@ -28,7 +32,16 @@ SETTINGS = GreennessSettings(
     queues={"develop": QueueSettings(repo=f"forgejo:{REPO}", ref=REF, poll_interval=3600)},
     projects={"web": ProjectSettings(repo=f"forgejo:{REPO}", paths=("web/**",), jobs=("web-test",)),
               "api": ProjectSettings(repo=f"forgejo:{REPO}", paths=("api/**", "proto/*.proto"), jobs=("api-test",))},
+    hooks={"note": HookSettings(command=(sys.executable, "-c", "pass"), projects=("",))},
 )
+CIADM = os.path.join(os.path.dirname(sys.executable), "ciadm")
+
+
+async def ciadm(*args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(CIADM, *args, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE, env={**os.environ, "HOME": "/nonexistent"})
+    out, err = await proc.communicate()
+    return proc.returncode or 0, out.decode(), err.decode()
 
 
 @pytest.fixture
@@ -125,3 +138,29 @@ async def test_the_api_refuses_bad_names_and_says_unknown_queues(flow: Flow):
     assert status == 404 and "no commit" in doc["detail"]
     status, svg = await flow.get("/api/v1/queues/forgejo/nobody/nothing/main/badge.svg")
     assert status == 200 and "no data" in svg
+
+
+async def test_ciadm_shows_last_green_and_the_hooks_delivery_log(flow: Flow):
+    a, b = sha("ca"), sha("cb")
+    flow.commit(a, (), ("README",), "build")
+    flow.commit(b, (a,), ("README",), "build")
+    for commit, outcome in ((a, OK), (b, FAIL)):
+        await flow.push(commit)
+        await flow.take()
+        await flow.finish(commit, {"build": outcome}, reason="" if outcome == OK else "exit status 2")
+    await flow.greenness.round()  # delivers the hooks
+    url = flow.stack.url
+    code, out, err = await ciadm("last-green", "--integration", url, f"forgejo:{REPO}", "develop")
+    assert code == 0, err
+    assert f"last green: {a}" in out and f"newest:     {b} not green, degree 1.00" in out
+    assert "build failed: exit status 2" in out and "became green" in out
+    code, out, _ = await ciadm("last-green", "--json", "--integration", url, f"forgejo:{REPO}", REF)
+    assert json.loads(out)["last_green"]["sha"] == a
+    code, out, err = await ciadm("hooks", "--integration", url)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].split()[:4] == ["HOOK", "QUEUE", "#", "STATE"]
+    assert [line.split()[2:4] for line in lines[1:]] == [["2", "not-green"], ["1", "green"]]
+    assert all(line.split()[5:7] == ["delivered", "1"] for line in lines[1:])
+    code, _, err = await ciadm("last-green", "--integration", url, "forgejo:nobody/nothing", "main")
+    assert code == 1 and "no commit of forgejo:nobody/nothing:refs/heads/main is known" in err
