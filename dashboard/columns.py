@@ -38,6 +38,7 @@ class ExternalResult:
     state: str  # one of RESULT_STATES
     url: str = ""  # details or artifact link; only http(s) links are shown
     summary: str = ""  # shown on hover/focus
+    label: str = ""  # a few characters shown in the cell beside the state's icon (greenness: the degree)
 
     def __post_init__(self) -> None:
         if self.state not in RESULT_STATES:

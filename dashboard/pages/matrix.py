@@ -73,7 +73,8 @@ def job_cell(job: JobRow, now: datetime) -> str:
 
 def external_cell(result: ExternalResult) -> str:
     tip = f"{result.column}: {result.state}" + (f" · {result.summary}" if result.summary else "")
-    inner = (f'<span class="ic" aria-hidden="true">{ICONS[result.state]}</span>'
+    label = f' <span class="lbl" aria-hidden="true">{e(result.label[:8])}</span>' if result.label else ""
+    inner = (f'<span class="ic" aria-hidden="true">{ICONS[result.state]}</span>{label}'
              f'<span class="tip" aria-hidden="true">{e(tip)}</span>')
     if result.safe_url:
         inner = f'<a href="{e(result.safe_url)}" rel="noreferrer noopener" aria-label="{e(tip)}">{inner}</a>'

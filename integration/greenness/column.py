@@ -40,7 +40,8 @@ class GreennessColumn:
             summary = f"degree {degree}" + "".join(f" · {r}" for r in v.verdict.reasons[:3])
             if v.verdict.carried_from:
                 summary += f" · carried from {v.verdict.carried_from[:12]}"
-            found[v.sha] = [ExternalResult(COLUMN, CELL_STATES[v.verdict.status], self._url(v.queue), summary)]
+            label = "" if v.verdict.degree is None else f"{v.verdict.degree:.2f}"
+            found[v.sha] = [ExternalResult(COLUMN, CELL_STATES[v.verdict.status], self._url(v.queue), summary, label)]
         return found
 
     async def ref_notes(self, forge: str, repo: str, ref: str) -> Sequence[str]:
