@@ -156,6 +156,10 @@ class Integration(StartClose):
         await self.greenness.start()
         # The build path's calls into greenness: the (queue, head) dedupe, expected jobs, incremental selection.
         self.service.greenness = self.greenness.recorder
+        if self.external is not None:
+            # Out-of-tree results that config names as required count towards their commit's degree.
+            for sink in self.external.local_sinks:
+                sink.completed = self.greenness.recorder.external_result
 
     def _clone_rules(self, forge_url: str) -> CloneRules:
         # A forge reached over plain http hands out http clone URLs; trusting

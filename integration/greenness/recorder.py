@@ -24,6 +24,8 @@ from common.rpc import jobs_pb2
 from common.workflow import Workflow
 from integration.errors import StoreError
 from integration.events import BuildRequested, Repo
+from integration.external.read import job_of
+from integration.external.records import ResultRecord
 from integration.greenness.model import SUCCEEDED, TERMINAL_STATES, WHOLE, JobRecord, QueueKey, Transition
 from integration.greenness.selection import Changes, Plan, full, plan
 from integration.greenness.settings import GreennessSettings
@@ -134,6 +136,14 @@ class GreennessRecorder:
             if run_id:
                 made += len(await self.record(queue, sha, EXTERNAL_PREFIX + column, run_id, 1 << 30, state, reason))
         return made
+
+    async def external_result(self, record: ResultRecord) -> None:
+        """A completed out-of-tree result (``LocalSink.completed``): counted where config requires its column."""
+        column = job_of(record).column
+        state = SUCCEEDED if record.conclusion == "success" else "failed"
+        upstream = record.trusted.upstream
+        await self.record_external(upstream.forge.value, upstream.name, record.trusted.sha, column, state,
+                                   "" if state == SUCCEEDED else f"concluded {record.conclusion or 'without a conclusion'}")
 
     async def _settle(self, queue: QueueKey, sha: str) -> list[Transition]:
         made = await self.store.settle(queue, sha, self.clock(), self.settings.incomplete_after, self.hooks_for)

@@ -126,3 +126,21 @@ async def test_a_repeated_head_is_one_commit_of_its_queue(gstore: SqlGreennessSt
 def runner_build(commit: str, ref: str = "refs/heads/main"):
     from tests.integration.greenness.support import build
     return build(commit, ref)
+
+
+async def test_required_external_results_count_towards_the_degree(gstore: SqlGreennessStore, clock: Clock):
+    column = "external / lab/riscv-ci / boot"
+    settings = GreennessSettings(enabled=True, queues={"main": QueueSettings(
+        repo="forgejo:acme/app", ref="refs/heads/main", external_required=(column,))})
+    runner = make_runner(gstore, clock, settings)
+    c1, c2 = sha("x1"), sha("x2")
+    for c in (c1, c2):
+        await runner.push(c, workflow("build"))
+        await runner.finish(c, {"build": OK})
+    assert (await gstore.scope_state(QUEUE)).last_green is None  # the lab has not reported
+    assert await runner.recorder.record_external("forgejo", "acme/app", c1, column, OK) == 1
+    assert await runner.recorder.record_external("forgejo", "acme/app", c2, column, FAIL, "concluded failure") == 1
+    state = await gstore.scope_state(QUEUE)
+    assert state.last_green and state.last_green.sha == c1
+    assert state.head and state.head.verdict.reasons == (f"external:{column} failed: concluded failure",)
+    assert await runner.recorder.record_external("forgejo", "acme/app", sha("unknown"), column, OK) == 0
