@@ -7,13 +7,15 @@ A ``dashboard.columns.ColumnSource`` (``results``) and a ``RefNotes``
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 
 from dashboard.columns import ColumnUnavailable, ExternalResult
 from integration.errors import StoreError
 from integration.greenness.model import WHOLE, QueueKey, Status
-from integration.greenness.store import SqlGreennessStore
+from integration.greenness.store import Delivery, SqlGreennessStore
 
 COLUMN = "greenness"
+HOOK_LOG = 200  # deliveries of the queue looked at for the hook lines
 CELL_STATES = {Status.GREEN: "succeeded", Status.NOT_GREEN: "failed", Status.INCOMPLETE: "errored",
                Status.PENDING: "running"}
 
@@ -60,9 +62,29 @@ class GreennessColumn:
                     continue
                 now = "green" if state.green else "not green now"
                 lines.append(f"Last green of {what}: {state.last_green.sha[:12]} ({now})")
-            return lines
+            return lines + await self._hook_notes(queue)
         except StoreError as err:
             raise ColumnUnavailable(str(err)) from err
+
+    async def _hook_notes(self, queue: QueueKey) -> list[str]:
+        """Per hook that followed the queue: its newest delivery, and the oldest one still waiting."""
+        latest: dict[str, Delivery] = {}
+        waiting: dict[str, Delivery] = {}
+        for d in await self.store.deliveries("", HOOK_LOG, queue.text):
+            latest.setdefault(d.hook, d)
+            if d.state != "delivered":
+                waiting[d.hook] = d  # newest first: the last one seen is the oldest waiting
+        lines = []
+        for hook, d in sorted(latest.items()):
+            line = f"Hook {hook}: transition {d.number} {d.state}"
+            if d.delivered_at:
+                line += f" at {datetime.fromtimestamp(d.delivered_at, UTC):%Y-%m-%d %H:%M:%SZ}"
+            stuck = waiting.get(hook)
+            if stuck is not None:
+                line += (f"; transition {stuck.number} waits after {stuck.attempts} attempt(s)"
+                         + (f": {stuck.last_error[:120]}" if stuck.last_error else ""))
+            lines.append(line)
+        return lines
 
     def _url(self, queue: QueueKey) -> str:
         if not self.api_url:

@@ -1,7 +1,7 @@
 """Greenness of the seeded branch (tests/dashboard/support.py), written through the real recorder.
 
     github acme/widgets main: C1 green (degree 0), C2 not green (test failed, lint cancelled: degree 2/3),
-    C3 pending (jobs still running)
+    C3 pending (jobs still running); hook "deploy" owes transitions 1 (green at C1) and 2 (not green at C2)
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from common.workflow.parser import parse_workflow
 from integration.events import BuildRequested, Forge, Repo
 from integration.greenness.model import QueueKey
 from integration.greenness.recorder import GreennessRecorder
-from integration.greenness.settings import GreennessSettings
+from integration.greenness.settings import GreennessSettings, HookSettings
 from integration.greenness.store import SqliteGreennessStore
 from integration.jobs import job_requests
 from tests.dashboard.support import C1, C2, C3
@@ -29,7 +29,9 @@ async def seed_greenness(path: Path) -> None:
     store = SqliteGreennessStore(path)
     await store.open()
     try:
-        recorder = GreennessRecorder(GreennessSettings(enabled=True), store)
+        # A hook the served node does not know: its deliveries wait, and the matrix says so.
+        settings = GreennessSettings(enabled=True, hooks={"deploy": HookSettings(command=("/bin/true",))})
+        recorder = GreennessRecorder(settings, store)
         outcomes = {C1: {"build": "succeeded", "test": "succeeded", "lint": "succeeded"},
                     C2: {"build": "succeeded", "test": "failed", "lint": "cancelled"},
                     C3: {"build": "succeeded"}}

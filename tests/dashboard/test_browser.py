@@ -272,7 +272,10 @@ def test_the_matrix_shows_each_commits_degree_and_the_last_green(browser: webdri
                                                                   tmp_path: Path) -> None:
     node, _ = site
     browser.get(node.url + "/github/acme/widgets")
-    assert text(browser, "p.ref-note") == f"Last green of main: {C1[:12]} (not green now)"
+    notes = texts(browser, "p.ref-note")
+    assert notes[0] == f"Last green of main: {C1[:12]} (not green now)"
+    # the hook's delivery log in brief: the node does not know the hook, so transition 1 waits with the reason
+    assert notes[1].startswith("Hook deploy: transition 2 pending; transition 1 waits after"), notes
     cells = browser.execute_script("""
         const names = [...document.querySelectorAll('table.matrix thead th .col')].map(e => e.textContent);
         const column = names.indexOf('greenness');

@@ -304,11 +304,12 @@ class SqlGreennessStore(SqlSeenStore):
                         "UPDATE greenness_deliveries SET attempts = ?, next_at = ?, last_error = ? WHERE id = ?",
                         attempts, next_at, error[:1000], delivery_id)
 
-    async def deliveries(self, hook: str = "", limit: int = 50) -> list[Delivery]:
-        """The delivery log, newest first (of one hook, when given)."""
+    async def deliveries(self, hook: str = "", limit: int = 50, queue: str = "") -> list[Delivery]:
+        """The delivery log, newest first (of one hook, of one queue, when given)."""
         rows = await self._rows("cannot read the hook deliveries",
                                 f"SELECT {DELIVERY_COLUMNS} FROM greenness_deliveries WHERE (? = '' OR hook = ?) "
-                                "ORDER BY created_at DESC, n DESC LIMIT ?", hook, hook, limit)
+                                "AND (? = '' OR queue = ?) ORDER BY created_at DESC, n DESC LIMIT ?",
+                                hook, hook, queue, queue, limit)
         return [records.delivery(r) for r in rows]
 
 
