@@ -7,16 +7,19 @@ branch's head: ``GET /repos/{o}/{r}/branches/{name}``.
 
 GitHub: ``GET /repos/{o}/{r}/compare/{base}...{head}`` says ``status``
 (ahead / identical: an ancestor; behind / diverged: not) and lists at most
-300 files. A ref's head: ``GET /repos/{o}/{r}/commits/{ref}``.
+300 files. A ref's head: ``GET /repos/{o}/{r}/commits/{ref}``, as the App's
+installation on the repository (``GET /repos/{o}/{r}/installation`` with the App's JWT).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from integration.errors import ForgeUnavailable
 from integration.events import Repo
-from integration.forges.http import Response
+from integration.forges.github_app import GitHubAppAuth, github_headers
+from integration.forges.http import ForgeHttp, Response, api_url
 from integration.greenness.selection import Changes
 
 GITHUB_FILE_LIMIT = 300
@@ -54,6 +57,9 @@ class ForgejoReader:
                     paths.append(name)
         return Changes(tuple(paths))
 
+    async def resolve(self, repo: Repo) -> Repo:
+        return repo
+
     async def head_of(self, repo: Repo, ref: str, deadline: float | None = None) -> str | None:
         """The commit ``ref`` (a branch) points at; None when there is no such branch."""
         if not ref.startswith(BRANCH_PREFIX):
@@ -71,10 +77,11 @@ class ForgejoReader:
 
 
 class GitHubReader:
-    """Changes and heads from GitHub (``GitHubClient.get``)."""
+    """Changes and heads from GitHub (``GitHubClient.get``); ``installation_of``: a repository's App installation."""
 
-    def __init__(self, client: _Getter) -> None:
+    def __init__(self, client: _Getter, installation_of: Callable[[str], Awaitable[int]] | None = None) -> None:
         self.client = client
+        self.installation_of = installation_of
 
     async def changes(self, repo: Repo, base: str, head: str, deadline: float | None = None) -> Changes:
         what = f"compare {base[:12]}...{head[:12]} of {repo.full_name}"
@@ -86,9 +93,16 @@ class GitHubReader:
         paths = tuple(f for f in files if isinstance(f, str))
         return Changes(paths, complete=len(files) < GITHUB_FILE_LIMIT)
 
+    async def resolve(self, repo: Repo) -> Repo:
+        """``repo`` with the App's installation on it (a polled build has no webhook to say it)."""
+        if repo.installation_id or self.installation_of is None:
+            return repo
+        return Repo(repo.forge, repo.full_name, repo.clone_url, await self.installation_of(repo.full_name))
+
     async def head_of(self, repo: Repo, ref: str, deadline: float | None = None) -> str | None:
         what = f"read the head of {ref} of {repo.full_name}"
-        answer = await self.client.get(repo, "commits", ref.removeprefix("refs/"), what=what, allow=(404, 422),
+        name = ref.split("/", 2)[2] if ref.startswith(("refs/heads/", "refs/tags/")) else ref
+        answer = await self.client.get(await self.resolve(repo), "commits", name, what=what, allow=(404, 422),
                                        deadline=deadline)
         if answer.status in (404, 422):
             return None
@@ -96,3 +110,26 @@ class GitHubReader:
         if not isinstance(sha, str):
             raise ForgeUnavailable(f"{what}: the answer names no commit")
         return sha
+
+
+class Installations:
+    """The Solstice App's installation id on a repository, asked once per repository (App JWT)."""
+
+    def __init__(self, http: ForgeHttp, auth: GitHubAppAuth) -> None:
+        self.http = http
+        self.auth = auth
+        self._known: dict[str, int] = {}
+
+    async def __call__(self, full_name: str) -> int:
+        if full_name in self._known:
+            return self._known[full_name]
+        owner, _, name = full_name.partition("/")
+        answer = await self.http.request(
+            "GET", api_url(self.auth.api_url, "repos", owner, name, "installation"),
+            what=f"find the Solstice App's installation on {full_name}",
+            headers=github_headers("Bearer", self.auth.app_jwt()))
+        found = answer.body.get("id") if isinstance(answer.body, dict) else None
+        if not isinstance(found, int) or isinstance(found, bool):
+            raise ForgeUnavailable(f"GitHub answered the installation of {full_name} without an id")
+        self._known[full_name] = found
+        return found

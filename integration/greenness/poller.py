@@ -24,6 +24,9 @@ Submit = Callable[[str, BuildRequested], Awaitable[object]]
 
 
 class HeadSource(Protocol):
+    async def resolve(self, repo: Repo) -> Repo:
+        """``repo`` completed with what a webhook would have said (GitHub: the App's installation)."""
+
     async def head_of(self, repo: Repo, ref: str, deadline: float | None = None) -> str | None: ...
 
 
@@ -64,7 +67,8 @@ class Poller:
         if source is None:
             log.warning("queue %s cannot be polled: no API access to %s is configured", name, forge)
             return False
-        repo = Repo(Forge(forge), full_name, queue.clone_url or f"{self.clone_urls.get(forge, '')}/{full_name}.git")
+        repo = await source.resolve(
+            Repo(Forge(forge), full_name, queue.clone_url or f"{self.clone_urls.get(forge, '')}/{full_name}.git"))
         self.polls += 1
         head = await source.head_of(repo, queue.ref)
         if head is None or head == self._last.get(name):

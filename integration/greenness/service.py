@@ -23,7 +23,9 @@ from common.log import masker
 from integration.errors import IntegrationError
 from integration.greenness.api import GreennessApi
 from integration.greenness.column import GreennessColumn
-from integration.greenness.forges import ForgejoReader, GitHubReader
+from integration.forges.forgejo_api import ForgejoClient
+from integration.forges.github_api import GitHubClient
+from integration.greenness.forges import ForgejoReader, GitHubReader, Installations
 from integration.greenness.hooks import HookSender
 from integration.greenness.poller import Poller, Submit
 from integration.greenness.recorder import GreennessRecorder
@@ -41,8 +43,12 @@ class Greenness(StartClose):
                  public_url: str = "") -> None:
         self.settings = settings
         self.store: SqlGreennessStore = open_greenness_store(store_spec)
-        readers = {name: (GitHubReader(c) if name == "github" else ForgejoReader(c))  # type: ignore[arg-type]
-                   for name, c in clients.items()}
+        readers: dict[str, GitHubReader | ForgejoReader] = {}
+        for name, client in clients.items():
+            if isinstance(client, GitHubClient):
+                readers[name] = GitHubReader(client, Installations(client.http, client.auth))
+            elif isinstance(client, ForgejoClient):
+                readers[name] = ForgejoReader(client)
         self.recorder = GreennessRecorder(settings, self.store, readers)
         self.sender = HookSender(settings, self.store, session)
         self.poller = Poller(settings, readers, submit, clone_urls)

@@ -106,6 +106,9 @@ class FakeForge(LoopbackFake):
     statuses: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)  # (repo, sha, body)
     arrived: list[tuple[str, str]] = field(default_factory=list)  # (method, path) of every request, on arrival
     hooks: list[tuple[str, str, Callable[[], Awaitable[None] | None]]] = field(default_factory=list)
+    # The commit graph compare and branch/ref endpoints answer from (``commit``, ``set_branch``).
+    graph: dict[tuple[str, str], tuple[tuple[str, ...], tuple[str, ...]]] = field(default_factory=dict)
+    branches: dict[tuple[str, str], str] = field(default_factory=dict)  # (repo, branch) -> sha
 
     def routes(self, app: web.Application) -> None:
         raise NotImplementedError
@@ -119,6 +122,24 @@ class FakeForge(LoopbackFake):
             return refused if refused is not None else await handler(request)
 
         return checked
+
+    def commit(self, repo: str, sha: str, parents: tuple[str, ...] = (), files: tuple[str, ...] = ()) -> None:
+        """Add commit ``sha`` of ``repo`` with its parents and the paths it changed."""
+        self.graph[(repo, sha)] = (parents, files)
+
+    def set_branch(self, repo: str, branch: str, sha: str) -> None:
+        self.branches[(repo, branch)] = sha
+
+    def _ancestors(self, repo: str, sha: str) -> set[str]:
+        seen: set[str] = set()
+        todo = [sha]
+        while todo:
+            current = todo.pop()
+            if current in seen or (repo, current) not in self.graph:
+                continue
+            seen.add(current)
+            todo.extend(self.graph[(repo, current)][0])
+        return seen
 
     def put_file(self, repo: str, sha: str, text: str | bytes, path: str = ".solstice/workflow.kdl") -> None:
         self.files[(repo, sha, path)] = text

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
@@ -19,9 +19,6 @@ class FakeForgejo(FakeForge):
 
     fixtures: Path = Path()
     token: str = "forgejo-token"
-    # The commit graph the compare and branch endpoints answer from (``commit``, ``set_branch``).
-    graph: dict[tuple[str, str], tuple[tuple[str, ...], tuple[str, ...]]] = field(default_factory=dict)
-    branches: dict[tuple[str, str], str] = field(default_factory=dict)  # (repo, branch) -> sha
 
     def __post_init__(self) -> None:
         self._status = load_schema(self.fixtures / "schemas" / "create-status-option.json")
@@ -32,24 +29,6 @@ class FakeForgejo(FakeForge):
         app.router.add_post("/api/v1/repos/{owner}/{repo}/statuses/{sha}", self.authed(self._create_status))
         app.router.add_get("/api/v1/repos/{owner}/{repo}/compare/{basehead}", self.authed(self._compare))
         app.router.add_get("/api/v1/repos/{owner}/{repo}/branches/{branch}", self.authed(self._branch))
-
-    def commit(self, repo: str, sha: str, parents: tuple[str, ...] = (), files: tuple[str, ...] = ()) -> None:
-        """Add commit ``sha`` of ``repo`` with its parents and the paths it changed."""
-        self.graph[(repo, sha)] = (parents, files)
-
-    def set_branch(self, repo: str, branch: str, sha: str) -> None:
-        self.branches[(repo, branch)] = sha
-
-    def _ancestors(self, repo: str, sha: str) -> set[str]:
-        seen: set[str] = set()
-        todo = [sha]
-        while todo:
-            current = todo.pop()
-            if current in seen or (repo, current) not in self.graph:
-                continue
-            seen.add(current)
-            todo.extend(self.graph[(repo, current)][0])
-        return seen
 
     def _api_commit(self, repo: str, sha: str) -> dict[str, object]:
         parents, files = self.graph[(repo, sha)]
