@@ -1,4 +1,7 @@
-"""Hooks: one signed delivery per transition, retried when the receiver fails, never reordered; command hooks."""
+"""Hooks: one signed delivery per transition, retried when the receiver fails, never reordered; command hooks.
+
+The ordering and retry test runs on both back-ends; the others on SQLite.
+"""
 
 from __future__ import annotations
 
@@ -66,35 +69,35 @@ async def test_each_transition_is_delivered_once_in_order_and_retried(gstore: Sq
     assert log[-1].attempts == 4 and log[-1].last_error == ""
 
 
-async def test_a_wrong_secret_is_refused_and_kept_pending(gstore: SqlGreennessStore, clock: Clock,
+async def test_a_wrong_secret_is_refused_and_kept_pending(sqlite_store: SqlGreennessStore, clock: Clock,
                                                          receiver: HookReceiver):
     settings = GreennessSettings(enabled=True, hooks={"deploy": HookSettings(url=receiver.url + "/hook",
                                                                              secret="not-the-secret")})
-    runner = make_runner(gstore, clock, settings)
+    runner = make_runner(sqlite_store, clock, settings)
     await runner.push(sha("w"), workflow("build"))
     await runner.finish(sha("w"), {"build": OK})
     async with aiohttp.ClientSession() as session:
-        assert await HookSender(settings, gstore, session, clock).deliver_due() == 0
-    [entry] = await gstore.deliveries()
+        assert await HookSender(settings, sqlite_store, session, clock).deliver_due() == 0
+    [entry] = await sqlite_store.deliveries()
     assert entry.state == "pending" and "answered 401" in entry.last_error and receiver.bad_signatures == 1
 
 
 async def test_the_command_hook_gets_the_commit_and_degree_and_is_killed_at_its_timeout(
-        gstore: SqlGreennessStore, clock: Clock, tmp_path: Path):
+        sqlite_store: SqlGreennessStore, clock: Clock, tmp_path: Path):
     out = tmp_path / "env.json"
     record = (f"import json, os; open({str(out)!r}, 'a').write(json.dumps({{k: v for k, v in os.environ.items() "
               "if k.startswith('SOLSTICE_')}) + '\\n')")
     settings = GreennessSettings(enabled=True, hooks={
         "record": HookSettings(command=(sys.executable, "-c", record), timeout=10),
         "slow": HookSettings(command=(sys.executable, "-c", "import time; time.sleep(30)"), timeout=0.3)})
-    runner = make_runner(gstore, clock, settings)
+    runner = make_runner(sqlite_store, clock, settings)
     c1 = sha("cmd")
     await runner.push(c1, workflow("build", "test"))
     await runner.finish(c1, {"build": OK, "test": FAIL})
     await runner.push(sha("cmd2"), workflow("build", "test"))
     await runner.finish(sha("cmd2"), {"build": OK, "test": OK})
     async with aiohttp.ClientSession() as session:
-        sender = HookSender(settings, gstore, session, clock)
+        sender = HookSender(settings, sqlite_store, session, clock)
         await _drain(sender, clock, lambda: out.exists() and len(out.read_text().splitlines()) == 1)
     [env] = [json.loads(line) for line in out.read_text().splitlines()]
     # The first commit was red from the start (no transition); the second turned the queue green.
@@ -102,5 +105,5 @@ async def test_the_command_hook_gets_the_commit_and_degree_and_is_killed_at_its_
     assert env["SOLSTICE_STATE"] == "green" and env["SOLSTICE_QUEUE"] == "forgejo:acme/app:refs/heads/main"
     assert env["SOLSTICE_TRANSITION"] == "1" and env["SOLSTICE_DELIVERY"].startswith("dlv-")
     assert "SOLSTICE_" not in "".join(k for k in env if not k.startswith("SOLSTICE_"))
-    slow = [d for d in await gstore.deliveries("slow")]
+    slow = [d for d in await sqlite_store.deliveries("slow")]
     assert slow and slow[0].state == "pending" and "did not finish within 0.3s" in slow[0].last_error
