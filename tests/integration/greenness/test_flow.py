@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import os
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -154,8 +153,6 @@ async def test_ciadm_shows_last_green_and_the_hooks_delivery_log(flow: Flow):
     assert code == 0, err
     assert f"last green: {a}" in out and f"newest:     {b} not green, degree 1.00" in out
     assert "build failed: exit status 2" in out and "became green" in out
-    code, out, _ = await ciadm("last-green", "--json", "--integration", url, f"forgejo:{REPO}", REF)
-    assert json.loads(out)["last_green"]["sha"] == a
     code, out, err = await ciadm("hooks", "--integration", url)
     assert code == 0, err
     lines = out.splitlines()
