@@ -30,6 +30,7 @@ from integration.greenness.model import SUCCEEDED, TERMINAL_STATES, WHOLE, JobRe
 from integration.greenness.selection import Changes, Plan, full, plan
 from integration.greenness.settings import GreennessSettings
 from integration.greenness.store import SqlGreennessStore
+from integration.greenness.store.sql import Outcome
 
 log = logging.getLogger(__name__)
 
@@ -122,10 +123,9 @@ class GreennessRecorder:
 
     async def record(self, queue: QueueKey, sha: str, job: str, run_id: str, attempt: int, state: str,
                      reason: str = "") -> list[Transition]:
-        """One outcome; the transitions it made (none when it changed nothing)."""
-        if not await self.store.record_outcome(queue, sha, job, run_id, attempt, state, reason, self.clock()):
-            return []
-        return await self._settle(queue, sha)
+        """One outcome, recorded and judged in one transaction; the transitions it made (none when it changed
+        nothing: an older attempt, another run, a job the commit does not expect)."""
+        return await self._settle(queue, sha, Outcome(job, run_id, attempt, state, reason))
 
     async def record_external(self, forge: str, repo: str, sha: str, column: str, state: str,
                               reason: str = "") -> int:
@@ -145,8 +145,9 @@ class GreennessRecorder:
         await self.record_external(upstream.forge.value, upstream.name, record.trusted.sha, column, state,
                                    "" if state == SUCCEEDED else f"concluded {record.conclusion or 'without a conclusion'}")
 
-    async def _settle(self, queue: QueueKey, sha: str) -> list[Transition]:
-        made = await self.store.settle(queue, sha, self.clock(), self.settings.incomplete_after, self.hooks_for)
+    async def _settle(self, queue: QueueKey, sha: str, outcome: Outcome | None = None) -> list[Transition]:
+        made = await self.store.settle(queue, sha, self.clock(), self.settings.incomplete_after, self.hooks_for,
+                                       outcome) or []
         for t in made:
             self.transitions += 1
             log.info("queue transition: %s at %s (%s)", t.state, t.commit[:12], t.reason,

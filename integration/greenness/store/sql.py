@@ -16,6 +16,7 @@ import uuid
 from abc import abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from integration.errors import StoreError
@@ -38,6 +39,24 @@ from integration.store.sql import SqlSeenStore
 PENDING, DELIVERED = "pending", "delivered"
 _VERDICTS = ("SELECT " + VERDICT_COLUMNS + " FROM greenness_verdicts v JOIN greenness_commits c "
              "ON c.queue = v.queue AND c.sha = v.sha ")
+
+
+_OUTCOME = ("UPDATE greenness_jobs SET state = ?, reason = ?, attempt = ?, carried_from = '', updated_at = ? "
+            "WHERE queue = ? AND sha = ? AND job = ? AND run_id = ? AND attempt <= ?")
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One job attempt's terminal state, as an event brings it."""
+
+    job: str
+    run_id: str
+    attempt: int
+    state: str
+    reason: str = ""
+
+    def args(self, queue: QueueKey, sha: str, now: float) -> tuple[object, ...]:
+        return (self.state, self.reason, self.attempt, now, queue.text, sha, self.job, self.run_id, self.attempt)
 
 
 class GTx(Protocol):
@@ -104,12 +123,10 @@ class SqlGreennessStore(SqlSeenStore):
 
     async def record_outcome(self, queue: QueueKey, sha: str, job: str, run_id: str, attempt: int, state: str,
                              reason: str, now: float) -> bool:
-        """The outcome of attempt ``attempt`` of ``job``; an older attempt's, or another run's, changes nothing."""
-        return await self._run(
-            f"cannot record the outcome of {job} of {sha[:12]}",
-            "UPDATE greenness_jobs SET state = ?, reason = ?, attempt = ?, carried_from = '', updated_at = ? "
-            "WHERE queue = ? AND sha = ? AND job = ? AND run_id = ? AND attempt <= ?",
-            state, reason, attempt, now, queue.text, sha, job, run_id, attempt) == 1
+        """The outcome of attempt ``attempt`` of ``job``; an older attempt's, or another run's, changes nothing.
+        (``settle(..., outcome=)`` records it and judges the commit in one transaction.)"""
+        return await self._run(f"cannot record the outcome of {job} of {sha[:12]}", _OUTCOME,
+                               *Outcome(job, run_id, attempt, state, reason).args(queue, sha, now)) == 1
 
     async def jobs_of(self, queue: QueueKey, sha: str) -> list[JobRecord]:
         rows = await self._rows(f"cannot read the jobs of {sha[:12]}",
@@ -125,13 +142,16 @@ class SqlGreennessStore(SqlSeenStore):
     # --- judging -----------------------------------------------------------------------------------------------
 
     async def settle(self, queue: QueueKey, sha: str, now: float, incomplete_after: float,
-                     hooks_for: HooksFor) -> list[Transition]:
+                     hooks_for: HooksFor, outcome: Outcome | None = None) -> list[Transition] | None:
         """Judge ``sha`` in every scope, record what changed (verdicts, history, scope states) and the
-        transitions it made, each with one pending delivery per hook that follows it."""
+        transitions it made, each with one pending delivery per hook that follows it. With ``outcome``, it
+        is recorded first in the same transaction; None when it changed nothing (nothing is judged then)."""
 
-        async def work(tx: GTx) -> list[Transition]:
+        async def work(tx: GTx) -> list[Transition] | None:
             locked = await tx.fetch("SELECT next_transition FROM greenness_queues WHERE queue = ?" + self.lock_row,
                                     (queue.text,))
+            if outcome is not None and await tx.execute(_OUTCOME, outcome.args(queue, sha, now)) != 1:
+                return None
             commit = await tx.fetch("SELECT seq, first_seen_at FROM greenness_commits WHERE queue = ? AND sha = ?",
                                     (queue.text, sha))
             if not locked or not commit:
