@@ -147,6 +147,19 @@ class AdminClient:
     async def retry(self, job_id: str) -> admin_pb2.JobInfo:
         return await self._call(self.stub.Retry, admin_pb2.RetryRequest(job_id=job_id))
 
+    async def list_artifacts(self, job_id: str, attempt: int = 0) -> list[jobs_pb2.ArtifactInfo]:
+        request = admin_pb2.ListArtifactsRequest(job_id=job_id, attempt=attempt)
+        return list((await self._call(self.stub.ListArtifacts, request)).artifacts)
+
+    async def download_artifact(self, job_id: str, name: str, attempt: int = 0) -> AsyncIterator[jobs_pb2.ArtifactChunk]:
+        """The artifact's chunks as they arrive (no overall deadline: artifacts may be large)."""
+        request = admin_pb2.DownloadArtifactRequest(job_id=job_id, attempt=attempt, name=name)
+        try:
+            async for chunk in self.stub.DownloadArtifact(request, metadata=self._metadata):
+                yield chunk
+        except grpc.aio.AioRpcError as err:
+            raise _translate(err, self.address) from None
+
     async def hosts(self) -> list[admin_pb2.HostInfo]:
         return list((await self._call(self.stub.Hosts, admin_pb2.HostsRequest())).hosts)
 

@@ -177,8 +177,13 @@ job output is printed as the job wrote it; --raw prints it so everywhere.
 @click.option("--boot-timeout", type=float, default=60.0, show_default=True,
               help="Seconds a job's runner may take to call in.")
 @click.option("--raw", is_flag=True, help="Print control characters of job output as they are, also on a terminal.")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where the workflow's caches are kept between runs [default: ~/.cache/solstice/cidev].")
+@click.option("--artifacts-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Copy every job's artifacts here (DIR/<job>/<artifact>/...) when the run ends.")
 def run(path: str | None, jobs: tuple[str, ...], dirty: bool, env: tuple[str, ...],
-        secrets: tuple[str, ...], boot_timeout: float, raw: bool) -> None:
+        secrets: tuple[str, ...], boot_timeout: float, raw: bool, cache_dir: Path | None,
+        artifacts_dir: Path | None) -> None:
     """Run a workflow end to end on this machine with real runners, no server needed.
 
     Builds the committed HEAD of the checkout holding PATH (a workflow file
@@ -200,6 +205,7 @@ def run(path: str | None, jobs: tuple[str, ...], dirty: bool, env: tuple[str, ..
             workflow_path=file, workflow=workflow, jobs=jobs, dirty=dirty,
             env=parse_assignments(env, "--env"), secrets=parse_assignments(secrets, "--secret"),
             boot_timeout=boot_timeout, raw=raw,
+            cache_dir=cache_dir or Path("~/.cache/solstice/cidev").expanduser(), artifacts_dir=artifacts_dir,
         )
         select_jobs(workflow, jobs)
     except SelectionError as err:

@@ -95,6 +95,10 @@ def _job_json(job: Job) -> dict[str, object]:
         "timeout_seconds": job.timeout,
         "env": _env_json(job.env),
         "steps": [_step_json(step) for step in job.steps],
+        "artifacts": [{"name": a.name, "path": a.path, "expire": _timeout(a.expire), "when": a.when}
+                      for a in job.artifacts],
+        "caches": [{"name": c.name, "key": c.key, "path": c.path, "restore_keys": list(c.restore_keys)}
+                   for c in job.caches],
     }
 
 
@@ -163,6 +167,13 @@ def inspect_text(path: str, workflow: Workflow) -> list[str]:
         ]
         header = ("#", "STEP", "TIMEOUT", "ON ERROR", "WORKDIR", "ENV", "RUN")
         lines += _table(header, step_rows, indent="  ")
+        for a in job.artifacts:
+            expire = f", expires after {_timeout(a.expire)}" if a.expire else ""
+            lines.append(f"  artifact {a.name}: {a.path} (after {a.when}{expire})")
+        for c in job.caches:
+            prefixes = ", ".join(k + "*" for k in c.restore_keys)
+            fallback = f", else {prefixes}" if prefixes else ""
+            lines.append(f"  cache {c.name}: {c.path} keyed {c.key}{fallback}")
     lines += ["", "execution order:"]
     for n, stage in enumerate(execution_stages(workflow), start=1):
         lines.append(f"  stage {n}: " + ", ".join(job.id for job in stage))

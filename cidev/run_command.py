@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from cidev.run_progress import ProgressDisplay, Write
 from cidev.run_requests import workflow_requests
 from cidev.run_source import resolve_source
 from common.masking import Masker
+from common.rpc import jobs_pb2
 from common.workflow import Workflow
 
 
@@ -35,9 +37,24 @@ class RunOptions:
     secrets: Mapping[str, str] | None = None
     boot_timeout: float = 60.0
     raw: bool = False  # control bytes of job output as they are, also on a terminal
+    cache_dir: Path | None = None  # caches kept between runs (None: no caches)
+    artifacts_dir: Path | None = None  # where the run's artifacts are copied at its end (None: dropped)
 
     def __repr__(self) -> str:  # secret values stay out of tracebacks
         return f"RunOptions(workflow_path={self.workflow_path!r}, jobs={self.jobs!r}, dirty={self.dirty})"
+
+
+def copy_artifacts(logs: Path, requests: Sequence[jobs_pb2.JobRequest], target: Path) -> list[str]:
+    """Copy each job's stored artifacts to ``target/<job key>/<artifact>/``; lines saying what went where."""
+    lines = []
+    for request in requests:
+        stored = logs / request.job_id / "artifacts" / "1"
+        if not stored.is_dir():
+            continue
+        for folder in sorted(p for p in stored.iterdir() if not p.name.startswith(".")):
+            shutil.copytree(folder / "files", target / request.key / folder.name, dirs_exist_ok=True)
+            lines.append(f"cidev: [{request.key}] artifact {folder.name!r} -> {target / request.key / folder.name}")
+    return lines
 
 
 async def run_workflow(options: RunOptions, echo: Echo, argv: Sequence[str] | None = None,
@@ -75,7 +92,8 @@ async def run_workflow(options: RunOptions, echo: Echo, argv: Sequence[str] | No
     progress = ProgressDisplay(terminal, masker, len(requests), write_bytes=write,
                                escape=escape) if terminal is not None else None
     with tempfile.TemporaryDirectory(prefix="cidev-run-") as tmp:
-        async with LocalRun(Path(tmp), secrets=secrets, boot_timeout=options.boot_timeout, argv=argv) as run:
+        async with LocalRun(Path(tmp), secrets=secrets, boot_timeout=options.boot_timeout, argv=argv,
+                            cache_dir=options.cache_dir) as run:
             if progress is None:
                 results = await run.run(requests, LinePrinter(echo, masker, write))
             else:
@@ -87,6 +105,9 @@ async def run_workflow(options: RunOptions, echo: Echo, argv: Sequence[str] | No
                     with contextlib.suppress(asyncio.CancelledError):
                         await ticker
                     progress.close()
+        if options.artifacts_dir is not None:
+            for line in copy_artifacts(Path(tmp) / "logs", requests, options.artifacts_dir):
+                echo(line)
     echo("")
     for line in summary_lines(results, masker):
         echo(line)

@@ -26,6 +26,8 @@ from typing import Protocol
 from common.bootstrap import RunnerBootstrap
 from common.rpc import admin_pb2, jobs_pb2
 from common.tokens import TokenIssuer
+from orchestrator.artifacts.store import ArtifactSource
+from orchestrator.caches import CachesConfig, DirectoryCaches
 from orchestrator.catalog import LocalConfig
 from orchestrator.drivers.base import VmSpec
 from orchestrator.drivers.errors import DriverError
@@ -88,8 +90,10 @@ class LocalRun:
         secrets: Mapping[str, str] | None = None,
         boot_timeout: float = 60.0,
         argv: Sequence[str] | None = None,
+        cache_dir: Path | None = None,
     ) -> None:
         self.work_dir = work_dir
+        self.cache_dir = cache_dir
         self.secrets = dict(secrets or {})
         self.boot_timeout = boot_timeout
         self._argv = tuple(argv) if argv else runner_argv()
@@ -97,17 +101,22 @@ class LocalRun:
         self._gateway: RunnerGateway | None = None
         self._server: RunnerServer | None = None
         self._driver: LocalDriver | None = None
+        self._ids: dict[str, str] = {}  # job key -> job id of the run: where a job's inputs come from
 
     async def __aenter__(self) -> LocalRun:
         self._logstore = LogStore(self.work_dir / "logs")
         # A fresh key per run: the tokens mean nothing outside this process.
         issuer = TokenIssuer(secrets_module.token_bytes(32), ttl_seconds=48 * 3600)
-        self._gateway = RunnerGateway(self._logstore, issuer, heartbeat_interval=HEARTBEAT)
+        # Caches outlive the run (the next run restores them); bounded like a node's, by default.
+        caches = DirectoryCaches(self.cache_dir, CachesConfig().bytes("max_repo_bytes")) \
+            if self.cache_dir is not None else None
+        self._gateway = RunnerGateway(self._logstore, issuer, heartbeat_interval=HEARTBEAT, caches=caches,
+                                      cache_max_bytes=CachesConfig().bytes("max_cache_bytes"))
         self._server = RunnerServer(self._gateway, "127.0.0.1", 0, grace_seconds=1.0)
         # Plain processes, never contained: a developer runs their own workflow on their own
         # machine, with its tools and files, as with `make` (docs/security.md).
         self._driver = LocalDriver(LocalConfig(state_dir=self.work_dir / "vms", runner_argv=self._argv,
-                                               stop_grace=5.0, contain=False))
+                                               stop_grace=5.0, contain=False), announced=False)
         await self._server.start()
         return self
 
@@ -123,6 +132,7 @@ class LocalRun:
 
     async def run(self, requests: Sequence[jobs_pb2.JobRequest], reporter: Reporter) -> list[JobResult]:
         """Run every request, each once its ``needs`` succeeded; results in request order."""
+        self._ids = {r.key: r.job_id for r in requests}
         done: dict[str, asyncio.Future[JobResult]] = {
             r.key: asyncio.get_running_loop().create_future() for r in requests
         }
@@ -155,8 +165,10 @@ class LocalRun:
         async def on_step(result: jobs_pb2.StepResult) -> None:
             reporter.step(request, result)
 
+        inputs = tuple(ArtifactSource(need, self._ids[need], ATTEMPT) for need in request.needs if need in self._ids)
         session = gateway.assign(
-            AssignedJob(request.job_id, ATTEMPT, request, job_secrets, timeout_seconds=timeout), on_step=on_step
+            AssignedJob(request.job_id, ATTEMPT, request, job_secrets, timeout_seconds=timeout,
+                        artifact_inputs=inputs), on_step=on_step
         )
         spec = VmSpec.for_job(request.job_id, ATTEMPT, request.runs_on,
                               RunnerBootstrap(self._server.address, session.token))

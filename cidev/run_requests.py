@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from common.artifacts import output_specs
 from common.errors import SolsticeError
 from common.rpc import jobs_pb2
 from common.workflow import Workflow, merge_env
@@ -74,6 +75,7 @@ def workflow_requests(
     for job_id in select_jobs(workflow, jobs):
         job = workflow.job(job_id)
         job_env = dict(merge_env(workflow.env, job.env, tuple((env or {}).items())))
+        artifacts, caches = output_specs(job)
         out.append(jobs_pb2.JobRequest(
             schema_version=jobs_pb2.SCHEMA_VERSION_1,
             job_id=new_id("job"),
@@ -96,5 +98,7 @@ def workflow_requests(
             workflow_name=workflow.name or "",
             submitted_at=now,
             origin=origin,
+            artifacts=artifacts,
+            caches=caches,
         ))
     return out

@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from common.artifacts import check_outputs
 from common.errors import SolsticeError
 from common.rpc import jobs_pb2
 from common.workflow.limits import ENV_VALUE_CEILING, FILE_CEILING, NAME_CEILING, SCRIPT_CEILING, TIMEOUT_CEILING
@@ -287,6 +288,12 @@ def check_request(request: jobs_pb2.JobRequest, rules: CloneRules, field: str = 
     _timeout(request.timeout_seconds, _join(field, "timeout_seconds"))
     _names(request.needs, _join(field, "needs"), is_id, ID_RULE)
     _names(request.secrets, _join(field, "secrets"), is_env_name, ENV_NAME_RULE)
+    if request.cache_base_ref:
+        check_ref(request.cache_base_ref, _join(field, "cache_base_ref"))
+    problem = check_outputs(request, _join(field, ""))
+    if problem:
+        where, _, why = problem.partition(": ")
+        raise RequestInvalid(where, why)
     size = request.ByteSize()
     if size > MAX_REQUEST_BYTES:
         raise RequestInvalid(field or "request", f"is {size} bytes, more than {MAX_REQUEST_BYTES}")

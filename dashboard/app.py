@@ -5,6 +5,7 @@
     GET  /<forge>/<owner>/<repo>/pull/<n>    a pull request's jobs
     GET  /jobs/<id>                          a job (?attempt=N, ?from=<seq>, ?q=<search>)
     GET  /jobs/<id>/live                     its log and state as server-sent events (live.py)
+    GET  /jobs/<id>/artifacts/<name>/<path>  one file of an artifact (?attempt=N), as a download
     POST /jobs/<id>/cancel, /jobs/<id>/retry the buttons (operate role, CSRF-checked)
     GET  /signin, POST /signin, POST /signout
     GET  /static/...                         the one CSS file and the one script
@@ -28,6 +29,7 @@ from typing import TypeVar, cast
 
 from aiohttp import web
 
+from common.artifacts import ArtifactError, safe_relpath
 from dashboard import live
 from dashboard.actions import ActionRefused, JobActions
 from dashboard.ansi import escape as _escape
@@ -39,6 +41,7 @@ from dashboard.pages import job as job_page
 from dashboard.pages import matrix, pull, summary
 from dashboard.pages.layout import Viewer, error_page, page
 from dashboard.settings import WINDOWS, DashboardSettings
+from orchestrator.artifacts.store import ArtifactStore
 from orchestrator.operators import Role, TokenRefused
 from orchestrator.operators.tokens import OperatorTokens
 from orchestrator.store import JobRecord, Store, StoreError
@@ -74,6 +77,7 @@ class Backing:
     links: ForgeLinks = ForgeLinks()
     driver_of: Callable[[str, str], str] = lambda host, runs_on: ""  # (host, runs_on) -> driver name, "" unknown
     columns: Sequence[ColumnSource] = field(default_factory=tuple)
+    artifacts: ArtifactStore | None = None  # this node's artifacts (None: no artifacts section)
 
 
 def _number(text: str | None, what: str) -> int | None:
@@ -113,6 +117,7 @@ class Dashboard:
         router.add_post("/signout", self.signout)
         router.add_get("/jobs/{job_id}", self.job)
         router.add_get("/jobs/{job_id}/live", self.live)
+        router.add_get("/jobs/{job_id}/artifacts/{name}/{path:.+}", self.artifact_file)
         router.add_post("/jobs/{job_id}/cancel", self.cancel)
         router.add_post("/jobs/{job_id}/retry", self.retry)
         router.add_static("/static/", STATIC, show_index=False, follow_symlinks=False)
@@ -262,8 +267,44 @@ class Dashboard:
             folded = query.casefold()
             lines = [line for line in lines if folded in line.text().casefold()]
         driver = backing.driver_of(attempt.host, job.runs_on) if attempt.host else ""
+        artifacts = []
+        if backing.artifacts is not None and with_run and attempt.state.terminal:
+            try:
+                artifacts = await backing.artifacts.list(job.job_id, attempt_no)
+            except (ArtifactError, OSError) as err:
+                log.error("cannot list artifacts: %s", err)
         return job_page.JobView(job, attempt, attempts, steps, note, run_jobs, driver, lines, highest, problem,
-                                start or 0, query)
+                                start or 0, query, artifacts)
+
+    async def artifact_file(self, request: web.Request) -> web.StreamResponse:
+        """One listed file of an artifact, as an attachment (only paths its manifest names)."""
+        backing, job = await self._job(request)
+        attempt = _number(request.query.get("attempt"), "attempt") or job.attempt
+        name, path = request.match_info["name"], request.match_info["path"]
+        if backing.artifacts is None:
+            raise web.HTTPNotFound(text="artifacts are not kept here\n")
+        try:
+            info = await backing.artifacts.get(job.job_id, attempt, name)
+        except ArtifactError as err:
+            raise web.HTTPNotFound(text=f"{err}\n") from None
+        if not any(f.path == path for f in info.file_list):
+            raise web.HTTPNotFound(text=f"artifact {name} has no file {path}\n")
+        filename = path.rsplit("/", 1)[-1].replace('"', "")
+        headers = {"Content-Disposition": f'attachment; filename="{filename}"', "Content-Type": "application/octet-stream"}
+        try:
+            file = backing.artifacts.folder(job.job_id, attempt, name) / "files" / safe_relpath(path)
+        except ArtifactError:
+            file = None
+        if file is not None and file.is_file():
+            return web.FileResponse(file, headers=headers)
+        # Not on this node (a cluster's dashboard): the archive's chunks of that one file.
+        response = web.StreamResponse(headers=headers)
+        await response.prepare(request)
+        async for chunk in backing.artifacts.chunks(job.job_id, attempt, name):
+            if chunk.path == path:
+                await response.write(chunk.data)
+        await response.write_eof()
+        return response
 
     async def job(self, request: web.Request) -> web.Response:
         backing, job = await self._job(request)

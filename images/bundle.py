@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import re
 import shutil
 import sys
 import tarfile
@@ -36,9 +37,7 @@ from images.recipe import RunnerSpec
 from orchestrator.commands import run_command
 from orchestrator.drivers.errors import CommandFailed
 
-# What the runner imports beyond the standard library (PyJWT without its
-# crypto extra: the runner only reads its token's claims).
-DEPENDENCIES = ("grpcio", "protobuf", "PyJWT", "PyYAML", "click")
+DISTRIBUTION = "solstice-ci"
 SERVICES = Path(__file__).parent / "services"
 PIP_TIMEOUT = 600.0
 
@@ -77,9 +76,31 @@ class Bundle:
         return self.path.stat().st_size
 
 
+def runner_dependencies() -> list[str]:
+    """What the runner imports beyond the standard library: pyproject's base set.
+
+    The base ``dependencies`` are the runner's by definition (the orchestrator's
+    are behind the ``server`` extra), so the guest gets exactly what
+    tests/runner/test_guest_install.py runs a job with.
+    """
+    try:
+        requires = importlib.metadata.requires(DISTRIBUTION) or []
+    except importlib.metadata.PackageNotFoundError as err:
+        raise BundleError(f"{DISTRIBUTION} is not installed here (scripts/bootstrap.sh): "
+                          "its metadata names the runner's dependencies") from err
+    names = []
+    for requirement in requires:
+        if "extra ==" in requirement:
+            continue
+        match = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", requirement)
+        if match:
+            names.append(match.group(0))
+    return names
+
+
 def dependency_pins() -> dict[str, str]:
     """The installed version of each runner dependency on this build host."""
-    return {name: importlib.metadata.version(name) for name in DEPENDENCIES}
+    return {name: importlib.metadata.version(name) for name in runner_dependencies()}
 
 
 def artefact_name(spec: RunnerSpec) -> str:

@@ -12,13 +12,16 @@ import click
 from common.cli import logging_options, run_cli
 from common.config import load_config
 from common.errors import ConfigError
+from common.lifecycle import first_to_end
 from common.queue import EventConsumer, RabbitJobPublisher, Topology
+from common.validation import RequestInvalid
+from dashboard.columns import ColumnSource
 from integration.admin_link import AdminLink
 from integration.app import make_app
-from common.validation import RequestInvalid
 from integration.dashboard import open_dashboard
 from integration.errors import IntegrationError
 from integration.external.allowlist import RepoKey
+from integration.external.columns import ExternalColumns
 from integration.external.senders import relay_secret
 from integration.httpserver import GuardedSite, app_runner
 from integration.runtime import Integration
@@ -73,6 +76,11 @@ def serve(config_path: Path | None, listen: str | None) -> None:
     asyncio.run(_serve(settings, host, port))
 
 
+def dashboard_columns(integration: Integration) -> list[ColumnSource]:
+    """The matrix's columns beyond Solstice's own jobs: out-of-tree CI results, when received here."""
+    return [ExternalColumns(integration.external.read)] if integration.external is not None else []
+
+
 async def _serve(settings: IntegrationSettings, host: str, port: int) -> None:
     topology = Topology(settings.queue_prefix)
     link = AdminLink(settings.admin) if settings.admin.address else None
@@ -83,7 +91,7 @@ async def _serve(settings: IntegrationSettings, host: str, port: int) -> None:
     await publisher.start()
     try:
         async with Integration(settings, publisher, canceller=link, retrier=link) as integration, \
-                open_dashboard(settings) as (dashboard, metrics):
+                open_dashboard(settings, dashboard_columns(integration)) as (dashboard, metrics):
             consumer = EventConsumer(
                 settings.amqp_url, "integration", integration.reporter.handle, topology, bindings=("job.#",)
             )
@@ -148,17 +156,10 @@ async def _run_until_signal(integration: Integration) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    stopper = asyncio.create_task(stop.wait(), name="wait for a signal")
-    maintainer = asyncio.create_task(integration.maintain(), name="purge expired dedupe keys")
-    try:
-        done, _ = await asyncio.wait({stopper, maintainer}, return_when=asyncio.FIRST_COMPLETED)
-        if maintainer in done:
-            raise IntegrationError(f"the dedupe purge task stopped early: {maintainer.exception()!r}")
-        log.info("stopping")
-    finally:
-        for task in (stopper, maintainer):
-            task.cancel()
-        await asyncio.gather(stopper, maintainer, return_exceptions=True)
+    ended = await first_to_end({"signal": stop.wait(), "the dedupe purge task": integration.maintain()})
+    if ended.name != "signal":
+        raise IntegrationError(ended.message)
+    log.info("stopping")
 
 
 main = run_cli(cli)

@@ -60,6 +60,7 @@ class BuildRequested:
     pull_request: int = 0
     is_tag: bool = False
     sender: str = ""
+    base_ref: str = ""  # a pull request's base branch (refs/heads/main): its caches are read too
 
     def to_doc(self) -> dict[str, Any]:
         """The build as a JSON-able dict (kept in the store while it is built or waits for a retry)."""
@@ -68,6 +69,7 @@ class BuildRequested:
         return {
             "repo": repo, "ref": self.ref, "sha": self.sha, "origin": self.origin, "trusted": self.trusted,
             "pull_request": self.pull_request, "is_tag": self.is_tag, "sender": self.sender,
+            "base_ref": self.base_ref,
         }
 
     @classmethod
@@ -76,7 +78,7 @@ class BuildRequested:
         r = doc["repo"]
         repo = Repo(Forge(r["forge"]), str(r["full_name"]), str(r["clone_url"]), int(r["installation_id"]))
         return cls(repo, str(doc["ref"]), str(doc["sha"]), str(doc["origin"]), bool(doc["trusted"]),
-                   int(doc["pull_request"]), bool(doc["is_tag"]), str(doc["sender"]))
+                   int(doc["pull_request"]), bool(doc["is_tag"]), str(doc["sender"]), str(doc.get("base_ref", "")))
 
 
 @dataclass(frozen=True, slots=True)

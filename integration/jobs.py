@@ -8,6 +8,7 @@ from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from common.artifacts import output_specs
 from common.queue.errors import QueueError
 from common.queue.publisher import JobPublisher
 from common.queue.topology import validate_label
@@ -50,6 +51,7 @@ def job_requests(workflow: Workflow, build: BuildRequested, run_id: str) -> list
     requests = []
     for job in workflow.jobs:
         env = dict(merge_env(workflow.env, job.env))  # the job's own values win
+        artifacts, caches = output_specs(job)
         requests.append(
             jobs_pb2.JobRequest(
                 schema_version=jobs_pb2.SCHEMA_VERSION_1,
@@ -81,6 +83,9 @@ def job_requests(workflow: Workflow, build: BuildRequested, run_id: str) -> list
                 submitted_at=now,
                 origin=build.origin,
                 source=jobs_pb2.JOB_SOURCE_FORGE,  # a verified webhook's build: reported back to its forge
+                artifacts=artifacts,
+                caches=caches,
+                cache_base_ref=build.base_ref,  # a pull request reads its base branch's caches
             )
         )
     return requests

@@ -222,6 +222,11 @@ class BhyveConfig:
     poweroff_timeout: Seconds = Seconds(60)  # after bhyvectl --force-poweroff, before zoneadm halt
     poll_interval: Seconds = Seconds(1)
     host_tools: HostTools = field(default_factory=HostTools)
+    # Caches as ZFS volumes cloned into each VM as a second disk (orchestrator/caches/zfs.py);
+    # "" keeps them as directories copied over the runner channel instead.
+    cache_dataset: str = ""
+    cache_volume_size: str = "8G"  # a new (empty) cache disk
+    cache_max_repo_bytes: str = "50G"  # saved caches of one repository; the least recently used go
 
     def __post_init__(self) -> None:
         for label, image in self.images.items():
@@ -235,6 +240,10 @@ class BhyveConfig:
             _check("address pool link", validate_link_name, link)
         _check("bhyve vm_dataset", validate_dataset_name, self.vm_dataset)
         _check("bhyve zones_dataset", validate_dataset_name, self.zones_dataset)
+        if self.cache_dataset:
+            _check("bhyve cache_dataset", validate_dataset_name, self.cache_dataset)
+            size_bytes(self.cache_volume_size)
+            size_bytes(self.cache_max_repo_bytes)
         if not self.zones_path.is_absolute():
             raise ConfigError(f"bhyve zones_path {self.zones_path} must be absolute")
 

@@ -29,6 +29,7 @@ from common.bootstrap import RunnerBootstrap
 from common.logbatch import JOB_STEP, job_masker, secret_values
 from common.rpc import jobs_pb2, runner_pb2
 from common.version import VERSION
+from runner import artifacts, caches
 from runner.checkout import CheckoutCancelled, CheckoutError, CheckoutTimedOut, checkout
 from runner.connection import Connection, ConnectionError_, OrchestratorGone, Refused
 from runner.settings import RunnerSettings
@@ -65,6 +66,7 @@ class JobRun:
         self.current_step = JOB_STEP
         self._started = time.monotonic()
         self._reports: asyncio.Queue[jobs_pb2.StepResult] = asyncio.Queue()
+        self.caches: list[caches.Restored] = []  # restored before the steps; saved after them
 
     async def run(self) -> int:
         try:
@@ -100,6 +102,7 @@ class JobRun:
         try:
             await self._supervise(steps_task, background)
             state, reason, steps = steps_task.result()
+            state, reason = await self._outputs(job, state, reason, sink)
             sink.seal()
             try:
                 await self._drain(background, shipper)
@@ -124,6 +127,21 @@ class JobRun:
                 elif isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                     log.error("%s stopped early: %r", task.get_name(), result)
             spool.close()
+
+    async def _outputs(self, job: runner_pb2.RunnerJob, state: int, reason: str, sink: LogSink) -> tuple[int, str]:
+        """Upload the job's artifacts after its steps (not after a cancel or a lost orchestrator);
+        a job whose artifacts cannot be stored ends failed, saying why."""
+        if not (job.artifacts or self.caches) or state not in (jobs_pb2.JOB_STATE_SUCCEEDED, jobs_pb2.JOB_STATE_FAILED) \
+                or self.cancelled.is_set() or self.conn.gone:
+            return state, reason
+        workspace = self.settings.workspace / f"{job.job.job_id}-{job.job.attempt}"
+        problem = await artifacts.upload(self.conn, job, workspace, state, lambda text: sink.note(JOB_STEP, text))
+        if not problem:
+            if state == jobs_pb2.JOB_STATE_SUCCEEDED and self.caches:
+                await caches.save(self.conn, job, self.caches, lambda text: sink.note(JOB_STEP, text))
+            return state, reason
+        sink.note(JOB_STEP, problem)
+        return jobs_pb2.JOB_STATE_FAILED, reason or problem
 
     async def _supervise(self, steps_task: asyncio.Task, background: list[asyncio.Task]) -> None:  # type: ignore[type-arg]
         """Wait for the steps; a background task that dies stops the job (errored)."""
@@ -204,6 +222,14 @@ class JobRun:
         except CheckoutError as err:
             sink.note(JOB_STEP, f"checkout failed: {err}")
             return jobs_pb2.JOB_STATE_ERRORED, f"checkout failed: {err}", self._skipped(job, 0, results)
+        if job.artifact_inputs:
+            problem = await artifacts.download(self.conn, job, workspace, lambda text: sink.note(JOB_STEP, text))
+            if problem:
+                sink.note(JOB_STEP, problem)
+                return jobs_pb2.JOB_STATE_ERRORED, problem, self._skipped(job, 0, results)
+        if job.caches and job.cache_mode:
+            self.caches = await caches.restore_for(self.conn, job, workspace, settings, user,
+                                                   lambda text: sink.note(JOB_STEP, text))
         if user is not None:
             await asyncio.to_thread(hand_over, workspace, settings.home, user)
         shell = list(job.shell) or ["bash", "-eo", "pipefail", "-c"]

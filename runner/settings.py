@@ -28,6 +28,9 @@ class RunnerSettings:
     # for a contained job (SOLSTICE_RUNNER_STEP_USER). "" runs them as the runner.
     step_user: str = field(default_factory=lambda: os.environ.get("SOLSTICE_RUNNER_STEP_USER", ""))
     pipe_grace: float = 5.0  # a step's pipes are read this long after its process exited
+    # Where a bhyve VM's cache disks show up (virtio-solstice-c<i>, the serial the driver gives them).
+    disk_dir: Path = field(default_factory=lambda: Path(os.environ.get("SOLSTICE_RUNNER_DISK_DIR")
+                                                        or "/dev/disk/by-id"))
 
     @property
     def workspace(self) -> Path:

@@ -46,6 +46,14 @@ def hand_over(workspace: Path, home: Path, user: StepUser) -> None:
         os.chmod(path, 0o700)
 
 
+def hand_over_tree(path: Path, user: StepUser) -> None:
+    """Give a restored cache directory (and the folders above it in the home) to ``user``."""
+    for top, dirs, files in os.walk(path):
+        os.lchown(top, user.uid, user.gid)
+        for name in (*dirs, *files):
+            os.lchown(os.path.join(top, name), user.uid, user.gid)
+
+
 def write_script(directory: Path, stem: str, text: str) -> Path:
     """``<directory>/<stem>.sh`` holding ``text``: readable by the step user, writable by nobody but us."""
     directory.mkdir(mode=0o711, exist_ok=True)

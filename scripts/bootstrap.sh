@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Creates .venv (if missing) and installs Solstice CI into it, editable.
+# Creates .venv (if missing) and installs Solstice CI into it, editable, with the
+# server extra (the orchestrator, the integration, the single node, ciadm, cidev:
+# the base set alone is the runner's, pyproject.toml) and EXTRA if given.
 # Usage: scripts/bootstrap.sh [EXTRA]   e.g. scripts/bootstrap.sh test
 #
 # Installs nothing when nothing changed: .venv/.solstice-installed records the
@@ -43,8 +45,8 @@ if up_to_date; then
     exit 0
 fi
 
-spec="."
-[ -n "$extra" ] && spec=".[$extra]"
+spec=".[server]"
+[ -n "$extra" ] && spec=".[server,$extra]"
 .venv/bin/python -m pip install -q --disable-pip-version-check -e "$spec"
 {
     echo "$key"

@@ -46,13 +46,13 @@ def bootstrap(root: Path, *args: str) -> None:
 def test_installs_only_what_changed(tmp_path: Path) -> None:
     root = project(tmp_path)
     bootstrap(root, "test")
-    assert calls(root) == ["-m pip install -q --disable-pip-version-check -e .[test]"]
+    assert calls(root) == ["-m pip install -q --disable-pip-version-check -e .[server,test]"]
     bootstrap(root, "test")
     bootstrap(root)  # the plain install is part of the one with the test extra
     assert len(calls(root)) == 1
     (root / "pyproject.toml").write_text((root / "pyproject.toml").read_text() + "\n# changed\n")
     bootstrap(root)
-    assert calls(root)[1:] == ["-m pip install -q --disable-pip-version-check -e ."]
+    assert calls(root)[1:] == ["-m pip install -q --disable-pip-version-check -e .[server]"]
     bootstrap(root, "test")  # the extra is not installed for the new pyproject.toml yet
     assert len(calls(root)) == 3
     (root / ".venv" / "bin" / "ciadm").unlink()  # a console script gone: install again

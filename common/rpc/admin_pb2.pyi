@@ -34,6 +34,30 @@ OPERATOR_ROLE_READ: OperatorRole
 OPERATOR_ROLE_OPERATE: OperatorRole
 OPERATOR_ROLE_ADMIN: OperatorRole
 
+class ListArtifactsRequest(_message.Message):
+    __slots__ = ("job_id", "attempt")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    attempt: int
+    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
+
+class ListArtifactsResponse(_message.Message):
+    __slots__ = ("artifacts",)
+    ARTIFACTS_FIELD_NUMBER: _ClassVar[int]
+    artifacts: _containers.RepeatedCompositeFieldContainer[_jobs_pb2.ArtifactInfo]
+    def __init__(self, artifacts: _Optional[_Iterable[_Union[_jobs_pb2.ArtifactInfo, _Mapping]]] = ...) -> None: ...
+
+class DownloadArtifactRequest(_message.Message):
+    __slots__ = ("job_id", "attempt", "name")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    attempt: int
+    name: str
+    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., name: _Optional[str] = ...) -> None: ...
+
 class SubmitRequest(_message.Message):
     __slots__ = ("jobs",)
     JOBS_FIELD_NUMBER: _ClassVar[int]

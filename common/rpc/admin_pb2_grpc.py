@@ -5,6 +5,7 @@ import grpc
 import warnings
 
 from common.rpc import admin_pb2 as solstice_dot_v1_dot_admin__pb2
+from common.rpc import jobs_pb2 as solstice_dot_v1_dot_jobs__pb2
 
 GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
@@ -114,6 +115,16 @@ class AdminServiceStub:
                 '/solstice.v1.AdminService/RevokeToken',
                 request_serializer=solstice_dot_v1_dot_admin__pb2.RevokeTokenRequest.SerializeToString,
                 response_deserializer=solstice_dot_v1_dot_admin__pb2.TokenInfo.FromString,
+                _registered_method=True)
+        self.ListArtifacts = channel.unary_unary(
+                '/solstice.v1.AdminService/ListArtifacts',
+                request_serializer=solstice_dot_v1_dot_admin__pb2.ListArtifactsRequest.SerializeToString,
+                response_deserializer=solstice_dot_v1_dot_admin__pb2.ListArtifactsResponse.FromString,
+                _registered_method=True)
+        self.DownloadArtifact = channel.unary_stream(
+                '/solstice.v1.AdminService/DownloadArtifact',
+                request_serializer=solstice_dot_v1_dot_admin__pb2.DownloadArtifactRequest.SerializeToString,
+                response_deserializer=solstice_dot_v1_dot_jobs__pb2.ArtifactChunk.FromString,
                 _registered_method=True)
 
 
@@ -232,6 +243,19 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListArtifacts(self, request, context):
+        """A job's artifacts (its current attempt's, or `attempt`'s) and their files (read role).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DownloadArtifact(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -314,6 +338,16 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.RevokeToken,
                     request_deserializer=solstice_dot_v1_dot_admin__pb2.RevokeTokenRequest.FromString,
                     response_serializer=solstice_dot_v1_dot_admin__pb2.TokenInfo.SerializeToString,
+            ),
+            'ListArtifacts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListArtifacts,
+                    request_deserializer=solstice_dot_v1_dot_admin__pb2.ListArtifactsRequest.FromString,
+                    response_serializer=solstice_dot_v1_dot_admin__pb2.ListArtifactsResponse.SerializeToString,
+            ),
+            'DownloadArtifact': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadArtifact,
+                    request_deserializer=solstice_dot_v1_dot_admin__pb2.DownloadArtifactRequest.FromString,
+                    response_serializer=solstice_dot_v1_dot_jobs__pb2.ArtifactChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -748,6 +782,60 @@ class AdminService:
             '/solstice.v1.AdminService/RevokeToken',
             solstice_dot_v1_dot_admin__pb2.RevokeTokenRequest.SerializeToString,
             solstice_dot_v1_dot_admin__pb2.TokenInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListArtifacts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/solstice.v1.AdminService/ListArtifacts',
+            solstice_dot_v1_dot_admin__pb2.ListArtifactsRequest.SerializeToString,
+            solstice_dot_v1_dot_admin__pb2.ListArtifactsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadArtifact(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/solstice.v1.AdminService/DownloadArtifact',
+            solstice_dot_v1_dot_admin__pb2.DownloadArtifactRequest.SerializeToString,
+            solstice_dot_v1_dot_jobs__pb2.ArtifactChunk.FromString,
             options,
             channel_credentials,
             insecure,

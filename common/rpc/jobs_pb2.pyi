@@ -103,7 +103,7 @@ class Step(_message.Message):
     def __init__(self, name: _Optional[str] = ..., run: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., timeout_seconds: _Optional[float] = ..., workdir: _Optional[str] = ..., continue_on_error: _Optional[bool] = ...) -> None: ...
 
 class JobRequest(_message.Message):
-    __slots__ = ("schema_version", "job_id", "run_id", "key", "name", "runs_on", "checkout", "steps", "env", "timeout_seconds", "needs", "secrets", "trusted", "workflow_name", "submitted_at", "origin", "source", "submitted_by", "clone_credentials")
+    __slots__ = ("schema_version", "job_id", "run_id", "key", "name", "runs_on", "checkout", "steps", "env", "timeout_seconds", "needs", "secrets", "trusted", "workflow_name", "submitted_at", "origin", "source", "submitted_by", "clone_credentials", "artifacts", "caches", "cache_base_ref")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -130,6 +130,9 @@ class JobRequest(_message.Message):
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     SUBMITTED_BY_FIELD_NUMBER: _ClassVar[int]
     CLONE_CREDENTIALS_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACTS_FIELD_NUMBER: _ClassVar[int]
+    CACHES_FIELD_NUMBER: _ClassVar[int]
+    CACHE_BASE_REF_FIELD_NUMBER: _ClassVar[int]
     schema_version: int
     job_id: str
     run_id: str
@@ -149,7 +152,88 @@ class JobRequest(_message.Message):
     source: JobSource
     submitted_by: str
     clone_credentials: bool
-    def __init__(self, schema_version: _Optional[int] = ..., job_id: _Optional[str] = ..., run_id: _Optional[str] = ..., key: _Optional[str] = ..., name: _Optional[str] = ..., runs_on: _Optional[str] = ..., checkout: _Optional[_Union[Checkout, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., env: _Optional[_Mapping[str, str]] = ..., timeout_seconds: _Optional[float] = ..., needs: _Optional[_Iterable[str]] = ..., secrets: _Optional[_Iterable[str]] = ..., trusted: _Optional[bool] = ..., workflow_name: _Optional[str] = ..., submitted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., origin: _Optional[str] = ..., source: _Optional[_Union[JobSource, str]] = ..., submitted_by: _Optional[str] = ..., clone_credentials: _Optional[bool] = ...) -> None: ...
+    artifacts: _containers.RepeatedCompositeFieldContainer[ArtifactSpec]
+    caches: _containers.RepeatedCompositeFieldContainer[CacheSpec]
+    cache_base_ref: str
+    def __init__(self, schema_version: _Optional[int] = ..., job_id: _Optional[str] = ..., run_id: _Optional[str] = ..., key: _Optional[str] = ..., name: _Optional[str] = ..., runs_on: _Optional[str] = ..., checkout: _Optional[_Union[Checkout, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., env: _Optional[_Mapping[str, str]] = ..., timeout_seconds: _Optional[float] = ..., needs: _Optional[_Iterable[str]] = ..., secrets: _Optional[_Iterable[str]] = ..., trusted: _Optional[bool] = ..., workflow_name: _Optional[str] = ..., submitted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., origin: _Optional[str] = ..., source: _Optional[_Union[JobSource, str]] = ..., submitted_by: _Optional[str] = ..., clone_credentials: _Optional[bool] = ..., artifacts: _Optional[_Iterable[_Union[ArtifactSpec, _Mapping]]] = ..., caches: _Optional[_Iterable[_Union[CacheSpec, _Mapping]]] = ..., cache_base_ref: _Optional[str] = ...) -> None: ...
+
+class ArtifactSpec(_message.Message):
+    __slots__ = ("name", "path", "expire_seconds", "when")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    WHEN_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    path: str
+    expire_seconds: float
+    when: str
+    def __init__(self, name: _Optional[str] = ..., path: _Optional[str] = ..., expire_seconds: _Optional[float] = ..., when: _Optional[str] = ...) -> None: ...
+
+class CacheSpec(_message.Message):
+    __slots__ = ("name", "key", "path", "restore_keys")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    RESTORE_KEYS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    key: str
+    path: str
+    restore_keys: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., key: _Optional[str] = ..., path: _Optional[str] = ..., restore_keys: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ArtifactChunk(_message.Message):
+    __slots__ = ("artifact", "path", "offset", "data", "crc32", "last", "size", "sha256", "mode")
+    ARTIFACT_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    CRC32_FIELD_NUMBER: _ClassVar[int]
+    LAST_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    artifact: str
+    path: str
+    offset: int
+    data: bytes
+    crc32: int
+    last: bool
+    size: int
+    sha256: str
+    mode: int
+    def __init__(self, artifact: _Optional[str] = ..., path: _Optional[str] = ..., offset: _Optional[int] = ..., data: _Optional[bytes] = ..., crc32: _Optional[int] = ..., last: _Optional[bool] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ..., mode: _Optional[int] = ...) -> None: ...
+
+class ArtifactInfo(_message.Message):
+    __slots__ = ("name", "job_id", "attempt", "job_key", "files", "bytes", "created_at", "expires_at", "file_list")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    JOB_KEY_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    FILE_LIST_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    job_id: str
+    attempt: int
+    job_key: str
+    files: int
+    bytes: int
+    created_at: _timestamp_pb2.Timestamp
+    expires_at: _timestamp_pb2.Timestamp
+    file_list: _containers.RepeatedCompositeFieldContainer[ArtifactFile]
+    def __init__(self, name: _Optional[str] = ..., job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., job_key: _Optional[str] = ..., files: _Optional[int] = ..., bytes: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., file_list: _Optional[_Iterable[_Union[ArtifactFile, _Mapping]]] = ...) -> None: ...
+
+class ArtifactFile(_message.Message):
+    __slots__ = ("path", "size", "sha256")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    size: int
+    sha256: str
+    def __init__(self, path: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
 
 class StepResult(_message.Message):
     __slots__ = ("index", "name", "state", "exit_code", "duration_seconds")
@@ -166,7 +250,7 @@ class StepResult(_message.Message):
     def __init__(self, index: _Optional[int] = ..., name: _Optional[str] = ..., state: _Optional[_Union[StepState, str]] = ..., exit_code: _Optional[int] = ..., duration_seconds: _Optional[float] = ...) -> None: ...
 
 class JobEvent(_message.Message):
-    __slots__ = ("schema_version", "event_id", "job_id", "run_id", "attempt", "key", "name", "checkout", "state", "step", "reason", "host", "at", "steps", "log_tail", "source", "submitted_by")
+    __slots__ = ("schema_version", "event_id", "job_id", "run_id", "attempt", "key", "name", "checkout", "state", "step", "reason", "host", "at", "steps", "log_tail", "source", "submitted_by", "artifacts")
     SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
@@ -184,6 +268,7 @@ class JobEvent(_message.Message):
     LOG_TAIL_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     SUBMITTED_BY_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACTS_FIELD_NUMBER: _ClassVar[int]
     schema_version: int
     event_id: str
     job_id: str
@@ -201,4 +286,5 @@ class JobEvent(_message.Message):
     log_tail: _containers.RepeatedScalarFieldContainer[str]
     source: JobSource
     submitted_by: str
-    def __init__(self, schema_version: _Optional[int] = ..., event_id: _Optional[str] = ..., job_id: _Optional[str] = ..., run_id: _Optional[str] = ..., attempt: _Optional[int] = ..., key: _Optional[str] = ..., name: _Optional[str] = ..., checkout: _Optional[_Union[Checkout, _Mapping]] = ..., state: _Optional[_Union[JobState, str]] = ..., step: _Optional[_Union[StepResult, _Mapping]] = ..., reason: _Optional[str] = ..., host: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[StepResult, _Mapping]]] = ..., log_tail: _Optional[_Iterable[str]] = ..., source: _Optional[_Union[JobSource, str]] = ..., submitted_by: _Optional[str] = ...) -> None: ...
+    artifacts: _containers.RepeatedCompositeFieldContainer[ArtifactInfo]
+    def __init__(self, schema_version: _Optional[int] = ..., event_id: _Optional[str] = ..., job_id: _Optional[str] = ..., run_id: _Optional[str] = ..., attempt: _Optional[int] = ..., key: _Optional[str] = ..., name: _Optional[str] = ..., checkout: _Optional[_Union[Checkout, _Mapping]] = ..., state: _Optional[_Union[JobState, str]] = ..., step: _Optional[_Union[StepResult, _Mapping]] = ..., reason: _Optional[str] = ..., host: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[StepResult, _Mapping]]] = ..., log_tail: _Optional[_Iterable[str]] = ..., source: _Optional[_Union[JobSource, str]] = ..., submitted_by: _Optional[str] = ..., artifacts: _Optional[_Iterable[_Union[ArtifactInfo, _Mapping]]] = ...) -> None: ...

@@ -27,7 +27,7 @@ from common.rpc import admin_pb2 as solstice_dot_v1_dot_admin__pb2
 from common.rpc import jobs_pb2 as solstice_dot_v1_dot_jobs__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18solstice/v1/runner.proto\x12\x0bsolstice.v1\x1a\x17solstice/v1/admin.proto\x1a\x16solstice/v1/jobs.proto\")\n\x06JobRef\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\"p\n\x13GetRunnerJobRequest\x12 \n\x03job\x18\x01 \x01(\x0b\x32\x13.solstice.v1.JobRef\x12\x16\n\x0erunner_version\x18\x02 \x01(\t\x12\x10\n\x08hostname\x18\x03 \x01(\t\x12\r\n\x05image\x18\x04 \x01(\t\"\xff\x03\n\tRunnerJob\x12 \n\x03job\x18\x01 \x01(\x0b\x32\x13.solstice.v1.JobRef\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\'\n\x08\x63heckout\x18\x03 \x01(\x0b\x32\x15.solstice.v1.Checkout\x12 \n\x05steps\x18\x04 \x03(\x0b\x32\x11.solstice.v1.Step\x12,\n\x03\x65nv\x18\x05 \x03(\x0b\x32\x1f.solstice.v1.RunnerJob.EnvEntry\x12\x34\n\x07secrets\x18\x06 \x03(\x0b\x32#.solstice.v1.RunnerJob.SecretsEntry\x12\x17\n\x0ftimeout_seconds\x18\x07 \x01(\x01\x12\r\n\x05shell\x18\x08 \x03(\t\x12\x1a\n\x12kill_grace_seconds\x18\t \x01(\x01\x12\"\n\x1aheartbeat_interval_seconds\x18\n \x01(\x01\x12\x17\n\x0flog_limit_bytes\x18\x0b \x01(\x04\x12\x17\n\x0flog_limit_fails\x18\x0c \x01(\x08\x12\x1d\n\x15offline_limit_seconds\x18\x0f \x01(\x01\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a.\n\x0cSecretsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"~\n\x08LogBatch\x12 \n\x03job\x18\x01 \x01(\x0b\x32\x13.solstice.v1.JobRef\x12\x16\n\x0e\x66irst_sequence\x18\x02 \x01(\x04\x12!\n\x04runs\x18\x03 \x03(\x0b\x32\x13.solstice.v1.LogRun\x12\x15\n\rcontinuations\x18\x04 \x03(\x04\"\"\n\x06LogAck\x12\x18\n\x10\x64urable_sequence\x18\x01 \x01(\x04\"U\n\nStepReport\x12 \n\x03job\x18\x01 \x01(\x0b\x32\x13.solstice.v1.JobRef\x12%\n\x04step\x18\x02 \x01(\x0b\x32\x17.solstice.v1.StepResult\"\x11\n\x0fStepReportReply\"\\\n\x10HeartbeatRequest\x12 \n\x03job\x18\x01 \x01(\x0b\x32\x13.solstice.v1.JobRef\x12\x14\n\x0c\x63urrent_step\x18\x02 \x01(\x05\x12\x10\n\x08sequence\x18\x03 \x01(\x04\"0\n\x0eHeartbeatReply\x12\x0e\n\x06\x63\x61ncel\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xa8\x01\n\x0f\x43ompleteRequest\x12 \n\x03job\x18\x01 \x01(\x0b\x32\x13.solstice.v1.JobRef\x12$\n\x05state\x18\x02 \x01(\x0e\x32\x15.solstice.v1.JobState\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x15\n\rlast_sequence\x18\x04 \x01(\x04\x12&\n\x05steps\x18\x05 \x03(\x0b\x32\x17.solstice.v1.StepResult\"\x0f\n\rCompleteReply2\xe5\x02\n\rRunnerService\x12\x42\n\x06GetJob\x12 .solstice.v1.GetRunnerJobRequest\x1a\x16.solstice.v1.RunnerJob\x12<\n\nStreamLogs\x12\x15.solstice.v1.LogBatch\x1a\x13.solstice.v1.LogAck(\x01\x30\x01\x12\x43\n\nReportStep\x12\x17.solstice.v1.StepReport\x1a\x1c.solstice.v1.StepReportReply\x12G\n\tHeartbeat\x12\x1d.solstice.v1.HeartbeatRequest\x1a\x1b.solstice.v1.HeartbeatReply\x12\x44\n\x08\x43omplete\x12\x1c.solstice.v1.CompleteRequest\x1a\x1a.solstice.v1.CompleteReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18solstice/v1/runner.proto\x12\x0bsolstice.v1\x1a\x17solstice/v1/admin.proto\x1a\x16solstice/v1/jobs.proto\"a\n\x0c\x43\x61\x63heRequest\x12 \n\x03job\x18\x01 \x01(\x0b\x32\x13.solstice.v1.JobRef\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03key\x18\x03 \x01(\t\x12\x14\n\x0crestore_keys\x18\x04 \x03(\t\"\x9a\x01\n\x0c\x43\x61\x63heMessage\x12 \n\x03job\x18\x01 \x01(\x0b\x32\x13.solstice.v1.JobRef\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03key\x18\x03 \x01(\t\x12\x13\n\x0bmatched_key\x18\x04 \x01(\t\x12\r\n\x05\x65xact\x18\x05 \x01(\x08\x12)\n\x05\x63hunk\x18\x06 \x01(\x0b\x32\x1a.solstice.v1.ArtifactChunk\";\n\x0c\x43\x61\x63heReceipt\x12\r\n\x05saved\x18\x01 \x01(\x08\x12\r\n\x05\x66iles\x18\x02 \x01(\r\x12\r\n\x05\x62ytes\x18\x03 \x01(\x04\"u\n\x0e\x41rtifactUpload\x12 \n\x03job\x18\x01 \x01(\x0b\x32\x13.solstice.v1.JobRef\x12)\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x1a.solstice.v1.ArtifactChunk\x12\x16\n\x0e\x65xpire_seconds\x18\x03 \x01(\x01\"/\n\x0f\x41rtifactReceipt\x12\r\n\x05\x66iles\x18\x01 \x01(\r\x12\r\n\x05\x62ytes\x18\x02 \x01(\x04\"W\n\x10\x41rtifactDownload\x12 \n\x03job\x18\x01 \x01(\x0b\x32\x13.solstice.v1.JobRef\x12\x0f\n\x07job_key\x18\x02 \x01(\t\x12\x10\n\x08\x61rtifact\x18\x03 \x01(\t\")\n\x06JobRef\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\"p\n\x13GetRunnerJobRequest\x12 \n\x03job\x18\x01 \x01(\x0b\x32\x13.solstice.v1.JobRef\x12\x16\n\x0erunner_version\x18\x02 \x01(\t\x12\x10\n\x08hostname\x18\x03 \x01(\t\x12\r\n\x05image\x18\x04 \x01(\t\"\xa0\x06\n\tRunnerJob\x12 \n\x03job\x18\x01 \x01(\x0b\x32\x13.solstice.v1.JobRef\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\'\n\x08\x63heckout\x18\x03 \x01(\x0b\x32\x15.solstice.v1.Checkout\x12 \n\x05steps\x18\x04 \x03(\x0b\x32\x11.solstice.v1.Step\x12,\n\x03\x65nv\x18\x05 \x03(\x0b\x32\x1f.solstice.v1.RunnerJob.EnvEntry\x12\x34\n\x07secrets\x18\x06 \x03(\x0b\x32#.solstice.v1.RunnerJob.SecretsEntry\x12\x17\n\x0ftimeout_seconds\x18\x07 \x01(\x01\x12\r\n\x05shell\x18\x08 \x03(\t\x12\x1a\n\x12kill_grace_seconds\x18\t \x01(\x01\x12\"\n\x1aheartbeat_interval_seconds\x18\n \x01(\x01\x12\x17\n\x0flog_limit_bytes\x18\x0b \x01(\x04\x12\x17\n\x0flog_limit_fails\x18\x0c \x01(\x08\x12\x1d\n\x15offline_limit_seconds\x18\x0f \x01(\x01\x12,\n\tartifacts\x18\x1e \x03(\x0b\x32\x19.solstice.v1.ArtifactSpec\x12\x32\n\x0f\x61rtifact_inputs\x18\x1f \x03(\x0b\x32\x19.solstice.v1.ArtifactInfo\x12\x1f\n\x17\x61rtifact_max_file_bytes\x18  \x01(\x04\x12\x1e\n\x16\x61rtifact_max_job_bytes\x18! \x01(\x04\x12&\n\x06\x63\x61\x63hes\x18\" \x03(\x0b\x32\x16.solstice.v1.CacheSpec\x12\x12\n\ncache_mode\x18# \x01(\t\x12\x16\n\x0e\x63\x61\x63he_writable\x18$ \x01(\x08\x12\x17\n\x0f\x63\x61\x63he_max_bytes\x18% \x01(\x04\x12\x0f\n\x07runs_on\x18& \x01(\t\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a.\n\x0cSecretsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"~\n\x08LogBatch\x12 \n\x03job\x18\x01 \x01(\x0b\x32\x13.solstice.v1.JobRef\x12\x16\n\x0e\x66irst_sequence\x18\x02 \x01(\x04\x12!\n\x04runs\x18\x03 \x03(\x0b\x32\x13.solstice.v1.LogRun\x12\x15\n\rcontinuations\x18\x04 \x03(\x04\"\"\n\x06LogAck\x12\x18\n\x10\x64urable_sequence\x18\x01 \x01(\x04\"U\n\nStepReport\x12 \n\x03job\x18\x01 \x01(\x0b\x32\x13.solstice.v1.JobRef\x12%\n\x04step\x18\x02 \x01(\x0b\x32\x17.solstice.v1.StepResult\"\x11\n\x0fStepReportReply\"\\\n\x10HeartbeatRequest\x12 \n\x03job\x18\x01 \x01(\x0b\x32\x13.solstice.v1.JobRef\x12\x14\n\x0c\x63urrent_step\x18\x02 \x01(\x05\x12\x10\n\x08sequence\x18\x03 \x01(\x04\"0\n\x0eHeartbeatReply\x12\x0e\n\x06\x63\x61ncel\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xa8\x01\n\x0f\x43ompleteRequest\x12 \n\x03job\x18\x01 \x01(\x0b\x32\x13.solstice.v1.JobRef\x12$\n\x05state\x18\x02 \x01(\x0e\x32\x15.solstice.v1.JobState\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x15\n\rlast_sequence\x18\x04 \x01(\x04\x12&\n\x05steps\x18\x05 \x03(\x0b\x32\x17.solstice.v1.StepResult\"\x0f\n\rCompleteReply2\x92\x05\n\rRunnerService\x12\x42\n\x06GetJob\x12 .solstice.v1.GetRunnerJobRequest\x1a\x16.solstice.v1.RunnerJob\x12<\n\nStreamLogs\x12\x15.solstice.v1.LogBatch\x1a\x13.solstice.v1.LogAck(\x01\x30\x01\x12\x43\n\nReportStep\x12\x17.solstice.v1.StepReport\x1a\x1c.solstice.v1.StepReportReply\x12G\n\tHeartbeat\x12\x1d.solstice.v1.HeartbeatRequest\x1a\x1b.solstice.v1.HeartbeatReply\x12\x44\n\x08\x43omplete\x12\x1c.solstice.v1.CompleteRequest\x1a\x1a.solstice.v1.CompleteReply\x12M\n\x0eUploadArtifact\x12\x1b.solstice.v1.ArtifactUpload\x1a\x1c.solstice.v1.ArtifactReceipt(\x01\x12O\n\x10\x44ownloadArtifact\x12\x1d.solstice.v1.ArtifactDownload\x1a\x1a.solstice.v1.ArtifactChunk0\x01\x12\x46\n\x0cRestoreCache\x12\x19.solstice.v1.CacheRequest\x1a\x19.solstice.v1.CacheMessage0\x01\x12\x43\n\tSaveCache\x12\x19.solstice.v1.CacheMessage\x1a\x19.solstice.v1.CacheReceipt(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,32 +38,44 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RUNNERJOB_ENVENTRY']._serialized_options = b'8\001'
   _globals['_RUNNERJOB_SECRETSENTRY']._loaded_options = None
   _globals['_RUNNERJOB_SECRETSENTRY']._serialized_options = b'8\001'
-  _globals['_JOBREF']._serialized_start=90
-  _globals['_JOBREF']._serialized_end=131
-  _globals['_GETRUNNERJOBREQUEST']._serialized_start=133
-  _globals['_GETRUNNERJOBREQUEST']._serialized_end=245
-  _globals['_RUNNERJOB']._serialized_start=248
-  _globals['_RUNNERJOB']._serialized_end=759
-  _globals['_RUNNERJOB_ENVENTRY']._serialized_start=669
-  _globals['_RUNNERJOB_ENVENTRY']._serialized_end=711
-  _globals['_RUNNERJOB_SECRETSENTRY']._serialized_start=713
-  _globals['_RUNNERJOB_SECRETSENTRY']._serialized_end=759
-  _globals['_LOGBATCH']._serialized_start=761
-  _globals['_LOGBATCH']._serialized_end=887
-  _globals['_LOGACK']._serialized_start=889
-  _globals['_LOGACK']._serialized_end=923
-  _globals['_STEPREPORT']._serialized_start=925
-  _globals['_STEPREPORT']._serialized_end=1010
-  _globals['_STEPREPORTREPLY']._serialized_start=1012
-  _globals['_STEPREPORTREPLY']._serialized_end=1029
-  _globals['_HEARTBEATREQUEST']._serialized_start=1031
-  _globals['_HEARTBEATREQUEST']._serialized_end=1123
-  _globals['_HEARTBEATREPLY']._serialized_start=1125
-  _globals['_HEARTBEATREPLY']._serialized_end=1173
-  _globals['_COMPLETEREQUEST']._serialized_start=1176
-  _globals['_COMPLETEREQUEST']._serialized_end=1344
-  _globals['_COMPLETEREPLY']._serialized_start=1346
-  _globals['_COMPLETEREPLY']._serialized_end=1361
-  _globals['_RUNNERSERVICE']._serialized_start=1364
-  _globals['_RUNNERSERVICE']._serialized_end=1721
+  _globals['_CACHEREQUEST']._serialized_start=90
+  _globals['_CACHEREQUEST']._serialized_end=187
+  _globals['_CACHEMESSAGE']._serialized_start=190
+  _globals['_CACHEMESSAGE']._serialized_end=344
+  _globals['_CACHERECEIPT']._serialized_start=346
+  _globals['_CACHERECEIPT']._serialized_end=405
+  _globals['_ARTIFACTUPLOAD']._serialized_start=407
+  _globals['_ARTIFACTUPLOAD']._serialized_end=524
+  _globals['_ARTIFACTRECEIPT']._serialized_start=526
+  _globals['_ARTIFACTRECEIPT']._serialized_end=573
+  _globals['_ARTIFACTDOWNLOAD']._serialized_start=575
+  _globals['_ARTIFACTDOWNLOAD']._serialized_end=662
+  _globals['_JOBREF']._serialized_start=664
+  _globals['_JOBREF']._serialized_end=705
+  _globals['_GETRUNNERJOBREQUEST']._serialized_start=707
+  _globals['_GETRUNNERJOBREQUEST']._serialized_end=819
+  _globals['_RUNNERJOB']._serialized_start=822
+  _globals['_RUNNERJOB']._serialized_end=1622
+  _globals['_RUNNERJOB_ENVENTRY']._serialized_start=1532
+  _globals['_RUNNERJOB_ENVENTRY']._serialized_end=1574
+  _globals['_RUNNERJOB_SECRETSENTRY']._serialized_start=1576
+  _globals['_RUNNERJOB_SECRETSENTRY']._serialized_end=1622
+  _globals['_LOGBATCH']._serialized_start=1624
+  _globals['_LOGBATCH']._serialized_end=1750
+  _globals['_LOGACK']._serialized_start=1752
+  _globals['_LOGACK']._serialized_end=1786
+  _globals['_STEPREPORT']._serialized_start=1788
+  _globals['_STEPREPORT']._serialized_end=1873
+  _globals['_STEPREPORTREPLY']._serialized_start=1875
+  _globals['_STEPREPORTREPLY']._serialized_end=1892
+  _globals['_HEARTBEATREQUEST']._serialized_start=1894
+  _globals['_HEARTBEATREQUEST']._serialized_end=1986
+  _globals['_HEARTBEATREPLY']._serialized_start=1988
+  _globals['_HEARTBEATREPLY']._serialized_end=2036
+  _globals['_COMPLETEREQUEST']._serialized_start=2039
+  _globals['_COMPLETEREQUEST']._serialized_end=2207
+  _globals['_COMPLETEREPLY']._serialized_start=2209
+  _globals['_COMPLETEREPLY']._serialized_end=2224
+  _globals['_RUNNERSERVICE']._serialized_start=2227
+  _globals['_RUNNERSERVICE']._serialized_end=2885
 # @@protoc_insertion_point(module_scope)

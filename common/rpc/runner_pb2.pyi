@@ -9,6 +9,72 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class CacheRequest(_message.Message):
+    __slots__ = ("job", "name", "key", "restore_keys")
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    RESTORE_KEYS_FIELD_NUMBER: _ClassVar[int]
+    job: JobRef
+    name: str
+    key: str
+    restore_keys: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, job: _Optional[_Union[JobRef, _Mapping]] = ..., name: _Optional[str] = ..., key: _Optional[str] = ..., restore_keys: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CacheMessage(_message.Message):
+    __slots__ = ("job", "name", "key", "matched_key", "exact", "chunk")
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    MATCHED_KEY_FIELD_NUMBER: _ClassVar[int]
+    EXACT_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    job: JobRef
+    name: str
+    key: str
+    matched_key: str
+    exact: bool
+    chunk: _jobs_pb2.ArtifactChunk
+    def __init__(self, job: _Optional[_Union[JobRef, _Mapping]] = ..., name: _Optional[str] = ..., key: _Optional[str] = ..., matched_key: _Optional[str] = ..., exact: _Optional[bool] = ..., chunk: _Optional[_Union[_jobs_pb2.ArtifactChunk, _Mapping]] = ...) -> None: ...
+
+class CacheReceipt(_message.Message):
+    __slots__ = ("saved", "files", "bytes")
+    SAVED_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    saved: bool
+    files: int
+    bytes: int
+    def __init__(self, saved: _Optional[bool] = ..., files: _Optional[int] = ..., bytes: _Optional[int] = ...) -> None: ...
+
+class ArtifactUpload(_message.Message):
+    __slots__ = ("job", "chunk", "expire_seconds")
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    job: JobRef
+    chunk: _jobs_pb2.ArtifactChunk
+    expire_seconds: float
+    def __init__(self, job: _Optional[_Union[JobRef, _Mapping]] = ..., chunk: _Optional[_Union[_jobs_pb2.ArtifactChunk, _Mapping]] = ..., expire_seconds: _Optional[float] = ...) -> None: ...
+
+class ArtifactReceipt(_message.Message):
+    __slots__ = ("files", "bytes")
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    files: int
+    bytes: int
+    def __init__(self, files: _Optional[int] = ..., bytes: _Optional[int] = ...) -> None: ...
+
+class ArtifactDownload(_message.Message):
+    __slots__ = ("job", "job_key", "artifact")
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    JOB_KEY_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_FIELD_NUMBER: _ClassVar[int]
+    job: JobRef
+    job_key: str
+    artifact: str
+    def __init__(self, job: _Optional[_Union[JobRef, _Mapping]] = ..., job_key: _Optional[str] = ..., artifact: _Optional[str] = ...) -> None: ...
+
 class JobRef(_message.Message):
     __slots__ = ("job_id", "attempt")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
@@ -30,7 +96,7 @@ class GetRunnerJobRequest(_message.Message):
     def __init__(self, job: _Optional[_Union[JobRef, _Mapping]] = ..., runner_version: _Optional[str] = ..., hostname: _Optional[str] = ..., image: _Optional[str] = ...) -> None: ...
 
 class RunnerJob(_message.Message):
-    __slots__ = ("job", "name", "checkout", "steps", "env", "secrets", "timeout_seconds", "shell", "kill_grace_seconds", "heartbeat_interval_seconds", "log_limit_bytes", "log_limit_fails", "offline_limit_seconds")
+    __slots__ = ("job", "name", "checkout", "steps", "env", "secrets", "timeout_seconds", "shell", "kill_grace_seconds", "heartbeat_interval_seconds", "log_limit_bytes", "log_limit_fails", "offline_limit_seconds", "artifacts", "artifact_inputs", "artifact_max_file_bytes", "artifact_max_job_bytes", "caches", "cache_mode", "cache_writable", "cache_max_bytes", "runs_on")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -58,6 +124,15 @@ class RunnerJob(_message.Message):
     LOG_LIMIT_BYTES_FIELD_NUMBER: _ClassVar[int]
     LOG_LIMIT_FAILS_FIELD_NUMBER: _ClassVar[int]
     OFFLINE_LIMIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACTS_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_INPUTS_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_MAX_FILE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_MAX_JOB_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CACHES_FIELD_NUMBER: _ClassVar[int]
+    CACHE_MODE_FIELD_NUMBER: _ClassVar[int]
+    CACHE_WRITABLE_FIELD_NUMBER: _ClassVar[int]
+    CACHE_MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    RUNS_ON_FIELD_NUMBER: _ClassVar[int]
     job: JobRef
     name: str
     checkout: _jobs_pb2.Checkout
@@ -71,7 +146,16 @@ class RunnerJob(_message.Message):
     log_limit_bytes: int
     log_limit_fails: bool
     offline_limit_seconds: float
-    def __init__(self, job: _Optional[_Union[JobRef, _Mapping]] = ..., name: _Optional[str] = ..., checkout: _Optional[_Union[_jobs_pb2.Checkout, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[_jobs_pb2.Step, _Mapping]]] = ..., env: _Optional[_Mapping[str, str]] = ..., secrets: _Optional[_Mapping[str, str]] = ..., timeout_seconds: _Optional[float] = ..., shell: _Optional[_Iterable[str]] = ..., kill_grace_seconds: _Optional[float] = ..., heartbeat_interval_seconds: _Optional[float] = ..., log_limit_bytes: _Optional[int] = ..., log_limit_fails: _Optional[bool] = ..., offline_limit_seconds: _Optional[float] = ...) -> None: ...
+    artifacts: _containers.RepeatedCompositeFieldContainer[_jobs_pb2.ArtifactSpec]
+    artifact_inputs: _containers.RepeatedCompositeFieldContainer[_jobs_pb2.ArtifactInfo]
+    artifact_max_file_bytes: int
+    artifact_max_job_bytes: int
+    caches: _containers.RepeatedCompositeFieldContainer[_jobs_pb2.CacheSpec]
+    cache_mode: str
+    cache_writable: bool
+    cache_max_bytes: int
+    runs_on: str
+    def __init__(self, job: _Optional[_Union[JobRef, _Mapping]] = ..., name: _Optional[str] = ..., checkout: _Optional[_Union[_jobs_pb2.Checkout, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[_jobs_pb2.Step, _Mapping]]] = ..., env: _Optional[_Mapping[str, str]] = ..., secrets: _Optional[_Mapping[str, str]] = ..., timeout_seconds: _Optional[float] = ..., shell: _Optional[_Iterable[str]] = ..., kill_grace_seconds: _Optional[float] = ..., heartbeat_interval_seconds: _Optional[float] = ..., log_limit_bytes: _Optional[int] = ..., log_limit_fails: _Optional[bool] = ..., offline_limit_seconds: _Optional[float] = ..., artifacts: _Optional[_Iterable[_Union[_jobs_pb2.ArtifactSpec, _Mapping]]] = ..., artifact_inputs: _Optional[_Iterable[_Union[_jobs_pb2.ArtifactInfo, _Mapping]]] = ..., artifact_max_file_bytes: _Optional[int] = ..., artifact_max_job_bytes: _Optional[int] = ..., caches: _Optional[_Iterable[_Union[_jobs_pb2.CacheSpec, _Mapping]]] = ..., cache_mode: _Optional[str] = ..., cache_writable: _Optional[bool] = ..., cache_max_bytes: _Optional[int] = ..., runs_on: _Optional[str] = ...) -> None: ...
 
 class LogBatch(_message.Message):
     __slots__ = ("job", "first_sequence", "runs", "continuations")

@@ -4,9 +4,10 @@
 import grpc
 import warnings
 
+from common.rpc import jobs_pb2 as solstice_dot_v1_dot_jobs__pb2
 from common.rpc import runner_pb2 as solstice_dot_v1_dot_runner__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -60,6 +61,26 @@ class RunnerServiceStub:
                 request_serializer=solstice_dot_v1_dot_runner__pb2.CompleteRequest.SerializeToString,
                 response_deserializer=solstice_dot_v1_dot_runner__pb2.CompleteReply.FromString,
                 _registered_method=True)
+        self.UploadArtifact = channel.stream_unary(
+                '/solstice.v1.RunnerService/UploadArtifact',
+                request_serializer=solstice_dot_v1_dot_runner__pb2.ArtifactUpload.SerializeToString,
+                response_deserializer=solstice_dot_v1_dot_runner__pb2.ArtifactReceipt.FromString,
+                _registered_method=True)
+        self.DownloadArtifact = channel.unary_stream(
+                '/solstice.v1.RunnerService/DownloadArtifact',
+                request_serializer=solstice_dot_v1_dot_runner__pb2.ArtifactDownload.SerializeToString,
+                response_deserializer=solstice_dot_v1_dot_jobs__pb2.ArtifactChunk.FromString,
+                _registered_method=True)
+        self.RestoreCache = channel.unary_stream(
+                '/solstice.v1.RunnerService/RestoreCache',
+                request_serializer=solstice_dot_v1_dot_runner__pb2.CacheRequest.SerializeToString,
+                response_deserializer=solstice_dot_v1_dot_runner__pb2.CacheMessage.FromString,
+                _registered_method=True)
+        self.SaveCache = channel.stream_unary(
+                '/solstice.v1.RunnerService/SaveCache',
+                request_serializer=solstice_dot_v1_dot_runner__pb2.CacheMessage.SerializeToString,
+                response_deserializer=solstice_dot_v1_dot_runner__pb2.CacheReceipt.FromString,
+                _registered_method=True)
 
 
 class RunnerServiceServicer:
@@ -103,6 +124,38 @@ class RunnerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UploadArtifact(self, request_iterator, context):
+        """One artifact of this attempt, as a stream of chunks (every file of it);
+        stored only once the stream ends with every checksum right. Before Complete.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DownloadArtifact(self, request, context):
+        """An artifact of a job this one needs (RunnerJob.artifact_inputs), as chunks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RestoreCache(self, request, context):
+        """The best saved cache for a resolved key (exact, else the newest match of a
+        restore_keys prefix): a header message, then (cache_mode "copy") its files.
+        With cache_mode "disk" the files are already on the VM's cache disk.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SaveCache(self, request_iterator, context):
+        """Save a cache under its resolved key: a header message, then (cache_mode
+        "copy") its files. Refused for a job that may not write caches.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RunnerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -130,6 +183,26 @@ def add_RunnerServiceServicer_to_server(servicer, server):
                     servicer.Complete,
                     request_deserializer=solstice_dot_v1_dot_runner__pb2.CompleteRequest.FromString,
                     response_serializer=solstice_dot_v1_dot_runner__pb2.CompleteReply.SerializeToString,
+            ),
+            'UploadArtifact': grpc.stream_unary_rpc_method_handler(
+                    servicer.UploadArtifact,
+                    request_deserializer=solstice_dot_v1_dot_runner__pb2.ArtifactUpload.FromString,
+                    response_serializer=solstice_dot_v1_dot_runner__pb2.ArtifactReceipt.SerializeToString,
+            ),
+            'DownloadArtifact': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadArtifact,
+                    request_deserializer=solstice_dot_v1_dot_runner__pb2.ArtifactDownload.FromString,
+                    response_serializer=solstice_dot_v1_dot_jobs__pb2.ArtifactChunk.SerializeToString,
+            ),
+            'RestoreCache': grpc.unary_stream_rpc_method_handler(
+                    servicer.RestoreCache,
+                    request_deserializer=solstice_dot_v1_dot_runner__pb2.CacheRequest.FromString,
+                    response_serializer=solstice_dot_v1_dot_runner__pb2.CacheMessage.SerializeToString,
+            ),
+            'SaveCache': grpc.stream_unary_rpc_method_handler(
+                    servicer.SaveCache,
+                    request_deserializer=solstice_dot_v1_dot_runner__pb2.CacheMessage.FromString,
+                    response_serializer=solstice_dot_v1_dot_runner__pb2.CacheReceipt.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -267,6 +340,114 @@ class RunnerService:
             '/solstice.v1.RunnerService/Complete',
             solstice_dot_v1_dot_runner__pb2.CompleteRequest.SerializeToString,
             solstice_dot_v1_dot_runner__pb2.CompleteReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadArtifact(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/solstice.v1.RunnerService/UploadArtifact',
+            solstice_dot_v1_dot_runner__pb2.ArtifactUpload.SerializeToString,
+            solstice_dot_v1_dot_runner__pb2.ArtifactReceipt.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadArtifact(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/solstice.v1.RunnerService/DownloadArtifact',
+            solstice_dot_v1_dot_runner__pb2.ArtifactDownload.SerializeToString,
+            solstice_dot_v1_dot_jobs__pb2.ArtifactChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestoreCache(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/solstice.v1.RunnerService/RestoreCache',
+            solstice_dot_v1_dot_runner__pb2.CacheRequest.SerializeToString,
+            solstice_dot_v1_dot_runner__pb2.CacheMessage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SaveCache(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/solstice.v1.RunnerService/SaveCache',
+            solstice_dot_v1_dot_runner__pb2.CacheMessage.SerializeToString,
+            solstice_dot_v1_dot_runner__pb2.CacheReceipt.FromString,
             options,
             channel_credentials,
             insecure,

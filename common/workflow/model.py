@@ -46,6 +46,35 @@ class Step:
 
 
 @dataclass(frozen=True, slots=True)
+class Artifact:
+    """Files a job keeps after it ends: ``artifact "dist" path="dist/*.p5p"``.
+
+    ``path`` is a glob relative to the checkout (a matching directory brings
+    its whole tree); ``when`` says after which outcomes they are uploaded.
+    """
+
+    name: str
+    path: str
+    expire: float | None = None  # seconds; None = kept as long as the job's logs
+    when: str = "success"  # "success", "failure" or "always"
+
+
+@dataclass(frozen=True, slots=True)
+class Cache:
+    """A directory kept between runs: ``cache "cargo" key="cargo-{{ hash Cargo.lock }}" path="~/.cargo"``.
+
+    ``key`` is a template (common/workflow/cachekeys.py) the runner resolves
+    after checkout; ``restore_keys`` are prefixes tried, in order, when no
+    cache was saved under the exact key.
+    """
+
+    name: str
+    key: str
+    path: str
+    restore_keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Job:
     """A group of steps that run in order in one throw-away VM."""
 
@@ -56,6 +85,8 @@ class Job:
     timeout: float | None = None  # seconds
     needs: tuple[str, ...] = ()
     secrets: tuple[str, ...] = ()
+    artifacts: tuple[Artifact, ...] = ()
+    caches: tuple[Cache, ...] = ()
     required: bool = True  # counts towards the commit's greenness (integration.greenness)
 
 

@@ -18,6 +18,7 @@ from common.workflow.graph import find_cycles
 from common.workflow.limits import DEFAULT_LIMITS, WorkflowLimits, show_bytes
 from common.workflow.model import Env, Job, Step, Workflow
 from common.workflow.names import ENV_NAME_RULE, ID_RULE, is_env_name, is_id, workdir_problem
+from common.workflow.outputs import OutputChecks
 from common.workflow.syntax import KdlSyntaxError, RawNode, parse_kdl
 from common.workflow.values import BOOLEAN, STRING, typed
 
@@ -33,7 +34,7 @@ _STEP_PROPS = {
     "continue_on_error": BOOLEAN,
 }
 _WORKFLOW_CHILDREN = ("env", "job")
-_JOB_CHILDREN = ("env", "needs", "secret", "step")
+_JOB_CHILDREN = ("artifact", "cache", "env", "needs", "secret", "step")
 _STEP_CHILDREN = ("env", "run")
 
 
@@ -172,6 +173,10 @@ class _Checker(NodeChecker):
         steps: list[Step | None] = []
         needs: dict[str, int] = {}
         secrets: dict[str, int] = {}
+        artifacts, caches = [], []
+        artifact_names: dict[str, int] = {}
+        cache_names: dict[str, int] = {}
+        outputs = OutputChecks(self)
         for child in node.children:
             if child.name == "env":
                 env_nodes.append(child)
@@ -182,6 +187,10 @@ class _Checker(NodeChecker):
                 steps.append(self.step(child, f"{path} > step #{len(steps) + 1}"))
             elif child.name in ("needs", "secret"):
                 self.list_node(child, path, needs if child.name == "needs" else secrets)
+            elif child.name == "artifact":
+                artifacts.append(outputs.artifact(child, f"{path} > artifact", artifact_names))
+            elif child.name == "cache":
+                caches.append(outputs.cache(child, f"{path} > cache", cache_names))
             else:
                 self.unknown_child(child, path, _JOB_CHILDREN)
         env = self.env(env_nodes, path)
@@ -189,7 +198,7 @@ class _Checker(NodeChecker):
             self.error(node.start, path, "job has no steps: add at least one step")
         draft_needs = tuple(_Need(job_id, offset) for job_id, offset in needs.items())
         job = None
-        if job_id and runs_on and steps and all(steps):
+        if job_id and runs_on and steps and all(steps) and all(artifacts) and all(caches):
             job = Job(
                 id=job_id,
                 runs_on=runs_on,
@@ -198,6 +207,8 @@ class _Checker(NodeChecker):
                 timeout=timeout,
                 needs=tuple(needs),
                 secrets=tuple(secrets),
+                artifacts=tuple(a for a in artifacts if a is not None),
+                caches=tuple(c for c in caches if c is not None),
                 required=bool(found.get("required", (True, 0))[0]),
             )
         draft_secrets = tuple(_Secret(name, offset) for name, offset in secrets.items())

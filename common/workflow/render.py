@@ -97,6 +97,18 @@ def _job(job: Job, indent: str) -> list[str]:
     lines += _env(job.env, inner)
     for step in job.steps:
         lines += _step(step, inner)
+    for artifact in job.artifacts:
+        line = f"{inner}artifact {quote(artifact.name)} path={quote(artifact.path)}"
+        if artifact.expire is not None:
+            line += f" expire={quote(format_duration(artifact.expire))}"
+        if artifact.when != "success":
+            line += f" when={quote(artifact.when)}"
+        lines.append(line)
+    for cache in job.caches:
+        line = f"{inner}cache {quote(cache.name)} key={quote(cache.key)} path={quote(cache.path)}"
+        if cache.restore_keys:
+            line += f" restore_keys={quote(','.join(cache.restore_keys))}"
+        lines.append(line)
     lines.append(indent + "}")
     return lines
 

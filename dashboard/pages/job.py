@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from common.logbatch import JOB_STEP, LogLine
 from common.rpc import jobs_pb2
+from common.workflow.limits import show_bytes
 from dashboard.ansi import escape as e
 from dashboard.links import ForgeLinks
 from dashboard.logview import LineRenderer
@@ -43,6 +44,7 @@ class JobView:
     log_problem: str  # why there is no log to show ("" when there is)
     first: int  # the first sequence asked for
     query: str  # ?q= search, "" for none
+    artifacts: Sequence[jobs_pb2.ArtifactInfo] = ()  # of this attempt (on this node)
 
     @property
     def current(self) -> bool:
@@ -171,6 +173,22 @@ def _log(view: JobView) -> str:
     return "".join(blocks)
 
 
+def artifacts_section(view: JobView) -> str:
+    """The attempt's artifacts, each file a download link (``/jobs/<id>/artifacts/<name>/<path>``)."""
+    if not view.artifacts:
+        return ""
+    items = []
+    for info in view.artifacts:
+        base = f"/jobs/{quote(view.job.job_id)}/artifacts/{quote(info.name)}/"
+        files = "".join(
+            f'<li><a href="{e(base + quote(f.path))}?attempt={view.attempt.attempt}" download>{e(f.path)}</a>'
+            f' <span class="muted">{e(show_bytes(f.size))}</span></li>' for f in info.file_list)
+        items.append(f'<li><strong>{e(info.name)}</strong> <span class="muted">{info.files} files, '
+                     f"{e(show_bytes(info.bytes))}</span><ul>{files}</ul></li>")
+    return (f'<section id="artifacts" aria-labelledby="artifacts-h"><h2 id="artifacts-h">Artifacts</h2>'
+            f'<ul class="artifacts">{"".join(items)}</ul></section>')
+
+
 def render(view: JobView, links: ForgeLinks, viewer: Viewer, now: datetime, notice: str = "") -> str:
     job = view.job
     raw = f"/jobs/{e(job.job_id)}/log?attempt={view.attempt.attempt}"
@@ -209,6 +227,7 @@ def render(view: JobView, links: ForgeLinks, viewer: Viewer, now: datetime, noti
  data-follow="{'1' if follow else ''}">{_log(view)}</div>
 {later}
 </section>
+{artifacts_section(view)}
 {run}"""
     base = repo_path(job.request.checkout.forge, job.repo)
     crumbs = crumb((job.repo, base), (f"{job.name or job.key} #{view.attempt.attempt}", f"/jobs/{job.job_id}"))

@@ -61,7 +61,9 @@ def pull_request_build(
     decision = decide(info, settings)
     if not decision.build:
         return Ignored(f"pull request #{info.number}: {decision.reason}")
+    base = opt(payload, "pull_request.base.ref", str) or ""
     return BuildRequested(
         repo=repo, ref=f"refs/pull/{info.number}/head", sha=sha, origin=origin,
         trusted=decision.trusted, pull_request=info.number, sender=sender_of(payload),
+        base_ref=f"refs/heads/{base}" if base and not base.startswith("refs/") else base,
     )

@@ -35,6 +35,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 
+from common.keyedlocks import KeyedLocks
 from common.queue.disposition import Disposition
 from common.rpc import jobs_pb2
 from integration.errors import ForgeAuthError, ForgeRejected, ForgeUnavailable, StoreError, UnsafeForgeUrl
@@ -51,25 +52,6 @@ STORE_PAUSE_MAX = 30.0
 FORGE_PAUSE_MAX = 60.0
 # How often a replica asks for a job's lock another replica holds.
 LOCK_POLL = 0.1
-
-
-class _KeyedLocks:
-    """One lock per key, forgotten when nobody holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    def acquire(self, key: str) -> asyncio.Lock:
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
-        return lock
-
-    def release(self, key: str) -> None:
-        lock, users = self._locks[key]
-        if users <= 1:
-            del self._locks[key]
-        else:
-            self._locks[key] = (lock, users - 1)
 
 
 class EventReporter:
@@ -95,7 +77,7 @@ class EventReporter:
         self.lock_lease = lock_lease
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._clock = clock
-        self._locks = _KeyedLocks()
+        self._locks = KeyedLocks()
         self._store_failures = 0  # consecutive; the pause before a requeue grows with them
         self.store_pause = (STORE_PAUSE_INITIAL, STORE_PAUSE_MAX)  # first pause, longest pause
         self._forge_back_at: dict[str, float] = {}  # forge -> when its rate limit or Retry-After ends

@@ -10,6 +10,7 @@ from __future__ import annotations
 from common.log import masker
 from common.rpc import jobs_pb2
 from common.workflow import WorkflowError
+from common.workflow.limits import show_bytes
 from integration.reporting.states import StateSpec
 
 SUMMARY_LIMIT = 65535
@@ -68,6 +69,10 @@ def summary(event: jobs_pb2.JobEvent, spec: StateSpec, details_url: str, limit: 
     if event.reason:
         head += [f"**Reason:** {event.reason}", ""]
     head.append(f"[Full log]({details_url})")
+    if event.artifacts:
+        shown = ", ".join(f"[{a.name}]({details_url}#artifacts) ({a.files} files, {show_bytes(a.bytes)})"
+                          for a in event.artifacts)
+        head += ["", f"**Artifacts:** {shown}"]
     text = masker.mask("\n".join(head))
     tail = [masker.mask(line) for line in event.log_tail]
     if not tail:

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 SERVICE = "solstice.v1.AdminService"
 METHOD_ROLES: Mapping[str, Role] = {
     "Get": Role.READ, "List": Role.READ, "TailLogs": Role.READ, "Hosts": Role.READ,
+    "ListArtifacts": Role.READ, "DownloadArtifact": Role.READ,
     "Submit": Role.OPERATE, "Cancel": Role.OPERATE, "Retry": Role.OPERATE,
     "Drain": Role.ADMIN, "CollectGarbage": Role.ADMIN, "CreateToken": Role.ADMIN, "ListTokens": Role.ADMIN, "RevokeToken": Role.ADMIN,
     # Secrets (docs/secrets.md): setting or removing one decides which credentials jobs

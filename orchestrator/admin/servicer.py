@@ -31,6 +31,8 @@ from common.queue.topology import NEW_WORK
 from common.rpc import admin_pb2, admin_pb2_grpc, jobs_pb2
 from common.validation import CloneRules, RequestInvalid, check_requests
 from orchestrator.admin.admission import admit
+from orchestrator.admin.artifact_rpcs import ArtifactAdminRpcs
+from orchestrator.artifacts.store import ArtifactStore
 from orchestrator.admin.auth import current_principal
 from orchestrator.admin.secrets import SecretRpcs
 from orchestrator.admin.token_rpcs import TokenRpcs
@@ -108,7 +110,7 @@ def attempt_info(attempt: AttemptRecord) -> admin_pb2.AttemptInfo:
     return info
 
 
-class AdminServicer(LogRpcs, TokenRpcs, SecretRpcs, admin_pb2_grpc.AdminServiceServicer):
+class AdminServicer(ArtifactAdminRpcs, LogRpcs, TokenRpcs, SecretRpcs, admin_pb2_grpc.AdminServiceServicer):
     """AdminService on one node; see the module docstring (log calls: log_rpcs.py, token calls:
     token_rpcs.py, secret calls: secrets.py).
 
@@ -118,8 +120,10 @@ class AdminServicer(LogRpcs, TokenRpcs, SecretRpcs, admin_pb2_grpc.AdminServiceS
 
     def __init__(self, store: Store, outbox: Outbox, logs: LogReader, node: LocalNode,
                  trusted_submit: bool = False, secrets: SecretBroker | None = None,
-                 rules: CloneRules = CloneRules(), retention: Retention | None = None) -> None:
+                 rules: CloneRules = CloneRules(), retention: Retention | None = None,
+                 artifacts: ArtifactStore | None = None) -> None:
         self.secrets = secrets
+        self.artifacts = artifacts or ArtifactStore(logs.logstore.root)
         self.store = store
         self.rules = rules  # which clone URLs Submit takes
         self.outbox = outbox  # the node's: events and job requests leave in order with the node's own
@@ -258,4 +262,5 @@ def admin_servicer_factory(node) -> AdminServicer:  # type: ignore[no-untyped-de
     return AdminServicer(parts.store, node.outbox, reader, node,
                          trusted_submit=node.settings.admin.trusted_submit, secrets=parts.secrets,
                          rules=CloneRules(allow_local=node.settings.allow_local_checkouts),
-                         retention=logs.retention if logs is not None else None)
+                         retention=logs.retention if logs is not None else None,
+                         artifacts=parts.gateway.artifacts)

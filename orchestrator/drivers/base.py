@@ -17,9 +17,14 @@ Lifetimes (who calls what, and how long things live):
   VMs its live jobs claim.
 * ``console_tail`` may be called at any time for error reports; it returns
   what is known (possibly ``""``) and never raises for a missing VM.
+
+Every clause above is a test of tests/drivers/contract/, run on every driver
+(a new driver joins ``conftest.KINDS`` there).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import asyncio
 from dataclasses import dataclass
@@ -47,6 +52,10 @@ class VmSpec:
     label: str
     bootstrap: RunnerBootstrap
     trusted: bool = True
+    # The job's caches and their scope (orchestrator.caches): a driver that keeps caches as
+    # disks (bhyve with a cache_dataset) attaches them in ``prepare``; the others ignore them.
+    caches: tuple[Any, ...] = ()
+    cache_scope: Any = None
 
     def __post_init__(self) -> None:
         validate_vm_name(self.name)

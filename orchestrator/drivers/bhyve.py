@@ -33,10 +33,14 @@ import contextlib
 import logging
 import os
 import shutil
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from common.keyedlocks import KeyedLocks
+from orchestrator.caches.zfs import ZfsCaches
 from orchestrator.catalog import BhyveConfig, ImageEntry
+from orchestrator.catalog import size_bytes as catalog_size
 from orchestrator.drivers.base import VmSpec
 from orchestrator.drivers.bhyve_console import ConsoleCapture, tail_file
 from orchestrator.drivers.bhyve_guest import check_user_data, diagnose, render_guest_user_data, timeout_reason
@@ -81,11 +85,13 @@ class BhyveDriver:
         self.config = config
         self.zones = ZoneTools(config)
         self._consoles: dict[str, asyncio.Task[None]] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks = KeyedLocks()  # stop and destroy of one VM never interleave
         self._active: set[str] = set()  # VMs this process provisioned and has not destroyed
         self._image_problems: dict[str, str | None] = {}
         self._store: Store | None = None  # for address leases (attach_store)
         self._host = ""
+        self.caches = ZfsCaches(self.zones.run, config.zfs, config.cache_dataset, config.cache_volume_size,
+                                catalog_size(config.cache_max_repo_bytes)) if config.cache_dataset else None
 
     def attach_store(self, store: Store, host: str) -> None:
         """Lease guest addresses in ``store`` as node ``host`` (serve.py calls this once the store is open)."""
@@ -109,9 +115,6 @@ class BhyveDriver:
 
     def _host_path(self, path: str) -> Path:
         return self.config.fs_root / path.lstrip("/")
-
-    def _lock(self, vm: str) -> asyncio.Lock:
-        return self._locks.setdefault(vm, asyncio.Lock())
 
     # -- lifecycle -----------------------------------------------------------
     async def prepare(self, spec: VmSpec) -> None:
@@ -173,6 +176,11 @@ class BhyveDriver:
         if image.disk_size:
             await run(c.zfs, "set", f"volsize={image.disk_size}", disk)
         await self._wait_for_zvol(disk)
+        cache_disks: list[str] = []
+        if self.caches is not None and spec.caches and spec.cache_scope is not None:
+            cache_disks = await self.caches.prepare(vm, spec.job_id, spec.attempt, spec.cache_scope, spec.caches)
+            for cache_disk in cache_disks:
+                await self._wait_for_zvol(cache_disk)
         vnic = vnic_name(vm)
         await run(c.dladm, "create-vnic", "-t", "-l", image.link, vnic)
         state = self._state(vm)
@@ -182,6 +190,7 @@ class BhyveDriver:
             zone=vm, zonepath=self._zonepath(vm), vnic=vnic, disk=disk, vcpus=image.vcpus, ram=image.ram,
             user_data=str(state / "user-data"), bootrom=image.rom, memreserve=image.memreserve,
             address=net.address, gateway=net.gateway, resolvers=net.resolvers, dns_domain=net.dns_domain,
+            cache_disks=tuple(cache_disks),
         ))
         await asyncio.to_thread(_write_private, state, "zonecfg", zonecfg)
         await run(c.zonecfg, "-z", vm, "-f", str(state / "zonecfg"))
@@ -269,13 +278,13 @@ class BhyveDriver:
 
     async def stop(self, name: str) -> None:
         vm = validate_vm_name(name)
-        async with self._lock(vm):
+        async with self._locks.hold(vm):
             await self.zones.stop(vm)
             await self._stop_console(vm)
 
     async def destroy(self, name: str) -> None:
         vm = validate_vm_name(name)
-        async with self._lock(vm):
+        async with self._locks.hold(vm):
             await self._destroy(vm)
 
     async def _destroy(self, vm: str) -> None:
@@ -285,10 +294,11 @@ class BhyveDriver:
         await self.zones.tolerate(GONE_LINK, c.dladm, "delete-vnic", vnic_name(vm))
         await self.zones.tolerate(GONE_DATASET, c.zfs, "destroy", "-r", self._zonepath_dataset(vm))
         await self.zones.tolerate(GONE_DATASET, c.zfs, "destroy", self._disk(vm))
+        if self.caches is not None:  # the zone is gone: its cache disks are free to save or destroy
+            await self.caches.finish(vm)
         await asyncio.to_thread(shutil.rmtree, self._state(vm), True)
         if self._store is not None:  # last: the address is free only once nothing uses it
             await self._store.release_address(self._host, vm)
-        self._locks.pop(vm, None)
         self._active.discard(vm)
 
     async def _cleanup_after_failure(self, vm: str) -> None:
@@ -307,31 +317,41 @@ class BhyveDriver:
         """
         c = self.config
         owned: set[str] = set()
-        zones = await self.zones.run(c.zoneadm, "list", "-cp")
+        # Four independent reads: at once (reconciliation runs this on a timer, and at start-up).
+        zones, vnics, *children = await _all(
+            self.zones.run(c.zoneadm, "list", "-cp"),
+            self.zones.run(c.dladm, "show-vnic", "-p", "-o", "link"),
+            *(self._vms_under(parent) for parent in (c.vm_dataset, c.zones_dataset)),
+        )
         for line in zones.stdout.splitlines():
             fields = line.split(":")
             if len(fields) >= 3 and is_vm_name(fields[1]):
                 owned.add(fields[1])
                 if fields[2] == "running" and fields[1] not in self._consoles:
                     self._start_console(fields[1])
-        vnics = await self.zones.run(c.dladm, "show-vnic", "-p", "-o", "link")
         owned.update(vm for vm in map(vm_of_vnic, vnics.stdout.split()) if vm)
-        for parent in (c.vm_dataset, c.zones_dataset):
-            result = await self.zones.run(c.zfs, "list", "-H", "-o", "name", "-t", "filesystem,volume",
-                                          "-d", "1", parent, check=False)
-            if result.exit_code != 0:
-                if GONE_DATASET in result.stderr:
-                    continue
-                raise CommandFailed(result.argv, result.exit_code, result.stderr)
-            for line in result.stdout.splitlines():
-                if line.startswith(parent + "/") and is_vm_name(line[len(parent) + 1:]):
-                    owned.add(line[len(parent) + 1:])
+        for names in children:
+            owned |= names
+        if self.caches is not None:
+            owned.update(vm for vm in map(self.caches.vm_of_disk, await self.caches.vm_disks())
+                         if vm and is_vm_name(vm))
         with contextlib.suppress(OSError):
             owned.update(p.name for p in c.state_dir.iterdir() if is_vm_name(p.name))
         if self._store is not None:  # an address leased by a process killed before it made anything
             owned.update(lease.vm_name for lease in await self._store.address_leases(host=self._host)
                          if is_vm_name(lease.vm_name))
         return owned
+
+    async def _vms_under(self, parent: str) -> set[str]:
+        """The Solstice VMs among the direct children of dataset ``parent`` (none if it is gone)."""
+        result = await self.zones.run(self.config.zfs, "list", "-H", "-o", "name", "-t", "filesystem,volume",
+                                      "-d", "1", parent, check=False)
+        if result.exit_code != 0:
+            if GONE_DATASET in result.stderr:
+                return set()
+            raise CommandFailed(result.argv, result.exit_code, result.stderr)
+        return {line[len(parent) + 1:] for line in result.stdout.splitlines()
+                if line.startswith(parent + "/") and is_vm_name(line[len(parent) + 1:])}
 
     async def console_tail(self, name: str, lines: int = 50) -> str:
         vm = validate_vm_name(name)
@@ -380,6 +400,19 @@ class BhyveDriver:
     async def aclose(self) -> None:
         for vm in list(self._consoles):
             await self._stop_console(vm)
+
+
+async def _all(*calls: Awaitable[Any]) -> list[Any]:
+    """Await ``calls`` together; if one fails, cancel and await the rest, then raise its error
+    (as it is: callers handle a ``DriverError``, not an ``ExceptionGroup``)."""
+    tasks = [asyncio.ensure_future(call) for call in calls]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def _write_private(directory: Path, name: str, text: str) -> None:

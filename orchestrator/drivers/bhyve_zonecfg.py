@@ -46,6 +46,7 @@ class ZoneConfig:
     gateway: str = ""  # defrouter (only with an address)
     resolvers: tuple[str, ...] = ()
     dns_domain: str = ""
+    cache_disks: tuple[str, ...] = ()  # zvols of the job's caches: disk0, disk1, ... (slot 5:i)
 
 
 def _quoted(value: str) -> str:
@@ -89,6 +90,10 @@ def render_zonecfg(cfg: ZoneConfig) -> str:
         f"    set match={_quoted('/dev/zvol/rdsk/' + cfg.disk)}",
         "end",
     ]
+    for index, disk in enumerate(cfg.cache_disks):
+        # The serial names the cache in the guest (/dev/disk/by-id/virtio-solstice-c0 on Linux).
+        lines += ["add device", f"    set match={_quoted('/dev/zvol/rdsk/' + disk)}", "end"]
+        attrs.append((f"disk{index}", f"{disk},serial=solstice-c{index}"))
     for name, value in attrs:
         lines += ["add attr", f"    set name={name}", "    set type=string", f"    set value={_quoted(value)}", "end"]
     lines.append("commit")

@@ -43,6 +43,7 @@ import signal
 from pathlib import Path
 
 from common.bootstrap import ENV_ORCHESTRATOR, ENV_TOKEN
+from common.keyedlocks import KeyedLocks
 from orchestrator.catalog import LocalConfig
 from orchestrator.drivers.base import VmSpec
 from orchestrator.drivers.bhyve_console import tail_file
@@ -105,12 +106,16 @@ class LocalDriver:
 
     name = "local"
 
-    def __init__(self, config: LocalConfig, containment: Containment | None = None) -> None:
+    def __init__(self, config: LocalConfig, containment: Containment | None = None, announced: bool = True) -> None:
+        """``announced=False``: no start-up lines on how jobs run (``cidev``, whose jobs are the
+        developer's own and never untrusted, says so in its own words)."""
         self.config = config
         self.contain = containment if containment is not None else detect_containment(config)
-        announce(config, self.contain)
+        if announced:
+            announce(config, self.contain)
         self._procs: dict[str, asyncio.subprocess.Process] = {}
         self._relays: dict[str, Relay] = {}
+        self._locks = KeyedLocks()  # one teardown of a VM at a time
 
     def serves(self, label: str) -> bool:
         return not self.config.labels or label in self.config.labels
@@ -201,6 +206,12 @@ class LocalDriver:
 
     async def stop(self, name: str) -> None:
         vm = validate_vm_name(name)
+        # One teardown of a VM at a time: a destroy removing the cgroup while a stop
+        # freezes and kills its members would fail that stop (base.py: they may race).
+        async with self._locks.hold(vm):
+            await self._stop(vm)
+
+    async def _stop(self, vm: str) -> None:
         if self.contain.cgroups is not None:
             await self._stop_contained(vm)
             return
@@ -291,7 +302,11 @@ class LocalDriver:
 
     async def destroy(self, name: str) -> None:
         vm = validate_vm_name(name)
-        await self.stop(vm)
+        async with self._locks.hold(vm):
+            await self._destroy(vm)
+
+    async def _destroy(self, vm: str) -> None:
+        await self._stop(vm)
         if self.contain.cgroups is not None:
             try:
                 await asyncio.to_thread(self.contain.cgroups.remove, vm)
@@ -302,13 +317,16 @@ class LocalDriver:
         (self.config.relay_dir / f"{vm}.sock").unlink(missing_ok=True)
 
     async def list_owned(self) -> set[str]:
+        # The state directory alone says what is ours: the cgroup parent is
+        # shared by every node started from the same cgroup (two single nodes
+        # on one laptop, a test suite), so a group under it may be another
+        # node's live job. prepare() makes the directory before the group and
+        # destroy() removes the group before the directory, so no group of
+        # ours outlives its directory.
         try:
-            names = {p.name for p in self.config.state_dir.iterdir() if is_vm_name(p.name)}
+            return {p.name for p in self.config.state_dir.iterdir() if is_vm_name(p.name)}
         except FileNotFoundError:
-            names = set()
-        if self.contain.cgroups is not None:
-            names |= await asyncio.to_thread(self.contain.cgroups.owned)
-        return names
+            return set()
 
     async def console_tail(self, name: str, lines: int = 50) -> str:
         vm = validate_vm_name(name)

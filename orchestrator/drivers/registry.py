@@ -71,6 +71,15 @@ def attach_store(driver: Driver, store: object, host: str) -> None:
             attach(store, host)
 
 
+def disk_caches(driver: Driver) -> object | None:
+    """The ZFS caches of the driver (or of a router's bhyve child), None when it keeps none."""
+    for child in getattr(driver, "children", [driver]):
+        caches = getattr(child, "caches", None)
+        if caches is not None:
+            return caches
+    return None
+
+
 async def reconcile(driver: Driver, live_names: set[str]) -> list[str]:
     """Destroy every VM the driver owns that is not in ``live_names``; return their names.
 

@@ -21,6 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from common.errors import SolsticeError
+from orchestrator.artifacts.archive import ArtifactArchive
+from orchestrator.artifacts.store import ArtifactStore
 from orchestrator.logstore.archive import LogArchive
 from orchestrator.logstore.store import LogStore
 from orchestrator.store import Store, StoreError
@@ -64,6 +66,8 @@ class Retention:
         self.logstore = logstore
         self.archive = archive
         self.age = age
+        backend = getattr(archive, "backend", None)
+        self._artifact_archive = ArtifactArchive(backend) if backend is not None else None
 
     async def collect(self, dry_run: bool = False, older_than: float | None = None) -> GarbageReport:
         age = older_than or self.age
@@ -80,6 +84,8 @@ class Retention:
             if not dry_run:
                 if self.archive is not None:
                     await self.archive.delete(batch)
+                    if self._artifact_archive is not None:  # a cluster's artifacts go with its logs
+                        await self._artifact_archive.delete(batch)
                 gone = await self.store.delete_jobs(batch, age)
                 await asyncio.to_thread(self._remove_dirs, gone)
                 batch = gone
@@ -97,6 +103,9 @@ class Retention:
             size += bytes_
         if not dry_run:
             await asyncio.to_thread(shutil_remove, [path for path, _ in orphans])
+            # Artifacts live in their job's log folder (gone above with it); an ``expire``
+            # shorter than the retention age removes them earlier.
+            await ArtifactStore(self.logstore.root, self._artifact_archive).expire()
         report = GarbageReport(dry_run, cutoff, jobs, logs, size, tuple(shown))
         if jobs or orphans:
             log.info("retention %s %d jobs and %d logs (%d bytes) that finished before %s",

@@ -42,6 +42,10 @@ from orchestrator.node.events import announce_applied, announce_transition, job_
 from orchestrator.node.failnote import note_failure
 from orchestrator.node.outcomes import Outcomes, while_unavailable
 from orchestrator.node.settings import TimeoutConfig
+from common.artifacts import ArtifactError
+from orchestrator.artifacts.store import ArtifactSource
+from orchestrator.caches.scope import cache_scope
+from orchestrator.node.needs import artifact_sources
 from orchestrator.runnerapi import AssignedJob, JobOutcome, RunnerGateway
 from orchestrator.secrets.broker import Granted, SecretBroker, SecretsRefused
 from orchestrator.secrets.errors import SecretError
@@ -174,6 +178,7 @@ class AttemptRun:
         self.on_torn_down = on_torn_down  # called once the VM is gone, before the final state is stored
         self.outcome: JobOutcome | None = None
         self._final_steps: set[int] = set()  # indices whose final state the runner's reports stored
+        self._open_steps: dict[int, str] = {}  # index -> name of steps reported started, not yet ended
         # Set once the RUNNING transition was tried. The runner reports its first step as soon
         # as it has called in, which can overtake that transition: its steps wait for it, so
         # the job's `running` event always comes before the events of its steps.
@@ -192,6 +197,33 @@ class AttemptRun:
             return
         if step.state not in (jobs_pb2.STEP_STATE_UNSPECIFIED, jobs_pb2.STEP_STATE_RUNNING):
             self._final_steps.add(step.index)
+            self._open_steps.pop(step.index, None)
+        else:
+            self._open_steps[step.index] = step.name
+
+    async def _inputs(self) -> tuple[ArtifactSource, ...]:
+        """The attempts of the jobs this one needs, whose artifacts its runner downloads."""
+        needs = self.job.request.needs
+        if not needs:
+            return ()
+        try:
+            return artifact_sources(needs, await self.s.store.jobs_of_run(self.job.request.run_id))
+        except StoreError as err:
+            log.error("cannot look up the needed jobs' artifacts: %s", err, extra={"fields": {"job": self.job.job_id}})
+            return ()
+
+    async def _stored_artifacts(self) -> list[jobs_pb2.ArtifactInfo]:
+        """What the attempt stored, for its terminal event (the forge check links to them)."""
+        if not self.job.request.artifacts:
+            return []
+        try:
+            found = await self.s.gateway.artifacts.list(self.job.job_id, self.attempt)
+        except (ArtifactError, OSError) as err:
+            log.error("cannot list the job's artifacts: %s", err, extra={"fields": {"job": self.job.job_id}})
+            return []
+        for info in found:
+            del info.file_list[:]  # names and sizes are enough for an event
+        return found
 
     async def _clone_userinfo(self) -> str:
         """The clone URL's credentials an operator's job keeps apart ("" for every other job)."""
@@ -216,13 +248,14 @@ class AttemptRun:
         timeout = job.request.timeout_seconds or float(s.timeouts.job)
         session = s.gateway.assign(
             AssignedJob(job.job_id, self.attempt, job.request, granted.values, timeout_seconds=timeout,
-                        clone_userinfo=await self._clone_userinfo(),
+                        clone_userinfo=await self._clone_userinfo(), artifact_inputs=await self._inputs(),
                         log_limit_bytes=s.logs.limit_for(job.runs_on), log_limit_fails=s.logs.fail_at_limit),
             on_step=self._on_step, on_delivery=granted.delivered,
             token_ttl=token_lifetime(s.timeouts, timeout),
         )
         spec = VmSpec(self.vm, job.job_id, self.attempt, job.runs_on, RunnerBootstrap(s.runner_address, session.token),
-                      trusted=job.request.trusted)
+                      trusted=job.request.trusted, caches=tuple(job.request.caches),
+                      cache_scope=cache_scope(job.request) if job.request.caches else None)
         state: JobState
         reason = ""
         try:
@@ -415,6 +448,16 @@ class AttemptRun:
         the store is away, the outcome kept on the node's disk meanwhile (``Outcomes``)."""
         s, job, outcome = self.s, self.job, self.outcome
         steps = list(outcome.steps) if outcome is not None else []
+        # A step the runner reported started but whose end never came (the runner was stopped
+        # or lost first: a cancel it could not answer in time, a dead VM) ends with its attempt,
+        # cancelled - never left running on a finished job.
+        final = [step for step in steps if step.state not in (jobs_pb2.STEP_STATE_UNSPECIFIED,
+                                                             jobs_pb2.STEP_STATE_RUNNING)]
+        ended = {step.index for step in final} | self._final_steps
+        still_open = {**self._open_steps, **{step.index: step.name for step in steps if step not in final}}
+        steps = sorted(final + [jobs_pb2.StepResult(index=index, name=name, state=jobs_pb2.STEP_STATE_CANCELLED)
+                                for index, name in still_open.items() if index not in ended],
+                       key=lambda step: step.index)
         # A step stored from the runner's own final report never changes.
         unreported = [step for step in steps if step.index not in self._final_steps]
         if self.control.cancel_recorded and state is JobState.CANCELLED:
@@ -428,6 +471,7 @@ class AttemptRun:
             return
         tail = outcome.log_tail if outcome is not None else []
         event = job_event(job, state, attempt=self.attempt, host=s.host, reason=reason, steps=steps, log_tail=tail)
+        event.artifacts.extend(await self._stored_artifacts())
         if not await s.outcomes.record(event, self.control.aborting, unreported):
             log.info("final state not applied (the attempt moved on, or waits on disk for the store)",
                      extra={"fields": {"job": job.job_id, "attempt": self.attempt, "state": state.name}})

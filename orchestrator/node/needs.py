@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from orchestrator.artifacts.store import ArtifactSource
 from orchestrator.store import JobRecord, JobState
 
 
@@ -25,3 +26,11 @@ def unfinished(needs: Sequence[str], run: Iterable[JobRecord]) -> list[str]:
     """The needs not finished (or never submitted), in ``needs`` order."""
     by_key = {j.key: j for j in run}
     return [n for n in needs if n not in by_key or not by_key[n].terminal]
+
+
+def artifact_sources(needs: Sequence[str], run: Iterable[JobRecord]) -> tuple[ArtifactSource, ...]:
+    """The attempts whose artifacts a job with ``needs`` downloads: each needed job's current
+    attempt, if it succeeded (a job only starts once they all did)."""
+    by_key = {j.key: j for j in run}
+    return tuple(ArtifactSource(need, by_key[need].job_id, by_key[need].attempt) for need in needs
+                 if need in by_key and by_key[need].state is JobState.SUCCEEDED)

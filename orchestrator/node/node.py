@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 from common import metrics
 from common.errors import SolsticeError
+from common.lifecycle import first_to_end
 from common.rpc.admin_pb2_grpc import AdminServiceServicer
 from common.queue.events import EventPublisher
 from common.queue.publisher import JobPublisher
@@ -193,7 +194,7 @@ class Node:
         metrics.slots(self.capacity.total, self.capacity.total - self.capacity.free())
         self.draining = host.draining
         self.scheduler.set_accepting(not host.draining)
-        await reconcile_once(p.store, p.driver, self.host, self.scheduler.local_vms)
+        await reconcile_once(p.store, p.driver, self.host, self.scheduler.local_vms, p.gateway.caches)
         if p.logs is not None:  # before any attempt runs: what an earlier process left is shipped first
             await p.logs.start()
             self._loops.update(p.logs.tasks)
@@ -211,7 +212,8 @@ class Node:
             p.store, self.outbox, t.stale_after, t.max_attempts, t.sweep, self.store_health,
             own=lambda: finish_lost(p.store, self.outbox, self.outcomes, self.host, scheduler.live_jobs,
                                     t.max_attempts, settled=t.stale_after)))
-        self._spawn("reconciler", reconcile_loop(p.store, p.driver, self.host, self.scheduler.local_vms, t.reconcile))
+        self._spawn("reconciler", reconcile_loop(p.store, p.driver, self.host, self.scheduler.local_vms, t.reconcile,
+                                                 p.gateway.caches))
         self._spawn("store watcher", self._watch_store(t.cancel_poll))
         self._spawn("free slots", self._sync_slots())
         self._state = "started"
@@ -295,17 +297,13 @@ class Node:
 
     async def wait(self) -> None:
         """Until ``stop()``/drained exit; raises ``NodeError`` when a long-lived task ends first."""
-        stop = asyncio.ensure_future(self._stop.wait())
-        watched = {stop, *self._loops.values(), *([self._outbox_task] if self._outbox_task else [])}
-        try:
-            await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stop.cancel()
-            await asyncio.gather(stop, return_exceptions=True)
-        for name, task in [*self._loops.items(), ("outbox", self._outbox_task)]:
-            if task is not None and task.done():
-                err = None if task.cancelled() else task.exception()
-                raise NodeError(f"{name} stopped early" + (f": {type(err).__name__}: {err}" if err else ""))
+        loops: dict[str, asyncio.Task[None]] = dict(self._loops)
+        if self._outbox_task is not None:
+            loops["outbox"] = self._outbox_task
+        # The loops are only watched: close() stops them after the jobs (heartbeats go on meanwhile).
+        ended = await first_to_end({"stop": self._stop.wait(), **loops}, keep=loops)
+        if ended.name != "stop":
+            raise NodeError(ended.message)
 
     async def close(self) -> None:
         """Graceful shutdown (see the module docstring); idempotent."""

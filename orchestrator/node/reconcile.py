@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from orchestrator.caches.dirstore import DirectoryCaches
 from orchestrator.drivers.base import Driver
 from orchestrator.drivers.errors import DriverError
 from orchestrator.store import Store, StoreError
@@ -19,8 +20,11 @@ from orchestrator.store import Store, StoreError
 log = logging.getLogger(__name__)
 
 
-async def reconcile_once(store: Store, driver: Driver, host: str, local_vms: Callable[[], set[str]]) -> list[str]:
-    """One pass: destroy every VM the driver owns that no live attempt claims; returns their names."""
+async def reconcile_once(store: Store, driver: Driver, host: str, local_vms: Callable[[], set[str]],
+                         caches: DirectoryCaches | None = None) -> list[str]:
+    """One pass: destroy every VM the driver owns that no live attempt claims; returns their names.
+    The node's cache directories are reconciled too: torn saves go, repositories over their bound
+    are evicted (ZFS cache disks belong to their VMs: the driver lists and destroys them)."""
     # List first, then read what is live: a VM created after the listing is
     # not in it, and one created before it is already registered as live.
     owned = await driver.list_owned()
@@ -35,15 +39,20 @@ async def reconcile_once(store: Store, driver: Driver, host: str, local_vms: Cal
         destroyed.append(name)
     if destroyed:
         log.info("reconciled orphan VMs", extra={"fields": {"vms": ",".join(destroyed)}})
+    if caches is not None:
+        try:
+            await caches.reconcile()
+        except OSError as err:
+            log.error("could not reconcile the caches: %s", err)
     return destroyed
 
 
 async def reconcile_loop(store: Store, driver: Driver, host: str, local_vms: Callable[[], set[str]],
-                         interval: float) -> None:
+                         interval: float, caches: DirectoryCaches | None = None) -> None:
     """``reconcile_once`` every ``interval`` s; failures are logged and retried next time."""
     while True:
         await asyncio.sleep(interval)
         try:
-            await reconcile_once(store, driver, host, local_vms)
+            await reconcile_once(store, driver, host, local_vms, caches)
         except (StoreError, DriverError) as err:
             log.error("reconciliation failed: %s", err)

@@ -22,6 +22,9 @@ from common.queue.topology import Topology
 from common.tokens import TokenIssuer
 from orchestrator.admin import admin_servicer_factory
 from orchestrator.drivers.registry import attach_store, make_driver
+from orchestrator.artifacts.archive import ArtifactArchive
+from orchestrator.caches.wiring import cache_options
+from orchestrator.drivers.registry import disk_caches
 from orchestrator.logstore import LogStore
 from orchestrator.logstore.service import open_node_logs
 from orchestrator.metrics import store_families
@@ -53,7 +56,10 @@ async def open_parts(settings: NodeSettings) -> AsyncIterator[NodeParts]:
         logstore = await stack.enter_async_context(LogStore(settings.data_dir / "logs"))
         stack.push_async_callback(driver.aclose)
         attach_store(driver, store, settings.node.host)  # bhyve: guest address leases
-        gateway = RunnerGateway(logstore, TokenIssuer(settings.token_key(), settings.grpc.token_ttl))
+        gateway = RunnerGateway(logstore, TokenIssuer(settings.token_key(), settings.grpc.token_ttl),
+                                artifact_limits=settings.artifacts.limits(),
+                                **cache_options(settings))
+        gateway.disk_caches = disk_caches(driver)  # bhyve: caches are cloned disks (orchestrator/caches/zfs.py)
         attach = getattr(driver, "attach_gateway", None)
         if attach is not None:  # the instant driver's in-process fake runner calls it directly
             attach(gateway)
@@ -63,6 +69,8 @@ async def open_parts(settings: NodeSettings) -> AsyncIterator[NodeParts]:
 
         secrets = await stack.enter_async_context(open_secrets(settings.secrets, store, settings.node.host))
         logs = await stack.enter_async_context(open_node_logs(settings.logs, store, logstore, settings.node.host))
+        if logs.archive is not None:  # a cluster: artifacts are read from any node, as logs are
+            gateway.artifacts.archive = ArtifactArchive(store.backend)  # type: ignore[attr-defined]
         yield NodeParts(store=store, driver=driver, gateway=gateway, publisher=publisher, events=events,
                         consumer_factory=consumer, admin=admin_servicer_factory, secrets=secrets, logs=logs)
 

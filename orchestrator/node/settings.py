@@ -26,6 +26,9 @@ Example (docs/orchestrator.md has the full list)::
       peer_key_file: /etc/solstice/peer.key
     metrics:
       listen: 127.0.0.1:9464    # GET /metrics for Prometheus (off when empty)
+    artifacts:
+      max_file_bytes: 1G        # one file of a job's artifacts (0 = no limit)
+      max_job_bytes: 4G         # all of one job attempt's artifacts
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ from pathlib import Path
 from common.config import Seconds
 from common.errors import ConfigError
 from orchestrator.admin.settings import AdminConfig
+from orchestrator.artifacts.settings import ArtifactsConfig
+from orchestrator.caches.settings import CachesConfig
 from orchestrator.catalog import DriverConfig
 from orchestrator.logstore.settings import LogsConfig
 from orchestrator.secrets.settings import SecretsConfig
@@ -154,6 +159,8 @@ class NodeSettings:
     secrets: SecretsConfig = field(default_factory=SecretsConfig)
     logs: LogsConfig = field(default_factory=LogsConfig)  # output limits, archive, peer reads, retention
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    artifacts: ArtifactsConfig = field(default_factory=ArtifactsConfig)  # size limits of uploaded artifacts
+    caches: CachesConfig = field(default_factory=CachesConfig)  # bounds of the caches kept between runs
 
     def __post_init__(self) -> None:
         if self.metrics.listen:

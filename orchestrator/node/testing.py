@@ -125,6 +125,10 @@ class InstantDriver:
         # stands for "no VM cost" in the dispatch benchmark, so it does no more than that.
         self._journal.add(vm)
         if spec.job_id in self.fail_prepare:
+            # As a real driver's failed prepare: what it made is gone before it raises.
+            self._journal.remove(vm)
+            if self._vms.pop(vm, None) is not None:
+                self.live -= 1
             raise ProvisionError(f"cannot prepare {vm}: injected failure")
         if spec.job_id in self.hang_prepare:
             await asyncio.Event().wait()
@@ -231,6 +235,8 @@ async def _fake_runner(conn: Connection | DirectConnection, secrets_received: di
                 await _log_line(conn, job, logged, index, _expand(step.run[len("echo"):].strip(), job).encode())
             elif len(words) == 3 and words[0] == "seq":
                 logged = await _log_numbers(conn, job, logged, index, int(words[1]), int(words[2]))
+            elif words == ["deaf"]:  # a runner that neither finishes nor answers a cancel (a wedged VM)
+                await asyncio.Event().wait()
             elif len(words) == 2 and words[0] == "wait":
                 if await _wait_for_file(conn, job, Path(words[1])):
                     state, reason = jobs_pb2.JOB_STATE_CANCELLED, "cancelled"

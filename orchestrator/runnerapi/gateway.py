@@ -14,10 +14,14 @@ import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
+from common.artifacts import ArtifactLimits
 from common.errors import SolsticeError
 from common.rpc import jobs_pb2
 from common.tokens import TokenClaims, TokenIssuer
+from orchestrator.artifacts.store import ArtifactSource, ArtifactStore
+from orchestrator.caches.dirstore import DirectoryCaches
 from orchestrator.logstore import JobLog, LogStore
 
 log = logging.getLogger(__name__)
@@ -54,6 +58,7 @@ class AssignedJob:
     clone_userinfo: str = ""  # the clone URL's user:password, kept apart from the request (Store.clone_credentials)
     log_limit_bytes: int = 0  # output bytes the runner may ship; 0 = no limit
     log_limit_fails: bool = False  # past the limit the job fails instead of going on unlogged
+    artifact_inputs: tuple[ArtifactSource, ...] = ()  # attempts of the needed jobs, whose artifacts it gets
 
     def __repr__(self) -> str:  # secrets stay out of logs and tracebacks
         return f"AssignedJob(job_id={self.job_id!r}, attempt={self.attempt}, secrets=***)"
@@ -185,14 +190,30 @@ class RunnerGateway:
         *,
         heartbeat_interval: float = 2.0,
         runner_patience: float = 60.0,
+        artifact_limits: ArtifactLimits = ArtifactLimits(),
+        caches: DirectoryCaches | None = None,
+        cache_max_bytes: int = 0,
     ) -> None:
         self.logstore = logstore
+        # Caches: files over the runner channel ("copy": local, qemu) or the VM's cache disks
+        # ("disk": bhyve, set with ``disk_caches``); "" keeps none (jobs run without their caches).
+        self.caches = caches
+        self.cache_max_bytes = cache_max_bytes
+        self.disk_caches: Any = None
+        self.artifacts = ArtifactStore(logstore.root)  # beside the logs: retention takes both
+        self.artifact_limits = artifact_limits
         self.issuer = issuer
         self.heartbeat_interval = heartbeat_interval
         # How long the node waits for a silent runner (its timeouts.runner_silence; the Node sets it).
         self.runner_patience = runner_patience
         self._sessions: dict[tuple[str, int], RunnerSession] = {}
         self._issued: dict[str, TokenClaims] = {}  # token of each assigned session -> its claims
+
+    def cache_mode(self, job_id: str, attempt: int) -> str:
+        """How the attempt's caches travel: "disk" (its VM has cache disks), "copy" or "" (none kept)."""
+        if self.disk_caches is not None and self.disk_caches.knows(job_id, attempt):
+            return "disk"
+        return "copy" if self.caches is not None else ""
 
     @property
     def runner_offline_limit(self) -> float:

@@ -21,7 +21,10 @@ from common.logbatch import BatchError, check, output_bytes
 from common.rpc import jobs_pb2, runner_pb2, runner_pb2_grpc
 from common.tokens import TokenClaims, TokenError, TokenExpired
 from common.version import RunnerRefused, check_runner
+from orchestrator.caches.scope import cache_scope
 from orchestrator.logstore import LogClosed, LogGap, LogStoreError
+from orchestrator.runnerapi.artifact_rpcs import ArtifactRpcs
+from orchestrator.runnerapi.cache_rpcs import CacheRpcs
 from orchestrator.runnerapi.gateway import TERMINAL, RunnerGateway, RunnerSession
 
 log = logging.getLogger(__name__)
@@ -31,7 +34,7 @@ log = logging.getLogger(__name__)
 LOG_LIMIT_SLACK = 1 << 20
 
 
-class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer):
+class RunnerServicer(ArtifactRpcs, CacheRpcs, runner_pb2_grpc.RunnerServiceServicer):
     """The RunnerService implementation for one gateway."""
 
     def __init__(self, gateway: RunnerGateway) -> None:
@@ -95,6 +98,17 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer):
         reply.checkout.clone_url = with_userinfo(req.checkout.clone_url, job.clone_userinfo)
         reply.steps.extend(req.steps)
         reply.env.update(req.env)
+        reply.artifacts.extend(req.artifacts)
+        limits = self.gateway.artifact_limits
+        reply.artifact_max_file_bytes, reply.artifact_max_job_bytes = limits.max_file_bytes, limits.max_job_bytes
+        reply.artifact_inputs.extend(await self.gateway.artifacts.inputs(job.artifact_inputs))
+        mode = self.gateway.cache_mode(job.job_id, job.attempt)
+        if req.caches and mode:
+            reply.caches.extend(req.caches)
+            reply.cache_mode = mode
+            reply.cache_writable = cache_scope(req).writes is not None
+            reply.cache_max_bytes = self.gateway.cache_max_bytes
+            reply.runs_on = req.runs_on
         try:
             reply.secrets.update(await session.secrets_for_runner())
         except SolsticeError as err:  # no secret leaves without its audit record

@@ -39,6 +39,7 @@ from pathlib import Path
 
 
 from common.errors import SolsticeError
+from common.lifecycle import first_to_end
 from common.files import FileModeError, private_dir, private_file
 from common.metrics.http import MetricsEndpoint
 from common.queue.local_events import LocalEventBus
@@ -56,6 +57,9 @@ from integration.webhooks import FORGE_NAMES, SECRET_SETTINGS
 from orchestrator.admin import admin_servicer_factory
 from orchestrator.drivers.base import Driver
 from orchestrator.drivers.registry import attach_store, make_driver
+from orchestrator.artifacts.store import ArtifactStore
+from orchestrator.caches.wiring import cache_options
+from orchestrator.drivers.registry import disk_caches
 from orchestrator.logstore import LogStore
 from orchestrator.logstore.service import open_node_logs
 from orchestrator.metrics import store_families
@@ -165,7 +169,10 @@ async def _run(settings: ServeSettings, say: Callable[[str], None], stop: asynci
         driver = _make_driver(settings)
         stack.push_async_callback(driver.aclose)
         attach_store(driver, store, node_settings.node.host)  # bhyve: guest address leases
-        gateway = RunnerGateway(logstore, TokenIssuer(node_settings.token_key(), node_settings.grpc.token_ttl))
+        gateway = RunnerGateway(logstore, TokenIssuer(node_settings.token_key(), node_settings.grpc.token_ttl),
+                                artifact_limits=node_settings.artifacts.limits(),
+                                **cache_options(node_settings))
+        gateway.disk_caches = disk_caches(driver)  # bhyve: caches are cloned disks (orchestrator/caches/zfs.py)
         secrets = await stack.enter_async_context(
             open_secrets(node_settings.secrets, store, node_settings.node.host, default_key_file=data / "secrets.key"))
         logs = await stack.enter_async_context(
@@ -210,7 +217,8 @@ def _dashboard_backing(settings: ServeSettings, store: Store, logstore: LogStore
 
     # The node's outbox: the dashboard's events and requests keep their order with the node's own.
     actions = StoreActions(store, node.outbox, node)
-    return DashboardBacking(store, LocalLogs(logstore), actions, ForgeLinks(web), driver_of)
+    return DashboardBacking(store, LocalLogs(logstore), actions, ForgeLinks(web), driver_of,
+                            artifacts=ArtifactStore(logstore.root))
 
 
 async def _hurry_on(hurry: asyncio.Event, node: Node, say: Callable[[str], None]) -> None:
@@ -308,22 +316,13 @@ def _forge_state(forge: Forge, enabled: bool) -> str:
 
 
 async def _supervise(node: Node, integration: Integration, stop: asyncio.Event) -> None:
-    tasks = {
-        asyncio.create_task(stop.wait(), name="signal"),
-        asyncio.create_task(node.wait(), name="node"),
-        asyncio.create_task(integration.maintain(), name="integration dedupe purge"),
-    }
-    try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    for task in done:
-        if task.get_name() == "signal":
-            continue
-        err = None if task.cancelled() else task.exception()
-        if isinstance(err, SolsticeError):
-            raise err
-        if task.get_name() != "node":  # node.wait() returning = a drained exit
-            raise ServeError(f"{task.get_name()} stopped early" + (f": {err!r}" if err else ""))
+    ended = await first_to_end({
+        "signal": stop.wait(),
+        "node": node.wait(),
+        "integration dedupe purge": integration.maintain(),
+    })
+    if isinstance(ended.error, SolsticeError):
+        raise ended.error
+    if ended.name == "signal" or (ended.name == "node" and ended.error is None):
+        return  # node.wait() returning = a drained exit
+    raise ServeError(ended.message)

@@ -57,6 +57,8 @@ from integration.settings import (
 )
 from orchestrator.admin.settings import AdminConfig
 from orchestrator.catalog import DriverConfig, LocalConfig
+from orchestrator.artifacts.settings import ArtifactsConfig
+from orchestrator.caches.settings import CachesConfig
 from orchestrator.logstore.settings import LogsConfig
 from orchestrator.node.settings import (
     GrpcConfig,
@@ -127,6 +129,8 @@ class ServeSettings:
     # Logs stay in <data_dir>/logs (logs.archive: none unless set); limits, retention and keepalive apply.
     logs: LogsConfig = field(default_factory=LogsConfig)
     dashboard: DashboardSettings = DashboardSettings()  # the pages: sign-in required or not, cookies
+    artifacts: ArtifactsConfig = field(default_factory=ArtifactsConfig)  # size limits of uploaded artifacts
+    caches: CachesConfig = field(default_factory=CachesConfig)  # bounds of the caches kept between runs
 
     def __post_init__(self) -> None:
         if self.dashboard.store_url:
@@ -218,6 +222,8 @@ class ServeSettings:
             drivers=self.driver_config(),
             secrets=self.secrets,
             logs=dataclasses.replace(self.logs, archive=self.logs.archive_or("none")),
+            artifacts=self.artifacts,
+            caches=self.caches,
         )
 
     def integration_settings(self) -> IntegrationSettings:

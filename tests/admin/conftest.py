@@ -25,6 +25,11 @@ async def _tail(stub: admin_pb2_grpc.AdminServiceStub, metadata: Any) -> list[ad
     return [page async for page in stub.TailLogs(admin_pb2.TailLogsRequest(job_id="job-nope"), metadata=metadata)]
 
 
+async def _download(stub: admin_pb2_grpc.AdminServiceStub, md: Any) -> None:
+    async for _ in stub.DownloadArtifact(admin_pb2.DownloadArtifactRequest(job_id="job-nope", name="a"), metadata=md):
+        pass
+
+
 CALLS: dict[str, Call] = {
     "Get": lambda s, md: s.Get(admin_pb2.GetJobRequest(job_id="job-nope"), metadata=md),
     "List": lambda s, md: s.List(admin_pb2.ListJobsRequest(limit=1), metadata=md),
@@ -43,6 +48,8 @@ CALLS: dict[str, Call] = {
     "DeleteSecret": lambda s, md: s.DeleteSecret(admin_pb2.DeleteSecretRequest(scope="github/acme/w", name="X"),
                                                  metadata=md),
     "SecretAudit": lambda s, md: s.SecretAudit(admin_pb2.SecretAuditRequest(limit=1), metadata=md),
+    "ListArtifacts": lambda s, md: s.ListArtifacts(admin_pb2.ListArtifactsRequest(job_id="job-nope"), metadata=md),
+    "DownloadArtifact": _download,
 }
 
 

@@ -19,7 +19,7 @@ from tests.waiting import async_wait_until
 
 REFUSED = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
 # The roles as issue 13 defines them, written out independently of METHOD_ROLES.
-READ = {"Get", "List", "TailLogs", "Hosts"}
+READ = {"Get", "List", "TailLogs", "Hosts", "ListArtifacts", "DownloadArtifact"}  # issue 25: artifacts are read
 OPERATE = READ | {"Submit", "Cancel", "Retry", "ListSecrets", "SecretAudit"}  # issue 16: names, never values
 ADMIN = OPERATE | {"Drain", "CollectGarbage", "CreateToken", "ListTokens", "RevokeToken", "SetSecret", "DeleteSecret"}
 ALLOWED = {Role.READ: READ, Role.OPERATE: OPERATE, Role.ADMIN: ADMIN}

@@ -29,7 +29,8 @@ OK, UNAUTH, DENIED = grpc.StatusCode.OK, grpc.StatusCode.UNAUTHENTICATED, grpc.S
 # A caller as another user: one List over the socket, with the token in argv[2] if any; prints the status.
 OTHER_USER = """
 import os, sys, grpc
-from common.rpc import admin_pb2, admin_pb2_grpc  # imported as root: the venv may be out of that user's reach
+import grpc._channel  # insecure_channel imports it lazily: done as root, the venv may be out of that user's reach
+from common.rpc import admin_pb2, admin_pb2_grpc
 os.setgid({uid}); os.setuid({uid})  # the connection (and so the peer uid the node reads) is made after this
 stub = admin_pb2_grpc.AdminServiceStub(grpc.insecure_channel("unix:" + sys.argv[1]))
 md = [("authorization", "Bearer " + sys.argv[2])] if len(sys.argv) > 2 else []

@@ -65,8 +65,8 @@ def total(samples: Samples, name: str) -> float:
     return sum(v for (n, _), v in samples.items() if n == name)
 
 
-def test_metrics_of_a_single_node_move_as_jobs_run(tmp_path: Path) -> None:
-    marker = tmp_path / "go"
+def test_metrics_of_a_single_node_move_as_jobs_run(tmp_path: Path, job_dir: Path) -> None:
+    marker = job_dir / "go"  # the contained job's user must see it
     repo = git_repo(tmp_path / "repo", WORKFLOW.replace("{marker}", str(marker)))
     with ServeProcess(tmp_path / "data", env={"SOLSTICE_CAPACITY": "1"}) as node:
         url = node.url + "/metrics"

@@ -3,11 +3,18 @@ node's AdminService (the integration's admin link), whose outbox queues the re-r
 
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
 
+import pytest
+
 from aiohttp.test_utils import TestClient, TestServer
 
+from common.logbatch import STDOUT
+from dashboard.adminlogs import AdminLogs
+from dashboard.app import Dashboard
+from dashboard.logsource import LogMissing
 from dashboard.settings import DashboardSettings
 from integration.app import make_app
 from integration.dashboard import open_dashboard
@@ -15,7 +22,7 @@ from integration.runtime import Integration
 from integration.settings import AdminLinkSettings, IntegrationSettings
 from orchestrator.operators import OperatorTokens, Role
 from orchestrator.store import JobState, open_store
-from tests.dashboard.support import drive, request
+from tests.dashboard.support import drive, request, write_log
 from tests.integration.stack import LABEL, RabbitQueue
 from tests.node.harness import node_settings, running_node
 
@@ -37,6 +44,15 @@ async def test_the_integration_serves_the_dashboard_over_the_cluster_s_store(
             await store.submit(waiting)
             await store.submit(done)
             await drive(store, "job-done", JobState.FAILED)
+            # A job this node ran and logged: its log is the node's, read through the admin link.
+            logged = request("job-logged", "lint", "d" * 40)
+            logged.runs_on = LABEL
+            await store.submit(logged)
+            assert await store.claim("job-logged", 1, node.host, "vm-logged-1")
+            assert await store.transition("job-logged", 1, JobState.RUNNING)
+            await write_log(node.parts.gateway.logstore, "job-logged", 1,
+                            [(0, STDOUT, b"lint: 3 files\nlint: <all clean>")])
+            assert await store.transition("job-logged", 1, JobState.SUCCEEDED)
             token, _ = await OperatorTokens(store).create("olga", Role.OPERATE)
             async with Integration(settings, queue.publisher) as integration, \
                     open_dashboard(settings) as (dashboard, metrics):
@@ -47,7 +63,17 @@ async def test_the_integration_serves_the_dashboard_over_the_cluster_s_store(
                     summary = await (await client.get("/")).text()
                     assert ">acme/widgets</a>" in summary
                     page = await (await client.get("/jobs/job-waiting")).text()
-                    assert "read this one with: ciadm logs job-waiting" in page
+                    assert "ciadm logs" not in page  # no log yet, and none said to be elsewhere
+                    page = await (await client.get("/jobs/job-logged")).text()
+                    assert "lint: 3 files" in page and "lint: &lt;all clean&gt;" in page  # escaped, as every line
+                    logs = integration_logs(dashboard)
+                    found = await logs.read("job-logged", 1, 2, 10)
+                    assert [line.text() for line in found.lines] == ["lint: <all clean>"] and found.closed
+                    async with contextlib.aclosing(logs.follow("job-logged", 1, 1)) as follow:
+                        followed = [line.text() async for batch in follow for line in batch]
+                    assert followed == ["lint: 3 files", "lint: <all clean>"]
+                    with pytest.raises(LogMissing):  # queued: no attempt has logged anything yet
+                        await logs.read("job-waiting", 1, 0, 10)
                     scraped = await (await client.get("/metrics")).text()
                     assert f'solstice_queue_jobs{{label="{LABEL}"}} 1.0' in scraped
                     origin = {"Origin": "https://ci.example.org"}  # public_url is this site
@@ -69,6 +95,13 @@ async def test_the_integration_serves_the_dashboard_over_the_cluster_s_store(
                     await client.close()
     finally:
         await queue.close()
+
+
+def integration_logs(dashboard: Dashboard) -> AdminLogs:
+    assert dashboard.backing is not None
+    logs = dashboard.backing.logs
+    assert isinstance(logs, AdminLogs)  # the admin link reads the cluster's logs
+    return logs
 
 
 async def test_without_a_store_url_the_integration_serves_no_dashboard(tmp_path: Path) -> None:

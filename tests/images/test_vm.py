@@ -76,6 +76,7 @@ async def test_jobs_run_in_real_vms_booted_from_the_golden_image(guest_image: Bu
                 return record if record is not None and record.state.terminal else None
             good = await async_wait_until(lambda: ended("in-vm"), timeout=BOOT + 300, what="the job in the VM")
             bad = await async_wait_until(lambda: ended("bad-token"), timeout=BOOT + 300, what="the forged job")
+            assert good.state is JobState.SUCCEEDED, good.reason  # before reading a log it may not have
             steps_run = await node.store.steps("in-vm", 1)
             lines = [line.content.decode() for line in
                      await (await node.node.parts.gateway.logstore.open("in-vm", 1, create=False)).read_all()]

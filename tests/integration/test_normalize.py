@@ -66,6 +66,7 @@ def test_github_pull_request_builds_its_head(payload, action):
     assert (event.ref, event.sha, event.pull_request, event.trusted) == (
         "refs/pull/2/head", "ec26c3e57ca3a959ca5aad62de7213c562f8c821", 2, True,
     )
+    assert event.base_ref == "refs/heads/master"  # its caches are read too (issue 25)
 
 
 def test_github_pull_request_closed(payload):

@@ -9,7 +9,7 @@ from common.rpc import admin_pb2, jobs_pb2
 from orchestrator.names import vm_name
 from orchestrator.node.testing import recorded_vms
 from orchestrator.node import Node
-from orchestrator.store import JobState
+from orchestrator.store import JobState, StepState
 from tests.node.conftest import Cluster
 from tests.node.harness import admin_stub, driver_of, job
 from tests.logs.pages import collect, lines_of
@@ -136,6 +136,23 @@ async def test_cancel_of_a_running_job_stops_it_and_destroys_the_vm(cluster: Clu
         assert vm not in recorded_vms(node.settings.drivers.local.state_dir)
         assert cluster.events.job_states("busy") == [Q, P, R, C]
         await async_wait_until(lambda: node.scheduler is not None and node.scheduler.idle, what="slot freed")
+
+
+async def test_a_step_whose_runner_never_answers_the_cancel_ends_cancelled(cluster: Cluster) -> None:
+    """The runner is torn down before it reports its step's end: the step ends with its attempt."""
+    async with cluster.node(cluster.settings()) as node, admin_stub(node) as admin:
+        await admin.Submit(admin_pb2.SubmitRequest(jobs=[job("wedged", steps=("deaf", "echo never"))]))
+
+        async def step_started() -> bool:
+            return [s.state for s in await cluster.store.steps("wedged", 1)] == [StepState.RUNNING]
+        await async_wait_until(step_started, what="the step running")
+        await admin.Cancel(admin_pb2.CancelRequest(job_id="wedged"))
+        assert (await cluster.finished("wedged")).state is C
+        await async_wait_until(lambda: vm_name("wedged", 1) in driver_of(node).destroyed, what="the VM destroyed")
+
+        async def step_closed() -> bool:
+            return [(s.index, s.state) for s in await cluster.store.steps("wedged", 1)] == [(0, StepState.CANCELLED)]
+        await async_wait_until(step_closed, what="the step closed as cancelled")
 
 
 async def test_retry_is_a_new_attempt_and_refused_while_running(cluster: Cluster) -> None:

@@ -124,8 +124,8 @@ async def test_job_timeout_is_errored_and_the_vm_destroyed(tmp_path: Path) -> No
         assert record.reason.endswith(f"console (last lines):\n{vm_name('slow', 1)}: booted")
         assert destroyed(node, "slow")
         assert node.events.job_states("slow") == [P, R, E]
-        # the runner's started step was recorded before the VM went away
-        assert [s.state for s in await node.store.steps("slow", 1)] == [StepState.RUNNING]
+        # the runner's started step was recorded before the VM went away, and ended with the attempt
+        assert [s.state for s in await node.store.steps("slow", 1)] == [StepState.CANCELLED]
 
 
 async def test_cancel_while_booting_stops_at_once_and_tears_down(tmp_path: Path) -> None:

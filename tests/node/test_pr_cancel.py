@@ -7,11 +7,14 @@ VM down and finalizes); the canceller must not announce it as well.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 
 from common.rpc import jobs_pb2
 from integration.cancel import CancelRequest, CommitRetryRequest
+from orchestrator.node.outbox import Outbox
 from orchestrator.singlenode.cancel import NodeCanceller, NodeRetrier
 from orchestrator.store import JobFilter, JobRecord, JobState, Store, open_store
 from tests.node.harness import job
@@ -101,11 +104,19 @@ async def test_re_run_all_checks_retries_the_commits_finished_forge_jobs(tmp_pat
         published: list[str] = []
 
         class Queue:
-            async def publish(self, requests: Sequence[jobs_pb2.JobRequest]) -> None:
+            async def publish(self, requests: Sequence[jobs_pb2.JobRequest], priority: int = 0) -> None:
                 published.extend(r.job_id for r in requests)
 
-        retrier = NodeRetrier(store, Queue(), Recorder())  # type: ignore[arg-type]
-        sha = jobs["j-done"].checkout.sha
-        assert await retrier.retry_commit(CommitRetryRequest("github", "o/r", sha, "re-run all")) == 1
+        outbox = Outbox(Recorder(), Queue(), durable=(store, "node-here"))  # type: ignore[arg-type]
+        sending = asyncio.create_task(outbox.run())
+        try:
+            retrier = NodeRetrier(store, outbox)
+            sha = jobs["j-done"].checkout.sha
+            assert await retrier.retry_commit(CommitRetryRequest("github", "o/r", sha, "re-run all")) == 1
+            assert await outbox.flush(10)
+        finally:
+            sending.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sending
         assert published == ["j-done"]
         assert (await store.get_job("j-done")).attempt == 2  # type: ignore[union-attr]

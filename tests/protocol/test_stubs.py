@@ -21,7 +21,10 @@ def test_runner_service_has_every_call():
     from common.rpc import admin_pb2, runner_pb2
 
     service = runner_pb2.DESCRIPTOR.services_by_name["RunnerService"]
-    assert set(service.methods_by_name) == {"GetJob", "StreamLogs", "ReportStep", "Heartbeat", "Complete"}
+    assert set(service.methods_by_name) == {"GetJob", "StreamLogs", "ReportStep", "Heartbeat", "Complete",
+                                            "UploadArtifact", "DownloadArtifact", "RestoreCache", "SaveCache"}
+    upload = service.methods_by_name["UploadArtifact"]
+    assert upload.client_streaming and not upload.server_streaming
     stream = service.methods_by_name["StreamLogs"]
     assert stream.client_streaming and stream.server_streaming
     # Log content must be bytes: steps print non-UTF-8.

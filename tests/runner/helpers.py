@@ -61,13 +61,17 @@ async def serve_runners(logdir: Path, port: int = 0, patience: float = 60.0
 
 
 async def start_runner(address: str, token: str, root: Path, *extra: str,
-                       env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("SOLSTICE_")}
-    base["PYTHONPATH"] = str(ROOT)
+                       env: dict[str, str] | None = None, program: list[str] | None = None
+                       ) -> asyncio.subprocess.Process:
+    """The runner of this checkout; or ``program`` (an installed ``solstice-runner``), which then
+    gets no PYTHONPATH and starts outside the checkout, so it imports only what it installed."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("SOLSTICE_") and k != "PYTHONPATH"}
+    if program is None:
+        base["PYTHONPATH"] = str(ROOT)
     return await asyncio.create_subprocess_exec(
-        *RUNNER, "run", "--orchestrator", address, "--token", token, "--dir", str(root),
+        *(program or RUNNER), "run", "--orchestrator", address, "--token", token, "--dir", str(root),
         "--log-format", "json", *extra,
-        env={**base, **(env or {})}, cwd=ROOT,
+        env={**base, **(env or {})}, cwd=ROOT if program is None else root.parent,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
 

@@ -140,7 +140,7 @@ INVALID: dict[str, tuple[str, list[str]]] = {
     'unknown-job-child': (
         'workflow {\n  job id="a" runs_on="b" {\n    stepp run="x"\n    step run="x"\n  }\n}\n',
         [
-            '3:5: job "a": unknown node "stepp" (allowed here: env, needs, secret, step)',
+            '3:5: job "a": unknown node "stepp" (allowed here: artifact, cache, env, needs, secret, step)',
         ],
     ),
     'step-without-run': (

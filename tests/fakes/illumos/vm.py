@@ -253,6 +253,7 @@ async def _guest(zone: dict[str, Any], root: Path, config: dict[str, Any], conso
     # A fresh guest: no bootstrap in its environment, only what cloud-init wrote.
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOLSTICE_RUNNER_")}
     env["SOLSTICE_RUNNER_DIR"] = str(guest)
+    env["SOLSTICE_RUNNER_DISK_DIR"] = str(_disks_by_id(zone, guest))
     proc = await asyncio.create_subprocess_exec(
         *argv, cwd=str(guest), env=env, stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
@@ -269,6 +270,23 @@ async def _guest(zone: dict[str, Any], root: Path, config: dict[str, Any], conso
             pass
         raise
     console.line(f"reboot: Power down (runner exit {code})")
+
+
+def _disks_by_id(zone: dict[str, Any], guest: Path) -> Path:
+    """The guest's ``/dev/disk/by-id``: each ``diskN`` attribute with a ``serial=`` shows as
+    ``virtio-<serial>``, a link to its volume's files (zfs.py keeps them), as if mounted."""
+    from tests.fakes.illumos.zfs import data_dir
+
+    by_id = guest / "dev" / "disk" / "by-id"
+    by_id.mkdir(parents=True, exist_ok=True)
+    for a in zone["config"]["attrs"]:
+        name, value = a.get("name", ""), a.get("value", "")
+        if name.startswith("disk") and name[4:].isdigit() and ",serial=" in value:
+            dataset, serial = value.split(",serial=", 1)
+            link = by_id / f"virtio-{serial}"
+            link.unlink(missing_ok=True)
+            link.symlink_to(data_dir(dataset))
+    return by_id
 
 
 def cloud_init(seed: Path, guest: Path, installed: list[str] | None, console: Console) -> list[str] | None:

@@ -1,5 +1,12 @@
 """Fake ``zfs``: datasets, snapshots and clones with the real rules (illumos.md §4, §8).
 
+Volumes hold data: a directory per volume and per volume snapshot under
+``<fake root>/zvol-data/`` stands for the filesystem on it (the fake guest
+shows a cache disk as that directory, vm.py). A snapshot copies the files; a
+clone hard-links its snapshot's files (no bytes are copied, as a ZFS clone
+shares blocks - but a file rewritten in place, not replaced, would change the
+snapshot too: the tests replace files); rename moves them; destroy deletes.
+
 User properties (``module:name``, e.g. ``solstice:runner-version``) can be
 set on any dataset and are inherited like the real ones: ``zfs get`` on a
 snapshot or a child shows its dataset's or parent's value, ``-`` when unset.
@@ -7,8 +14,11 @@ snapshot or a child shows its dataset's or parent's value, ``-`` when unset.
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import sys
+from pathlib import Path
 from typing import Any
 
 from tests.fakes.illumos import state as st
@@ -171,7 +181,8 @@ def cmd_create(state: dict[str, Any], args: list[str]) -> int:
         err(f"cannot create '{name}': parent is not a filesystem")
         return 1
     kind = "volume" if volsize is not None else "filesystem"
-    state["datasets"][name] = new_ds(state, kind, volsize=volsize, mountpoint=props.get("mountpoint"))
+    state["datasets"][name] = new_ds(state, kind, volsize=volsize, mountpoint=props.get("mountpoint"),
+                                     user_props={k: v for k, v in props.items() if ":" in k})
     return 0
 
 
@@ -355,6 +366,9 @@ def prop_value(state: dict[str, Any], name: str, prop: str, parsable: bool) -> s
         if d["type"] != "filesystem":
             return "-"
         return mountpoint(state, name) or "none"
+    if prop in ("used", "refer") and data_dir(name).is_dir():
+        size = sum(f.stat().st_size for f in data_dir(name).rglob("*") if f.is_file())
+        return str(size) if parsable else f"{size}B"  # the files on the volume (zvol-data above)
     return "0" if parsable else "0B"
 
 
@@ -384,7 +398,7 @@ def cmd_list(state: dict[str, Any], args: list[str]) -> int:
                         i += 1
                     if ch == "o":
                         fields = value.split(",")
-                        bad = [f for f in fields if f not in LIST_FIELDS]
+                        bad = [f for f in fields if f not in LIST_FIELDS and ":" not in f]
                         if bad:
                             err(f"bad property list: invalid property '{bad[0]}'")
                             return usage_exit()
@@ -512,7 +526,64 @@ def cmd_get(state: dict[str, Any], args: list[str]) -> int:
     return rc
 
 
-COMMANDS = {"create": cmd_create, "snapshot": cmd_snapshot, "snap": cmd_snapshot, "clone": cmd_clone,
+def cmd_rename(state: dict[str, Any], args: list[str]) -> int:
+    """``zfs rename [-f] SRC DST`` (zfs_main.c zfs_do_rename, libzfs zfs_rename): the dataset, its
+    snapshots and children move; clones keep following their origin snapshot under its new name.
+    Renaming a snapshot renames it within its dataset only. The wording of the busy and
+    cross-pool errors follows libzfs_dataset.c (2021); a busy zvol refusing is UNCONFIRMED."""
+    args = [a for a in args if a != "-f"]
+    if any(a.startswith("-") for a in args):
+        return usage_exit(f"invalid option '{next(a for a in args if a.startswith('-'))[1:]}'")
+    if len(args) != 2:
+        return usage_exit("missing source dataset argument" if not args else
+                          "missing target dataset argument" if len(args) == 1 else "too many arguments")
+    src, dst = args
+    ds = state["datasets"]
+    if src not in ds:
+        err(f"cannot open '{src}': dataset does not exist")
+        return 1
+    if ("@" in src) != ("@" in dst):
+        err(f"cannot rename to '{dst}': snapshot delimiter '@' is not expected here" if "@" in dst else
+            f"cannot rename to '{dst}': must be a snapshot name")
+        return 1
+    problem = name_problem(dst)
+    if problem:
+        err(f"cannot rename to '{dst}': {problem}")
+        return 1
+    if "@" in src and src.split("@")[0] != dst.split("@")[0]:
+        err("cannot rename to '%s': snapshots must be part of same dataset" % dst)
+        return 1
+    if pool_of(src) != pool_of(dst):
+        err(f"cannot rename to '{dst}': datasets must be within same pool")
+        return 1
+    if dst in ds:
+        err(f"cannot rename to '{dst}': dataset already exists")
+        return 1
+    if "@" not in src:
+        parent = parent_of(dst)
+        if parent is None or parent not in ds:
+            err(f"cannot rename to '{dst}': parent does not exist")
+            return 1
+        if dst.startswith(src + "/"):
+            err(f"cannot rename to '{dst}': New dataset name cannot be a descendant of current dataset name")
+            return 1
+        if any(ds[n].get("in_use") for n in [src, *descendants(state, src)]):
+            err(f"cannot rename '{src}': dataset is busy")
+            return 1
+    moved = {src: dst}
+    if "@" not in src:
+        for old in descendants(state, src):
+            moved[old] = dst + old[len(src):]
+    for old, new in moved.items():
+        ds[new] = ds.pop(old)
+        _RENAMED[old] = new
+    for d in ds.values():
+        if d.get("origin") in moved:
+            d["origin"] = moved[d["origin"]]
+    return 0
+
+
+COMMANDS = {"rename": cmd_rename, "create": cmd_create, "snapshot": cmd_snapshot, "snap": cmd_snapshot, "clone": cmd_clone,
             "destroy": cmd_destroy, "list": cmd_list, "set": cmd_set, "get": cmd_get}
 
 
@@ -534,12 +605,46 @@ def main(argv: list[str]) -> int:
         return COMMANDS[sub](st.read(), argv[1:])
     with st.locked() as state:
         before = volumes(state)
+        known = {n: dict(d) for n, d in state["datasets"].items()}
         rc = COMMANDS[sub](state, argv[1:])
         after = volumes(state)
+        sync_data(state, known)
         # A fault rule with "zvol_node": false models a device node that never
         # shows up (whether it appears synchronously is UNCONFIRMED, §4).
         sync_zvol_nodes(set() if rule and rule.get("zvol_node") is False else after - before, before - after)
     return rc
+
+
+_RENAMED: dict[str, str] = {}  # this command's renames (cmd_rename), for the data directories
+
+
+def data_dir(name: str) -> Path:
+    """Where the fake keeps the files of volume (or volume snapshot) ``name``."""
+    return st.root() / "zvol-data" / name
+
+
+def sync_data(state: dict[str, Any], before: dict[str, dict[str, Any]]) -> None:
+    """Make the data directories follow what the command did to volumes and their snapshots."""
+    for old, new in _RENAMED.items():
+        if data_dir(old).exists():
+            data_dir(new).parent.mkdir(parents=True, exist_ok=True)
+            data_dir(old).rename(data_dir(new))
+    _RENAMED.clear()
+    now = state["datasets"]
+    for name in sorted(set(before) - set(now)):
+        shutil.rmtree(data_dir(name), ignore_errors=True)
+    for name in sorted(set(now) - set(before), key=lambda n: now[n].get("txg", 0)):
+        d = now[name]
+        if data_dir(name).exists() or not (d["type"] == "volume" or d.get("snap_of") == "volume"):
+            continue
+        target = data_dir(name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if "@" in name and data_dir(name.split("@")[0]).is_dir():
+            shutil.copytree(data_dir(name.split("@")[0]), target, symlinks=True)
+        elif d.get("origin") and data_dir(d["origin"]).is_dir():
+            shutil.copytree(data_dir(d["origin"]), target, symlinks=True, copy_function=os.link)
+        else:
+            target.mkdir()
 
 
 def volumes(state: dict[str, Any]) -> set[str]:

@@ -23,10 +23,14 @@ from aiohttp import web
 
 from integration.events import Delivery, Forge
 from integration.external.allowlist import RepoKey, parse_allowlist
+from integration.external.columns import ExternalColumns
 from integration.external.records import DROPPED, FAILED, SENT
 from integration.external.senders import SIGNATURE_HEADER, relay_secret
 from integration.signature import sign
 from tests.conftest import REPO_ROOT
+from tests.dashboard.conftest import serve_dashboard
+from tests.dashboard.support import request
+from tests.dashboard.test_pages import cells_of, get
 from tests.fakes.oidc import FakeOidcIssuer
 from tests.fakes.serving import serve_on_loopback
 from tests.integration.external.conftest import AUDIENCE, external_settings
@@ -130,7 +134,8 @@ def body_for(delivery: str, status: str = "in_progress", **more: Any) -> dict[st
     return {**body, **more}
 
 
-async def test_a_pull_request_reaches_every_listed_downstream_and_results_come_back(world: World, payload):
+async def test_a_pull_request_reaches_every_listed_downstream_and_results_come_back(world: World, payload,
+                                                                                   tmp_path: Path):
     stack = world.stack
     status, answer = await stack.deliver_github("pull_request", payload("github/pull_request.opened"),
                                                 delivery="pr-delivery-1")
@@ -169,6 +174,18 @@ async def test_a_pull_request_reaches_every_listed_downstream_and_results_come_b
     assert [(j["status"], j["conclusion"]) for j in shown["github:acme/l2-ci"]["jobs"]] == [("completed", "success")]
     assert shown["github:acme/l2-ci"]["jobs"][0]["queue_seconds"] is None  # times from L3 only
     assert shown["github:acme/l4-ci"]["jobs"][0]["execution_seconds"] is not None
+    # Visible on the dashboard: a column per downstream job in the repository's matrix, an entry in the
+    # pull request's external CI section (the integration's column source over what it received).
+    assert stack.integration.external is not None
+    columns = (ExternalColumns(stack.integration.external.read),)
+    (tmp_path / "dashboard").mkdir()
+    async with serve_dashboard(tmp_path / "dashboard", columns=columns) as served:
+        await served.store.submit(request("job-upstream", "build", PR_SHA, repo=UPSTREAM, pr=2))
+        matrix = cells_of(await get(served, f"/github/{UPSTREAM}"))
+        assert matrix.columns == ["build", "external / acme/l2-ci / Test on XPU", "external / acme/l4-ci / Test on XPU"]
+        assert matrix.cells[(PR_SHA[:10], "external / acme/l4-ci / Test on XPU")] == "succeeded"
+        pull = await get(served, f"/github/{UPSTREAM}/pull/2")
+        assert "External CI (2)" in pull and 'href="https://acme.example/runs/4242"' in pull
     # The downstream of another upstream, and a repository on no list, cannot report on this change.
     assert (await world.report("acme/elsewhere-ci", body_for("github:pr-delivery-1")))[0] == 403
     assert (await world.report("mallory/ci", body_for("github:pr-delivery-1")))[0] == 403
