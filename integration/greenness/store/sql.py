@@ -261,10 +261,12 @@ class SqlGreennessStore(SqlSeenStore):
         if not shas:
             return []
         marks = ", ".join("?" for _ in shas)
+        # Without the commits' plans: joining them made PostgreSQL scan every commit of the queue.
         rows = await self._rows(
             f"cannot read the greenness of {repo}",
-            _VERDICTS + "JOIN greenness_queues q ON q.queue = v.queue WHERE q.forge = ? AND q.repo = ? "
-            f"AND v.project = ? AND v.sha IN ({marks})", forge, repo, WHOLE, *shas)
+            "SELECT " + VERDICT_COLUMNS.replace("c.plan", "''") + " FROM greenness_verdicts v JOIN greenness_queues q "
+            f"ON q.queue = v.queue WHERE q.forge = ? AND q.repo = ? AND v.project = ? AND v.sha IN ({marks})",
+            forge, repo, WHOLE, *shas)
         return [records.verdict(r) for r in rows]
 
     async def queues(self, forge: str = "", repo: str = "") -> list[QueueKey]:
