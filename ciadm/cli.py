@@ -445,6 +445,7 @@ def gc(ctx: click.Context, dry_run: bool, older_than: str | None, as_json: bool)
 
 
 import ciadm.artifacts  # noqa: E402,F401 - registers the `artifacts` command on `cli`
+import ciadm.greenness  # noqa: E402,F401 - registers `last-green` and `hooks` on `cli`
 import ciadm.secrets  # noqa: E402,F401 - registers the `secret` command group on `cli`
 from ciadm.tokens import token  # noqa: E402 - a group of its own, added to this one
 

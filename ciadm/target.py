@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import grpc
@@ -51,6 +51,8 @@ class CiadmSettings:
     tls_ca: Path | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # The integration's HTTP address (last-green, hooks: ``ciadm.greenness``); SOLSTICE_INTEGRATION_URL.
+    integration: str = field(default="", metadata={"env": "SOLSTICE_INTEGRATION_URL"})
 
     def __repr__(self) -> str:  # the token is a credential
         return f"CiadmSettings(orchestrator={self.orchestrator!r}, token={'***' if self.token else ''!r})"
@@ -107,6 +109,8 @@ class Target:
     tls_ca: Path | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # The integration's HTTP address (last-green, hooks: ``ciadm.greenness``); SOLSTICE_INTEGRATION_URL.
+    integration: str = field(default="", metadata={"env": "SOLSTICE_INTEGRATION_URL"})
 
     def __repr__(self) -> str:
         return f"Target(address={self.address!r}, token={'***' if self.token else ''!r})"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -20,7 +20,7 @@ from common.log import LEVELS, setup_logging
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def fail(message: str, code: int = 1) -> None:
+def fail(message: str, code: int = 1) -> NoReturn:
     """Print one ``ERROR:`` line to stderr and exit with ``code``."""
     click.echo(f"ERROR: {message}", err=True)
     sys.exit(code)

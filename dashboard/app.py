@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from aiohttp import web
 
@@ -36,7 +36,7 @@ from dashboard import live
 from dashboard.actions import ActionRefused, JobActions
 from dashboard.ansi import escape as _escape
 from dashboard.auth import Auth, safe_next
-from dashboard.columns import ColumnSource, ColumnUnavailable, ExternalResult
+from dashboard.columns import ColumnSource, ColumnUnavailable, ExternalResult, RefNotes
 from dashboard.links import ForgeLinks
 from dashboard.logsource import LogError, LogMissing, LogSource
 from dashboard.pages import job as job_page
@@ -101,6 +101,11 @@ class Dashboard:
         self.backing: Backing | None = None
         self.auth = Auth(settings, lambda: self.backing.store if self.backing else None, public_url)
         self.closing = asyncio.Event()  # set when the server stops: live views end
+        self._columns: list[ColumnSource] = []  # added by parts that start apart from the backing (greenness)
+
+    def add_column(self, source: ColumnSource) -> None:
+        """Show ``source``'s results on the matrix and pull request pages, beside the backing's columns."""
+        self._columns.append(source)
 
     def attach(self, backing: Backing) -> None:
         self.backing = backing
@@ -156,7 +161,7 @@ class Dashboard:
         """Every column source's results for ``shas``, and what could not be had."""
         results: dict[str, list[ExternalResult]] = {}
         problems: list[str] = []
-        for source in self._require().columns:
+        for source in [*self._require().columns, *self._columns]:
             try:
                 found: Mapping[str, Sequence[ExternalResult]] = await asyncio.wait_for(
                     source.results(forge, repo, shas), COLUMN_TIMEOUT)
@@ -169,6 +174,21 @@ class Dashboard:
             for sha, items in found.items():
                 results.setdefault(sha, []).extend(items)
         return results, problems
+
+    async def _ref_notes(self, forge: str, repo: str, ref: str) -> tuple[list[str], list[str]]:
+        """The lines column sources have to say about ``ref`` (``RefNotes``), and what could not be had."""
+        notes: list[str] = []
+        problems: list[str] = []
+        for source in [*self._require().columns, *self._columns]:
+            if not hasattr(source, "ref_notes"):
+                continue
+            try:
+                notes += await asyncio.wait_for(cast(RefNotes, source).ref_notes(forge, repo, ref), COLUMN_TIMEOUT)
+            except ColumnUnavailable as err:
+                problems.append(f"{source.name}: {err}")
+            except TimeoutError:
+                problems.append(f"{source.name} did not answer within {COLUMN_TIMEOUT:g}s")
+        return notes, problems
 
     # -- pages --------------------------------------------------------------------
     async def summary(self, request: web.Request) -> web.Response:
@@ -218,7 +238,9 @@ class Dashboard:
         shas = [c.sha for c in commits]
         cells = await self._read(backing.store.commit_jobs(forge, repo, ref, shas))
         external, problems = await self._external(forge, repo, shas)
-        view = matrix.MatrixView(forge, repo, ref, refs, commits, cells, external, problems, older, before is not None)
+        notes, note_problems = await self._ref_notes(forge, repo, ref)
+        view = matrix.MatrixView(forge, repo, ref, refs, commits, cells, external, [*problems, *note_problems], older,
+                                 before is not None, notes)
         return self._html(matrix.render(view, backing.links, await self.viewer(request), datetime.now(UTC)))
 
     async def pull(self, request: web.Request) -> web.Response:

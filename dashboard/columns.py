@@ -38,6 +38,7 @@ class ExternalResult:
     state: str  # one of RESULT_STATES
     url: str = ""  # details or artifact link; only http(s) links are shown
     summary: str = ""  # shown on hover/focus
+    label: str = ""  # a few characters shown in the cell beside the state's icon (greenness: the degree)
 
     def __post_init__(self) -> None:
         if self.state not in RESULT_STATES:
@@ -58,4 +59,12 @@ class ColumnSource(Protocol):
 
     async def results(self, forge: str, repo: str, shas: Sequence[str]) -> Mapping[str, Sequence[ExternalResult]]:
         """The results for each of ``shas`` (commits it has none for may be absent)."""
+        ...
+
+
+class RefNotes(Protocol):
+    """A column source that also has a line or two to say above a branch's matrix (greenness: its last green)."""
+
+    async def ref_notes(self, forge: str, repo: str, ref: str) -> Sequence[str]:
+        """Plain-text lines (escaped when shown); ``ColumnUnavailable`` when it cannot answer."""
         ...

@@ -97,9 +97,19 @@ async def _serve(settings: IntegrationSettings, host: str, port: int) -> None:
                 settings.amqp_url, "integration", integration.reporter.handle, topology, bindings=("job.#",)
             )
             await consumer.start()
+            greenness_consumer = None
+            if integration.greenness is not None:
+                # A queue of its own: the last-green record never waits for (or on) a forge report.
+                greenness_consumer = EventConsumer(settings.amqp_url, "greenness",
+                                                   integration.greenness.recorder.handle, topology, bindings=("job.#",))
+                await greenness_consumer.start()
             app = make_app(integration.service, settings.http, metrics, dashboard)
             if integration.external is not None:
                 integration.external.add_routes(app)  # out-of-tree CI: the results API and its read side
+            if integration.greenness is not None:
+                integration.greenness.add_routes(app)  # last-green JSON, badges, the hooks' delivery log
+                if dashboard is not None:
+                    dashboard.add_column(integration.greenness.column)
             runner = app_runner(app, settings.http)
             try:
                 await runner.setup()
@@ -109,6 +119,8 @@ async def _serve(settings: IntegrationSettings, host: str, port: int) -> None:
             finally:
                 await runner.cleanup()
                 await consumer.stop()
+                if greenness_consumer is not None:
+                    await greenness_consumer.stop()
     finally:
         await publisher.close()
 

@@ -23,6 +23,7 @@ from common.log import masker
 from common.queue.publisher import JobPublisher
 from common.validation import CloneRules
 from common.workflow.offload import WorkflowParser
+from dashboard.links import github_web_url
 from integration.cancel import JobCanceller, JobRetrier, LoggingCanceller
 from integration.errors import IntegrationError
 from integration.events import Forge
@@ -31,6 +32,7 @@ from integration.forges.forgejo_api import ForgejoClient
 from integration.forges.github_api import GitHubClient
 from integration.forges.github_app import GitHubAppAuth, read_private_key
 from integration.forges.http import ForgeHttp, RetryPolicy
+from integration.greenness.service import Greenness
 from integration.reporting.consumer import EventReporter
 from integration.reporting.contract import ForgeReporter
 from integration.reporting.forgejo import ForgejoReporter
@@ -70,6 +72,7 @@ class Integration(StartClose):
         self.parser = WorkflowParser(settings.workflow_limits)
         self.external: ExternalCI | None = None  # out-of-tree CI, when settings.external asks for it
         self.schedules: ScheduleRunner | None = None  # starts workflows' scheduled runs (integration/schedules.py)
+        self.greenness: Greenness | None = None  # last-green per queue, when settings.greenness.enabled
 
     @property
     def service(self) -> WebhookService:
@@ -90,6 +93,7 @@ class Integration(StartClose):
             self._session = aiohttp.ClientSession()
             self._wire(self._session)
             await self._start_external(self._session)
+            await self._start_greenness(self._session)
         except BaseException:
             await self.close()
             raise
@@ -143,6 +147,28 @@ class Integration(StartClose):
         # The webhook flow's one call into the relay, after the upstream's own build (integration.webhooks).
         self.service.relay = self.external.relay
 
+    async def _start_greenness(self, session: aiohttp.ClientSession) -> None:
+        g = self.settings.greenness
+        if not g.enabled:
+            return
+        clients: dict[str, object] = {}
+        clone_urls: dict[str, str] = {}
+        if self.github is not None:
+            clients[Forge.GITHUB.value] = self.github
+            clone_urls[Forge.GITHUB.value] = github_web_url(self.settings.github.api_url)
+        if self.forgejo is not None:
+            clients[Forge.FORGEJO.value] = self.forgejo
+            clone_urls[Forge.FORGEJO.value] = self.settings.forgejo.url.rstrip("/")
+        self.greenness = Greenness(g, self.settings.store, session, clients, self.service.submit, clone_urls,
+                                   self.settings.public_url)
+        await self.greenness.start()
+        # The build path's calls into greenness: the (queue, head) dedupe, expected jobs, incremental selection.
+        self.service.greenness = self.greenness.recorder
+        if self.external is not None:
+            # Out-of-tree results that config names as required count towards their commit's degree.
+            for sink in self.external.local_sinks:
+                sink.completed = self.greenness.recorder.external_result
+
     def _clone_rules(self, forge_url: str) -> CloneRules:
         # A forge reached over plain http hands out http clone URLs; trusting
         # those adds nothing to what its API answers over http already decide.
@@ -154,6 +180,8 @@ class Integration(StartClose):
         add_webhook_routes(app, self.service, prefix)
         if self.external is not None:
             self.external.add_routes(app)
+        if self.greenness is not None:
+            self.greenness.add_routes(app)
 
     async def maintain(self, interval: float = PURGE_INTERVAL, retry_interval: float | None = None) -> None:
         """Forever (run it as a supervised task): retry due deferred builds every ``retry_interval`` s
@@ -190,6 +218,9 @@ class Integration(StartClose):
             await asyncio.sleep(min(retry_every, interval))
 
     async def close(self) -> None:
+        if self.greenness is not None:
+            greenness, self.greenness = self.greenness, None
+            await greenness.close()
         if self.external is not None:
             external, self.external = self.external, None
             await external.close()

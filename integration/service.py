@@ -82,6 +82,7 @@ from integration.store import BuildStart, SeenStore
 
 if TYPE_CHECKING:
     from integration.external.relay import UpstreamRelay
+    from integration.greenness.recorder import GreennessRecorder
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +161,8 @@ class WebhookService:
         self.published = 0  # job requests published since start
         # Out-of-tree CI: offered every verified delivery after the upstream's own build (integration.external).
         self.relay: UpstreamRelay | None = None
+        # Greenness: the (queue, head) dedupe, the expected jobs, incremental selection (integration.greenness).
+        self.greenness: GreennessRecorder | None = None
 
     def secret(self, forge: Forge) -> str:
         """The webhook secret of ``forge``; "" when that forge is not configured (every delivery gets 404)."""
@@ -205,6 +208,16 @@ class WebhookService:
             extra={"fields": {**fields, "run_id": outcome.run_id, "jobs": len(outcome.job_ids)}},
         )
         return outcome
+
+    async def submit(self, source_key: str, build: BuildRequested) -> Outcome:
+        """A build that did not come from a webhook (the greenness poller): the webhook's build path, deduped
+        the same way (``source_key`` stands for the delivery id); never raises for an outage."""
+        try:
+            return await self._start_build(source_key, build)
+        except (ForgeUnavailable, QueueError, StoreError, OrchestratorUnavailable) as err:
+            return Outcome(503, "try again", str(err))
+        except (ForgeRejected, ForgeAuthError, UnsafeForgeUrl) as err:
+            return Outcome(502, "forge refused", str(err))
 
     async def _claimed(self, key: str, event: WebhookEvent) -> Outcome:
         """``_act`` on a delivery that is not a build, once per delivery id."""
@@ -253,6 +266,9 @@ class WebhookService:
 
     async def _start_build(self, delivery_key: str, event: BuildRequested, build_key: str = "") -> Outcome:
         build_key = build_key or f"{event.repo.forge.value}:{event.repo.full_name}:{event.ref}:{event.sha}"
+        if self.greenness is not None and await self.greenness.seen(event):
+            # The (queue, head) dedupe outlives the claims: a head its queue has is built again only on request.
+            return Outcome(200, "duplicate build", f"{event.ref} at {event.sha[:12]} already reached its queue")
         pending = PendingBuild(event, new_id("run"))
         started = await self.store.start_build(delivery_key, build_key, pending.to_json(), self.settings.dedupe_ttl,
                                                time.time() + self.settings.build_lease)
@@ -397,6 +413,13 @@ class WebhookService:
         except WorkflowInvalid as err:
             await link.reporter.report_invalid_workflow(build, err.errors, deadline)
             return Outcome(200, "invalid workflow", str(err))
+        if self.greenness is not None:
+            # Records the commit and what it expects; jobs of projects untouched since green are carried, not run.
+            before = len(requests)
+            requests = await self.greenness.prepare(build, pending.run_id, workflow, requests, deadline)
+            if not requests:
+                return Outcome(200, "carried", f"all {before} job(s) of {build.ref} carried from the last green commit",
+                               pending.run_id)
         if answer_in_time:
             try:
                 async with asyncio.timeout(max(deadline - time.monotonic(), MIN_PUBLISH_TIME)):

@@ -18,6 +18,7 @@ from common.errors import ConfigError
 from common.workflow.limits import WorkflowLimits
 from dashboard.settings import DashboardSettings
 from integration.external.settings import ExternalSettings
+from integration.greenness.settings import GreennessSettings
 from integration.httpserver import HttpLimits
 
 FORK_POLICIES = ("untrusted", "label", "approval")
@@ -153,6 +154,7 @@ class IntegrationSettings:
     http: HttpLimits = HttpLimits()  # deadlines and the per-client connection cap (integration.httpserver)
     workflow_limits: WorkflowLimits = WorkflowLimits()
     external: ExternalSettings = ExternalSettings()  # out-of-tree CI (integration.external); off by default
+    greenness: GreennessSettings = GreennessSettings()  # last-green per queue (integration.greenness); off by default
     public_url: str = field(default="http://127.0.0.1:8080", metadata=_env("SOLSTICE_PUBLIC_URL"))
     listen: str = field(default="127.0.0.1:8081", metadata=_env("SOLSTICE_INTEGRATION_LISTEN"))
     # sqlite file path, or a postgresql:// DSN (multi-host: share dedupe between replicas)

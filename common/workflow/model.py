@@ -91,6 +91,7 @@ class Job:
     # default is "base (value, value)".
     name: str | None = None
     reports: tuple[str, ...] = ()  # JUnit XML globs read after the steps (report junit="...")
+    required: bool = True  # counts towards the commit's greenness (integration.greenness)
 
     @property
     def title(self) -> str:

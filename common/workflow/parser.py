@@ -36,7 +36,7 @@ from common.workflow.values import BOOLEAN, STRING, typed
 DEFAULT_PATH = Path(".solstice/workflow.kdl")
 
 _WORKFLOW_PROPS = {"name": STRING}
-_JOB_PROPS = {"id": STRING, "name": STRING, "runs_on": STRING, "timeout": STRING}
+_JOB_PROPS = {"id": STRING, "name": STRING, "runs_on": STRING, "timeout": STRING, "required": BOOLEAN}
 _STEP_PROPS = {
     "name": STRING,
     "run": STRING,
@@ -238,6 +238,7 @@ class _Checker(NodeChecker):
                 caches=tuple(c for c in caches if c is not None),
                 name=name,
                 reports=tuple(r for r in reports if r is not None),
+                required=bool(found.get("required", (True, 0))[0]),
             )
         if matrix_nodes and matrix is None or None in reports:
             job = None  # the matrix's own errors are reported

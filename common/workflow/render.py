@@ -91,6 +91,8 @@ def _job(job: Job, indent: str) -> list[str]:
     head += f" runs_on={quote(job.runs_on)}"
     if job.timeout is not None:
         head += f" timeout={quote(format_duration(job.timeout))}"
+    if not job.required:
+        head += " required=false"
     inner = indent + "  "
     lines = [head + " {"]
     lines += _names("needs", job.needs, inner)

@@ -41,6 +41,7 @@ class MatrixView:
     problems: Sequence[str]  # column sources that could not answer
     older: int | None  # first_seq to page on from, None on the last page
     paged: bool  # not the newest page
+    notes: Sequence[str] = ()  # column sources' lines about the branch (greenness: its last green commit)
 
 
 def cell_state(job: JobRow) -> str:
@@ -85,7 +86,8 @@ def job_cell(job: JobRow, now: datetime) -> str:
 
 def external_cell(result: ExternalResult) -> str:
     tip = f"{result.column}: {result.state}" + (f" · {result.summary}" if result.summary else "")
-    inner = (f'<span class="ic" aria-hidden="true">{ICONS[result.state]}</span>'
+    label = f' <span class="lbl" aria-hidden="true">{e(result.label[:8])}</span>' if result.label else ""
+    inner = (f'<span class="ic" aria-hidden="true">{ICONS[result.state]}</span>{label}'
              f'<span class="tip" aria-hidden="true">{e(tip)}</span>')
     if result.safe_url:
         inner = f'<a href="{e(result.safe_url)}" rel="noreferrer noopener" aria-label="{e(tip)}">{inner}</a>'
@@ -144,6 +146,7 @@ def render(view: MatrixView, links: ForgeLinks, viewer: Viewer, now: datetime) -
     legend = " ".join(f'<span class="st st-{s}"><span class="ic" aria-hidden="true">{ICONS[s]}</span> {s}</span>'
                       for s in LEGEND)
     problems = "".join(f'<p class="notice">{e(p)}</p>' for p in view.problems)
+    problems += "".join(f'<p class="ref-note">{e(n)}</p>' for n in view.notes)
     forge_url = links.repo(view.forge, view.repo)
     on_forge = f' <a class="muted" href="{e(forge_url)}" rel="noreferrer">on {e(view.forge)}</a>' if forge_url else ""
     table = (f'<div class="scroll tips"><table class="matrix"><caption>Commits of {e(ref_name(view.ref))}, newest first'

@@ -83,6 +83,7 @@ class ExternalCI(StartClose):
         self.read = ExternalResults(self.store, None, clock)
         self._ingest: Callable[[web.Request], Awaitable[web.Response]] | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.local_sinks: list[LocalSink] = []  # where completed results are stored here (greenness follows them)
 
     async def start(self) -> None:
         await self.store.open()
@@ -127,14 +128,16 @@ class ExternalCI(StartClose):
                 sink = RemoteSink(ForgeHttp(self.session, "dashboard", policy), x.results_forward_url, x.ingest_token)
             else:
                 sink = LocalSink(self.store, x.quota_per_repository, x.results_retention, self._clock)
+                self.local_sinks.append(sink)
             self.upstream_checks = UpstreamChecks(self.store, self.github, self.forgejo, x.results_retention,
                                                   self._clock)
             self.results_api = ResultsApi(x, verifier, self.allowlist, self.store, sink, self.upstream_checks,
                                           self._clock)
             self.read = ExternalResults(self.store, self.allowlist, self._clock)
         if x.ingests:
-            self._ingest = ingest_handler(LocalSink(self.store, x.quota_per_repository, x.results_retention,
-                                                    self._clock), x.ingest_token, x.max_body_bytes)
+            ingested = LocalSink(self.store, x.quota_per_repository, x.results_retention, self._clock)
+            self.local_sinks.append(ingested)
+            self._ingest = ingest_handler(ingested, x.ingest_token, x.max_body_bytes)
 
     async def _supervised(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
         while True:

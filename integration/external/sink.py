@@ -15,7 +15,7 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -72,6 +72,8 @@ class LocalSink:
         self.quota = quota
         self.retention = retention
         self._clock = clock
+        # Told of each result stored completed (greenness counts required ones); never fails the report.
+        self.completed: Callable[[ResultRecord], Awaitable[None]] | None = None
 
     async def record(self, trusted: Trusted, report: ResultReport) -> Recorded:
         key = result_key(trusted, report)
@@ -93,14 +95,26 @@ class LocalSink:
                 record = ResultRecord(key, trusted, report.status, report.conclusion, now, now if done else None,
                                       now, report)
                 if await self.store.insert_result(record, now + self.retention):
+                    if done:
+                        await self._completed(record)
                     return Recorded(move, report.status)
             else:
                 assert existing is not None
                 record = ResultRecord(key, trusted, COMPLETED, report.conclusion, existing.first_seen_at, now, now,
                                       report.merged_over(existing.report))
                 if await self.store.complete_result(record):
+                    await self._completed(record)
                     return Recorded(move, COMPLETED)
         raise SinkUnavailable(f"the result {key} kept changing while it was stored")
+
+
+    async def _completed(self, record: ResultRecord) -> None:
+        if self.completed is None:
+            return
+        try:
+            await self.completed(record)
+        except Exception:  # noqa: BLE001 - the result is stored; what follows it must not fail the report
+            log.exception("a completed result could not be passed on", extra={"fields": {"sha": record.trusted.sha}})
 
 
 class RemoteSink:

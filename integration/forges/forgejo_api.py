@@ -9,7 +9,7 @@ from integration.errors import ForgeAuthError
 from integration.events import Repo
 from integration.forges.branches import branch_sha
 from integration.forges.github_api import decode_contents, repo_path
-from integration.forges.http import ForgeHttp, api_url
+from integration.forges.http import ForgeHttp, Response, api_url
 
 USER_AGENT = "solstice-ci"
 DESCRIPTION_LIMIT = 1000  # Forgejo stores TEXT; keep the status list readable
@@ -63,6 +63,12 @@ class ForgejoClient:
         if answer.status == 404:
             return None
         return branch_sha(answer.body, ("commit", "id"), f"branch {branch} of {repo.full_name}")
+
+    async def get(self, repo: Repo, *segments: str, what: str, allow: tuple[int, ...] = (),
+                  deadline: float | None = None, query: dict[str, str] | None = None) -> Response:
+        """``GET /repos/<repo>/<segments...>`` (each segment quoted whole), for readers elsewhere (greenness)."""
+        return await self.http.request("GET", api_url(self.api_url, "repos", *repo_path(repo), *segments, query=query),
+                                       what=what, headers=self._headers, allow=allow, deadline=deadline)
 
     async def set_status(self, repo: Repo, sha: str, status: CommitStatus, deadline: float | None = None) -> None:
         await self.http.request(

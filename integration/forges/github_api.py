@@ -16,7 +16,7 @@ from integration.errors import ForgeRateLimited, ForgeRejected, ForgeUnavailable
 from integration.events import Repo
 from integration.forges.branches import branch_sha
 from integration.forges.github_app import GitHubAppAuth, github_headers
-from integration.forges.http import ForgeHttp, api_url
+from integration.forges.http import ForgeHttp, Response, api_url
 
 # GitHub keeps at most 1000 check runs of one name per suite; 100 per page.
 PAGE_SIZE = 100
@@ -119,6 +119,13 @@ class GitHubClient:
                     raise
                 self.auth.forget(repo.installation_id)
         raise AssertionError("unreachable")
+
+    async def get(self, repo: Repo, *segments: str, what: str, allow: tuple[int, ...] = (),
+                  deadline: float | None = None, query: dict[str, str] | None = None) -> Response:
+        """``GET /repos/<repo>/<segments...>`` with the installation's token, for readers elsewhere (greenness)."""
+        answer: Response = await self._call("GET", repo, segments, what=what, allow=allow, deadline=deadline,
+                                            query=query)
+        return answer
 
     async def fetch_file(self, repo: Repo, path: str, sha: str, deadline: float | None = None) -> bytes | None:
         """The bytes of ``path`` at commit ``sha``, or None when the commit has no such file.

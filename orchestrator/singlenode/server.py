@@ -158,6 +158,9 @@ async def _run(settings: ServeSettings, say: Callable[[str], None], stop: asynci
         await GuardedSite(runner, settings.http, sock=sock).start()
         events = LocalEventBus(data / "events.sqlite")
         events.subscribe("integration", integration.reporter.handle, bindings=("job.#",))
+        if integration.greenness is not None:
+            events.subscribe("greenness", integration.greenness.recorder.handle, bindings=("job.#",))
+            dashboard.add_column(integration.greenness.column)
         await stack.enter_async_context(events)
         store = await stack.enter_async_context(
             open_store(node_settings.store_url, host_stale_after=node_settings.timers.stale_after))

@@ -46,6 +46,7 @@ from common.files import private_dir, private_file
 from common.workflow.limits import WorkflowLimits
 from dashboard.settings import DashboardSettings
 from integration.external.settings import ExternalSettings
+from integration.greenness.settings import GreennessSettings
 from integration.httpserver import HttpLimits
 from integration.settings import (
     ForgejoSettings,
@@ -118,6 +119,7 @@ class ServeSettings:
     report: ReportSettings = ReportSettings()
     http: HttpLimits = HttpLimits()  # the HTTP listener's deadlines and per-client connection cap
     external: ExternalSettings = ExternalSettings()  # out-of-tree CI: off until an allowlist is set
+    greenness: GreennessSettings = GreennessSettings()  # last-green per queue, hooks: off until enabled
     admin: AdminConfig = AdminConfig()  # AdminService: <data_dir>/admin.sock, optional TLS listener
     workflow_limits: WorkflowLimits = WorkflowLimits()
     timeouts: TimeoutConfig = field(default_factory=TimeoutConfig)
@@ -229,6 +231,6 @@ class ServeSettings:
         webhooks = dataclasses.replace(self.webhooks, allow_local_checkouts=self.allow_local_checkouts)
         return IntegrationSettings(
             github=self.github, forgejo=self.forgejo, webhooks=webhooks, report=self.report, http=self.http,
-            workflow_limits=self.workflow_limits, external=self.external,
+            workflow_limits=self.workflow_limits, external=self.external, greenness=self.greenness,
             public_url=self.http_url(), listen=self.listen, store=str(self.data_dir / "integration.sqlite"),
         )

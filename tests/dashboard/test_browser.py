@@ -30,7 +30,8 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from orchestrator.logstore import LogStore
 from orchestrator.store import open_store
-from tests.dashboard.support import C2, C3, HOSTILE, MATRIX, Seeded, seed
+from tests.dashboard.greenness_seed import GREENNESS, seed_greenness
+from tests.dashboard.support import C1, C2, C3, HOSTILE, MATRIX, Seeded, seed
 from tests.singlenode.harness import BIN, ServeProcess, git_repo
 
 T = TypeVar("T")
@@ -78,7 +79,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServeProces
     data = tmp_path_factory.mktemp("dashboard-site") / "data"
     data.mkdir(mode=0o700)
     seeded = asyncio.run(_seed(data))
-    with ServeProcess(data) as node:
+    asyncio.run(seed_greenness(data / "integration.sqlite"))
+    with ServeProcess(data, env={"SOLSTICE_GREENNESS_ENABLED": "true"}) as node:
         yield node, seeded
 
 
@@ -139,7 +141,8 @@ def test_every_page_renders_its_states(browser: webdriver.Chrome, site: tuple[Se
           });
         }
         return out;""")
-    assert cells == {f"{sha[:10]} {name}": state for (sha, name), state in MATRIX.items()}
+    assert {k: v for k, v in cells.items() if not k.endswith(" greenness")} == {
+        f"{sha[:10]} {name}": state for (sha, name), state in MATRIX.items()}
     # hovering (or focusing) a cell tells its duration and reason
     failing = browser.find_element(By.CSS_SELECTOR, f'td.cell a[href^="/jobs/{seeded.jobs[(C2, "test")]}"]')
     browser.execute_script("arguments[0].focus()", failing)
@@ -262,3 +265,41 @@ def test_a_running_seeded_job_is_shown_running(browser: webdriver.Chrome, site: 
     assert "running" in text(browser, "#job-head h1")
     wait(browser, lambda d: text(d, "#live-status") == "following live", "the live view")
     assert texts(browser, "#step-0 ol.log > li")[-1] == "2compiling 2"
+
+
+def test_the_matrix_shows_each_commits_degree_and_the_last_green(browser: webdriver.Chrome,
+                                                                  site: tuple[ServeProcess, Seeded],
+                                                                  tmp_path: Path) -> None:
+    node, _ = site
+    browser.get(node.url + "/github/acme/widgets")
+    notes = texts(browser, "p.ref-note")
+    assert notes[0] == f"Last green of main: {C1[:12]} (not green now)"
+    # the hook's delivery log in brief: the node does not know the hook, so transition 1 waits with the reason
+    assert notes[1].startswith("Hook deploy: transition 2 pending; transition 1 waits after"), notes
+    cells = browser.execute_script("""
+        const names = [...document.querySelectorAll('table.matrix thead th .col')].map(e => e.textContent);
+        const column = names.indexOf('greenness');
+        const out = {};
+        for (const row of document.querySelectorAll('table.matrix tbody tr')) {
+          const td = row.querySelectorAll('td.cell')[column];
+          const label = td.querySelector('[aria-label]');
+          const shown = td.querySelector('.lbl');
+          out[row.querySelector('th code').textContent] = [
+            [...td.classList].find(c => c.startsWith('st-')).slice(3), label ? label.getAttribute('aria-label') : '',
+            shown ? shown.textContent : ''];
+        }
+        return out;""")
+    assert set(cells) == {sha[:10] for sha in GREENNESS}
+    for sha, (state, degree) in GREENNESS.items():
+        shown_state, label, shown = cells[sha[:10]]
+        assert shown_state == state and f"degree {degree}" in label, (sha, cells[sha[:10]])
+        assert shown == ("" if degree == "not yet" else degree)  # the degree itself, in the cell
+    assert "test failed: expected 3, got 4" in cells[C2[:10]][1]
+    # focusing the cell shows the degree
+    cell = browser.find_elements(By.CSS_SELECTOR, "td.cell.ext [aria-label]")[1]
+    browser.execute_script("arguments[0].focus()", cell)
+    assert "degree" in cell.find_element(By.CSS_SELECTOR, ".tip").text
+    shot(browser, tmp_path, "matrix-greenness")
+    # the badge and the JSON the cells link to
+    status, body = node.get("/api/v1/queues/github/acme/widgets/main/last-green")
+    assert status == 200 and json.loads(body)["last_green"]["sha"] == C1

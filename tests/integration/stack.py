@@ -24,6 +24,7 @@ from common.rpc import jobs_pb2
 from integration.app import make_app
 from integration.cancel import JobCanceller, JobRetrier, LoggingCanceller
 from integration.external.settings import ExternalSettings
+from integration.greenness.settings import GreennessSettings
 from integration.httpserver import GuardedSite, HttpLimits, app_runner
 from integration.runtime import Integration
 from integration.settings import (
@@ -111,6 +112,7 @@ class IntegrationStack:
         http: HttpLimits = HttpLimits(),
         external: ExternalSettings = ExternalSettings(),
         canceller: JobCanceller | None = None,
+        greenness: GreennessSettings = GreennessSettings(),
     ) -> None:
         self.tmp = tmp
         private, public = app_key
@@ -122,7 +124,8 @@ class IntegrationStack:
         self.canceller = canceller or LoggingCanceller()
         self.retrier = retrier
         self._settings = dict(webhooks=webhooks, report=report, key_file=key_file,
-                              store=store or str(tmp / "integration.sqlite"), http=http, external=external)
+                              store=store or str(tmp / "integration.sqlite"), http=http, external=external,
+                              greenness=greenness)
         self.url = ""
         self.middlewares = middlewares  # extra aiohttp middlewares of the webhook app (bench timing)
 
@@ -137,6 +140,7 @@ class IntegrationStack:
             report=s["report"],
             http=s["http"],
             external=s["external"],
+            greenness=s["greenness"],
             public_url=PUBLIC_URL,
             store=s["store"],
         )
@@ -145,6 +149,8 @@ class IntegrationStack:
         app = make_app(self.integration.service, self.settings.http)
         if self.integration.external is not None:
             self.integration.external.add_routes(app)  # out-of-tree CI, as solstice-integration serve mounts it
+        if self.integration.greenness is not None:
+            self.integration.greenness.add_routes(app)  # as solstice-integration serve mounts it
         app.middlewares.extend(self.middlewares)
         self.runner = app_runner(app, self.settings.http)
         await self.runner.setup()

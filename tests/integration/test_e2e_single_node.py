@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -365,3 +366,29 @@ async def test_an_admin_submitted_job_is_never_reported_to_the_forge(single: Sin
     assert [run["external_id"] for run in single.github.check_runs.values()] == answer["jobs"]
     assert not any(forged.job_id in (c.path + json.dumps(c.body)) for c in single.github.calls)
     assert single.forgejo.calls == []
+
+
+async def test_greenness_follows_the_node_s_job_events_to_last_green_and_a_hook(tmp_path: Path, fixtures_dir: Path,
+                                                                                app_key: tuple[bytes, bytes]):
+    """Greenness on in ``solstice serve``: the node's job events reach it, the commit turns green (the failing
+    job is not required), the API says so and the command hook hears of it."""
+    heard = tmp_path / "hook.txt"
+    hook = f"import os; open({str(heard)!r}, 'a').write(os.environ['SOLSTICE_STATE'] + ' ' + os.environ['SOLSTICE_COMMIT'])"
+    config = CONFIG + f"""\
+greenness:
+  enabled: true
+  hook_interval: 0.1
+  hooks:
+    record: {{command: [{json.dumps(sys.executable)}, "-c", {json.dumps(hook)}]}}
+"""
+    async with single_node(tmp_path, fixtures_dir, app_key, config=config) as single:
+        single.forgejo.put_file(FJ_REPO, single.sha, WORKFLOW.replace('job id="broken" runs_on="illumos-stable"',
+                                                                     'job id="broken" runs_on="illumos-stable" required=false'))
+        status, answer = await single.deliver_forgejo("push", single.payload("forgejo/push"))
+        assert status == 202 and answer["result"] == "queued", answer
+        await wait_for(lambda: heard.exists() and heard.read_text(), "the hook to hear of the green commit")
+        assert heard.read_text() == f"green {single.sha}"
+        async with single.client.get(f"{single.node.url}/api/v1/queues/forgejo/{FJ_REPO}/develop/last-green") as got:
+            doc = await got.json()
+        assert doc["last_green"]["sha"] == single.sha and doc["green"] and doc["head"]["degree"] == 0.0
+        assert (await single.job(answer["jobs"][1]))["state"] == "failed"  # it ran, it does not count

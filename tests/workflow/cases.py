@@ -110,7 +110,7 @@ INVALID: dict[str, tuple[str, list[str]]] = {
     'job-unknown-prop': (
         'workflow {\n  job id="a" runs_on="b" image="x" {\n    step run="x"\n  }\n}\n',
         [
-            '2:26: job "a": unknown property "image" (allowed: id, name, runs_on, timeout)',
+            '2:26: job "a": unknown property "image" (allowed: id, name, runs_on, timeout, required)',
         ],
     ),
     'empty-job': (
@@ -189,6 +189,12 @@ INVALID: dict[str, tuple[str, list[str]]] = {
         'workflow {\n  job id="a" runs_on="b" {\n    step run="x" continue_on_error="yes"\n  }\n}\n',
         [
             '3:36: job "a" > step #1: property "continue_on_error" must be a boolean (true or false), not a string',
+        ],
+    ),
+    'job-required-string': (
+        'workflow {\n  job id="a" runs_on="b" required="no" {\n    step run="x"\n  }\n}\n',
+        [
+            '2:35: job "a": property "required" must be a boolean (true or false), not a string',
         ],
     ),
     'step-bad-timeout': (

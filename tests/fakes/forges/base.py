@@ -107,6 +107,8 @@ class FakeForge(LoopbackFake):
     branches: dict[tuple[str, str], str] = field(default_factory=dict)  # (repo, branch) -> head sha
     arrived: list[tuple[str, str]] = field(default_factory=list)  # (method, path) of every request, on arrival
     hooks: list[tuple[str, str, Callable[[], Awaitable[None] | None]]] = field(default_factory=list)
+    # The commit graph compare and branch/ref endpoints answer from (``commit``, ``set_branch``).
+    graph: dict[tuple[str, str], tuple[tuple[str, ...], tuple[str, ...]]] = field(default_factory=dict)
 
     def routes(self, app: web.Application) -> None:
         raise NotImplementedError
@@ -125,6 +127,24 @@ class FakeForge(LoopbackFake):
         """(repo, branch, head sha or None) of a ``.../branches/{branch}`` call."""
         repo, branch = repo_of(request), request.match_info["branch"]
         return repo, branch, self.branches.get((repo, branch))
+
+    def commit(self, repo: str, sha: str, parents: tuple[str, ...] = (), files: tuple[str, ...] = ()) -> None:
+        """Add commit ``sha`` of ``repo`` with its parents and the paths it changed."""
+        self.graph[(repo, sha)] = (parents, files)
+
+    def set_branch(self, repo: str, branch: str, sha: str) -> None:
+        self.branches[(repo, branch)] = sha
+
+    def _ancestors(self, repo: str, sha: str) -> set[str]:
+        seen: set[str] = set()
+        todo = [sha]
+        while todo:
+            current = todo.pop()
+            if current in seen or (repo, current) not in self.graph:
+                continue
+            seen.add(current)
+            todo.extend(self.graph[(repo, current)][0])
+        return seen
 
     def put_file(self, repo: str, sha: str, text: str | bytes, path: str = ".solstice/workflow.kdl") -> None:
         self.files[(repo, sha, path)] = text

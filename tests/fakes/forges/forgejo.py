@@ -28,6 +28,25 @@ class FakeForgejo(FakeForge):
         app.router.add_get("/api/v1/repos/{owner}/{repo}/contents/{path:.+}", self.authed(self._contents))
         app.router.add_get("/api/v1/repos/{owner}/{repo}/branches/{branch:.+}", self.authed(self._branch))
         app.router.add_post("/api/v1/repos/{owner}/{repo}/statuses/{sha}", self.authed(self._create_status))
+        app.router.add_get("/api/v1/repos/{owner}/{repo}/compare/{basehead}", self.authed(self._compare))
+
+    def _api_commit(self, repo: str, sha: str) -> dict[str, object]:
+        parents, files = self.graph[(repo, sha)]
+        url = f"{self.url}/api/v1/repos/{repo}/git/commits/{sha}"
+        return {"sha": sha, "url": url, "html_url": f"{self.url}/{repo}/commit/{sha}",
+                "created": "2024-01-01T00:00:00Z",
+                "commit": {"message": f"commit {sha[:7]}", "url": url},
+                "parents": [{"sha": p, "url": f"{self.url}/api/v1/repos/{repo}/git/commits/{p}"} for p in parents],
+                "files": [{"filename": f, "status": "modified"} for f in files]}
+
+    async def _compare(self, request: web.Request) -> web.Response:
+        """Forgejo's ``GET /repos/{owner}/{repo}/compare/{base}...{head}``: the commits of head not in base."""
+        repo = f"{request.match_info['owner']}/{request.match_info['repo']}"
+        base, sep, head = request.match_info["basehead"].partition("...")
+        if not sep or (repo, base) not in self.graph or (repo, head) not in self.graph:
+            return json_error(404, "GetCommit", url=f"{self.url}/api/swagger")
+        shown = sorted(self._ancestors(repo, head) - self._ancestors(repo, base))
+        return web.json_response({"total_commits": len(shown), "commits": [self._api_commit(repo, c) for c in shown]})
 
     def statuses_of(self, context: str) -> list[str]:
         return [body["state"] for _, _, body in self.statuses if body.get("context") == context]

@@ -97,6 +97,8 @@ class FakeGitHub(FakeForge):
         app.router.add_post("/repos/{owner}/{repo}/statuses/{sha}", self.authed(self._create_status))
         app.router.add_get("/repos/{owner}/{repo}/installation", self._repo_installation)
         app.router.add_post("/repos/{owner}/{repo}/dispatches", self.authed(self._create_dispatch))
+        app.router.add_get("/repos/{owner}/{repo}/compare/{basehead}", self.authed(self._compare))
+        app.router.add_get("/repos/{owner}/{repo}/commits/{ref}", self.authed(self._get_commit))
 
     def install(self, repo: str, installation: int) -> None:
         """The App is installed on ``repo`` as ``installation``."""
@@ -197,6 +199,50 @@ class FakeGitHub(FakeForge):
             "_links": {"self": f"{self.url}/repos/{repo}/branches/{branch}",
                        "html": f"https://github.com/{repo}/tree/{branch}"},
         })
+
+    # -- commits (from the commit graph) ---------------------------------------
+
+    def _sha_of(self, repo: str, ref: str) -> str | None:
+        if (repo, ref) in self.graph:
+            return ref
+        return self.branches.get((repo, ref))
+
+    def _commit_doc(self, repo: str, sha: str) -> dict[str, Any]:
+        parents, files = self.graph[(repo, sha)]
+        url = f"{self.url}/repos/{repo}/commits/{sha}"
+        return {"sha": sha, "node_id": f"C_{sha[:10]}", "url": url, "html_url": f"https://github.com/{repo}/commit/{sha}",
+                "commit": {"message": f"commit {sha[:7]}", "tree": {"sha": sha, "url": url}},
+                "parents": [{"sha": p, "url": f"{self.url}/repos/{repo}/commits/{p}"} for p in parents],
+                "files": [{"filename": f, "status": "modified"} for f in files]}
+
+    async def _compare(self, request: web.Request) -> web.Response:
+        """GET /repos/{owner}/{repo}/compare/{base}...{head}: status, ahead/behind, commits and (at most 300) files."""
+        repo = repo_of(request)
+        base, sep, head = request.match_info["basehead"].partition("...")
+        base_sha, head_sha = self._sha_of(repo, base), self._sha_of(repo, head)
+        if not sep or base_sha is None or head_sha is None:
+            return json_error(404, "Not Found", documentation_url=f"{DOCS}/commits/commits#compare-two-commits")
+        ahead = sorted(self._ancestors(repo, head_sha) - self._ancestors(repo, base_sha))
+        behind = self._ancestors(repo, base_sha) - self._ancestors(repo, head_sha)
+        status = ("identical" if not ahead and not behind else "ahead" if not behind else
+                  "behind" if not ahead else "diverged")
+        files: list[str] = []
+        for commit in ahead:
+            files += [f for f in self.graph[(repo, commit)][1] if f not in files]
+        return web.json_response({
+            "url": f"{self.url}/repos/{repo}/compare/{base}...{head}", "status": status, "ahead_by": len(ahead),
+            "behind_by": len(behind), "total_commits": len(ahead),
+            "commits": [self._commit_doc(repo, c) for c in ahead[:250]],
+            "files": [{"filename": f, "status": "modified"} for f in files[:300]]})
+
+    async def _get_commit(self, request: web.Request) -> web.Response:
+        """GET /repos/{owner}/{repo}/commits/{ref}: a sha, or a branch name."""
+        repo = repo_of(request)
+        sha = self._sha_of(repo, request.match_info["ref"])
+        if sha is None or (repo, sha) not in self.graph:
+            return json_error(422, f"No commit found for SHA: {request.match_info['ref']}",
+                              documentation_url=f"{DOCS}/commits/commits#get-a-commit")
+        return web.json_response(self._commit_doc(repo, sha))
 
     # -- checks and statuses -------------------------------------------------
 

@@ -1,0 +1,47 @@
+"""Greenness in the integration's SQLite file (a connection of its own, the same WAL file)."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+
+import aiosqlite
+
+from integration.errors import StoreError
+from integration.greenness.store.schema import schema
+from integration.greenness.store.sql import SqlGreennessStore
+from integration.store.sqlite import SqliteSeenStore
+
+SCHEMA = schema("REAL")
+
+
+class SqliteGreennessStore(SqlGreennessStore, SqliteSeenStore):
+    """The connection and primitives of ``SqliteSeenStore``, with the greenness tables."""
+
+    async def open(self) -> None:
+        await super().open()
+        try:
+            await self.db.executescript(SCHEMA)
+            await self.db.commit()
+        except sqlite3.Error as err:
+            await self.close()
+            raise StoreError(f"cannot create the greenness tables in {self.path}: {err}") from err
+
+    @contextlib.asynccontextmanager
+    async def _gtransaction(self) -> AsyncIterator[_GTx]:
+        async with self._transaction() as tx:
+            yield _GTx(tx.db)
+
+
+class _GTx:
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self.db = db
+
+    async def execute(self, sql: str, args: Sequence[object]) -> int:
+        cursor = await self.db.execute(sql, args)
+        return cursor.rowcount
+
+    async def fetch(self, sql: str, args: Sequence[object]) -> list[tuple[object, ...]]:
+        cursor = await self.db.execute(sql, args)
+        return [tuple(row) for row in await cursor.fetchall()]
