@@ -24,6 +24,7 @@ from typing import TypeVar
 import pytest
 from PIL import Image
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -93,7 +94,9 @@ async def _seed(data: Path) -> Seeded:
 
 
 def wait(driver: webdriver.Chrome, check: Callable[[webdriver.Chrome], T], what: str, timeout: float = WAIT) -> T:
-    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(check, f"timed out waiting for {what}")
+    # The live view replaces parts of the page while it is read: an element found a moment ago may be gone.
+    waiting = WebDriverWait(driver, timeout, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,))
+    return waiting.until(check, f"timed out waiting for {what}")
 
 
 def shot(driver: webdriver.Chrome, folder: Path, name: str) -> Path:

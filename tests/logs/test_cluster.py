@@ -154,8 +154,8 @@ async def test_a_killed_hosts_attempt_reads_to_where_it_ended_and_the_requeued_o
                               stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     archive = SqlLogArchive(cluster.store.backend)  # type: ignore[attr-defined]
     try:
-        out = tmp_path / "victim.out"
-        await async_wait_until(lambda: victim.poll() is None and b"serving on" in out.read_bytes(),
+        output = tmp_path / "victim.out"
+        await async_wait_until(lambda: victim.poll() is None and b"serving on" in output.read_bytes(),
                                timeout=60, what="the victim node to serve")
         async with three_nodes(cluster, key) as nodes:
             await cluster.publish(job("lost", label="lab-v", steps=("seq 1 25000", f"wait {gate}")))
