@@ -45,6 +45,17 @@ class PostgresSeenStore(SqlSeenStore):
         except _ERRORS as err:
             raise StoreError(f"cannot open the integration store in PostgreSQL: {err}") from err
 
+    async def add_tables(self, schema: str, lock: int, what: str) -> None:
+        """Create a feature's tables (``schema``) under its advisory ``lock``: replicas starting at
+        once create them one after the other. Closes the store and raises ``StoreError`` on failure."""
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                await conn.execute(f"SELECT pg_advisory_xact_lock({int(lock)})")
+                await conn.execute(schema)
+        except _ERRORS as err:
+            await self.close()
+            raise StoreError(f"cannot create {what} in PostgreSQL: {err}") from err
+
     async def close(self) -> None:
         if self._pool is not None:
             pool, self._pool = self._pool, None

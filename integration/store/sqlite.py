@@ -76,6 +76,15 @@ class SqliteSeenStore(SqlSeenStore):
             raise
         self._db = db
 
+    async def add_tables(self, schema: str, what: str) -> None:
+        """Create a feature's tables (``schema``). Closes the store and raises ``StoreError`` on failure."""
+        try:
+            await self.db.executescript(schema)
+            await self.db.commit()
+        except sqlite3.Error as err:
+            await self.close()
+            raise StoreError(f"cannot create {what} in {self.path}: {err}") from err
+
     async def close(self) -> None:
         if self._db is not None:
             db, self._db = self._db, None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from integration.errors import StoreError
 from integration.external.store.schema import schema
 from integration.external.store.sql import SqlExternalStore
 from integration.store.postgres import PostgresSeenStore
@@ -16,11 +15,4 @@ class PostgresExternalStore(SqlExternalStore, PostgresSeenStore):
 
     async def open(self) -> None:
         await super().open()
-        try:
-            async with self.pool.acquire() as conn:
-                async with conn.transaction():
-                    await conn.execute(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK})")
-                    await conn.execute(SCHEMA)
-        except self.errors as err:
-            await self.close()
-            raise StoreError(f"cannot create the out-of-tree CI tables in PostgreSQL: {err}") from err
+        await self.add_tables(SCHEMA, SCHEMA_LOCK, "the out-of-tree CI tables")

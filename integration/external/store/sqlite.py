@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from integration.errors import StoreError
 from integration.external.store.schema import schema
 from integration.external.store.sql import SqlExternalStore
 from integration.store.sqlite import SqliteSeenStore
@@ -39,9 +37,4 @@ class SqliteExternalStore(SqlExternalStore, SqliteSeenStore):
 
     async def open(self) -> None:
         await super().open()
-        try:
-            await self.db.executescript(SCHEMA)
-            await self.db.commit()
-        except sqlite3.Error as err:
-            await self.close()
-            raise StoreError(f"cannot create the out-of-tree CI tables in {self.path}: {err}") from err
+        await self.add_tables(SCHEMA, "the out-of-tree CI tables")

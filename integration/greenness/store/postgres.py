@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator, Sequence
 
 import asyncpg
 
-from integration.errors import StoreError
 from integration.greenness.store.schema import schema
 from integration.greenness.store.sql import SqlGreennessStore
 from integration.store.postgres import PostgresSeenStore
@@ -24,14 +23,7 @@ class PostgresGreennessStore(SqlGreennessStore, PostgresSeenStore):
 
     async def open(self) -> None:
         await super().open()
-        try:
-            async with self.pool.acquire() as conn:
-                async with conn.transaction():
-                    await conn.execute(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK})")
-                    await conn.execute(SCHEMA)
-        except self.errors as err:
-            await self.close()
-            raise StoreError(f"cannot create the greenness tables in PostgreSQL: {err}") from err
+        await self.add_tables(SCHEMA, SCHEMA_LOCK, "the greenness tables")
 
     @contextlib.asynccontextmanager
     async def _gtransaction(self) -> AsyncIterator[_GTx]:

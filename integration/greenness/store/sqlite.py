@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 from collections.abc import AsyncIterator, Sequence
 
 import aiosqlite
 
-from integration.errors import StoreError
 from integration.greenness.store.schema import schema
 from integration.greenness.store.sql import SqlGreennessStore
 from integration.store.sqlite import SqliteSeenStore
@@ -21,12 +19,7 @@ class SqliteGreennessStore(SqlGreennessStore, SqliteSeenStore):
 
     async def open(self) -> None:
         await super().open()
-        try:
-            await self.db.executescript(SCHEMA)
-            await self.db.commit()
-        except sqlite3.Error as err:
-            await self.close()
-            raise StoreError(f"cannot create the greenness tables in {self.path}: {err}") from err
+        await self.add_tables(SCHEMA, "the greenness tables")
 
     @contextlib.asynccontextmanager
     async def _gtransaction(self) -> AsyncIterator[_GTx]:
